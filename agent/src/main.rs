@@ -1,0 +1,98 @@
+//! `slipway-agent`: reads its bootstrap data, gets its certificate, connects to the
+//! coordinator and runs the instance's services.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use slipway_agent::boot::{IMDS_ADDRESS, Imds, InstanceMetadata};
+use slipway_agent::identity::{credentials, verify_ca};
+use slipway_agent::session::run_forever;
+use slipway_agent::supervisor::Supervisor;
+use slipway_proto::user_data::UserData;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "slipway-agent",
+    version,
+    about = "Slipway's agent: runs one instance's services"
+)]
+struct Args {
+    /// Read user-data from this file instead of EC2's instance metadata service.
+    #[arg(long)]
+    user_data_file: Option<PathBuf>,
+    /// This instance's id (default: from instance metadata).
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// This instance's private address (default: from instance metadata).
+    #[arg(long)]
+    private_ip: Option<String>,
+    /// The image this instance booted from (default: from instance metadata).
+    #[arg(long)]
+    image_id: Option<String>,
+    /// The image root: relative service commands resolve against it.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Where the agent keeps its key and certificate.
+    #[arg(long, default_value = "/var/lib/slipway-agent")]
+    state_dir: PathBuf,
+    /// The instance metadata service (host:port).
+    #[arg(long, default_value = IMDS_ADDRESS)]
+    imds: String,
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let imds = Imds::new(&args.imds);
+    let user_data_text = match &args.user_data_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read user-data {}", path.display()))?,
+        None => imds.user_data().await?,
+    };
+    let user_data = UserData::parse(&user_data_text).map_err(anyhow::Error::msg)?;
+    verify_ca(&user_data)?;
+    let metadata = match (args.instance_id, args.private_ip, args.image_id) {
+        (Some(instance_id), Some(private_ip), image_id) => InstanceMetadata {
+            instance_id,
+            private_ip,
+            image_id: image_id.unwrap_or_default(),
+        },
+        _ => imds.metadata().await?,
+    };
+    tracing::info!(instance = %metadata.instance_id, ip = %metadata.private_ip, "agent starting");
+    let credentials = credentials(&user_data, &metadata.instance_id, &args.state_dir).await?;
+    let supervisor = Supervisor::new(&args.root, &metadata.instance_id, &metadata.private_ip);
+    run_forever(&user_data, &credentials, &metadata, supervisor).await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_env("SLIPWAY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("slipway-agent: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("slipway-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

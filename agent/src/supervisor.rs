@@ -1,0 +1,263 @@
+//! Runs the services of the instance's configuration, as systemd would: starts
+//! them with the environment's variables, restarts one that exits (with backoff),
+//! runs the health check, and publishes a report the session sends upstream.
+//! Services outlive the coordinator connection: a reconnect never restarts them.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slipway_proto::v1::{Configure, HealthCheck, ServiceSpec, ServiceState, ServiceStatus};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::health;
+
+const MAX_RESTART_PAUSE: Duration = Duration::from_secs(5);
+
+/// What the agent reports upstream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub config_version: u64,
+    pub services: Vec<ServiceState>,
+    pub ready: bool,
+    pub ready_detail: String,
+}
+
+struct Running {
+    version: u64,
+    stop: watch::Sender<bool>,
+}
+
+pub struct Supervisor {
+    root: PathBuf,
+    private_ip: String,
+    instance_id: String,
+    report: watch::Sender<Report>,
+    pending: Mutex<Option<Configure>>,
+    running: Mutex<Option<Running>>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Supervisor")
+    }
+}
+
+impl Supervisor {
+    pub fn new(root: &Path, instance_id: &str, private_ip: &str) -> Arc<Self> {
+        Arc::new(Supervisor {
+            root: root.to_path_buf(),
+            private_ip: private_ip.to_string(),
+            instance_id: instance_id.to_string(),
+            report: watch::channel(Report::default()).0,
+            pending: Mutex::new(None),
+            running: Mutex::new(None),
+        })
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Report> {
+        self.report.subscribe()
+    }
+
+    pub fn report(&self) -> Report {
+        self.report.borrow().clone()
+    }
+
+    /// Keeps a configuration until the coordinator says start.
+    pub fn configure(&self, configure: Configure) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(configure);
+    }
+
+    /// Starts the services of configuration `version`. Idempotent: a version that
+    /// already runs is left alone, so a resent command after a reconnect is harmless.
+    pub fn start(&self, version: u64) -> Result<(), String> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.as_ref().is_some_and(|r| r.version == version) {
+            return Ok(());
+        }
+        let configure = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|c| c.version == version)
+            .ok_or_else(|| format!("start of configuration {version}, which never arrived"))?;
+        if let Some(old) = running.take() {
+            let _ = old.stop.send(true);
+        }
+        let (stop, stopped) = watch::channel(false);
+        self.report.send_modify(|r| {
+            r.config_version = version;
+            r.ready = false;
+            r.ready_detail = "starting".into();
+            r.services = configure
+                .services
+                .iter()
+                .map(|s| ServiceState {
+                    name: s.name.clone(),
+                    status: ServiceStatus::Starting as i32,
+                    restarts: 0,
+                    detail: String::new(),
+                })
+                .collect();
+        });
+        let mut env: Vec<(String, String)> = configure.variables.clone().into_iter().collect();
+        env.push(("SLIPWAY_INSTANCE_ID".into(), self.instance_id.clone()));
+        env.push(("SLIPWAY_PRIVATE_IP".into(), self.private_ip.clone()));
+        info!(
+            version,
+            services = configure.services.len(),
+            "starting services"
+        );
+        for (index, spec) in configure.services.iter().enumerate() {
+            tokio::spawn(supervise(
+                spec.clone(),
+                env.clone(),
+                self.root.clone(),
+                index,
+                self.report.clone(),
+                stopped.clone(),
+            ));
+        }
+        if let Some(check) = configure.health_check.clone() {
+            tokio::spawn(check_health(
+                check,
+                self.private_ip.clone(),
+                self.report.clone(),
+                stopped,
+            ));
+        }
+        *running = Some(Running { version, stop });
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        if let Some(running) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            info!(version = running.version, "stopping services");
+            let _ = running.stop.send(true);
+        }
+    }
+}
+
+fn set(
+    report: &watch::Sender<Report>,
+    index: usize,
+    status: ServiceStatus,
+    detail: String,
+    restarts: u32,
+) {
+    report.send_modify(|r| {
+        if let Some(s) = r.services.get_mut(index) {
+            s.status = status as i32;
+            s.detail = detail;
+            s.restarts = restarts;
+        }
+    });
+}
+
+async fn supervise(
+    spec: ServiceSpec,
+    env: Vec<(String, String)>,
+    root: PathBuf,
+    index: usize,
+    report: watch::Sender<Report>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let program = if Path::new(&spec.command).is_absolute() {
+        PathBuf::from(&spec.command)
+    } else {
+        root.join(&spec.command)
+    };
+    let mut restarts = 0u32;
+    loop {
+        let spawned = tokio::process::Command::new(&program)
+            .args(&spec.args)
+            .envs(env.iter().cloned())
+            .current_dir(&root)
+            .kill_on_drop(true)
+            .spawn();
+        let detail = match spawned {
+            Err(e) => format!("cannot start {}: {e}", program.display()),
+            Ok(mut child) => {
+                set(
+                    &report,
+                    index,
+                    ServiceStatus::Running,
+                    String::new(),
+                    restarts,
+                );
+                tokio::select! {
+                    status = child.wait() => match status {
+                        Ok(status) => status.to_string(),
+                        Err(e) => e.to_string(),
+                    },
+                    _ = stop.changed() => {
+                        let _ = child.kill().await;
+                        set(&report, index, ServiceStatus::Stopped, "stopped".into(), restarts);
+                        return;
+                    }
+                }
+            }
+        };
+        restarts += 1;
+        warn!(service = %spec.name, %detail, restarts, "service exited; restarting");
+        set(&report, index, ServiceStatus::Exited, detail, restarts);
+        let pause = Duration::from_millis(200 * 2u64.saturating_pow(restarts.min(10)))
+            .min(MAX_RESTART_PAUSE);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn check_health(
+    check: HealthCheck,
+    ip: String,
+    report: watch::Sender<Report>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+        report.send_modify(|r| r.ready_detail = format!("private ip {ip:?} is not an address"));
+        return;
+    };
+    let addr = std::net::SocketAddr::new(ip, check.port as u16);
+    let interval = Duration::from_millis(u64::from(check.interval_ms.max(50)));
+    let timeout = Duration::from_millis(u64::from(check.timeout_ms.max(50)));
+    let (mut passes, mut failures) = (0u32, 0u32);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let result = health::probe(addr, &check.path, timeout).await;
+        report.send_if_modified(|r| {
+            let before = (r.ready, r.ready_detail.clone());
+            match &result {
+                Ok(()) => {
+                    passes += 1;
+                    failures = 0;
+                    if passes >= check.healthy_threshold {
+                        r.ready = true;
+                        r.ready_detail = String::new();
+                    }
+                }
+                Err(detail) => {
+                    failures += 1;
+                    passes = 0;
+                    r.ready_detail = detail.clone();
+                    if failures >= check.unhealthy_threshold {
+                        r.ready = false;
+                    }
+                }
+            }
+            before != (r.ready, r.ready_detail.clone())
+        });
+    }
+}

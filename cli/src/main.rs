@@ -1,0 +1,641 @@
+//! `slipway`: the operator's and CI's command line. Thin: it parses, calls one
+//! RPC of the coordinator over mutual TLS, and prints the answer (or JSON).
+
+#![forbid(unsafe_code)]
+
+mod profile;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use slipway_proto::v1::operator_service_client::OperatorServiceClient;
+use slipway_proto::v1::*;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use table::Table;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "slipway",
+    version,
+    about = "Deploy releases onto immutable infrastructure"
+)]
+struct Cli {
+    /// The profile (coordinator address and certificate). Default: $SLIPWAY_PROFILE, then ./.slipway/profile.toml.
+    #[arg(long, global = true)]
+    profile: Option<PathBuf>,
+    /// How to print answers.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register or list releases.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+    /// Queue a deployment of PROJECT at VERSION onto an environment.
+    Deploy {
+        project: String,
+        version: String,
+        #[arg(long)]
+        env: String,
+        /// Show progress phase by phase; exit non-zero unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// What runs on every target, and who waits behind it.
+    Queue,
+    /// Cancel a queued deployment, or roll back one that does not serve yet.
+    Cancel { id: String },
+    /// Environments, versions, load balancers and instances.
+    Status { project: Option<String> },
+    /// Deployment history, newest first.
+    Deployments {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One deployment with its phase timestamps.
+    Show { id: String },
+    /// The agents Slipway launched, and whether they are connected.
+    Agents,
+    /// Point PROJECT's public record at another production cluster.
+    Promote {
+        project: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Redeploy the release that ran before the current one.
+    Rollback {
+        project: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseCommand {
+    /// Register PROJECT at VERSION; its image is found by tags unless --image names it.
+    Add {
+        project: String,
+        version: String,
+        #[arg(long)]
+        image: Option<String>,
+    },
+    /// List registered releases.
+    List { project: Option<String> },
+}
+
+/// A failure worth one line to the user, and its exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure {
+            message: format!("{e:#}"),
+            code: 1,
+        }
+    }
+}
+
+fn status_failure(profile: &profile::Profile, status: tonic::Status) -> Failure {
+    let message = match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown
+            if status.message().contains("transport")
+                || status.message().contains("connect")
+                || status.message().contains("tcp")
+                || status.message().contains("tls") =>
+        {
+            format!(
+                "cannot reach the coordinator at {} ({}): is it running, and is {} from this coordinator?",
+                profile.coordinator,
+                status.message(),
+                profile.path.display()
+            )
+        }
+        _ => status.message().to_string(),
+    };
+    Failure { message, code: 1 }
+}
+
+async fn client(profile: &profile::Profile) -> Result<OperatorServiceClient<Channel>, Failure> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&profile.ca_pem))
+        .identity(Identity::from_pem(&profile.cert_pem, &profile.key_pem))
+        .domain_name(&profile.server_name);
+    let channel = Channel::from_shared(profile.coordinator.clone())
+        .context("the profile's coordinator address is invalid")?
+        .tls_config(tls)
+        .context("the profile's certificates are unusable")?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| Failure {
+            message: format!(
+                "cannot reach the coordinator at {} ({}): is it running? (profile {})",
+                profile.coordinator,
+                source_chain(&e),
+                profile.path.display()
+            ),
+            code: 1,
+        })?;
+    Ok(OperatorServiceClient::new(channel))
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).context("cannot print JSON")?;
+    println!("{text}");
+    Ok(())
+}
+
+fn when(ms: i64) -> String {
+    let secs = ms / 1000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}Z")
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let path = profile::locate(cli.profile.clone(), std::env::var("SLIPWAY_PROFILE").ok());
+    let profile = profile::load(&path)?;
+    let mut api = client(&profile).await?;
+    let json = cli.output == Output::Json;
+    let fail = |s| status_failure(&profile, s);
+    match cli.command {
+        Command::Release(ReleaseCommand::Add {
+            project,
+            version,
+            image,
+        }) => {
+            let request = RegisterReleaseRequest {
+                project,
+                version,
+                image_id: image.unwrap_or_default(),
+            };
+            let release = api
+                .register_release(request)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                return print_json(&release);
+            }
+            println!(
+                "registered {}@{} (image {})",
+                release.project, release.version, release.image_id
+            );
+        }
+        Command::Release(ReleaseCommand::List { project }) => {
+            let request = ListReleasesRequest {
+                project: project.unwrap_or_default(),
+            };
+            let list = api.list_releases(request).await.map_err(fail)?.into_inner();
+            if json {
+                return print_json(&list.releases);
+            }
+            let mut table = Table::new(["PROJECT", "VERSION", "IMAGE", "REGISTERED", "BY"]);
+            for r in list.releases {
+                table.row([
+                    r.project,
+                    r.version,
+                    r.image_id,
+                    when(r.registered_at_ms),
+                    r.registered_by,
+                ]);
+            }
+            table.print();
+        }
+        Command::Deploy {
+            project,
+            version,
+            env,
+            wait,
+        } => {
+            let request = DeployRequest {
+                project,
+                version,
+                environment: env,
+            };
+            let deployment = api.deploy(request).await.map_err(fail)?.into_inner();
+            return follow(&mut api, &profile, deployment, wait, json).await;
+        }
+        Command::Rollback { project, env, wait } => {
+            let request = RollbackRequest {
+                project,
+                environment: env,
+            };
+            let deployment = api.rollback(request).await.map_err(fail)?.into_inner();
+            return follow(&mut api, &profile, deployment, wait, json).await;
+        }
+        Command::Queue => {
+            let queue = api.queue(QueueRequest {}).await.map_err(fail)?.into_inner();
+            if json {
+                return print_json(&queue.targets);
+            }
+            if queue.targets.is_empty() {
+                println!("the queue is empty");
+            }
+            for target in queue.targets {
+                println!("{}/{}:", target.project, target.environment);
+                match target.active {
+                    Some(d) => println!(
+                        "  active   {} {} ({}){}",
+                        d.id,
+                        d.version,
+                        d.phase,
+                        waiting(&d)
+                    ),
+                    None => println!("  active   none"),
+                }
+                for (i, d) in target.waiting.iter().enumerate() {
+                    println!(
+                        "  #{:<7} {} {} by {}{}",
+                        i + 1,
+                        d.id,
+                        d.version,
+                        d.requested_by,
+                        waiting(d)
+                    );
+                }
+            }
+        }
+        Command::Cancel { id } => {
+            let deployment = api
+                .cancel(CancelRequest { id })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                return print_json(&deployment);
+            }
+            if deployment.phase == "cancelled" {
+                println!("{}: cancelled (removed from the queue)", deployment.id);
+            } else {
+                println!(
+                    "{}: cancel requested; it rolls back from {}",
+                    deployment.id, deployment.phase
+                );
+            }
+        }
+        Command::Status { project } => {
+            let request = StatusRequest {
+                project: project.clone().unwrap_or_default(),
+            };
+            let status = api.status(request).await.map_err(fail)?.into_inner();
+            if json {
+                return match (project, status.projects.as_slice()) {
+                    (Some(_), [one]) => print_json(one),
+                    _ => print_json(&status.projects),
+                };
+            }
+            for p in status.projects {
+                println!("{}", p.name);
+                if let Some(r) = &p.public_record {
+                    let to = if r.environment.is_empty() {
+                        "nowhere yet"
+                    } else {
+                        &r.environment
+                    };
+                    println!(
+                        "  public {} -> {} {}",
+                        r.name,
+                        to,
+                        if r.endpoint.is_empty() {
+                            String::new()
+                        } else {
+                            format!("({})", r.endpoint)
+                        }
+                    );
+                }
+                let mut table = Table::new([
+                    "ENV",
+                    "VERSION",
+                    "ENDPOINT",
+                    "INSTANCE",
+                    "IP",
+                    "STATE",
+                    "AGENT",
+                    "READY",
+                    "IN SERVICE",
+                ]);
+                for e in p.environments {
+                    let version = if e.active_version.is_empty() {
+                        "-".to_string()
+                    } else {
+                        e.active_version.clone()
+                    };
+                    if e.instances.is_empty() {
+                        table.row([
+                            e.name.clone(),
+                            version.clone(),
+                            e.endpoint.clone(),
+                            "-".into(),
+                            "".into(),
+                            "".into(),
+                            "".into(),
+                            "".into(),
+                            "".into(),
+                        ]);
+                    }
+                    for (i, inst) in e.instances.iter().enumerate() {
+                        let (name, version, endpoint) = if i == 0 {
+                            (e.name.clone(), version.clone(), e.endpoint.clone())
+                        } else {
+                            Default::default()
+                        };
+                        table.row([
+                            name,
+                            version,
+                            endpoint,
+                            inst.id.clone(),
+                            inst.private_ip.clone(),
+                            inst.state.clone(),
+                            inst.agent.clone(),
+                            yes(inst.ready),
+                            yes(inst.in_service),
+                        ]);
+                    }
+                }
+                table.print();
+            }
+        }
+        Command::Deployments {
+            project,
+            env,
+            limit,
+        } => {
+            let request = DeploymentsRequest {
+                project: project.unwrap_or_default(),
+                environment: env.unwrap_or_default(),
+                limit,
+            };
+            let list = api.deployments(request).await.map_err(fail)?.into_inner();
+            if json {
+                return print_json(&list.deployments);
+            }
+            let mut table = Table::new([
+                "ID",
+                "PROJECT",
+                "ENV",
+                "VERSION",
+                "PHASE",
+                "REQUESTED",
+                "BY",
+                "WHY",
+            ]);
+            for d in list.deployments {
+                let why = if d.reason.is_empty() {
+                    d.waiting_on.clone()
+                } else {
+                    d.reason.clone()
+                };
+                table.row([
+                    d.id,
+                    d.project,
+                    d.environment,
+                    d.version,
+                    d.phase,
+                    when(d.requested_at_ms),
+                    d.requested_by,
+                    why,
+                ]);
+            }
+            table.print();
+        }
+        Command::Show { id } => {
+            let d = api
+                .get_deployment(GetDeploymentRequest { id })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                return print_json(&d);
+            }
+            println!(
+                "{} {}@{} -> {} ({}), requested by {}",
+                d.id, d.project, d.version, d.environment, d.phase, d.requested_by
+            );
+            let start = d.requested_at_ms;
+            for p in &d.phases {
+                println!(
+                    "  {:>8} {}",
+                    format!("+{:.1}s", (p.at_ms - start) as f64 / 1000.0),
+                    p.phase
+                );
+            }
+            if !d.reason.is_empty() {
+                println!("  reason: {}", d.reason);
+            }
+            if !d.waiting_on.is_empty() {
+                println!("  waiting: {}", d.waiting_on);
+            }
+        }
+        Command::Agents => {
+            let list = api
+                .agents(AgentsRequest {})
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                return print_json(&list.agents);
+            }
+            let mut table = Table::new([
+                "INSTANCE",
+                "PROJECT",
+                "ENV",
+                "DEPLOYMENT",
+                "IP",
+                "CONNECTED",
+                "READY",
+                "VERSION",
+            ]);
+            for a in list.agents {
+                table.row([
+                    a.instance_id,
+                    a.project,
+                    a.environment,
+                    a.deployment_id,
+                    a.private_ip,
+                    yes(a.connected),
+                    yes(a.ready),
+                    a.agent_version,
+                ]);
+            }
+            table.print();
+        }
+        Command::Promote { project, to } => {
+            let request = PromoteRequest {
+                project,
+                environment: to,
+            };
+            let record = api.promote(request).await.map_err(fail)?.into_inner();
+            if json {
+                return print_json(&record);
+            }
+            println!(
+                "{} -> {} ({})",
+                record.name, record.environment, record.endpoint
+            );
+            if !record.previous_environment.is_empty() {
+                println!(
+                    "flip back with: slipway promote {} --to {}",
+                    record.project, record.previous_environment
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn yes(flag: bool) -> String {
+    if flag { "yes".into() } else { "no".into() }
+}
+
+fn waiting(d: &Deployment) -> String {
+    if d.waiting_on.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", d.waiting_on)
+    }
+}
+
+/// Prints a queued deployment; with `wait`, follows it phase by phase to the end.
+async fn follow(
+    api: &mut OperatorServiceClient<Channel>,
+    profile: &profile::Profile,
+    deployment: Deployment,
+    wait: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    if !json {
+        println!(
+            "queued {}: {}@{} -> {}",
+            deployment.id, deployment.project, deployment.version, deployment.environment
+        );
+    }
+    if !wait {
+        return if json {
+            print_json(&deployment)
+        } else {
+            Ok(())
+        };
+    }
+    let started = Instant::now();
+    let mut shown = 0;
+    let mut last_waiting = String::new();
+    let mut failures = 0;
+    let last = loop {
+        let request = GetDeploymentRequest {
+            id: deployment.id.clone(),
+        };
+        let current = match api.get_deployment(request).await {
+            Ok(reply) => {
+                failures = 0;
+                reply.into_inner()
+            }
+            // The coordinator may restart mid-deploy; the deployment resumes, so keep following.
+            Err(status) if status.code() == tonic::Code::Unavailable && failures < 60 => {
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(status) => return Err(status_failure(profile, status)),
+        };
+        if !json {
+            for phase in current.phases.iter().skip(shown) {
+                println!(
+                    "  {:>7} {}",
+                    format!("+{:.1}s", started.elapsed().as_secs_f64()),
+                    phase.phase
+                );
+            }
+            if current.waiting_on != last_waiting && !current.waiting_on.is_empty() {
+                println!("          ({})", current.waiting_on);
+            }
+        }
+        shown = current.phases.len();
+        last_waiting = current.waiting_on.clone();
+        if current.finished {
+            break current;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if json {
+        print_json(&last)?;
+    }
+    match last.phase.as_str() {
+        "succeeded" => {
+            if !json {
+                println!(
+                    "{} succeeded: {}@{} serves {}",
+                    last.id, last.project, last.version, last.environment
+                );
+            }
+            Ok(())
+        }
+        phase => Err(Failure {
+            message: format!(
+                "{} {phase}: {}",
+                last.id,
+                if last.reason.is_empty() {
+                    "no reason recorded"
+                } else {
+                    &last.reason
+                }
+            ),
+            code: 1,
+        }),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("slipway: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("slipway: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

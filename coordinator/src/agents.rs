@@ -1,0 +1,180 @@
+//! Agents: the stored record of every agent Slipway launched, and the hub of live
+//! streams the coordinator talks to them through.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use slipway_proto::v1::{CoordinatorMessage, ServiceReport, ServiceStatus};
+use tokio::sync::{Notify, mpsc};
+use tonic::Status;
+
+use crate::clock::{Millis, now_ms};
+use crate::deploy::machine::AgentView;
+
+/// A service restarted this often without staying up fails the deployment.
+const RESTARTS_BEFORE_FAILING: u32 = 3;
+
+/// What the store keeps about an instance Slipway launched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub instance_id: String,
+    pub project: String,
+    pub environment: String,
+    pub deployment_id: String,
+    pub image_id: String,
+    pub private_ip: String,
+    pub launched_at: Millis,
+}
+
+/// What an agent said about itself in its hello.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentHello {
+    pub image_id: String,
+    pub agent_version: String,
+    pub private_ip: String,
+}
+
+pub type AgentSender = mpsc::Sender<Result<CoordinatorMessage, Status>>;
+
+struct Session {
+    /// Distinguishes a stream from the one that replaced it after a reconnect.
+    stream: u64,
+    sender: Option<AgentSender>,
+    hello: AgentHello,
+    view: AgentView,
+}
+
+/// The live state of every agent that has connected since the coordinator started.
+#[derive(Default)]
+pub struct AgentHub {
+    sessions: Mutex<HashMap<String, Session>>,
+    next_stream: Mutex<u64>,
+    /// Woken on every agent event, so deployments react without polling delay.
+    pub changed: Notify,
+}
+
+impl std::fmt::Debug for AgentHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentHub")
+    }
+}
+
+impl AgentHub {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new stream from `instance_id`; it replaces any earlier one.
+    pub fn connect(&self, instance_id: &str, hello: AgentHello, sender: AgentSender) -> u64 {
+        let stream = {
+            let mut next = self.next_stream.lock().unwrap_or_else(|e| e.into_inner());
+            *next += 1;
+            *next
+        };
+        let mut sessions = self.sessions();
+        let session = sessions
+            .entry(instance_id.to_string())
+            .or_insert_with(|| Session {
+                stream,
+                sender: None,
+                hello: AgentHello::default(),
+                view: AgentView::default(),
+            });
+        session.stream = stream;
+        session.sender = Some(sender);
+        session.hello = hello;
+        session.view.connected = true;
+        session.view.last_seen = now_ms();
+        // Configuration is re-sent on a new stream if the agent does not run it.
+        session.view.config_sent = 0;
+        drop(sessions);
+        self.changed.notify_waiters();
+        stream
+    }
+
+    pub fn disconnect(&self, instance_id: &str, stream: u64) {
+        if let Some(session) = self.sessions().get_mut(instance_id)
+            && session.stream == stream
+        {
+            session.sender = None;
+            session.view.connected = false;
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn update(&self, instance_id: &str, stream: u64, apply: impl FnOnce(&mut AgentView)) {
+        if let Some(session) = self.sessions().get_mut(instance_id)
+            && session.stream == stream
+        {
+            session.view.last_seen = now_ms();
+            apply(&mut session.view);
+        }
+        self.changed.notify_waiters();
+    }
+
+    pub fn heartbeat(&self, instance_id: &str, stream: u64) {
+        self.update(instance_id, stream, |_| {});
+    }
+
+    pub fn services(&self, instance_id: &str, stream: u64, report: &ServiceReport) {
+        self.update(instance_id, stream, |view| {
+            view.config_applied = report.config_version;
+            view.services_running = !report.services.is_empty()
+                && report
+                    .services
+                    .iter()
+                    .all(|s| s.status() == ServiceStatus::Running);
+            view.failing_service = report
+                .services
+                .iter()
+                .find(|s| {
+                    s.restarts >= RESTARTS_BEFORE_FAILING && s.status() != ServiceStatus::Running
+                })
+                .map(|s| {
+                    format!(
+                        "service {} keeps exiting ({}), restarted {} times",
+                        s.name, s.detail, s.restarts
+                    )
+                });
+        });
+    }
+
+    pub fn readiness(&self, instance_id: &str, stream: u64, ready: bool, detail: &str) {
+        self.update(instance_id, stream, |view| {
+            view.ready = ready;
+            view.ready_detail = detail.to_string();
+        });
+    }
+
+    pub fn view(&self, instance_id: &str) -> Option<AgentView> {
+        self.sessions().get(instance_id).map(|s| s.view.clone())
+    }
+
+    pub fn hello(&self, instance_id: &str) -> Option<AgentHello> {
+        self.sessions().get(instance_id).map(|s| s.hello.clone())
+    }
+
+    /// Sends configuration to a connected agent and notes which version it got.
+    pub fn send_config(
+        &self,
+        instance_id: &str,
+        version: u64,
+        messages: Vec<CoordinatorMessage>,
+    ) -> bool {
+        let mut sessions = self.sessions();
+        let Some(session) = sessions.get_mut(instance_id) else {
+            return false;
+        };
+        let Some(sender) = &session.sender else {
+            return false;
+        };
+        for message in messages {
+            if sender.try_send(Ok(message)).is_err() {
+                return false;
+            }
+        }
+        session.view.config_sent = version;
+        true
+    }
+}

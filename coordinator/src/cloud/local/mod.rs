@@ -1,0 +1,25 @@
+//! The local cloud: the embedded default, so the whole system runs on one machine
+//! with no AWS account.
+//!
+//! It plays AWS's part in a process of its own (`slipway-coordinator local-cloud`),
+//! so a coordinator crash or restart leaves instances and traffic alone, as on AWS.
+//! The coordinator reaches it over a Unix socket in the data dir (owner-only, so
+//! no control port is open to the network), through the same traits as AWS.
+//!
+//! - an instance is a `slipway-agent` process from its image, on its own loopback
+//!   address (127.x.y.z), given what EC2 user-data would carry;
+//! - an image is an immutable, content-addressed directory;
+//! - a load balancer is a TCP proxy that forwards only to registered instances and
+//!   lets open connections finish on deregister;
+//! - a DNS record is a public port forwarding to the load balancer it points at.
+
+pub mod client;
+pub mod image;
+pub mod protocol;
+pub mod proxy;
+pub mod server;
+
+pub use client::LocalCloud;
+
+/// The socket file inside the local cloud's directory.
+pub const SOCKET: &str = "cloud.sock";

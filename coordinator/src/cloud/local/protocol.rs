@@ -1,0 +1,118 @@
+//! Requests and responses between the coordinator and the local cloud: one JSON
+//! line each way per connection.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request or response line accepted, so a bad peer cannot exhaust memory.
+pub const MAX_LINE: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Ping,
+    /// Bakes a directory into an immutable image (the local stand-in for an AMI build).
+    ImportImage {
+        source: PathBuf,
+        tags: BTreeMap<String, String>,
+    },
+    FindImages {
+        tags: BTreeMap<String, String>,
+    },
+    Launch {
+        image_id: String,
+        client_token: String,
+        user_data: String,
+        tags: BTreeMap<String, String>,
+    },
+    Describe {
+        ids: Vec<String>,
+    },
+    Terminate {
+        ids: Vec<String>,
+    },
+    EnsureLoadBalancer {
+        name: String,
+        instance_port: u16,
+    },
+    LoadBalancerEndpoint {
+        name: String,
+    },
+    Register {
+        name: String,
+        ids: Vec<String>,
+    },
+    Deregister {
+        name: String,
+        ids: Vec<String>,
+    },
+    Members {
+        name: String,
+    },
+    UpsertRecord {
+        record: String,
+        load_balancer: String,
+    },
+    RecordEndpoint {
+        record: String,
+    },
+    /// Terminates every instance and exits.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatus {
+    Running,
+    Terminated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub image_id: String,
+    pub private_ip: String,
+    pub status: InstanceStatus,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberInfo {
+    InService,
+    Draining { connections: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    NotFound,
+    Invalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Ok,
+    Images {
+        ids: Vec<String>,
+    },
+    Instance {
+        instance: InstanceInfo,
+    },
+    Instances {
+        instances: Vec<InstanceInfo>,
+    },
+    Endpoint {
+        endpoint: Option<String>,
+    },
+    Members {
+        members: BTreeMap<String, MemberInfo>,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+}

@@ -1,0 +1,182 @@
+//! TCP proxies: a load balancer forwards only to registered instances and lets
+//! open connections finish when one is deregistered; a public record forwards to
+//! whichever load balancer it points at.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tracing::debug;
+
+use super::protocol::MemberInfo;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct Backend {
+    id: String,
+    addr: SocketAddr,
+    draining: bool,
+    connections: Arc<AtomicU32>,
+}
+
+/// Counts a connection for as long as it lives.
+struct ConnectionGuard(Arc<AtomicU32>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub struct Balancer {
+    pub name: String,
+    pub instance_port: u16,
+    pub addr: SocketAddr,
+    backends: Mutex<Vec<Backend>>,
+    next: AtomicUsize,
+}
+
+impl Balancer {
+    /// Binds a new load balancer on loopback and starts serving it.
+    pub async fn start(name: &str, instance_port: u16) -> std::io::Result<Arc<Balancer>> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let balancer = Arc::new(Balancer {
+            name: name.to_string(),
+            instance_port,
+            addr: listener.local_addr()?,
+            backends: Mutex::new(Vec::new()),
+            next: AtomicUsize::new(0),
+        });
+        let serving = balancer.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let balancer = serving.clone();
+                tokio::spawn(async move { balancer.forward(client).await });
+            }
+        });
+        Ok(balancer)
+    }
+
+    fn backends(&self) -> std::sync::MutexGuard<'_, Vec<Backend>> {
+        self.backends.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The in-service backends, starting from the next in round-robin order.
+    fn candidates(&self) -> Vec<(SocketAddr, Arc<AtomicU32>)> {
+        let backends = self.backends();
+        let live: Vec<&Backend> = backends.iter().filter(|b| !b.draining).collect();
+        if live.is_empty() {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % live.len();
+        (0..live.len())
+            .map(|i| live[(start + i) % live.len()])
+            .map(|b| (b.addr, b.connections.clone()))
+            .collect()
+    }
+
+    async fn forward(&self, mut client: TcpStream) {
+        // A backend that refuses is skipped, as an ELB skips an unhealthy one.
+        for (addr, connections) in self.candidates() {
+            connections.fetch_add(1, Ordering::SeqCst);
+            let guard = ConnectionGuard(connections);
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(mut backend)) => {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+                    drop(guard);
+                    return;
+                }
+                _ => debug!(balancer = %self.name, %addr, "backend refused a connection"),
+            }
+        }
+    }
+
+    pub fn register(&self, id: &str, ip: &str) -> Result<(), String> {
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| format!("instance {id} has no usable address"))?;
+        let mut backends = self.backends();
+        backends.retain(|b| b.id != id);
+        backends.push(Backend {
+            id: id.to_string(),
+            addr: SocketAddr::new(ip, self.instance_port),
+            draining: false,
+            connections: Arc::new(AtomicU32::new(0)),
+        });
+        Ok(())
+    }
+
+    pub fn deregister(&self, id: &str) {
+        for backend in self.backends().iter_mut().filter(|b| b.id == id) {
+            backend.draining = true;
+        }
+    }
+
+    /// Drops an instance at once (it was terminated).
+    pub fn remove(&self, id: &str) {
+        self.backends().retain(|b| b.id != id);
+    }
+
+    /// Members and their state; drained backends are forgotten here.
+    pub fn members(&self) -> BTreeMap<String, MemberInfo> {
+        let mut backends = self.backends();
+        backends.retain(|b| !b.draining || b.connections.load(Ordering::SeqCst) > 0);
+        backends
+            .iter()
+            .map(|b| {
+                let state = if b.draining {
+                    MemberInfo::Draining {
+                        connections: b.connections.load(Ordering::SeqCst),
+                    }
+                } else {
+                    MemberInfo::InService
+                };
+                (b.id.clone(), state)
+            })
+            .collect()
+    }
+}
+
+/// A project's public port; forwards to the load balancer its record points at.
+pub struct PublicListener {
+    pub addr: SocketAddr,
+    target: Mutex<Option<SocketAddr>>,
+}
+
+impl PublicListener {
+    pub async fn start() -> std::io::Result<Arc<PublicListener>> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let public = Arc::new(PublicListener {
+            addr: listener.local_addr()?,
+            target: Mutex::new(None),
+        });
+        let serving = public.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let target = *serving.target.lock().unwrap_or_else(|e| e.into_inner());
+                tokio::spawn(async move {
+                    if let Some(target) = target
+                        && let Ok(mut upstream) = TcpStream::connect(target).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        Ok(public)
+    }
+
+    /// New connections go to `target` from now on; open ones are left alone.
+    pub fn point_at(&self, target: SocketAddr) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(target);
+    }
+}

@@ -1,0 +1,419 @@
+//! The local cloud process: `slipway-coordinator local-cloud --dir DIR`.
+//!
+//! It owns instances (agent processes), load balancers and records, and answers
+//! one JSON request per connection on `DIR/cloud.sock`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Mutex, watch};
+use tracing::{info, warn};
+
+use super::SOCKET;
+use super::image;
+use super::protocol::{ErrorKind, InstanceInfo, InstanceStatus, MAX_LINE, Request, Response};
+use super::proxy::{Balancer, PublicListener};
+
+/// How long a terminated instance gets to stop before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+struct InstanceEntry {
+    info: InstanceInfo,
+    /// The process group of the agent and the services it started.
+    process_group: Option<i32>,
+    child: Option<tokio::process::Child>,
+}
+
+#[derive(Default)]
+struct State {
+    instances: BTreeMap<String, InstanceEntry>,
+    client_tokens: HashMap<String, String>,
+    balancers: HashMap<String, Arc<Balancer>>,
+    records: HashMap<String, (Arc<PublicListener>, String)>,
+}
+
+pub struct CloudServer {
+    dir: PathBuf,
+    state: Mutex<State>,
+    stop: watch::Sender<bool>,
+}
+
+impl CloudServer {
+    fn images(&self) -> PathBuf {
+        self.dir.join("images")
+    }
+}
+
+/// Runs the local cloud in `dir` until asked to shut down.
+pub async fn run(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("images"))?;
+    std::fs::create_dir_all(dir.join("instances"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let socket = dir.join(SOCKET);
+    if UnixStream::connect(&socket).await.is_ok() {
+        anyhow::bail!(
+            "a local cloud already serves {}: stop it first",
+            socket.display()
+        );
+    }
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    let (stop, mut stopped) = watch::channel(false);
+    let server = Arc::new(CloudServer {
+        dir: dir.to_path_buf(),
+        state: Mutex::new(State::default()),
+        stop,
+    });
+    info!(socket = %socket.display(), "local cloud serving");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let server = server.clone();
+                tokio::spawn(async move { server.serve(stream).await });
+            }
+            _ = stopped.changed() => break,
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    server.shutdown().await;
+    let _ = std::fs::remove_file(&socket);
+    info!("local cloud stopped");
+    Ok(())
+}
+
+impl CloudServer {
+    async fn serve(&self, stream: UnixStream) {
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        let mut reader = BufReader::new(read.take(MAX_LINE as u64));
+        let response = match reader.read_line(&mut line).await {
+            Ok(_) => match serde_json::from_str::<Request>(&line) {
+                Ok(request) => self.handle(request).await,
+                Err(e) => invalid(format!("unreadable request: {e}")),
+            },
+            Err(e) => invalid(format!("unreadable request: {e}")),
+        };
+        if let Ok(mut text) = serde_json::to_string(&response) {
+            text.push('\n');
+            let _ = write.write_all(text.as_bytes()).await;
+        }
+    }
+
+    async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Ping => Response::Ok,
+            Request::ImportImage { source, tags } => {
+                let images = self.images();
+                match tokio::task::spawn_blocking(move || image::import(&images, &source, &tags))
+                    .await
+                {
+                    Ok(Ok(id)) => Response::Images { ids: vec![id] },
+                    Ok(Err(e)) => invalid(format!("cannot bake image: {e}")),
+                    Err(e) => invalid(format!("cannot bake image: {e}")),
+                }
+            }
+            Request::FindImages { tags } => match image::find(&self.images(), &tags) {
+                Ok(ids) => Response::Images { ids },
+                Err(e) => invalid(format!("cannot list images: {e}")),
+            },
+            Request::Launch {
+                image_id,
+                client_token,
+                user_data,
+                tags,
+            } => self.launch(image_id, client_token, user_data, tags).await,
+            Request::Describe { ids } => {
+                let state = self.state.lock().await;
+                let instances = ids
+                    .iter()
+                    .filter_map(|id| state.instances.get(id).map(|e| e.info.clone()))
+                    .collect();
+                Response::Instances { instances }
+            }
+            Request::Terminate { ids } => {
+                for id in ids {
+                    self.terminate(&id).await;
+                }
+                Response::Ok
+            }
+            Request::EnsureLoadBalancer {
+                name,
+                instance_port,
+            } => {
+                let mut state = self.state.lock().await;
+                if let Some(lb) = state.balancers.get(&name) {
+                    if lb.instance_port != instance_port {
+                        return invalid(format!(
+                            "load balancer {name} forwards to port {}, not {instance_port}",
+                            lb.instance_port
+                        ));
+                    }
+                    return endpoint(Some(lb.addr.to_string()));
+                }
+                match Balancer::start(&name, instance_port).await {
+                    Ok(lb) => {
+                        info!(balancer = %name, addr = %lb.addr, "load balancer created");
+                        let addr = lb.addr.to_string();
+                        state.balancers.insert(name, lb);
+                        endpoint(Some(addr))
+                    }
+                    Err(e) => invalid(format!("cannot start load balancer {name}: {e}")),
+                }
+            }
+            Request::LoadBalancerEndpoint { name } => {
+                let state = self.state.lock().await;
+                endpoint(state.balancers.get(&name).map(|lb| lb.addr.to_string()))
+            }
+            Request::Register { name, ids } => {
+                let state = self.state.lock().await;
+                let Some(lb) = state.balancers.get(&name) else {
+                    return no_balancer(&name);
+                };
+                for id in &ids {
+                    match state.instances.get(id) {
+                        Some(e) if e.info.status == InstanceStatus::Running => {
+                            if let Err(message) = lb.register(id, &e.info.private_ip) {
+                                return invalid(message);
+                            }
+                        }
+                        _ => return not_found(format!("instance {id} is not running")),
+                    }
+                }
+                Response::Ok
+            }
+            Request::Deregister { name, ids } => {
+                let state = self.state.lock().await;
+                let Some(lb) = state.balancers.get(&name) else {
+                    return no_balancer(&name);
+                };
+                for id in &ids {
+                    lb.deregister(id);
+                }
+                Response::Ok
+            }
+            Request::Members { name } => {
+                let state = self.state.lock().await;
+                match state.balancers.get(&name) {
+                    Some(lb) => Response::Members {
+                        members: lb.members(),
+                    },
+                    None => no_balancer(&name),
+                }
+            }
+            Request::UpsertRecord {
+                record,
+                load_balancer,
+            } => {
+                let mut state = self.state.lock().await;
+                let Some(target) = state.balancers.get(&load_balancer).map(|lb| lb.addr) else {
+                    return no_balancer(&load_balancer);
+                };
+                if let Some((public, pointed)) = state.records.get_mut(&record) {
+                    public.point_at(target);
+                    *pointed = load_balancer;
+                    return Response::Ok;
+                }
+                match PublicListener::start().await {
+                    Ok(public) => {
+                        public.point_at(target);
+                        info!(%record, addr = %public.addr, "public record created");
+                        state.records.insert(record, (public, load_balancer));
+                        Response::Ok
+                    }
+                    Err(e) => invalid(format!("cannot open a public port for {record}: {e}")),
+                }
+            }
+            Request::RecordEndpoint { record } => {
+                let state = self.state.lock().await;
+                endpoint(state.records.get(&record).map(|(p, _)| p.addr.to_string()))
+            }
+            Request::Shutdown => {
+                let _ = self.stop.send(true);
+                Response::Ok
+            }
+        }
+    }
+
+    async fn launch(
+        &self,
+        image_id: String,
+        client_token: String,
+        user_data: String,
+        tags: BTreeMap<String, String>,
+    ) -> Response {
+        let mut state = self.state.lock().await;
+        if let Some(id) = state.client_tokens.get(&client_token)
+            && let Some(existing) = state.instances.get(id)
+        {
+            // Same client token: the same instance, as EC2 does.
+            return Response::Instance {
+                instance: existing.info.clone(),
+            };
+        }
+        let image_dir = self.images().join(&image_id);
+        if image::manifest(&image_dir).is_none() {
+            return not_found(format!("image {image_id} does not exist"));
+        }
+        let id = format!("i-{}", &hex::encode(rand::random::<[u8; 9]>())[..17]);
+        let Some(ip) = free_loopback_address(&state) else {
+            return invalid("no free loopback address for a new instance".into());
+        };
+        let instance_dir = self.dir.join("instances").join(&id);
+        let spawned = spawn_agent(&image_dir, &instance_dir, &id, &ip, &user_data);
+        let (child, process_group) = match spawned {
+            Ok(child) => {
+                let pid = child.id().map(|p| p as i32);
+                (Some(child), pid)
+            }
+            Err(e) => return invalid(format!("cannot boot instance from {image_id}: {e}")),
+        };
+        info!(instance = %id, %ip, image = %image_id, "instance launched");
+        let info = InstanceInfo {
+            id: id.clone(),
+            image_id,
+            private_ip: ip,
+            status: InstanceStatus::Running,
+            tags,
+        };
+        state.client_tokens.insert(client_token, id.clone());
+        state.instances.insert(
+            id,
+            InstanceEntry {
+                info: info.clone(),
+                process_group,
+                child,
+            },
+        );
+        Response::Instance { instance: info }
+    }
+
+    async fn terminate(&self, id: &str) {
+        let (group, child) = {
+            let mut state = self.state.lock().await;
+            for lb in state.balancers.values() {
+                lb.remove(id);
+            }
+            let Some(entry) = state.instances.get_mut(id) else {
+                return;
+            };
+            if entry.info.status == InstanceStatus::Terminated {
+                return;
+            }
+            entry.info.status = InstanceStatus::Terminated;
+            (entry.process_group.take(), entry.child.take())
+        };
+        info!(instance = %id, "instance terminated");
+        stop_group(group, child).await;
+    }
+
+    async fn shutdown(&self) {
+        let ids: Vec<String> = self.state.lock().await.instances.keys().cloned().collect();
+        for id in ids {
+            self.terminate(&id).await;
+        }
+    }
+}
+
+/// Stops an instance's whole process group: the agent and every service it runs.
+async fn stop_group(group: Option<i32>, child: Option<tokio::process::Child>) {
+    let Some(group) = group else { return };
+    let pgid = Pid::from_raw(group);
+    let _ = killpg(pgid, Signal::SIGTERM);
+    if let Some(mut child) = child {
+        if tokio::time::timeout(STOP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            warn!(pgid = group, "instance did not stop in time: killing it");
+        }
+        // Services outlive their agent if it died first: kill the group regardless.
+        let _ = killpg(pgid, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+fn spawn_agent(
+    image_dir: &Path,
+    instance_dir: &Path,
+    id: &str,
+    ip: &str,
+    user_data: &str,
+) -> std::io::Result<tokio::process::Child> {
+    std::fs::create_dir_all(instance_dir)?;
+    let user_data_file = instance_dir.join("user-data");
+    std::fs::write(&user_data_file, user_data)?;
+    std::fs::set_permissions(&user_data_file, std::fs::Permissions::from_mode(0o600))?;
+    let log = std::fs::File::create(instance_dir.join("agent.log"))?;
+    let mut command = tokio::process::Command::new(image_dir.join("bin/slipway-agent"));
+    command
+        .arg("--user-data-file")
+        .arg(&user_data_file)
+        .arg("--instance-id")
+        .arg(id)
+        .arg("--private-ip")
+        .arg(ip)
+        .arg("--image-id")
+        .arg(image_dir.file_name().unwrap_or_default())
+        .arg("--root")
+        .arg(image_dir)
+        .arg("--state-dir")
+        .arg(instance_dir.join("agent"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group, so terminating the instance stops its services too.
+        .process_group(0);
+    command.spawn()
+}
+
+/// A random 127.x.y.z address not used by another instance here. The range holds
+/// about 15 million addresses, so local clouds sharing a machine (parallel test
+/// runs) practically never pick the same one.
+fn free_loopback_address(state: &State) -> Option<String> {
+    for _ in 0..1000 {
+        let [a, b, c]: [u8; 3] = rand::random();
+        let ip = Ipv4Addr::new(127, a.max(16), b, c.clamp(2, 254));
+        let text = ip.to_string();
+        if !state.instances.values().any(|e| e.info.private_ip == text) {
+            return Some(text);
+        }
+    }
+    None
+}
+
+fn endpoint(endpoint: Option<String>) -> Response {
+    Response::Endpoint { endpoint }
+}
+
+fn invalid(message: String) -> Response {
+    Response::Error {
+        kind: ErrorKind::Invalid,
+        message,
+    }
+}
+
+fn not_found(message: String) -> Response {
+    Response::Error {
+        kind: ErrorKind::NotFound,
+        message,
+    }
+}
+
+fn no_balancer(name: &str) -> Response {
+    not_found(format!(
+        "load balancer {name} does not exist: run the infrastructure setup"
+    ))
+}

@@ -1,0 +1,517 @@
+//! The fleet file: projects, their services and health checks, environments with
+//! their variables and instance counts, and the deadlines of every deploy phase.
+//!
+//! One TOML file, typed with serde and `deny_unknown_fields`, validated on load so
+//! that a mistake is named with its file, key and fix before anything runs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A fleet file that cannot be used, with where and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read fleet file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Everything the coordinator knows about what it deploys and where.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    #[serde(default)]
+    pub coordinator: CoordinatorSettings,
+    pub environments: BTreeMap<String, Environment>,
+    pub projects: BTreeMap<String, Project>,
+}
+
+/// Settings of the coordinator itself.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorSettings {
+    /// How often agents heartbeat.
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat_interval: Duration,
+    /// A new instance whose agent is silent this long is lost: the deploy rolls back.
+    #[serde(deserialize_with = "duration")]
+    pub agent_lost_after: Duration,
+}
+
+impl Default for CoordinatorSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(1),
+            agent_lost_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One environment (staging, qaprod1, prod1, ...): one cluster per project.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// How many instances each project runs here, unless the project overrides it.
+    pub instances: u32,
+    /// Variables every service of this environment sees.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// An application Slipway deploys.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// The port the load balancer forwards to on each instance.
+    pub instance_port: u16,
+    /// The commands the agent starts and supervises, as systemd would.
+    pub services: Vec<Service>,
+    pub health_check: HealthCheck,
+    /// Per-environment instance counts that override the environment's.
+    #[serde(default)]
+    pub instances: BTreeMap<String, u32>,
+    /// Variables for this project's services, over the environment's.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub deadlines: Deadlines,
+    /// The public DNS record that promotion moves between production clusters.
+    pub public: Option<PublicRecord>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    /// Relative paths resolve against the image root.
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// The HTTP check the agent runs on its own instance: readiness comes from here,
+/// never from the load balancer's view.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub path: String,
+    pub port: u16,
+    #[serde(deserialize_with = "duration", default = "default_check_interval")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "duration", default = "default_check_timeout")]
+    pub timeout: Duration,
+    /// Consecutive passes before an instance counts as ready.
+    #[serde(default = "default_threshold")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures before a ready instance counts as failing.
+    #[serde(default = "default_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_threshold() -> u32 {
+    2
+}
+
+/// How long each phase of a deploy may take before it rolls back.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deadlines {
+    #[serde(deserialize_with = "duration")]
+    pub launch: Duration,
+    /// From launch until every new agent has said hello.
+    #[serde(deserialize_with = "duration")]
+    pub boot: Duration,
+    /// Until every new instance runs its services with the pushed config.
+    #[serde(deserialize_with = "duration")]
+    pub configure: Duration,
+    /// Until every new instance passes its health check.
+    #[serde(deserialize_with = "duration")]
+    pub ready: Duration,
+    /// Until the load balancer has every new instance in service.
+    #[serde(deserialize_with = "duration")]
+    pub attach: Duration,
+    /// The longest old instances get to finish open connections.
+    #[serde(deserialize_with = "duration")]
+    pub drain: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            launch: Duration::from_secs(60),
+            boot: Duration::from_secs(120),
+            configure: Duration::from_secs(60),
+            ready: Duration::from_secs(120),
+            attach: Duration::from_secs(120),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PublicRecord {
+    /// The DNS name users reach the project at, e.g. `www.example.com`.
+    pub name: String,
+    /// The production clusters promotion moves the record between.
+    pub environments: Vec<String>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration ({e}): write it like \"500ms\", \"5s\" or \"2m\""
+        ))
+    })
+}
+
+impl Fleet {
+    /// Reads and validates a fleet file.
+    pub fn load(path: &Path) -> Result<Fleet, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Fleet::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates fleet TOML; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Fleet, ConfigError> {
+        let fleet: Fleet = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        fleet
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: origin.to_string(),
+                key,
+                message,
+            })?;
+        Ok(fleet)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |key: String, message: String| Err((key, message));
+        if self.environments.is_empty() {
+            return fail(
+                "environments".into(),
+                "no environment: add one, e.g. [environments.staging] with instances = 1".into(),
+            );
+        }
+        if self.projects.is_empty() {
+            return fail(
+                "projects".into(),
+                "no project: add one, e.g. [projects.web] with services and a health_check".into(),
+            );
+        }
+        if self.coordinator.heartbeat_interval.is_zero() {
+            return fail(
+                "coordinator.heartbeat_interval".into(),
+                "must be more than zero".into(),
+            );
+        }
+        if self.coordinator.agent_lost_after <= self.coordinator.heartbeat_interval {
+            return fail(
+                "coordinator.agent_lost_after".into(),
+                "must be longer than heartbeat_interval, or every agent looks lost".into(),
+            );
+        }
+        for (name, env) in &self.environments {
+            check_name(&format!("environments.{name}"), name)?;
+            check_count(&format!("environments.{name}.instances"), env.instances)?;
+        }
+        for (name, project) in &self.projects {
+            let key = format!("projects.{name}");
+            check_name(&key, name)?;
+            check_port(&format!("{key}.instance_port"), project.instance_port)?;
+            if project.services.is_empty() {
+                return fail(
+                    format!("{key}.services"),
+                    "no service: add [[projects.NAME.services]] with name and command".into(),
+                );
+            }
+            for (i, service) in project.services.iter().enumerate() {
+                let skey = format!("{key}.services[{i}]");
+                check_name(&format!("{skey}.name"), &service.name)?;
+                if service.command.trim().is_empty() {
+                    return fail(format!("{skey}.command"), "empty command".into());
+                }
+                if project.services[..i].iter().any(|s| s.name == service.name) {
+                    return fail(
+                        format!("{skey}.name"),
+                        format!(
+                            "service {:?} is named twice: names must be unique",
+                            service.name
+                        ),
+                    );
+                }
+            }
+            let check = &project.health_check;
+            let hkey = format!("{key}.health_check");
+            if !check.path.starts_with('/') {
+                return fail(
+                    format!("{hkey}.path"),
+                    format!("{:?} must start with '/', e.g. \"/health\"", check.path),
+                );
+            }
+            check_port(&format!("{hkey}.port"), check.port)?;
+            for (field, value) in [("interval", check.interval), ("timeout", check.timeout)] {
+                if value.is_zero() {
+                    return fail(format!("{hkey}.{field}"), "must be more than zero".into());
+                }
+            }
+            for (field, value) in [
+                ("healthy_threshold", check.healthy_threshold),
+                ("unhealthy_threshold", check.unhealthy_threshold),
+            ] {
+                if !(1..=100).contains(&value) {
+                    return fail(
+                        format!("{hkey}.{field}"),
+                        format!("{value} is out of range: use 1-100"),
+                    );
+                }
+            }
+            for (env, count) in &project.instances {
+                let ikey = format!("{key}.instances.{env}");
+                if !self.environments.contains_key(env) {
+                    return fail(
+                        ikey,
+                        format!("no environment {env:?}: define [environments.{env}]"),
+                    );
+                }
+                check_count(&ikey, *count)?;
+            }
+            let d = &project.deadlines;
+            for (field, value) in [
+                ("launch", d.launch),
+                ("boot", d.boot),
+                ("configure", d.configure),
+                ("ready", d.ready),
+                ("attach", d.attach),
+                ("drain", d.drain),
+            ] {
+                if value.is_zero() {
+                    return fail(
+                        format!("{key}.deadlines.{field}"),
+                        "must be more than zero".into(),
+                    );
+                }
+            }
+            if let Some(public) = &project.public {
+                if public.name.trim().is_empty() {
+                    return fail(format!("{key}.public.name"), "empty record name".into());
+                }
+                if public.environments.is_empty() {
+                    return fail(
+                        format!("{key}.public.environments"),
+                        "name the production environments the record can point at".into(),
+                    );
+                }
+                for env in &public.environments {
+                    if !self.environments.contains_key(env) {
+                        return fail(
+                            format!("{key}.public.environments"),
+                            format!("no environment {env:?}: define [environments.{env}]"),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn project(&self, name: &str) -> Option<&Project> {
+        self.projects.get(name)
+    }
+
+    /// How many instances `project` runs in `environment`.
+    pub fn instance_count(&self, project: &str, environment: &str) -> Option<u32> {
+        let env = self.environments.get(environment)?;
+        let project = self.projects.get(project)?;
+        Some(
+            project
+                .instances
+                .get(environment)
+                .copied()
+                .unwrap_or(env.instances),
+        )
+    }
+
+    /// The variables a project's services see in an environment.
+    pub fn variables(&self, project: &str, environment: &str) -> BTreeMap<String, String> {
+        let mut vars = BTreeMap::new();
+        if let Some(env) = self.environments.get(environment) {
+            vars.extend(env.variables.clone());
+        }
+        if let Some(project) = self.projects.get(project) {
+            vars.extend(project.variables.clone());
+        }
+        vars
+    }
+}
+
+/// Names become tags, load balancer names and file names: keep them plain.
+fn check_name(key: &str, name: &str) -> Result<(), (String, String)> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            key.to_string(),
+            format!("{name:?} is not a valid name: use 1-32 of a-z, 0-9 and '-'"),
+        ))
+    }
+}
+
+fn check_port(key: &str, port: u16) -> Result<(), (String, String)> {
+    if port == 0 {
+        Err((key.to_string(), "0 is not a port: use 1-65535".into()))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_count(key: &str, count: u32) -> Result<(), (String, String)> {
+    if (1..=1000).contains(&count) {
+        Ok(())
+    } else {
+        Err((
+            key.to_string(),
+            format!("{count} instances is out of range: use 1-1000"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLEET: &str = r#"
+        [environments.staging]
+        instances = 1
+        variables = { GREETING = "hi" }
+        [environments.prod1]
+        instances = 2
+
+        [projects.hello]
+        instance_port = 8080
+        instances = { prod1 = 3 }
+        services = [{ name = "web", command = "bin/app" }]
+        health_check = { path = "/health", port = 8080, interval = "250ms" }
+        public = { name = "hello.example.com", environments = ["prod1"] }
+    "#;
+
+    fn error(text: &str) -> String {
+        Fleet::parse(text, "fleet.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_valid_fleet_loads_with_defaults_filled_in() {
+        let fleet = Fleet::parse(FLEET, "fleet.toml").unwrap();
+        let hello = fleet.project("hello").unwrap();
+        assert_eq!(hello.health_check.interval, Duration::from_millis(250));
+        assert_eq!(hello.health_check.healthy_threshold, 2);
+        assert_eq!(hello.deadlines.drain, Duration::from_secs(30));
+        assert_eq!(fleet.coordinator.agent_lost_after, Duration::from_secs(5));
+        assert_eq!(fleet.instance_count("hello", "staging"), Some(1));
+        assert_eq!(fleet.instance_count("hello", "prod1"), Some(3));
+        assert_eq!(fleet.instance_count("hello", "nowhere"), None);
+        assert_eq!(fleet.variables("hello", "staging")["GREETING"], "hi");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_file_and_key() {
+        let message = error(&FLEET.replace("instance_port", "instance_prot"));
+        assert!(message.starts_with("fleet.toml:"), "{message}");
+        assert!(message.contains("instance_prot"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_duration_names_the_format() {
+        let message = error(&FLEET.replace("\"250ms\"", "\"soon\""));
+        assert!(message.contains("\"soon\" is not a duration"), "{message}");
+        assert!(message.contains("\"500ms\""), "{message}");
+    }
+
+    #[test]
+    fn a_zero_port_is_refused_with_key_and_fix() {
+        let message = error(&FLEET.replace("port = 8080 ", "port = 0 "));
+        assert_eq!(
+            message,
+            "fleet.toml: projects.hello.health_check.port: 0 is not a port: use 1-65535"
+        );
+    }
+
+    #[test]
+    fn zero_instances_are_refused() {
+        let message = error(&FLEET.replace("instances = 2", "instances = 0"));
+        assert!(
+            message.contains("environments.prod1.instances: 0 instances is out of range"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_override_for_an_unknown_environment_is_refused() {
+        let message = error(&FLEET.replace("{ prod1 = 3 }", "{ prod9 = 3 }"));
+        assert!(
+            message.contains("projects.hello.instances.prod9: no environment \"prod9\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_public_record_must_point_at_known_environments() {
+        let message =
+            error(&FLEET.replace("environments = [\"prod1\"]", "environments = [\"prod7\"]"));
+        assert!(
+            message.contains("projects.hello.public.environments"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_health_path_must_be_absolute() {
+        let message = error(&FLEET.replace("\"/health\"", "\"health\""));
+        assert!(message.contains("must start with '/'"), "{message}");
+    }
+
+    #[test]
+    fn names_are_restricted_to_what_tags_and_files_accept() {
+        let message = error(&FLEET.replace("[projects.hello]", "[projects.\"Hello World\"]"));
+        assert!(message.contains("is not a valid name"), "{message}");
+    }
+
+    #[test]
+    fn lost_after_must_exceed_the_heartbeat() {
+        let text = format!(
+            "[coordinator]\nheartbeat_interval = \"5s\"\nagent_lost_after = \"2s\"\n{FLEET}"
+        );
+        assert!(error(&text).contains("coordinator.agent_lost_after"));
+    }
+}

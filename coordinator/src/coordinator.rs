@@ -1,0 +1,130 @@
+//! The coordinator's shared state: store, fleet, cloud, agents and trust, and the
+//! scheduler that starts one executor per active deployment.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tracing::{error, info};
+
+use crate::agents::AgentHub;
+use crate::cloud::Cloud;
+use crate::config::Fleet;
+use crate::deploy::executor;
+use crate::pki::Ca;
+use crate::queue::ReleaseQueue;
+use crate::store::Db;
+use crate::tokens::JoinTokens;
+
+/// How long a join token stays usable after its launch.
+pub const JOIN_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// How long an agent certificate lives.
+pub const AGENT_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Where agents reach the coordinator, as written into every launch.
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    /// `https://host:port`.
+    pub address: String,
+    pub server_name: String,
+}
+
+pub struct Coordinator {
+    pub db: Db,
+    pub fleet: Fleet,
+    pub cloud: Cloud,
+    pub agents: Arc<AgentHub>,
+    pub tokens: JoinTokens,
+    pub ca: Ca,
+    pub advertised: Advertised,
+    /// Woken whenever the queue may have changed.
+    pub queue_changed: Notify,
+    /// Deployments with a running executor.
+    running: Mutex<HashSet<String>>,
+    /// What each running deployment waits on, for operators.
+    waiting_on: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Coordinator")
+    }
+}
+
+impl Coordinator {
+    pub fn new(db: Db, fleet: Fleet, cloud: Cloud, ca: Ca, advertised: Advertised) -> Arc<Self> {
+        Arc::new(Coordinator {
+            tokens: JoinTokens::new(db.clone(), JOIN_TOKEN_LIFETIME),
+            db,
+            fleet,
+            cloud,
+            agents: Arc::new(AgentHub::default()),
+            ca,
+            advertised,
+            queue_changed: Notify::new(),
+            running: Mutex::new(HashSet::new()),
+            waiting_on: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn set_waiting_on(&self, id: &str, what: Option<String>) {
+        let mut waiting = self.waiting_on.lock().unwrap_or_else(|e| e.into_inner());
+        match what {
+            Some(what) => waiting.insert(id.to_string(), what),
+            None => waiting.remove(id),
+        };
+    }
+
+    pub fn waiting_on(&self, id: &str) -> Option<String> {
+        self.waiting_on
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Starts the scheduler: it resumes active deployments (after a restart too)
+    /// and starts the head of every idle target's queue.
+    pub fn start_scheduler(self: &Arc<Self>) {
+        let coordinator = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let notified = coordinator.queue_changed.notified();
+                if let Err(e) = coordinator.schedule() {
+                    error!(error = %e, "scheduling failed; retrying");
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+            }
+        });
+    }
+
+    fn schedule(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        let deployments = self.db.deployments()?;
+        let queue = ReleaseQueue::new(&deployments);
+        let mut to_start: Vec<&crate::deploy::Deployment> =
+            queue.targets().filter_map(|t| t.active).collect();
+        to_start.extend(queue.startable());
+        for deployment in to_start {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            if !running.insert(deployment.id.clone()) {
+                continue;
+            }
+            drop(running);
+            info!(deployment_id = %deployment.id, target = %deployment.target(), phase = %deployment.phase, "starting executor");
+            let coordinator = self.clone();
+            let id = deployment.id.clone();
+            tokio::spawn(async move {
+                executor::run(coordinator.clone(), &id).await;
+                coordinator
+                    .running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                coordinator.set_waiting_on(&id, None);
+                coordinator.queue_changed.notify_one();
+            });
+        }
+        Ok(())
+    }
+}

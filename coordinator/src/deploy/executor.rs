@@ -1,0 +1,254 @@
+//! Performs the state machine's actions against the cloud and the agents.
+//!
+//! Each tick: reload the deployment, observe the world, ask `machine` for the next
+//! action, store the decision, then carry it out. Every cloud mutation is
+//! idempotent (launches carry a client token per slot), so a resumed deployment
+//! simply runs the same loop again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slipway_proto::user_data::UserData;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::machine::{Action, InstanceState, Limits, Observed, next_action};
+use super::{Deployment, LaunchedInstance, Phase};
+use crate::agents::AgentRecord;
+use crate::clock::{Millis, now_ms};
+use crate::cloud::{CloudError, LaunchRequest, load_balancer_name};
+use crate::coordinator::Coordinator;
+use crate::grpc::convert::configure_messages;
+
+/// Longest pause between ticks when nothing wakes the executor.
+const TICK: Duration = Duration::from_millis(500);
+/// Pause after a failed cloud call before retrying.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+pub async fn run(coordinator: Arc<Coordinator>, id: &str) {
+    let span = info_span!("deployment", deployment_id = %id);
+    async {
+        loop {
+            let notified = coordinator.agents.changed.notified();
+            match tick(&coordinator, id).await {
+                Ok(Step::Finished) => return,
+                Ok(Step::Continue) => {}
+                Ok(Step::Wait) => {
+                    let _ = tokio::time::timeout(TICK, notified).await;
+                }
+                Err(e) => {
+                    error!(error = %e, "deployment step failed; retrying");
+                    coordinator.set_waiting_on(id, Some(format!("retrying after: {e}")));
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+enum Step {
+    Continue,
+    Wait,
+    Finished,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Cloud(#[from] CloudError),
+    #[error("deployment vanished from the store")]
+    Vanished,
+}
+
+async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
+    let mut d = c.db.deployment(id)?.ok_or(StepError::Vanished)?;
+    if d.phase.is_finished() {
+        return Ok(Step::Finished);
+    }
+    let Some(project) = c.fleet.project(&d.project) else {
+        let reason = format!("project {} left the fleet file", d.project);
+        enter(c, &mut d, Phase::RollingBack, Some(reason))?;
+        return Ok(Step::Continue);
+    };
+    let limits = Limits {
+        deadlines: project.deadlines,
+        agent_lost_after: c.fleet.coordinator.agent_lost_after,
+    };
+    let observed = observe(c, &d).await?;
+    let action = next_action(&d, &observed, &limits);
+    let lb = load_balancer_name(&d.project, &d.environment);
+    let result = match action {
+        Action::Wait(what) => {
+            c.set_waiting_on(id, Some(what));
+            return Ok(Step::Wait);
+        }
+        Action::Advance(phase) => enter(c, &mut d, phase, None).map_err(Into::into),
+        Action::Finish(phase) => {
+            enter(c, &mut d, phase, None)?;
+            info!(phase = %phase, reason = d.reason.as_deref().unwrap_or(""), "deployment finished");
+            return Ok(Step::Finished);
+        }
+        Action::RollBack { reason } => {
+            warn!(%reason, "rolling back");
+            enter(c, &mut d, Phase::RollingBack, Some(reason)).map_err(Into::into)
+        }
+        Action::BeginAttach { old } => {
+            d.old_instances = old;
+            enter(c, &mut d, Phase::Attaching, None).map_err(Into::into)
+        }
+        Action::Launch { slots } => launch(c, &mut d, &slots).await,
+        Action::Configure { instances } => {
+            configure(c, &d, &instances);
+            Ok(())
+        }
+        Action::Register { instances } => c
+            .cloud
+            .load_balancer
+            .register(&lb, &instances)
+            .await
+            .map_err(Into::into),
+        Action::Deregister { instances } => c
+            .cloud
+            .load_balancer
+            .deregister(&lb, &instances)
+            .await
+            .map_err(Into::into),
+        Action::Terminate { instances } => c
+            .cloud
+            .compute
+            .terminate(&instances)
+            .await
+            .map_err(Into::into),
+    };
+    match result {
+        Ok(()) => Ok(Step::Continue),
+        // A refused cloud request will be refused again: roll back with its message
+        // while the old instances still serve. Past that point, keep retrying.
+        Err(StepError::Cloud(e))
+            if !e.is_retryable()
+                && !d.phase.is_past_point_of_no_return()
+                && d.phase != Phase::RollingBack =>
+        {
+            let reason = format!("{} failed: {e}", d.phase);
+            enter(c, &mut d, Phase::RollingBack, Some(reason))?;
+            Ok(Step::Continue)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn enter(
+    c: &Coordinator,
+    d: &mut Deployment,
+    phase: Phase,
+    reason: Option<String>,
+) -> Result<(), crate::store::StoreError> {
+    if reason.is_some() {
+        d.reason = reason;
+    }
+    d.enter(phase, now_ms());
+    c.db.put_deployment(d)?;
+    info!(phase = %phase, "phase");
+    c.set_waiting_on(&d.id, None);
+    Ok(())
+}
+
+async fn observe(c: &Coordinator, d: &Deployment) -> Result<Observed, StepError> {
+    let new = d.new_instance_ids();
+    let mut ids: Vec<String> = new.iter().chain(&d.old_instances).cloned().collect();
+    ids.dedup();
+    let mut instances: BTreeMap<String, InstanceState> = ids
+        .iter()
+        .map(|id| (id.clone(), InstanceState::Gone))
+        .collect();
+    if !ids.is_empty() {
+        for instance in c.cloud.compute.describe(&ids).await? {
+            instances.insert(instance.id, instance.state);
+        }
+    }
+    let agents = new
+        .iter()
+        .filter_map(|id| c.agents.view(id).map(|view| (id.clone(), view)))
+        .collect();
+    let lb = load_balancer_name(&d.project, &d.environment);
+    let members = c.cloud.load_balancer.members(&lb).await?;
+    Ok(Observed {
+        now: now_ms(),
+        instances,
+        agents,
+        members,
+    })
+}
+
+async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<(), StepError> {
+    for &slot in slots {
+        let token = c.tokens.issue(&d.id, slot)?;
+        let user_data = UserData {
+            coordinator: c.advertised.address.clone(),
+            server_name: c.advertised.server_name.clone(),
+            ca_pem: c.ca.cert_pem().to_string(),
+            ca_fingerprint: c.ca.fingerprint().to_string(),
+            join_token: token,
+        };
+        let tags = BTreeMap::from([
+            (
+                "Name".to_string(),
+                format!("{}-{}-{}", d.project, d.environment, d.version),
+            ),
+            ("slipway:project".to_string(), d.project.clone()),
+            ("slipway:env".to_string(), d.environment.clone()),
+            ("slipway:deployment".to_string(), d.id.clone()),
+            (
+                "slipway:release".to_string(),
+                format!("{}@{}", d.project, d.version),
+            ),
+        ]);
+        let instance = c
+            .cloud
+            .compute
+            .launch(LaunchRequest {
+                image_id: d.image_id.clone(),
+                // Same deployment and slot: the cloud returns the instance it already made.
+                client_token: format!("{}-slot-{slot}", d.id),
+                user_data: user_data.to_toml(),
+                tags,
+            })
+            .await?;
+        c.tokens.bind(&d.id, slot, &instance.id)?;
+        c.db.put_agent(&AgentRecord {
+            instance_id: instance.id.clone(),
+            project: d.project.clone(),
+            environment: d.environment.clone(),
+            deployment_id: d.id.clone(),
+            image_id: instance.image_id.clone(),
+            private_ip: instance.private_ip.clone(),
+            launched_at: now_ms() as Millis,
+        })?;
+        info!(instance = %instance.id, slot, ip = %instance.private_ip, "launched");
+        d.launched.retain(|i| i.slot != slot);
+        d.launched.push(LaunchedInstance {
+            slot,
+            id: instance.id,
+        });
+        c.db.put_deployment(d)?;
+    }
+    Ok(())
+}
+
+fn configure(c: &Coordinator, d: &Deployment, instances: &[String]) {
+    let Some(messages) = configure_messages(&c.fleet, d) else {
+        return;
+    };
+    for id in instances {
+        if !c
+            .agents
+            .send_config(id, d.config_version(), messages.clone())
+        {
+            warn!(instance = %id, "could not send configuration; will retry");
+        }
+    }
+}

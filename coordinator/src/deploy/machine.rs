@@ -1,0 +1,702 @@
+//! The deploy state machine: a pure function from a stored deployment and what was
+//! just observed of the world to the one next action. No I/O here, so every path
+//! (including every rollback) is unit-tested.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Deployment, Phase};
+use crate::clock::Millis;
+use crate::config::Deadlines;
+
+/// What the cloud says about an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceState {
+    Pending,
+    Running,
+    /// Terminated, or unknown to the cloud.
+    Gone,
+}
+
+/// A load balancer's view of one registered instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    InService,
+    OutOfService,
+    /// Deregistered, finishing `connections` open connections.
+    Draining {
+        connections: u32,
+    },
+}
+
+/// The coordinator's live view of one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentView {
+    pub connected: bool,
+    pub last_seen: Millis,
+    /// The highest configuration version sent on the current stream.
+    pub config_sent: u64,
+    /// The configuration version its services were started with.
+    pub config_applied: u64,
+    pub services_running: bool,
+    /// Set when a service keeps exiting.
+    pub failing_service: Option<String>,
+    pub ready: bool,
+    pub ready_detail: String,
+}
+
+/// Everything the machine needs to know about the world, gathered by the executor.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub now: Millis,
+    /// New and old instances of this deployment, by id.
+    pub instances: BTreeMap<String, InstanceState>,
+    pub agents: BTreeMap<String, AgentView>,
+    /// The environment's load balancer membership, by instance id.
+    pub members: BTreeMap<String, MemberState>,
+}
+
+/// The limits a deployment runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub deadlines: Deadlines,
+    pub agent_lost_after: Duration,
+}
+
+impl Limits {
+    fn deadline(&self, phase: Phase) -> Option<Duration> {
+        let d = &self.deadlines;
+        match phase {
+            Phase::Launching => Some(d.launch),
+            Phase::Booting => Some(d.boot),
+            Phase::Configuring => Some(d.configure),
+            Phase::Ready => Some(d.ready),
+            Phase::Attaching => Some(d.attach),
+            _ => None,
+        }
+    }
+}
+
+/// The one next thing to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to do until the world changes; the text says on what it waits.
+    Wait(String),
+    Advance(Phase),
+    Launch {
+        slots: Vec<u32>,
+    },
+    /// Push the environment's configuration and start the services.
+    Configure {
+        instances: Vec<String>,
+    },
+    /// Ready: record what the load balancer serves now, then attach.
+    BeginAttach {
+        old: Vec<String>,
+    },
+    Register {
+        instances: Vec<String>,
+    },
+    Deregister {
+        instances: Vec<String>,
+    },
+    Terminate {
+        instances: Vec<String>,
+    },
+    RollBack {
+        reason: String,
+    },
+    Finish(Phase),
+}
+
+pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
+    let new = d.new_instance_ids();
+    match d.phase {
+        Phase::Queued => Action::Advance(Phase::Launching),
+        Phase::Succeeded | Phase::RolledBack | Phase::Cancelled => Action::Wait("finished".into()),
+        Phase::Launching
+        | Phase::Booting
+        | Phase::Configuring
+        | Phase::Ready
+        | Phase::Attaching => {
+            if let Some(by) = &d.cancel_requested_by {
+                return Action::RollBack {
+                    reason: format!("cancelled by {by}"),
+                };
+            }
+            if let Some(reason) = failed_instance(d, o, limits) {
+                return Action::RollBack { reason };
+            }
+            let action = progress(d, o, &new);
+            if let (Action::Wait(waiting), Some(deadline)) = (&action, limits.deadline(d.phase))
+                && o.now - d.entered_at() > deadline.as_millis() as Millis
+            {
+                return Action::RollBack {
+                    reason: format!(
+                        "{} did not finish within {}: {waiting}",
+                        d.phase,
+                        humantime::format_duration(deadline)
+                    ),
+                };
+            }
+            action
+        }
+        Phase::Draining => {
+            let to_deregister = filter(&d.old_instances, |id| {
+                matches!(
+                    o.members.get(id),
+                    Some(MemberState::InService | MemberState::OutOfService)
+                )
+            });
+            if !to_deregister.is_empty() {
+                return Action::Deregister {
+                    instances: to_deregister,
+                };
+            }
+            let draining = filter(
+                &d.old_instances,
+                |id| matches!(o.members.get(id), Some(MemberState::Draining { connections }) if *connections > 0),
+            );
+            let drain_for = limits.deadlines.drain.as_millis() as Millis;
+            if !draining.is_empty() && o.now - d.entered_at() < drain_for {
+                return Action::Wait(format!(
+                    "waiting for {} to finish open connections",
+                    draining.join(", ")
+                ));
+            }
+            Action::Advance(Phase::Retiring)
+        }
+        Phase::Retiring => {
+            let alive = filter(&d.old_instances, |id| is_alive(o, id));
+            if alive.is_empty() {
+                Action::Finish(Phase::Succeeded)
+            } else {
+                Action::Terminate { instances: alive }
+            }
+        }
+        Phase::RollingBack => {
+            let registered = filter(&new, |id| {
+                matches!(
+                    o.members.get(id),
+                    Some(MemberState::InService | MemberState::OutOfService)
+                )
+            });
+            if !registered.is_empty() {
+                return Action::Deregister {
+                    instances: registered,
+                };
+            }
+            let alive = filter(&new, |id| is_alive(o, id));
+            if alive.is_empty() {
+                Action::Finish(Phase::RolledBack)
+            } else {
+                Action::Terminate { instances: alive }
+            }
+        }
+    }
+}
+
+/// The step within a phase that is still before the point of no return.
+fn progress(d: &Deployment, o: &Observed, new: &[String]) -> Action {
+    match d.phase {
+        Phase::Launching => {
+            let slots: Vec<u32> = (0..d.desired)
+                .filter(|slot| !d.launched.iter().any(|i| i.slot == *slot))
+                .collect();
+            if slots.is_empty() {
+                Action::Advance(Phase::Booting)
+            } else {
+                Action::Launch { slots }
+            }
+        }
+        Phase::Booting => {
+            let silent = filter(new, |id| !o.agents.contains_key(id));
+            if silent.is_empty() {
+                Action::Advance(Phase::Configuring)
+            } else {
+                Action::Wait(format!(
+                    "waiting for the agents of {} to connect",
+                    silent.join(", ")
+                ))
+            }
+        }
+        Phase::Configuring => {
+            let version = d.config_version();
+            let unsent = filter(new, |id| {
+                o.agents
+                    .get(id)
+                    .is_some_and(|a| a.connected && a.config_sent < version)
+            });
+            if !unsent.is_empty() {
+                return Action::Configure { instances: unsent };
+            }
+            let starting = filter(new, |id| {
+                o.agents
+                    .get(id)
+                    .is_none_or(|a| a.config_applied != version || !a.services_running)
+            });
+            if starting.is_empty() {
+                Action::Advance(Phase::Ready)
+            } else {
+                Action::Wait(format!(
+                    "waiting for {} to start its services",
+                    starting.join(", ")
+                ))
+            }
+        }
+        Phase::Ready => {
+            let unready: Vec<String> = new
+                .iter()
+                .filter_map(|id| match o.agents.get(id) {
+                    Some(a) if a.ready => None,
+                    Some(a) if !a.ready_detail.is_empty() => {
+                        Some(format!("{id} ({})", a.ready_detail))
+                    }
+                    _ => Some(id.clone()),
+                })
+                .collect();
+            if unready.is_empty() {
+                let old = o
+                    .members
+                    .keys()
+                    .filter(|id| !new.contains(id))
+                    .cloned()
+                    .collect();
+                Action::BeginAttach { old }
+            } else {
+                Action::Wait(format!(
+                    "waiting for health checks to pass on {}",
+                    unready.join(", ")
+                ))
+            }
+        }
+        Phase::Attaching => {
+            let unregistered = filter(new, |id| !o.members.contains_key(id));
+            if !unregistered.is_empty() {
+                return Action::Register {
+                    instances: unregistered,
+                };
+            }
+            let out = filter(new, |id| o.members.get(id) != Some(&MemberState::InService));
+            if out.is_empty() {
+                Action::Advance(Phase::Draining)
+            } else {
+                Action::Wait(format!(
+                    "waiting for the load balancer to put {} in service",
+                    out.join(", ")
+                ))
+            }
+        }
+        _ => Action::Wait(format!("no progress step for {}", d.phase)),
+    }
+}
+
+/// A new instance that can no longer become ready: gone from the cloud, agent
+/// silent past the limit, or a service that keeps exiting.
+fn failed_instance(d: &Deployment, o: &Observed, limits: &Limits) -> Option<String> {
+    let lost_after = limits.agent_lost_after.as_millis() as Millis;
+    for id in d.new_instance_ids() {
+        if o.instances.get(&id) == Some(&InstanceState::Gone) {
+            return Some(format!("instance {id} terminated outside the deployment"));
+        }
+        if let Some(agent) = o.agents.get(&id) {
+            let silent = o.now - agent.last_seen;
+            if silent > lost_after {
+                let how = if agent.connected {
+                    "stopped heartbeating"
+                } else {
+                    "disconnected"
+                };
+                return Some(format!(
+                    "instance {id} lost: its agent {how} {:.1}s ago",
+                    silent as f64 / 1000.0
+                ));
+            }
+            if let Some(service) = &agent.failing_service {
+                return Some(format!("instance {id}: {service}"));
+            }
+        }
+    }
+    None
+}
+
+fn is_alive(o: &Observed, id: &str) -> bool {
+    !matches!(o.instances.get(id), Some(InstanceState::Gone) | None)
+}
+
+fn filter(ids: &[String], keep: impl Fn(&String) -> bool) -> Vec<String> {
+    ids.iter().filter(|id| keep(id)).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::{LaunchedInstance, PhaseEntry};
+
+    const T0: Millis = 1_000_000;
+
+    fn limits() -> Limits {
+        Limits {
+            deadlines: Deadlines::default(),
+            agent_lost_after: Duration::from_secs(5),
+        }
+    }
+
+    fn deployment(phase: Phase, launched: &[&str]) -> Deployment {
+        Deployment {
+            id: "d-7".into(),
+            seq: 7,
+            project: "hello".into(),
+            version: "v2".into(),
+            image_id: "ami-2".into(),
+            environment: "staging".into(),
+            requested_by: "admin".into(),
+            requested_at: T0,
+            phase,
+            history: vec![PhaseEntry { phase, at: T0 }],
+            reason: None,
+            desired: 2,
+            launched: launched
+                .iter()
+                .enumerate()
+                .map(|(slot, id)| LaunchedInstance {
+                    slot: slot as u32,
+                    id: id.to_string(),
+                })
+                .collect(),
+            old_instances: vec![],
+            cancel_requested_by: None,
+        }
+    }
+
+    fn agent(ready: bool) -> AgentView {
+        AgentView {
+            connected: true,
+            last_seen: T0,
+            config_sent: 7,
+            config_applied: 7,
+            services_running: true,
+            failing_service: None,
+            ready,
+            ready_detail: String::new(),
+        }
+    }
+
+    fn observed(agents: &[(&str, AgentView)], members: &[(&str, MemberState)]) -> Observed {
+        Observed {
+            now: T0 + 1000,
+            instances: agents
+                .iter()
+                .map(|(id, _)| (id.to_string(), InstanceState::Running))
+                .chain(
+                    members
+                        .iter()
+                        .map(|(id, _)| (id.to_string(), InstanceState::Running)),
+                )
+                .collect(),
+            agents: agents
+                .iter()
+                .map(|(id, a)| (id.to_string(), a.clone()))
+                .collect(),
+            members: members.iter().map(|(id, m)| (id.to_string(), *m)).collect(),
+        }
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_queued_deployment_starts_launching() {
+        let d = deployment(Phase::Queued, &[]);
+        assert_eq!(
+            next_action(&d, &Observed::default(), &limits()),
+            Action::Advance(Phase::Launching)
+        );
+    }
+
+    #[test]
+    fn launching_launches_only_the_missing_slots() {
+        let d = deployment(Phase::Launching, &["i-a"]);
+        let o = observed(&[], &[]);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Launch { slots: vec![1] }
+        );
+        let d = deployment(Phase::Launching, &["i-a", "i-b"]);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Booting)
+        );
+    }
+
+    #[test]
+    fn booting_waits_for_every_agent_to_say_hello() {
+        let d = deployment(Phase::Booting, &["i-a", "i-b"]);
+        let o = observed(&[("i-a", agent(false))], &[]);
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(w) if w.contains("i-b")));
+        let o = observed(&[("i-a", agent(false)), ("i-b", agent(false))], &[]);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Configuring)
+        );
+    }
+
+    #[test]
+    fn configuring_pushes_config_once_then_waits_for_services() {
+        let d = deployment(Phase::Configuring, &["i-a", "i-b"]);
+        let fresh = AgentView {
+            config_sent: 0,
+            config_applied: 0,
+            services_running: false,
+            ..agent(false)
+        };
+        let o = observed(&[("i-a", fresh.clone()), ("i-b", agent(false))], &[]);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Configure {
+                instances: ids(&["i-a"])
+            }
+        );
+        let sent = AgentView {
+            config_sent: 7,
+            ..fresh
+        };
+        let o = observed(&[("i-a", sent), ("i-b", agent(false))], &[]);
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(w) if w.contains("i-a")));
+        let o = observed(&[("i-a", agent(false)), ("i-b", agent(false))], &[]);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Ready)
+        );
+    }
+
+    #[test]
+    fn ready_records_the_old_instances_before_attaching() {
+        let d = deployment(Phase::Ready, &["i-a", "i-b"]);
+        let o = observed(
+            &[("i-a", agent(true)), ("i-b", agent(true))],
+            &[("i-old", MemberState::InService)],
+        );
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::BeginAttach {
+                old: ids(&["i-old"])
+            }
+        );
+    }
+
+    #[test]
+    fn an_unready_instance_is_never_attached() {
+        let d = deployment(Phase::Ready, &["i-a", "i-b"]);
+        let unready = AgentView {
+            ready_detail: "GET /health: 500".into(),
+            ..agent(false)
+        };
+        let o = observed(&[("i-a", agent(true)), ("i-b", unready)], &[]);
+        let action = next_action(&d, &o, &limits());
+        assert!(
+            matches!(&action, Action::Wait(w) if w.contains("i-b (GET /health: 500)")),
+            "{action:?}"
+        );
+    }
+
+    #[test]
+    fn a_health_check_that_never_passes_rolls_back_at_the_deadline() {
+        let d = deployment(Phase::Ready, &["i-a", "i-b"]);
+        let unready = AgentView {
+            ready_detail: "GET /health: 500".into(),
+            ..agent(false)
+        };
+        let mut o = observed(&[("i-a", agent(true)), ("i-b", unready)], &[]);
+        o.now = T0 + Deadlines::default().ready.as_millis() as Millis + 1;
+        for a in o.agents.values_mut() {
+            a.last_seen = o.now;
+        }
+        match next_action(&d, &o, &limits()) {
+            Action::RollBack { reason } => {
+                assert!(
+                    reason.starts_with("ready did not finish within 2m"),
+                    "{reason}"
+                );
+                assert!(reason.contains("GET /health: 500"), "{reason}");
+            }
+            other => panic!("expected a rollback, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_agent_silent_past_the_limit_rolls_back_within_seconds() {
+        let d = deployment(Phase::Ready, &["i-a", "i-b"]);
+        let dead = AgentView {
+            connected: false,
+            ..agent(false)
+        };
+        let mut o = observed(&[("i-a", agent(true)), ("i-b", dead)], &[]);
+        o.now = T0 + 5_001;
+        o.agents.get_mut("i-a").unwrap().last_seen = o.now;
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::RollBack {
+                reason: "instance i-b lost: its agent disconnected 5.0s ago".into()
+            }
+        );
+        o.now = T0 + 4_000;
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(_)));
+    }
+
+    #[test]
+    fn a_vanished_instance_rolls_back() {
+        let d = deployment(Phase::Booting, &["i-a", "i-b"]);
+        let mut o = observed(&[("i-a", agent(false))], &[]);
+        o.instances.insert("i-b".into(), InstanceState::Gone);
+        assert!(
+            matches!(next_action(&d, &o, &limits()), Action::RollBack { reason } if reason.contains("i-b terminated"))
+        );
+    }
+
+    #[test]
+    fn a_cancel_before_attaching_rolls_back() {
+        let mut d = deployment(Phase::Configuring, &["i-a"]);
+        d.cancel_requested_by = Some("alice".into());
+        assert_eq!(
+            next_action(&d, &observed(&[], &[]), &limits()),
+            Action::RollBack {
+                reason: "cancelled by alice".into()
+            }
+        );
+    }
+
+    #[test]
+    fn attaching_registers_then_waits_for_in_service() {
+        let d = deployment(Phase::Attaching, &["i-a", "i-b"]);
+        let agents = [("i-a", agent(true)), ("i-b", agent(true))];
+        let o = observed(&agents, &[("i-a", MemberState::InService)]);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Register {
+                instances: ids(&["i-b"])
+            }
+        );
+        let o = observed(
+            &agents,
+            &[
+                ("i-a", MemberState::InService),
+                ("i-b", MemberState::OutOfService),
+            ],
+        );
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(_)));
+        let o = observed(
+            &agents,
+            &[
+                ("i-a", MemberState::InService),
+                ("i-b", MemberState::InService),
+            ],
+        );
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Draining)
+        );
+    }
+
+    #[test]
+    fn draining_deregisters_old_and_waits_for_open_connections() {
+        let mut d = deployment(Phase::Draining, &["i-a"]);
+        d.old_instances = ids(&["i-old"]);
+        let o = observed(
+            &[("i-a", agent(true))],
+            &[
+                ("i-a", MemberState::InService),
+                ("i-old", MemberState::InService),
+            ],
+        );
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Deregister {
+                instances: ids(&["i-old"])
+            }
+        );
+        let busy = MemberState::Draining { connections: 2 };
+        let mut o = observed(
+            &[("i-a", agent(true))],
+            &[("i-a", MemberState::InService), ("i-old", busy)],
+        );
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(_)));
+        o.now = T0 + Deadlines::default().drain.as_millis() as Millis;
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Retiring)
+        );
+    }
+
+    #[test]
+    fn past_the_point_of_no_return_a_lost_agent_does_not_roll_back() {
+        let mut d = deployment(Phase::Draining, &["i-a"]);
+        d.old_instances = ids(&["i-old"]);
+        let mut o = observed(
+            &[(
+                "i-a",
+                AgentView {
+                    connected: false,
+                    ..agent(true)
+                },
+            )],
+            &[("i-a", MemberState::InService)],
+        );
+        o.now = T0 + 60_000;
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Retiring)
+        );
+    }
+
+    #[test]
+    fn retiring_terminates_old_instances_then_succeeds() {
+        let mut d = deployment(Phase::Retiring, &["i-a"]);
+        d.old_instances = ids(&["i-old"]);
+        let mut o = observed(
+            &[("i-a", agent(true))],
+            &[("i-old", MemberState::Draining { connections: 0 })],
+        );
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Terminate {
+                instances: ids(&["i-old"])
+            }
+        );
+        o.instances.insert("i-old".into(), InstanceState::Gone);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Finish(Phase::Succeeded)
+        );
+    }
+
+    #[test]
+    fn rolling_back_deregisters_and_terminates_only_new_instances() {
+        let mut d = deployment(Phase::RollingBack, &["i-a"]);
+        d.old_instances = ids(&["i-old"]);
+        let members = [
+            ("i-a", MemberState::InService),
+            ("i-old", MemberState::InService),
+        ];
+        let mut o = observed(&[("i-a", agent(true))], &members);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Deregister {
+                instances: ids(&["i-a"])
+            }
+        );
+        o.members.remove("i-a");
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Terminate {
+                instances: ids(&["i-a"])
+            }
+        );
+        o.instances.insert("i-a".into(), InstanceState::Gone);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Finish(Phase::RolledBack)
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! The embedded default: `slipway-coordinator --dev`. A sample fleet, the local
+//! cloud in its own process, three baked releases of a sample app, and a profile
+//! for the CLI, so a newcomer deploys within a minute of building.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cloud::local::LocalCloud;
+use crate::cloud::{Compute, load_balancer_name};
+use crate::config::Fleet;
+use crate::pki::{Ca, Identity, Role, write_file, write_private};
+use crate::store::Db;
+
+/// The sample fleet written to `DIR/fleet.toml` on first start; edit it freely.
+pub const SAMPLE_FLEET: &str = r#"# Slipway's sample fleet. Edit it and restart the coordinator to apply.
+
+[coordinator]
+heartbeat_interval = "1s"
+# A new instance whose agent is silent this long is lost: the deploy rolls back.
+agent_lost_after = "4s"
+
+[environments.staging]
+instances = 1
+variables = { GREETING = "hello from staging" }
+
+[environments.qaprod1]
+instances = 1
+variables = { GREETING = "hello from qaprod1" }
+
+[environments.prod1]
+instances = 2
+variables = { GREETING = "hello from prod1" }
+
+[environments.prod2]
+instances = 2
+variables = { GREETING = "hello from prod2" }
+
+[projects.hello]
+instance_port = 8080
+services = [{ name = "web", command = "bin/slipway-sample-app" }]
+
+[projects.hello.health_check]
+path = "/health"
+port = 8080
+interval = "200ms"
+timeout = "1s"
+healthy_threshold = 2
+unhealthy_threshold = 2
+
+[projects.hello.deadlines]
+launch = "30s"
+boot = "30s"
+configure = "20s"
+ready = "10s"
+attach = "20s"
+drain = "10s"
+
+[projects.hello.public]
+name = "hello.example.com"
+environments = ["prod1", "prod2"]
+"#;
+
+/// The sample releases: version and whether its health check passes.
+const SAMPLE_RELEASES: [(&str, bool); 3] = [("v1", true), ("v2", true), ("broken", false)];
+
+/// Loads `DIR/fleet.toml`, writing the sample first if there is none.
+pub fn fleet(data_dir: &Path) -> anyhow::Result<Fleet> {
+    let path = data_dir.join("fleet.toml");
+    if !path.exists() {
+        std::fs::write(&path, SAMPLE_FLEET)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(Fleet::load(&path)?)
+}
+
+/// Reaches the local cloud in `dir`, starting it in a process of its own if it
+/// is not running; it outlives this coordinator, as AWS would.
+pub async fn local_cloud(dir: &Path) -> anyhow::Result<LocalCloud> {
+    let cloud = LocalCloud::new(dir);
+    if cloud.ping().await {
+        return Ok(cloud);
+    }
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("cloud.log"))?;
+    let exe = std::env::current_exe().context("cannot find my own executable")?;
+    std::process::Command::new(exe)
+        .arg("local-cloud")
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C or crash of the coordinator leaves it running.
+        .process_group(0)
+        .spawn()
+        .context("cannot start the local cloud")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if cloud.ping().await {
+            return Ok(cloud);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!(
+        "the local cloud did not start: see {}",
+        dir.join("cloud.log").display()
+    )
+}
+
+/// Stops the local cloud of `data_dir`, if it runs: its instances go with it.
+pub async fn down(data_dir: &Path) -> anyhow::Result<()> {
+    let cloud = LocalCloud::new(&data_dir.join("cloud"));
+    if !cloud.ping().await {
+        println!("no local cloud runs in {}", data_dir.display());
+        return Ok(());
+    }
+    cloud.shutdown().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cloud.ping().await {
+        if Instant::now() > deadline {
+            bail!(
+                "the local cloud in {} did not stop within 30s",
+                data_dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("local cloud in {} stopped", data_dir.display());
+    Ok(())
+}
+
+/// The binaries baked into the sample images, from beside this executable.
+fn sample_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("my executable has no directory")?;
+    let agent = dir.join("slipway-agent");
+    let app = dir.join("slipway-sample-app");
+    for binary in [&agent, &app] {
+        if !binary.exists() {
+            bail!(
+                "{} is missing: build every binary first with `cargo build --workspace`",
+                binary.display()
+            );
+        }
+    }
+    Ok((agent, app))
+}
+
+/// Bakes and registers the sample releases that are not registered yet.
+pub async fn sample_releases(data_dir: &Path, cloud: &LocalCloud, db: &Db) -> anyhow::Result<()> {
+    let (agent, app) = sample_binaries()?;
+    for (version, healthy) in SAMPLE_RELEASES {
+        if db.release("hello", version)?.is_some() {
+            continue;
+        }
+        let source = data_dir.join("bake").join(version);
+        let _ = std::fs::remove_dir_all(&source);
+        std::fs::create_dir_all(source.join("bin"))?;
+        std::fs::copy(&agent, source.join("bin/slipway-agent"))?;
+        std::fs::copy(&app, source.join("bin/slipway-sample-app"))?;
+        std::fs::write(
+            source.join("app.toml"),
+            format!("version = \"{version}\"\nhealthy = {healthy}\n"),
+        )?;
+        let tags = BTreeMap::from([
+            ("slipway:project".to_string(), "hello".to_string()),
+            ("slipway:version".to_string(), version.to_string()),
+        ]);
+        cloud.import_image(&source, tags).await?;
+        let _ = std::fs::remove_dir_all(&source);
+        let image_id = cloud.find_image("hello", version).await?;
+        db.put_release(&crate::release::Release {
+            project: "hello".into(),
+            version: version.into(),
+            image_id,
+            registered_at: crate::clock::now_ms(),
+            registered_by: "slipway-dev".into(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Creates every project's load balancer in every environment.
+pub async fn provision(fleet: &Fleet, cloud: &LocalCloud) -> anyhow::Result<()> {
+    use crate::cloud::{LoadBalancer, LoadBalancerSpec};
+    for (project, settings) in &fleet.projects {
+        for env in fleet.environments.keys() {
+            let spec = LoadBalancerSpec {
+                name: load_balancer_name(project, env),
+                instance_port: settings.instance_port,
+            };
+            cloud.ensure(&spec).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `DIR/profile.toml` and an admin certificate for the CLI.
+pub fn profile(data_dir: &Path, ca: &Ca, address: &str) -> anyhow::Result<PathBuf> {
+    let operator_dir = data_dir.join("operators").join("admin");
+    if !operator_dir.join("cert.pem").exists() {
+        std::fs::create_dir_all(&operator_dir)?;
+        let admin = Identity {
+            name: "admin".into(),
+            role: Role::Admin,
+        };
+        let issued = ca.issue_client(&admin, Duration::from_secs(365 * 24 * 3600))?;
+        write_private(&operator_dir.join("key.pem"), &issued.key_pem)?;
+        write_file(&operator_dir.join("cert.pem"), &issued.cert_pem)?;
+    }
+    let path = data_dir.join("profile.toml");
+    let text = format!(
+        "# Written by slipway-coordinator --dev: how the CLI reaches this coordinator.\n\
+         coordinator = \"{address}\"\n\
+         server_name = \"{}\"\n\
+         ca = \"ca/ca.pem\"\n\
+         certificate = \"operators/admin/cert.pem\"\n\
+         key = \"operators/admin/key.pem\"\n",
+        crate::pki::SERVER_NAME
+    );
+    // Written whole then renamed, so a reader never sees half a profile.
+    let partial = data_dir.join("profile.toml.partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, &path)?;
+    Ok(path)
+}

@@ -1,0 +1,179 @@
+//! The agent service: Bootstrap (token + CSR for a certificate) and Connect (the
+//! long-lived stream of one agent).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slipway_proto::v1::agent_message::Body;
+use slipway_proto::v1::agent_service_server::AgentService;
+use slipway_proto::v1::{
+    self as pb, AgentMessage, BootstrapRequest, BootstrapResponse, CoordinatorMessage,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use super::auth;
+use crate::agents::AgentHello;
+use crate::coordinator::{AGENT_CERT_LIFETIME, Coordinator};
+use crate::pki::{Identity, Role};
+
+/// An agent must say hello this soon after opening its stream.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest field values accepted from an agent.
+const MAX_ID: usize = 64;
+const MAX_CSR: usize = 8 * 1024;
+
+#[derive(Debug)]
+pub struct AgentApi {
+    coordinator: Arc<Coordinator>,
+}
+
+impl AgentApi {
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        AgentApi { coordinator }
+    }
+}
+
+fn check_instance_id(id: &str) -> Result<(), Status> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "instance_id {:?} is not an instance id (1-{MAX_ID} of a-z, 0-9, '-')",
+            id.chars().take(MAX_ID).collect::<String>()
+        )))
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn bootstrap(
+        &self,
+        request: Request<BootstrapRequest>,
+    ) -> Result<Response<BootstrapResponse>, Status> {
+        let request = request.into_inner();
+        check_instance_id(&request.instance_id)?;
+        if request.join_token.is_empty() || request.join_token.len() > 128 {
+            return Err(Status::invalid_argument(
+                "join_token must be the token from the launch's user-data",
+            ));
+        }
+        if request.csr_pem.is_empty() || request.csr_pem.len() > MAX_CSR {
+            return Err(Status::invalid_argument(format!(
+                "csr_pem must be a PEM request under {MAX_CSR} bytes"
+            )));
+        }
+        let c = &self.coordinator;
+        let token = c
+            .tokens
+            .redeem(&request.join_token, &request.instance_id)
+            .await
+            .inspect_err(|e| {
+                warn!(instance = %request.instance_id, error = %e, "bootstrap refused");
+            })?;
+        let identity = Identity {
+            name: request.instance_id.clone(),
+            role: Role::Agent,
+        };
+        let (certificate_pem, expires_at_ms) =
+            c.ca.sign_csr(&request.csr_pem, &identity, AGENT_CERT_LIFETIME)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        info!(instance = %request.instance_id, deployment_id = %token.deployment_id, "agent bootstrapped");
+        Ok(Response::new(BootstrapResponse {
+            certificate_pem,
+            expires_at_ms,
+        }))
+    }
+
+    type ConnectStream = ReceiverStream<Result<CoordinatorMessage, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let identity = auth::require(&request, Role::Agent)?;
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(AgentMessage {
+                body: Some(Body::Hello(hello)),
+            }))) => hello,
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no hello within 10s")),
+            Ok(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "the first message on a stream must be hello",
+                ));
+            }
+        };
+        if hello.instance_id != identity.name {
+            warn!(certificate = %identity.name, claimed = %hello.instance_id, "agent claimed another instance");
+            return Err(Status::permission_denied(format!(
+                "this certificate belongs to {}, not {}",
+                identity.name, hello.instance_id
+            )));
+        }
+        let c = self.coordinator.clone();
+        if c.db
+            .agent(&identity.name)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .is_none()
+        {
+            return Err(Status::permission_denied(format!(
+                "{} is not an instance Slipway launched",
+                identity.name
+            )));
+        }
+        let (sender, receiver) = mpsc::channel(32);
+        let welcome = pb::Welcome {
+            heartbeat_interval_ms: c.fleet.coordinator.heartbeat_interval.as_millis() as u32,
+        };
+        sender
+            .send(Ok(CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::Welcome(welcome)),
+            }))
+            .await
+            .map_err(|_| Status::cancelled("stream closed"))?;
+        let instance = identity.name.clone();
+        let stream = c.agents.connect(
+            &instance,
+            AgentHello {
+                image_id: hello.image_id,
+                agent_version: hello.agent_version,
+                private_ip: hello.private_ip,
+            },
+            sender,
+        );
+        info!(%instance, "agent connected");
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(message)) => match message.body {
+                        Some(Body::Heartbeat(_)) => c.agents.heartbeat(&instance, stream),
+                        Some(Body::Services(report)) => {
+                            c.agents.services(&instance, stream, &report)
+                        }
+                        Some(Body::Readiness(r)) => {
+                            c.agents.readiness(&instance, stream, r.ready, &r.detail)
+                        }
+                        Some(Body::Hello(_)) | None => {
+                            warn!(%instance, "unexpected message on an agent stream; ignoring it");
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(status) => {
+                        info!(%instance, error = %status.message(), "agent stream broke");
+                        break;
+                    }
+                }
+            }
+            c.agents.disconnect(&instance, stream);
+            info!(%instance, "agent disconnected");
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}

@@ -1,0 +1,143 @@
+//! The coordinator's gRPC port: TLS 1.3 only, client certificates from the
+//! coordinator's CA, the agent and operator services, plus the standard health
+//! and reflection services for ordinary gRPC tools.
+//!
+//! The TLS handshake runs here rather than inside tonic so that refused
+//! handshakes (no TLS, wrong CA, old protocol) are logged with their reason and
+//! cannot stall the accept loop.
+
+pub mod agent;
+pub mod auth;
+pub mod convert;
+pub mod operator;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use slipway_proto::v1::agent_service_server::AgentServiceServer;
+use slipway_proto::v1::operator_service_server::OperatorServiceServer;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Server;
+use tracing::{debug, warn};
+
+use crate::coordinator::Coordinator;
+use crate::pki::KeyedCertificate;
+
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest message accepted on any RPC.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("tls setup failed: {0}")]
+    Tls(String),
+    #[error("grpc server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// TLS 1.3 only; a client certificate is optional at the handshake (Bootstrap
+/// needs none) but, when sent, must chain to `ca_pem`. Every RPC other than
+/// Bootstrap then requires one.
+pub fn tls_config(
+    server: &KeyedCertificate,
+    ca_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    let err = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| err(&e))?)
+        .map_err(|e| err(&e))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| err(&e))?;
+    let chain =
+        vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).map_err(|e| err(&e))?];
+    let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).map_err(|e| err(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| err(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves every service on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    coordinator: Arc<Coordinator>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let acceptor = TlsAcceptor::from(tls);
+    let (connections, incoming) = tokio::sync::mpsc::channel(64);
+    let accept_loop = tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = connections.send(Ok::<_, std::io::Error>(tls)).await;
+                    }
+                    Ok(Err(e)) => warn!(%peer, error = %e, "tls handshake refused"),
+                    Err(_) => debug!(%peer, "tls handshake timed out"),
+                }
+            });
+        }
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AgentServiceServer<agent::AgentApi>>()
+        .await;
+    health
+        .set_serving::<OperatorServiceServer<operator::OperatorApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(slipway_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+
+    let agents = AgentServiceServer::new(agent::AgentApi::new(coordinator.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let operators = OperatorServiceServer::new(operator::OperatorApi::new(coordinator))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let result = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            health_service,
+            auth::require_certificate,
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            reflection,
+            auth::require_certificate,
+        ))
+        .add_service(agents)
+        .add_service(operators)
+        .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
+        .await;
+    accept_loop.abort();
+    result.map_err(Into::into)
+}

@@ -1,0 +1,34 @@
+//! Slipway's coordinator: the only writer of state, the owner of trust, and the
+//! driver of the clouds.
+//!
+//! - `config`: the fleet file (projects, environments, deadlines).
+//! - `store`: durable state behind a `Store` trait (sled).
+//! - `release`, `deploy` (`machine`: the pure state machine; `executor`: its
+//!   actions), `queue` (FIFO per target), `promote` (public records).
+//! - `pki` (the CA and identities), `tokens` (one-time join tokens).
+//! - `agents`: agent records and the hub of live agent streams.
+//! - `cloud`: the `Compute` / `LoadBalancer` / `Dns` traits and the `local` cloud.
+//! - `grpc`: the TLS port and the agent and operator services.
+//! - `operations`: what operators can ask, in domain terms.
+//! - `coordinator`: shared state and the scheduler; `run`: start-up; `dev`: the
+//!   embedded default (sample fleet, releases and profile).
+
+#![forbid(unsafe_code)]
+
+pub mod agents;
+pub mod clock;
+pub mod cloud;
+pub mod config;
+pub mod coordinator;
+pub mod deploy;
+pub mod dev;
+pub mod grpc;
+pub mod logging;
+pub mod operations;
+pub mod pki;
+pub mod promote;
+pub mod queue;
+pub mod release;
+pub mod run;
+pub mod store;
+pub mod tokens;

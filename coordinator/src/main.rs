@@ -1,0 +1,83 @@
+//! `slipway-coordinator`: runs the coordinator, or (`local-cloud`) the local cloud
+//! process it starts for itself.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "slipway-coordinator",
+    version,
+    about = "Slipway's coordinator: release queue, deploys, trust"
+)]
+struct Args {
+    /// Run the embedded default: the local cloud, a sample fleet and releases, a CLI profile.
+    #[arg(long)]
+    dev: bool,
+    /// Where the store, CA, local cloud and profile live.
+    #[arg(long, default_value = "./.slipway")]
+    data_dir: PathBuf,
+    /// The gRPC address (TLS only). Port 0 picks a free port; profile.toml tells which.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    listen: SocketAddr,
+    /// The fleet file (projects, environments, deadlines).
+    #[arg(long)]
+    fleet: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the local cloud in DIR (started by the coordinator itself).
+    LocalCloud {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Stop the local cloud of --data-dir: every instance, load balancer and record.
+    Down,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = slipway_coordinator::logging::init() {
+        eprintln!("slipway-coordinator: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("slipway-coordinator: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match args.command {
+            Some(Command::LocalCloud { dir }) => {
+                slipway_coordinator::cloud::local::server::run(&dir).await
+            }
+            Some(Command::Down) => slipway_coordinator::dev::down(&args.data_dir).await,
+            None => {
+                slipway_coordinator::run::run(slipway_coordinator::run::Options {
+                    data_dir: args.data_dir,
+                    listen: args.listen,
+                    fleet: args.fleet,
+                    dev: args.dev,
+                })
+                .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("slipway-coordinator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

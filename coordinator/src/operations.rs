@@ -1,0 +1,524 @@
+//! What operators and CI can ask of the coordinator, in domain terms. The gRPC
+//! layer converts wire types to these calls and their errors to status codes.
+
+use crate::clock::now_ms;
+use crate::cloud::{CloudError, load_balancer_name};
+use crate::coordinator::Coordinator;
+use crate::deploy::machine::{InstanceState, MemberState};
+use crate::deploy::{Deployment, Phase, PhaseEntry};
+use crate::pki::Identity;
+use crate::promote::RecordState;
+use crate::queue::ReleaseQueue;
+use crate::release::{Release, check_version};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<CloudError> for OperationError {
+    fn from(e: CloudError) -> Self {
+        match e {
+            CloudError::NotFound(m) => OperationError::NotFound(m),
+            CloudError::Invalid(m) => OperationError::FailedPrecondition(m),
+            CloudError::Unavailable(m) => OperationError::Unavailable(m),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, OperationError>;
+
+/// A deployment with what it waits on right now.
+#[derive(Debug, Clone)]
+pub struct DeploymentView {
+    pub deployment: Deployment,
+    pub waiting_on: Option<String>,
+}
+
+/// One target's line in the queue.
+#[derive(Debug, Clone)]
+pub struct QueueLine {
+    pub project: String,
+    pub environment: String,
+    pub active: Option<DeploymentView>,
+    pub waiting: Vec<DeploymentView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceStatus {
+    pub id: String,
+    pub private_ip: String,
+    pub state: &'static str,
+    pub agent: &'static str,
+    pub ready: bool,
+    pub in_service: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvironmentStatus {
+    pub name: String,
+    pub active_version: Option<String>,
+    pub load_balancer: String,
+    pub endpoint: Option<String>,
+    pub instances: Vec<InstanceStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublicRecordView {
+    pub project: String,
+    pub name: String,
+    pub environment: Option<String>,
+    pub endpoint: Option<String>,
+    pub previous_environment: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectStatus {
+    pub name: String,
+    pub environments: Vec<EnvironmentStatus>,
+    pub public: Option<PublicRecordView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentStatus {
+    pub record: crate::agents::AgentRecord,
+    pub connected: bool,
+    pub last_seen: i64,
+    pub ready: bool,
+    pub agent_version: String,
+}
+
+impl Coordinator {
+    fn check_project(&self, project: &str) -> Result<()> {
+        if self.fleet.project(project).is_none() {
+            return Err(OperationError::NotFound(format!(
+                "no project {project:?} in the fleet file: known are {}",
+                self.fleet
+                    .projects
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_environment(&self, environment: &str) -> Result<()> {
+        if !self.fleet.environments.contains_key(environment) {
+            return Err(OperationError::NotFound(format!(
+                "no environment {environment:?} in the fleet file: known are {}",
+                self.fleet
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn register_release(
+        &self,
+        who: &Identity,
+        project: &str,
+        version: &str,
+        image_id: Option<&str>,
+    ) -> Result<Release> {
+        self.check_project(project)?;
+        check_version(version).map_err(OperationError::Invalid)?;
+        let image_id = match image_id {
+            Some(id) => id.to_string(),
+            None => self.cloud.compute.find_image(project, version).await?,
+        };
+        if let Some(existing) = self.db.release(project, version)? {
+            if existing.image_id == image_id {
+                return Ok(existing);
+            }
+            return Err(OperationError::FailedPrecondition(format!(
+                "release {project}@{version} is already image {}: releases are immutable; build a new version",
+                existing.image_id
+            )));
+        }
+        let release = Release {
+            project: project.to_string(),
+            version: version.to_string(),
+            image_id,
+            registered_at: now_ms(),
+            registered_by: who.name.clone(),
+        };
+        self.db.put_release(&release)?;
+        Ok(release)
+    }
+
+    pub fn releases(&self, project: Option<&str>) -> Result<Vec<Release>> {
+        Ok(self
+            .db
+            .releases()?
+            .into_iter()
+            .filter(|r| project.is_none_or(|p| r.project == p))
+            .collect())
+    }
+
+    /// Enqueues a deployment; returns once it is stored durably.
+    pub fn deploy(
+        &self,
+        who: &Identity,
+        project: &str,
+        version: &str,
+        environment: &str,
+    ) -> Result<Deployment> {
+        self.check_project(project)?;
+        self.check_environment(environment)?;
+        check_version(version).map_err(OperationError::Invalid)?;
+        let release = self.db.release(project, version)?.ok_or_else(|| {
+            OperationError::NotFound(format!(
+                "no release {project}@{version}: register it with `slipway release add {project} {version}`"
+            ))
+        })?;
+        self.enqueue(who.name.clone(), &release, environment)
+    }
+
+    fn enqueue(
+        &self,
+        requested_by: String,
+        release: &Release,
+        environment: &str,
+    ) -> Result<Deployment> {
+        let desired = self
+            .fleet
+            .instance_count(&release.project, environment)
+            .ok_or_else(|| OperationError::NotFound(format!("no environment {environment:?}")))?;
+        let seq = self.db.next_seq()?;
+        let now = now_ms();
+        let deployment = Deployment {
+            id: format!("d-{seq}"),
+            seq,
+            project: release.project.clone(),
+            version: release.version.clone(),
+            image_id: release.image_id.clone(),
+            environment: environment.to_string(),
+            requested_by,
+            requested_at: now,
+            phase: Phase::Queued,
+            history: vec![PhaseEntry {
+                phase: Phase::Queued,
+                at: now,
+            }],
+            reason: None,
+            desired,
+            launched: vec![],
+            old_instances: vec![],
+            cancel_requested_by: None,
+        };
+        self.db.put_deployment(&deployment)?;
+        self.queue_changed.notify_one();
+        Ok(deployment)
+    }
+
+    pub fn deployment(&self, id: &str) -> Result<DeploymentView> {
+        let deployment = self.db.deployment(id)?.ok_or_else(|| {
+            OperationError::NotFound(format!(
+                "no deployment {id:?}: list them with `slipway deployments`"
+            ))
+        })?;
+        Ok(self.view(deployment))
+    }
+
+    fn view(&self, deployment: Deployment) -> DeploymentView {
+        let waiting_on = if deployment.phase == Phase::Queued {
+            self.db.deployments().ok().and_then(|all| {
+                let queue = ReleaseQueue::new(&all);
+                let ahead = queue.ahead_of(&deployment.id);
+                ahead.first().map(|next| {
+                    format!(
+                        "queued behind {} ({}@{}, {}){}",
+                        next.id,
+                        next.project,
+                        next.version,
+                        next.phase,
+                        if ahead.len() > 1 {
+                            format!(" and {} more", ahead.len() - 1)
+                        } else {
+                            String::new()
+                        }
+                    )
+                })
+            })
+        } else {
+            self.waiting_on(&deployment.id)
+        };
+        DeploymentView {
+            deployment,
+            waiting_on,
+        }
+    }
+
+    /// Cancels a queued deployment, or rolls back an active one that does not serve yet.
+    pub fn cancel(&self, who: &Identity, id: &str) -> Result<Deployment> {
+        let mut deployment = self.deployment(id)?.deployment;
+        match deployment.phase {
+            Phase::Queued => {
+                deployment.reason = Some(format!("cancelled by {}", who.name));
+                deployment.enter(Phase::Cancelled, now_ms());
+            }
+            phase if phase.is_finished() => {
+                return Err(OperationError::FailedPrecondition(format!(
+                    "deployment {id} already finished ({phase})"
+                )));
+            }
+            phase if phase.is_past_point_of_no_return() => {
+                return Err(OperationError::FailedPrecondition(format!(
+                    "deployment {id} already serves traffic ({phase}): use `slipway rollback {} --env {}`",
+                    deployment.project, deployment.environment
+                )));
+            }
+            _ => deployment.cancel_requested_by = Some(who.name.clone()),
+        }
+        self.db.put_deployment(&deployment)?;
+        self.queue_changed.notify_one();
+        self.agents.changed.notify_waiters();
+        Ok(deployment)
+    }
+
+    pub fn queue(&self) -> Result<Vec<QueueLine>> {
+        let all = self.db.deployments()?;
+        let queue = ReleaseQueue::new(&all);
+        Ok(queue
+            .targets()
+            .map(|line| QueueLine {
+                project: line.target.project.clone(),
+                environment: line.target.environment.clone(),
+                active: line.active.map(|d| self.view(d.clone())),
+                waiting: line
+                    .waiting
+                    .iter()
+                    .map(|d| self.view((*d).clone()))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// History, newest first.
+    pub fn deployments(
+        &self,
+        project: Option<&str>,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeploymentView>> {
+        let mut all = self.db.deployments()?;
+        all.retain(|d| {
+            project.is_none_or(|p| d.project == p) && environment.is_none_or(|e| d.environment == e)
+        });
+        all.reverse();
+        if limit > 0 {
+            all.truncate(limit);
+        }
+        Ok(all.into_iter().map(|d| self.view(d)).collect())
+    }
+
+    /// The version a target last deployed successfully.
+    fn succeeded_versions(&self, project: &str, environment: &str) -> Result<Vec<String>> {
+        Ok(self
+            .db
+            .deployments()?
+            .into_iter()
+            .filter(|d| {
+                d.project == project && d.environment == environment && d.phase == Phase::Succeeded
+            })
+            .map(|d| d.version)
+            .collect())
+    }
+
+    pub async fn status(&self, project: Option<&str>) -> Result<Vec<ProjectStatus>> {
+        if let Some(project) = project {
+            self.check_project(project)?;
+        }
+        let mut projects = Vec::new();
+        for name in self
+            .fleet
+            .projects
+            .keys()
+            .filter(|n| project.is_none_or(|p| *n == p))
+        {
+            let mut environments = Vec::new();
+            for env in self.fleet.environments.keys() {
+                environments.push(self.environment_status(name, env).await?);
+            }
+            let public = match self.fleet.projects[name].public.is_some() {
+                true => Some(self.public_record(name).await?),
+                false => None,
+            };
+            projects.push(ProjectStatus {
+                name: name.clone(),
+                environments,
+                public,
+            });
+        }
+        Ok(projects)
+    }
+
+    async fn environment_status(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<EnvironmentStatus> {
+        let lb = load_balancer_name(project, environment);
+        let endpoint = self.cloud.load_balancer.endpoint(&lb).await?;
+        let members = match endpoint {
+            Some(_) => self.cloud.load_balancer.members(&lb).await?,
+            None => Default::default(),
+        };
+        let ids: Vec<String> = members.keys().cloned().collect();
+        let described = if ids.is_empty() {
+            vec![]
+        } else {
+            self.cloud.compute.describe(&ids).await?
+        };
+        let instances = ids
+            .iter()
+            .map(|id| {
+                let cloud = described.iter().find(|i| &i.id == id);
+                let view = self.agents.view(id);
+                InstanceStatus {
+                    id: id.clone(),
+                    private_ip: cloud.map(|i| i.private_ip.clone()).unwrap_or_default(),
+                    state: match cloud.map(|i| i.state) {
+                        Some(InstanceState::Running) => "running",
+                        Some(InstanceState::Pending) => "pending",
+                        _ => "terminated",
+                    },
+                    agent: match &view {
+                        Some(v) if v.connected => "connected",
+                        Some(_) => "lost",
+                        None => "never",
+                    },
+                    ready: view.is_some_and(|v| v.ready),
+                    in_service: members.get(id) == Some(&MemberState::InService),
+                }
+            })
+            .collect();
+        Ok(EnvironmentStatus {
+            name: environment.to_string(),
+            active_version: self.succeeded_versions(project, environment)?.pop(),
+            load_balancer: lb,
+            endpoint,
+            instances,
+        })
+    }
+
+    async fn public_record(&self, project: &str) -> Result<PublicRecordView> {
+        let Some(public) = self.fleet.project(project).and_then(|p| p.public.as_ref()) else {
+            return Err(OperationError::FailedPrecondition(format!(
+                "project {project} has no public record: add [projects.{project}.public] to the fleet file"
+            )));
+        };
+        let stored = self.db.record(project)?;
+        Ok(PublicRecordView {
+            project: project.to_string(),
+            name: public.name.clone(),
+            environment: stored.as_ref().map(|r| r.environment.clone()),
+            endpoint: self.cloud.dns.endpoint(&public.name).await?,
+            previous_environment: stored.and_then(|r| r.previous_environment),
+        })
+    }
+
+    /// Points the project's public record at `environment`'s cluster.
+    pub async fn promote(
+        &self,
+        who: &Identity,
+        project: &str,
+        environment: &str,
+    ) -> Result<PublicRecordView> {
+        self.check_project(project)?;
+        self.check_environment(environment)?;
+        let view = self.public_record(project).await?;
+        let allowed = &self.fleet.projects[project]
+            .public
+            .as_ref()
+            .map(|p| p.environments.clone())
+            .unwrap_or_default();
+        if !allowed.iter().any(|e| e == environment) {
+            return Err(OperationError::FailedPrecondition(format!(
+                "{project}'s public record can point at {} only, not {environment}",
+                allowed.join(" or ")
+            )));
+        }
+        if self.succeeded_versions(project, environment)?.is_empty() {
+            return Err(OperationError::FailedPrecondition(format!(
+                "{environment} runs no release of {project}: deploy one there first"
+            )));
+        }
+        let previous = view.environment.clone().filter(|e| e != environment);
+        self.cloud
+            .dns
+            .upsert(&view.name, &load_balancer_name(project, environment))
+            .await?;
+        self.db.put_record(&RecordState {
+            project: project.to_string(),
+            name: view.name.clone(),
+            environment: environment.to_string(),
+            previous_environment: previous.or(view.previous_environment),
+            updated_at: now_ms(),
+            updated_by: who.name.clone(),
+        })?;
+        self.public_record(project).await
+    }
+
+    /// Enqueues the release that ran on the target before the current one.
+    pub fn rollback(&self, who: &Identity, project: &str, environment: &str) -> Result<Deployment> {
+        self.check_project(project)?;
+        self.check_environment(environment)?;
+        let mut versions = self.succeeded_versions(project, environment)?;
+        let current = versions.pop().ok_or_else(|| {
+            OperationError::FailedPrecondition(format!(
+                "{project} never deployed to {environment}: nothing to roll back"
+            ))
+        })?;
+        let previous = versions.into_iter().rev().find(|v| *v != current).ok_or_else(|| {
+            OperationError::FailedPrecondition(format!(
+                "{project} on {environment} has run only {current}: there is no earlier release to go back to"
+            ))
+        })?;
+        let release = self.db.release(project, &previous)?.ok_or_else(|| {
+            OperationError::NotFound(format!(
+                "release {project}@{previous} is no longer registered"
+            ))
+        })?;
+        self.enqueue(
+            format!("{} (rollback from {current})", who.name),
+            &release,
+            environment,
+        )
+    }
+
+    pub fn agent_list(&self) -> Result<Vec<AgentStatus>> {
+        Ok(self
+            .db
+            .agents()?
+            .into_iter()
+            .map(|record| {
+                let view = self.agents.view(&record.instance_id);
+                let hello = self.agents.hello(&record.instance_id);
+                AgentStatus {
+                    connected: view.as_ref().is_some_and(|v| v.connected),
+                    last_seen: view.as_ref().map_or(0, |v| v.last_seen),
+                    ready: view.is_some_and(|v| v.ready),
+                    agent_version: hello.map(|h| h.agent_version).unwrap_or_default(),
+                    record,
+                }
+            })
+            .collect())
+    }
+}

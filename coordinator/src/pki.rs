@@ -1,0 +1,402 @@
+//! The coordinator's certificate authority and the identities it vouches for.
+//!
+//! The CA (ECDSA P-256) is made in the data dir on first start. It signs the
+//! coordinator's server certificate, operator certificates, and agents' CSRs
+//! (the agent keeps its key; only the request travels). A certificate's subject
+//! carries the identity: CN is the name (an instance id for agents), OU the role.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::clock::Millis;
+
+/// The name every Slipway client checks on the coordinator's certificate, so
+/// clients need not know which address the coordinator is reached at.
+pub const SERVER_NAME: &str = "slipway-coordinator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("cannot {action} {path}: {source}")]
+    File {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the CA in {dir} is unusable ({message}): restore ca.pem and ca.key, or move the directory away to create a new CA"
+    )]
+    BadCa { dir: String, message: String },
+    #[error("certificate signing request refused: {0}")]
+    BadCsr(String),
+    #[error("certificate is unreadable: {0}")]
+    BadCertificate(String),
+    #[error("cannot make a certificate: {0}")]
+    Sign(#[from] rcgen::Error),
+}
+
+/// What a client may do, from the OU of its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Agent,
+    Viewer,
+    Deployer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Viewer => "viewer",
+            Role::Deployer => "deployer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::Agent, Role::Viewer, Role::Deployer, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
+
+    /// Operators rank viewer < deployer < admin; agents are outside that line.
+    pub fn allows(self, needed: Role) -> bool {
+        let rank = |r: Role| match r {
+            Role::Agent => None,
+            Role::Viewer => Some(0),
+            Role::Deployer => Some(1),
+            Role::Admin => Some(2),
+        };
+        match (rank(self), rank(needed)) {
+            (Some(have), Some(need)) => have >= need,
+            _ => self == needed,
+        }
+    }
+}
+
+/// Who a verified client certificate belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub role: Role,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.role.as_str())
+    }
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct KeyedCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub struct Ca {
+    cert_pem: String,
+    fingerprint: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl fmt::Debug for Ca {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ca({})", self.fingerprint)
+    }
+}
+
+impl Ca {
+    /// Loads the CA from `dir`, or creates it there on first start.
+    pub fn load_or_create(dir: &Path) -> Result<Ca, PkiError> {
+        let cert_path = dir.join("ca.pem");
+        let key_path = dir.join("ca.key");
+        let bad = |message: String| PkiError::BadCa {
+            dir: dir.display().to_string(),
+            message,
+        };
+        if cert_path.exists() || key_path.exists() {
+            let cert_pem = read(&cert_path)?;
+            let key_pem = read(&key_path)?;
+            let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(format!("ca.key: {e}")))?;
+            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
+                .map_err(|e| bad(format!("ca.pem: {e}")))?;
+            let fingerprint = fingerprint_pem(&cert_pem).map_err(|e| bad(e.to_string()))?;
+            return Ok(Ca {
+                cert_pem,
+                fingerprint,
+                issuer,
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(|source| PkiError::File {
+            action: "create",
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("Slipway CA", None);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        validity(&mut params, Duration::from_secs(10 * 365 * 24 * 3600));
+        let cert = params.self_signed(&key)?;
+        write_private(&key_path, &key.serialize_pem())?;
+        write_file(&cert_path, &cert.pem())?;
+        let cert_pem = cert.pem();
+        let fingerprint = fingerprint_pem(&cert_pem)?;
+        Ok(Ca {
+            cert_pem,
+            fingerprint,
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// `sha256:<hex>` of the CA certificate's DER: what launches carry so an agent
+    /// can check it talks to the right coordinator.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// A fresh server certificate for `names` (DNS names or IP addresses).
+    pub fn issue_server(&self, names: &[String]) -> Result<KeyedCertificate, PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(names.to_vec())?;
+        params.distinguished_name = name(SERVER_NAME, None);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, Duration::from_secs(90 * 24 * 3600));
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(KeyedCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A client certificate and key for an operator or CI job.
+    pub fn issue_client(
+        &self,
+        identity: &Identity,
+        lifetime: Duration,
+    ) -> Result<KeyedCertificate, PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let params = client_params(identity, lifetime);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(KeyedCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Signs an agent's CSR. The subject comes from `identity`, never from the
+    /// request, so an agent cannot ask for a name or role it was not given.
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        identity: &Identity,
+        lifetime: Duration,
+    ) -> Result<(String, Millis), PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            PkiError::BadCsr(format!("{e}: send a PEM PKCS#10 request signed by its key"))
+        })?;
+        let params = client_params(identity, lifetime);
+        let expires_at = params.not_after.unix_timestamp() * 1000;
+        let signed = CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        }
+        .signed_by(&self.issuer)?;
+        Ok((signed.pem(), expires_at))
+    }
+}
+
+fn client_params(identity: &Identity, lifetime: Duration) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(&identity.name, Some(identity.role));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if let Ok(san) = identity.name.clone().try_into() {
+        params.subject_alt_names = vec![SanType::DnsName(san)];
+    }
+    validity(&mut params, lifetime);
+    params
+}
+
+fn name(common_name: &str, role: Option<Role>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Slipway");
+    if let Some(role) = role {
+        dn.push(DnType::OrganizationalUnitName, role.as_str());
+    }
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn validity(params: &mut CertificateParams, lifetime: Duration) {
+    let now = OffsetDateTime::now_utc();
+    // A little slack for clocks that disagree by a few minutes.
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::seconds(lifetime.as_secs() as i64);
+    params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+}
+
+/// Reads the identity out of a certificate the TLS layer already verified.
+pub fn identity_from_der(der: &[u8]) -> Result<Identity, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let subject = cert.subject();
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .ok_or_else(|| PkiError::BadCertificate("no common name".into()))?;
+    let role = subject
+        .iter_organizational_unit()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .and_then(Role::parse)
+        .ok_or_else(|| PkiError::BadCertificate("no Slipway role in its OU".into()))?;
+    Ok(Identity {
+        name: cn.to_string(),
+        role,
+    })
+}
+
+/// `sha256:<hex>` of the first certificate in a PEM text.
+pub fn fingerprint_pem(pem: &str) -> Result<String, PkiError> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(der.as_ref()))
+    ))
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::File {
+        action: "read",
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+pub fn write_file(path: &Path, text: &str) -> Result<(), PkiError> {
+    std::fs::write(path, text).map_err(|source| PkiError::File {
+        action: "write",
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Writes a private key readable by its owner only.
+pub fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
+    let err = |source| PkiError::File {
+        action: "write",
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    file.write_all(text.as_bytes()).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("slipway-pki-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_ca_is_created_once_and_reloaded_with_the_same_fingerprint() {
+        let dir = temp_dir("reload");
+        let first = Ca::load_or_create(&dir).unwrap();
+        let again = Ca::load_or_create(&dir).unwrap();
+        assert_eq!(first.fingerprint(), again.fingerprint());
+        assert!(first.fingerprint().starts_with("sha256:"));
+        let mode = std::fs::metadata(dir.join("ca.key")).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_signed_csr_carries_the_identity_given_not_the_one_asked_for() {
+        let dir = temp_dir("csr");
+        let ca = Ca::load_or_create(&dir).unwrap();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("i-someone-else", Some(Role::Admin));
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let agent = Identity {
+            name: "i-123".into(),
+            role: Role::Agent,
+        };
+        let (cert_pem, expires_at) = ca
+            .sign_csr(&csr, &agent, Duration::from_secs(3600))
+            .unwrap();
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        assert_eq!(identity_from_der(&der).unwrap(), agent);
+        assert!(expires_at > crate::clock::now_ms());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn garbage_is_not_a_csr() {
+        let dir = temp_dir("garbage");
+        let ca = Ca::load_or_create(&dir).unwrap();
+        let agent = Identity {
+            name: "i-1".into(),
+            role: Role::Agent,
+        };
+        let err = ca
+            .sign_csr("not a csr", &agent, Duration::from_secs(60))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("certificate signing request refused"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn roles_rank_operators_and_keep_agents_apart() {
+        assert!(Role::Admin.allows(Role::Deployer));
+        assert!(Role::Deployer.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Deployer));
+        assert!(!Role::Agent.allows(Role::Viewer));
+        assert!(!Role::Admin.allows(Role::Agent));
+        assert!(Role::Agent.allows(Role::Agent));
+    }
+}

@@ -1,0 +1,52 @@
+//! Releases: one machine image per (project, version), the unit that deploys.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+/// A project's build: one image, the same in every environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub project: String,
+    /// Commit hash or tag the image was built from.
+    pub version: String,
+    pub image_id: String,
+    pub registered_at: Millis,
+    /// The certificate identity that registered it.
+    pub registered_by: String,
+}
+
+/// Versions become tags, keys and file names; refuse anything else at the edge.
+pub fn check_version(version: &str) -> Result<(), String> {
+    let ok = !version.is_empty()
+        && version.len() <= 128
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{version:?} is not a valid version: use a commit hash or tag (letters, digits, '.', '-', '_', '+', at most 128)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_hashes_and_tags_are_versions() {
+        for ok in ["v1", "abc123f", "1.2.3-rc.1", "build_7+meta"] {
+            assert!(check_version(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn paths_and_blanks_are_not_versions() {
+        for bad in ["", "../etc", "v 1", "a/b", &"x".repeat(129)] {
+            assert!(check_version(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! One-time join tokens: how a freshly launched instance proves it is the one
+//! Slipway launched, to get its first certificate.
+//!
+//! A token is made per launched slot, carried in the launch's user-data, and
+//! bound to the instance id once the cloud returns it. Only its SHA-256 is
+//! stored. It works once, for that instance only, before it expires.
+
+use std::time::Duration;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::clock::{Millis, now_ms};
+use crate::store::{Db, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenRecord {
+    /// SHA-256 of the token, hex: the token itself is never stored.
+    pub hash: String,
+    pub deployment_id: String,
+    pub slot: u32,
+    /// Set once the cloud has said which instance carries the token.
+    pub instance_id: Option<String>,
+    pub expires_at: Millis,
+    pub used_at: Option<Millis>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("join token is unknown: the instance must use the token from its own launch")]
+    Unknown,
+    #[error("join token was already used at {0}: tokens work once; relaunch the instance")]
+    Used(Millis),
+    #[error("join token expired: relaunch the instance")]
+    Expired,
+    #[error("join token is not yet bound to an instance: retry in a moment")]
+    NotYetBound,
+    #[error("join token belongs to another instance than {0}")]
+    WrongInstance(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug)]
+pub struct JoinTokens {
+    db: Db,
+    lifetime: Duration,
+    /// Redeeming is check-then-write: one at a time, so a token cannot be used twice.
+    redeem_lock: Mutex<()>,
+}
+
+impl JoinTokens {
+    pub fn new(db: Db, lifetime: Duration) -> Self {
+        JoinTokens {
+            db,
+            lifetime,
+            redeem_lock: Mutex::new(()),
+        }
+    }
+
+    /// Makes a token for one launch slot and stores its hash.
+    pub fn issue(&self, deployment_id: &str, slot: u32) -> Result<String, StoreError> {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let token = hex::encode(bytes);
+        self.db.put_token(&JoinTokenRecord {
+            hash: hash(&token),
+            deployment_id: deployment_id.to_string(),
+            slot,
+            instance_id: None,
+            expires_at: now_ms() + self.lifetime.as_millis() as Millis,
+            used_at: None,
+        })?;
+        Ok(token)
+    }
+
+    /// Binds the tokens made for (deployment, slot) to the instance the cloud launched.
+    pub fn bind(
+        &self,
+        deployment_id: &str,
+        slot: u32,
+        instance_id: &str,
+    ) -> Result<(), StoreError> {
+        for mut record in self.db.tokens()? {
+            if record.deployment_id == deployment_id
+                && record.slot == slot
+                && record.instance_id.is_none()
+            {
+                record.instance_id = Some(instance_id.to_string());
+                self.db.put_token(&record)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uses a token for `instance_id`; it never works again.
+    pub async fn redeem(
+        &self,
+        token: &str,
+        instance_id: &str,
+    ) -> Result<JoinTokenRecord, TokenError> {
+        let _one_at_a_time = self.redeem_lock.lock().await;
+        let mut record = self.db.token(&hash(token))?.ok_or(TokenError::Unknown)?;
+        if let Some(at) = record.used_at {
+            return Err(TokenError::Used(at));
+        }
+        let now = now_ms();
+        if now > record.expires_at {
+            return Err(TokenError::Expired);
+        }
+        match &record.instance_id {
+            None => return Err(TokenError::NotYetBound),
+            Some(bound) if bound != instance_id => {
+                return Err(TokenError::WrongInstance(instance_id.to_string()));
+            }
+            Some(_) => {}
+        }
+        record.used_at = Some(now);
+        self.db.put_token(&record)?;
+        Ok(record)
+    }
+}
+
+fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use std::sync::Arc;
+
+    fn tokens(lifetime: Duration) -> JoinTokens {
+        JoinTokens::new(Db::new(Arc::new(MemoryStore::default())), lifetime)
+    }
+
+    #[tokio::test]
+    async fn a_token_works_once_for_its_instance() {
+        let tokens = tokens(Duration::from_secs(60));
+        let token = tokens.issue("d-1", 0).unwrap();
+        assert!(matches!(
+            tokens.redeem(&token, "i-1").await,
+            Err(TokenError::NotYetBound)
+        ));
+        tokens.bind("d-1", 0, "i-1").unwrap();
+        assert!(matches!(
+            tokens.redeem(&token, "i-2").await,
+            Err(TokenError::WrongInstance(_))
+        ));
+        let record = tokens.redeem(&token, "i-1").await.unwrap();
+        assert_eq!(record.deployment_id, "d-1");
+        assert!(matches!(
+            tokens.redeem(&token, "i-1").await,
+            Err(TokenError::Used(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn forged_and_expired_tokens_are_refused() {
+        let tokens = tokens(Duration::ZERO);
+        assert!(matches!(
+            tokens.redeem("deadbeef", "i-1").await,
+            Err(TokenError::Unknown)
+        ));
+        let token = tokens.issue("d-1", 0).unwrap();
+        tokens.bind("d-1", 0, "i-1").unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(matches!(
+            tokens.redeem(&token, "i-1").await,
+            Err(TokenError::Expired)
+        ));
+    }
+
+    #[test]
+    fn only_the_hash_is_stored() {
+        let store = Arc::new(MemoryStore::default());
+        let tokens = JoinTokens::new(Db::new(store.clone()), Duration::from_secs(60));
+        let token = tokens.issue("d-1", 0).unwrap();
+        let stored =
+            crate::store::Store::scan(store.as_ref(), crate::store::Table::Tokens).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert!(!String::from_utf8_lossy(&stored[0].1).contains(&token));
+    }
+}
