@@ -460,7 +460,7 @@ mod tests {
 
     #[test]
     fn a_zero_port_is_refused_with_key_and_fix() {
-        let message = error(&FLEET.replace("port = 8080 ", "port = 0 "));
+        let message = error(&FLEET.replace("port = 8080,", "port = 0,"));
         assert_eq!(
             message,
             "fleet.toml: projects.hello.health_check.port: 0 is not a port: use 1-65535"

@@ -1,1 +1,320 @@
-//! stub
+//! The end-to-end harness: a real dev coordinator (its own local cloud process,
+//! agents, TLS, sled) in a temporary directory on port 0, the real CLI, and an
+//! HTTP load generator. Tests wait on conditions with deadlines, never on sleeps.
+
+#![forbid(unsafe_code)]
+// A harness for tests: failing loudly on a broken invariant is its job.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod load;
+pub mod processes;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where cargo put the binaries: beside the test executable's `deps/` folder.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let mut dir = exe.parent().expect("executable dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "slipway-{name}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Baked images are read-only; make them writable so they can go.
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("u+w")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub fn eventually<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The result of one CLI run.
+#[derive(Debug)]
+pub struct CliRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    fn from(output: Output) -> CliRun {
+        CliRun {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// `slipway-coordinator --dev` in its own data dir, with its local cloud.
+#[derive(Debug)]
+pub struct DevCoordinator {
+    pub dir: TempDir,
+    child: Option<Child>,
+    /// host:port of the gRPC port, fixed after the first start so restarts keep it.
+    pub listen: String,
+}
+
+impl DevCoordinator {
+    pub fn start() -> DevCoordinator {
+        let dir = TempDir::new("dev");
+        let mut dev = DevCoordinator {
+            dir,
+            child: None,
+            listen: "127.0.0.1:0".into(),
+        };
+        dev.launch();
+        let profile = std::fs::read_to_string(dev.profile()).expect("profile");
+        let address = profile
+            .lines()
+            .find_map(|l| l.strip_prefix("coordinator = \"https://"))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("coordinator address in profile");
+        dev.listen = address.to_string();
+        dev
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn profile(&self) -> PathBuf {
+        self.data_dir().join("profile.toml")
+    }
+
+    fn launch(&mut self) {
+        let _ = std::fs::remove_file(self.profile());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir().join("coordinator.log"))
+            .expect("log file");
+        let child = Command::new(binary("slipway-coordinator"))
+            .arg("--dev")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen")
+            .arg(&self.listen)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start slipway-coordinator");
+        self.child = Some(child);
+        let profile = self.profile();
+        eventually(
+            "the dev coordinator to write its profile",
+            Duration::from_secs(90),
+            || {
+                if let Some(child) = self.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    panic!("coordinator exited with {status}:\n{}", self.log());
+                }
+                profile.exists().then_some(())
+            },
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("coordinator.log")).unwrap_or_default()
+    }
+
+    /// kill -9 of the coordinator, then a start on the same port.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Runs the CLI with this coordinator's profile.
+    pub fn cli(&self, args: &[&str]) -> CliRun {
+        let output = Command::new(binary("slipway"))
+            .arg("--profile")
+            .arg(self.profile())
+            .args(args)
+            .env_remove("SLIPWAY_PROFILE")
+            .output()
+            .expect("run slipway");
+        CliRun::from(output)
+    }
+
+    /// Runs the CLI and insists it succeeds.
+    pub fn ok(&self, args: &[&str]) -> CliRun {
+        let run = self.cli(args);
+        assert!(
+            run.success,
+            "slipway {args:?} failed:\n{}\n{}\ncoordinator log:\n{}",
+            run.stdout,
+            run.stderr,
+            self.log()
+        );
+        run
+    }
+
+    /// `status hello --output json`, the environment named `env`.
+    pub fn environment(&self, env: &str) -> Value {
+        let status = self.ok(&["status", "hello", "--output", "json"]).json();
+        status["environments"]
+            .as_array()
+            .and_then(|envs| envs.iter().find(|e| e["name"] == env).cloned())
+            .unwrap_or_else(|| panic!("no environment {env} in {status}"))
+    }
+
+    pub fn endpoint(&self, env: &str) -> String {
+        self.environment(env)["endpoint"]
+            .as_str()
+            .expect("endpoint")
+            .to_string()
+    }
+
+    pub fn deployment(&self, id: &str) -> Value {
+        self.ok(&["show", id, "--output", "json"]).json()
+    }
+
+    /// Queues a deployment without waiting; returns its id.
+    pub fn enqueue(&self, version: &str, env: &str) -> String {
+        let queued = self
+            .ok(&["deploy", "hello", version, "--env", env, "--output", "json"])
+            .json();
+        queued["id"].as_str().expect("id").to_string()
+    }
+
+    pub fn wait_finished(&self, id: &str, deadline: Duration) -> Value {
+        eventually(&format!("deployment {id} to finish"), deadline, || {
+            let d = self.deployment(id);
+            (d["finished"] == true).then_some(d)
+        })
+    }
+}
+
+impl Drop for DevCoordinator {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = Command::new(bin_dir().join("slipway-coordinator"))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("down")
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// The phases a deployment went through, with their times (ms).
+pub fn phases(deployment: &Value) -> Vec<(String, i64)> {
+    deployment["phases"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    (
+                        p["phase"].as_str().unwrap_or("").to_string(),
+                        p["at_ms"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// When a deployment entered `phase`, if it did.
+pub fn entered(deployment: &Value, phase: &str) -> Option<i64> {
+    phases(deployment)
+        .into_iter()
+        .find(|(p, _)| p == phase)
+        .map(|(_, at)| at)
+}
+
+/// When a deployment finished.
+pub fn finished_at(deployment: &Value) -> i64 {
+    phases(deployment)
+        .last()
+        .map(|(_, at)| *at)
+        .expect("phases")
+}
+
+pub fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

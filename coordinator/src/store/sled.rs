@@ -69,7 +69,18 @@ mod tests {
         let store = SledStore::open(&dir).unwrap();
         super::super::check_engine(&store);
         drop(store);
-        let reopened = SledStore::open(&dir).unwrap();
+        // sled's flusher thread lets go of the file lock a moment after drop.
+        let started = std::time::Instant::now();
+        let reopened = loop {
+            match SledStore::open(&dir) {
+                Ok(store) => break store,
+                Err(e) if started.elapsed() < std::time::Duration::from_secs(5) => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("sled did not reopen: {e}"),
+            }
+        };
         assert_eq!(
             reopened.get(Table::Releases, "a").unwrap(),
             Some(b"3".to_vec())

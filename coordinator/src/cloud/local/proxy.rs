@@ -67,25 +67,27 @@ impl Balancer {
         self.backends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The in-service backends, starting from the next in round-robin order.
-    fn candidates(&self) -> Vec<(SocketAddr, Arc<AtomicU32>)> {
+    /// The next in-service backend not yet tried, round-robin, with its connection
+    /// already counted: choosing and counting under one lock means a backend that
+    /// is being drained is never seen idle while a connection is on its way to it.
+    fn pick(&self, tried: &[SocketAddr]) -> Option<(SocketAddr, ConnectionGuard)> {
         let backends = self.backends();
-        let live: Vec<&Backend> = backends.iter().filter(|b| !b.draining).collect();
+        let live: Vec<&Backend> = backends
+            .iter()
+            .filter(|b| !b.draining && !tried.contains(&b.addr))
+            .collect();
         if live.is_empty() {
-            return Vec::new();
+            return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % live.len();
-        (0..live.len())
-            .map(|i| live[(start + i) % live.len()])
-            .map(|b| (b.addr, b.connections.clone()))
-            .collect()
+        let backend = live[self.next.fetch_add(1, Ordering::Relaxed) % live.len()];
+        backend.connections.fetch_add(1, Ordering::SeqCst);
+        Some((backend.addr, ConnectionGuard(backend.connections.clone())))
     }
 
     async fn forward(&self, mut client: TcpStream) {
         // A backend that refuses is skipped, as an ELB skips an unhealthy one.
-        for (addr, connections) in self.candidates() {
-            connections.fetch_add(1, Ordering::SeqCst);
-            let guard = ConnectionGuard(connections);
+        let mut tried = Vec::new();
+        while let Some((addr, guard)) = self.pick(&tried) {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(Ok(mut backend)) => {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
@@ -94,6 +96,7 @@ impl Balancer {
                 }
                 _ => debug!(balancer = %self.name, %addr, "backend refused a connection"),
             }
+            tried.push(addr);
         }
     }
 

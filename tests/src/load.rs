@@ -1,0 +1,108 @@
+//! A continuous HTTP load: one new connection per request, as many short-lived
+//! clients would. Bounded in time and count; it stops by itself.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest a load runs, whatever the test does.
+const MAX_RUN: Duration = Duration::from_secs(180);
+const MAX_REQUESTS: usize = 200_000;
+
+/// What the load saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub requests: usize,
+    /// (when, what went wrong)
+    pub failures: Vec<String>,
+    /// Response bodies in the order they arrived.
+    pub bodies: Vec<String>,
+}
+
+impl LoadReport {
+    pub fn first_body(&self) -> &str {
+        self.bodies.first().map(String::as_str).unwrap_or("")
+    }
+
+    pub fn last_body(&self) -> &str {
+        self.bodies.last().map(String::as_str).unwrap_or("")
+    }
+}
+
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    report: Arc<Mutex<LoadReport>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// One GET over a fresh connection; the body on a 200.
+pub fn get(endpoint: &str, path: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect(endpoint).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP answer: {response:?}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("status: {}", head.lines().next().unwrap_or("")));
+    }
+    Ok(body.to_string())
+}
+
+impl Load {
+    pub fn start(endpoint: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = Arc::new(Mutex::new(LoadReport::default()));
+        let (stop_flag, shared, endpoint) = (stop.clone(), report.clone(), endpoint.to_string());
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            while !stop_flag.load(Ordering::SeqCst) && started.elapsed() < MAX_RUN {
+                let result = get(&endpoint, "/");
+                let mut report = shared.lock().expect("report");
+                report.requests += 1;
+                match result {
+                    Ok(body) => report.bodies.push(body),
+                    Err(e) => report
+                        .failures
+                        .push(format!("+{:.2}s {e}", started.elapsed().as_secs_f64())),
+                }
+                if report.requests >= MAX_REQUESTS {
+                    break;
+                }
+                drop(report);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Load {
+            stop,
+            report,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many requests so far.
+    pub fn requests(&self) -> usize {
+        self.report.lock().expect("report").requests
+    }
+
+    pub fn finish(mut self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.report.lock().expect("report").clone()
+    }
+}

@@ -1,0 +1,68 @@
+//! Finding an instance's processes: the agent carries `--instance-id ID` on its
+//! command line, and every service it starts has `SLIPWAY_INSTANCE_ID=ID`.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn read(pid: u32, file: &str) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/{file}"))
+        .map(|bytes| {
+            bytes
+                .split(|b| *b == 0)
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// The agent's pid of an instance.
+pub fn agent_pid(instance: &str) -> Option<u32> {
+    pids().into_iter().find(|pid| {
+        let cmdline = read(*pid, "cmdline");
+        !is_zombie(*pid)
+            && cmdline
+                .windows(2)
+                .any(|w| w[0] == "--instance-id" && w[1] == instance)
+    })
+}
+
+/// Every live process of an instance: its agent and its services.
+pub fn instance_processes(instance: &str) -> Vec<u32> {
+    let marker = format!("SLIPWAY_INSTANCE_ID={instance}");
+    pids()
+        .into_iter()
+        .filter(|pid| !is_zombie(*pid))
+        .filter(|pid| {
+            let cmdline = read(*pid, "cmdline");
+            cmdline
+                .windows(2)
+                .any(|w| w[0] == "--instance-id" && w[1] == instance)
+                || read(*pid, "environ").contains(&marker)
+        })
+        .collect()
+}
+
+pub fn kill9(pid: u32) {
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}

@@ -1,0 +1,180 @@
+//! Blue/green deploys on the embedded local cloud, end to end: the README's first
+//! command, zero-downtime switches, rollbacks of bad releases and lost agents.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use slipway_tests::load::{Load, get};
+use slipway_tests::processes::{agent_pid, instance_processes, kill9};
+use slipway_tests::{DevCoordinator, eventually, strings};
+
+const DEPLOY: Duration = Duration::from_secs(60);
+
+#[test]
+fn the_readme_walkthrough_deploys_v1_to_staging() {
+    let dev = DevCoordinator::start();
+    let run = dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    for phase in [
+        "launching",
+        "booting",
+        "configuring",
+        "ready",
+        "attaching",
+        "draining",
+        "retiring",
+        "succeeded",
+    ] {
+        assert!(
+            run.stdout.contains(phase),
+            "--wait must show phase {phase}:\n{}",
+            run.stdout
+        );
+    }
+    let staging = dev.environment("staging");
+    assert_eq!(staging["active_version"], "v1");
+    let endpoint = staging["endpoint"].as_str().unwrap();
+    let body = get(endpoint, "/").unwrap();
+    assert!(body.contains("v1"), "staging answered {body:?}");
+    let instances = staging["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{staging}");
+    assert_eq!(instances[0]["in_service"], true);
+    assert_eq!(instances[0]["agent"], "connected");
+}
+
+#[test]
+fn deploying_v2_under_load_fails_no_request_and_retires_the_old_instances() {
+    let dev = DevCoordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let old: Vec<String> = dev.environment("staging")["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        old.iter().all(|id| !instance_processes(id).is_empty()),
+        "old instances should run"
+    );
+
+    let load = Load::start(&dev.endpoint("staging"));
+    eventually("load to get going", Duration::from_secs(10), || {
+        (load.requests() > 20).then_some(())
+    });
+    dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    let before = load.requests();
+    eventually("requests after the switch", Duration::from_secs(10), || {
+        (load.requests() > before + 50).then_some(())
+    });
+    let report = load.finish();
+
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.requests,
+        report.failures
+    );
+    assert!(
+        report.first_body().contains("v1"),
+        "{}",
+        report.first_body()
+    );
+    assert!(report.last_body().contains("v2"), "{}", report.last_body());
+    let switched = report.bodies.iter().position(|b| b.contains("v2")).unwrap();
+    assert!(
+        report.bodies[switched..].iter().all(|b| b.contains("v2")),
+        "answers went back to v1 after the switch"
+    );
+    for id in &old {
+        assert!(
+            instance_processes(id).is_empty(),
+            "old instance {id} still has processes"
+        );
+    }
+    assert_eq!(dev.environment("staging")["active_version"], "v2");
+}
+
+#[test]
+fn a_broken_release_rolls_back_and_staging_keeps_serving() {
+    let dev = DevCoordinator::start();
+    dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    let load = Load::start(&dev.endpoint("staging"));
+    eventually("load to get going", Duration::from_secs(10), || {
+        (load.requests() > 20).then_some(())
+    });
+
+    let run = dev.cli(&["deploy", "hello", "broken", "--env", "staging", "--wait"]);
+    assert!(
+        !run.success,
+        "deploying broken must exit non-zero:\n{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("rolled_back"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("health checks") && run.stderr.contains("answered 500"),
+        "reason must say why: {}",
+        run.stderr
+    );
+    let report = load.finish();
+
+    let history = dev.ok(&["deployments", "--output", "json"]).json();
+    let broken = &history[0];
+    assert_eq!(broken["version"], "broken");
+    assert_eq!(broken["phase"], "rolled_back");
+    assert!(
+        broken["reason"].as_str().unwrap().contains("answered 500"),
+        "{broken}"
+    );
+    for id in strings(&broken["new_instances"]) {
+        assert!(
+            instance_processes(&id).is_empty(),
+            "broken instance {id} left running"
+        );
+    }
+    assert!(
+        report.failures.is_empty(),
+        "{} requests failed: {:?}",
+        report.failures.len(),
+        report.failures
+    );
+    assert!(
+        report.bodies.iter().all(|b| b.contains("v2")),
+        "staging must keep answering v2"
+    );
+    assert_eq!(dev.environment("staging")["active_version"], "v2");
+}
+
+#[test]
+fn killing_a_new_instances_agent_rolls_back_within_seconds() {
+    let dev = DevCoordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    // `broken` never becomes ready, so the deploy is reliably mid-flight when the agent dies.
+    let id = dev.enqueue("broken", "staging");
+    let instance = eventually("the new instance to await readiness", DEPLOY, || {
+        let d = dev.deployment(&id);
+        let new = strings(&d["new_instances"]);
+        (d["phase"] == "ready" && !new.is_empty()).then(|| new[0].clone())
+    });
+    let pid = agent_pid(&instance).expect("agent process of the new instance");
+    kill9(pid);
+    let killed = Instant::now();
+    let d = dev.wait_finished(&id, DEPLOY);
+    let took = killed.elapsed();
+
+    assert_eq!(d["phase"], "rolled_back");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("instance {instance} lost")),
+        "reason should name the lost agent: {reason}"
+    );
+    assert!(
+        took < Duration::from_secs(9),
+        "rollback took {took:?} after the agent died"
+    );
+    assert!(
+        instance_processes(&instance).is_empty(),
+        "the lost instance was not terminated"
+    );
+    assert!(get(&dev.endpoint("staging"), "/").unwrap().contains("v1"));
+}

@@ -1,0 +1,51 @@
+//! Promotion: the public record moves between the production clusters, and back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use slipway_tests::DevCoordinator;
+use slipway_tests::load::get;
+
+#[test]
+fn promote_to_prod2_and_back_switches_the_public_port() {
+    let dev = DevCoordinator::start();
+    let refused = dev.cli(&["promote", "hello", "--to", "prod2"]);
+    assert!(
+        !refused.success && refused.stderr.contains("prod2 runs no release of hello"),
+        "{}",
+        refused.stderr
+    );
+    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
+    dev.ok(&["deploy", "hello", "v2", "--env", "prod2", "--wait"]);
+
+    let record = dev
+        .ok(&["promote", "hello", "--to", "prod1", "--output", "json"])
+        .json();
+    let public = record["endpoint"].as_str().unwrap().to_string();
+    assert_eq!(record["environment"], "prod1");
+    let body = get(&public, "/").unwrap();
+    assert!(body.contains("prod1") && body.contains("v1"), "{body}");
+
+    let record = dev
+        .ok(&["promote", "hello", "--to", "prod2", "--output", "json"])
+        .json();
+    assert_eq!(record["previous_environment"], "prod1");
+    for _ in 0..5 {
+        let body = get(&public, "/").unwrap();
+        assert!(body.contains("prod2") && body.contains("v2"), "{body}");
+    }
+    dev.ok(&["promote", "hello", "--to", "prod1"]);
+    let body = get(&public, "/").unwrap();
+    assert!(
+        body.contains("prod1") && body.contains("v1"),
+        "flipping back must be immediate: {body}"
+    );
+    let status = dev.ok(&["status", "hello", "--output", "json"]).json();
+    assert_eq!(status["public_record"]["environment"], "prod1");
+
+    let staging = dev.cli(&["promote", "hello", "--to", "staging"]);
+    assert!(
+        !staging.success && staging.stderr.contains("prod1 or prod2 only"),
+        "{}",
+        staging.stderr
+    );
+}

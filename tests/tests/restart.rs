@@ -1,0 +1,61 @@
+//! A coordinator crash keeps releases, queue and history, and the local cloud
+//! keeps serving traffic through it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use slipway_tests::load::Load;
+use slipway_tests::{DevCoordinator, eventually};
+
+#[test]
+fn a_coordinator_crash_loses_nothing_and_traffic_keeps_flowing() {
+    let mut dev = DevCoordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let releases_before = dev.ok(&["release", "list", "--output", "json"]).json();
+    // An active deployment (broken stays in flight for 10 s) and one queued behind it.
+    let active = dev.enqueue("broken", "staging");
+    let queued = dev.enqueue("v2", "staging");
+    let load = Load::start(&dev.endpoint("staging"));
+    eventually("load to get going", Duration::from_secs(10), || {
+        (load.requests() > 20).then_some(())
+    });
+
+    dev.crash_and_restart();
+
+    assert_eq!(
+        dev.ok(&["release", "list", "--output", "json"]).json(),
+        releases_before
+    );
+    let history = dev.ok(&["deployments", "--output", "json"]).json();
+    let ids: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&active.as_str()) && ids.contains(&queued.as_str()),
+        "history lost entries: {ids:?}"
+    );
+    assert_eq!(
+        history.as_array().unwrap().last().unwrap()["phase"],
+        "succeeded",
+        "the first deploy's record"
+    );
+
+    // The resumed deployments run to their ends in order.
+    let broken = dev.wait_finished(&active, Duration::from_secs(120));
+    assert_eq!(broken["phase"], "rolled_back", "{broken}");
+    let v2 = dev.wait_finished(&queued, Duration::from_secs(120));
+    assert_eq!(v2["phase"], "succeeded", "{v2}");
+    let report = load.finish();
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.requests,
+        report.failures
+    );
+    assert!(report.last_body().contains("v2"), "{}", report.last_body());
+}
