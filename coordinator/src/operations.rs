@@ -503,11 +503,25 @@ impl Coordinator {
         )
     }
 
-    pub fn agent_list(&self) -> Result<Vec<AgentStatus>> {
-        Ok(self
-            .db
-            .agents()?
+    /// Agents of instances that still exist; terminated ones are history.
+    pub async fn agent_list(&self) -> Result<Vec<AgentStatus>> {
+        let records = self.db.agents()?;
+        let ids: Vec<String> = records.iter().map(|r| r.instance_id.clone()).collect();
+        let alive: Vec<String> = if ids.is_empty() {
+            vec![]
+        } else {
+            self.cloud
+                .compute
+                .describe(&ids)
+                .await?
+                .into_iter()
+                .filter(|i| i.state != InstanceState::Gone)
+                .map(|i| i.id)
+                .collect()
+        };
+        Ok(records
             .into_iter()
+            .filter(|record| alive.contains(&record.instance_id))
             .map(|record| {
                 let view = self.agents.view(&record.instance_id);
                 let hello = self.agents.hello(&record.instance_id);

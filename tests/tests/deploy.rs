@@ -178,3 +178,49 @@ fn killing_a_new_instances_agent_rolls_back_within_seconds() {
     );
     assert!(get(&dev.endpoint("staging"), "/").unwrap().contains("v1"));
 }
+
+#[test]
+fn rollback_redeploys_the_release_before_the_current_one() {
+    let dev = DevCoordinator::start();
+    let nothing = dev.cli(&["rollback", "hello", "--env", "staging"]);
+    assert!(
+        !nothing.success && nothing.stderr.contains("nothing to roll back"),
+        "{}",
+        nothing.stderr
+    );
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    let run = dev.ok(&["rollback", "hello", "--env", "staging", "--wait"]);
+    assert!(run.stdout.contains("hello@v1"), "{}", run.stdout);
+    assert_eq!(dev.environment("staging")["active_version"], "v1");
+    assert!(get(&dev.endpoint("staging"), "/").unwrap().contains("v1"));
+    let latest = &dev
+        .ok(&["deployments", "--limit", "1", "--output", "json"])
+        .json()[0];
+    assert!(
+        latest["requested_by"]
+            .as_str()
+            .unwrap()
+            .contains("rollback from v2"),
+        "{latest}"
+    );
+}
+
+#[test]
+fn agents_lists_the_live_agents_of_running_instances_only() {
+    let dev = DevCoordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    let agents = dev.ok(&["agents", "--output", "json"]).json();
+    let serving = &dev.environment("staging")["instances"][0]["id"];
+    let list = agents.as_array().unwrap();
+    assert_eq!(
+        list.len(),
+        1,
+        "the retired v1 instance must not be listed: {agents}"
+    );
+    assert_eq!(&list[0]["instance_id"], serving);
+    assert_eq!(list[0]["connected"], true);
+    assert_eq!(list[0]["ready"], true);
+    assert_eq!(list[0]["environment"], "staging");
+}

@@ -224,3 +224,53 @@ fn tonic_health_request() -> tonic_health::pb::HealthCheckRequest {
         service: String::new(),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standard_grpc_tools_get_health_and_reflection_with_a_certificate() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let dev = DevCoordinator::start();
+    let admin = dev.data_dir().join("operators/admin");
+    let identity = (
+        std::fs::read_to_string(admin.join("cert.pem")).unwrap(),
+        std::fs::read_to_string(admin.join("key.pem")).unwrap(),
+    );
+    let channel = channel(&dev, Some(identity));
+    let health = tonic_health_client(channel.clone())
+        .check(tonic_health_request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("{reply:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "slipway.v1.AgentService",
+        "slipway.v1.OperatorService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == service),
+            "{service} missing from {names:?}"
+        );
+    }
+}

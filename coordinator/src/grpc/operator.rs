@@ -151,7 +151,7 @@ impl OperatorService for OperatorApi {
         request: Request<AgentsRequest>,
     ) -> Result<Response<AgentsResponse>, Status> {
         auth::require(&request, Role::Viewer)?;
-        let agents = self.coordinator.agent_list()?;
+        let agents = self.coordinator.agent_list().await?;
         Ok(Response::new(AgentsResponse {
             agents: agents.into_iter().map(convert::agent).collect(),
         }))

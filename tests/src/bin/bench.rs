@@ -1,0 +1,130 @@
+//! `slipway-bench`: the figures in BENCHMARKS.md. A benchmark, not a test: it
+//! measures and prints, it asserts nothing about speed.
+//!
+//!     cargo build --release --workspace --bins
+//!     cargo run --release -p slipway-tests --bin slipway-bench -- [DEPLOYS]
+//!
+//! Measures the agent binary's size, idle RSS of an agent, the coordinator and
+//! the local cloud, and the wall time of one-instance deploys on the local cloud
+//! with the time spent in each phase.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use slipway_tests::processes::agent_pid;
+use slipway_tests::{DevCoordinator, bin_dir, phases, strings};
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn local_cloud_pid(dev: &DevCoordinator) -> Option<u32> {
+    let dir = dev.data_dir().join("cloud");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let text = String::from_utf8_lossy(&cmdline);
+        (text.contains("local-cloud") && text.contains(dir.to_str()?)).then_some(pid)
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn main() {
+    let deploys: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10);
+    let profile = if bin_dir().ends_with("release") {
+        "release"
+    } else {
+        "debug"
+    };
+    let agent_size = std::fs::metadata(bin_dir().join("slipway-agent"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let dev = DevCoordinator::start();
+
+    let mut walls = Vec::new();
+    let mut per_phase: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for i in 0..deploys {
+        let version = if i % 2 == 0 { "v1" } else { "v2" };
+        let started = Instant::now();
+        dev.ok(&["deploy", "hello", version, "--env", "staging", "--wait"]);
+        walls.push(started.elapsed().as_secs_f64() * 1000.0);
+        let history = dev
+            .ok(&["deployments", "--limit", "1", "--output", "json"])
+            .json();
+        let list = phases(&history[0]);
+        for pair in list.windows(2) {
+            per_phase
+                .entry(pair[0].0.clone())
+                .or_default()
+                .push((pair[1].1 - pair[0].1) as f64);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let history = dev
+        .ok(&["deployments", "--limit", "1", "--output", "json"])
+        .json();
+    let instance = strings(&history[0]["new_instances"]).remove(0);
+    let agent = agent_pid(&instance).map(rss_kib).unwrap_or(0);
+    let coordinator = dev.pid().map(rss_kib).unwrap_or(0);
+    let cloud = local_cloud_pid(&dev).map(rss_kib).unwrap_or(0);
+
+    println!(
+        "profile: {profile}, {deploys} one-instance deploys to staging (v1 and v2 alternating)\n"
+    );
+    println!("| what | figure |\n|---|---|");
+    println!(
+        "| slipway-agent binary | {:.1} MiB |",
+        agent_size as f64 / 1048576.0
+    );
+    println!(
+        "| agent idle RSS (services running, connected) | {:.1} MiB |",
+        agent as f64 / 1024.0
+    );
+    println!(
+        "| coordinator idle RSS (after the deploys) | {:.1} MiB |",
+        coordinator as f64 / 1024.0
+    );
+    println!("| local cloud RSS | {:.1} MiB |", cloud as f64 / 1024.0);
+    println!(
+        "| deploy wall time, CLI `--wait`, median | {:.0} ms |",
+        median(walls.clone())
+    );
+    println!(
+        "| deploy wall time, min / max | {:.0} / {:.0} ms |",
+        walls.iter().cloned().fold(f64::MAX, f64::min),
+        walls.iter().cloned().fold(0.0, f64::max)
+    );
+    println!("\n| phase (time spent in it) | median ms |\n|---|---|");
+    let order = [
+        "queued",
+        "launching",
+        "booting",
+        "configuring",
+        "ready",
+        "attaching",
+        "draining",
+        "retiring",
+    ];
+    for phase in order {
+        if let Some(values) = per_phase.get(phase) {
+            println!("| {phase} | {:.0} |", median(values.clone()));
+        }
+    }
+}
