@@ -81,6 +81,9 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Load balancers and records the fleet file implies.
+    #[command(subcommand)]
+    Infra(InfraCommand),
     /// Redeploy the release that ran before the current one.
     Rollback {
         project: String,
@@ -89,6 +92,14 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum InfraCommand {
+    /// Show what the fleet file needs that the cloud lacks; changes nothing.
+    Plan,
+    /// Create or fix it; running it twice changes nothing the second time.
+    Apply,
 }
 
 #[derive(Debug, Subcommand)]
@@ -493,6 +504,33 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 ]);
             }
             table.print();
+        }
+        Command::Infra(command) => {
+            let (changes, done) = match command {
+                InfraCommand::Plan => (
+                    api.infra_plan(InfraRequest {})
+                        .await
+                        .map_err(fail)?
+                        .into_inner(),
+                    false,
+                ),
+                InfraCommand::Apply => (
+                    api.infra_apply(InfraRequest {})
+                        .await
+                        .map_err(fail)?
+                        .into_inner(),
+                    true,
+                ),
+            };
+            if json {
+                return print_json(&changes.changes);
+            }
+            if changes.changes.is_empty() {
+                println!("no changes: the infrastructure matches the fleet file");
+            }
+            for change in &changes.changes {
+                println!("{} {change}", if done { "done:" } else { "plan:" });
+            }
         }
         Command::Promote { project, to } => {
             let request = PromoteRequest {

@@ -34,6 +34,9 @@ pub enum ConfigError {
 pub struct Fleet {
     #[serde(default)]
     pub coordinator: CoordinatorSettings,
+    /// Which cloud to drive; the embedded local cloud unless told otherwise.
+    #[serde(default)]
+    pub cloud: CloudSettings,
     pub environments: BTreeMap<String, Environment>,
     pub projects: BTreeMap<String, Project>,
 }
@@ -59,6 +62,51 @@ impl Default for CoordinatorSettings {
     }
 }
 
+/// Which cloud the coordinator drives.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    #[default]
+    Local,
+    Aws,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CloudSettings {
+    #[serde(default)]
+    pub provider: Provider,
+    /// AWS region; default: the standard aws-config chain (AWS_REGION, profile...).
+    pub region: Option<String>,
+    /// An AWS-compatible endpoint instead of AWS's own (a moto server, say).
+    pub endpoint: Option<String>,
+}
+
+/// Where and how an environment's instances and load balancers run on AWS.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsPlacement {
+    pub instance_type: String,
+    /// Instances spread over these in turn; the load balancer spans them.
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub load_balancer_security_groups: Vec<String>,
+    /// The instance profile (role) instances run with.
+    pub instance_profile: Option<String>,
+}
+
+impl Default for AwsPlacement {
+    fn default() -> Self {
+        Self {
+            instance_type: "t3.micro".into(),
+            subnets: vec![],
+            security_groups: vec![],
+            load_balancer_security_groups: vec![],
+            instance_profile: None,
+        }
+    }
+}
+
 /// One environment (staging, qaprod1, prod1, ...): one cluster per project.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +116,8 @@ pub struct Environment {
     /// Variables every service of this environment sees.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub aws: AwsPlacement,
 }
 
 /// An application Slipway deploys.
@@ -76,6 +126,9 @@ pub struct Environment {
 pub struct Project {
     /// The port the load balancer forwards to on each instance.
     pub instance_port: u16,
+    /// The port the load balancer listens on (AWS; the local cloud picks a free one).
+    #[serde(default = "default_listener_port")]
+    pub listener_port: u16,
     /// The commands the agent starts and supervises, as systemd would.
     pub services: Vec<Service>,
     pub health_check: HealthCheck,
@@ -118,6 +171,10 @@ pub struct HealthCheck {
     /// Consecutive failures before a ready instance counts as failing.
     #[serde(default = "default_threshold")]
     pub unhealthy_threshold: u32,
+}
+
+fn default_listener_port() -> u16 {
+    80
 }
 
 fn default_check_interval() -> Duration {
@@ -171,6 +228,8 @@ impl Default for Deadlines {
 pub struct PublicRecord {
     /// The DNS name users reach the project at, e.g. `www.example.com`.
     pub name: String,
+    /// The hosted zone the records live in; default: `name` without its first label.
+    pub zone: Option<String>,
     /// The production clusters promotion moves the record between.
     pub environments: Vec<String>,
 }
@@ -212,6 +271,22 @@ impl Fleet {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let fail = |key: String, message: String| Err((key, message));
+        if self.cloud.provider == Provider::Local
+            && (self.cloud.region.is_some() || self.cloud.endpoint.is_some())
+        {
+            return fail(
+                "cloud".into(),
+                "region and endpoint apply to provider = \"aws\" only".into(),
+            );
+        }
+        if let Some(endpoint) = &self.cloud.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return fail(
+                "cloud.endpoint".into(),
+                format!("{endpoint:?} must be a URL, e.g. \"http://127.0.0.1:5000\""),
+            );
+        }
         if self.environments.is_empty() {
             return fail(
                 "environments".into(),
@@ -244,6 +319,7 @@ impl Fleet {
             let key = format!("projects.{name}");
             check_name(&key, name)?;
             check_port(&format!("{key}.instance_port"), project.instance_port)?;
+            check_port(&format!("{key}.listener_port"), project.listener_port)?;
             if project.services.is_empty() {
                 return fail(
                     format!("{key}.services"),
@@ -355,6 +431,16 @@ impl Fleet {
                 .copied()
                 .unwrap_or(env.instances),
         )
+    }
+
+    /// The hosted zone of a public record name.
+    pub fn zone_of(public: &PublicRecord) -> String {
+        public.zone.clone().unwrap_or_else(|| {
+            public
+                .name
+                .split_once('.')
+                .map_or(public.name.clone(), |(_, rest)| rest.to_string())
+        })
     }
 
     /// The variables a project's services see in an environment.
@@ -505,6 +591,36 @@ mod tests {
     fn names_are_restricted_to_what_tags_and_files_accept() {
         let message = error(&FLEET.replace("[projects.hello]", "[projects.\"Hello World\"]"));
         assert!(message.contains("is not a valid name"), "{message}");
+    }
+
+    #[test]
+    fn aws_settings_load_and_local_refuses_them() {
+        let aws = format!(
+            "[cloud]\nprovider = \"aws\"\nregion = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:5000\"\n{FLEET}"
+        );
+        let fleet = Fleet::parse(&aws, "fleet.toml").unwrap();
+        assert_eq!(fleet.cloud.provider, Provider::Aws);
+        assert_eq!(fleet.environments["staging"].aws.instance_type, "t3.micro");
+        assert_eq!(fleet.projects["hello"].listener_port, 80);
+        let local = format!("[cloud]\nregion = \"eu-west-1\"\n{FLEET}");
+        assert!(
+            error(&local).contains("cloud: region and endpoint apply to provider = \"aws\" only")
+        );
+        let bad = aws.replace("http://127.0.0.1:5000", "127.0.0.1:5000");
+        assert!(error(&bad).contains("cloud.endpoint"));
+        let typo = aws.replace("provider = \"aws\"", "provider = \"gcp\"");
+        assert!(
+            error(&typo).contains("unknown variant `gcp`"),
+            "{}",
+            error(&typo)
+        );
+    }
+
+    #[test]
+    fn the_zone_defaults_to_the_name_without_its_first_label() {
+        let fleet = Fleet::parse(FLEET, "fleet.toml").unwrap();
+        let public = fleet.projects["hello"].public.as_ref().unwrap();
+        assert_eq!(Fleet::zone_of(public), "example.com");
     }
 
     #[test]

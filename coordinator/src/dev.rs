@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::cloud::Compute;
 use crate::cloud::local::LocalCloud;
-use crate::cloud::{Compute, load_balancer_name};
 use crate::config::Fleet;
 use crate::pki::{Ca, Identity, Role, write_file, write_private};
 use crate::store::Db;
@@ -184,21 +184,6 @@ pub async fn sample_releases(data_dir: &Path, cloud: &LocalCloud, db: &Db) -> an
             registered_at: crate::clock::now_ms(),
             registered_by: "slipway-dev".into(),
         })?;
-    }
-    Ok(())
-}
-
-/// Creates every project's load balancer in every environment.
-pub async fn provision(fleet: &Fleet, cloud: &LocalCloud) -> anyhow::Result<()> {
-    use crate::cloud::{LoadBalancer, LoadBalancerSpec};
-    for (project, settings) in &fleet.projects {
-        for env in fleet.environments.keys() {
-            let spec = LoadBalancerSpec {
-                name: load_balancer_name(project, env),
-                instance_port: settings.instance_port,
-            };
-            cloud.ensure(&spec).await?;
-        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! - `agents`: agent records and the hub of live agent streams.
 //! - `cloud`: the `Compute` / `LoadBalancer` / `Dns` traits and the `local` cloud.
 //! - `grpc`: the TLS port and the agent and operator services.
+//! - `infra`: the load balancers and records the fleet implies (plan / apply).
 //! - `operations`: what operators can ask, in domain terms.
 //! - `coordinator`: shared state and the scheduler; `run`: start-up; `dev`: the
 //!   embedded default (sample fleet, releases and profile).
@@ -23,6 +24,7 @@ pub mod coordinator;
 pub mod deploy;
 pub mod dev;
 pub mod grpc;
+pub mod infra;
 pub mod logging;
 pub mod operations;
 pub mod pki;

@@ -28,6 +28,9 @@ struct Args {
     /// The fleet file (projects, environments, deadlines).
     #[arg(long)]
     fleet: Option<PathBuf>,
+    /// The https:// address agents dial, written into every launch (default: the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
                     listen: args.listen,
                     fleet: args.fleet,
                     dev: args.dev,
+                    advertise: args.advertise,
                 })
                 .await
             }

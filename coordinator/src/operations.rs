@@ -375,7 +375,12 @@ impl Coordinator {
         environment: &str,
     ) -> Result<EnvironmentStatus> {
         let lb = load_balancer_name(project, environment);
-        let endpoint = self.cloud.load_balancer.endpoint(&lb).await?;
+        let endpoint = self
+            .cloud
+            .load_balancer
+            .describe(&lb)
+            .await?
+            .map(|state| state.endpoint);
         let members = match endpoint {
             Some(_) => self.cloud.load_balancer.members(&lb).await?,
             None => Default::default(),
@@ -534,5 +539,17 @@ impl Coordinator {
                 }
             })
             .collect())
+    }
+
+    /// What infrastructure is missing or drifted; changes nothing.
+    pub async fn infra_plan(&self) -> Result<Vec<crate::infra::Change>> {
+        Ok(crate::infra::plan(&self.fleet, &self.cloud).await?)
+    }
+
+    /// Makes the infrastructure match the fleet file; returns what it changed.
+    pub async fn infra_apply(&self) -> Result<Vec<crate::infra::Change>> {
+        let changes = crate::infra::plan(&self.fleet, &self.cloud).await?;
+        crate::infra::apply(&self.cloud, &changes).await?;
+        Ok(changes)
     }
 }

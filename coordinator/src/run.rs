@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::cloud::Cloud;
+use crate::config::{Fleet, Provider};
 use crate::coordinator::{Advertised, Coordinator};
 use crate::pki::{Ca, SERVER_NAME};
 use crate::store::{Db, SledStore};
-use crate::{config::Fleet, dev, grpc};
+use crate::{dev, grpc, infra};
 
 /// How the coordinator was asked to start.
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct Options {
     pub fleet: Option<PathBuf>,
     /// Bake and register the sample releases and write a CLI profile.
     pub dev: bool,
+    /// The address written into launches for agents to dial (`https://host:port`);
+    /// default: the address listened on.
+    pub advertise: Option<String>,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -44,17 +48,26 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let db = Db::new(Arc::new(store));
     let ca = Ca::load_or_create(&data_dir.join("ca"))?;
 
-    let cloud_dir = data_dir.join("cloud");
-    let local = dev::local_cloud(&cloud_dir).await?;
-    dev::provision(&fleet, &local).await?;
-    if options.dev {
-        dev::sample_releases(data_dir, &local, &db).await?;
-    }
-    let local = Arc::new(local);
-    let cloud = Cloud {
-        compute: local.clone(),
-        load_balancer: local.clone(),
-        dns: local,
+    let cloud = match fleet.cloud.provider {
+        Provider::Local => {
+            let local = dev::local_cloud(&data_dir.join("cloud")).await?;
+            if options.dev {
+                dev::sample_releases(data_dir, &local, &db).await?;
+            }
+            let local = Arc::new(local);
+            let cloud = Cloud {
+                compute: local.clone(),
+                load_balancer: local.clone(),
+                dns: local,
+            };
+            // The local cloud keeps nothing across its own restarts: provision on every start.
+            infra::apply(&cloud, &infra::plan(&fleet, &cloud).await?).await?;
+            cloud
+        }
+        Provider::Aws if options.dev => {
+            anyhow::bail!("--dev runs on the local cloud: drop cloud.provider = \"aws\" or --dev")
+        }
+        Provider::Aws => aws_cloud(&fleet).await?,
     };
 
     let listener = TcpListener::bind(options.listen).await.with_context(|| {
@@ -72,8 +85,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     names.dedup();
     let server_cert = ca.issue_server(&names)?;
     let tls = grpc::tls_config(&server_cert, ca.cert_pem())?;
+    if let Some(advertise) = &options.advertise
+        && !advertise.starts_with("https://")
+    {
+        anyhow::bail!("--advertise {advertise:?} must be an https:// address agents can reach");
+    }
     let advertised = Advertised {
-        address: format!("https://{addr}"),
+        address: options
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("https://{addr}")),
         server_name: SERVER_NAME.to_string(),
     };
     let profile = dev::profile(data_dir, &ca, &advertised.address)?;
@@ -95,6 +116,23 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     grpc::serve(listener, tls, coordinator, shutdown_signal()).await?;
     info!("coordinator stopped; instances keep running in the local cloud");
     Ok(())
+}
+
+#[cfg(feature = "aws")]
+async fn aws_cloud(fleet: &Fleet) -> anyhow::Result<Cloud> {
+    let aws = Arc::new(crate::cloud::aws::AwsCloud::connect(&fleet.cloud).await?);
+    Ok(Cloud {
+        compute: aws.clone(),
+        load_balancer: aws.clone(),
+        dns: aws,
+    })
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_cloud(_: &Fleet) -> anyhow::Result<Cloud> {
+    anyhow::bail!(
+        "this slipway-coordinator was built without AWS support: rebuild it with `cargo build --features aws`"
+    )
 }
 
 async fn shutdown_signal() {

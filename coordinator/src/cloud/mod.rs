@@ -1,12 +1,15 @@
 //! The clouds Slipway drives, behind three narrow traits the coordinator owns.
 //! Orchestration code sees only these; `local` plays AWS's part on one machine.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod local;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::deploy::machine::{InstanceState, MemberState};
 
@@ -29,6 +32,15 @@ impl CloudError {
     }
 }
 
+/// Where an instance runs (AWS; the local cloud ignores it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Placement {
+    pub instance_type: String,
+    pub subnet: Option<String>,
+    pub security_groups: Vec<String>,
+    pub instance_profile: Option<String>,
+}
+
 /// What a launch needs; `client_token` makes a retried launch return the same instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchRequest {
@@ -37,6 +49,7 @@ pub struct LaunchRequest {
     /// What the agent reads at boot: never a private key.
     pub user_data: String,
     pub tags: BTreeMap<String, String>,
+    pub placement: Placement,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,19 +71,44 @@ pub trait Compute: Send + Sync {
     async fn terminate(&self, ids: &[String]) -> Result<(), CloudError>;
 }
 
-/// A project's load balancer in one environment.
+/// How a load balancer listens, checks instances and drains them: what
+/// `infra apply` makes true, and what `infra plan` compares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerSettings {
+    pub listener_port: u16,
+    pub instance_port: u16,
+    /// ELB's form: `HTTP:8080/health`.
+    pub health_target: String,
+    pub health_interval_secs: u32,
+    pub health_timeout_secs: u32,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub draining_timeout_secs: u32,
+}
+
+/// A project's load balancer in one environment, as the fleet file wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadBalancerSpec {
     pub name: String,
-    /// Where it forwards to on each instance.
-    pub instance_port: u16,
+    pub settings: LoadBalancerSettings,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+}
+
+/// A load balancer as the cloud has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancerState {
+    /// Where clients reach it: host:port locally, the DNS name on AWS.
+    pub endpoint: String,
+    pub settings: LoadBalancerSettings,
 }
 
 #[async_trait]
 pub trait LoadBalancer: Send + Sync {
-    /// Creates the load balancer if missing; returns its endpoint (host:port).
-    async fn ensure(&self, spec: &LoadBalancerSpec) -> Result<String, CloudError>;
-    async fn endpoint(&self, name: &str) -> Result<Option<String>, CloudError>;
+    async fn describe(&self, name: &str) -> Result<Option<LoadBalancerState>, CloudError>;
+    async fn create(&self, spec: &LoadBalancerSpec) -> Result<(), CloudError>;
+    /// Sets the health check and connection draining; idempotent.
+    async fn configure(&self, spec: &LoadBalancerSpec) -> Result<(), CloudError>;
     async fn register(&self, name: &str, ids: &[String]) -> Result<(), CloudError>;
     /// Stops new connections to `ids`; open ones may finish (connection draining).
     async fn deregister(&self, name: &str, ids: &[String]) -> Result<(), CloudError>;
@@ -81,7 +119,9 @@ pub trait LoadBalancer: Send + Sync {
 pub trait Dns: Send + Sync {
     /// Points `record` at a load balancer, and returns once the change is live.
     async fn upsert(&self, record: &str, load_balancer: &str) -> Result<(), CloudError>;
-    /// Where users reach `record` (host:port), if it exists.
+    /// The load balancer `record` points at, if the record exists.
+    async fn target(&self, record: &str) -> Result<Option<String>, CloudError>;
+    /// Where users reach `record` (host:port locally, the name itself on AWS).
     async fn endpoint(&self, record: &str) -> Result<Option<String>, CloudError>;
 }
 

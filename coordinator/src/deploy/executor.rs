@@ -16,7 +16,7 @@ use super::machine::{Action, InstanceState, Limits, Observed, next_action};
 use super::{Deployment, LaunchedInstance, Phase};
 use crate::agents::AgentRecord;
 use crate::clock::{Millis, now_ms};
-use crate::cloud::{CloudError, LaunchRequest, load_balancer_name};
+use crate::cloud::{CloudError, LaunchRequest, Placement, load_balancer_name};
 use crate::coordinator::Coordinator;
 use crate::grpc::convert::configure_messages;
 
@@ -185,6 +185,19 @@ async fn observe(c: &Coordinator, d: &Deployment) -> Result<Observed, StepError>
 }
 
 async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<(), StepError> {
+    let lb = load_balancer_name(&d.project, &d.environment);
+    if d.launched.is_empty() && c.cloud.load_balancer.describe(&lb).await?.is_none() {
+        // Nothing launched yet: fail before making instances that could never serve.
+        return Err(StepError::Cloud(CloudError::NotFound(format!(
+            "load balancer {lb} does not exist: create it with `slipway infra apply`"
+        ))));
+    }
+    let aws = c
+        .fleet
+        .environments
+        .get(&d.environment)
+        .map(|e| e.aws.clone())
+        .unwrap_or_default();
     for &slot in slots {
         let token = c.tokens.issue(&d.id, slot)?;
         let user_data = UserData {
@@ -216,6 +229,14 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
                 client_token: format!("{}-slot-{slot}", d.id),
                 user_data: user_data.to_toml(),
                 tags,
+                placement: Placement {
+                    instance_type: aws.instance_type.clone(),
+                    // Spread over the environment's subnets (and so its zones).
+                    subnet: (!aws.subnets.is_empty())
+                        .then(|| aws.subnets[slot as usize % aws.subnets.len()].clone()),
+                    security_groups: aws.security_groups.clone(),
+                    instance_profile: aws.instance_profile.clone(),
+                },
             })
             .await?;
         c.tokens.bind(&d.id, slot, &instance.id)?;

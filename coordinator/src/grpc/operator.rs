@@ -189,4 +189,29 @@ impl OperatorService for OperatorApi {
         info!(who = %who, deployment_id = %deployment.id, version = %deployment.version, "rollback queued");
         Ok(Response::new(convert::bare_deployment(deployment)))
     }
+
+    async fn infra_plan(
+        &self,
+        request: Request<InfraRequest>,
+    ) -> Result<Response<InfraChanges>, Status> {
+        auth::require(&request, Role::Admin)?;
+        let changes = self.coordinator.infra_plan().await?;
+        Ok(Response::new(InfraChanges {
+            changes: changes.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn infra_apply(
+        &self,
+        request: Request<InfraRequest>,
+    ) -> Result<Response<InfraChanges>, Status> {
+        let who = auth::require(&request, Role::Admin)?;
+        let changes = self.coordinator.infra_apply().await?;
+        for change in &changes {
+            info!(who = %who, %change, "infrastructure changed");
+        }
+        Ok(Response::new(InfraChanges {
+            changes: changes.iter().map(ToString::to_string).collect(),
+        }))
+    }
 }

@@ -10,10 +10,11 @@ use tokio::net::UnixStream;
 
 use super::SOCKET;
 use super::protocol::{
-    ErrorKind, InstanceInfo, InstanceStatus, MAX_LINE, MemberInfo, Request, Response,
+    ErrorKind, InstanceInfo, InstanceStatus, MAX_LINE, MemberInfo, RecordInfo, Request, Response,
 };
 use crate::cloud::{
     CloudError, Compute, Dns, Instance, LaunchRequest, LoadBalancer, LoadBalancerSpec,
+    LoadBalancerState,
 };
 use crate::deploy::machine::{InstanceState, MemberState};
 
@@ -166,29 +167,35 @@ impl Compute for LocalCloud {
 
 #[async_trait]
 impl LoadBalancer for LocalCloud {
-    async fn ensure(&self, spec: &LoadBalancerSpec) -> Result<String, CloudError> {
-        let request = Request::EnsureLoadBalancer {
-            name: spec.name.clone(),
-            instance_port: spec.instance_port,
-        };
-        match self.call(&request).await? {
-            Response::Endpoint {
-                endpoint: Some(endpoint),
-            } => Ok(endpoint),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn endpoint(&self, name: &str) -> Result<Option<String>, CloudError> {
+    async fn describe(&self, name: &str) -> Result<Option<LoadBalancerState>, CloudError> {
         match self
-            .call(&Request::LoadBalancerEndpoint {
+            .call(&Request::DescribeLoadBalancer {
                 name: name.to_string(),
             })
             .await?
         {
-            Response::Endpoint { endpoint } => Ok(endpoint),
+            Response::LoadBalancer { found } => Ok(found.map(|lb| LoadBalancerState {
+                endpoint: lb.endpoint,
+                settings: lb.settings,
+            })),
             other => Err(unexpected(other)),
         }
+    }
+
+    async fn create(&self, spec: &LoadBalancerSpec) -> Result<(), CloudError> {
+        let request = Request::CreateLoadBalancer {
+            name: spec.name.clone(),
+            settings: spec.settings.clone(),
+        };
+        self.call(&request).await.map(|_| ())
+    }
+
+    async fn configure(&self, spec: &LoadBalancerSpec) -> Result<(), CloudError> {
+        let request = Request::ConfigureLoadBalancer {
+            name: spec.name.clone(),
+            settings: spec.settings.clone(),
+        };
+        self.call(&request).await.map(|_| ())
     }
 
     async fn register(&self, name: &str, ids: &[String]) -> Result<(), CloudError> {
@@ -231,6 +238,20 @@ impl LoadBalancer for LocalCloud {
     }
 }
 
+impl LocalCloud {
+    async fn record(&self, record: &str) -> Result<Option<RecordInfo>, CloudError> {
+        match self
+            .call(&Request::DescribeRecord {
+                record: record.to_string(),
+            })
+            .await?
+        {
+            Response::Record { found } => Ok(found),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 #[async_trait]
 impl Dns for LocalCloud {
     async fn upsert(&self, record: &str, load_balancer: &str) -> Result<(), CloudError> {
@@ -241,15 +262,11 @@ impl Dns for LocalCloud {
         self.call(&request).await.map(|_| ())
     }
 
+    async fn target(&self, record: &str) -> Result<Option<String>, CloudError> {
+        Ok(self.record(record).await?.map(|r| r.load_balancer))
+    }
+
     async fn endpoint(&self, record: &str) -> Result<Option<String>, CloudError> {
-        match self
-            .call(&Request::RecordEndpoint {
-                record: record.to_string(),
-            })
-            .await?
-        {
-            Response::Endpoint { endpoint } => Ok(endpoint),
-            other => Err(unexpected(other)),
-        }
+        Ok(self.record(record).await?.map(|r| r.endpoint))
     }
 }

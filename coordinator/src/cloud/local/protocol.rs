@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::LoadBalancerSettings;
+
 /// Longest request or response line accepted, so a bad peer cannot exhaust memory.
 pub const MAX_LINE: usize = 1 << 20;
 
@@ -33,11 +35,15 @@ pub enum Request {
     Terminate {
         ids: Vec<String>,
     },
-    EnsureLoadBalancer {
+    CreateLoadBalancer {
         name: String,
-        instance_port: u16,
+        settings: LoadBalancerSettings,
     },
-    LoadBalancerEndpoint {
+    ConfigureLoadBalancer {
+        name: String,
+        settings: LoadBalancerSettings,
+    },
+    DescribeLoadBalancer {
         name: String,
     },
     Register {
@@ -55,7 +61,8 @@ pub enum Request {
         record: String,
         load_balancer: String,
     },
-    RecordEndpoint {
+    /// Where the record is reached and which load balancer it points at.
+    DescribeRecord {
         record: String,
     },
     /// Terminates every instance and exits.
@@ -76,6 +83,18 @@ pub struct InstanceInfo {
     pub private_ip: String,
     pub status: InstanceStatus,
     pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerInfo {
+    pub endpoint: String,
+    pub settings: LoadBalancerSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordInfo {
+    pub endpoint: String,
+    pub load_balancer: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,8 +124,11 @@ pub enum Response {
     Instances {
         instances: Vec<InstanceInfo>,
     },
-    Endpoint {
-        endpoint: Option<String>,
+    LoadBalancer {
+        found: Option<LoadBalancerInfo>,
+    },
+    Record {
+        found: Option<RecordInfo>,
     },
     Members {
         members: BTreeMap<String, MemberInfo>,

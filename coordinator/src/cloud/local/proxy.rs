@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
 use super::protocol::MemberInfo;
+use crate::cloud::LoadBalancerSettings;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -33,7 +34,9 @@ impl Drop for ConnectionGuard {
 
 pub struct Balancer {
     pub name: String,
-    pub instance_port: u16,
+    /// Health check and draining settings are kept to be reported back; readiness
+    /// comes from Slipway's own agents, as on AWS.
+    settings: Mutex<LoadBalancerSettings>,
     pub addr: SocketAddr,
     backends: Mutex<Vec<Backend>>,
     next: AtomicUsize,
@@ -41,11 +44,14 @@ pub struct Balancer {
 
 impl Balancer {
     /// Binds a new load balancer on loopback and starts serving it.
-    pub async fn start(name: &str, instance_port: u16) -> std::io::Result<Arc<Balancer>> {
+    pub async fn start(
+        name: &str,
+        settings: LoadBalancerSettings,
+    ) -> std::io::Result<Arc<Balancer>> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let balancer = Arc::new(Balancer {
             name: name.to_string(),
-            instance_port,
+            settings: Mutex::new(settings),
             addr: listener.local_addr()?,
             backends: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
@@ -100,6 +106,18 @@ impl Balancer {
         }
     }
 
+    pub fn settings(&self) -> LoadBalancerSettings {
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// New settings apply to instances registered from now on.
+    pub fn configure(&self, settings: LoadBalancerSettings) {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
     pub fn register(&self, id: &str, ip: &str) -> Result<(), String> {
         let ip: std::net::IpAddr = ip
             .parse()
@@ -108,7 +126,7 @@ impl Balancer {
         backends.retain(|b| b.id != id);
         backends.push(Backend {
             id: id.to_string(),
-            addr: SocketAddr::new(ip, self.instance_port),
+            addr: SocketAddr::new(ip, self.settings().instance_port),
             draining: false,
             connections: Arc::new(AtomicU32::new(0)),
         });

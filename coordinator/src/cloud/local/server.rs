@@ -20,7 +20,10 @@ use tracing::{info, warn};
 
 use super::SOCKET;
 use super::image;
-use super::protocol::{ErrorKind, InstanceInfo, InstanceStatus, MAX_LINE, Request, Response};
+use super::protocol::{
+    ErrorKind, InstanceInfo, InstanceStatus, LoadBalancerInfo, MAX_LINE, RecordInfo, Request,
+    Response,
+};
 use super::proxy::{Balancer, PublicListener};
 
 /// How long a terminated instance gets to stop before it is killed.
@@ -149,33 +152,37 @@ impl CloudServer {
                 }
                 Response::Ok
             }
-            Request::EnsureLoadBalancer {
-                name,
-                instance_port,
-            } => {
+            Request::CreateLoadBalancer { name, settings } => {
                 let mut state = self.state.lock().await;
-                if let Some(lb) = state.balancers.get(&name) {
-                    if lb.instance_port != instance_port {
-                        return invalid(format!(
-                            "load balancer {name} forwards to port {}, not {instance_port}",
-                            lb.instance_port
-                        ));
-                    }
-                    return endpoint(Some(lb.addr.to_string()));
+                if state.balancers.contains_key(&name) {
+                    return invalid(format!("load balancer {name} already exists"));
                 }
-                match Balancer::start(&name, instance_port).await {
+                match Balancer::start(&name, settings).await {
                     Ok(lb) => {
                         info!(balancer = %name, addr = %lb.addr, "load balancer created");
-                        let addr = lb.addr.to_string();
                         state.balancers.insert(name, lb);
-                        endpoint(Some(addr))
+                        Response::Ok
                     }
                     Err(e) => invalid(format!("cannot start load balancer {name}: {e}")),
                 }
             }
-            Request::LoadBalancerEndpoint { name } => {
+            Request::ConfigureLoadBalancer { name, settings } => {
                 let state = self.state.lock().await;
-                endpoint(state.balancers.get(&name).map(|lb| lb.addr.to_string()))
+                match state.balancers.get(&name) {
+                    Some(lb) => {
+                        lb.configure(settings);
+                        Response::Ok
+                    }
+                    None => no_balancer(&name),
+                }
+            }
+            Request::DescribeLoadBalancer { name } => {
+                let state = self.state.lock().await;
+                let found = state.balancers.get(&name).map(|lb| LoadBalancerInfo {
+                    endpoint: lb.addr.to_string(),
+                    settings: lb.settings(),
+                });
+                Response::LoadBalancer { found }
             }
             Request::Register { name, ids } => {
                 let state = self.state.lock().await;
@@ -236,9 +243,16 @@ impl CloudServer {
                     Err(e) => invalid(format!("cannot open a public port for {record}: {e}")),
                 }
             }
-            Request::RecordEndpoint { record } => {
+            Request::DescribeRecord { record } => {
                 let state = self.state.lock().await;
-                endpoint(state.records.get(&record).map(|(p, _)| p.addr.to_string()))
+                let found = state
+                    .records
+                    .get(&record)
+                    .map(|(public, load_balancer)| RecordInfo {
+                        endpoint: public.addr.to_string(),
+                        load_balancer: load_balancer.clone(),
+                    });
+                Response::Record { found }
             }
             Request::Shutdown => {
                 let _ = self.stop.send(true);
@@ -392,10 +406,6 @@ fn free_loopback_address(state: &State) -> Option<String> {
         }
     }
     None
-}
-
-fn endpoint(endpoint: Option<String>) -> Response {
-    Response::Endpoint { endpoint }
 }
 
 fn invalid(message: String) -> Response {

@@ -1,0 +1,186 @@
+//! EC2: images by tag, idempotent launches, describe and terminate.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    Filter, IamInstanceProfileSpecification, InstanceStateName, InstanceType, ResourceType, Tag,
+    TagSpecification,
+};
+use base64::Engine;
+
+use super::AwsCloud;
+use super::error::aws;
+use crate::cloud::{CloudError, Compute, Instance, LaunchRequest};
+use crate::deploy::machine::InstanceState;
+
+/// The tag that carries a launch's client token, so a resumed launch finds the
+/// instance an earlier attempt made even where the token itself is not honoured.
+pub const LAUNCH_TAG: &str = "slipway:launch";
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    let mut builder = Filter::builder().name(name);
+    for value in values {
+        builder = builder.values(*value);
+    }
+    builder.build()
+}
+
+fn instance(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
+    let state = match i.state().and_then(|s| s.name()) {
+        Some(InstanceStateName::Pending) => InstanceState::Pending,
+        Some(InstanceStateName::Running) => InstanceState::Running,
+        _ => InstanceState::Gone,
+    };
+    Some(Instance {
+        id: i.instance_id()?.to_string(),
+        private_ip: i.private_ip_address().unwrap_or_default().to_string(),
+        image_id: i.image_id().unwrap_or_default().to_string(),
+        state,
+        tags: i
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect(),
+    })
+}
+
+impl AwsCloud {
+    async fn instances_matching(&self, filters: Vec<Filter>) -> Result<Vec<Instance>, CloudError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .ec2
+                .describe_instances()
+                .set_filters(Some(filters.clone()))
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| aws("DescribeInstances", e))?;
+            for reservation in page.reservations() {
+                found.extend(reservation.instances().iter().filter_map(instance));
+            }
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => return Ok(found),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Compute for AwsCloud {
+    async fn find_image(&self, project: &str, version: &str) -> Result<String, CloudError> {
+        let images = self
+            .ec2
+            .describe_images()
+            .filters(filter("tag:slipway:project", &[project]))
+            .filters(filter("tag:slipway:version", &[version]))
+            .send()
+            .await
+            .map_err(|e| aws("DescribeImages", e))?;
+        let mut ids: Vec<String> = images
+            .images()
+            .iter()
+            .filter_map(|i| i.image_id().map(str::to_string))
+            .collect();
+        ids.sort();
+        match ids.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(CloudError::NotFound(format!(
+                "no AMI tagged slipway:project={project} slipway:version={version}: tag the image, or give --image"
+            ))),
+            many => Err(CloudError::Invalid(format!(
+                "{} AMIs are tagged slipway:project={project} slipway:version={version} ({}): give --image",
+                many.len(),
+                many.join(", ")
+            ))),
+        }
+    }
+
+    async fn launch(&self, request: LaunchRequest) -> Result<Instance, CloudError> {
+        let earlier = self
+            .instances_matching(vec![
+                filter(&format!("tag:{LAUNCH_TAG}"), &[&request.client_token]),
+                filter("instance-state-name", &["pending", "running"]),
+            ])
+            .await?;
+        if let Some(existing) = earlier.into_iter().next() {
+            return Ok(existing);
+        }
+        let mut tags = TagSpecification::builder().resource_type(ResourceType::Instance);
+        for (key, value) in request
+            .tags
+            .iter()
+            .chain([(&LAUNCH_TAG.to_string(), &request.client_token)])
+        {
+            tags = tags.tags(Tag::builder().key(key).value(value).build());
+        }
+        let placement = &request.placement;
+        let mut run = self
+            .ec2
+            .run_instances()
+            .image_id(&request.image_id)
+            .instance_type(InstanceType::from(placement.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .client_token(&request.client_token)
+            .user_data(
+                base64::engine::general_purpose::STANDARD.encode(request.user_data.as_bytes()),
+            )
+            .tag_specifications(tags.build())
+            .set_subnet_id(placement.subnet.clone());
+        for group in &placement.security_groups {
+            run = run.security_group_ids(group);
+        }
+        if let Some(profile) = &placement.instance_profile {
+            run = run.iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(profile)
+                    .build(),
+            );
+        }
+        let launched = run.send().await.map_err(|e| aws("RunInstances", e))?;
+        launched
+            .instances()
+            .first()
+            .and_then(instance)
+            .ok_or_else(|| CloudError::Invalid("RunInstances answered with no instance".into()))
+    }
+
+    async fn describe(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        // A filter, unlike InstanceIds, does not fail the whole call on one unknown id.
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.instances_matching(vec![filter("instance-id", &ids)])
+            .await
+    }
+
+    async fn terminate(&self, ids: &[String]) -> Result<(), CloudError> {
+        // One unknown id fails the whole call: terminate only what still exists.
+        let alive: Vec<String> = self
+            .describe(ids)
+            .await?
+            .into_iter()
+            .filter(|i| i.state != InstanceState::Gone)
+            .map(|i| i.id)
+            .collect();
+        if alive.is_empty() {
+            return Ok(());
+        }
+        match self
+            .ec2
+            .terminate_instances()
+            .set_instance_ids(Some(alive))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match aws("TerminateInstances", e) {
+                CloudError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
