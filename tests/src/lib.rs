@@ -6,6 +6,8 @@
 // A harness for tests: failing loudly on a broken invariant is its job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod load;
 pub mod processes;
 
@@ -111,22 +113,35 @@ impl CliRun {
     }
 }
 
-/// `slipway-coordinator --dev` in its own data dir, with its local cloud.
+/// A `slipway-coordinator` process in its own data dir: `--dev` with its local
+/// cloud, or driving AWS through a fleet file.
 #[derive(Debug)]
-pub struct DevCoordinator {
+pub struct Coordinator {
     pub dir: TempDir,
     child: Option<Child>,
     /// host:port of the gRPC port, fixed after the first start so restarts keep it.
     pub listen: String,
+    /// `None`: `--dev`; else the fleet file to run with.
+    fleet: Option<PathBuf>,
+    /// Environment of the process: only these, plus PATH and HOME.
+    env: Vec<(String, String)>,
 }
 
-impl DevCoordinator {
-    pub fn start() -> DevCoordinator {
-        let dir = TempDir::new("dev");
-        let mut dev = DevCoordinator {
+impl Coordinator {
+    /// `slipway-coordinator --dev`: the sample fleet on the local cloud.
+    pub fn start() -> Coordinator {
+        Coordinator::start_with(None, Vec::new())
+    }
+
+    /// A coordinator with `fleet` and an environment of its own (AWS credentials, say).
+    pub fn start_with(fleet: Option<PathBuf>, env: Vec<(String, String)>) -> Coordinator {
+        let dir = TempDir::new("coordinator");
+        let mut dev = Coordinator {
             dir,
             child: None,
             listen: "127.0.0.1:0".into(),
+            fleet,
+            env,
         };
         dev.launch();
         let profile = std::fs::read_to_string(dev.profile()).expect("profile");
@@ -154,8 +169,20 @@ impl DevCoordinator {
             .append(true)
             .open(self.data_dir().join("coordinator.log"))
             .expect("log file");
-        let child = Command::new(binary("slipway-coordinator"))
-            .arg("--dev")
+        let mut command = Command::new(binary("slipway-coordinator"));
+        match &self.fleet {
+            None => command.arg("--dev"),
+            Some(fleet) => command.arg("--fleet").arg(fleet),
+        };
+        // No AWS_* variable of this machine leaks in: each test says what it wants.
+        command.env_clear();
+        for key in ["PATH", "HOME", "SLIPWAY_LOG"] {
+            if let Ok(value) = std::env::var(key) {
+                command.env(key, value);
+            }
+        }
+        command.envs(self.env.iter().cloned());
+        let child = command
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--listen")
@@ -263,7 +290,7 @@ impl DevCoordinator {
     }
 }
 
-impl Drop for DevCoordinator {
+impl Drop for Coordinator {
     fn drop(&mut self) {
         self.kill();
         let _ = Command::new(bin_dir().join("slipway-coordinator"))

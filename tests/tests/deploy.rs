@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use slipway_tests::load::{Load, get};
 use slipway_tests::processes::{agent_pid, instance_processes, kill9};
-use slipway_tests::{DevCoordinator, eventually, strings};
+use slipway_tests::{Coordinator, eventually, strings};
 
 const DEPLOY: Duration = Duration::from_secs(60);
 
 #[test]
 fn the_readme_walkthrough_deploys_v1_to_staging() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let run = dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     for phase in [
         "launching",
@@ -44,7 +44,7 @@ fn the_readme_walkthrough_deploys_v1_to_staging() {
 
 #[test]
 fn deploying_v2_under_load_fails_no_request_and_retires_the_old_instances() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     let old: Vec<String> = dev.environment("staging")["instances"]
         .as_array()
@@ -97,7 +97,7 @@ fn deploying_v2_under_load_fails_no_request_and_retires_the_old_instances() {
 
 #[test]
 fn a_broken_release_rolls_back_and_staging_keeps_serving() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
     let load = Load::start(&dev.endpoint("staging"));
     eventually("load to get going", Duration::from_secs(10), || {
@@ -147,7 +147,7 @@ fn a_broken_release_rolls_back_and_staging_keeps_serving() {
 
 #[test]
 fn killing_a_new_instances_agent_rolls_back_within_seconds() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     // `broken` never becomes ready, so the deploy is reliably mid-flight when the agent dies.
     let id = dev.enqueue("broken", "staging");
@@ -181,7 +181,7 @@ fn killing_a_new_instances_agent_rolls_back_within_seconds() {
 
 #[test]
 fn rollback_redeploys_the_release_before_the_current_one() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let nothing = dev.cli(&["rollback", "hello", "--env", "staging"]);
     assert!(
         !nothing.success && nothing.stderr.contains("nothing to roll back"),
@@ -208,7 +208,7 @@ fn rollback_redeploys_the_release_before_the_current_one() {
 
 #[test]
 fn agents_lists_the_live_agents_of_running_instances_only() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
     let agents = dev.ok(&["agents", "--output", "json"]).json();

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use slipway_tests::{DevCoordinator, TempDir, binary};
+use slipway_tests::{Coordinator, TempDir, binary};
 
 #[test]
 fn a_bad_fleet_file_stops_the_coordinator_with_file_key_and_fix() {
@@ -71,7 +71,7 @@ fn the_cli_without_a_profile_says_where_to_get_one() {
 
 #[test]
 fn the_cli_names_unknown_projects_environments_and_versions() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let cases = [
         (
             vec!["deploy", "nope", "v1", "--env", "staging"],
@@ -110,7 +110,7 @@ fn the_cli_names_unknown_projects_environments_and_versions() {
 
 #[test]
 fn a_coordinator_that_is_down_is_named_in_the_error() {
-    let mut dev = DevCoordinator::start();
+    let mut dev = Coordinator::start();
     dev.kill();
     let run = dev.cli(&["status"]);
     assert!(!run.success);

@@ -2,12 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use slipway_tests::DevCoordinator;
+use slipway_tests::Coordinator;
 use slipway_tests::load::get;
 
 #[test]
 fn promote_to_prod2_and_back_switches_the_public_port() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let refused = dev.cli(&["promote", "hello", "--to", "prod2"]);
     assert!(
         !refused.success && refused.stderr.contains("prod2 runs no release of hello"),

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use slipway_tests::{DevCoordinator, entered, eventually, finished_at};
+use slipway_tests::{Coordinator, entered, eventually, finished_at};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
 #[test]
 fn deploys_to_one_environment_run_one_at_a_time_in_order() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let ids: Vec<String> = ["v1", "v2", "v1"]
         .iter()
         .map(|v| dev.enqueue(v, "staging"))
@@ -54,7 +54,7 @@ fn deploys_to_one_environment_run_one_at_a_time_in_order() {
 
 #[test]
 fn deploys_to_two_environments_run_in_parallel() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     // `broken` spends its whole ready deadline (10 s) in flight: long enough to overlap.
     let staging = dev.enqueue("broken", "staging");
     let qaprod = dev.enqueue("broken", "qaprod1");
@@ -72,7 +72,7 @@ fn deploys_to_two_environments_run_in_parallel() {
 
 #[test]
 fn cancel_removes_a_queued_deployment() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let active = dev.enqueue("broken", "staging");
     let queued = dev.enqueue("v1", "staging");
     let run = dev.ok(&["cancel", &queued]);
@@ -106,7 +106,7 @@ fn cancel_removes_a_queued_deployment() {
 
 #[test]
 fn cancelling_an_active_deployment_rolls_it_back() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let id = dev.enqueue("broken", "staging");
     eventually("the deployment to launch", DEADLINE, || {
         (!dev.deployment(&id)["new_instances"]

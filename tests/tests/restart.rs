@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use slipway_tests::load::Load;
-use slipway_tests::{DevCoordinator, eventually};
+use slipway_tests::{Coordinator, eventually};
 
 #[test]
 fn a_coordinator_crash_loses_nothing_and_traffic_keeps_flowing() {
-    let mut dev = DevCoordinator::start();
+    let mut dev = Coordinator::start();
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     let releases_before = dev.ok(&["release", "list", "--output", "json"]).json();
     // An active deployment (broken stays in flight for 10 s) and one queued behind it.

@@ -10,16 +10,16 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, PKCS_ECD
 use slipway_proto::v1::agent_service_client::AgentServiceClient;
 use slipway_proto::v1::operator_service_client::OperatorServiceClient;
 use slipway_proto::v1::{AgentMessage, BootstrapRequest, Hello, StatusRequest, agent_message};
-use slipway_tests::{DevCoordinator, strings};
+use slipway_tests::{Coordinator, strings};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-fn ca_pem(dev: &DevCoordinator) -> String {
+fn ca_pem(dev: &Coordinator) -> String {
     std::fs::read_to_string(dev.data_dir().join("ca/ca.pem")).unwrap()
 }
 
 /// A channel that trusts the coordinator's CA and presents `identity`, if any.
-fn channel(dev: &DevCoordinator, identity: Option<(String, String)>) -> Channel {
+fn channel(dev: &Coordinator, identity: Option<(String, String)>) -> Channel {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem(dev)))
         .domain_name("slipway-coordinator");
@@ -74,7 +74,7 @@ fn hello(instance: &str) -> AgentMessage {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_client_certificate_only_bootstrap_answers() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let anonymous = channel(&dev, None);
 
     let err = OperatorServiceClient::new(anonymous.clone())
@@ -123,7 +123,7 @@ async fn without_a_client_certificate_only_bootstrap_answers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_from_another_ca_is_refused_and_the_right_one_still_works() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let result = OperatorServiceClient::new(channel(&dev, Some(foreign_admin())))
         .status(StatusRequest::default())
         .await;
@@ -138,7 +138,7 @@ async fn a_certificate_from_another_ca_is_refused_and_the_right_one_still_works(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_join_token_works_once_and_agents_stay_in_their_lane() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     let history = dev.ok(&["deployments", "--output", "json"]).json();
     let instance = strings(&history[0]["new_instances"]).remove(0);
@@ -188,7 +188,7 @@ async fn a_join_token_works_once_and_agents_stay_in_their_lane() {
 
 #[test]
 fn garbage_and_plain_http_on_the_port_leave_the_coordinator_serving() {
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     for bytes in [
         &b"\x00\x01\x02garbage\xff\xfe"[..],
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -232,7 +232,7 @@ async fn standard_grpc_tools_get_health_and_reflection_with_a_certificate() {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
     let admin = dev.data_dir().join("operators/admin");
     let identity = (
         std::fs::read_to_string(admin.join("cert.pem")).unwrap(),

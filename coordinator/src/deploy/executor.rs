@@ -78,31 +78,64 @@ async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
         deadlines: project.deadlines,
         agent_lost_after: c.fleet.coordinator.agent_lost_after,
     };
-    let observed = observe(c, &d).await?;
-    let action = next_action(&d, &observed, &limits);
+    let result = step(c, &mut d, &limits).await;
+    match result {
+        Ok(step) => Ok(step),
+        // A refused cloud request will be refused again, and a cloud that stays
+        // unreachable past the phase's deadline will not come back in time: roll
+        // back with its message while the old instances still serve. Past the point
+        // of no return, and while rolling back, keep retrying.
+        Err(StepError::Cloud(e)) if rolls_back(&d, &e, &limits) => {
+            let reason = format!("{} failed: {e}", d.phase);
+            enter(c, &mut d, Phase::RollingBack, Some(reason))?;
+            Ok(Step::Continue)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn rolls_back(d: &Deployment, e: &CloudError, limits: &Limits) -> bool {
+    if d.phase.is_past_point_of_no_return()
+        || d.phase == Phase::RollingBack
+        || d.phase.is_finished()
+    {
+        return false;
+    }
+    let overdue = limits
+        .deadline(d.phase)
+        .is_some_and(|deadline| now_ms() - d.entered_at() > deadline.as_millis() as Millis);
+    !e.is_retryable() || overdue
+}
+
+/// Observes, decides and acts once.
+async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<Step, StepError> {
+    let id = d.id.clone();
+    let id = id.as_str();
+    let observed = observe(c, d).await?;
+    let action = next_action(d, &observed, limits);
     let lb = load_balancer_name(&d.project, &d.environment);
     let result = match action {
         Action::Wait(what) => {
             c.set_waiting_on(id, Some(what));
             return Ok(Step::Wait);
         }
-        Action::Advance(phase) => enter(c, &mut d, phase, None).map_err(Into::into),
+        Action::Advance(phase) => enter(c, d, phase, None).map_err(Into::into),
         Action::Finish(phase) => {
-            enter(c, &mut d, phase, None)?;
+            enter(c, d, phase, None)?;
             info!(phase = %phase, reason = d.reason.as_deref().unwrap_or(""), "deployment finished");
             return Ok(Step::Finished);
         }
         Action::RollBack { reason } => {
             warn!(%reason, "rolling back");
-            enter(c, &mut d, Phase::RollingBack, Some(reason)).map_err(Into::into)
+            enter(c, d, Phase::RollingBack, Some(reason)).map_err(Into::into)
         }
         Action::BeginAttach { old } => {
             d.old_instances = old;
-            enter(c, &mut d, Phase::Attaching, None).map_err(Into::into)
+            enter(c, d, Phase::Attaching, None).map_err(Into::into)
         }
-        Action::Launch { slots } => launch(c, &mut d, &slots).await,
+        Action::Launch { slots } => launch(c, d, &slots).await,
         Action::Configure { instances } => {
-            configure(c, &d, &instances);
+            configure(c, d, &instances);
             Ok(())
         }
         Action::Register { instances } => c
@@ -124,21 +157,7 @@ async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
             .await
             .map_err(Into::into),
     };
-    match result {
-        Ok(()) => Ok(Step::Continue),
-        // A refused cloud request will be refused again: roll back with its message
-        // while the old instances still serve. Past that point, keep retrying.
-        Err(StepError::Cloud(e))
-            if !e.is_retryable()
-                && !d.phase.is_past_point_of_no_return()
-                && d.phase != Phase::RollingBack =>
-        {
-            let reason = format!("{} failed: {e}", d.phase);
-            enter(c, &mut d, Phase::RollingBack, Some(reason))?;
-            Ok(Step::Continue)
-        }
-        Err(e) => Err(e),
-    }
+    result.map(|()| Step::Continue)
 }
 
 fn enter(
@@ -174,8 +193,16 @@ async fn observe(c: &Coordinator, d: &Deployment) -> Result<Observed, StepError>
         .iter()
         .filter_map(|id| c.agents.view(id).map(|view| (id.clone(), view)))
         .collect();
-    let lb = load_balancer_name(&d.project, &d.environment);
-    let members = c.cloud.load_balancer.members(&lb).await?;
+    // Before the first launch nothing of this deployment can be in the load
+    // balancer, and a missing one is caught by the launch itself.
+    let members = if d.launched.is_empty() {
+        BTreeMap::new()
+    } else {
+        c.cloud
+            .load_balancer
+            .members(&load_balancer_name(&d.project, &d.environment))
+            .await?
+    };
     Ok(Observed {
         now: now_ms(),
         instances,

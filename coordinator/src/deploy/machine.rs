@@ -64,7 +64,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    fn deadline(&self, phase: Phase) -> Option<Duration> {
+    /// How long `phase` may last; None for phases that must run to their end.
+    pub fn deadline(&self, phase: Phase) -> Option<Duration> {
         let d = &self.deadlines;
         match phase {
             Phase::Launching => Some(d.launch),

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use slipway_tests::processes::agent_pid;
-use slipway_tests::{DevCoordinator, bin_dir, phases, strings};
+use slipway_tests::{Coordinator, bin_dir, phases, strings};
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -28,7 +28,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn local_cloud_pid(dev: &DevCoordinator) -> Option<u32> {
+fn local_cloud_pid(dev: &Coordinator) -> Option<u32> {
     let dir = dev.data_dir().join("cloud");
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
@@ -56,7 +56,7 @@ fn main() {
     let agent_size = std::fs::metadata(bin_dir().join("slipway-agent"))
         .map(|m| m.len())
         .unwrap_or(0);
-    let dev = DevCoordinator::start();
+    let dev = Coordinator::start();
 
     let mut walls = Vec::new();
     let mut per_phase: BTreeMap<String, Vec<f64>> = BTreeMap::new();

@@ -1,0 +1,408 @@
+//! The same deploy and promote flows through the `aws` cloud: the real SDK
+//! clients against a moto server, with a boot simulator starting an agent for each
+//! instance moto launches. After each step, assertions read moto back through the
+//! SDK: load balancer membership, instance states and tags, record targets.
+
+#![cfg(feature = "aws")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use slipway_coordinator::cloud::aws::AwsCloud;
+use slipway_coordinator::cloud::{Compute, LaunchRequest, Placement};
+use slipway_tests::aws::{
+    BootSimulator, Moto, bake, fleet, register_ami, running, slipway_instances,
+};
+use slipway_tests::{Coordinator, TempDir, strings};
+
+/// A coordinator driving moto, with its fleet file in `dir`.
+fn coordinator(dir: &TempDir, endpoint: &str) -> Coordinator {
+    let path: PathBuf = dir.path().join("fleet.toml");
+    std::fs::write(&path, fleet(endpoint)).unwrap();
+    Coordinator::start_with(Some(path), Moto::coordinator_env())
+}
+
+async fn create_zone(sdk: &aws_config::SdkConfig) {
+    let route53 = aws_sdk_route53::Client::new(sdk);
+    route53
+        .create_hosted_zone()
+        .name("example.com")
+        .caller_reference("slipway-tests")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Instance ids registered with a load balancer, as ELB reports them.
+async fn members(elb: &aws_sdk_elasticloadbalancing::Client, name: &str) -> BTreeSet<String> {
+    let health = elb
+        .describe_instance_health()
+        .load_balancer_name(name)
+        .send()
+        .await
+        .unwrap();
+    health
+        .instance_states()
+        .iter()
+        .filter_map(|s| s.instance_id().map(str::to_string))
+        .collect()
+}
+
+async fn lb_dns(elb: &aws_sdk_elasticloadbalancing::Client, name: &str) -> String {
+    let out = elb
+        .describe_load_balancers()
+        .load_balancer_names(name)
+        .send()
+        .await
+        .unwrap();
+    out.load_balancer_descriptions()[0]
+        .dns_name()
+        .unwrap()
+        .to_string()
+}
+
+/// The value a record points at (CNAME value or alias DNS name).
+async fn record(sdk: &aws_config::SdkConfig, name: &str) -> Option<String> {
+    let route53 = aws_sdk_route53::Client::new(sdk);
+    let zones = route53.list_hosted_zones().send().await.unwrap();
+    let zone = zones.hosted_zones()[0].id().to_string();
+    let sets = route53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .unwrap();
+    sets.resource_record_sets()
+        .iter()
+        .find(|s| s.name().trim_end_matches('.') == name)
+        .and_then(|s| match s.alias_target() {
+            Some(alias) => Some(alias.dns_name().trim_end_matches('.').to_string()),
+            None => s
+                .resource_records()
+                .first()
+                .map(|r| r.value().trim_end_matches('.').to_string()),
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infra_apply_creates_what_is_missing_and_a_second_run_changes_nothing() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    create_zone(&sdk).await;
+    let dir = TempDir::new("aws-infra");
+    let c = coordinator(&dir, &moto.endpoint);
+    let elb = aws_sdk_elasticloadbalancing::Client::new(&sdk);
+
+    let plan = strings(&c.ok(&["infra", "plan", "--output", "json"]).json());
+    assert_eq!(
+        plan.len(),
+        6,
+        "3 load balancers and 3 environment records: {plan:?}"
+    );
+    assert!(
+        plan.iter()
+            .any(|p| p.starts_with("create load balancer slipway-hello-staging")),
+        "{plan:?}"
+    );
+    let existing = elb.describe_load_balancers().send().await.unwrap();
+    assert!(
+        existing.load_balancer_descriptions().is_empty(),
+        "plan must change nothing"
+    );
+
+    let applied = strings(&c.ok(&["infra", "apply", "--output", "json"]).json());
+    assert_eq!(applied, plan);
+    for env in ["staging", "prod1", "prod2"] {
+        let name = format!("slipway-hello-{env}");
+        let out = elb
+            .describe_load_balancers()
+            .load_balancer_names(&name)
+            .send()
+            .await
+            .unwrap();
+        let lb = &out.load_balancer_descriptions()[0];
+        assert_eq!(lb.health_check().unwrap().target(), "HTTP:8080/health");
+        let listener = lb.listener_descriptions()[0].listener().unwrap();
+        assert_eq!(
+            (listener.load_balancer_port(), listener.instance_port()),
+            (80, 8080)
+        );
+        let attributes = elb
+            .describe_load_balancer_attributes()
+            .load_balancer_name(&name)
+            .send()
+            .await
+            .unwrap();
+        let draining = attributes
+            .load_balancer_attributes()
+            .unwrap()
+            .connection_draining()
+            .unwrap();
+        assert!(draining.enabled());
+        assert_eq!(draining.timeout(), Some(1));
+        assert_eq!(
+            record(&sdk, &format!("{env}.hello.example.com")).await,
+            Some(lb_dns(&elb, &name).await)
+        );
+    }
+
+    let again = c.ok(&["infra", "apply"]);
+    assert!(again.stdout.contains("no changes"), "{}", again.stdout);
+    assert!(strings(&c.ok(&["infra", "plan", "--output", "json"]).json()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    create_zone(&sdk).await;
+    let (ec2, elb) = (
+        aws_sdk_ec2::Client::new(&sdk),
+        aws_sdk_elasticloadbalancing::Client::new(&sdk),
+    );
+    let dir = TempDir::new("aws-flow");
+    let mut images = HashMap::new();
+    let mut amis = HashMap::new();
+    for (version, healthy) in [("v1", true), ("v2", true), ("broken", false)] {
+        let ami = register_ami(&ec2, "hello", version).await;
+        images.insert(ami.clone(), bake(dir.path(), version, healthy));
+        amis.insert(version, ami);
+    }
+    let _boot = BootSimulator::start(&moto.endpoint, images);
+    let c = coordinator(&dir, &moto.endpoint);
+    c.ok(&["infra", "apply"]);
+    for version in ["v1", "v2", "broken"] {
+        let release = c
+            .ok(&["release", "add", "hello", version, "--output", "json"])
+            .json();
+        assert_eq!(
+            release["image_id"],
+            amis[version].as_str(),
+            "the AMI is found by its tags"
+        );
+    }
+
+    // v1, then v2, to staging: the ELB holds exactly the new instance each time.
+    c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let v1 = members(&elb, "slipway-hello-staging").await;
+    assert_eq!(v1.len(), 1);
+    let (id, state, tags) = slipway_instances(&ec2)
+        .await
+        .into_iter()
+        .find(|(id, _, _)| v1.contains(id))
+        .unwrap();
+    assert_eq!(state, "running");
+    assert_eq!(tags["slipway:project"], "hello");
+    assert_eq!(tags["slipway:env"], "staging");
+    assert_eq!(tags["slipway:release"], "hello@v1");
+    assert!(tags["slipway:deployment"].starts_with("d-"), "{tags:?}");
+    assert_eq!(tags["Name"], "hello-staging-v1");
+    let attribute = ec2
+        .describe_instance_attribute()
+        .instance_id(&id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    use base64::Engine;
+    let user_data = base64::engine::general_purpose::STANDARD
+        .decode(attribute.user_data().unwrap().value().unwrap())
+        .unwrap();
+    let user_data = String::from_utf8(user_data).unwrap();
+    assert!(
+        user_data.contains("join_token = ") && user_data.contains("ca_fingerprint = \"sha256:"),
+        "{user_data}"
+    );
+    assert!(
+        !user_data.contains("PRIVATE KEY"),
+        "user-data must never carry a key"
+    );
+
+    c.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    let v2 = members(&elb, "slipway-hello-staging").await;
+    assert_eq!(v2.len(), 1);
+    assert!(
+        v2.is_disjoint(&v1),
+        "v2 must replace v1 in the load balancer"
+    );
+    let states: HashMap<String, String> = slipway_instances(&ec2)
+        .await
+        .into_iter()
+        .map(|(i, s, _)| (i, s))
+        .collect();
+    assert_eq!(states[&id], "terminated", "the old instance is terminated");
+
+    // The production clusters, and promotion between them.
+    c.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
+    c.ok(&["deploy", "hello", "v2", "--env", "prod2", "--wait"]);
+    assert_eq!(members(&elb, "slipway-hello-prod1").await.len(), 2);
+    assert_eq!(members(&elb, "slipway-hello-prod2").await.len(), 2);
+    c.ok(&["promote", "hello", "--to", "prod2"]);
+    assert_eq!(
+        record(&sdk, "hello.example.com").await,
+        Some(lb_dns(&elb, "slipway-hello-prod2").await)
+    );
+    let back = c
+        .ok(&["promote", "hello", "--to", "prod1", "--output", "json"])
+        .json();
+    assert_eq!(back["previous_environment"], "prod2");
+    assert_eq!(
+        record(&sdk, "hello.example.com").await,
+        Some(lb_dns(&elb, "slipway-hello-prod1").await)
+    );
+
+    // A release that never passes its health check rolls back; staging keeps v2.
+    let run = c.cli(&["deploy", "hello", "broken", "--env", "staging", "--wait"]);
+    assert!(
+        !run.success && run.stderr.contains("rolled_back") && run.stderr.contains("answered 500"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        members(&elb, "slipway-hello-staging").await,
+        v2,
+        "the ELB never took the broken instance"
+    );
+    let broken = &c
+        .ok(&["deployments", "--limit", "1", "--output", "json"])
+        .json()[0];
+    let states: HashMap<String, String> = slipway_instances(&ec2)
+        .await
+        .into_iter()
+        .map(|(i, s, _)| (i, s))
+        .collect();
+    for id in strings(&broken["new_instances"]) {
+        assert_eq!(
+            states[&id], "terminated",
+            "broken instance {id} left behind"
+        );
+    }
+    let alive: BTreeSet<String> = running(&ec2).await.into_iter().collect();
+    assert_eq!(
+        alive.len(),
+        5,
+        "staging 1 + prod1 2 + prod2 2, nothing else: {alive:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_launch_with_the_same_client_token_makes_no_second_instance() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let ami = register_ami(&ec2, "hello", "v1").await;
+    let cloud = AwsCloud::from_sdk_config(&sdk).unwrap();
+    let request = LaunchRequest {
+        image_id: ami,
+        client_token: "d-7-slot-0".into(),
+        user_data: "join_token = \"x\"".into(),
+        tags: [("slipway:deployment".to_string(), "d-7".to_string())].into(),
+        placement: Placement {
+            instance_type: "t3.micro".into(),
+            ..Placement::default()
+        },
+    };
+    let first = cloud.launch(request.clone()).await.unwrap();
+    let again = cloud.launch(request).await.unwrap();
+    assert_eq!(first.id, again.id);
+    assert_eq!(running(&ec2).await, vec![first.id]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_and_ambiguous_amis_and_a_missing_elb_are_clear_errors_that_leave_no_instance() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let dir = TempDir::new("aws-errors");
+    let c = coordinator(&dir, &moto.endpoint);
+
+    let missing = c.cli(&["release", "add", "hello", "v1"]);
+    assert!(!missing.success);
+    assert!(
+        missing
+            .stderr
+            .contains("no AMI tagged slipway:project=hello slipway:version=v1"),
+        "{}",
+        missing.stderr
+    );
+
+    let first = register_ami(&ec2, "hello", "v2").await;
+    register_ami(&ec2, "hello", "v2").await;
+    let ambiguous = c.cli(&["release", "add", "hello", "v2"]);
+    assert!(!ambiguous.success);
+    assert!(
+        ambiguous.stderr.contains("2 AMIs are tagged") && ambiguous.stderr.contains("give --image"),
+        "{}",
+        ambiguous.stderr
+    );
+    c.ok(&["release", "add", "hello", "v2", "--image", &first]);
+
+    // No `infra apply`: the load balancer is missing, and nothing may be launched.
+    let run = c.cli(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    assert!(!run.success);
+    assert!(
+        run.stderr
+            .contains("load balancer slipway-hello-staging does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("slipway infra apply"),
+        "the error says what to do: {}",
+        run.stderr
+    );
+    assert!(
+        slipway_instances(&ec2).await.is_empty(),
+        "no instance may be left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_endpoint_and_bad_credentials_are_clear_errors() {
+    // Nothing listens here: AWS "down".
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let dir = TempDir::new("aws-down");
+    let c = coordinator(&dir, &closed);
+    let add = c.cli(&["release", "add", "hello", "v1"]);
+    assert!(
+        !add.success && add.stderr.contains("AWS is unreachable"),
+        "{}",
+        add.stderr
+    );
+    c.ok(&[
+        "release",
+        "add",
+        "hello",
+        "v1",
+        "--image",
+        "ami-0123456789abcdef0",
+    ]);
+    let run = c.cli(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    assert!(
+        !run.success && run.stderr.contains("rolled_back"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("launching failed") && run.stderr.contains("AWS is unreachable"),
+        "{}",
+        run.stderr
+    );
+
+    // moto checking credentials: ours are unknown to it.
+    let strict = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let dir = TempDir::new("aws-auth");
+    let c = coordinator(&dir, &strict.endpoint);
+    let add = c.cli(&["release", "add", "hello", "v1"]);
+    assert!(!add.success);
+    assert!(
+        add.stderr.contains("DescribeImages: AuthFailure: AWS was not able to validate the provided access credentials"),
+        "AWS's own words reach the user: {}",
+        add.stderr
+    );
+    assert_eq!(add.stderr.trim().lines().count(), 1, "{}", add.stderr);
+}
