@@ -108,10 +108,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     println!("CLI profile: {}", profile.display());
     if options.dev {
+        let cli = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("slipway")))
+            .map_or_else(|| "slipway".to_string(), |p| p.display().to_string());
         println!("next, in another terminal:");
         println!("  export SLIPWAY_PROFILE={}", profile.display());
-        println!("  cargo run -q --bin slipway -- deploy hello v1 --env staging --wait");
-        println!("  cargo run -q --bin slipway -- status hello");
+        println!("  {cli} deploy hello v1 --env staging --wait");
+        println!("  {cli} status hello");
     }
     grpc::serve(listener, tls, coordinator, shutdown_signal()).await?;
     info!("coordinator stopped; instances keep running in the local cloud");
