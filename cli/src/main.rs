@@ -84,6 +84,14 @@ enum Command {
     /// Load balancers and records the fleet file implies.
     #[command(subcommand)]
     Infra(InfraCommand),
+    /// The audit log of every mutating action; `audit verify` checks its hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
+        /// Only entries this recent, e.g. 1h or 30m.
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Redeploy the release that ran before the current one.
     Rollback {
         project: String,
@@ -92,6 +100,12 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exit non-zero naming the first broken entry.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -501,6 +515,67 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     yes(a.connected),
                     yes(a.ready),
                     a.agent_version,
+                ]);
+            }
+            table.print();
+        }
+        Command::Audit {
+            command: Some(AuditCommand::Verify),
+            ..
+        } => {
+            let verdict = api
+                .audit_verify(AuditVerifyRequest {})
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                print_json(&verdict)?;
+            }
+            if !verdict.intact {
+                return Err(Failure {
+                    message: verdict.reason,
+                    code: 1,
+                });
+            }
+            if !json {
+                println!("audit log intact: {} entries", verdict.entries);
+            }
+        }
+        Command::Audit {
+            command: None,
+            since,
+        } => {
+            let since_ms = match since {
+                None => 0,
+                Some(text) => {
+                    let back = humantime::parse_duration(&text).map_err(|e| {
+                        anyhow::anyhow!(
+                            "--since {text:?} is not a duration ({e}): write it like 1h or 30m"
+                        )
+                    })?;
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    now.saturating_sub(back).as_millis() as i64
+                }
+            };
+            let log = api
+                .audit(AuditRequest { since_ms })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                return print_json(&log.entries);
+            }
+            let mut table = Table::new(["#", "WHEN", "WHO", "ACTION", "TARGET", "RESULT"]);
+            for e in log.entries {
+                table.row([
+                    e.seq.to_string(),
+                    when(e.at_ms),
+                    e.who,
+                    e.action,
+                    e.target,
+                    e.result,
                 ]);
             }
             table.print();

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tracing::{error, info};
 
 use crate::agents::AgentHub;
+use crate::audit::AuditLog;
 use crate::cloud::Cloud;
 use crate::config::Fleet;
 use crate::deploy::executor;
@@ -36,6 +37,7 @@ pub struct Coordinator {
     pub cloud: Cloud,
     pub agents: Arc<AgentHub>,
     pub tokens: JoinTokens,
+    pub audit: AuditLog,
     pub ca: Ca,
     pub advertised: Advertised,
     /// Woken whenever the queue may have changed.
@@ -56,6 +58,7 @@ impl Coordinator {
     pub fn new(db: Db, fleet: Fleet, cloud: Cloud, ca: Ca, advertised: Advertised) -> Arc<Self> {
         Arc::new(Coordinator {
             tokens: JoinTokens::new(db.clone(), JOIN_TOKEN_LIFETIME),
+            audit: AuditLog::new(db.clone()),
             db,
             fleet,
             cloud,

@@ -5,7 +5,8 @@
 //! - `store`: durable state behind a `Store` trait (sled).
 //! - `release`, `deploy` (`machine`: the pure state machine; `executor`: its
 //!   actions), `queue` (FIFO per target), `promote` (public records).
-//! - `pki` (the CA and identities), `tokens` (one-time join tokens).
+//! - `pki` (the CA and identities), `tokens` (one-time join tokens), `audit`
+//!   (the hash-chained log of every mutating action).
 //! - `agents`: agent records and the hub of live agent streams.
 //! - `cloud`: the `Compute` / `LoadBalancer` / `Dns` traits and the `local` cloud.
 //! - `grpc`: the TLS port and the agent and operator services.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agents;
+pub mod audit;
 pub mod clock;
 pub mod cloud;
 pub mod config;

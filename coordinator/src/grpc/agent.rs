@@ -69,13 +69,33 @@ impl AgentService for AgentApi {
             )));
         }
         let c = &self.coordinator;
-        let token = c
+        let redeemed = c
             .tokens
             .redeem(&request.join_token, &request.instance_id)
+            .await;
+        let result = match &redeemed {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("refused: {e}"),
+        };
+        let who = format!("{} (agent)", request.instance_id);
+        if let Err(e) = c
+            .audit
+            .append(
+                &who,
+                "none (join token)",
+                "bootstrap",
+                &request.instance_id,
+                &result,
+            )
             .await
-            .inspect_err(|e| {
-                warn!(instance = %request.instance_id, error = %e, "bootstrap refused");
-            })?;
+        {
+            return Err(Status::internal(format!(
+                "the audit log cannot be written: {e}"
+            )));
+        }
+        let token = redeemed.inspect_err(|e| {
+            warn!(instance = %request.instance_id, error = %e, "bootstrap refused");
+        })?;
         let identity = Identity {
             name: request.instance_id.clone(),
             role: Role::Agent,
@@ -96,7 +116,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let identity = auth::require(&request, Role::Agent)?;
+        let identity = auth::require(&request, Role::Agent)?.identity;
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(AgentMessage {

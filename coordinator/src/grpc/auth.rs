@@ -1,37 +1,68 @@
 //! Who is calling: the identity in the verified client certificate, and whether
 //! its role allows the RPC.
 
+use std::fmt;
+
+use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
 use crate::pki::{Identity, Role, identity_from_der};
 
-/// The caller's identity, or UNAUTHENTICATED when it sent no certificate.
-pub fn identity<T>(request: &Request<T>) -> Result<Identity, Status> {
+/// A caller whose certificate the TLS layer verified.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    /// `sha256:` of the certificate, so the audit log says which one was used.
+    pub certificate: String,
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.identity.fmt(f)
+    }
+}
+
+impl Caller {
+    /// Ok if the caller's role allows `needed`, else PERMISSION_DENIED naming it.
+    pub fn require(&self, needed: Role) -> Result<(), Status> {
+        if self.identity.role.allows(needed) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{} may not do this: it needs the {} role",
+                self.identity,
+                needed.as_str()
+            )))
+        }
+    }
+}
+
+/// The caller, or UNAUTHENTICATED when it sent no certificate.
+pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     let certs = request.peer_certs().filter(|c| !c.is_empty()).ok_or_else(|| {
         Status::unauthenticated(
             "no client certificate: connect with a certificate issued by this coordinator (see profile.toml)",
         )
     })?;
-    identity_from_der(certs[0].as_ref())
-        .map_err(|e| Status::unauthenticated(format!("client certificate refused: {e}")))
+    let der = certs[0].as_ref();
+    let identity = identity_from_der(der)
+        .map_err(|e| Status::unauthenticated(format!("client certificate refused: {e}")))?;
+    Ok(Caller {
+        identity,
+        certificate: format!("sha256:{}", hex::encode(Sha256::digest(der))),
+    })
 }
 
-/// The caller's identity if its role allows `needed`, else PERMISSION_DENIED.
-pub fn require<T>(request: &Request<T>, needed: Role) -> Result<Identity, Status> {
-    let identity = identity(request)?;
-    if identity.role.allows(needed) {
-        Ok(identity)
-    } else {
-        Err(Status::permission_denied(format!(
-            "{identity} may not do this: it needs the {} role",
-            needed.as_str()
-        )))
-    }
+/// The caller if its role allows `needed`.
+pub fn require<T>(request: &Request<T>, needed: Role) -> Result<Caller, Status> {
+    let caller = caller(request)?;
+    caller.require(needed)?;
+    Ok(caller)
 }
 
 /// For services with no roles of their own (health, reflection): any valid
 /// Slipway certificate will do, none will not.
 pub fn require_certificate(request: Request<()>) -> Result<Request<()>, Status> {
-    identity(&request)?;
+    caller(&request)?;
     Ok(request)
 }

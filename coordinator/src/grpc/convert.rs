@@ -161,3 +161,16 @@ pub fn configure_messages(fleet: &Fleet, d: &Deployment) -> Option<Vec<pb::Coord
         },
     ])
 }
+
+pub fn audit_entry(e: crate::audit::AuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        seq: e.seq,
+        at_ms: e.at,
+        who: e.who,
+        certificate: e.certificate,
+        action: e.action,
+        target: e.target,
+        result: e.result,
+        hash: e.hash,
+    }
+}

@@ -1,14 +1,16 @@
 //! The operator service: what the CLI and CI call. Each RPC checks the caller's
-//! role, converts the request, and calls the coordinator's operations.
+//! role, converts the request, and calls the coordinator's operations. Every
+//! mutating RPC, allowed or not, succeeded or not, goes into the audit log.
 
 use std::sync::Arc;
 
 use slipway_proto::v1::operator_service_server::OperatorService;
 use slipway_proto::v1::*;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{error, info};
 
-use super::{auth, convert};
+use super::auth::{self, Caller};
+use super::convert;
 use crate::coordinator::Coordinator;
 use crate::pki::Role;
 
@@ -20,6 +22,33 @@ pub struct OperatorApi {
 impl OperatorApi {
     pub fn new(coordinator: Arc<Coordinator>) -> Self {
         OperatorApi { coordinator }
+    }
+
+    /// Records a mutating action and its outcome, then hands the outcome back.
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: &str,
+        outcome: Result<T, Status>,
+    ) -> Result<T, Status> {
+        let result = match &outcome {
+            Ok(_) => "ok".to_string(),
+            Err(status) => format!("{:?}: {}", status.code(), status.message()),
+        };
+        let who = caller.to_string();
+        if let Err(e) = self
+            .coordinator
+            .audit
+            .append(&who, &caller.certificate, action, target, &result)
+            .await
+        {
+            error!(error = %e, %action, %who, "cannot write the audit log");
+            return Err(Status::internal(format!(
+                "the audit log cannot be written ({e}): the action was not acknowledged"
+            )));
+        }
+        outcome
     }
 }
 
@@ -38,19 +67,22 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<RegisterReleaseRequest>,
     ) -> Result<Response<Release>, Status> {
-        let who = auth::require(&request, Role::Deployer)?;
+        let caller = auth::caller(&request)?;
         let r = request.into_inner();
-        let release = self
-            .coordinator
-            .register_release(
-                &who,
-                required("project", &r.project)?,
-                required("version", &r.version)?,
-                optional(&r.image_id),
-            )
-            .await?;
-        info!(who = %who, project = %release.project, version = %release.version, image = %release.image_id, "release registered");
-        Ok(Response::new(convert::release(release)))
+        let target = format!("{}@{}", r.project, r.version);
+        let outcome = async {
+            caller.require(Role::Deployer)?;
+            let release = self
+                .coordinator
+                .register_release(&caller.identity, required("project", &r.project)?, required("version", &r.version)?, optional(&r.image_id))
+                .await?;
+            info!(who = %caller, project = %release.project, version = %release.version, image = %release.image_id, "release registered");
+            Ok(convert::release(release))
+        }
+        .await;
+        self.audited(&caller, "release add", &target, outcome)
+            .await
+            .map(Response::new)
     }
 
     async fn list_releases(
@@ -70,28 +102,44 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<DeployRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        let who = auth::require(&request, Role::Deployer)?;
+        let caller = auth::caller(&request)?;
         let r = request.into_inner();
-        let deployment = self.coordinator.deploy(
-            &who,
-            required("project", &r.project)?,
-            required("version", &r.version)?,
-            required("environment", &r.environment)?,
-        )?;
-        info!(who = %who, deployment_id = %deployment.id, target = %deployment.target(), version = %deployment.version, "deployment queued");
-        Ok(Response::new(convert::bare_deployment(deployment)))
+        let target = format!("{}@{} -> {}", r.project, r.version, r.environment);
+        let outcome = async {
+            caller.require(Role::Deployer)?;
+            let deployment = self.coordinator.deploy(
+                &caller.identity,
+                required("project", &r.project)?,
+                required("version", &r.version)?,
+                required("environment", &r.environment)?,
+            )?;
+            info!(who = %caller, deployment_id = %deployment.id, target = %deployment.target(), version = %deployment.version, "deployment queued");
+            Ok(convert::bare_deployment(deployment))
+        }
+        .await;
+        self.audited(&caller, "deploy", &target, outcome)
+            .await
+            .map(Response::new)
     }
 
     async fn cancel(
         &self,
         request: Request<CancelRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        let who = auth::require(&request, Role::Deployer)?;
-        let deployment = self
-            .coordinator
-            .cancel(&who, required("id", &request.get_ref().id)?)?;
-        info!(who = %who, deployment_id = %deployment.id, "cancel requested");
-        Ok(Response::new(convert::bare_deployment(deployment)))
+        let caller = auth::caller(&request)?;
+        let id = request.get_ref().id.clone();
+        let outcome = async {
+            caller.require(Role::Deployer)?;
+            let deployment = self
+                .coordinator
+                .cancel(&caller.identity, required("id", &id)?)?;
+            info!(who = %caller, deployment_id = %deployment.id, "cancel requested");
+            Ok(convert::bare_deployment(deployment))
+        }
+        .await;
+        self.audited(&caller, "cancel", &id, outcome)
+            .await
+            .map(Response::new)
     }
 
     async fn get_deployment(
@@ -161,33 +209,49 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<PromoteRequest>,
     ) -> Result<Response<PublicRecord>, Status> {
-        let who = auth::require(&request, Role::Deployer)?;
+        let caller = auth::caller(&request)?;
         let r = request.into_inner();
-        let record = self
-            .coordinator
-            .promote(
-                &who,
-                required("project", &r.project)?,
-                required("environment", &r.environment)?,
-            )
-            .await?;
-        info!(who = %who, project = %record.project, to = ?record.environment, "promoted");
-        Ok(Response::new(convert::public_record(record)))
+        let target = format!("{} -> {}", r.project, r.environment);
+        let outcome = async {
+            caller.require(Role::Deployer)?;
+            let record = self
+                .coordinator
+                .promote(
+                    &caller.identity,
+                    required("project", &r.project)?,
+                    required("environment", &r.environment)?,
+                )
+                .await?;
+            info!(who = %caller, project = %record.project, to = ?record.environment, "promoted");
+            Ok(convert::public_record(record))
+        }
+        .await;
+        self.audited(&caller, "promote", &target, outcome)
+            .await
+            .map(Response::new)
     }
 
     async fn rollback(
         &self,
         request: Request<RollbackRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        let who = auth::require(&request, Role::Deployer)?;
+        let caller = auth::caller(&request)?;
         let r = request.into_inner();
-        let deployment = self.coordinator.rollback(
-            &who,
-            required("project", &r.project)?,
-            required("environment", &r.environment)?,
-        )?;
-        info!(who = %who, deployment_id = %deployment.id, version = %deployment.version, "rollback queued");
-        Ok(Response::new(convert::bare_deployment(deployment)))
+        let target = format!("{} on {}", r.project, r.environment);
+        let outcome = async {
+            caller.require(Role::Deployer)?;
+            let deployment = self.coordinator.rollback(
+                &caller.identity,
+                required("project", &r.project)?,
+                required("environment", &r.environment)?,
+            )?;
+            info!(who = %caller, deployment_id = %deployment.id, version = %deployment.version, "rollback queued");
+            Ok(convert::bare_deployment(deployment))
+        }
+        .await;
+        self.audited(&caller, "rollback", &target, outcome)
+            .await
+            .map(Response::new)
     }
 
     async fn infra_plan(
@@ -205,13 +269,65 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<InfraRequest>,
     ) -> Result<Response<InfraChanges>, Status> {
-        let who = auth::require(&request, Role::Admin)?;
-        let changes = self.coordinator.infra_apply().await?;
-        for change in &changes {
-            info!(who = %who, %change, "infrastructure changed");
+        let caller = auth::caller(&request)?;
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            let changes = self.coordinator.infra_apply().await?;
+            for change in &changes {
+                info!(who = %caller, %change, "infrastructure changed");
+            }
+            Ok(InfraChanges {
+                changes: changes.iter().map(ToString::to_string).collect(),
+            })
         }
-        Ok(Response::new(InfraChanges {
-            changes: changes.iter().map(ToString::to_string).collect(),
+        .await;
+        let target = match &outcome {
+            Ok(changes) => format!("{} changes", changes.changes.len()),
+            Err(_) => String::new(),
+        };
+        self.audited(&caller, "infra apply", &target, outcome)
+            .await
+            .map(Response::new)
+    }
+
+    async fn audit(
+        &self,
+        request: Request<AuditRequest>,
+    ) -> Result<Response<AuditResponse>, Status> {
+        auth::require(&request, Role::Viewer)?;
+        let entries = self
+            .coordinator
+            .audit
+            .list(request.get_ref().since_ms)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(AuditResponse {
+            entries: entries.into_iter().map(convert::audit_entry).collect(),
+        }))
+    }
+
+    async fn audit_verify(
+        &self,
+        request: Request<AuditVerifyRequest>,
+    ) -> Result<Response<AuditVerifyResponse>, Status> {
+        auth::require(&request, Role::Viewer)?;
+        let checked = self
+            .coordinator
+            .audit
+            .verify()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match checked {
+            Ok(entries) => AuditVerifyResponse {
+                intact: true,
+                entries: entries as u64,
+                first_broken: 0,
+                reason: String::new(),
+            },
+            Err(broken) => AuditVerifyResponse {
+                intact: false,
+                entries: 0,
+                first_broken: broken.seq,
+                reason: broken.to_string(),
+            },
         }))
     }
 }

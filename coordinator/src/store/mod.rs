@@ -16,6 +16,7 @@ pub use memory::MemoryStore;
 pub use sled::SledStore;
 
 use crate::agents::AgentRecord;
+use crate::audit::AuditEntry;
 use crate::deploy::Deployment;
 use crate::promote::RecordState;
 use crate::release::Release;
@@ -43,6 +44,7 @@ pub enum Table {
     Tokens,
     Agents,
     Records,
+    Audit,
 }
 
 impl Table {
@@ -53,6 +55,7 @@ impl Table {
             Table::Tokens => "tokens",
             Table::Agents => "agents",
             Table::Records => "records",
+            Table::Audit => "audit",
         }
     }
 }
@@ -164,6 +167,16 @@ impl Db {
 
     pub fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         self.all(Table::Agents)
+    }
+
+    pub fn put_audit_entry(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        // Zero-padded, so key order is append order.
+        self.put(Table::Audit, &format!("{:020}", entry.seq), entry)
+    }
+
+    /// The audit log in append order.
+    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        self.all(Table::Audit)
     }
 
     pub fn put_record(&self, record: &RecordState) -> Result<(), StoreError> {

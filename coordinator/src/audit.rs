@@ -1,0 +1,220 @@
+//! The audit log: who did what, from which certificate, when, and how it ended.
+//!
+//! Append-only and hash-chained: each entry's hash covers its content and the
+//! previous entry's hash, so editing, removing or reordering any stored entry
+//! breaks the chain from there on, and `verify` names the first broken entry.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::clock::{Millis, now_ms};
+use crate::store::{Db, StoreError};
+
+/// The hash the first entry chains from.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at: Millis,
+    /// The certificate's name and role.
+    pub who: String,
+    /// `sha256:` of the client certificate the action came with.
+    pub certificate: String,
+    /// The RPC, e.g. `deploy`.
+    pub action: String,
+    /// What it acted on, e.g. `hello@v2 -> staging`.
+    pub target: String,
+    /// `ok`, or the error the caller got.
+    pub result: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditEntry {
+    fn content_hash(&self) -> String {
+        let content = serde_json::json!([
+            self.seq,
+            self.at,
+            self.who,
+            self.certificate,
+            self.action,
+            self.target,
+            self.result,
+            self.prev_hash
+        ]);
+        hex::encode(Sha256::digest(content.to_string().as_bytes()))
+    }
+}
+
+/// The first entry that does not belong to an intact chain, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit entry {seq} is broken: {why}")]
+pub struct BrokenChain {
+    pub seq: u64,
+    pub why: String,
+}
+
+#[derive(Debug)]
+pub struct AuditLog {
+    db: Db,
+    /// Appends are read-last-then-write: one at a time keeps the chain linear.
+    append_lock: Mutex<()>,
+}
+
+impl AuditLog {
+    pub fn new(db: Db) -> Self {
+        AuditLog {
+            db,
+            append_lock: Mutex::new(()),
+        }
+    }
+
+    /// Appends an entry; it is durable when this returns.
+    pub async fn append(
+        &self,
+        who: &str,
+        certificate: &str,
+        action: &str,
+        target: &str,
+        result: &str,
+    ) -> Result<AuditEntry, StoreError> {
+        let _one_at_a_time = self.append_lock.lock().await;
+        let last = self.db.audit_entries()?.pop();
+        let mut entry = AuditEntry {
+            seq: last.as_ref().map_or(1, |e| e.seq + 1),
+            at: now_ms(),
+            who: who.to_string(),
+            certificate: certificate.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            result: result.to_string(),
+            prev_hash: last.map_or_else(|| GENESIS.to_string(), |e| e.hash),
+            hash: String::new(),
+        };
+        entry.hash = entry.content_hash();
+        self.db.put_audit_entry(&entry)?;
+        Ok(entry)
+    }
+
+    /// Entries at or after `since` (unix ms), oldest first.
+    pub fn list(&self, since: Millis) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self
+            .db
+            .audit_entries()?
+            .into_iter()
+            .filter(|e| e.at >= since)
+            .collect())
+    }
+
+    /// Checks the whole chain; returns how many entries it holds.
+    pub fn verify(&self) -> Result<Result<usize, BrokenChain>, StoreError> {
+        let entries = self.db.audit_entries()?;
+        Ok(check_chain(&entries))
+    }
+}
+
+/// Checks that `entries` (in stored order) form one intact chain from the genesis.
+pub fn check_chain(entries: &[AuditEntry]) -> Result<usize, BrokenChain> {
+    let mut prev = GENESIS.to_string();
+    for (i, entry) in entries.iter().enumerate() {
+        let expected_seq = i as u64 + 1;
+        let broken = |why: &str| BrokenChain {
+            seq: entry.seq,
+            why: why.to_string(),
+        };
+        if entry.seq != expected_seq {
+            return Err(BrokenChain {
+                seq: expected_seq,
+                why: format!("missing; found entry {} in its place", entry.seq),
+            });
+        }
+        if entry.prev_hash != prev {
+            return Err(broken("it does not chain to the entry before it"));
+        }
+        if entry.hash != entry.content_hash() {
+            return Err(broken(
+                "its content does not match its hash (edited after it was written)",
+            ));
+        }
+        prev = entry.hash.clone();
+    }
+    Ok(entries.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use std::sync::Arc;
+
+    async fn log_with(n: usize) -> (AuditLog, Db) {
+        let db = Db::new(Arc::new(MemoryStore::default()));
+        let log = AuditLog::new(db.clone());
+        for i in 0..n {
+            log.append(
+                "admin (admin)",
+                "sha256:ab",
+                "deploy",
+                &format!("hello@v{i} -> staging"),
+                "ok",
+            )
+            .await
+            .unwrap();
+        }
+        (log, db)
+    }
+
+    #[tokio::test]
+    async fn an_intact_chain_verifies() {
+        let (log, _) = log_with(3).await;
+        assert_eq!(log.verify().unwrap(), Ok(3));
+        assert_eq!(log.list(0).unwrap()[0].prev_hash, GENESIS);
+    }
+
+    #[tokio::test]
+    async fn an_edited_entry_is_named() {
+        let (log, db) = log_with(4).await;
+        let mut entries = db.audit_entries().unwrap();
+        entries[1].target = "hello@evil -> prod1".into();
+        db.put_audit_entry(&entries[1]).unwrap();
+        let broken = log.verify().unwrap().unwrap_err();
+        assert_eq!(broken.seq, 2);
+        assert!(broken.why.contains("edited"), "{broken}");
+    }
+
+    #[tokio::test]
+    async fn a_rehashed_edit_still_breaks_the_next_link() {
+        let (log, db) = log_with(3).await;
+        let mut entries = db.audit_entries().unwrap();
+        entries[0].result = "error: nothing happened".into();
+        entries[0].hash = entries[0].content_hash();
+        db.put_audit_entry(&entries[0]).unwrap();
+        assert_eq!(log.verify().unwrap().unwrap_err().seq, 2);
+    }
+
+    #[test]
+    fn a_removed_entry_is_named() {
+        let mut entries: Vec<AuditEntry> = Vec::new();
+        let mut prev = GENESIS.to_string();
+        for seq in 1..=3 {
+            let mut e = AuditEntry {
+                seq,
+                at: 0,
+                who: "a".into(),
+                certificate: String::new(),
+                action: "x".into(),
+                target: String::new(),
+                result: "ok".into(),
+                prev_hash: prev.clone(),
+                hash: String::new(),
+            };
+            e.hash = e.content_hash();
+            prev = e.hash.clone();
+            entries.push(e);
+        }
+        entries.remove(1);
+        assert_eq!(check_chain(&entries).unwrap_err().seq, 2);
+    }
+}

@@ -1,0 +1,86 @@
+//! The audit log: every mutating action with who, which certificate, what, when
+//! and how it ended; a hash chain that names the first edited entry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use slipway_coordinator::store::{SledStore, Store, Table};
+use slipway_tests::{Coordinator, eventually};
+
+#[test]
+fn every_mutating_action_is_audited_and_an_edited_entry_is_named() {
+    let mut c = Coordinator::start();
+    c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    assert!(
+        !c.cli(&["deploy", "hello", "v9", "--env", "staging"])
+            .success
+    );
+    c.ok(&["release", "add", "hello", "v2"]);
+
+    let log = c.ok(&["audit", "--output", "json"]).json();
+    let entries = log.as_array().unwrap();
+    let find = |action: &str, target: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action && e["target"] == target)
+            .unwrap_or_else(|| panic!("no {action} {target} in {log}"))
+    };
+    let deploy = find("deploy", "hello@v1 -> staging");
+    assert_eq!(deploy["who"], "admin (admin)");
+    assert_eq!(deploy["result"], "ok");
+    assert!(
+        deploy["certificate"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let refused = find("deploy", "hello@v9 -> staging");
+    assert!(
+        refused["result"]
+            .as_str()
+            .unwrap()
+            .contains("NotFound: no release hello@v9"),
+        "{refused}"
+    );
+    assert_eq!(find("release add", "hello@v2")["result"], "ok");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "bootstrap" && e["result"] == "ok"),
+        "agent bootstraps are audited: {log}"
+    );
+    let recent = c.ok(&["audit", "--since", "1h", "--output", "json"]).json();
+    assert_eq!(recent.as_array().unwrap().len(), entries.len());
+    assert!(
+        c.ok(&["audit", "verify"])
+            .stdout
+            .contains(&format!("intact: {} entries", entries.len()))
+    );
+
+    // Someone with access to the store rewrites history.
+    c.kill();
+    let store_dir = c.data_dir().join("store");
+    let store = eventually("the store lock to be free", Duration::from_secs(10), || {
+        SledStore::open(&store_dir).ok()
+    });
+    let key = format!("{:020}", 2);
+    let mut entry: serde_json::Value =
+        serde_json::from_slice(&store.get(Table::Audit, &key).unwrap().unwrap()).unwrap();
+    entry["target"] = "hello@v1 -> prod1".into();
+    store
+        .put(Table::Audit, &key, entry.to_string().as_bytes())
+        .unwrap();
+    drop(store);
+
+    c.crash_and_restart();
+    let verify = c.cli(&["audit", "verify"]);
+    assert!(!verify.success);
+    assert!(
+        verify
+            .stderr
+            .contains("audit entry 2 is broken: its content does not match its hash"),
+        "{}",
+        verify.stderr
+    );
+}
