@@ -84,6 +84,9 @@ enum Command {
     /// Load balancers and records the fleet file implies.
     #[command(subcommand)]
     Infra(InfraCommand),
+    /// Certificates for operators and CI jobs (admin).
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// The audit log of every mutating action; `audit verify` checks its hash chain.
     Audit {
         #[command(subcommand)]
@@ -99,6 +102,27 @@ enum Command {
         env: String,
         #[arg(long)]
         wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Make a key here, have the coordinator sign it with a role, write a profile.
+    Issue {
+        #[arg(long)]
+        name: String,
+        /// viewer, deployer or admin.
+        #[arg(long)]
+        role: String,
+        /// Limit a deployer to these environments (repeat the flag).
+        #[arg(long = "env")]
+        environments: Vec<String>,
+        /// Lifetime in days (1-365).
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Where to write ca.pem, cert.pem, key.pem and profile.toml.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -518,6 +542,55 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 ]);
             }
             table.print();
+        }
+        Command::Cert(CertCommand::Issue {
+            name,
+            role,
+            environments,
+            days,
+            out,
+        }) => {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                .context("cannot make a key")?;
+            let mut params = rcgen::CertificateParams::default();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name.as_str());
+            let csr_pem = params
+                .serialize_request(&key)
+                .and_then(|csr| csr.pem())
+                .context("cannot make a certificate request")?;
+            let request = IssueCertificateRequest {
+                name: name.clone(),
+                role: role.clone(),
+                environments,
+                days,
+                csr_pem,
+            };
+            let issued = api
+                .issue_certificate(request)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            let written = slipway_proto::profile::write_bundle(
+                &out,
+                &profile.coordinator,
+                &profile.server_name,
+                &issued.ca_pem,
+                &issued.certificate_pem,
+                &key.serialize_pem(),
+            )
+            .with_context(|| format!("cannot write the certificate to {}", out.display()))?;
+            if json {
+                return print_json(
+                    &serde_json::json!({ "profile": written, "expires_at_ms": issued.expires_at_ms }),
+                );
+            }
+            println!(
+                "issued {name} ({role}), expires {}: use it with --profile {}",
+                when(issued.expires_at_ms),
+                written.display()
+            );
         }
         Command::Audit {
             command: Some(AuditCommand::Verify),

@@ -4,19 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use slipway_proto::profile::ProfileFile;
 
 pub const DEFAULT_PROFILE: &str = ".slipway/profile.toml";
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfileFile {
-    coordinator: String,
-    server_name: String,
-    ca: PathBuf,
-    certificate: PathBuf,
-    key: PathBuf,
-}
 
 /// A loaded profile: the address and the PEM texts it points at.
 #[derive(Debug, Clone)]

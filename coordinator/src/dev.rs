@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::cloud::Compute;
+use slipway_proto::profile::{ProfileFile, write_profile};
+
 use crate::cloud::local::LocalCloud;
 use crate::config::Fleet;
 use crate::pki::{Ca, Identity, Role, write_file, write_private};
@@ -188,32 +190,82 @@ pub async fn sample_releases(data_dir: &Path, cloud: &LocalCloud, db: &Db) -> an
     Ok(())
 }
 
+/// `slipway-coordinator ca issue`: an operator certificate from the CA in
+/// `data_dir`, with a profile beside it in `out`.
+pub fn issue_operator(
+    data_dir: &Path,
+    name: &str,
+    role: &str,
+    environments: &[String],
+    days: u32,
+    coordinator: Option<String>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    crate::pki::check_name(name).map_err(anyhow::Error::msg)?;
+    let role = match Role::parse(role) {
+        Some(Role::Agent) | None => {
+            bail!("{role:?} is not an operator role: use viewer, deployer or admin")
+        }
+        Some(role) => role,
+    };
+    if !(1..=365).contains(&days) {
+        bail!("--days {days}: use 1-365");
+    }
+    let ca_dir = data_dir.join("ca");
+    if !ca_dir.join("ca.pem").exists() {
+        bail!(
+            "no CA in {}: start the coordinator once, or pass its --data-dir",
+            ca_dir.display()
+        );
+    }
+    let ca = Ca::load_or_create(&ca_dir)?;
+    let coordinator = match coordinator {
+        Some(address) => address,
+        None => std::fs::read_to_string(data_dir.join("profile.toml"))
+            .ok()
+            .and_then(|text| toml::from_str::<ProfileFile>(&text).ok())
+            .map(|p| p.coordinator)
+            .context("no coordinator address known: pass --coordinator https://HOST:PORT")?,
+    };
+    let identity = Identity {
+        name: name.to_string(),
+        role,
+        environments: environments.to_vec(),
+    };
+    let issued = ca.issue_client(&identity, Duration::from_secs(u64::from(days) * 24 * 3600))?;
+    let profile = slipway_proto::profile::write_bundle(
+        out,
+        &coordinator,
+        crate::pki::SERVER_NAME,
+        ca.cert_pem(),
+        &issued.cert_pem,
+        &issued.key_pem,
+    )?;
+    println!(
+        "issued {identity} for {days} days: use it with --profile {}",
+        profile.display()
+    );
+    Ok(())
+}
+
 /// Writes `DIR/profile.toml` and an admin certificate for the CLI.
 pub fn profile(data_dir: &Path, ca: &Ca, address: &str) -> anyhow::Result<PathBuf> {
     let operator_dir = data_dir.join("operators").join("admin");
     if !operator_dir.join("cert.pem").exists() {
         std::fs::create_dir_all(&operator_dir)?;
-        let admin = Identity {
-            name: "admin".into(),
-            role: Role::Admin,
-        };
+        let admin = Identity::new("admin", Role::Admin);
         let issued = ca.issue_client(&admin, Duration::from_secs(365 * 24 * 3600))?;
         write_private(&operator_dir.join("key.pem"), &issued.key_pem)?;
         write_file(&operator_dir.join("cert.pem"), &issued.cert_pem)?;
     }
     let path = data_dir.join("profile.toml");
-    let text = format!(
-        "# Written by slipway-coordinator --dev: how the CLI reaches this coordinator.\n\
-         coordinator = \"{address}\"\n\
-         server_name = \"{}\"\n\
-         ca = \"ca/ca.pem\"\n\
-         certificate = \"operators/admin/cert.pem\"\n\
-         key = \"operators/admin/key.pem\"\n",
-        crate::pki::SERVER_NAME
-    );
-    // Written whole then renamed, so a reader never sees half a profile.
-    let partial = data_dir.join("profile.toml.partial");
-    std::fs::write(&partial, text)?;
-    std::fs::rename(&partial, &path)?;
+    let profile = ProfileFile {
+        coordinator: address.to_string(),
+        server_name: crate::pki::SERVER_NAME.to_string(),
+        ca: "ca/ca.pem".into(),
+        certificate: "operators/admin/cert.pem".into(),
+        key: "operators/admin/key.pem".into(),
+    };
+    write_profile(&path, &profile)?;
     Ok(path)
 }

@@ -44,6 +44,34 @@ enum Command {
     },
     /// Stop the local cloud of --data-dir: every instance, load balancer and record.
     Down,
+    /// The coordinator's certificate authority (on the coordinator host).
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Issue an operator or CI certificate and a profile that uses it.
+    Issue {
+        /// Who it is for, e.g. alice or ci-web.
+        #[arg(long)]
+        name: String,
+        /// viewer, deployer or admin.
+        #[arg(long)]
+        role: String,
+        /// Limit it to these environments (repeat the flag); default: all.
+        #[arg(long = "env")]
+        environments: Vec<String>,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// The coordinator address for the profile (default: from DATA_DIR/profile.toml).
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// Where to write ca.pem, cert.pem, key.pem and profile.toml.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +93,22 @@ fn main() -> ExitCode {
                 slipway_coordinator::cloud::local::server::run(&dir).await
             }
             Some(Command::Down) => slipway_coordinator::dev::down(&args.data_dir).await,
+            Some(Command::Ca(CaCommand::Issue {
+                name,
+                role,
+                environments,
+                days,
+                coordinator,
+                out,
+            })) => slipway_coordinator::dev::issue_operator(
+                &args.data_dir,
+                &name,
+                &role,
+                &environments,
+                days,
+                coordinator,
+                &out,
+            ),
             None => {
                 slipway_coordinator::run::run(slipway_coordinator::run::Options {
                     data_dir: args.data_dir,

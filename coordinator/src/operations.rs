@@ -6,7 +6,7 @@ use crate::cloud::{CloudError, load_balancer_name};
 use crate::coordinator::Coordinator;
 use crate::deploy::machine::{InstanceState, MemberState};
 use crate::deploy::{Deployment, Phase, PhaseEntry};
-use crate::pki::Identity;
+use crate::pki::{Identity, Role};
 use crate::promote::RecordState;
 use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
@@ -22,6 +22,8 @@ pub enum OperationError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
@@ -114,6 +116,18 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Deployers limited to some environments may change only those.
+    fn check_may_act(who: &Identity, environment: &str) -> Result<()> {
+        if who.may_act_on(environment) {
+            Ok(())
+        } else {
+            Err(OperationError::PermissionDenied(format!(
+                "{who} may act on {} only, not {environment}: ask an admin for a certificate that covers it",
+                who.environments.join(", ")
+            )))
+        }
+    }
+
     fn check_environment(&self, environment: &str) -> Result<()> {
         if !self.fleet.environments.contains_key(environment) {
             return Err(OperationError::NotFound(format!(
@@ -181,6 +195,7 @@ impl Coordinator {
     ) -> Result<Deployment> {
         self.check_project(project)?;
         self.check_environment(environment)?;
+        Self::check_may_act(who, environment)?;
         check_version(version).map_err(OperationError::Invalid)?;
         let release = self.db.release(project, version)?.ok_or_else(|| {
             OperationError::NotFound(format!(
@@ -268,6 +283,7 @@ impl Coordinator {
     /// Cancels a queued deployment, or rolls back an active one that does not serve yet.
     pub fn cancel(&self, who: &Identity, id: &str) -> Result<Deployment> {
         let mut deployment = self.deployment(id)?.deployment;
+        Self::check_may_act(who, &deployment.environment)?;
         match deployment.phase {
             Phase::Queued => {
                 deployment.reason = Some(format!("cancelled by {}", who.name));
@@ -448,6 +464,7 @@ impl Coordinator {
     ) -> Result<PublicRecordView> {
         self.check_project(project)?;
         self.check_environment(environment)?;
+        Self::check_may_act(who, environment)?;
         let view = self.public_record(project).await?;
         let allowed = &self.fleet.projects[project]
             .public
@@ -485,6 +502,7 @@ impl Coordinator {
     pub fn rollback(&self, who: &Identity, project: &str, environment: &str) -> Result<Deployment> {
         self.check_project(project)?;
         self.check_environment(environment)?;
+        Self::check_may_act(who, environment)?;
         let mut versions = self.succeeded_versions(project, environment)?;
         let current = versions.pop().ok_or_else(|| {
             OperationError::FailedPrecondition(format!(
@@ -552,4 +570,68 @@ impl Coordinator {
         crate::infra::apply(&self.cloud, &changes).await?;
         Ok(changes)
     }
+
+    /// Signs an operator CSR with a role; agents get theirs from join tokens only.
+    pub fn issue_certificate(
+        &self,
+        name: &str,
+        role: &str,
+        environments: &[String],
+        days: u32,
+        csr_pem: &str,
+    ) -> Result<(String, i64)> {
+        let identity = self.operator_identity(name, role, environments)?;
+        let days = if days == 0 {
+            DEFAULT_OPERATOR_DAYS
+        } else {
+            days
+        };
+        if days > 365 {
+            return Err(OperationError::Invalid(format!(
+                "{days} days is too long for a certificate: use 1-365"
+            )));
+        }
+        self.ca
+            .sign_csr(
+                csr_pem,
+                &identity,
+                std::time::Duration::from_secs(u64::from(days) * 24 * 3600),
+            )
+            .map_err(|e| OperationError::Invalid(e.to_string()))
+    }
+
+    /// Checks what an operator certificate would say.
+    pub fn operator_identity(
+        &self,
+        name: &str,
+        role: &str,
+        environments: &[String],
+    ) -> Result<Identity> {
+        crate::pki::check_name(name).map_err(OperationError::Invalid)?;
+        let role = match Role::parse(role) {
+            Some(Role::Agent) => {
+                return Err(OperationError::Invalid(
+                    "agent certificates come from join tokens at launch, never from an operator"
+                        .into(),
+                ));
+            }
+            Some(role) => role,
+            None => {
+                return Err(OperationError::Invalid(format!(
+                    "{role:?} is not a role: use viewer, deployer or admin"
+                )));
+            }
+        };
+        for env in environments {
+            self.check_environment(env)?;
+        }
+        Ok(Identity {
+            name: name.to_string(),
+            role,
+            environments: environments.to_vec(),
+        })
+    }
 }
+
+/// Operator certificates expire too: 90 days unless asked otherwise.
+pub const DEFAULT_OPERATOR_DAYS: u32 = 90;

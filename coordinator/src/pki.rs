@@ -90,6 +90,43 @@ impl Role {
 pub struct Identity {
     pub name: String,
     pub role: Role,
+    /// The environments a deployer may act on; empty: all of them. Carried in the
+    /// certificate as `urn:slipway:env:NAME` subject alternative names.
+    pub environments: Vec<String>,
+}
+
+/// The URI prefix that carries an environment restriction in a certificate.
+const ENV_URI: &str = "urn:slipway:env:";
+
+impl Identity {
+    pub fn new(name: &str, role: Role) -> Identity {
+        Identity {
+            name: name.to_string(),
+            role,
+            environments: Vec::new(),
+        }
+    }
+
+    /// Whether this identity may change `environment`.
+    pub fn may_act_on(&self, environment: &str) -> bool {
+        self.environments.is_empty() || self.environments.iter().any(|e| e == environment)
+    }
+}
+
+/// Checks a name a certificate is issued to.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a certificate name: use 1-64 of letters, digits, '.', '_', '@', '-'"
+        ))
+    }
 }
 
 impl fmt::Display for Identity {
@@ -233,9 +270,11 @@ fn client_params(identity: &Identity, lifetime: Duration) -> CertificateParams {
     params.distinguished_name = name(&identity.name, Some(identity.role));
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    if let Ok(san) = identity.name.clone().try_into() {
-        params.subject_alt_names = vec![SanType::DnsName(san)];
-    }
+    params.subject_alt_names = identity
+        .environments
+        .iter()
+        .filter_map(|env| format!("{ENV_URI}{env}").try_into().ok().map(SanType::URI))
+        .collect();
     validity(&mut params, lifetime);
     params
 }
@@ -274,9 +313,27 @@ pub fn identity_from_der(der: &[u8]) -> Result<Identity, PkiError> {
         .and_then(|a| a.as_str().ok())
         .and_then(Role::parse)
         .ok_or_else(|| PkiError::BadCertificate("no Slipway role in its OU".into()))?;
+    let environments = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::URI(uri) => {
+                        uri.strip_prefix(ENV_URI).map(str::to_string)
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Identity {
         name: cn.to_string(),
         role,
+        environments,
     })
 }
 
@@ -357,10 +414,7 @@ mod tests {
         let mut params = CertificateParams::default();
         params.distinguished_name = name("i-someone-else", Some(Role::Admin));
         let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-        let agent = Identity {
-            name: "i-123".into(),
-            role: Role::Agent,
-        };
+        let agent = Identity::new("i-123", Role::Agent);
         let (cert_pem, expires_at) = ca
             .sign_csr(&csr, &agent, Duration::from_secs(3600))
             .unwrap();
@@ -375,10 +429,7 @@ mod tests {
     fn garbage_is_not_a_csr() {
         let dir = temp_dir("garbage");
         let ca = Ca::load_or_create(&dir).unwrap();
-        let agent = Identity {
-            name: "i-1".into(),
-            role: Role::Agent,
-        };
+        let agent = Identity::new("i-1", Role::Agent);
         let err = ca
             .sign_csr("not a csr", &agent, Duration::from_secs(60))
             .unwrap_err();
@@ -388,6 +439,32 @@ mod tests {
             "{err}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_environment_restriction_survives_the_certificate() {
+        let dir = temp_dir("envs");
+        let ca = Ca::load_or_create(&dir).unwrap();
+        let ci = Identity {
+            name: "ci-staging".into(),
+            role: Role::Deployer,
+            environments: vec!["staging".into(), "qaprod1".into()],
+        };
+        let issued = ca.issue_client(&ci, Duration::from_secs(60)).unwrap();
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        let read = identity_from_der(&der).unwrap();
+        assert_eq!(read, ci);
+        assert!(read.may_act_on("staging") && !read.may_act_on("prod1"));
+        assert!(Identity::new("admin", Role::Admin).may_act_on("prod1"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn certificate_names_are_plain() {
+        assert!(check_name("ci@example.com").is_ok());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name("").is_err());
     }
 
     #[test]

@@ -229,11 +229,16 @@ impl Coordinator {
         self.child.as_ref().map(|c| c.id())
     }
 
-    /// Runs the CLI with this coordinator's profile.
+    /// Runs the CLI with this coordinator's admin profile.
     pub fn cli(&self, args: &[&str]) -> CliRun {
+        self.cli_as(&self.profile(), args)
+    }
+
+    /// Runs the CLI with another profile (another certificate).
+    pub fn cli_as(&self, profile: &Path, args: &[&str]) -> CliRun {
         let output = Command::new(binary("slipway"))
             .arg("--profile")
-            .arg(self.profile())
+            .arg(profile)
             .args(args)
             .env_remove("SLIPWAY_PROFILE")
             .output()

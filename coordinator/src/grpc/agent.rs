@@ -96,10 +96,7 @@ impl AgentService for AgentApi {
         let token = redeemed.inspect_err(|e| {
             warn!(instance = %request.instance_id, error = %e, "bootstrap refused");
         })?;
-        let identity = Identity {
-            name: request.instance_id.clone(),
-            role: Role::Agent,
-        };
+        let identity = Identity::new(&request.instance_id, Role::Agent);
         let (certificate_pem, expires_at_ms) =
             c.ca.sign_csr(&request.csr_pem, &identity, AGENT_CERT_LIFETIME)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;

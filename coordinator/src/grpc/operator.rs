@@ -330,4 +330,33 @@ impl OperatorService for OperatorApi {
             },
         }))
     }
+
+    async fn issue_certificate(
+        &self,
+        request: Request<IssueCertificateRequest>,
+    ) -> Result<Response<IssueCertificateResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let r = request.into_inner();
+        let target = format!("{} ({}) {}", r.name, r.role, r.environments.join(","));
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            let (certificate_pem, expires_at_ms) = self.coordinator.issue_certificate(
+                &r.name,
+                &r.role,
+                &r.environments,
+                r.days,
+                &r.csr_pem,
+            )?;
+            info!(who = %caller, name = %r.name, role = %r.role, "certificate issued");
+            Ok(IssueCertificateResponse {
+                certificate_pem,
+                ca_pem: self.coordinator.ca.cert_pem().to_string(),
+                expires_at_ms,
+            })
+        }
+        .await;
+        self.audited(&caller, "certificate issue", target.trim_end(), outcome)
+            .await
+            .map(Response::new)
+    }
 }

@@ -13,6 +13,7 @@ impl From<OperationError> for Status {
             OperationError::Invalid(_) => Status::invalid_argument(message),
             OperationError::FailedPrecondition(_) => Status::failed_precondition(message),
             OperationError::Unavailable(_) => Status::unavailable(message),
+            OperationError::PermissionDenied(_) => Status::permission_denied(message),
             OperationError::Store(_) => Status::internal(message),
         }
     }

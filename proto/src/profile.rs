@@ -1,0 +1,63 @@
+//! The operator profile: how the CLI reaches a coordinator and which certificate
+//! it presents. Written by `slipway-coordinator --dev`, `ca issue` and
+//! `slipway cert issue`; read by the CLI. Paths are relative to the profile.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    /// `https://host:port` of the coordinator.
+    pub coordinator: String,
+    /// The name on the coordinator's certificate.
+    pub server_name: String,
+    pub ca: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Writes a certificate bundle into `dir` (ca.pem, cert.pem, key.pem owner-only)
+/// and a `profile.toml` that uses it; returns the profile's path.
+pub fn write_bundle(
+    dir: &Path,
+    coordinator: &str,
+    server_name: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.pem"), ca_pem)?;
+    std::fs::write(dir.join("cert.pem"), cert_pem)?;
+    let mut key = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("key.pem"))?;
+    key.write_all(key_pem.as_bytes())?;
+    let profile = ProfileFile {
+        coordinator: coordinator.to_string(),
+        server_name: server_name.to_string(),
+        ca: "ca.pem".into(),
+        certificate: "cert.pem".into(),
+        key: "key.pem".into(),
+    };
+    write_profile(&dir.join("profile.toml"), &profile)?;
+    Ok(dir.join("profile.toml"))
+}
+
+/// Writes a profile whole, then renames it, so a reader never sees half of one.
+pub fn write_profile(path: &Path, profile: &ProfileFile) -> std::io::Result<()> {
+    let text = toml::to_string(profile).map_err(std::io::Error::other)?;
+    let partial = path.with_extension("toml.partial");
+    std::fs::write(
+        &partial,
+        format!("# How the slipway CLI reaches its coordinator.\n{text}"),
+    )?;
+    std::fs::rename(&partial, path)
+}
