@@ -6,6 +6,7 @@
 mod profile;
 mod table;
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -84,6 +85,9 @@ enum Command {
     /// Load balancers and records the fleet file implies.
     #[command(subcommand)]
     Infra(InfraCommand),
+    /// Environment secrets (admin sets, anyone lists names; values are never shown).
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Certificates for operators and CI jobs (admin).
     #[command(subcommand)]
     Cert(CertCommand),
@@ -103,6 +107,14 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCommand {
+    /// Read the value from stdin (so it stays out of shell history) and store it.
+    Set { environment: String, key: String },
+    /// List secret names, values masked.
+    List { environment: Option<String> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -540,6 +552,47 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     yes(a.ready),
                     a.agent_version,
                 ]);
+            }
+            table.print();
+        }
+        Command::Secret(SecretCommand::Set { environment, key }) => {
+            let mut value = String::new();
+            std::io::stdin()
+                .take(64 * 1024)
+                .read_to_string(&mut value)
+                .context("cannot read the secret from stdin")?;
+            let value = value.strip_suffix('\n').unwrap_or(&value).to_string();
+            if value.is_empty() {
+                return Err(Failure { message: "no value on stdin: pipe it in, e.g. `printf %s \"$VALUE\" | slipway secret set ...`".into(), code: 2 });
+            }
+            let secret = api
+                .set_secret(SetSecretRequest {
+                    environment,
+                    key,
+                    value,
+                })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                return print_json(&secret);
+            }
+            println!(
+                "secret {}/{} set ({})",
+                secret.environment, secret.key, secret.value
+            );
+        }
+        Command::Secret(SecretCommand::List { environment }) => {
+            let request = ListSecretsRequest {
+                environment: environment.unwrap_or_default(),
+            };
+            let list = api.list_secrets(request).await.map_err(fail)?.into_inner();
+            if json {
+                return print_json(&list.secrets);
+            }
+            let mut table = Table::new(["ENV", "KEY", "VALUE"]);
+            for secret in list.secrets {
+                table.row([secret.environment, secret.key, secret.value]);
             }
             table.print();
         }

@@ -15,6 +15,7 @@ use crate::config::Fleet;
 use crate::deploy::executor;
 use crate::pki::Ca;
 use crate::queue::ReleaseQueue;
+use crate::secrets::Secrets;
 use crate::store::Db;
 use crate::tokens::JoinTokens;
 
@@ -38,6 +39,7 @@ pub struct Coordinator {
     pub agents: Arc<AgentHub>,
     pub tokens: JoinTokens,
     pub audit: AuditLog,
+    pub secrets: Secrets,
     pub ca: Ca,
     pub advertised: Advertised,
     /// Woken whenever the queue may have changed.
@@ -55,10 +57,18 @@ impl std::fmt::Debug for Coordinator {
 }
 
 impl Coordinator {
-    pub fn new(db: Db, fleet: Fleet, cloud: Cloud, ca: Ca, advertised: Advertised) -> Arc<Self> {
+    pub fn new(
+        db: Db,
+        fleet: Fleet,
+        cloud: Cloud,
+        ca: Ca,
+        secrets: Secrets,
+        advertised: Advertised,
+    ) -> Arc<Self> {
         Arc::new(Coordinator {
             tokens: JoinTokens::new(db.clone(), JOIN_TOKEN_LIFETIME),
             audit: AuditLog::new(db.clone()),
+            secrets,
             db,
             fleet,
             cloud,

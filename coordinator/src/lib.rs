@@ -6,7 +6,8 @@
 //! - `release`, `deploy` (`machine`: the pure state machine; `executor`: its
 //!   actions), `queue` (FIFO per target), `promote` (public records).
 //! - `pki` (the CA and identities), `tokens` (one-time join tokens), `audit`
-//!   (the hash-chained log of every mutating action).
+//!   (the hash-chained log of every mutating action), `secrets` (encrypted
+//!   environment secrets).
 //! - `agents`: agent records and the hub of live agent streams.
 //! - `cloud`: the `Compute` / `LoadBalancer` / `Dns` traits and the `local` cloud.
 //! - `grpc`: the TLS port and the agent and operator services.
@@ -34,5 +35,6 @@ pub mod promote;
 pub mod queue;
 pub mod release;
 pub mod run;
+pub mod secrets;
 pub mod store;
 pub mod tokens;

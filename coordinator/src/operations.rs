@@ -631,6 +631,24 @@ impl Coordinator {
             environments: environments.to_vec(),
         })
     }
+
+    /// Stores a secret of `environment`; the value is encrypted before it is stored.
+    pub fn set_secret(&self, environment: &str, key: &str, value: &str) -> Result<()> {
+        self.check_environment(environment)?;
+        self.secrets
+            .set(environment, key, value)
+            .map_err(|e| match e {
+                crate::secrets::SecretError::Invalid(m) => OperationError::Invalid(m),
+                other => OperationError::FailedPrecondition(other.to_string()),
+            })
+    }
+
+    /// Secret names as (environment, key); values are never returned.
+    pub fn secret_names(&self, environment: Option<&str>) -> Result<Vec<(String, String)>> {
+        self.secrets
+            .names(environment)
+            .map_err(|e| OperationError::FailedPrecondition(e.to_string()))
+    }
 }
 
 /// Operator certificates expire too: 90 days unless asked otherwise.

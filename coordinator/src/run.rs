@@ -99,7 +99,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     };
     let profile = dev::profile(data_dir, &ca, &advertised.address)?;
 
-    let coordinator = Coordinator::new(db, fleet, cloud, ca, advertised.clone());
+    // The key lives beside the store, not in it: a copy of the store reveals nothing.
+    let secrets = crate::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))?;
+    let coordinator = Coordinator::new(db, fleet, cloud, ca, secrets, advertised.clone());
     coordinator.start_scheduler();
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     println!(

@@ -246,6 +246,27 @@ impl Coordinator {
         CliRun::from(output)
     }
 
+    /// Runs the CLI with `input` on its stdin.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> CliRun {
+        use std::io::Write;
+        let mut child = Command::new(binary("slipway"))
+            .arg("--profile")
+            .arg(self.profile())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run slipway");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        CliRun::from(child.wait_with_output().expect("slipway output"))
+    }
+
     /// Runs the CLI and insists it succeeds.
     pub fn ok(&self, args: &[&str]) -> CliRun {
         let run = self.cli(args);

@@ -288,7 +288,14 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
 }
 
 fn configure(c: &Coordinator, d: &Deployment, instances: &[String]) {
-    let Some(messages) = configure_messages(&c.fleet, d) else {
+    let secrets = match c.secrets.reveal(&d.environment) {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            warn!(error = %e, "cannot read the environment's secrets; will retry");
+            return;
+        }
+    };
+    let Some(messages) = configure_messages(&c.fleet, d, secrets) else {
         return;
     };
     for id in instances {

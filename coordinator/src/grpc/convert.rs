@@ -1,5 +1,7 @@
 //! Conversions between wire types and domain types, at the edge only.
 
+use std::collections::BTreeMap;
+
 use slipway_proto::v1 as pb;
 use slipway_proto::v1::coordinator_message::Body;
 
@@ -116,10 +118,16 @@ pub fn agent(a: AgentStatus) -> pb::Agent {
     }
 }
 
-/// The configuration and start command a deployment's new instances receive.
-pub fn configure_messages(fleet: &Fleet, d: &Deployment) -> Option<Vec<pb::CoordinatorMessage>> {
+/// The configuration and start command a deployment's new instances receive;
+/// `secrets` are the environment's, in the clear, and go nowhere else.
+pub fn configure_messages(
+    fleet: &Fleet,
+    d: &Deployment,
+    secrets: BTreeMap<String, String>,
+) -> Option<Vec<pb::CoordinatorMessage>> {
     let project = fleet.project(&d.project)?;
     let mut variables = fleet.variables(&d.project, &d.environment);
+    variables.extend(secrets);
     variables.insert("SLIPWAY_PROJECT".into(), d.project.clone());
     variables.insert("SLIPWAY_ENV".into(), d.environment.clone());
     variables.insert("SLIPWAY_VERSION".into(), d.version.clone());

@@ -13,6 +13,7 @@ use super::auth::{self, Caller};
 use super::convert;
 use crate::coordinator::Coordinator;
 use crate::pki::Role;
+use crate::secrets::MASK;
 
 #[derive(Debug)]
 pub struct OperatorApi {
@@ -358,5 +359,52 @@ impl OperatorService for OperatorApi {
         self.audited(&caller, "certificate issue", target.trim_end(), outcome)
             .await
             .map(Response::new)
+    }
+
+    async fn set_secret(
+        &self,
+        request: Request<SetSecretRequest>,
+    ) -> Result<Response<Secret>, Status> {
+        let caller = auth::caller(&request)?;
+        let r = request.into_inner();
+        // The audit log gets the name, never the value.
+        let target = format!("{}/{}", r.environment, r.key);
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            self.coordinator.set_secret(
+                required("environment", &r.environment)?,
+                required("key", &r.key)?,
+                &r.value,
+            )?;
+            info!(who = %caller, secret = %target, "secret set");
+            Ok(Secret {
+                environment: r.environment.clone(),
+                key: r.key.clone(),
+                value: MASK.to_string(),
+            })
+        }
+        .await;
+        self.audited(&caller, "secret set", &target, outcome)
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<ListSecretsRequest>,
+    ) -> Result<Response<ListSecretsResponse>, Status> {
+        auth::require(&request, Role::Viewer)?;
+        let names = self
+            .coordinator
+            .secret_names(optional(&request.get_ref().environment))?;
+        let secrets = names
+            .into_iter()
+            .map(|(environment, key)| Secret {
+                environment,
+                key,
+                value: MASK.to_string(),
+            })
+            .collect();
+        Ok(Response::new(ListSecretsResponse { secrets }))
     }
 }

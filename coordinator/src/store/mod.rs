@@ -20,6 +20,7 @@ use crate::audit::AuditEntry;
 use crate::deploy::Deployment;
 use crate::promote::RecordState;
 use crate::release::Release;
+use crate::secrets::SealedSecret;
 use crate::tokens::JoinTokenRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,7 @@ pub enum Table {
     Agents,
     Records,
     Audit,
+    Secrets,
 }
 
 impl Table {
@@ -56,6 +58,7 @@ impl Table {
             Table::Agents => "agents",
             Table::Records => "records",
             Table::Audit => "audit",
+            Table::Secrets => "secrets",
         }
     }
 }
@@ -177,6 +180,18 @@ impl Db {
     /// The audit log in append order.
     pub fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
         self.all(Table::Audit)
+    }
+
+    pub fn put_secret(&self, secret: &SealedSecret) -> Result<(), StoreError> {
+        self.put(
+            Table::Secrets,
+            &format!("{}/{}", secret.environment, secret.key),
+            secret,
+        )
+    }
+
+    pub fn secrets(&self) -> Result<Vec<SealedSecret>, StoreError> {
+        self.all(Table::Secrets)
     }
 
     pub fn put_record(&self, record: &RecordState) -> Result<(), StoreError> {

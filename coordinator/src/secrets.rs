@@ -1,0 +1,248 @@
+//! Environment secrets: encrypted at rest, decrypted only to configure that
+//! environment's agents, never logged or shown.
+//!
+//! ChaCha20-Poly1305 (aws-lc-rs) with a 256-bit key in a file of its own beside the
+//! store, not in it: a copy of the store alone reveals nothing. Each value has a
+//! fresh random nonce, and its `ENV/KEY` name is the associated data, so a
+//! ciphertext cannot be moved to another name.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Db, StoreError};
+
+/// What operators see instead of a secret value.
+pub const MASK: &str = "***";
+/// Longest secret value accepted.
+pub const MAX_VALUE: usize = 32 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret key file {path}: {message}")]
+    KeyFile { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("secret {0} cannot be decrypted: the key file does not match the store")]
+    Undecryptable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A stored secret: nonce and ciphertext, hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    pub environment: String,
+    pub key: String,
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+pub struct Secrets {
+    db: Db,
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets")
+    }
+}
+
+/// Names become environment variables: keep them to what a shell accepts.
+pub fn check_key(key: &str) -> Result<(), String> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && !key.starts_with("SLIPWAY_");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key:?} is not a secret name: use A-Z, 0-9 and '_' (not starting with a digit or SLIPWAY_)"
+        ))
+    }
+}
+
+impl Secrets {
+    /// Loads the key from `key_file`, creating it (owner-only) on first start.
+    pub fn open(db: Db, key_file: &Path) -> Result<Secrets, SecretError> {
+        let fail = |message: String| SecretError::KeyFile {
+            path: key_file.display().to_string(),
+            message,
+        };
+        let bytes = if key_file.exists() {
+            std::fs::read(key_file).map_err(|e| fail(e.to_string()))?
+        } else {
+            let mut bytes = vec![0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(key_file)
+                .map_err(|e| fail(e.to_string()))?;
+            file.write_all(&bytes).map_err(|e| fail(e.to_string()))?;
+            bytes
+        };
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| {
+            fail(format!(
+                "holds {} bytes, not a 32-byte key: restore it from backup",
+                bytes.len()
+            ))
+        })?;
+        Ok(Secrets {
+            db,
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
+    fn name(environment: &str, key: &str) -> String {
+        format!("{environment}/{key}")
+    }
+
+    pub fn set(&self, environment: &str, key: &str, value: &str) -> Result<(), SecretError> {
+        check_key(key).map_err(SecretError::Invalid)?;
+        if value.len() > MAX_VALUE {
+            return Err(SecretError::Invalid(format!(
+                "the value is over {MAX_VALUE} bytes"
+            )));
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let name = Self::name(environment, key);
+        let mut sealed = value.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(name.as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| SecretError::Invalid("encryption failed".into()))?;
+        self.db.put_secret(&SealedSecret {
+            environment: environment.to_string(),
+            key: key.to_string(),
+            nonce: hex::encode(nonce),
+            ciphertext: hex::encode(sealed),
+        })?;
+        Ok(())
+    }
+
+    /// The names of an environment's secrets (values are never listed).
+    pub fn names(&self, environment: Option<&str>) -> Result<Vec<(String, String)>, SecretError> {
+        Ok(self
+            .db
+            .secrets()?
+            .into_iter()
+            .filter(|s| environment.is_none_or(|e| s.environment == e))
+            .map(|s| (s.environment, s.key))
+            .collect())
+    }
+
+    /// An environment's secrets in the clear, for its agents' configuration only.
+    pub fn reveal(&self, environment: &str) -> Result<BTreeMap<String, String>, SecretError> {
+        let mut values = BTreeMap::new();
+        for sealed in self
+            .db
+            .secrets()?
+            .into_iter()
+            .filter(|s| s.environment == environment)
+        {
+            let name = Self::name(&sealed.environment, &sealed.key);
+            let undecryptable = || SecretError::Undecryptable(name.clone());
+            let nonce: [u8; NONCE_LEN] = hex::decode(&sealed.nonce)
+                .ok()
+                .and_then(|n| n.try_into().ok())
+                .ok_or_else(undecryptable)?;
+            let mut data = hex::decode(&sealed.ciphertext).map_err(|_| undecryptable())?;
+            let plain = self
+                .key
+                .open_in_place(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(name.as_bytes()),
+                    &mut data,
+                )
+                .map_err(|_| undecryptable())?;
+            let value = String::from_utf8(plain.to_vec()).map_err(|_| undecryptable())?;
+            values.insert(sealed.key, value);
+        }
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, Store, Table};
+    use std::sync::Arc;
+
+    fn key_file(name: &str) -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("slipway-secrets-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn a_secret_round_trips_and_is_stored_encrypted() {
+        let store = Arc::new(MemoryStore::default());
+        let path = key_file("roundtrip");
+        let secrets = Secrets::open(Db::new(store.clone()), &path).unwrap();
+        secrets
+            .set("staging", "DB_PASSWORD", "canary-7f3a")
+            .unwrap();
+        assert_eq!(
+            secrets.reveal("staging").unwrap()["DB_PASSWORD"],
+            "canary-7f3a"
+        );
+        assert!(
+            secrets.reveal("prod1").unwrap().is_empty(),
+            "other environments get nothing"
+        );
+        let stored = store.scan(Table::Secrets).unwrap();
+        assert!(!String::from_utf8_lossy(&stored[0].1).contains("canary"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_name_does_not_decrypt() {
+        let store = Arc::new(MemoryStore::default());
+        let path = key_file("moved");
+        let db = Db::new(store.clone());
+        let secrets = Secrets::open(db.clone(), &path).unwrap();
+        secrets.set("staging", "TOKEN", "s3cret").unwrap();
+        let mut sealed = db.secrets().unwrap().remove(0);
+        sealed.environment = "prod1".into();
+        db.put_secret(&sealed).unwrap();
+        assert!(matches!(
+            secrets.reveal("prod1"),
+            Err(SecretError::Undecryptable(_))
+        ));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn bad_names_and_key_files_are_refused() {
+        assert!(check_key("DB_PASSWORD").is_ok());
+        for bad in ["db_password", "1KEY", "SLIPWAY_VERSION", "A-B", ""] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+        let path = key_file("short");
+        std::fs::write(&path, b"short").unwrap();
+        let err = Secrets::open(Db::new(Arc::new(MemoryStore::default())), &path).unwrap_err();
+        assert!(err.to_string().contains("not a 32-byte key"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -1,0 +1,126 @@
+//! Secrets: encrypted at rest, delivered only to their environment's services,
+//! and never in a log, a store file, CLI output or the audit log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use slipway_tests::Coordinator;
+use slipway_tests::processes::instance_processes;
+
+const CANARY: &str = "canary-5e1f0c9a-do-not-leak";
+
+/// The environment of an instance's service processes (not its agent).
+fn service_environment(instance: &str) -> String {
+    instance_processes(instance)
+        .into_iter()
+        .map(|pid| {
+            String::from_utf8_lossy(
+                &std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default(),
+            )
+            .into_owned()
+        })
+        .filter(|env| env.contains("SLIPWAY_PRIVATE_IP="))
+        .collect()
+}
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+fn instance_of(c: &Coordinator, env: &str) -> String {
+    c.environment(env)["instances"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_canary_secret_reaches_only_its_environment_and_nowhere_else() {
+    // Debug logging everywhere: a secret must not leak even then.
+    let c = Coordinator::start_with(None, vec![("SLIPWAY_LOG".into(), "debug".into())]);
+    let set = c.cli_with_stdin(
+        &["secret", "set", "staging", "DB_PASSWORD"],
+        &format!("{CANARY}\n"),
+    );
+    assert!(set.success, "{}", set.stderr);
+    let empty = c.cli_with_stdin(&["secret", "set", "staging", "EMPTY"], "");
+    assert!(
+        !empty.success && empty.stderr.contains("no value on stdin"),
+        "{}",
+        empty.stderr
+    );
+    let bad = c.cli_with_stdin(&["secret", "set", "staging", "db-password"], "x");
+    assert!(
+        !bad.success && bad.stderr.contains("is not a secret name"),
+        "{}",
+        bad.stderr
+    );
+
+    c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    c.ok(&["deploy", "hello", "v1", "--env", "qaprod1", "--wait"]);
+    let staging = service_environment(&instance_of(&c, "staging"));
+    assert!(
+        staging.contains(&format!("DB_PASSWORD={CANARY}")),
+        "staging's service must get its secret"
+    );
+    let qaprod = service_environment(&instance_of(&c, "qaprod1"));
+    assert!(
+        !qaprod.is_empty() && !qaprod.contains(CANARY),
+        "another environment must not get it"
+    );
+
+    let listed = c.ok(&["secret", "list", "--output", "json"]).json();
+    assert_eq!(listed[0]["key"], "DB_PASSWORD");
+    assert_eq!(listed[0]["value"], "***");
+    let mut outputs = vec![set.stdout, set.stderr];
+    for args in [
+        vec!["secret", "list"],
+        vec!["status"],
+        vec!["status", "hello", "--output", "json"],
+        vec!["deployments", "--output", "json"],
+        vec!["agents", "--output", "json"],
+        vec!["audit", "--output", "json"],
+        vec!["audit"],
+    ] {
+        let run = c.ok(&args);
+        outputs.push(run.stdout);
+        outputs.push(run.stderr);
+    }
+    for output in &outputs {
+        assert!(
+            !output.contains(CANARY),
+            "the canary leaked into CLI output: {output}"
+        );
+    }
+    let audit = c.ok(&["audit", "--output", "json"]).json();
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "secret set" && e["result"] == "ok")
+        .unwrap();
+    assert_eq!(entry["target"], "staging/DB_PASSWORD");
+
+    let leaks = files_containing(c.data_dir(), CANARY.as_bytes());
+    assert!(leaks.is_empty(), "the canary is in files: {leaks:?}");
+    assert!(
+        c.log().contains("DEBUG"),
+        "the coordinator really logged at debug level"
+    );
+}
