@@ -26,6 +26,16 @@ const BOOTSTRAP_PATIENCE: Duration = Duration::from_secs(60);
 pub struct AgentCredentials {
     pub cert_pem: String,
     pub key_pem: String,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+impl AgentCredentials {
+    /// When to renew: two thirds into the certificate's life, so a renewal that
+    /// fails has a third of it left to retry.
+    pub fn renew_at_ms(&self) -> i64 {
+        self.issued_at_ms + (self.expires_at_ms - self.issued_at_ms) * 2 / 3
+    }
 }
 
 /// Checks that the CA in user-data is the one its fingerprint names.
@@ -66,11 +76,72 @@ fn paths(state_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (
         state_dir.join("agent.pem"),
         state_dir.join("agent.key"),
-        state_dir.join("agent.expires"),
+        state_dir.join("agent.validity"),
     )
 }
 
-fn now_ms() -> i64 {
+/// A fresh key and a certificate request naming this instance.
+fn key_and_csr(instance_id: &str) -> anyhow::Result<(KeyPair, String)> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, instance_id);
+    params.distinguished_name = name;
+    let csr_pem = params.serialize_request(&key)?.pem()?;
+    Ok((key, csr_pem))
+}
+
+/// Stores key, certificate and validity; each file is written whole then renamed,
+/// so a crash mid-write leaves the previous credentials usable.
+fn store(state_dir: &Path, credentials: &AgentCredentials) -> anyhow::Result<()> {
+    let (cert_path, key_path, validity_path) = paths(state_dir);
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let partial = |path: &Path| path.with_extension("partial");
+    write_private(&partial(&key_path), &credentials.key_pem)?;
+    std::fs::rename(partial(&key_path), &key_path)?;
+    std::fs::write(partial(&cert_path), &credentials.cert_pem)?;
+    std::fs::rename(partial(&cert_path), &cert_path)?;
+    std::fs::write(
+        partial(&validity_path),
+        format!("{} {}", credentials.issued_at_ms, credentials.expires_at_ms),
+    )?;
+    std::fs::rename(partial(&validity_path), &validity_path)?;
+    Ok(())
+}
+
+/// Renews the certificate over mTLS with the current one, before it expires.
+pub async fn renew(
+    user_data: &UserData,
+    instance_id: &str,
+    state_dir: &Path,
+    current: &AgentCredentials,
+) -> anyhow::Result<AgentCredentials> {
+    let (key, csr_pem) = key_and_csr(instance_id)?;
+    let channel = endpoint(user_data, Some(current))?.connect().await?;
+    let response = AgentServiceClient::new(channel)
+        .renew(slipway_proto::v1::RenewRequest { csr_pem })
+        .await
+        .map_err(|status| {
+            anyhow::anyhow!(
+                "renewal refused ({:?}): {}",
+                status.code(),
+                status.message()
+            )
+        })?
+        .into_inner();
+    let renewed = AgentCredentials {
+        cert_pem: response.certificate_pem,
+        key_pem: key.serialize_pem(),
+        issued_at_ms: now_ms(),
+        expires_at_ms: response.expires_at_ms,
+    };
+    store(state_dir, &renewed)?;
+    info!(expires_at_ms = renewed.expires_at_ms, "certificate renewed");
+    Ok(renewed)
+}
+
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -83,21 +154,24 @@ pub async fn credentials(
     instance_id: &str,
     state_dir: &Path,
 ) -> anyhow::Result<AgentCredentials> {
-    let (cert_path, key_path, expires_path) = paths(state_dir);
-    if let (Ok(cert_pem), Ok(key_pem), Ok(expires)) = (
+    let (cert_path, key_path, validity_path) = paths(state_dir);
+    if let (Ok(cert_pem), Ok(key_pem), Ok(validity)) = (
         std::fs::read_to_string(&cert_path),
         std::fs::read_to_string(&key_path),
-        std::fs::read_to_string(&expires_path),
-    ) && expires.trim().parse::<i64>().is_ok_and(|at| at > now_ms())
+        std::fs::read_to_string(&validity_path),
+    ) && let Some((issued, expires)) = validity.trim().split_once(' ')
+        && let (Ok(issued_at_ms), Ok(expires_at_ms)) =
+            (issued.parse::<i64>(), expires.parse::<i64>())
+        && expires_at_ms > now_ms()
     {
-        return Ok(AgentCredentials { cert_pem, key_pem });
+        return Ok(AgentCredentials {
+            cert_pem,
+            key_pem,
+            issued_at_ms,
+            expires_at_ms,
+        });
     }
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, instance_id);
-    params.distinguished_name = name;
-    let csr_pem = params.serialize_request(&key)?.pem()?;
+    let (key, csr_pem) = key_and_csr(instance_id)?;
     let channel = endpoint(user_data, None)?.connect_lazy();
     let mut client = AgentServiceClient::new(channel);
     let request = BootstrapRequest {
@@ -123,16 +197,18 @@ pub async fn credentials(
             ),
         }
     };
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    write_private(&key_path, &key.serialize_pem())?;
-    std::fs::write(&cert_path, &response.certificate_pem)?;
-    std::fs::write(&expires_path, response.expires_at_ms.to_string())?;
-    info!(expires_at_ms = response.expires_at_ms, "certificate issued");
-    Ok(AgentCredentials {
+    let credentials = AgentCredentials {
         cert_pem: response.certificate_pem,
         key_pem: key.serialize_pem(),
-    })
+        issued_at_ms: now_ms(),
+        expires_at_ms: response.expires_at_ms,
+    };
+    store(state_dir, &credentials)?;
+    info!(
+        expires_at_ms = credentials.expires_at_ms,
+        "certificate issued"
+    );
+    Ok(credentials)
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

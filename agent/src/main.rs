@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use slipway_agent::boot::{IMDS_ADDRESS, Imds, InstanceMetadata};
-use slipway_agent::identity::{credentials, verify_ca};
+use std::sync::{Arc, RwLock};
+
+use slipway_agent::identity::{AgentCredentials, credentials, now_ms, renew, verify_ca};
 use slipway_agent::session::run_forever;
 use slipway_agent::supervisor::Supervisor;
 use slipway_proto::user_data::UserData;
@@ -63,10 +65,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ => imds.metadata().await?,
     };
     tracing::info!(instance = %metadata.instance_id, ip = %metadata.private_ip, "agent starting");
-    let credentials = credentials(&user_data, &metadata.instance_id, &args.state_dir).await?;
+    let credentials = Arc::new(RwLock::new(
+        credentials(&user_data, &metadata.instance_id, &args.state_dir).await?,
+    ));
+    tokio::spawn(renew_forever(
+        user_data.clone(),
+        metadata.instance_id.clone(),
+        args.state_dir.clone(),
+        credentials.clone(),
+    ));
     let supervisor = Supervisor::new(&args.root, &metadata.instance_id, &metadata.private_ip);
     run_forever(&user_data, &credentials, &metadata, supervisor).await;
     Ok(())
+}
+
+/// Renews the certificate two thirds into its life, retrying until it works.
+async fn renew_forever(
+    user_data: UserData,
+    instance_id: String,
+    state_dir: PathBuf,
+    credentials: Arc<RwLock<AgentCredentials>>,
+) {
+    loop {
+        let current = credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let wait = (current.renew_at_ms() - now_ms()).max(0) as u64;
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        match renew(&user_data, &instance_id, &state_dir, &current).await {
+            Ok(renewed) => *credentials.write().unwrap_or_else(|e| e.into_inner()) = renewed,
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate renewal failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {

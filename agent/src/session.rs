@@ -2,7 +2,7 @@
 //! reports up, configuration and commands down. When the stream breaks, services
 //! keep running and the agent reconnects with jittered exponential backoff.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rand::Rng;
@@ -27,13 +27,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Keeps a session open for as long as the agent lives.
 pub async fn run_forever(
     user_data: &UserData,
-    credentials: &AgentCredentials,
+    credentials: &RwLock<AgentCredentials>,
     metadata: &InstanceMetadata,
     supervisor: Arc<Supervisor>,
 ) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match session(user_data, credentials, metadata, &supervisor).await {
+        // The newest certificate: renewal swaps it in for the next connection.
+        let current = credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match session(user_data, &current, metadata, &supervisor).await {
             Ok(()) => {
                 info!("coordinator closed the stream; reconnecting");
                 backoff = FIRST_BACKOFF;

@@ -88,6 +88,8 @@ enum Command {
     /// Environment secrets (admin sets, anyone lists names; values are never shown).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Revoke every certificate of an operator or an agent (instance id); admin.
+    Revoke { name: String },
     /// Certificates for operators and CI jobs (admin).
     #[command(subcommand)]
     Cert(CertCommand),
@@ -554,6 +556,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 ]);
             }
             table.print();
+        }
+        Command::Revoke { name } => {
+            let revoked = api
+                .revoke(RevokeRequest { name })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if json {
+                return print_json(&revoked);
+            }
+            let closed = if revoked.stream_closed {
+                "; its open stream was closed"
+            } else {
+                ""
+            };
+            println!("revoked every certificate of {}{closed}", revoked.name);
         }
         Command::Secret(SecretCommand::Set { environment, key }) => {
             let mut value = String::new();

@@ -147,6 +147,17 @@ impl AgentHub {
         });
     }
 
+    /// Closes an agent's stream at once with `status` (its certificate was revoked).
+    pub fn kick(&self, instance_id: &str, status: Status) {
+        if let Some(session) = self.sessions().get_mut(instance_id)
+            && let Some(sender) = session.sender.take()
+        {
+            let _ = sender.try_send(Err(status));
+            session.view.connected = false;
+        }
+        self.changed.notify_waiters();
+    }
+
     pub fn view(&self, instance_id: &str) -> Option<AgentView> {
         self.sessions().get(instance_id).map(|s| s.view.clone())
     }

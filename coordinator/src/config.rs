@@ -51,6 +51,9 @@ pub struct CoordinatorSettings {
     /// A new instance whose agent is silent this long is lost: the deploy rolls back.
     #[serde(deserialize_with = "duration")]
     pub agent_lost_after: Duration,
+    /// How long an agent certificate lives; agents renew at two thirds of it.
+    #[serde(deserialize_with = "duration")]
+    pub agent_certificate_lifetime: Duration,
 }
 
 impl Default for CoordinatorSettings {
@@ -58,6 +61,7 @@ impl Default for CoordinatorSettings {
         Self {
             heartbeat_interval: Duration::from_secs(1),
             agent_lost_after: Duration::from_secs(5),
+            agent_certificate_lifetime: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -285,6 +289,12 @@ impl Fleet {
             return fail(
                 "cloud.endpoint".into(),
                 format!("{endpoint:?} must be a URL, e.g. \"http://127.0.0.1:5000\""),
+            );
+        }
+        if self.coordinator.agent_certificate_lifetime < Duration::from_secs(5) {
+            return fail(
+                "coordinator.agent_certificate_lifetime".into(),
+                "under 5s leaves agents no time to renew: use e.g. \"24h\"".into(),
             );
         }
         if self.environments.is_empty() {

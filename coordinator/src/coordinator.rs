@@ -15,14 +15,13 @@ use crate::config::Fleet;
 use crate::deploy::executor;
 use crate::pki::Ca;
 use crate::queue::ReleaseQueue;
+use crate::revocation::Revocations;
 use crate::secrets::Secrets;
 use crate::store::Db;
 use crate::tokens::JoinTokens;
 
 /// How long a join token stays usable after its launch.
 pub const JOIN_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
-/// How long an agent certificate lives.
-pub const AGENT_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Where agents reach the coordinator, as written into every launch.
 #[derive(Debug, Clone)]
@@ -40,6 +39,7 @@ pub struct Coordinator {
     pub tokens: JoinTokens,
     pub audit: AuditLog,
     pub secrets: Secrets,
+    pub revocations: Revocations,
     pub ca: Ca,
     pub advertised: Advertised,
     /// Woken whenever the queue may have changed.
@@ -63,12 +63,14 @@ impl Coordinator {
         cloud: Cloud,
         ca: Ca,
         secrets: Secrets,
+        revocations: Revocations,
         advertised: Advertised,
     ) -> Arc<Self> {
         Arc::new(Coordinator {
             tokens: JoinTokens::new(db.clone(), JOIN_TOKEN_LIFETIME),
             audit: AuditLog::new(db.clone()),
             secrets,
+            revocations,
             db,
             fleet,
             cloud,

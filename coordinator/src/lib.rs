@@ -5,7 +5,8 @@
 //! - `store`: durable state behind a `Store` trait (sled).
 //! - `release`, `deploy` (`machine`: the pure state machine; `executor`: its
 //!   actions), `queue` (FIFO per target), `promote` (public records).
-//! - `pki` (the CA and identities), `tokens` (one-time join tokens), `audit`
+//! - `pki` (the CA and identities), `tokens` (one-time join tokens), `revocation`,
+//!   `audit`
 //!   (the hash-chained log of every mutating action), `secrets` (encrypted
 //!   environment secrets).
 //! - `agents`: agent records and the hub of live agent streams.
@@ -34,6 +35,7 @@ pub mod pki;
 pub mod promote;
 pub mod queue;
 pub mod release;
+pub mod revocation;
 pub mod run;
 pub mod secrets;
 pub mod store;

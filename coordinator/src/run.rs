@@ -101,7 +101,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     // The key lives beside the store, not in it: a copy of the store reveals nothing.
     let secrets = crate::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))?;
-    let coordinator = Coordinator::new(db, fleet, cloud, ca, secrets, advertised.clone());
+    let revocations = crate::revocation::Revocations::load(db.clone())?;
+    let coordinator = Coordinator::new(
+        db,
+        fleet,
+        cloud,
+        ca,
+        secrets,
+        revocations,
+        advertised.clone(),
+    );
     coordinator.start_scheduler();
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     println!(

@@ -133,9 +133,19 @@ impl Coordinator {
         Coordinator::start_with(None, Vec::new())
     }
 
+    /// `--dev` with a fleet file of the test's own (written where `--dev` reads it).
+    pub fn start_dev_with_fleet(fleet: &str) -> Coordinator {
+        let dir = TempDir::new("coordinator");
+        std::fs::write(dir.path().join("fleet.toml"), fleet).expect("fleet file");
+        Coordinator::launch_in(dir, None, Vec::new())
+    }
+
     /// A coordinator with `fleet` and an environment of its own (AWS credentials, say).
     pub fn start_with(fleet: Option<PathBuf>, env: Vec<(String, String)>) -> Coordinator {
-        let dir = TempDir::new("coordinator");
+        Coordinator::launch_in(TempDir::new("coordinator"), fleet, env)
+    }
+
+    fn launch_in(dir: TempDir, fleet: Option<PathBuf>, env: Vec<(String, String)>) -> Coordinator {
         let mut dev = Coordinator {
             dir,
             child: None,

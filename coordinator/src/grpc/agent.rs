@@ -7,7 +7,7 @@ use std::time::Duration;
 use slipway_proto::v1::agent_message::Body;
 use slipway_proto::v1::agent_service_server::AgentService;
 use slipway_proto::v1::{
-    self as pb, AgentMessage, BootstrapRequest, BootstrapResponse, CoordinatorMessage,
+    self as pb, AgentMessage, BootstrapRequest, BootstrapResponse, CoordinatorMessage, RenewRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::auth;
 use crate::agents::AgentHello;
-use crate::coordinator::{AGENT_CERT_LIFETIME, Coordinator};
+use crate::coordinator::Coordinator;
 use crate::pki::{Identity, Role};
 
 /// An agent must say hello this soon after opening its stream.
@@ -98,8 +98,12 @@ impl AgentService for AgentApi {
         })?;
         let identity = Identity::new(&request.instance_id, Role::Agent);
         let (certificate_pem, expires_at_ms) =
-            c.ca.sign_csr(&request.csr_pem, &identity, AGENT_CERT_LIFETIME)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            c.ca.sign_csr(
+                &request.csr_pem,
+                &identity,
+                c.fleet.coordinator.agent_certificate_lifetime,
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         info!(instance = %request.instance_id, deployment_id = %token.deployment_id, "agent bootstrapped");
         Ok(Response::new(BootstrapResponse {
             certificate_pem,
@@ -113,7 +117,8 @@ impl AgentService for AgentApi {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let identity = auth::require(&request, Role::Agent)?.identity;
+        let identity =
+            auth::require(&request, &self.coordinator.revocations, Role::Agent)?.identity;
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(AgentMessage {
@@ -192,5 +197,51 @@ impl AgentService for AgentApi {
             info!(%instance, "agent disconnected");
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<BootstrapResponse>, Status> {
+        let caller = auth::require(&request, &self.coordinator.revocations, Role::Agent)?;
+        let csr_pem = request.into_inner().csr_pem;
+        if csr_pem.is_empty() || csr_pem.len() > MAX_CSR {
+            return Err(Status::invalid_argument(format!(
+                "csr_pem must be a PEM request under {MAX_CSR} bytes"
+            )));
+        }
+        let c = &self.coordinator;
+        let signed =
+            c.ca.sign_csr(
+                &csr_pem,
+                &caller.identity,
+                c.fleet.coordinator.agent_certificate_lifetime,
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()));
+        let result = match &signed {
+            Ok(_) => "ok".to_string(),
+            Err(status) => format!("{:?}: {}", status.code(), status.message()),
+        };
+        if let Err(e) = c
+            .audit
+            .append(
+                &caller.to_string(),
+                &caller.certificate,
+                "renew",
+                &caller.identity.name,
+                &result,
+            )
+            .await
+        {
+            return Err(Status::internal(format!(
+                "the audit log cannot be written: {e}"
+            )));
+        }
+        let (certificate_pem, expires_at_ms) = signed?;
+        info!(instance = %caller.identity.name, expires_at_ms, "agent certificate renewed");
+        Ok(Response::new(BootstrapResponse {
+            certificate_pem,
+            expires_at_ms,
+        }))
     }
 }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
 use crate::pki::{Identity, Role, identity_from_der};
+use crate::revocation::Revocations;
 
 /// A caller whose certificate the TLS layer verified.
 #[derive(Debug, Clone)]
@@ -37,8 +38,20 @@ impl Caller {
     }
 }
 
-/// The caller, or UNAUTHENTICATED when it sent no certificate.
-pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+/// The caller, or UNAUTHENTICATED when it sent no certificate, or
+/// PERMISSION_DENIED when its certificate was revoked.
+pub fn caller<T>(request: &Request<T>, revocations: &Revocations) -> Result<Caller, Status> {
+    let caller = certificate_holder(request)?;
+    if revocations.is_revoked(&caller.identity.name) {
+        return Err(Status::permission_denied(format!(
+            "the certificates of {} were revoked",
+            caller.identity.name
+        )));
+    }
+    Ok(caller)
+}
+
+fn certificate_holder<T>(request: &Request<T>) -> Result<Caller, Status> {
     let certs = request.peer_certs().filter(|c| !c.is_empty()).ok_or_else(|| {
         Status::unauthenticated(
             "no client certificate: connect with a certificate issued by this coordinator (see profile.toml)",
@@ -54,15 +67,20 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 }
 
 /// The caller if its role allows `needed`.
-pub fn require<T>(request: &Request<T>, needed: Role) -> Result<Caller, Status> {
-    let caller = caller(request)?;
+pub fn require<T>(
+    request: &Request<T>,
+    revocations: &Revocations,
+    needed: Role,
+) -> Result<Caller, Status> {
+    let caller = caller(request, revocations)?;
     caller.require(needed)?;
     Ok(caller)
 }
 
 /// For services with no roles of their own (health, reflection): any valid
-/// Slipway certificate will do, none will not.
+/// Slipway certificate will do, none will not. (Revoked ones never get past the
+/// handshake.)
 pub fn require_certificate(request: Request<()>) -> Result<Request<()>, Status> {
-    caller(&request)?;
+    certificate_holder(&request)?;
     Ok(request)
 }

@@ -73,6 +73,19 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
+/// The name of a revoked client certificate on this connection, if any.
+fn revoked_peer(
+    tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    coordinator: &Coordinator,
+) -> Option<String> {
+    let cert = tls.get_ref().1.peer_certificates()?.first()?;
+    let identity = crate::pki::identity_from_der(cert.as_ref()).ok()?;
+    coordinator
+        .revocations
+        .is_revoked(&identity.name)
+        .then_some(identity.name)
+}
+
 /// Serves every service on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -81,6 +94,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let acceptor = TlsAcceptor::from(tls);
+    let revoked_names = coordinator.clone();
     let (connections, incoming) = tokio::sync::mpsc::channel(64);
     let accept_loop = tokio::spawn(async move {
         loop {
@@ -94,9 +108,14 @@ pub async fn serve(
             };
             let acceptor = acceptor.clone();
             let connections = connections.clone();
+            let revocations = revoked_names.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
+                        if let Some(name) = revoked_peer(&tls, &revocations) {
+                            warn!(%peer, %name, "tls handshake refused: certificate revoked");
+                            return;
+                        }
                         let _ = connections.send(Ok::<_, std::io::Error>(tls)).await;
                     }
                     Ok(Err(e)) => warn!(%peer, error = %e, "tls handshake refused"),

@@ -68,7 +68,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<RegisterReleaseRequest>,
     ) -> Result<Response<Release>, Status> {
-        let caller = auth::caller(&request)?;
+        let caller = auth::caller(&request, &self.coordinator.revocations)?;
         let r = request.into_inner();
         let target = format!("{}@{}", r.project, r.version);
         let outcome = async {
@@ -90,7 +90,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<ListReleasesRequest>,
     ) -> Result<Response<ListReleasesResponse>, Status> {
-        auth::require(&request, Role::Viewer)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let releases = self
             .coordinator
             .releases(optional(&request.get_ref().project))?;
@@ -103,7 +103,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<DeployRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        let caller = auth::caller(&request)?;
+        let caller = auth::caller(&request, &self.coordinator.revocations)?;
         let r = request.into_inner();
         let target = format!("{}@{} -> {}", r.project, r.version, r.environment);
         let outcome = async {
@@ -127,7 +127,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<CancelRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        let caller = auth::caller(&request)?;
+        let caller = auth::caller(&request, &self.coordinator.revocations)?;
         let id = request.get_ref().id.clone();
         let outcome = async {
             caller.require(Role::Deployer)?;
@@ -147,7 +147,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<GetDeploymentRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        auth::require(&request, Role::Viewer)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let view = self
             .coordinator
             .deployment(required("id", &request.get_ref().id)?)?;
@@ -158,7 +158,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<QueueRequest>,
     ) -> Result<Response<QueueResponse>, Status> {
-        auth::require(&request, Role::Viewer)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let lines = self.coordinator.queue()?;
         Ok(Response::new(QueueResponse {
             targets: lines.into_iter().map(convert::queue_line).collect(),
@@ -169,7 +169,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        auth::require(&request, Role::Viewer)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let projects = self
             .coordinator
             .status(optional(&request.get_ref().project))
@@ -183,7 +183,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<DeploymentsRequest>,
     ) -> Result<Response<DeploymentsResponse>, Status> {
-        auth::require(&request, Role::Viewer)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let r = request.get_ref();
         let list = self.coordinator.deployments(
             optional(&r.project),
@@ -199,7 +199,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<AgentsRequest>,
     ) -> Result<Response<AgentsResponse>, Status> {
-        auth::require(&request, Role::Viewer)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let agents = self.coordinator.agent_list().await?;
         Ok(Response::new(AgentsResponse {
             agents: agents.into_iter().map(convert::agent).collect(),
@@ -210,7 +210,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<PromoteRequest>,
     ) -> Result<Response<PublicRecord>, Status> {
-        let caller = auth::caller(&request)?;
+        let caller = auth::caller(&request, &self.coordinator.revocations)?;
         let r = request.into_inner();
         let target = format!("{} -> {}", r.project, r.environment);
         let outcome = async {
@@ -236,7 +236,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<RollbackRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        let caller = auth::caller(&request)?;
+        let caller = auth::caller(&request, &self.coordinator.revocations)?;
         let r = request.into_inner();
         let target = format!("{} on {}", r.project, r.environment);
         let outcome = async {
@@ -259,7 +259,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<InfraRequest>,
     ) -> Result<Response<InfraChanges>, Status> {
-        auth::require(&request, Role::Admin)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Admin)?;
         let changes = self.coordinator.infra_plan().await?;
         Ok(Response::new(InfraChanges {
             changes: changes.iter().map(ToString::to_string).collect(),
@@ -270,7 +270,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<InfraRequest>,
     ) -> Result<Response<InfraChanges>, Status> {
-        let caller = auth::caller(&request)?;
+        let caller = auth::caller(&request, &self.coordinator.revocations)?;
         let outcome = async {
             caller.require(Role::Admin)?;
             let changes = self.coordinator.infra_apply().await?;
@@ -295,7 +295,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<AuditRequest>,
     ) -> Result<Response<AuditResponse>, Status> {
-        auth::require(&request, Role::Viewer)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let entries = self
             .coordinator
             .audit
@@ -310,7 +310,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<AuditVerifyRequest>,
     ) -> Result<Response<AuditVerifyResponse>, Status> {
-        auth::require(&request, Role::Viewer)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let checked = self
             .coordinator
             .audit
@@ -336,7 +336,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<IssueCertificateRequest>,
     ) -> Result<Response<IssueCertificateResponse>, Status> {
-        let caller = auth::caller(&request)?;
+        let caller = auth::caller(&request, &self.coordinator.revocations)?;
         let r = request.into_inner();
         let target = format!("{} ({}) {}", r.name, r.role, r.environments.join(","));
         let outcome = async {
@@ -365,7 +365,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<SetSecretRequest>,
     ) -> Result<Response<Secret>, Status> {
-        let caller = auth::caller(&request)?;
+        let caller = auth::caller(&request, &self.coordinator.revocations)?;
         let r = request.into_inner();
         // The audit log gets the name, never the value.
         let target = format!("{}/{}", r.environment, r.key);
@@ -393,7 +393,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<ListSecretsRequest>,
     ) -> Result<Response<ListSecretsResponse>, Status> {
-        auth::require(&request, Role::Viewer)?;
+        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let names = self
             .coordinator
             .secret_names(optional(&request.get_ref().environment))?;
@@ -406,5 +406,44 @@ impl OperatorService for OperatorApi {
             })
             .collect();
         Ok(Response::new(ListSecretsResponse { secrets }))
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<RevokeRequest>,
+    ) -> Result<Response<RevokeResponse>, Status> {
+        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let name = request.into_inner().name;
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            crate::pki::check_name(&name).map_err(Status::invalid_argument)?;
+            if name == caller.identity.name {
+                return Err(Status::failed_precondition(
+                    "refusing to revoke your own certificate: use another admin's",
+                ));
+            }
+            self.coordinator
+                .revocations
+                .revoke(&name, &caller.to_string())
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let stream_closed = self
+                .coordinator
+                .agents
+                .view(&name)
+                .is_some_and(|v| v.connected);
+            self.coordinator.agents.kick(
+                &name,
+                Status::permission_denied(format!("the certificates of {name} were revoked")),
+            );
+            info!(who = %caller, %name, stream_closed, "certificates revoked");
+            Ok(RevokeResponse {
+                name: name.clone(),
+                stream_closed,
+            })
+        }
+        .await;
+        self.audited(&caller, "revoke", &name, outcome)
+            .await
+            .map(Response::new)
     }
 }

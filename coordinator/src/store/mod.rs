@@ -20,6 +20,7 @@ use crate::audit::AuditEntry;
 use crate::deploy::Deployment;
 use crate::promote::RecordState;
 use crate::release::Release;
+use crate::revocation::Revocation;
 use crate::secrets::SealedSecret;
 use crate::tokens::JoinTokenRecord;
 
@@ -47,6 +48,7 @@ pub enum Table {
     Records,
     Audit,
     Secrets,
+    Revocations,
 }
 
 impl Table {
@@ -59,6 +61,7 @@ impl Table {
             Table::Records => "records",
             Table::Audit => "audit",
             Table::Secrets => "secrets",
+            Table::Revocations => "revocations",
         }
     }
 }
@@ -180,6 +183,14 @@ impl Db {
     /// The audit log in append order.
     pub fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
         self.all(Table::Audit)
+    }
+
+    pub fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        self.put(Table::Revocations, &revocation.name, revocation)
+    }
+
+    pub fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.all(Table::Revocations)
     }
 
     pub fn put_secret(&self, secret: &SealedSecret) -> Result<(), StoreError> {
