@@ -12,12 +12,13 @@ use crate::agents::AgentHub;
 use crate::audit::AuditLog;
 use crate::cloud::Cloud;
 use crate::config::Fleet;
+use crate::deploy::Deployment;
 use crate::deploy::executor;
 use crate::pki::Ca;
 use crate::queue::ReleaseQueue;
 use crate::revocation::Revocations;
 use crate::secrets::Secrets;
-use crate::store::Db;
+use crate::store::{Db, StoreError};
 use crate::tokens::JoinTokens;
 
 /// How long a join token stays usable after its launch.
@@ -48,6 +49,8 @@ pub struct Coordinator {
     running: Mutex<HashSet<String>>,
     /// What each running deployment waits on, for operators.
     waiting_on: Mutex<HashMap<String, String>>,
+    /// Serializes changes to stored deployments (see `update_deployment`).
+    deployment_writes: Mutex<()>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -80,7 +83,28 @@ impl Coordinator {
             queue_changed: Notify::new(),
             running: Mutex::new(HashSet::new()),
             waiting_on: Mutex::new(HashMap::new()),
+            deployment_writes: Mutex::new(()),
         })
+    }
+
+    /// Changes a stored deployment on its freshest state, one change at a time, so
+    /// the executor and an operator's cancel never overwrite each other. Returns
+    /// the stored result, or None if there is no such deployment.
+    pub fn update_deployment<T, E: From<StoreError>>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Deployment) -> Result<T, E>,
+    ) -> Result<Option<(Deployment, T)>, E> {
+        let _one_at_a_time = self
+            .deployment_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(mut deployment) = self.db.deployment(id)? else {
+            return Ok(None);
+        };
+        let value = change(&mut deployment)?;
+        self.db.put_deployment(&deployment)?;
+        Ok(Some((deployment, value)))
     }
 
     pub fn set_waiting_on(&self, id: &str, what: Option<String>) {

@@ -282,27 +282,33 @@ impl Coordinator {
 
     /// Cancels a queued deployment, or rolls back an active one that does not serve yet.
     pub fn cancel(&self, who: &Identity, id: &str) -> Result<Deployment> {
-        let mut deployment = self.deployment(id)?.deployment;
-        Self::check_may_act(who, &deployment.environment)?;
-        match deployment.phase {
-            Phase::Queued => {
-                deployment.reason = Some(format!("cancelled by {}", who.name));
-                deployment.enter(Phase::Cancelled, now_ms());
+        let cancelled = self.update_deployment(id, |deployment| {
+            Self::check_may_act(who, &deployment.environment)?;
+            match deployment.phase {
+                Phase::Queued => {
+                    deployment.reason = Some(format!("cancelled by {}", who.name));
+                    deployment.enter(Phase::Cancelled, now_ms());
+                }
+                phase if phase.is_finished() => {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "deployment {id} already finished ({phase})"
+                    )));
+                }
+                phase if phase.is_past_point_of_no_return() => {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "deployment {id} already serves traffic ({phase}): use `slipway rollback {} --env {}`",
+                        deployment.project, deployment.environment
+                    )));
+                }
+                _ => deployment.cancel_requested_by = Some(who.name.clone()),
             }
-            phase if phase.is_finished() => {
-                return Err(OperationError::FailedPrecondition(format!(
-                    "deployment {id} already finished ({phase})"
-                )));
-            }
-            phase if phase.is_past_point_of_no_return() => {
-                return Err(OperationError::FailedPrecondition(format!(
-                    "deployment {id} already serves traffic ({phase}): use `slipway rollback {} --env {}`",
-                    deployment.project, deployment.environment
-                )));
-            }
-            _ => deployment.cancel_requested_by = Some(who.name.clone()),
-        }
-        self.db.put_deployment(&deployment)?;
+            Ok(())
+        })?;
+        let (deployment, ()) = cancelled.ok_or_else(|| {
+            OperationError::NotFound(format!(
+                "no deployment {id:?}: list them with `slipway deployments`"
+            ))
+        })?;
         self.queue_changed.notify_one();
         self.agents.changed.notify_waiters();
         Ok(deployment)

@@ -62,6 +62,9 @@ enum StepError {
     Cloud(#[from] CloudError),
     #[error("deployment vanished from the store")]
     Vanished,
+    /// Someone else (a cancel) changed the deployment since this tick read it.
+    #[error("deployment changed underneath; re-reading it")]
+    Conflict,
 }
 
 async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
@@ -81,6 +84,7 @@ async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
     let result = step(c, &mut d, &limits).await;
     match result {
         Ok(step) => Ok(step),
+        Err(StepError::Conflict) => Ok(Step::Continue),
         // A refused cloud request will be refused again, and a cloud that stays
         // unreachable past the phase's deadline will not come back in time: roll
         // back with its message while the old instances still serve. Past the point
@@ -119,7 +123,7 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
             c.set_waiting_on(id, Some(what));
             return Ok(Step::Wait);
         }
-        Action::Advance(phase) => enter(c, d, phase, None).map_err(Into::into),
+        Action::Advance(phase) => enter(c, d, phase, None),
         Action::Finish(phase) => {
             enter(c, d, phase, None)?;
             info!(phase = %phase, reason = d.reason.as_deref().unwrap_or(""), "deployment finished");
@@ -127,12 +131,11 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
         }
         Action::RollBack { reason } => {
             warn!(%reason, "rolling back");
-            enter(c, d, Phase::RollingBack, Some(reason)).map_err(Into::into)
+            enter(c, d, Phase::RollingBack, Some(reason))
         }
-        Action::BeginAttach { old } => {
-            d.old_instances = old;
-            enter(c, d, Phase::Attaching, None).map_err(Into::into)
-        }
+        Action::BeginAttach { old } => enter_with(c, d, Phase::Attaching, None, |fresh| {
+            fresh.old_instances = old
+        }),
         Action::Launch { slots } => launch(c, d, &slots).await,
         Action::Configure { instances } => {
             configure(c, d, &instances);
@@ -160,17 +163,38 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
     result.map(|()| Step::Continue)
 }
 
+/// Moves the deployment to `phase`, on its freshest stored state.
 fn enter(
     c: &Coordinator,
     d: &mut Deployment,
     phase: Phase,
     reason: Option<String>,
-) -> Result<(), crate::store::StoreError> {
-    if reason.is_some() {
-        d.reason = reason;
-    }
-    d.enter(phase, now_ms());
-    c.db.put_deployment(d)?;
+) -> Result<(), StepError> {
+    enter_with(c, d, phase, reason, |_| {})
+}
+
+/// As `enter`, applying `also` in the same stored change. Refuses (Conflict) if
+/// the stored phase is no longer the one this tick decided from.
+fn enter_with(
+    c: &Coordinator,
+    d: &mut Deployment,
+    phase: Phase,
+    reason: Option<String>,
+    also: impl FnOnce(&mut Deployment),
+) -> Result<(), StepError> {
+    let from = d.phase;
+    let stored = c.update_deployment(&d.id, |fresh| {
+        if fresh.phase != from {
+            return Err(StepError::Conflict);
+        }
+        if reason.is_some() {
+            fresh.reason = reason;
+        }
+        also(fresh);
+        fresh.enter(phase, now_ms());
+        Ok(())
+    })?;
+    *d = stored.ok_or(StepError::Vanished)?.0;
     info!(phase = %phase, "phase");
     c.set_waiting_on(&d.id, None);
     Ok(())
@@ -277,12 +301,16 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
             launched_at: now_ms() as Millis,
         })?;
         info!(instance = %instance.id, slot, ip = %instance.private_ip, "launched");
-        d.launched.retain(|i| i.slot != slot);
-        d.launched.push(LaunchedInstance {
+        let launched = LaunchedInstance {
             slot,
             id: instance.id,
-        });
-        c.db.put_deployment(d)?;
+        };
+        let stored = c.update_deployment(&d.id, |fresh| {
+            fresh.launched.retain(|i| i.slot != slot);
+            fresh.launched.push(launched);
+            Ok::<_, StepError>(())
+        })?;
+        *d = stored.ok_or(StepError::Vanished)?.0;
     }
     Ok(())
 }
