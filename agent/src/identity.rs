@@ -2,8 +2,6 @@
 //! leaves it: the coordinator sees only a certificate request, which it signs
 //! once, against the launch's one-time join token.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -110,6 +108,24 @@ fn store(state_dir: &Path, credentials: &AgentCredentials) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Stores a freshly signed certificate with its key and starts using it.
+fn adopt(
+    state_dir: &Path,
+    key: &KeyPair,
+    signed: slipway_proto::v1::BootstrapResponse,
+    what: &str,
+) -> anyhow::Result<AgentCredentials> {
+    let credentials = AgentCredentials {
+        cert_pem: signed.certificate_pem,
+        key_pem: key.serialize_pem(),
+        issued_at_ms: now_ms(),
+        expires_at_ms: signed.expires_at_ms,
+    };
+    store(state_dir, &credentials)?;
+    info!(expires_at_ms = credentials.expires_at_ms, "{what}");
+    Ok(credentials)
+}
+
 /// Renews the certificate over mTLS with the current one, before it expires.
 pub async fn renew(
     user_data: &UserData,
@@ -130,15 +146,7 @@ pub async fn renew(
             )
         })?
         .into_inner();
-    let renewed = AgentCredentials {
-        cert_pem: response.certificate_pem,
-        key_pem: key.serialize_pem(),
-        issued_at_ms: now_ms(),
-        expires_at_ms: response.expires_at_ms,
-    };
-    store(state_dir, &renewed)?;
-    info!(expires_at_ms = renewed.expires_at_ms, "certificate renewed");
-    Ok(renewed)
+    adopt(state_dir, &key, response, "certificate renewed")
 }
 
 pub fn now_ms() -> i64 {
@@ -197,28 +205,10 @@ pub async fn credentials(
             ),
         }
     };
-    let credentials = AgentCredentials {
-        cert_pem: response.certificate_pem,
-        key_pem: key.serialize_pem(),
-        issued_at_ms: now_ms(),
-        expires_at_ms: response.expires_at_ms,
-    };
-    store(state_dir, &credentials)?;
-    info!(
-        expires_at_ms = credentials.expires_at_ms,
-        "certificate issued"
-    );
-    Ok(credentials)
+    adopt(state_dir, &key, response, "certificate issued")
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
+    slipway_proto::private_file::write(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -6,8 +6,6 @@
 //! carries the identity: CN is the name (an instance id for agents), OU the role.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -366,19 +364,11 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), PkiError> {
 
 /// Writes a private key readable by its owner only.
 pub fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
-    let err = |source| PkiError::File {
+    slipway_proto::private_file::write(path, text.as_bytes()).map_err(|source| PkiError::File {
         action: "write",
         path: path.display().to_string(),
         source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
-    file.write_all(text.as_bytes()).map_err(err)
+    })
 }
 
 #[cfg(test)]

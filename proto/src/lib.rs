@@ -5,7 +5,8 @@
 //! - `OperatorService`: what the CLI and CI call.
 //!
 //! - `user_data`: what a launch hands the agent (EC2 user-data).
-//! - `profile`: the CLI's profile file and certificate bundle.
+//! - `profile`: the CLI's profile file and certificate bundle; `private_file`:
+//!   owner-only files for keys.
 //!
 //! Only the coordinator's `grpc` module, the agent and the CLI see these types;
 //! domain code converts them at the edge.
@@ -20,5 +21,6 @@ pub mod v1 {
 /// Encoded descriptors of every Slipway service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("slipway_descriptor");
 
+pub mod private_file;
 pub mod profile;
 pub mod user_data;

@@ -2,8 +2,6 @@
 //! it presents. Written by `slipway-coordinator --dev`, `ca issue` and
 //! `slipway cert issue`; read by the CLI. Paths are relative to the profile.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -33,13 +31,7 @@ pub fn write_bundle(
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("ca.pem"), ca_pem)?;
     std::fs::write(dir.join("cert.pem"), cert_pem)?;
-    let mut key = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(dir.join("key.pem"))?;
-    key.write_all(key_pem.as_bytes())?;
+    crate::private_file::write(&dir.join("key.pem"), key_pem.as_bytes())?;
     let profile = ProfileFile {
         coordinator: coordinator.to_string(),
         server_name: server_name.to_string(),

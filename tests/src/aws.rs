@@ -128,18 +128,21 @@ pub async fn register_ami(ec2: &aws_sdk_ec2::Client, project: &str, version: &st
     id
 }
 
+/// Instances carrying Slipway's deployment tag.
+fn launched_by_slipway() -> Filter {
+    Filter::builder()
+        .name("tag-key")
+        .values("slipway:deployment")
+        .build()
+}
+
 /// Instances Slipway launched, as moto sees them: (id, state, tags).
 pub async fn slipway_instances(
     ec2: &aws_sdk_ec2::Client,
 ) -> Vec<(String, String, HashMap<String, String>)> {
     let out = ec2
         .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag-key")
-                .values("slipway:deployment")
-                .build(),
-        )
+        .filters(launched_by_slipway())
         .send()
         .await
         .expect("DescribeInstances");
@@ -205,12 +208,7 @@ impl BootSimulator {
                 while !flag.load(Ordering::SeqCst) {
                     if let Ok(out) = ec2
                         .describe_instances()
-                        .filters(
-                            Filter::builder()
-                                .name("tag-key")
-                                .values("slipway:deployment")
-                                .build(),
-                        )
+                        .filters(launched_by_slipway())
                         .send()
                         .await
                     {

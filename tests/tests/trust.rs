@@ -129,9 +129,10 @@ async fn a_certificate_from_another_ca_is_refused_and_the_right_one_still_works(
         .await;
     let err = result.expect_err("a foreign certificate must not get an answer");
     assert_ne!(err.code(), Code::Ok);
-    assert!(
-        dev.log().contains("tls handshake refused"),
-        "the coordinator should log why it refused"
+    slipway_tests::eventually(
+        "the coordinator to log why it refused",
+        Duration::from_secs(10),
+        || dev.log().contains("tls handshake refused").then_some(()),
     );
     dev.ok(&["status"]);
 }
