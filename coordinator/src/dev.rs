@@ -201,13 +201,7 @@ pub fn issue_operator(
     coordinator: Option<String>,
     out: &Path,
 ) -> anyhow::Result<()> {
-    crate::pki::check_name(name).map_err(anyhow::Error::msg)?;
-    let role = match Role::parse(role) {
-        Some(Role::Agent) | None => {
-            bail!("{role:?} is not an operator role: use viewer, deployer or admin")
-        }
-        Some(role) => role,
-    };
+    let identity = Identity::operator(name, role, environments).map_err(anyhow::Error::msg)?;
     if !(1..=365).contains(&days) {
         bail!("--days {days}: use 1-365");
     }
@@ -226,11 +220,6 @@ pub fn issue_operator(
             .and_then(|text| toml::from_str::<ProfileFile>(&text).ok())
             .map(|p| p.coordinator)
             .context("no coordinator address known: pass --coordinator https://HOST:PORT")?,
-    };
-    let identity = Identity {
-        name: name.to_string(),
-        role,
-        environments: environments.to_vec(),
     };
     let issued = ca.issue_client(&identity, Duration::from_secs(u64::from(days) * 24 * 3600))?;
     let profile = slipway_proto::profile::write_bundle(

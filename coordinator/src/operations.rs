@@ -6,7 +6,7 @@ use crate::cloud::{CloudError, load_balancer_name};
 use crate::coordinator::Coordinator;
 use crate::deploy::machine::{InstanceState, MemberState};
 use crate::deploy::{Deployment, Phase, PhaseEntry};
-use crate::pki::{Identity, Role};
+use crate::pki::Identity;
 use crate::promote::RecordState;
 use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
@@ -613,29 +613,12 @@ impl Coordinator {
         role: &str,
         environments: &[String],
     ) -> Result<Identity> {
-        crate::pki::check_name(name).map_err(OperationError::Invalid)?;
-        let role = match Role::parse(role) {
-            Some(Role::Agent) => {
-                return Err(OperationError::Invalid(
-                    "agent certificates come from join tokens at launch, never from an operator"
-                        .into(),
-                ));
-            }
-            Some(role) => role,
-            None => {
-                return Err(OperationError::Invalid(format!(
-                    "{role:?} is not a role: use viewer, deployer or admin"
-                )));
-            }
-        };
+        let identity =
+            Identity::operator(name, role, environments).map_err(OperationError::Invalid)?;
         for env in environments {
             self.check_environment(env)?;
         }
-        Ok(Identity {
-            name: name.to_string(),
-            role,
-            environments: environments.to_vec(),
-        })
+        Ok(identity)
     }
 
     /// Stores a secret of `environment`; the value is encrypted before it is stored.

@@ -105,6 +105,31 @@ impl Identity {
         }
     }
 
+    /// An operator or CI identity, checked: a plain name and an operator role.
+    /// Agents never get certificates this way; theirs come from join tokens.
+    pub fn operator(name: &str, role: &str, environments: &[String]) -> Result<Identity, String> {
+        check_name(name)?;
+        let role = match Role::parse(role) {
+            Some(Role::Agent) => {
+                return Err(
+                    "agent certificates come from join tokens at launch, never from an operator"
+                        .into(),
+                );
+            }
+            Some(role) => role,
+            None => {
+                return Err(format!(
+                    "{role:?} is not a role: use viewer, deployer or admin"
+                ));
+            }
+        };
+        Ok(Identity {
+            name: name.to_string(),
+            role,
+            environments: environments.to_vec(),
+        })
+    }
+
     /// Whether this identity may change `environment`.
     pub fn may_act_on(&self, environment: &str) -> bool {
         self.environments.is_empty() || self.environments.iter().any(|e| e == environment)
