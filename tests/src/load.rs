@@ -30,6 +30,17 @@ impl LoadReport {
     pub fn last_body(&self) -> &str {
         self.bodies.last().map(String::as_str).unwrap_or("")
     }
+
+    /// Fails the test, listing what went wrong, if any request failed.
+    pub fn assert_no_failures(&self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} requests failed: {:?}",
+            self.failures.len(),
+            self.requests,
+            self.failures
+        );
+    }
 }
 
 pub struct Load {
@@ -91,6 +102,14 @@ impl Load {
             report,
             thread: Some(thread),
         }
+    }
+
+    /// Waits until the load has made `count` more requests than now.
+    pub fn wait_for_requests(&self, count: usize) {
+        let target = self.requests() + count;
+        crate::eventually("the load to make requests", Duration::from_secs(30), || {
+            (self.requests() >= target).then_some(())
+        });
     }
 
     /// How many requests so far.

@@ -58,23 +58,12 @@ fn deploying_v2_under_load_fails_no_request_and_retires_the_old_instances() {
     );
 
     let load = Load::start(&dev.endpoint("staging"));
-    eventually("load to get going", Duration::from_secs(10), || {
-        (load.requests() > 20).then_some(())
-    });
+    load.wait_for_requests(20);
     dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
-    let before = load.requests();
-    eventually("requests after the switch", Duration::from_secs(10), || {
-        (load.requests() > before + 50).then_some(())
-    });
+    load.wait_for_requests(50);
     let report = load.finish();
 
-    assert!(
-        report.failures.is_empty(),
-        "{} of {} requests failed: {:?}",
-        report.failures.len(),
-        report.requests,
-        report.failures
-    );
+    report.assert_no_failures();
     assert!(
         report.first_body().contains("v1"),
         "{}",
@@ -100,9 +89,7 @@ fn a_broken_release_rolls_back_and_staging_keeps_serving() {
     let dev = Coordinator::start();
     dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
     let load = Load::start(&dev.endpoint("staging"));
-    eventually("load to get going", Duration::from_secs(10), || {
-        (load.requests() > 20).then_some(())
-    });
+    load.wait_for_requests(20);
 
     let run = dev.cli(&["deploy", "hello", "broken", "--env", "staging", "--wait"]);
     assert!(
@@ -132,12 +119,7 @@ fn a_broken_release_rolls_back_and_staging_keeps_serving() {
             "broken instance {id} left running"
         );
     }
-    assert!(
-        report.failures.is_empty(),
-        "{} requests failed: {:?}",
-        report.failures.len(),
-        report.failures
-    );
+    report.assert_no_failures();
     assert!(
         report.bodies.iter().all(|b| b.contains("v2")),
         "staging must keep answering v2"

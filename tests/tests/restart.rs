@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use slipway_tests::Coordinator;
 use slipway_tests::load::Load;
-use slipway_tests::{Coordinator, eventually};
 
 #[test]
 fn a_coordinator_crash_loses_nothing_and_traffic_keeps_flowing() {
@@ -17,9 +17,7 @@ fn a_coordinator_crash_loses_nothing_and_traffic_keeps_flowing() {
     let active = dev.enqueue("broken", "staging");
     let queued = dev.enqueue("v2", "staging");
     let load = Load::start(&dev.endpoint("staging"));
-    eventually("load to get going", Duration::from_secs(10), || {
-        (load.requests() > 20).then_some(())
-    });
+    load.wait_for_requests(20);
 
     dev.crash_and_restart();
 
@@ -50,12 +48,6 @@ fn a_coordinator_crash_loses_nothing_and_traffic_keeps_flowing() {
     let v2 = dev.wait_finished(&queued, Duration::from_secs(120));
     assert_eq!(v2["phase"], "succeeded", "{v2}");
     let report = load.finish();
-    assert!(
-        report.failures.is_empty(),
-        "{} of {} requests failed: {:?}",
-        report.failures.len(),
-        report.requests,
-        report.failures
-    );
+    report.assert_no_failures();
     assert!(report.last_body().contains("v2"), "{}", report.last_body());
 }
