@@ -5,12 +5,11 @@
 //! - `boot`: where bootstrap data comes from (`--user-data-file` or EC2's IMDSv2).
 //! - `identity`: the agent's key and certificate (key made here, never sent).
 //! - `session`: the stream to the coordinator, reconnecting with jittered backoff.
-//! - `supervisor`: starts, restarts and stops services; `health`: the HTTP check.
+//! - `supervisor`: starts, restarts and stops services, and runs the health check.
 
 #![forbid(unsafe_code)]
 
 pub mod boot;
-pub mod health;
 pub mod identity;
 pub mod session;
 pub mod supervisor;

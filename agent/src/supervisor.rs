@@ -11,7 +11,7 @@ use slipway_proto::v1::{Configure, HealthCheck, ServiceSpec, ServiceState, Servi
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::health;
+use slipway_proto::http_probe;
 
 const MAX_RESTART_PAUSE: Duration = Duration::from_secs(5);
 
@@ -236,7 +236,7 @@ async fn check_health(
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        let result = health::probe(addr, &check.path, timeout).await;
+        let result = http_probe::probe(addr, &check.path, timeout).await;
         report.send_if_modified(|r| {
             let before = (r.ready, r.ready_detail.clone());
             match &result {

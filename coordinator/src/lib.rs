@@ -11,6 +11,7 @@
 //!   environment secrets).
 //! - `agents`: agent records and the hub of live agent streams.
 //! - `cloud`: the `Compute` / `LoadBalancer` / `Dns` traits and the `local` cloud.
+//! - `faults`: named points where the fault-injection harness stops the process.
 //! - `grpc`: the TLS port and the agent and operator services.
 //! - `infra`: the load balancers and records the fleet implies (plan / apply).
 //! - `operations`: what operators can ask, in domain terms.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod coordinator;
 pub mod deploy;
 pub mod dev;
+pub mod faults;
 pub mod grpc;
 pub mod infra;
 pub mod logging;

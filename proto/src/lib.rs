@@ -7,6 +7,7 @@
 //! - `user_data`: what a launch hands the agent (EC2 user-data).
 //! - `profile`: the CLI's profile file and certificate bundle; `private_file`:
 //!   owner-only files for keys.
+//! - `http_probe`: one HTTP health check, shared by the agent and the local cloud.
 //!
 //! Only the coordinator's `grpc` module, the agent and the CLI see these types;
 //! domain code converts them at the edge.
@@ -21,6 +22,7 @@ pub mod v1 {
 /// Encoded descriptors of every Slipway service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("slipway_descriptor");
 
+pub mod http_probe;
 pub mod private_file;
 pub mod profile;
 pub mod user_data;

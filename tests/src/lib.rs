@@ -8,6 +8,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod cloud;
 pub mod load;
 pub mod processes;
 
@@ -226,6 +227,34 @@ impl Coordinator {
     pub fn crash_and_restart(&mut self) {
         self.kill();
         self.launch();
+    }
+
+    /// Sets (Some) or removes (None) a variable of the process's environment,
+    /// from its next start on.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_string(), value.to_string()));
+        }
+    }
+
+    /// How much the coordinator has logged so far, to wait for lines after it.
+    pub fn log_len(&self) -> usize {
+        self.log().len()
+    }
+
+    /// Waits until the log, after its first `from` bytes, contains `text`.
+    pub fn wait_for_log(&self, from: usize, text: &str, deadline: Duration) {
+        eventually(
+            &format!("the coordinator to log {text:?}"),
+            deadline,
+            || {
+                self.log()
+                    .get(from..)
+                    .is_some_and(|new| new.contains(text))
+                    .then_some(())
+            },
+        );
     }
 
     pub fn kill(&mut self) {

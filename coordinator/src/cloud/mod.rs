@@ -69,6 +69,12 @@ pub trait Compute: Send + Sync {
     /// The instances among `ids` the cloud knows; unknown ones are left out.
     async fn describe(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError>;
     async fn terminate(&self, ids: &[String]) -> Result<(), CloudError>;
+    /// The live (not terminated) instances carrying every one of `tags`: how a
+    /// resumed deployment finds what it launched, even what it never recorded.
+    async fn find_instances(
+        &self,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<Instance>, CloudError>;
 }
 
 /// How a load balancer listens, checks instances and drains them: what

@@ -16,8 +16,9 @@ use super::machine::{Action, InstanceState, Limits, Observed, next_action};
 use super::{Deployment, LaunchedInstance, Phase};
 use crate::agents::AgentRecord;
 use crate::clock::{Millis, now_ms};
-use crate::cloud::{CloudError, LaunchRequest, Placement, load_balancer_name};
+use crate::cloud::{CloudError, Instance, LaunchRequest, Placement, load_balancer_name};
 use crate::coordinator::Coordinator;
+use crate::faults;
 use crate::grpc::convert::configure_messages;
 
 /// Longest pause between ticks when nothing wakes the executor.
@@ -115,52 +116,68 @@ fn rolls_back(d: &Deployment, e: &CloudError, limits: &Limits) -> bool {
 async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<Step, StepError> {
     let id = d.id.clone();
     let id = id.as_str();
-    let observed = observe(c, d).await?;
+    let observed = observe(c, &mut *d).await?;
     let action = next_action(d, &observed, limits);
     let lb = load_balancer_name(&d.project, &d.environment);
-    let result = match action {
+    let phase = d.phase;
+    let result = match &action {
         Action::Wait(what) => {
-            c.set_waiting_on(id, Some(what));
+            c.set_waiting_on(id, Some(what.clone()));
             return Ok(Step::Wait);
         }
-        Action::Advance(phase) => enter(c, d, phase, None),
+        Action::Advance(phase) => enter(c, d, *phase, None),
         Action::Finish(phase) => {
-            enter(c, d, phase, None)?;
+            enter(c, d, *phase, None)?;
             info!(phase = %phase, reason = d.reason.as_deref().unwrap_or(""), "deployment finished");
+            faults::point(*phase, "entered").await;
             return Ok(Step::Finished);
         }
         Action::RollBack { reason } => {
             warn!(%reason, "rolling back");
-            enter(c, d, Phase::RollingBack, Some(reason))
+            enter(c, d, Phase::RollingBack, Some(reason.clone()))
         }
-        Action::BeginAttach { old } => enter_with(c, d, Phase::Attaching, None, |fresh| {
-            fresh.old_instances = old
-        }),
-        Action::Launch { slots } => launch(c, d, &slots).await,
+        Action::BeginAttach { old } => {
+            let old = old.clone();
+            enter_with(c, d, Phase::Attaching, None, |fresh| {
+                fresh.old_instances = old
+            })
+        }
+        Action::Launch { slots } => launch(c, d, slots).await,
         Action::Configure { instances } => {
-            configure(c, d, &instances);
+            configure(c, d, instances);
             Ok(())
         }
         Action::Register { instances } => c
             .cloud
             .load_balancer
-            .register(&lb, &instances)
+            .register(&lb, instances)
             .await
             .map_err(Into::into),
         Action::Deregister { instances } => c
             .cloud
             .load_balancer
-            .deregister(&lb, &instances)
+            .deregister(&lb, instances)
             .await
             .map_err(Into::into),
         Action::Terminate { instances } => c
             .cloud
             .compute
-            .terminate(&instances)
+            .terminate(instances)
             .await
             .map_err(Into::into),
     };
-    result.map(|()| Step::Continue)
+    result?;
+    match action {
+        Action::Advance(_) | Action::RollBack { .. } | Action::BeginAttach { .. } => {
+            faults::point(d.phase, "entered").await
+        }
+        Action::Configure { .. } => faults::point(phase, "configured").await,
+        Action::Register { .. } => faults::point(phase, "registered").await,
+        Action::Deregister { .. } => faults::point(phase, "deregistered").await,
+        Action::Terminate { .. } => faults::point(phase, "terminated").await,
+        _ => {}
+    }
+    Ok(Step::Continue)
 }
 
 /// Moves the deployment to `phase`, on its freshest stored state.
@@ -200,7 +217,13 @@ fn enter_with(
     Ok(())
 }
 
-async fn observe(c: &Coordinator, d: &Deployment) -> Result<Observed, StepError> {
+async fn observe(c: &Coordinator, d: &mut Deployment) -> Result<Observed, StepError> {
+    // Only a launch can make an instance the store does not know yet (the process
+    // died between the cloud's answer and the write); adopt it before deciding, so
+    // it is neither launched twice nor left behind by a rollback.
+    if matches!(d.phase, Phase::Launching | Phase::RollingBack) {
+        adopt_unrecorded(c, d).await?;
+    }
     let new = d.new_instance_ids();
     let mut ids: Vec<String> = new.iter().chain(&d.old_instances).cloned().collect();
     ids.dedup();
@@ -235,6 +258,40 @@ async fn observe(c: &Coordinator, d: &Deployment) -> Result<Observed, StepError>
     })
 }
 
+/// Records instances that carry this deployment's tag but are not in its stored
+/// list. One that duplicates a recorded slot never served: it is terminated.
+async fn adopt_unrecorded(c: &Coordinator, d: &mut Deployment) -> Result<(), StepError> {
+    let tags = BTreeMap::from([(DEPLOYMENT_TAG.to_string(), d.id.clone())]);
+    let found = c.cloud.compute.find_instances(&tags).await?;
+    for instance in found {
+        if d.launched.iter().any(|i| i.id == instance.id) {
+            continue;
+        }
+        let slot = instance
+            .tags
+            .get(SLOT_TAG)
+            .and_then(|s| s.parse::<u32>().ok());
+        match slot {
+            Some(slot) if slot < d.desired && !d.launched.iter().any(|i| i.slot == slot) => {
+                warn!(instance = %instance.id, slot, "adopting an instance launched before a restart");
+                record_launched(c, d, slot, &instance)?;
+            }
+            _ => {
+                warn!(instance = %instance.id, ?slot, "terminating an unrecorded duplicate instance");
+                c.cloud
+                    .compute
+                    .terminate(std::slice::from_ref(&instance.id))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tags every launched instance carries, beside Name and project/env.
+const DEPLOYMENT_TAG: &str = "slipway:deployment";
+const SLOT_TAG: &str = "slipway:slot";
+
 async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<(), StepError> {
     let lb = load_balancer_name(&d.project, &d.environment);
     if d.launched.is_empty() && c.cloud.load_balancer.describe(&lb).await?.is_none() {
@@ -265,7 +322,8 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
             ),
             ("slipway:project".to_string(), d.project.clone()),
             ("slipway:env".to_string(), d.environment.clone()),
-            ("slipway:deployment".to_string(), d.id.clone()),
+            (DEPLOYMENT_TAG.to_string(), d.id.clone()),
+            (SLOT_TAG.to_string(), slot.to_string()),
             (
                 "slipway:release".to_string(),
                 format!("{}@{}", d.project, d.version),
@@ -290,28 +348,42 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
                 },
             })
             .await?;
-        c.tokens.bind(&d.id, slot, &instance.id)?;
-        c.db.put_agent(&AgentRecord {
-            instance_id: instance.id.clone(),
-            project: d.project.clone(),
-            environment: d.environment.clone(),
-            deployment_id: d.id.clone(),
-            image_id: instance.image_id.clone(),
-            private_ip: instance.private_ip.clone(),
-            launched_at: now_ms() as Millis,
-        })?;
+        faults::point(d.phase, "launched").await;
+        record_launched(c, d, slot, &instance)?;
         info!(instance = %instance.id, slot, ip = %instance.private_ip, "launched");
-        let launched = LaunchedInstance {
-            slot,
-            id: instance.id,
-        };
-        let stored = c.update_deployment(&d.id, |fresh| {
-            fresh.launched.retain(|i| i.slot != slot);
-            fresh.launched.push(launched);
-            Ok::<_, StepError>(())
-        })?;
-        *d = stored.ok_or(StepError::Vanished)?.0;
     }
+    Ok(())
+}
+
+/// Stores that `instance` fills `slot`: its join token may now be redeemed, and
+/// the deployment owns it (a rollback terminates it).
+fn record_launched(
+    c: &Coordinator,
+    d: &mut Deployment,
+    slot: u32,
+    instance: &Instance,
+) -> Result<(), StepError> {
+    c.tokens.bind(&d.id, slot, &instance.id)?;
+    c.db.put_agent(&AgentRecord {
+        instance_id: instance.id.clone(),
+        project: d.project.clone(),
+        environment: d.environment.clone(),
+        deployment_id: d.id.clone(),
+        image_id: instance.image_id.clone(),
+        private_ip: instance.private_ip.clone(),
+        launched_at: now_ms() as Millis,
+    })?;
+    let launched = LaunchedInstance {
+        slot,
+        id: instance.id.clone(),
+    };
+    let stored = c.update_deployment(&d.id, |fresh| {
+        if !fresh.launched.iter().any(|i| i.slot == slot) {
+            fresh.launched.push(launched);
+        }
+        Ok::<_, StepError>(())
+    })?;
+    *d = stored.ok_or(StepError::Vanished)?.0;
     Ok(())
 }
 

@@ -157,6 +157,21 @@ impl Compute for AwsCloud {
             .await
     }
 
+    async fn find_instances(
+        &self,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Instance>, CloudError> {
+        let mut filters: Vec<Filter> = tags
+            .iter()
+            .map(|(key, value)| filter(&format!("tag:{key}"), &[value]))
+            .collect();
+        filters.push(filter(
+            "instance-state-name",
+            &["pending", "running", "stopping", "stopped"],
+        ));
+        self.instances_matching(filters).await
+    }
+
     async fn terminate(&self, ids: &[String]) -> Result<(), CloudError> {
         // One unknown id fails the whole call: terminate only what still exists.
         let alive: Vec<String> = self

@@ -10,7 +10,8 @@ use tokio::net::UnixStream;
 
 use super::SOCKET;
 use super::protocol::{
-    ErrorKind, InstanceInfo, InstanceStatus, MAX_LINE, MemberInfo, RecordInfo, Request, Response,
+    ErrorKind, InstanceInfo, InstanceStatus, MAX_LINE, MemberInfo, RecordInfo, Registration,
+    Request, Response,
 };
 use crate::cloud::{
     CloudError, Compute, Dns, Instance, LaunchRequest, LoadBalancer, LoadBalancerSpec,
@@ -91,6 +92,26 @@ impl LocalCloud {
         }
     }
 
+    /// Every instance carrying `tags`, terminated ones too (they stay listed).
+    pub async fn all_instances(
+        &self,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<Instance>, CloudError> {
+        let request = Request::FindInstances { tags: tags.clone() };
+        match self.call(&request).await? {
+            Response::Instances { instances } => Ok(instances.into_iter().map(instance).collect()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every load balancer registration so far, with its health at the time.
+    pub async fn registrations(&self) -> Result<Vec<Registration>, CloudError> {
+        match self.call(&Request::Registrations).await? {
+            Response::Registrations { registrations } => Ok(registrations),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn shutdown(&self) -> Result<(), CloudError> {
         self.call(&Request::Shutdown).await.map(|_| ())
     }
@@ -162,6 +183,18 @@ impl Compute for LocalCloud {
         self.call(&Request::Terminate { ids: ids.to_vec() })
             .await
             .map(|_| ())
+    }
+
+    async fn find_instances(
+        &self,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<Instance>, CloudError> {
+        Ok(self
+            .all_instances(tags)
+            .await?
+            .into_iter()
+            .filter(|i| i.state != InstanceState::Gone)
+            .collect())
     }
 }
 

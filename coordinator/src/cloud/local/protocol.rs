@@ -32,6 +32,10 @@ pub enum Request {
     Describe {
         ids: Vec<String>,
     },
+    /// Every instance (running or terminated) carrying all of `tags`.
+    FindInstances {
+        tags: BTreeMap<String, String>,
+    },
     Terminate {
         ids: Vec<String>,
     },
@@ -65,6 +69,9 @@ pub enum Request {
     DescribeRecord {
         record: String,
     },
+    /// Every registration so far, with whether the instance passed the load
+    /// balancer's health check at that moment: what the fault harness audits.
+    Registrations,
     /// Terminates every instance and exits.
     Shutdown,
 }
@@ -95,6 +102,16 @@ pub struct LoadBalancerInfo {
 pub struct RecordInfo {
     pub endpoint: String,
     pub load_balancer: String,
+}
+
+/// One registration of an instance with a load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub at_ms: i64,
+    pub load_balancer: String,
+    pub instance: String,
+    /// Its health check, probed just before it was added: None if it passed.
+    pub unhealthy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +149,9 @@ pub enum Response {
     },
     Members {
         members: BTreeMap<String, MemberInfo>,
+    },
+    Registrations {
+        registrations: Vec<Registration>,
     },
     Error {
         kind: ErrorKind,

@@ -118,6 +118,40 @@ impl Balancer {
         *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings;
     }
 
+    /// The health check of the settings (`HTTP:PORT/PATH` or `TCP:PORT`), once, against `ip`.
+    pub async fn probe(&self, ip: &str) -> Result<(), String> {
+        let settings = self.settings();
+        let timeout = Duration::from_secs(u64::from(settings.health_timeout_secs.max(1)));
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an address"))?;
+        let target = settings.health_target.as_str();
+        let (port, path) = match target.split_once(':') {
+            Some(("HTTP", rest)) => match rest.split_once('/') {
+                Some((port, path)) => (port, Some(format!("/{path}"))),
+                None => (rest, Some("/".to_string())),
+            },
+            Some(("TCP", port)) => (port, None),
+            _ => {
+                return Err(format!(
+                    "health target {target:?} is not HTTP:PORT/PATH or TCP:PORT"
+                ));
+            }
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("health target {target:?} has no port"))?;
+        let addr = SocketAddr::new(ip, port);
+        match path {
+            Some(path) => slipway_proto::http_probe::probe(addr, &path, timeout).await,
+            None => match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("TCP {addr}: {e}")),
+                Err(_) => Err(format!("TCP {addr}: no answer in time")),
+            },
+        }
+    }
+
     pub fn register(&self, id: &str, ip: &str) -> Result<(), String> {
         let ip: std::net::IpAddr = ip
             .parse()

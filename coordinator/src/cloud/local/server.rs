@@ -21,8 +21,8 @@ use tracing::{info, warn};
 use super::SOCKET;
 use super::image;
 use super::protocol::{
-    ErrorKind, InstanceInfo, InstanceStatus, LoadBalancerInfo, MAX_LINE, RecordInfo, Request,
-    Response,
+    ErrorKind, InstanceInfo, InstanceStatus, LoadBalancerInfo, MAX_LINE, RecordInfo, Registration,
+    Request, Response,
 };
 use super::proxy::{Balancer, PublicListener};
 
@@ -42,6 +42,7 @@ struct State {
     client_tokens: HashMap<String, String>,
     balancers: HashMap<String, Arc<Balancer>>,
     records: HashMap<String, (Arc<PublicListener>, String)>,
+    registrations: Vec<Registration>,
 }
 
 pub struct CloudServer {
@@ -146,6 +147,16 @@ impl CloudServer {
                     .collect();
                 Response::Instances { instances }
             }
+            Request::FindInstances { tags } => {
+                let state = self.state.lock().await;
+                let instances = state
+                    .instances
+                    .values()
+                    .filter(|e| tags.iter().all(|(k, v)| e.info.tags.get(k) == Some(v)))
+                    .map(|e| e.info.clone())
+                    .collect();
+                Response::Instances { instances }
+            }
             Request::Terminate { ids } => {
                 for id in ids {
                     self.terminate(&id).await;
@@ -184,23 +195,10 @@ impl CloudServer {
                 });
                 Response::LoadBalancer { found }
             }
-            Request::Register { name, ids } => {
-                let state = self.state.lock().await;
-                let Some(lb) = state.balancers.get(&name) else {
-                    return no_balancer(&name);
-                };
-                for id in &ids {
-                    match state.instances.get(id) {
-                        Some(e) if e.info.status == InstanceStatus::Running => {
-                            if let Err(message) = lb.register(id, &e.info.private_ip) {
-                                return invalid(message);
-                            }
-                        }
-                        _ => return not_found(format!("instance {id} is not running")),
-                    }
-                }
-                Response::Ok
-            }
+            Request::Register { name, ids } => self.register(name, ids).await,
+            Request::Registrations => Response::Registrations {
+                registrations: self.state.lock().await.registrations.clone(),
+            },
             Request::Deregister { name, ids } => {
                 let state = self.state.lock().await;
                 let Some(lb) = state.balancers.get(&name) else {
@@ -312,6 +310,44 @@ impl CloudServer {
             },
         );
         Response::Instance { instance: info }
+    }
+
+    /// Adds instances to a load balancer. Each is probed with the balancer's health
+    /// check first and the result logged: Slipway must only register ready
+    /// instances, and the log is how tests prove it did.
+    async fn register(&self, name: String, ids: Vec<String>) -> Response {
+        let (lb, addresses) = {
+            let state = self.state.lock().await;
+            let Some(lb) = state.balancers.get(&name).cloned() else {
+                return no_balancer(&name);
+            };
+            let mut addresses = Vec::new();
+            for id in &ids {
+                match state.instances.get(id) {
+                    Some(e) if e.info.status == InstanceStatus::Running => {
+                        addresses.push((id.clone(), e.info.private_ip.clone()));
+                    }
+                    _ => return not_found(format!("instance {id} is not running")),
+                }
+            }
+            (lb, addresses)
+        };
+        for (id, ip) in addresses {
+            let unhealthy = lb.probe(&ip).await.err();
+            if let Err(message) = lb.register(&id, &ip) {
+                return invalid(message);
+            }
+            if let Some(why) = &unhealthy {
+                warn!(balancer = %name, instance = %id, %why, "registered an instance that fails its health check");
+            }
+            self.state.lock().await.registrations.push(Registration {
+                at_ms: crate::clock::now_ms(),
+                load_balancer: name.clone(),
+                instance: id,
+                unhealthy,
+            });
+        }
+        Response::Ok
     }
 
     async fn terminate(&self, id: &str) {

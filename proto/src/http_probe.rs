@@ -1,4 +1,5 @@
-//! The project's HTTP health check, run by the agent against its own instance.
+//! The project's HTTP health check: run by the agent against its own instance,
+//! and by the local cloud's load balancer when an instance is registered.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +12,7 @@ pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<()
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: slipway-agent\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: slipway\r\nConnection: close\r\n\r\n"
         );
         stream
             .write_all(request.as_bytes())

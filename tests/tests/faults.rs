@@ -1,0 +1,330 @@
+//! Fault injection: kill -9 of the coordinator at every step of a deploy and at
+//! random moments, then a restart. After every run the deployment ends on its
+//! own, no instance is orphaned or launched twice, the load balancer never took
+//! an instance that failed its health check, nothing acknowledged is lost, and a
+//! continuous HTTP load never sees a failed request.
+//!
+//! CI runs every fault point once and a few random kills. The stress mode runs
+//! more random kills: `SLIPWAY_FAULT_RUNS=200 cargo nextest run -p slipway-tests
+//! --test faults` (figures in docs/faults.md). `SLIPWAY_FAULT_SEED` replays the
+//! random moments of an earlier run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use slipway_coordinator::deploy::machine::{InstanceState, MemberState};
+use slipway_coordinator::dev::SAMPLE_FLEET;
+use slipway_coordinator::faults::PAUSE_AT;
+use slipway_tests::Coordinator;
+use slipway_tests::cloud::CloudView;
+use slipway_tests::load::Load;
+
+/// Where a healthy release can be killed: after each phase is stored, and after
+/// each effect on the cloud or an agent, before the next decision is stored.
+const HEALTHY_POINTS: &[&str] = &[
+    "launching/entered",
+    "launching/launched",
+    "booting/entered",
+    "configuring/entered",
+    "configuring/configured",
+    "ready/entered",
+    "attaching/entered",
+    "attaching/registered",
+    "draining/entered",
+    "draining/deregistered",
+    "retiring/entered",
+    "retiring/terminated",
+    "succeeded/entered",
+];
+
+/// Where a release that never gets healthy can be killed on its way back.
+const ROLLBACK_POINTS: &[&str] = &[
+    "launching/launched",
+    "ready/entered",
+    "rolling_back/entered",
+    "rolling_back/terminated",
+    "rolled_back/entered",
+];
+
+const INSTANCES: usize = 2;
+const LOAD_BALANCER: &str = "slipway-hello-staging";
+/// Random kills in CI; `SLIPWAY_FAULT_RUNS` asks for more.
+const CI_RANDOM_RUNS: usize = 4;
+
+/// The sample fleet with two staging instances and a short ready deadline, so
+/// the broken release rolls back in seconds.
+fn fleet() -> String {
+    let fleet = SAMPLE_FLEET
+        .replace(
+            "[environments.staging]\ninstances = 1",
+            "[environments.staging]\ninstances = 2",
+        )
+        .replace("ready = \"10s\"", "ready = \"3s\"");
+    assert!(fleet.contains("instances = 2") && fleet.contains("ready = \"3s\""));
+    fleet
+}
+
+enum Kill {
+    /// When the coordinator reports it reached this fault point.
+    At(&'static str),
+    /// This long after the deployment was acknowledged.
+    After(Duration),
+}
+
+struct Harness {
+    dev: Coordinator,
+    cloud: CloudView,
+    releases: Value,
+    /// Every deployment the CLI got an id for.
+    acknowledged: Vec<String>,
+    /// The deployment whose instances serve staging.
+    serving: String,
+    healthy_runs: usize,
+    runs: usize,
+    violations: Vec<String>,
+}
+
+impl Harness {
+    fn start() -> Harness {
+        let dev = Coordinator::start_dev_with_fleet(&fleet());
+        let cloud = CloudView::new(dev.data_dir());
+        let first = dev.enqueue("v1", "staging");
+        let done = dev.wait_finished(&first, Duration::from_secs(60));
+        assert_eq!(done["phase"], "succeeded", "{done}");
+        let releases = dev.ok(&["release", "list", "--output", "json"]).json();
+        Harness {
+            dev,
+            cloud,
+            releases,
+            acknowledged: vec![first.clone()],
+            serving: first,
+            healthy_runs: 0,
+            runs: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    /// One deploy of `version`, killed once as `kill` says, then left to finish.
+    fn run(&mut self, version: &str, kill: Kill) {
+        self.runs += 1;
+        let label = match &kill {
+            Kill::At(point) => format!("run {} ({version}, kill at {point})", self.runs),
+            Kill::After(delay) => format!("run {} ({version}, kill after {delay:?})", self.runs),
+        };
+        let id = match kill {
+            Kill::At(point) => {
+                self.dev.set_env(PAUSE_AT, Some(point));
+                self.dev.crash_and_restart();
+                let from = self.dev.log_len();
+                let id = self.dev.enqueue(version, "staging");
+                self.dev.wait_for_log(
+                    from,
+                    &format!("fault point reached: {point};"),
+                    Duration::from_secs(60),
+                );
+                self.dev.set_env(PAUSE_AT, None);
+                id
+            }
+            Kill::After(delay) => {
+                let id = self.dev.enqueue(version, "staging");
+                std::thread::sleep(delay);
+                id
+            }
+        };
+        self.acknowledged.push(id.clone());
+        self.dev.crash_and_restart();
+        let done = self.dev.wait_finished(&id, Duration::from_secs(120));
+        let expected = if version == "broken" {
+            "rolled_back"
+        } else {
+            "succeeded"
+        };
+        if done["phase"] != expected {
+            self.violations.push(format!(
+                "{label}: ended {} instead of {expected}: {done}",
+                done["phase"]
+            ));
+        }
+        if done["phase"] == "succeeded" {
+            self.serving = id;
+        }
+        self.audit(&label);
+    }
+
+    /// The next healthy version: always a change from what serves.
+    fn next_healthy(&mut self) -> &'static str {
+        self.healthy_runs += 1;
+        if self.healthy_runs % 2 == 1 {
+            "v2"
+        } else {
+            "v1"
+        }
+    }
+
+    fn audit(&mut self, label: &str) {
+        let all = self.cloud.instances("hello", "staging");
+        let mut launched_by: BTreeMap<String, usize> = BTreeMap::new();
+        for instance in &all {
+            *launched_by
+                .entry(instance.tags["slipway:deployment"].clone())
+                .or_default() += 1;
+        }
+        for (deployment, count) in &launched_by {
+            if *count > INSTANCES {
+                self.violations.push(format!(
+                    "{label}: deployment {deployment} launched {count} instances for {INSTANCES} slots"
+                ));
+            }
+        }
+        let live: Vec<_> = all
+            .iter()
+            .filter(|i| i.state != InstanceState::Gone)
+            .collect();
+        let live_ids: BTreeSet<String> = live.iter().map(|i| i.id.clone()).collect();
+        let slots: BTreeSet<&str> = live
+            .iter()
+            .filter(|i| i.tags["slipway:deployment"] == self.serving)
+            .map(|i| i.tags["slipway:slot"].as_str())
+            .collect();
+        if live.len() != INSTANCES || slots.len() != INSTANCES {
+            let described: Vec<String> = live
+                .iter()
+                .map(|i| format!("{} of {}", i.id, i.tags["slipway:deployment"]))
+                .collect();
+            self.violations.push(format!(
+                "{label}: live instances are {described:?}, expected {INSTANCES} of {}",
+                self.serving
+            ));
+        }
+        let members = self.cloud.members(LOAD_BALANCER);
+        let in_service: BTreeSet<String> = members
+            .iter()
+            .filter(|(_, m)| **m == MemberState::InService)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if in_service != live_ids || members.len() != in_service.len() {
+            self.violations.push(format!(
+                "{label}: the load balancer holds {members:?}, the live instances are {live_ids:?}"
+            ));
+        }
+        for registration in self.cloud.registrations() {
+            if let Some(why) = &registration.unhealthy {
+                let violation = format!(
+                    "the load balancer took {} while its health check failed: {why}",
+                    registration.instance
+                );
+                if !self.violations.iter().any(|v| v.ends_with(&violation)) {
+                    self.violations.push(format!("{label}: {violation}"));
+                }
+            }
+        }
+        let history = self
+            .dev
+            .ok(&["deployments", "--limit", "1000", "--output", "json"])
+            .json();
+        let stored: BTreeMap<&str, &Value> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["id"].as_str().unwrap(), d))
+            .collect();
+        for id in &self.acknowledged {
+            match stored.get(id.as_str()) {
+                None => self
+                    .violations
+                    .push(format!("{label}: acknowledged deployment {id} is gone")),
+                Some(d) if d["finished"] != true => self
+                    .violations
+                    .push(format!("{label}: deployment {id} is still {}", d["phase"])),
+                Some(_) => {}
+            }
+        }
+        let releases = self.dev.ok(&["release", "list", "--output", "json"]).json();
+        if releases != self.releases {
+            self.violations
+                .push(format!("{label}: releases changed to {releases}"));
+        }
+    }
+}
+
+/// A small xorshift: the moments to kill at, reproducible from the seed.
+struct Moments(u64);
+
+impl Moments {
+    fn next_ms(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+#[test]
+fn kill_9_at_every_step_and_at_random_moments_loses_nothing() {
+    let started = Instant::now();
+    let mut harness = Harness::start();
+    let load = Load::start(&harness.dev.endpoint("staging"));
+    load.wait_for_requests(20);
+
+    for point in HEALTHY_POINTS {
+        let version = harness.next_healthy();
+        harness.run(version, Kill::At(point));
+    }
+    for point in ROLLBACK_POINTS {
+        harness.run("broken", Kill::At(point));
+    }
+    let random_runs = std::env::var("SLIPWAY_FAULT_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CI_RANDOM_RUNS);
+    let seed = std::env::var("SLIPWAY_FAULT_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64 | 1)
+        });
+    println!("random kill moments from SLIPWAY_FAULT_SEED={seed}");
+    let mut moments = Moments(seed);
+    for run in 0..random_runs {
+        let version = if run % 5 == 4 {
+            "broken"
+        } else {
+            harness.next_healthy()
+        };
+        // A healthy deploy of two instances takes about 1.5 s here; a broken one 3 s.
+        let delay = Duration::from_millis(moments.next_ms(3_500));
+        harness.run(version, Kill::After(delay));
+    }
+
+    let report = load.finish();
+    let points = HEALTHY_POINTS.len() + ROLLBACK_POINTS.len();
+    println!(
+        "fault harness: {} runs ({points} fault points, {random_runs} random kills), {} violations, {} requests with {} failures, {:.0} s",
+        harness.runs,
+        harness.violations.len(),
+        report.requests,
+        report.failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        harness.violations.is_empty(),
+        "{} violations:\n{}",
+        harness.violations.len(),
+        harness.violations.join("\n")
+    );
+    report.assert_no_failures();
+    let last = harness.dev.deployment(&harness.serving);
+    assert!(
+        report
+            .last_body()
+            .contains(last["version"].as_str().unwrap()),
+        "traffic ends on {}: {}",
+        last["version"],
+        report.last_body()
+    );
+}
