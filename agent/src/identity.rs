@@ -191,9 +191,14 @@ pub async fn credentials(
     let response = loop {
         match client.bootstrap(request.clone()).await {
             Ok(response) => break response.into_inner(),
-            // Not yet bound to this instance, or the coordinator is briefly away.
+            // Not yet bound to this instance, or the coordinator is briefly away
+            // (a crash mid-answer shows as a transport error). A retry sends the
+            // same key, which the coordinator recognises if it already said yes.
             Err(status)
-                if status.code() == Code::Unavailable && started.elapsed() < BOOTSTRAP_PATIENCE =>
+                if matches!(
+                    status.code(),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                ) && started.elapsed() < BOOTSTRAP_PATIENCE =>
             {
                 warn!(error = %status.message(), "bootstrap not possible yet; retrying");
                 tokio::time::sleep(Duration::from_millis(300)).await;

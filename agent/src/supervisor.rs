@@ -1,13 +1,18 @@
 //! Runs the services of the instance's configuration, as systemd would: starts
-//! them with the environment's variables, restarts one that exits (with backoff),
+//! them with the environment's variables, restarts one that exits as the
+//! project's restart policy says (with backoff, up to its limit),
 //! runs the health check, and publishes a report the session sends upstream.
 //! Services outlive the coordinator connection: a reconnect never restarts them.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use slipway_proto::v1::{Configure, HealthCheck, ServiceSpec, ServiceState, ServiceStatus};
+use slipway_proto::v1::restart_policy::When;
+use slipway_proto::v1::{
+    Configure, HealthCheck, RestartPolicy, ServiceSpec, ServiceState, ServiceStatus,
+};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -110,9 +115,11 @@ impl Supervisor {
             services = configure.services.len(),
             "starting services"
         );
+        let policy = configure.restart.unwrap_or_default();
         for (index, spec) in configure.services.iter().enumerate() {
             tokio::spawn(supervise(
                 spec.clone(),
+                policy,
                 env.clone(),
                 self.root.clone(),
                 index,
@@ -163,6 +170,7 @@ fn set(
 
 async fn supervise(
     spec: ServiceSpec,
+    policy: RestartPolicy,
     env: Vec<(String, String)>,
     root: PathBuf,
     index: usize,
@@ -175,6 +183,9 @@ async fn supervise(
         root.join(&spec.command)
     };
     let mut restarts = 0u32;
+    // When recent restarts happened, for the policy's limit per window.
+    let mut recent: VecDeque<Instant> = VecDeque::new();
+    let window = Duration::from_millis(u64::from(policy.window_ms.max(1)));
     loop {
         let spawned = tokio::process::Command::new(&program)
             .args(&spec.args)
@@ -182,8 +193,8 @@ async fn supervise(
             .current_dir(&root)
             .kill_on_drop(true)
             .spawn();
-        let detail = match spawned {
-            Err(e) => format!("cannot start {}: {e}", program.display()),
+        let (detail, failed) = match spawned {
+            Err(e) => (format!("cannot start {}: {e}", program.display()), true),
             Ok(mut child) => {
                 set(
                     &report,
@@ -194,8 +205,8 @@ async fn supervise(
                 );
                 tokio::select! {
                     status = child.wait() => match status {
-                        Ok(status) => status.to_string(),
-                        Err(e) => e.to_string(),
+                        Ok(status) => (status.to_string(), !status.success()),
+                        Err(e) => (e.to_string(), true),
                     },
                     _ = stop.changed() => {
                         let _ = child.kill().await;
@@ -205,6 +216,30 @@ async fn supervise(
                 }
             }
         };
+        let restart = match policy.when() {
+            When::Never => false,
+            When::OnFailure => failed,
+            When::Always | When::Unspecified => true,
+        };
+        if !restart {
+            warn!(service = %spec.name, %detail, "service exited; its restart policy does not restart it");
+            let detail = format!("{detail}; not restarted (restart policy)");
+            set(&report, index, ServiceStatus::Exited, detail, restarts);
+            return;
+        }
+        let now = Instant::now();
+        recent.retain(|at| now.duration_since(*at) < window);
+        if recent.len() >= policy.limit.max(1) as usize {
+            warn!(service = %spec.name, %detail, restarts, "service keeps exiting; giving up per its restart policy");
+            let detail = format!(
+                "{detail}; gave up after {} restarts within {}s",
+                recent.len(),
+                window.as_secs_f64()
+            );
+            set(&report, index, ServiceStatus::Failed, detail, restarts);
+            return;
+        }
+        recent.push_back(now);
         restarts += 1;
         warn!(service = %spec.name, %detail, restarts, "service exited; restarting");
         set(&report, index, ServiceStatus::Exited, detail, restarts);

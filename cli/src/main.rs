@@ -411,6 +411,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     "AGENT",
                     "READY",
                     "IN SERVICE",
+                    "SERVICES",
                 ]);
                 for e in p.environments {
                     let version = if e.active_version.is_empty() {
@@ -424,6 +425,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                             version.clone(),
                             e.endpoint.clone(),
                             "-".into(),
+                            "".into(),
                             "".into(),
                             "".into(),
                             "".into(),
@@ -447,6 +449,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                             inst.agent.clone(),
                             yes(inst.ready),
                             yes(inst.in_service),
+                            inst.services.clone(),
                         ]);
                     }
                 }

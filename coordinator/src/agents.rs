@@ -8,12 +8,30 @@ use serde::{Deserialize, Serialize};
 use slipway_proto::v1::{CoordinatorMessage, ServiceReport, ServiceStatus};
 use tokio::sync::{Notify, mpsc};
 use tonic::Status;
+use tracing::warn;
 
 use crate::clock::{Millis, now_ms};
 use crate::deploy::machine::AgentView;
 
 /// A service restarted this often without staying up fails the deployment.
 const RESTARTS_BEFORE_FAILING: u32 = 3;
+
+/// One service as operators read it: `web: running`, `web: running (2 restarts)`.
+fn describe_service(s: &slipway_proto::v1::ServiceState) -> String {
+    let status = match s.status() {
+        ServiceStatus::Running => "running",
+        ServiceStatus::Starting => "starting",
+        ServiceStatus::Exited => "exited",
+        ServiceStatus::Stopped => "stopped",
+        ServiceStatus::Failed => "failed",
+        ServiceStatus::Unspecified => "unknown",
+    };
+    match s.restarts {
+        0 => format!("{}: {status}", s.name),
+        1 => format!("{}: {status} (1 restart)", s.name),
+        n => format!("{}: {status} ({n} restarts)", s.name),
+    }
+}
 
 /// What the store keeps about an instance Slipway launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +137,26 @@ impl AgentHub {
 
     pub fn services(&self, instance_id: &str, stream: u64, report: &ServiceReport) {
         self.update(instance_id, stream, |view| {
+            for service in &report.services {
+                let before = view.restarts.get(&service.name).copied().unwrap_or(0);
+                if service.restarts > before || service.status() == ServiceStatus::Failed {
+                    warn!(
+                        instance = %instance_id,
+                        service = %service.name,
+                        restarts = service.restarts,
+                        status = service.status().as_str_name(),
+                        detail = %service.detail,
+                        "service exited on its instance"
+                    );
+                }
+                view.restarts.insert(service.name.clone(), service.restarts);
+            }
+            view.services = report
+                .services
+                .iter()
+                .map(describe_service)
+                .collect::<Vec<_>>()
+                .join(", ");
             view.config_applied = report.config_version;
             view.services_running = !report.services.is_empty()
                 && report
@@ -129,7 +167,9 @@ impl AgentHub {
                 .services
                 .iter()
                 .find(|s| {
-                    s.restarts >= RESTARTS_BEFORE_FAILING && s.status() != ServiceStatus::Running
+                    s.status() == ServiceStatus::Failed
+                        || (s.restarts >= RESTARTS_BEFORE_FAILING
+                            && s.status() != ServiceStatus::Running)
                 })
                 .map(|s| {
                     format!(
@@ -153,6 +193,20 @@ impl AgentHub {
             && let Some(sender) = session.sender.take()
         {
             let _ = sender.try_send(Err(status));
+            session.view.connected = false;
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Ends every agent's stream (the coordinator is stopping); agents reconnect
+    /// with backoff, and their services keep running meanwhile.
+    pub fn close_all(&self) {
+        for session in self.sessions().values_mut() {
+            if let Some(sender) = session.sender.take() {
+                let _ = sender.try_send(Err(Status::unavailable(
+                    "the coordinator is stopping: reconnect shortly",
+                )));
+            }
             session.view.connected = false;
         }
         self.changed.notify_waiters();

@@ -144,6 +144,13 @@ pub struct Project {
     pub variables: BTreeMap<String, String>,
     #[serde(default)]
     pub deadlines: Deadlines,
+    /// When the agent restarts a service that exits.
+    #[serde(default)]
+    pub restart: Restart,
+    /// Replace a serving instance whose agent is lost (silent past
+    /// `agent_lost_after`) with a fresh one of the same release.
+    #[serde(default)]
+    pub replace_lost_instances: bool,
     /// The public DNS record that promotion moves between production clusters.
     pub public: Option<PublicRecord>,
 }
@@ -156,6 +163,38 @@ pub struct Service {
     pub command: String,
     #[serde(default)]
     pub args: Vec<String>,
+}
+
+/// When the agent restarts a service that exited (systemd's `Restart=`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartWhen {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// A project's restart policy: `[projects.NAME.restart]`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Restart {
+    pub when: RestartWhen,
+    /// More restarts than this within `window` and the agent gives up on the
+    /// service, reporting it failed (systemd's `StartLimitBurst=`).
+    pub limit: u32,
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Restart {
+            when: RestartWhen::Always,
+            limit: 5,
+            window: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The HTTP check the agent runs on its own instance: readiness comes from here,
@@ -212,6 +251,10 @@ pub struct Deadlines {
     /// The longest old instances get to finish open connections.
     #[serde(deserialize_with = "duration")]
     pub drain: Duration,
+    /// Cleanup (draining, retiring, rolling back) that the cloud keeps refusing
+    /// this long ends anyway: the deployment finishes and names what is left.
+    #[serde(deserialize_with = "duration")]
+    pub cleanup: Duration,
 }
 
 impl Default for Deadlines {
@@ -223,6 +266,7 @@ impl Default for Deadlines {
             ready: Duration::from_secs(120),
             attach: Duration::from_secs(120),
             drain: Duration::from_secs(30),
+            cleanup: Duration::from_secs(600),
         }
     }
 }
@@ -395,6 +439,7 @@ impl Fleet {
                 ("ready", d.ready),
                 ("attach", d.attach),
                 ("drain", d.drain),
+                ("cleanup", d.cleanup),
             ] {
                 if value.is_zero() {
                     return fail(
@@ -402,6 +447,18 @@ impl Fleet {
                         "must be more than zero".into(),
                     );
                 }
+            }
+            if project.restart.limit == 0 {
+                return fail(
+                    format!("{key}.restart.limit"),
+                    "must be at least 1; for no restarts, set when = \"never\"".into(),
+                );
+            }
+            if project.restart.window.is_zero() {
+                return fail(
+                    format!("{key}.restart.window"),
+                    "must be more than zero".into(),
+                );
             }
             if let Some(public) = &project.public {
                 if public.name.trim().is_empty() {
@@ -561,6 +618,34 @@ mod tests {
             message,
             "fleet.toml: projects.hello.health_check.port: 0 is not a port: use 1-65535"
         );
+    }
+
+    #[test]
+    fn a_restart_policy_parses_and_a_zero_limit_is_refused_with_the_fix() {
+        let with = |restart: &str| {
+            FLEET.replace(
+                "services = [",
+                &format!("restart = {{ {restart} }}\n        services = ["),
+            )
+        };
+        let fleet = Fleet::parse(
+            &with("when = \"on-failure\", limit = 2, window = \"10s\""),
+            "fleet.toml",
+        )
+        .expect("valid restart policy");
+        let restart = fleet.projects["hello"].restart;
+        assert_eq!(restart.when, RestartWhen::OnFailure);
+        assert_eq!(
+            (restart.limit, restart.window),
+            (2, Duration::from_secs(10))
+        );
+        let message = error(&with("limit = 0"));
+        assert!(
+            message.contains("projects.hello.restart.limit: must be at least 1; for no restarts, set when = \"never\""),
+            "{message}"
+        );
+        let message = error(&with("when = \"sometimes\""));
+        assert!(message.contains("sometimes"), "{message}");
     }
 
     #[test]

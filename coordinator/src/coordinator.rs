@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::{error, info};
 
 use crate::agents::AgentHub;
@@ -51,6 +51,8 @@ pub struct Coordinator {
     waiting_on: Mutex<HashMap<String, String>>,
     /// Serializes changes to stored deployments (see `update_deployment`).
     deployment_writes: Mutex<()>,
+    /// Set on SIGTERM: executors finish their current step and stop.
+    stopping: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -84,6 +86,7 @@ impl Coordinator {
             running: Mutex::new(HashSet::new()),
             waiting_on: Mutex::new(HashMap::new()),
             deployment_writes: Mutex::new(()),
+            stopping: watch::channel(false).0,
         })
     }
 
@@ -123,6 +126,34 @@ impl Coordinator {
             .cloned()
     }
 
+    /// Resolves once a graceful stop was asked for (at once if it already was).
+    pub async fn stop_requested(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Graceful stop: no executor starts a new step, each finishes the one it is
+    /// in (its outcome stored), then agent streams are closed so agents go on
+    /// reconnecting. Returns how many executors were still busy after `grace`.
+    pub async fn stop(&self, grace: Duration) -> usize {
+        self.stopping.send_replace(true);
+        let busy = || self.running.lock().unwrap_or_else(|e| e.into_inner()).len();
+        info!(
+            deployments = busy(),
+            "stopping: finishing the current step of each deployment"
+        );
+        let deadline = tokio::time::Instant::now() + grace;
+        while busy() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.agents.close_all();
+        busy()
+    }
+
     /// Starts the scheduler: it resumes active deployments (after a restart too)
     /// and starts the head of every idle target's queue.
     pub fn start_scheduler(self: &Arc<Self>) {
@@ -144,6 +175,9 @@ impl Coordinator {
         let mut to_start: Vec<&crate::deploy::Deployment> =
             queue.targets().filter_map(|t| t.active).collect();
         to_start.extend(queue.startable());
+        if self.is_stopping() {
+            return Ok(());
+        }
         for deployment in to_start {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             if !running.insert(deployment.id.clone()) {

@@ -62,6 +62,14 @@ ready = "10s"
 attach = "20s"
 drain = "10s"
 
+# Optional: how services are restarted (the defaults shown), and whether a
+# serving instance whose agent goes silent is replaced.
+# [projects.hello.restart]
+# when = "always"        # or "on-failure", "never"
+# limit = 5              # restarts within window before the service is failed
+# window = "60s"
+# and, under [projects.hello]: replace_lost_instances = true
+
 [projects.hello.public]
 name = "hello.example.com"
 environments = ["prod1", "prod2"]

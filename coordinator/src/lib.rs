@@ -9,7 +9,8 @@
 //!   `audit`
 //!   (the hash-chained log of every mutating action), `secrets` (encrypted
 //!   environment secrets).
-//! - `agents`: agent records and the hub of live agent streams.
+//! - `agents`: agent records and the hub of live agent streams; `lost`: replacing
+//!   serving instances whose agents went silent.
 //! - `cloud`: the `Compute` / `LoadBalancer` / `Dns` traits and the `local` cloud.
 //! - `faults`: named points where the fault-injection harness stops the process.
 //! - `grpc`: the TLS port and the agent and operator services.
@@ -32,6 +33,7 @@ pub mod faults;
 pub mod grpc;
 pub mod infra;
 pub mod logging;
+pub mod lost;
 pub mod operations;
 pub mod pki;
 pub mod promote;

@@ -64,6 +64,7 @@ pub struct InstanceStatus {
     pub agent: &'static str,
     pub ready: bool,
     pub in_service: bool,
+    pub services: String,
 }
 
 #[derive(Debug, Clone)]
@@ -211,13 +212,25 @@ impl Coordinator {
         release: &Release,
         environment: &str,
     ) -> Result<Deployment> {
+        self.enqueue_shaped(requested_by, release, environment, |_| {})
+    }
+
+    /// Enqueues a deployment changed by `shape` before it is stored (a
+    /// replacement of some instances, say): the scheduler never sees it unshaped.
+    pub(crate) fn enqueue_shaped(
+        &self,
+        requested_by: String,
+        release: &Release,
+        environment: &str,
+        shape: impl FnOnce(&mut Deployment),
+    ) -> Result<Deployment> {
         let desired = self
             .fleet
             .instance_count(&release.project, environment)
             .ok_or_else(|| OperationError::NotFound(format!("no environment {environment:?}")))?;
         let seq = self.db.next_seq()?;
         let now = now_ms();
-        let deployment = Deployment {
+        let mut deployment = Deployment {
             id: format!("d-{seq}"),
             seq,
             project: release.project.clone(),
@@ -236,7 +249,9 @@ impl Coordinator {
             launched: vec![],
             old_instances: vec![],
             cancel_requested_by: None,
+            replaces: vec![],
         };
+        shape(&mut deployment);
         self.db.put_deployment(&deployment)?;
         self.queue_changed.notify_one();
         Ok(deployment)
@@ -413,6 +428,10 @@ impl Coordinator {
         } else {
             self.cloud.compute.describe(&ids).await?
         };
+        // An agent that stopped heartbeating is lost even while its stream stays open.
+        let now = crate::clock::now_ms();
+        let lost_after =
+            self.fleet.coordinator.agent_lost_after.as_millis() as crate::clock::Millis;
         let instances = ids
             .iter()
             .map(|id| {
@@ -427,10 +446,14 @@ impl Coordinator {
                         _ => "terminated",
                     },
                     agent: match &view {
-                        Some(v) if v.connected => "connected",
+                        Some(v) if v.connected && now - v.last_seen <= lost_after => "connected",
                         Some(_) => "lost",
                         None => "never",
                     },
+                    services: view
+                        .as_ref()
+                        .map(|v| v.services.clone())
+                        .unwrap_or_default(),
                     ready: view.is_some_and(|v| v.ready),
                     in_service: members.get(id) == Some(&MemberState::InService),
                 }

@@ -268,6 +268,17 @@ impl Ca {
 
     /// Signs an agent's CSR. The subject comes from `identity`, never from the
     /// request, so an agent cannot ask for a name or role it was not given.
+    /// SHA-256 of the key a CSR asks a certificate for: what ties a retried
+    /// bootstrap to the first one.
+    pub fn csr_key_fingerprint(csr_pem: &str) -> Result<String, PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            PkiError::BadCsr(format!("{e}: send a PEM PKCS#10 request signed by its key"))
+        })?;
+        Ok(hex::encode(Sha256::digest(
+            rcgen::PublicKeyData::der_bytes(&csr.public_key),
+        )))
+    }
+
     pub fn sign_csr(
         &self,
         csr_pem: &str,

@@ -95,6 +95,7 @@ mod tests {
             launched: vec![],
             old_instances: vec![],
             cancel_requested_by: None,
+            replaces: vec![],
         }
     }
 

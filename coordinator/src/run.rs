@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cloud::Cloud;
 use crate::config::{Fleet, Provider};
@@ -16,6 +16,9 @@ use crate::coordinator::{Advertised, Coordinator};
 use crate::pki::{Ca, SERVER_NAME};
 use crate::store::{Db, SledStore};
 use crate::{dev, grpc, infra};
+
+/// How long a graceful stop waits for deployments to finish their current step.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How the coordinator was asked to start.
 #[derive(Debug, Clone)]
@@ -112,6 +115,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         advertised.clone(),
     );
     coordinator.start_scheduler();
+    crate::lost::start_watch(&coordinator);
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     println!(
         "slipway coordinator listening on {} (TLS 1.3, client certificates required)",
@@ -128,8 +132,21 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         println!("  {cli} deploy hello v1 --env staging --wait");
         println!("  {cli} status hello");
     }
-    grpc::serve(listener, tls, coordinator, shutdown_signal()).await?;
-    info!("coordinator stopped; instances keep running in the local cloud");
+    let stopping = coordinator.clone();
+    let graceful = async move {
+        shutdown_signal().await;
+        let busy = stopping.stop(STOP_GRACE).await;
+        if busy > 0 {
+            warn!(
+                busy,
+                "stopping with steps still running: a restart repeats them idempotently"
+            );
+        }
+    };
+    grpc::serve(listener, tls, coordinator, graceful).await?;
+    info!(
+        "coordinator stopped: every deployment's state is stored and a restart resumes it; instances keep running"
+    );
     Ok(())
 }
 

@@ -25,6 +25,10 @@ pub struct JoinTokenRecord {
     pub instance_id: Option<String>,
     pub expires_at: Millis,
     pub used_at: Option<Millis>,
+    /// SHA-256 of the key the token was redeemed for: the same agent, retrying
+    /// with the same key because the answer was lost, gets its certificate again.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +76,7 @@ impl JoinTokens {
             instance_id: None,
             expires_at: now_ms() + self.lifetime.as_millis() as Millis,
             used_at: None,
+            key: None,
         })?;
         Ok(token)
     }
@@ -95,16 +100,25 @@ impl JoinTokens {
         Ok(())
     }
 
-    /// Uses a token for `instance_id`; it never works again.
+    /// Uses a token for `instance_id` and the key `key` (its SHA-256); it never
+    /// works again, except for the same instance with the same key: a coordinator
+    /// that died before its answer reached the agent must not strand it.
     pub async fn redeem(
         &self,
         token: &str,
         instance_id: &str,
+        key: &str,
     ) -> Result<JoinTokenRecord, TokenError> {
         let _one_at_a_time = self.redeem_lock.lock().await;
         let mut record = self.db.token(&hash(token))?.ok_or(TokenError::Unknown)?;
         if let Some(at) = record.used_at {
-            return Err(TokenError::Used(at));
+            let same_agent = record.instance_id.as_deref() == Some(instance_id)
+                && record.key.as_deref() == Some(key);
+            return if same_agent && now_ms() <= record.expires_at {
+                Ok(record)
+            } else {
+                Err(TokenError::Used(at))
+            };
         }
         let now = now_ms();
         if now > record.expires_at {
@@ -118,6 +132,7 @@ impl JoinTokens {
             Some(_) => {}
         }
         record.used_at = Some(now);
+        record.key = Some(key.to_string());
         self.db.put_token(&record)?;
         Ok(record)
     }
@@ -142,34 +157,38 @@ mod tests {
         let tokens = tokens(Duration::from_secs(60));
         let token = tokens.issue("d-1", 0).unwrap();
         assert!(matches!(
-            tokens.redeem(&token, "i-1").await,
+            tokens.redeem(&token, "i-1", "key-1").await,
             Err(TokenError::NotYetBound)
         ));
         tokens.bind("d-1", 0, "i-1").unwrap();
         assert!(matches!(
-            tokens.redeem(&token, "i-2").await,
+            tokens.redeem(&token, "i-2", "key-1").await,
             Err(TokenError::WrongInstance(_))
         ));
-        let record = tokens.redeem(&token, "i-1").await.unwrap();
+        let record = tokens.redeem(&token, "i-1", "key-1").await.unwrap();
         assert_eq!(record.deployment_id, "d-1");
+        // Another key (a replay by whoever read the token) is refused...
         assert!(matches!(
-            tokens.redeem(&token, "i-1").await,
+            tokens.redeem(&token, "i-1", "key-2").await,
             Err(TokenError::Used(_))
         ));
+        // ...while the agent itself, retrying after a lost answer, is not stranded.
+        let again = tokens.redeem(&token, "i-1", "key-1").await.unwrap();
+        assert_eq!(again.used_at, record.used_at);
     }
 
     #[tokio::test]
     async fn forged_and_expired_tokens_are_refused() {
         let tokens = tokens(Duration::ZERO);
         assert!(matches!(
-            tokens.redeem("deadbeef", "i-1").await,
+            tokens.redeem("deadbeef", "i-1", "key-1").await,
             Err(TokenError::Unknown)
         ));
         let token = tokens.issue("d-1", 0).unwrap();
         tokens.bind("d-1", 0, "i-1").unwrap();
         std::thread::sleep(Duration::from_millis(2));
         assert!(matches!(
-            tokens.redeem(&token, "i-1").await,
+            tokens.redeem(&token, "i-1", "key-1").await,
             Err(TokenError::Expired)
         ));
     }

@@ -257,6 +257,19 @@ impl Coordinator {
         );
     }
 
+    /// SIGTERM, then waits for the process to exit; its exit status.
+    pub fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a running coordinator");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("send SIGTERM");
+        eventually("the coordinator to exit after SIGTERM", deadline, || {
+            child.try_wait().expect("wait for the coordinator")
+        })
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

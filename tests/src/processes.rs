@@ -66,3 +66,17 @@ pub fn instance_processes(instance: &str) -> Vec<u32> {
 pub fn kill9(pid: u32) {
     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
+
+/// The service processes of an instance (everything but its agent).
+pub fn service_pids(instance: &str) -> Vec<u32> {
+    let agent = agent_pid(instance);
+    instance_processes(instance)
+        .into_iter()
+        .filter(|pid| Some(*pid) != agent)
+        .collect()
+}
+
+/// Freezes a process (SIGSTOP): it holds its sockets but says nothing.
+pub fn freeze(pid: u32) {
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGSTOP);
+}

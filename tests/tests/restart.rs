@@ -51,3 +51,154 @@ fn a_coordinator_crash_loses_nothing_and_traffic_keeps_flowing() {
     report.assert_no_failures();
     assert!(report.last_body().contains("v2"), "{}", report.last_body());
 }
+
+/// How many kills the store test makes; `SLIPWAY_STORE_KILLS` asks for more.
+const STORE_KILLS: usize = 8;
+const CLIENTS: usize = 4;
+
+#[test]
+fn every_acknowledged_enqueue_survives_a_kill_right_after_it() {
+    use std::process::{Command, Stdio};
+
+    let mut dev = Coordinator::start();
+    let kills = std::env::var("SLIPWAY_STORE_KILLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(STORE_KILLS);
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut refused = 0;
+    for _ in 0..kills {
+        // Several clients enqueue at once; the coordinator dies the moment the
+        // first one is acknowledged, with the others mid-request.
+        let mut clients: Vec<std::process::Child> = (0..CLIENTS)
+            .map(|_| {
+                Command::new(slipway_tests::binary("slipway"))
+                    .arg("--profile")
+                    .arg(dev.profile())
+                    .args([
+                        "deploy", "hello", "v1", "--env", "qaprod1", "--output", "json",
+                    ])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("run slipway")
+            })
+            .collect();
+        slipway_tests::eventually("a first acknowledgement", Duration::from_secs(30), || {
+            clients
+                .iter_mut()
+                .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+                .then_some(())
+        });
+        dev.kill();
+        for client in clients {
+            let output = client.wait_with_output().expect("slipway output");
+            if !output.status.success() {
+                refused += 1;
+                continue;
+            }
+            let queued: serde_json::Value =
+                serde_json::from_slice(&output.stdout).expect("deploy answers JSON");
+            acknowledged.push(queued["id"].as_str().expect("id").to_string());
+        }
+        dev.crash_and_restart();
+        let stored = dev
+            .ok(&[
+                "deployments",
+                "--env",
+                "qaprod1",
+                "--limit",
+                "10000",
+                "--output",
+                "json",
+            ])
+            .json();
+        let ids: Vec<&str> = stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|id| !ids.contains(&id.as_str()))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "acknowledged but lost after kill -9: {lost:?}"
+        );
+    }
+    println!(
+        "{kills} kills: {} enqueues acknowledged and all found again; {refused} cut off before their answer",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() >= kills,
+        "each kill followed an acknowledgement"
+    );
+}
+
+#[test]
+fn sigterm_finishes_the_current_step_and_agents_reconnect_after_a_restart() {
+    let mut dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
+    let load = Load::start(&dev.endpoint("prod1"));
+    load.wait_for_requests(20);
+    let id = dev.enqueue("v2", "prod1");
+    slipway_tests::eventually(
+        "the new instances to exist",
+        Duration::from_secs(30),
+        || {
+            let d = dev.deployment(&id);
+            (d["phase"] != "queued" && d["phase"] != "launching").then_some(())
+        },
+    );
+
+    let signalled_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let status = dev.terminate(Duration::from_secs(40));
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
+        dev.log()
+    );
+    let log = dev.log();
+    assert!(
+        log.contains("coordinator stopped: every deployment's state is stored"),
+        "{log}"
+    );
+
+    dev.crash_and_restart();
+    let done = dev.wait_finished(&id, Duration::from_secs(90));
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    // Unless the deploy ended before the signal, its executor stopped on a step
+    // boundary and the restarted coordinator took it from there.
+    assert!(
+        slipway_tests::finished_at(&done) < signalled_at || log.contains("stopped between steps"),
+        "the executor stopped on a step boundary:\n{log}"
+    );
+    // The serving instances' agents are connected to the new process.
+    let cloud = slipway_tests::cloud::CloudView::new(dev.data_dir());
+    let live: Vec<String> = cloud
+        .instances("hello", "prod1")
+        .into_iter()
+        .filter(|i| i.state != slipway_coordinator::deploy::machine::InstanceState::Gone)
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(live.len(), 2, "{live:?}");
+    slipway_tests::eventually("the agents to reconnect", Duration::from_secs(30), || {
+        let agents = dev.ok(&["agents", "--output", "json"]).json();
+        live.iter()
+            .all(|id| {
+                agents
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["instance_id"] == id.as_str() && a["connected"] == true)
+            })
+            .then_some(())
+    });
+    load.finish().assert_no_failures();
+}

@@ -30,18 +30,26 @@ pub async fn run(coordinator: Arc<Coordinator>, id: &str) {
     let span = info_span!("deployment", deployment_id = %id);
     async {
         loop {
+            // A graceful stop lets the step in progress finish (its outcome is
+            // stored) and starts no other; a restart resumes from the store.
+            if coordinator.is_stopping() {
+                info!("stopped between steps");
+                return;
+            }
             let notified = coordinator.agents.changed.notified();
-            match tick(&coordinator, id).await {
+            let pause = match tick(&coordinator, id).await {
                 Ok(Step::Finished) => return,
-                Ok(Step::Continue) => {}
-                Ok(Step::Wait) => {
-                    let _ = tokio::time::timeout(TICK, notified).await;
-                }
+                Ok(Step::Continue) => continue,
+                Ok(Step::Wait) => TICK,
                 Err(e) => {
                     error!(error = %e, "deployment step failed; retrying");
                     coordinator.set_waiting_on(id, Some(format!("retrying after: {e}")));
-                    tokio::time::sleep(RETRY_PAUSE).await;
+                    RETRY_PAUSE
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::timeout(pause, notified) => {}
+                _ = coordinator.stop_requested() => {}
             }
         }
     }
@@ -95,7 +103,39 @@ async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
             enter(c, &mut d, Phase::RollingBack, Some(reason))?;
             Ok(Step::Continue)
         }
+        // Cleanup that the cloud keeps refusing past its deadline ends anyway, so
+        // no deployment stays in progress forever; the reason says what is left.
+        Err(StepError::Cloud(e)) if let Some(end) = cleanup_end(&d, &limits) => {
+            let note = format!(
+                "{} gave up after {}: {e}; check its instances by hand",
+                d.phase,
+                humantime::format_duration(limits.deadlines.cleanup)
+            );
+            let reason = with_note(&d, &note);
+            warn!(%reason, "giving up on cleanup");
+            enter(c, &mut d, end, Some(reason))?;
+            Ok(Step::Finished)
+        }
         Err(e) => Err(e),
+    }
+}
+
+/// The phase a cleanup phase ends in once it is past its deadline.
+fn cleanup_end(d: &Deployment, limits: &Limits) -> Option<Phase> {
+    let end = match d.phase {
+        Phase::Draining | Phase::Retiring => Phase::Succeeded,
+        Phase::RollingBack => Phase::RolledBack,
+        _ => return None,
+    };
+    let overdue = now_ms() - d.entered_at() > limits.deadlines.cleanup.as_millis() as Millis;
+    overdue.then_some(end)
+}
+
+/// The deployment's reason (why it rolled back, say) with `note` added.
+fn with_note(d: &Deployment, note: &str) -> String {
+    match &d.reason {
+        Some(reason) => format!("{reason}; {note}"),
+        None => note.to_string(),
     }
 }
 
@@ -126,8 +166,9 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
             return Ok(Step::Wait);
         }
         Action::Advance(phase) => enter(c, d, *phase, None),
-        Action::Finish(phase) => {
-            enter(c, d, *phase, None)?;
+        Action::Finish { phase, note } => {
+            let reason = note.as_ref().map(|note| with_note(d, note));
+            enter(c, d, *phase, reason)?;
             info!(phase = %phase, reason = d.reason.as_deref().unwrap_or(""), "deployment finished");
             faults::point(*phase, "entered").await;
             return Ok(Step::Finished);

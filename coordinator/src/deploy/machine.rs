@@ -43,6 +43,10 @@ pub struct AgentView {
     pub failing_service: Option<String>,
     pub ready: bool,
     pub ready_detail: String,
+    /// Restarts per service, as last reported.
+    pub restarts: BTreeMap<String, u32>,
+    /// The services in a line, for operators: `web: running (2 restarts)`.
+    pub services: String,
 }
 
 /// Everything the machine needs to know about the world, gathered by the executor.
@@ -107,7 +111,11 @@ pub enum Action {
     RollBack {
         reason: String,
     },
-    Finish(Phase),
+    /// Done; with a note when cleanup was given up on.
+    Finish {
+        phase: Phase,
+        note: Option<String>,
+    },
 }
 
 pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
@@ -169,8 +177,17 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
         }
         Phase::Retiring => {
             let alive = filter(&d.old_instances, |id| is_alive(o, id));
+            if let Some(note) = cleanup_overdue(d, o, limits, &alive, "terminate them") {
+                return Action::Finish {
+                    phase: Phase::Succeeded,
+                    note: Some(note),
+                };
+            }
             if alive.is_empty() {
-                Action::Finish(Phase::Succeeded)
+                Action::Finish {
+                    phase: Phase::Succeeded,
+                    note: None,
+                }
             } else {
                 Action::Terminate { instances: alive }
             }
@@ -182,6 +199,15 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
                     Some(MemberState::InService | MemberState::OutOfService)
                 )
             });
+            let left: Vec<String> = filter(&new, |id| is_alive(o, id) || registered.contains(id));
+            if let Some(note) =
+                cleanup_overdue(d, o, limits, &left, "deregister and terminate them")
+            {
+                return Action::Finish {
+                    phase: Phase::RolledBack,
+                    note: Some(note),
+                };
+            }
             if !registered.is_empty() {
                 return Action::Deregister {
                     instances: registered,
@@ -189,12 +215,34 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
             }
             let alive = filter(&new, |id| is_alive(o, id));
             if alive.is_empty() {
-                Action::Finish(Phase::RolledBack)
+                Action::Finish {
+                    phase: Phase::RolledBack,
+                    note: None,
+                }
             } else {
                 Action::Terminate { instances: alive }
             }
         }
     }
+}
+
+/// Cleanup past its deadline with instances still left: what to tell operators.
+pub fn cleanup_overdue(
+    d: &Deployment,
+    o: &Observed,
+    limits: &Limits,
+    left: &[String],
+    what_to_do: &str,
+) -> Option<String> {
+    let overdue = o.now - d.entered_at() > limits.deadlines.cleanup.as_millis() as Millis;
+    (overdue && !left.is_empty()).then(|| {
+        format!(
+            "{} did not finish within {}: {} left; {what_to_do} by hand",
+            d.phase,
+            humantime::format_duration(limits.deadlines.cleanup),
+            left.join(", ")
+        )
+    })
 }
 
 /// The step within a phase that is still before the point of no return.
@@ -261,6 +309,7 @@ fn progress(d: &Deployment, o: &Observed, new: &[String]) -> Action {
                     .members
                     .keys()
                     .filter(|id| !new.contains(id))
+                    .filter(|id| d.replaces.is_empty() || d.replaces.contains(id))
                     .cloned()
                     .collect();
                 Action::BeginAttach { old }
@@ -367,6 +416,7 @@ mod tests {
                 .collect(),
             old_instances: vec![],
             cancel_requested_by: None,
+            replaces: vec![],
         }
     }
 
@@ -380,6 +430,7 @@ mod tests {
             failing_service: None,
             ready,
             ready_detail: String::new(),
+            ..AgentView::default()
         }
     }
 
@@ -668,7 +719,10 @@ mod tests {
         o.instances.insert("i-old".into(), InstanceState::Gone);
         assert_eq!(
             next_action(&d, &o, &limits()),
-            Action::Finish(Phase::Succeeded)
+            Action::Finish {
+                phase: Phase::Succeeded,
+                note: None,
+            }
         );
     }
 
@@ -697,7 +751,80 @@ mod tests {
         o.instances.insert("i-a".into(), InstanceState::Gone);
         assert_eq!(
             next_action(&d, &o, &limits()),
-            Action::Finish(Phase::RolledBack)
+            Action::Finish {
+                phase: Phase::RolledBack,
+                note: None,
+            }
+        );
+    }
+
+    #[test]
+    fn cleanup_that_never_completes_ends_past_its_deadline_naming_what_is_left() {
+        let cleanup = limits().deadlines.cleanup.as_millis() as Millis;
+        let mut retiring = deployment(Phase::Retiring, &["i-a"]);
+        retiring.old_instances = ids(&["i-old"]);
+        let mut o = observed(&[("i-a", agent(true))], &[]);
+        o.instances.insert("i-old".into(), InstanceState::Running);
+        o.now = T0 + cleanup + 1;
+        let Action::Finish {
+            phase: Phase::Succeeded,
+            note: Some(note),
+        } = next_action(&retiring, &o, &limits())
+        else {
+            panic!("retiring past its deadline must finish");
+        };
+        assert!(
+            note.contains("i-old left; terminate them by hand"),
+            "{note}"
+        );
+
+        let rolling_back = deployment(Phase::RollingBack, &["i-a"]);
+        let o = Observed {
+            members: BTreeMap::from([("i-a".to_string(), MemberState::InService)]),
+            ..o
+        };
+        let Action::Finish {
+            phase: Phase::RolledBack,
+            note: Some(note),
+        } = next_action(&rolling_back, &o, &limits())
+        else {
+            panic!("rolling back past its deadline must finish");
+        };
+        assert!(
+            note.contains("i-a left; deregister and terminate"),
+            "{note}"
+        );
+
+        // Within the deadline, cleanup goes on.
+        let o = Observed {
+            now: T0 + 1000,
+            ..o
+        };
+        assert_eq!(
+            next_action(&rolling_back, &o, &limits()),
+            Action::Deregister {
+                instances: ids(&["i-a"])
+            }
+        );
+    }
+
+    #[test]
+    fn a_replacement_retires_only_the_instances_it_replaces() {
+        let mut d = deployment(Phase::Ready, &["i-new"]);
+        d.desired = 1;
+        d.replaces = ids(&["i-lost"]);
+        let o = observed(
+            &[("i-new", agent(true))],
+            &[
+                ("i-lost", MemberState::InService),
+                ("i-fine", MemberState::InService),
+            ],
+        );
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::BeginAttach {
+                old: ids(&["i-lost"])
+            }
         );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use slipway_proto::v1 as pb;
 use slipway_proto::v1::coordinator_message::Body;
 
-use crate::config::Fleet;
+use crate::config::{Fleet, RestartWhen};
 use crate::deploy::Deployment;
 use crate::operations::{AgentStatus, DeploymentView, ProjectStatus, PublicRecordView, QueueLine};
 use crate::release::Release;
@@ -95,6 +95,7 @@ pub fn project_status(p: ProjectStatus) -> pb::ProjectStatus {
                         agent: i.agent.to_string(),
                         ready: i.ready,
                         in_service: i.in_service,
+                        services: i.services,
                     })
                     .collect(),
             })
@@ -156,6 +157,15 @@ pub fn configure_messages(
             timeout_ms: check.timeout.as_millis() as u32,
             healthy_threshold: check.healthy_threshold,
             unhealthy_threshold: check.unhealthy_threshold,
+        }),
+        restart: Some(pb::RestartPolicy {
+            when: match project.restart.when {
+                RestartWhen::Always => pb::restart_policy::When::Always,
+                RestartWhen::OnFailure => pb::restart_policy::When::OnFailure,
+                RestartWhen::Never => pb::restart_policy::When::Never,
+            } as i32,
+            limit: project.restart.limit,
+            window_ms: project.restart.window.as_millis() as u32,
         }),
     };
     Some(vec![

@@ -1,0 +1,136 @@
+//! Lost instances in steady state: a serving instance whose agent went silent
+//! is shown `lost` by `status`; if its project sets `replace_lost_instances`, a
+//! replacement deployment of the serving release launches fresh instances,
+//! attaches them, then drains and terminates only the lost ones.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::clock::{Millis, now_ms};
+use crate::cloud::load_balancer_name;
+use crate::coordinator::Coordinator;
+use crate::deploy::machine::MemberState;
+use crate::deploy::{Deployment, Phase};
+use crate::queue::ReleaseQueue;
+
+/// Who the audit log and `deployments` name for replacements.
+pub const REPLACER: &str = "slipway (lost instance replacement)";
+
+/// Agents redial with backoff of up to 5 s: after a coordinator start, an agent
+/// not heard from is not lost until it had that long to come back.
+const RECONNECT_GRACE: Duration = Duration::from_secs(5);
+
+/// Checks every target of every project that asks for replacement, once per
+/// heartbeat interval, for as long as the coordinator runs.
+pub fn start_watch(coordinator: &Arc<Coordinator>) {
+    if !coordinator
+        .fleet
+        .projects
+        .values()
+        .any(|p| p.replace_lost_instances)
+    {
+        return;
+    }
+    let coordinator = coordinator.clone();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let every = coordinator.fleet.coordinator.heartbeat_interval;
+        let grace = coordinator.fleet.coordinator.agent_lost_after + RECONNECT_GRACE;
+        // Attempted once each: a replacement that rolls back is left to operators.
+        let mut attempted: BTreeSet<String> = BTreeSet::new();
+        loop {
+            tokio::time::sleep(every).await;
+            if coordinator.is_stopping() {
+                return;
+            }
+            if started.elapsed() < grace {
+                continue;
+            }
+            if let Err(e) = replace_lost(&coordinator, &mut attempted).await {
+                error!(error = %e, "checking for lost instances failed; retrying");
+            }
+        }
+    });
+}
+
+async fn replace_lost(
+    c: &Arc<Coordinator>,
+    attempted: &mut BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let deployments = c.db.deployments()?;
+    let queue = ReleaseQueue::new(&deployments);
+    let lost_after = c.fleet.coordinator.agent_lost_after.as_millis() as Millis;
+    for (project, settings) in &c.fleet.projects {
+        if !settings.replace_lost_instances {
+            continue;
+        }
+        for environment in c.fleet.environments.keys() {
+            // A deployment in flight or queued replaces or retires instances itself.
+            let busy = queue.targets().any(|t| {
+                t.target.project == *project
+                    && t.target.environment == *environment
+                    && (t.active.is_some() || !t.waiting.is_empty())
+            });
+            if busy {
+                continue;
+            }
+            let Some(serving) = serving(&deployments, project, environment) else {
+                continue;
+            };
+            let members = c
+                .cloud
+                .load_balancer
+                .members(&load_balancer_name(project, environment))
+                .await?;
+            let now = now_ms();
+            let lost: Vec<String> = members
+                .iter()
+                .filter(|(_, m)| **m == MemberState::InService)
+                .map(|(id, _)| id.clone())
+                .filter(|id| !attempted.contains(id))
+                .filter(|id| {
+                    c.agents
+                        .view(id)
+                        .is_none_or(|v| !v.connected || now - v.last_seen > lost_after)
+                })
+                .collect();
+            if lost.is_empty() {
+                continue;
+            }
+            let release = c
+                .db
+                .release(project, &serving.version)?
+                .ok_or_else(|| anyhow::anyhow!("release {project}@{} is gone", serving.version))?;
+            warn!(%project, %environment, lost = ?lost, "instances lost: launching replacements");
+            let replacement =
+                c.enqueue_shaped(REPLACER.to_string(), &release, environment, |d| {
+                    d.desired = lost.len() as u32;
+                    d.replaces = lost.clone();
+                })?;
+            attempted.extend(lost.iter().cloned());
+            let target = format!("{project}/{environment} ({})", lost.join(", "));
+            c.audit
+                .append(REPLACER, "", "replace-lost", &target, &replacement.id)
+                .await?;
+            info!(deployment_id = %replacement.id, "replacement queued");
+        }
+    }
+    Ok(())
+}
+
+/// The deployment whose release serves a target: its last success.
+fn serving<'a>(
+    deployments: &'a [Deployment],
+    project: &str,
+    environment: &str,
+) -> Option<&'a Deployment> {
+    deployments
+        .iter()
+        .filter(|d| {
+            d.project == project && d.environment == environment && d.phase == Phase::Succeeded
+        })
+        .max_by_key(|d| d.seq)
+}

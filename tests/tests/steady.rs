@@ -1,0 +1,166 @@
+//! Steady state after a deploy: services that crash are restarted as the
+//! project's restart policy says and reported; an instance whose agent goes
+//! silent is shown lost within seconds and, if the project asks, replaced.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use slipway_coordinator::dev::SAMPLE_FLEET;
+use slipway_tests::load::Load;
+use slipway_tests::processes::{agent_pid, freeze, kill9, service_pids};
+use slipway_tests::{Coordinator, eventually};
+
+/// The staging instance rows of `status hello`.
+fn staging_instances(dev: &Coordinator) -> Vec<Value> {
+    dev.environment("staging")["instances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn instance_row(dev: &Coordinator, id: &str) -> Option<Value> {
+    staging_instances(dev).into_iter().find(|i| i["id"] == id)
+}
+
+#[test]
+fn a_crashing_service_is_restarted_up_to_the_policy_limit_and_reported() {
+    let fleet = SAMPLE_FLEET.replace(
+        "[projects.hello.health_check]",
+        "[projects.hello.restart]\nwhen = \"on-failure\"\nlimit = 2\nwindow = \"60s\"\n\n[projects.hello.health_check]",
+    );
+    assert!(fleet.contains("limit = 2"));
+    let dev = Coordinator::start_dev_with_fleet(&fleet);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let instance = staging_instances(&dev)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        instance_row(&dev, &instance).unwrap()["services"],
+        "web: running"
+    );
+
+    // Two crashes (kill -9 is a failure) are within the limit: restarted, counted.
+    for restarts in 1..=2 {
+        let before = service_pids(&instance);
+        assert_eq!(before.len(), 1, "one service process: {before:?}");
+        kill9(before[0]);
+        let expected = if restarts == 1 {
+            "web: running (1 restart)".to_string()
+        } else {
+            format!("web: running ({restarts} restarts)")
+        };
+        eventually(&expected, Duration::from_secs(20), || {
+            let row = instance_row(&dev, &instance)?;
+            let pids = service_pids(&instance);
+            (row["services"] == expected.as_str() && pids.len() == 1 && pids != before)
+                .then_some(())
+        });
+    }
+    // The third within the window is one too many: the agent gives up and says so.
+    kill9(service_pids(&instance)[0]);
+    eventually(
+        "the service to be reported failed",
+        Duration::from_secs(20),
+        || {
+            let row = instance_row(&dev, &instance)?;
+            (row["services"] == "web: failed (2 restarts)").then_some(())
+        },
+    );
+    assert!(
+        service_pids(&instance).is_empty(),
+        "no restart past the limit"
+    );
+    assert!(
+        dev.log().contains("service exited on its instance"),
+        "the coordinator logs each report:\n{}",
+        dev.log()
+    );
+}
+
+#[test]
+fn a_silent_agent_is_shown_lost_within_seconds_and_its_instance_replaced() {
+    let fleet = SAMPLE_FLEET
+        .replace(
+            "[environments.staging]\ninstances = 1",
+            "[environments.staging]\ninstances = 2",
+        )
+        .replace(
+            "[projects.hello]\n",
+            "[projects.hello]\nreplace_lost_instances = true\n",
+        );
+    assert!(fleet.contains("replace_lost_instances = true") && fleet.contains("instances = 2"));
+    let dev = Coordinator::start_dev_with_fleet(&fleet);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let before: Vec<String> = staging_instances(&dev)
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(before.len(), 2);
+    let load = Load::start(&dev.endpoint("staging"));
+    load.wait_for_requests(20);
+
+    // The agent freezes; its service keeps answering, but nobody can vouch for it.
+    let (silent, healthy) = (&before[0], &before[1]);
+    freeze(agent_pid(silent).expect("agent process"));
+    let frozen_at = Instant::now();
+    eventually(
+        "status to show the agent lost",
+        Duration::from_secs(15),
+        || (instance_row(&dev, silent)?["agent"] == "lost").then_some(()),
+    );
+    let noticed = frozen_at.elapsed();
+    // agent_lost_after is 4 s in the sample fleet; status polls add a little.
+    assert!(
+        noticed < Duration::from_secs(8),
+        "lost shown after {noticed:?}"
+    );
+
+    let replacement = eventually("a replacement deployment", Duration::from_secs(30), || {
+        let history = dev.ok(&["deployments", "--output", "json"]).json();
+        history
+            .as_array()?
+            .iter()
+            .find(|d| d["requested_by"] == slipway_coordinator::lost::REPLACER)
+            .cloned()
+    });
+    let id = replacement["id"].as_str().unwrap();
+    let done = dev.wait_finished(id, Duration::from_secs(60));
+    assert_eq!(done["phase"], "succeeded", "{done}");
+
+    let after: Vec<String> = staging_instances(&dev)
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        !after.contains(silent),
+        "the lost instance was retired: {after:?}"
+    );
+    assert!(
+        after.contains(healthy),
+        "the healthy instance kept serving: {after:?}"
+    );
+    eventually(
+        "the lost instance's processes to end",
+        Duration::from_secs(10),
+        || {
+            slipway_tests::processes::instance_processes(silent)
+                .is_empty()
+                .then_some(())
+        },
+    );
+    let audit = dev.ok(&["audit", "--output", "json"]).json();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "replace-lost"
+                && e["target"].as_str().unwrap().contains(silent.as_str())),
+        "the replacement is audited: {audit}"
+    );
+    load.finish().assert_no_failures();
+}
