@@ -250,6 +250,7 @@ impl Coordinator {
             old_instances: vec![],
             cancel_requested_by: None,
             replaces: vec![],
+            launch_attempted: false,
         };
         shape(&mut deployment);
         self.db.put_deployment(&deployment)?;

@@ -43,6 +43,8 @@ pub enum TokenError {
     NotYetBound,
     #[error("join token belongs to another instance than {0}")]
     WrongInstance(String),
+    #[error("{0}")]
+    BadCsr(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -107,13 +109,15 @@ impl JoinTokens {
         &self,
         token: &str,
         instance_id: &str,
-        key: &str,
+        key: Result<String, String>,
     ) -> Result<JoinTokenRecord, TokenError> {
         let _one_at_a_time = self.redeem_lock.lock().await;
         let mut record = self.db.token(&hash(token))?.ok_or(TokenError::Unknown)?;
+        let check_key = |key: Result<String, String>| key.map_err(TokenError::BadCsr);
         if let Some(at) = record.used_at {
+            let key = check_key(key)?;
             let same_agent = record.instance_id.as_deref() == Some(instance_id)
-                && record.key.as_deref() == Some(key);
+                && record.key.as_deref() == Some(key.as_str());
             return if same_agent && now_ms() <= record.expires_at {
                 Ok(record)
             } else {
@@ -131,8 +135,8 @@ impl JoinTokens {
             }
             Some(_) => {}
         }
+        record.key = Some(check_key(key)?);
         record.used_at = Some(now);
-        record.key = Some(key.to_string());
         self.db.put_token(&record)?;
         Ok(record)
     }
@@ -157,23 +161,34 @@ mod tests {
         let tokens = tokens(Duration::from_secs(60));
         let token = tokens.issue("d-1", 0).unwrap();
         assert!(matches!(
-            tokens.redeem(&token, "i-1", "key-1").await,
+            tokens.redeem(&token, "i-1", Ok("key-1".into())).await,
             Err(TokenError::NotYetBound)
         ));
         tokens.bind("d-1", 0, "i-1").unwrap();
         assert!(matches!(
-            tokens.redeem(&token, "i-2", "key-1").await,
+            tokens.redeem(&token, "i-2", Ok("key-1".into())).await,
             Err(TokenError::WrongInstance(_))
         ));
-        let record = tokens.redeem(&token, "i-1", "key-1").await.unwrap();
+        // A CSR that cannot be signed is refused without using the token up.
+        assert!(matches!(
+            tokens.redeem(&token, "i-1", Err("not a CSR".into())).await,
+            Err(TokenError::BadCsr(_))
+        ));
+        let record = tokens
+            .redeem(&token, "i-1", Ok("key-1".into()))
+            .await
+            .unwrap();
         assert_eq!(record.deployment_id, "d-1");
         // Another key (a replay by whoever read the token) is refused...
         assert!(matches!(
-            tokens.redeem(&token, "i-1", "key-2").await,
+            tokens.redeem(&token, "i-1", Ok("key-2".into())).await,
             Err(TokenError::Used(_))
         ));
         // ...while the agent itself, retrying after a lost answer, is not stranded.
-        let again = tokens.redeem(&token, "i-1", "key-1").await.unwrap();
+        let again = tokens
+            .redeem(&token, "i-1", Ok("key-1".into()))
+            .await
+            .unwrap();
         assert_eq!(again.used_at, record.used_at);
     }
 
@@ -181,14 +196,14 @@ mod tests {
     async fn forged_and_expired_tokens_are_refused() {
         let tokens = tokens(Duration::ZERO);
         assert!(matches!(
-            tokens.redeem("deadbeef", "i-1", "key-1").await,
+            tokens.redeem("deadbeef", "i-1", Ok("key-1".into())).await,
             Err(TokenError::Unknown)
         ));
         let token = tokens.issue("d-1", 0).unwrap();
         tokens.bind("d-1", 0, "i-1").unwrap();
         std::thread::sleep(Duration::from_millis(2));
         assert!(matches!(
-            tokens.redeem(&token, "i-1", "key-1").await,
+            tokens.redeem(&token, "i-1", Ok("key-1".into())).await,
             Err(TokenError::Expired)
         ));
     }

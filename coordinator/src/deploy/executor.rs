@@ -262,7 +262,7 @@ async fn observe(c: &Coordinator, d: &mut Deployment) -> Result<Observed, StepEr
     // Only a launch can make an instance the store does not know yet (the process
     // died between the cloud's answer and the write); adopt it before deciding, so
     // it is neither launched twice nor left behind by a rollback.
-    if matches!(d.phase, Phase::Launching | Phase::RollingBack) {
+    if d.launch_attempted && matches!(d.phase, Phase::Launching | Phase::RollingBack) {
         adopt_unrecorded(c, d).await?;
     }
     let new = d.new_instance_ids();
@@ -340,6 +340,13 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
         return Err(StepError::Cloud(CloudError::NotFound(format!(
             "load balancer {lb} does not exist: create it with `slipway infra apply`"
         ))));
+    }
+    if !d.launch_attempted {
+        let stored = c.update_deployment(&d.id, |fresh| {
+            fresh.launch_attempted = true;
+            Ok::<_, StepError>(())
+        })?;
+        *d = stored.ok_or(StepError::Vanished)?.0;
     }
     let aws = c
         .fleet

@@ -417,6 +417,7 @@ mod tests {
             old_instances: vec![],
             cancel_requested_by: None,
             replaces: vec![],
+            launch_attempted: false,
         }
     }
 

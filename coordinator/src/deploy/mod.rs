@@ -110,6 +110,10 @@ pub struct Deployment {
     /// before attaching so a resumed deployment drains the right ones.
     pub old_instances: Vec<String>,
     pub cancel_requested_by: Option<String>,
+    /// Stored before the first launch request: from then on the cloud may hold
+    /// instances of this deployment that `launched` does not list yet.
+    #[serde(default)]
+    pub launch_attempted: bool,
     /// A replacement of lost instances: only these are retired, not every
     /// instance the load balancer serves.
     #[serde(default)]

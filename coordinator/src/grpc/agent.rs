@@ -69,12 +69,12 @@ impl AgentService for AgentApi {
             )));
         }
         let c = &self.coordinator;
-        // A request that cannot become a certificate must not use up the token.
-        let key = crate::pki::Ca::csr_key_fingerprint(&request.csr_pem)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // The token is judged first; a CSR that cannot become a certificate is
+        // refused then, without using the token up.
+        let key = crate::pki::Ca::csr_key_fingerprint(&request.csr_pem).map_err(|e| e.to_string());
         let redeemed = c
             .tokens
-            .redeem(&request.join_token, &request.instance_id, &key)
+            .redeem(&request.join_token, &request.instance_id, key)
             .await;
         let result = match &redeemed {
             Ok(_) => "ok".to_string(),

@@ -28,6 +28,7 @@ impl From<TokenError> for Status {
             }
             TokenError::WrongInstance(_) => Status::permission_denied(message),
             TokenError::NotYetBound => Status::unavailable(message),
+            TokenError::BadCsr(_) => Status::invalid_argument(message),
             TokenError::Store(_) => Status::internal(message),
         }
     }
