@@ -165,7 +165,12 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
             c.set_waiting_on(id, Some(what.clone()));
             return Ok(Step::Wait);
         }
-        Action::Advance(phase) => enter(c, d, *phase, None),
+        Action::Advance(Phase::Draining) => switch(c, d, &observed, limits, &lb).await,
+        Action::Advance(phase) => {
+            enter(c, d, *phase, None)?;
+            faults::point(d.phase, "entered").await;
+            Ok(())
+        }
         Action::Finish { phase, note } => {
             let reason = note.as_ref().map(|note| with_note(d, note));
             enter(c, d, *phase, reason)?;
@@ -188,12 +193,18 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
             configure(c, d, instances);
             Ok(())
         }
-        Action::Register { instances } => c
-            .cloud
-            .load_balancer
-            .register(&lb, instances)
-            .await
-            .map_err(Into::into),
+        Action::Register { instances } => {
+            c.cloud.load_balancer.register(&lb, instances).await?;
+            faults::point(phase, "registered").await;
+            // Switch at once if the balancer already has them in service: every
+            // moment both releases serve, a user can see v2 and then v1 again.
+            let mut now = observed.clone();
+            now.members = c.cloud.load_balancer.members(&lb).await?;
+            if next_action(d, &now, limits) == Action::Advance(Phase::Draining) {
+                switch(c, d, &now, limits, &lb).await?;
+            }
+            Ok(())
+        }
         Action::Deregister { instances } => c
             .cloud
             .load_balancer
@@ -209,16 +220,33 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
     };
     result?;
     match action {
-        Action::Advance(_) | Action::RollBack { .. } | Action::BeginAttach { .. } => {
+        Action::RollBack { .. } | Action::BeginAttach { .. } => {
             faults::point(d.phase, "entered").await
         }
         Action::Configure { .. } => faults::point(phase, "configured").await,
-        Action::Register { .. } => faults::point(phase, "registered").await,
         Action::Deregister { .. } => faults::point(phase, "deregistered").await,
         Action::Terminate { .. } => faults::point(phase, "terminated").await,
         _ => {}
     }
     Ok(Step::Continue)
+}
+
+/// New instances serve: store `draining`, then take the old instances out of the
+/// load balancer in the same step, as the machine decides on `observed`.
+async fn switch(
+    c: &Coordinator,
+    d: &mut Deployment,
+    observed: &Observed,
+    limits: &Limits,
+    lb: &str,
+) -> Result<(), StepError> {
+    enter(c, d, Phase::Draining, None)?;
+    faults::point(d.phase, "entered").await;
+    if let Action::Deregister { instances } = next_action(d, observed, limits) {
+        c.cloud.load_balancer.deregister(lb, &instances).await?;
+        faults::point(d.phase, "deregistered").await;
+    }
+    Ok(())
 }
 
 /// Moves the deployment to `phase`, on its freshest stored state.
