@@ -86,8 +86,12 @@ async fn session(
             private_ip: metadata.private_ip.clone(),
         })))
         .await?;
-    // What runs now, so a restarted coordinator sees it at once.
-    for message in report_messages(&supervisor.report()) {
+    // What runs now, so a restarted coordinator sees it at once. Subscribe
+    // before reading it: a change while the stream opens (the health check
+    // passing, say) must be sent too, not marked as already seen.
+    let mut reports = supervisor.subscribe();
+    let current = reports.borrow_and_update().clone();
+    for message in report_messages(&current) {
         outbound.send(message).await?;
     }
     let mut inbound = client
@@ -95,7 +99,6 @@ async fn session(
         .await?
         .into_inner();
     info!(coordinator = %user_data.coordinator, "connected");
-    let mut reports = supervisor.subscribe();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut sequence = 0u64;
     loop {

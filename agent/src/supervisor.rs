@@ -65,10 +65,6 @@ impl Supervisor {
         self.report.subscribe()
     }
 
-    pub fn report(&self) -> Report {
-        self.report.borrow().clone()
-    }
-
     /// Keeps a configuration until the coordinator says start.
     pub fn configure(&self, configure: Configure) {
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(configure);
