@@ -127,7 +127,7 @@ fn cleanup_end(d: &Deployment, limits: &Limits) -> Option<Phase> {
         Phase::RollingBack => Phase::RolledBack,
         _ => return None,
     };
-    let overdue = now_ms() - d.entered_at() > limits.deadlines.cleanup.as_millis() as Millis;
+    let overdue = d.overdue(now_ms(), limits.deadlines.cleanup);
     overdue.then_some(end)
 }
 
@@ -148,7 +148,7 @@ fn rolls_back(d: &Deployment, e: &CloudError, limits: &Limits) -> bool {
     }
     let overdue = limits
         .deadline(d.phase)
-        .is_some_and(|deadline| now_ms() - d.entered_at() > deadline.as_millis() as Millis);
+        .is_some_and(|deadline| d.overdue(now_ms(), deadline));
     !e.is_retryable() || overdue
 }
 

@@ -138,7 +138,7 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
             }
             let action = progress(d, o, &new);
             if let (Action::Wait(waiting), Some(deadline)) = (&action, limits.deadline(d.phase))
-                && o.now - d.entered_at() > deadline.as_millis() as Millis
+                && d.overdue(o.now, deadline)
             {
                 return Action::RollBack {
                     reason: format!(
@@ -234,7 +234,7 @@ pub fn cleanup_overdue(
     left: &[String],
     what_to_do: &str,
 ) -> Option<String> {
-    let overdue = o.now - d.entered_at() > limits.deadlines.cleanup.as_millis() as Millis;
+    let overdue = d.overdue(o.now, limits.deadlines.cleanup);
     (overdue && !left.is_empty()).then(|| {
         format!(
             "{} did not finish within {}: {} left; {what_to_do} by hand",

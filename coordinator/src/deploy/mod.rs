@@ -133,6 +133,12 @@ impl Deployment {
         self.history.last().map_or(self.requested_at, |e| e.at)
     }
 
+    /// Whether, at `now`, the current phase has lasted longer than `limit`: the
+    /// one test behind every deadline.
+    pub fn overdue(&self, now: Millis, limit: std::time::Duration) -> bool {
+        now - self.entered_at() > limit.as_millis() as Millis
+    }
+
     pub fn new_instance_ids(&self) -> Vec<String> {
         self.launched.iter().map(|i| i.id.clone()).collect()
     }
