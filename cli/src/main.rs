@@ -391,15 +391,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         &r.environment
                     };
                     println!(
-                        "  public {} -> {} {}",
+                        "  public {} -> {}{}{}",
                         r.name,
                         to,
                         if r.endpoint.is_empty() {
                             String::new()
                         } else {
-                            format!("({})", r.endpoint)
+                            format!(" ({})", r.endpoint)
+                        },
+                        if r.pending {
+                            " [promotion pending: DNS not yet confirmed, the coordinator is finishing it]"
+                        } else {
+                            ""
                         }
                     );
+                    if !r.dns_error.is_empty() {
+                        println!("  cannot read DNS: {}", r.dns_error);
+                    }
                 }
                 let mut table = Table::new([
                     "ENV",

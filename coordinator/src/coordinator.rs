@@ -53,6 +53,10 @@ pub struct Coordinator {
     deployment_writes: Mutex<()>,
     /// Set on SIGTERM: executors finish their current step and stop.
     stopping: watch::Sender<bool>,
+    /// Held while a promotion reads and changes a public record and DNS.
+    pub promotions: tokio::sync::Mutex<()>,
+    /// Wakes the task that finishes pending promotions (`promote::start_finisher`).
+    pub promotion_pending: Notify,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -87,6 +91,8 @@ impl Coordinator {
             waiting_on: Mutex::new(HashMap::new()),
             deployment_writes: Mutex::new(()),
             stopping: watch::channel(false).0,
+            promotions: tokio::sync::Mutex::new(()),
+            promotion_pending: Notify::new(),
         })
     }
 

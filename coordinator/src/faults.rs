@@ -14,14 +14,24 @@ use tracing::warn;
 /// The environment variable naming the point to pause at.
 pub const PAUSE_AT: &str = "SLIPWAY_FAULT_PAUSE_AT";
 
+/// A point in a deployment's `phase`.
 pub async fn point(phase: crate::deploy::Phase, event: &str) {
-    static TARGET: OnceLock<Option<String>> = OnceLock::new();
-    let Some(target) = TARGET.get_or_init(|| std::env::var(PAUSE_AT).ok()) else {
-        return;
-    };
-    let name = format!("{phase}/{event}");
-    if *target == name {
-        warn!("fault point reached: {name}; pausing this deployment until the process is killed");
+    if target().is_some() {
+        pause_at(&format!("{phase}/{event}")).await;
+    }
+}
+
+/// A point outside deployments, such as `promoting/recorded`.
+pub async fn pause_at(name: &str) {
+    if target() == Some(name) {
+        warn!("fault point reached: {name}; pausing here until the process is killed");
         std::future::pending::<()>().await;
     }
+}
+
+fn target() -> Option<&'static str> {
+    static TARGET: OnceLock<Option<String>> = OnceLock::new();
+    TARGET
+        .get_or_init(|| std::env::var(PAUSE_AT).ok())
+        .as_deref()
 }

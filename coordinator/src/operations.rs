@@ -7,7 +7,7 @@ use crate::coordinator::Coordinator;
 use crate::deploy::machine::{InstanceState, MemberState};
 use crate::deploy::{Deployment, Phase, PhaseEntry};
 use crate::pki::Identity;
-use crate::promote::RecordState;
+use crate::promote::{self, RecordState};
 use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
 use crate::store::StoreError;
@@ -83,6 +83,10 @@ pub struct PublicRecordView {
     pub environment: Option<String>,
     pub endpoint: Option<String>,
     pub previous_environment: Option<String>,
+    /// Stored, but DNS not yet confirmed to point there (see `promote`).
+    pub pending: bool,
+    /// Why DNS could not be read, if it could not.
+    pub dns_error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -476,11 +480,18 @@ impl Coordinator {
             )));
         };
         let stored = self.db.record(project)?;
+        // Status must answer when DNS cannot: that is when operators ask.
+        let (endpoint, dns_error) = match self.cloud.dns.endpoint(&public.name).await {
+            Ok(endpoint) => (endpoint, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
         Ok(PublicRecordView {
             project: project.to_string(),
             name: public.name.clone(),
             environment: stored.as_ref().map(|r| r.environment.clone()),
-            endpoint: self.cloud.dns.endpoint(&public.name).await?,
+            endpoint,
+            dns_error,
+            pending: stored.as_ref().is_some_and(|r| r.pending),
             previous_environment: stored.and_then(|r| r.previous_environment),
         })
     }
@@ -492,6 +503,7 @@ impl Coordinator {
         project: &str,
         environment: &str,
     ) -> Result<PublicRecordView> {
+        let _one_at_a_time = self.promotions.lock().await;
         self.check_project(project)?;
         self.check_environment(environment)?;
         Self::check_may_act(who, environment)?;
@@ -513,18 +525,26 @@ impl Coordinator {
             )));
         }
         let previous = view.environment.clone().filter(|e| e != environment);
-        self.cloud
-            .dns
-            .upsert(&view.name, &load_balancer_name(project, environment))
-            .await?;
-        self.db.put_record(&RecordState {
+        let record = RecordState {
             project: project.to_string(),
             name: view.name.clone(),
             environment: environment.to_string(),
             previous_environment: previous.or(view.previous_environment),
             updated_at: now_ms(),
             updated_by: who.name.clone(),
-        })?;
+            pending: true,
+        };
+        let record = promote::store_intent(self, record).await?;
+        if let Err(e) = promote::carry_out(self, record).await {
+            // Stored as pending: the finisher retries it until DNS takes it.
+            self.promotion_pending.notify_one();
+            let back = view.environment.map_or(String::new(), |old| {
+                format!("; `slipway promote {project} --to {old}` takes it back")
+            });
+            return Err(OperationError::Unavailable(format!(
+                "{e}: the promotion to {environment} is stored and the coordinator retries it until it is done (`slipway status {project}` shows it pending){back}"
+            )));
+        }
         self.public_record(project).await
     }
 

@@ -1,8 +1,28 @@
 //! Public records: which production cluster a project's public DNS name points at.
+//!
+//! A promotion is stored as `pending` before DNS is touched and marked done once
+//! DNS points at the new cluster. A coordinator that dies in between finds the
+//! pending record on its next start, looks at what DNS points at now, and
+//! finishes the change; so does one whose DNS call failed, retrying until it
+//! works. A newer promotion replaces a pending one.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 
 use crate::clock::Millis;
+use crate::cloud::{CloudError, load_balancer_name};
+use crate::coordinator::Coordinator;
+use crate::faults;
+use crate::store::StoreError;
+
+/// Who the audit log names for a promotion finished after a restart or a retry.
+pub const FINISHER: &str = "slipway (pending promotion)";
+
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// The stored state of a project's public record; the previous target is kept
 /// so flipping back is one command.
@@ -14,4 +34,121 @@ pub struct RecordState {
     pub previous_environment: Option<String>,
     pub updated_at: Millis,
     pub updated_by: String,
+    /// Stored before DNS changes; false once DNS points at `environment`.
+    /// Records written before promotions could be pending read as done.
+    #[serde(default)]
+    pub pending: bool,
+}
+
+impl RecordState {
+    pub fn load_balancer(&self) -> String {
+        load_balancer_name(&self.project, &self.environment)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Stores the decision to point the record at its environment, before DNS is
+/// touched. The caller holds `Coordinator::promotions` until `carry_out` ends,
+/// so two promotions never interleave.
+pub async fn store_intent(
+    coordinator: &Coordinator,
+    mut record: RecordState,
+) -> Result<RecordState, StoreError> {
+    record.pending = true;
+    coordinator.db.put_record(&record)?;
+    faults::pause_at("promoting/recorded").await;
+    Ok(record)
+}
+
+/// Points DNS at the record's cluster unless it already does, then stores the
+/// record done. Safe to repeat: a change that landed before a crash is only
+/// recorded.
+pub async fn carry_out(
+    coordinator: &Coordinator,
+    mut record: RecordState,
+) -> Result<RecordState, PromoteError> {
+    let load_balancer = record.load_balancer();
+    let dns = &coordinator.cloud.dns;
+    if dns.target(&record.name).await?.as_deref() != Some(load_balancer.as_str()) {
+        dns.upsert(&record.name, &load_balancer).await?;
+        faults::pause_at("promoting/changed").await;
+    }
+    record.pending = false;
+    coordinator.db.put_record(&record)?;
+    Ok(record)
+}
+
+/// Starts the task that finishes pending promotions: those a crash left (at
+/// once) and those whose DNS change failed (`Coordinator::promotion_pending`
+/// wakes it), retrying with backoff until each is done or replaced.
+pub fn start_finisher(coordinator: &Arc<Coordinator>) {
+    let coordinator = coordinator.clone();
+    tokio::spawn(async move {
+        let mut wait = RETRY_FIRST;
+        loop {
+            let woken = coordinator.promotion_pending.notified();
+            match finish_pending(&coordinator).await {
+                Ok(()) => {
+                    wait = RETRY_FIRST;
+                    woken.await;
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?wait, "a pending promotion failed");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    });
+}
+
+/// Tries every pending promotion once; the first error, if any failed.
+async fn finish_pending(coordinator: &Coordinator) -> Result<(), PromoteError> {
+    let mut first_error = None;
+    for record in coordinator.db.records()? {
+        if record.pending
+            && let Err(e) = finish(coordinator, &record.project).await
+        {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn finish(coordinator: &Coordinator, project: &str) -> Result<(), PromoteError> {
+    let _one_at_a_time = coordinator.promotions.lock().await;
+    // A newer promotion may have finished or replaced this one meanwhile.
+    let Some(record) = coordinator.db.record(project)?.filter(|r| r.pending) else {
+        return Ok(());
+    };
+    info!(%project, to = %record.environment, "finishing a pending promotion");
+    let done = carry_out(coordinator, record).await?;
+    let target = format!("{project} -> {}", done.environment);
+    let result = format!("ok: finished the promotion {} asked for", done.updated_by);
+    coordinator
+        .audit
+        .append(FINISHER, "", "promote", &target, &result)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_stored_before_pending_existed_reads_as_done() {
+        let stored = br#"{"project":"hello","name":"hello.example.com","environment":"prod2",
+            "previous_environment":"prod1","updated_at":1,"updated_by":"admin"}"#;
+        let record: RecordState = serde_json::from_slice(stored).unwrap();
+        assert!(!record.pending);
+        assert_eq!(record.load_balancer(), "slipway-hello-prod2");
+    }
 }

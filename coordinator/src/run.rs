@@ -116,6 +116,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     coordinator.start_scheduler();
     crate::lost::start_watch(&coordinator);
+    crate::promote::start_finisher(&coordinator);
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     println!(
         "slipway coordinator listening on {} (TLS 1.3, client certificates required)",

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use slipway_coordinator::cloud::local::LocalCloud;
 use slipway_coordinator::cloud::local::protocol::Registration;
-use slipway_coordinator::cloud::{Instance, LoadBalancer};
+use slipway_coordinator::cloud::{Dns, Instance, LoadBalancer};
 use slipway_coordinator::deploy::machine::MemberState;
 
 pub struct CloudView {
@@ -41,6 +41,13 @@ impl CloudView {
         self.runtime
             .block_on(self.cloud.members(load_balancer))
             .expect("load balancer members")
+    }
+
+    /// The load balancer a public record points at.
+    pub fn record_target(&self, record: &str) -> Option<String> {
+        self.runtime
+            .block_on(self.cloud.target(record))
+            .expect("record target")
     }
 
     pub fn registrations(&self) -> Vec<Registration> {

@@ -114,6 +114,16 @@ impl CliRun {
     }
 }
 
+/// A CLI process started by `Coordinator::cli_in_background`.
+pub struct CliChild(Child);
+
+impl CliChild {
+    /// Waits for it to exit.
+    pub fn finish(self) -> CliRun {
+        CliRun::from(self.0.wait_with_output().expect("slipway output"))
+    }
+}
+
 /// A `slipway-coordinator` process in its own data dir: `--dev` with its local
 /// cloud, or driving AWS through a fleet file.
 #[derive(Debug)]
@@ -286,25 +296,40 @@ impl Coordinator {
         self.cli_as(&self.profile(), args)
     }
 
-    /// Runs the CLI with another profile (another certificate).
-    pub fn cli_as(&self, profile: &Path, args: &[&str]) -> CliRun {
-        let output = Command::new(binary("slipway"))
+    /// The CLI with a profile and arguments, not yet run.
+    fn cli_command(profile: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("slipway"));
+        command
             .arg("--profile")
             .arg(profile)
             .args(args)
-            .env_remove("SLIPWAY_PROFILE")
+            .env_remove("SLIPWAY_PROFILE");
+        command
+    }
+
+    /// Runs the CLI with another profile (another certificate).
+    pub fn cli_as(&self, profile: &Path, args: &[&str]) -> CliRun {
+        let output = Self::cli_command(profile, args)
             .output()
             .expect("run slipway");
         CliRun::from(output)
     }
 
+    /// Starts the CLI and returns at once, for a call the test interrupts.
+    pub fn cli_in_background(&self, args: &[&str]) -> CliChild {
+        let child = Self::cli_command(&self.profile(), args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run slipway");
+        CliChild(child)
+    }
+
     /// Runs the CLI with `input` on its stdin.
     pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> CliRun {
         use std::io::Write;
-        let mut child = Command::new(binary("slipway"))
-            .arg("--profile")
-            .arg(self.profile())
-            .args(args)
+        let mut child = Self::cli_command(&self.profile(), args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

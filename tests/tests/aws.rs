@@ -8,13 +8,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use slipway_coordinator::cloud::aws::AwsCloud;
 use slipway_coordinator::cloud::{Compute, LaunchRequest, Placement};
 use slipway_tests::aws::{
     BootSimulator, Moto, bake, fleet, register_ami, running, slipway_instances,
 };
-use slipway_tests::{Coordinator, TempDir, strings};
+use slipway_tests::{Coordinator, TempDir, eventually, strings};
 
 /// A coordinator driving moto, with its fleet file in `dir`.
 fn coordinator(dir: &TempDir, endpoint: &str) -> Coordinator {
@@ -23,15 +24,66 @@ fn coordinator(dir: &TempDir, endpoint: &str) -> Coordinator {
     Coordinator::start_with(Some(path), Moto::coordinator_env())
 }
 
-async fn create_zone(sdk: &aws_config::SdkConfig) {
+async fn create_zone(sdk: &aws_config::SdkConfig, caller_reference: &str) {
     let route53 = aws_sdk_route53::Client::new(sdk);
     route53
         .create_hosted_zone()
         .name("example.com")
-        .caller_reference("slipway-tests")
+        .caller_reference(caller_reference)
         .send()
         .await
         .unwrap();
+}
+
+/// Empties and deletes every hosted zone, as an operator cleaning up Route53 might.
+async fn delete_zones(sdk: &aws_config::SdkConfig) {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, RrType};
+    let route53 = aws_sdk_route53::Client::new(sdk);
+    for zone in route53
+        .list_hosted_zones()
+        .send()
+        .await
+        .unwrap()
+        .hosted_zones()
+    {
+        let sets = route53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone.id())
+            .send()
+            .await
+            .unwrap();
+        let changes: Vec<Change> = sets
+            .resource_record_sets()
+            .iter()
+            .filter(|s| !matches!(s.r#type(), RrType::Soa | RrType::Ns))
+            .map(|s| {
+                Change::builder()
+                    .action(ChangeAction::Delete)
+                    .resource_record_set(s.clone())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        if !changes.is_empty() {
+            let batch = ChangeBatch::builder()
+                .set_changes(Some(changes))
+                .build()
+                .unwrap();
+            route53
+                .change_resource_record_sets()
+                .hosted_zone_id(zone.id())
+                .change_batch(batch)
+                .send()
+                .await
+                .unwrap();
+        }
+        route53
+            .delete_hosted_zone()
+            .id(zone.id())
+            .send()
+            .await
+            .unwrap();
+    }
 }
 
 /// Instance ids registered with a load balancer, as ELB reports them.
@@ -89,7 +141,7 @@ async fn record(sdk: &aws_config::SdkConfig, name: &str) -> Option<String> {
 async fn infra_apply_creates_what_is_missing_and_a_second_run_changes_nothing() {
     let moto = Moto::start();
     let sdk = moto.sdk().await;
-    create_zone(&sdk).await;
+    create_zone(&sdk, "infra").await;
     let dir = TempDir::new("aws-infra");
     let c = coordinator(&dir, &moto.endpoint);
     let elb = aws_sdk_elasticloadbalancing::Client::new(&sdk);
@@ -156,7 +208,7 @@ async fn infra_apply_creates_what_is_missing_and_a_second_run_changes_nothing() 
 async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
     let moto = Moto::start();
     let sdk = moto.sdk().await;
-    create_zone(&sdk).await;
+    create_zone(&sdk, "first").await;
     let (ec2, elb) = (
         aws_sdk_ec2::Client::new(&sdk),
         aws_sdk_elasticloadbalancing::Client::new(&sdk),
@@ -238,7 +290,50 @@ async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
     c.ok(&["deploy", "hello", "v2", "--env", "prod2", "--wait"]);
     assert_eq!(members(&elb, "slipway-hello-prod1").await.len(), 2);
     assert_eq!(members(&elb, "slipway-hello-prod2").await.len(), 2);
-    c.ok(&["promote", "hello", "--to", "prod2"]);
+
+    // The zone is gone (deleted by hand, say): status still answers and says
+    // why; a promotion is stored, shown pending, and finished by the
+    // coordinator once the zone is back.
+    delete_zones(&sdk).await;
+    let failed = c.cli(&["promote", "hello", "--to", "prod2"]);
+    assert!(
+        !failed.success
+            && failed
+                .stderr
+                .contains("no Route53 hosted zone holds hello.example.com.")
+            && failed
+                .stderr
+                .contains("the promotion to prod2 is stored and the coordinator retries it"),
+        "{}",
+        failed.stderr
+    );
+    let public = &c.ok(&["status", "hello", "--output", "json"]).json()["public_record"];
+    assert_eq!(public["environment"], "prod2", "{public}");
+    assert_eq!(public["pending"], true, "{public}");
+    assert!(
+        public["dns_error"]
+            .as_str()
+            .unwrap()
+            .contains("no Route53 hosted zone"),
+        "status answers, and says why DNS cannot be read: {public}"
+    );
+    create_zone(&sdk, "again").await;
+    eventually(
+        "the pending promotion to finish",
+        Duration::from_secs(60),
+        || {
+            let status = c.ok(&["status", "hello", "--output", "json"]).json();
+            (status["public_record"]["pending"] == false).then_some(())
+        },
+    );
+    let audit = c.ok(&["audit", "--output", "json"]).json();
+    let finished = audit.as_array().unwrap().last().unwrap();
+    assert_eq!(finished["who"], "slipway (pending promotion)", "{finished}");
+    assert_eq!(finished["target"], "hello -> prod2", "{finished}");
+    assert!(
+        finished["result"].as_str().unwrap().contains("admin"),
+        "the audit log names who asked: {finished}"
+    );
     assert_eq!(
         record(&sdk, "hello.example.com").await,
         Some(lb_dns(&elb, "slipway-hello-prod2").await)

@@ -2,7 +2,9 @@
 //! random moments, then a restart. After every run the deployment ends on its
 //! own, no instance is orphaned or launched twice, the load balancer never took
 //! an instance that failed its health check, nothing acknowledged is lost, and a
-//! continuous HTTP load never sees a failed request.
+//! continuous HTTP load never sees a failed request. Promotions are killed the
+//! same way: the restarted coordinator finishes a stored one, DNS always agrees
+//! with the stored record, and traffic through the public name never fails.
 //!
 //! CI runs every fault point once and a few random kills. The stress mode runs
 //! more random kills: `SLIPWAY_FAULT_RUNS=200 cargo nextest run -p slipway-tests
@@ -325,6 +327,127 @@ fn kill_9_at_every_step_and_at_random_moments_loses_nothing() {
             .contains(last["version"].as_str().unwrap()),
         "traffic ends on {}: {}",
         last["version"],
+        report.last_body()
+    );
+}
+
+/// Where a promotion can be killed: after its decision is stored, and after
+/// DNS changed but before that is stored.
+const PROMOTE_POINTS: &[&str] = &["promoting/recorded", "promoting/changed"];
+const PUBLIC_RECORD: &str = "hello.example.com";
+
+/// The public record as `status` shows it, once no promotion is pending.
+fn settled_record(dev: &Coordinator) -> Value {
+    slipway_tests::eventually(
+        "the public record to settle",
+        Duration::from_secs(30),
+        || {
+            let status = dev.ok(&["status", "hello", "--output", "json"]).json();
+            let record = status["public_record"].clone();
+            (record["pending"] == false).then_some(record)
+        },
+    )
+}
+
+#[test]
+fn kill_9_during_a_promotion_finishes_or_keeps_it_and_traffic_never_fails() {
+    let mut dev = Coordinator::start();
+    let cloud = CloudView::new(dev.data_dir());
+    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
+    dev.ok(&["deploy", "hello", "v2", "--env", "prod2", "--wait"]);
+    let first = dev
+        .ok(&["promote", "hello", "--to", "prod1", "--output", "json"])
+        .json();
+    let load = Load::start(first["endpoint"].as_str().unwrap());
+    load.wait_for_requests(20);
+    let other = |env: &str| if env == "prod1" { "prod2" } else { "prod1" };
+    let mut current = "prod1".to_string();
+    let mut violations = Vec::new();
+    let mut check =
+        |dev: &Coordinator, label: &str, expected: Option<&str>, current: &mut String| {
+            let record = settled_record(dev);
+            let stored = record["environment"].as_str().unwrap().to_string();
+            if let Some(expected) = expected
+                && stored != expected
+            {
+                violations.push(format!(
+                    "{label}: the record points at {stored}, not {expected}"
+                ));
+            }
+            let target = cloud.record_target(PUBLIC_RECORD);
+            if target.as_deref() != Some(format!("slipway-hello-{stored}").as_str()) {
+                violations.push(format!(
+                    "{label}: stored {stored} but DNS points at {target:?}"
+                ));
+            }
+            *current = stored;
+        };
+
+    // At each point, in both directions: the restarted coordinator finishes it.
+    let mut finished_after_restart = 0;
+    for point in PROMOTE_POINTS.iter().chain(PROMOTE_POINTS) {
+        let to = other(&current);
+        dev.set_env(PAUSE_AT, Some(point));
+        dev.crash_and_restart();
+        let from = dev.log_len();
+        let cli = dev.cli_in_background(&["promote", "hello", "--to", to]);
+        dev.wait_for_log(
+            from,
+            &format!("fault point reached: {point};"),
+            Duration::from_secs(30),
+        );
+        dev.set_env(PAUSE_AT, None);
+        dev.crash_and_restart();
+        let answered = cli.finish();
+        assert!(
+            !answered.success,
+            "the CLI cannot have had an answer: {}",
+            answered.stdout
+        );
+        check(
+            &dev,
+            &format!("kill at {point} promoting to {to}"),
+            Some(to),
+            &mut current,
+        );
+        finished_after_restart += 1;
+    }
+
+    // At random moments: an acknowledged promotion holds; any other either
+    // happened or did not, and DNS agrees with what is stored.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64 | 1);
+    println!("random promotion kills from seed {seed}");
+    let mut moments = Moments(seed);
+    for run in 0..CI_RANDOM_RUNS {
+        let to = other(&current);
+        let cli = dev.cli_in_background(&["promote", "hello", "--to", to]);
+        let delay = moments.next_ms(300);
+        std::thread::sleep(Duration::from_millis(delay));
+        dev.crash_and_restart();
+        let answered = cli.finish();
+        let label = format!("random run {run}: kill {delay} ms into promoting to {to}");
+        check(&dev, &label, answered.success.then_some(to), &mut current);
+    }
+
+    let audit = dev.ok(&["audit", "--output", "json"]).json();
+    let finisher_entries = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["who"] == slipway_coordinator::promote::FINISHER)
+        .count();
+    assert!(
+        finisher_entries >= finished_after_restart,
+        "each promotion finished after a restart is audited: {finisher_entries} entries for {finished_after_restart}"
+    );
+    let report = load.finish();
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    report.assert_no_failures();
+    assert!(
+        report.last_body().contains(&current),
+        "traffic ends on {current}: {}",
         report.last_body()
     );
 }

@@ -71,6 +71,8 @@ pub fn public_record(r: PublicRecordView) -> pb::PublicRecord {
         environment: r.environment.unwrap_or_default(),
         endpoint: r.endpoint.unwrap_or_default(),
         previous_environment: r.previous_environment.unwrap_or_default(),
+        pending: r.pending,
+        dns_error: r.dns_error.unwrap_or_default(),
     }
 }
 

@@ -209,6 +209,10 @@ impl Db {
         self.put(Table::Records, &record.project, record)
     }
 
+    pub fn records(&self) -> Result<Vec<RecordState>, StoreError> {
+        self.all(Table::Records)
+    }
+
     pub fn record(&self, project: &str) -> Result<Option<RecordState>, StoreError> {
         self.get(Table::Records, project)
     }
