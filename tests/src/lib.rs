@@ -248,6 +248,25 @@ impl Coordinator {
         }
     }
 
+    /// Restarts the coordinator (kill -9) so that it pauses at fault `point`
+    /// (`slipway_coordinator::faults`), does `start`, and waits until the
+    /// coordinator logs that it got there. Its next restart pauses nowhere.
+    pub fn pause_at<T>(&mut self, point: &str, start: impl FnOnce(&Coordinator) -> T) -> T {
+        use slipway_coordinator::faults::PAUSE_AT;
+        self.set_env(PAUSE_AT, Some(point));
+        // Taken before the restart: a resumed deployment may get there at once.
+        let from = self.log_len();
+        self.crash_and_restart();
+        let started = start(self);
+        self.wait_for_log(
+            from,
+            &format!("fault point reached: {point};"),
+            Duration::from_secs(60),
+        );
+        self.set_env(PAUSE_AT, None);
+        started
+    }
+
     /// How much the coordinator has logged so far, to wait for lines after it.
     pub fn log_len(&self) -> usize {
         self.log().len()

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use slipway_coordinator::deploy::machine::{InstanceState, MemberState};
 use slipway_coordinator::dev::SAMPLE_FLEET;
-use slipway_coordinator::faults::PAUSE_AT;
 use slipway_tests::Coordinator;
 use slipway_tests::cloud::CloudView;
 use slipway_tests::load::Load;
@@ -49,6 +48,14 @@ const ROLLBACK_POINTS: &[&str] = &[
     "rolling_back/entered",
     "rolling_back/terminated",
     "rolled_back/entered",
+];
+
+/// Where a healthy release cancelled after the load balancer took its new
+/// instances can be killed on its way back.
+const CANCEL_POINTS: &[&str] = &[
+    "rolling_back/entered",
+    "rolling_back/deregistered",
+    "rolling_back/terminated",
 ];
 
 const INSTANCES: usize = 2;
@@ -84,7 +91,6 @@ struct Harness {
     acknowledged: Vec<String>,
     /// The deployment whose instances serve staging.
     serving: String,
-    healthy_runs: usize,
     runs: usize,
     violations: Vec<String>,
 }
@@ -103,7 +109,6 @@ impl Harness {
             releases,
             acknowledged: vec![first.clone()],
             serving: first,
-            healthy_runs: 0,
             runs: 0,
             violations: Vec::new(),
         }
@@ -117,19 +122,9 @@ impl Harness {
             Kill::After(delay) => format!("run {} ({version}, kill after {delay:?})", self.runs),
         };
         let id = match kill {
-            Kill::At(point) => {
-                self.dev.set_env(PAUSE_AT, Some(point));
-                self.dev.crash_and_restart();
-                let from = self.dev.log_len();
-                let id = self.dev.enqueue(version, "staging");
-                self.dev.wait_for_log(
-                    from,
-                    &format!("fault point reached: {point};"),
-                    Duration::from_secs(60),
-                );
-                self.dev.set_env(PAUSE_AT, None);
-                id
-            }
+            Kill::At(point) => self
+                .dev
+                .pause_at(point, |dev| dev.enqueue(version, "staging")),
             Kill::After(delay) => {
                 let id = self.dev.enqueue(version, "staging");
                 std::thread::sleep(delay);
@@ -138,12 +133,36 @@ impl Harness {
         };
         self.acknowledged.push(id.clone());
         self.dev.crash_and_restart();
-        let done = self.dev.wait_finished(&id, Duration::from_secs(120));
         let expected = if version == "broken" {
             "rolled_back"
         } else {
             "succeeded"
         };
+        self.settle(&label, &id, expected);
+    }
+
+    /// A deploy of `version` cancelled once the load balancer has its new
+    /// instances, killed at `point` on its way back: the rollback must take
+    /// them out again while the old ones serve on.
+    fn run_cancelled_after_registration(&mut self, version: &str, point: &'static str) {
+        self.runs += 1;
+        let label = format!(
+            "run {} ({version} cancelled after registration, kill at {point})",
+            self.runs
+        );
+        let id = self.dev.pause_at("attaching/registered", |dev| {
+            dev.enqueue(version, "staging")
+        });
+        self.acknowledged.push(id.clone());
+        self.dev.ok(&["cancel", &id]);
+        self.dev.pause_at(point, |_| ());
+        self.dev.crash_and_restart();
+        self.settle(&label, &id, "rolled_back");
+    }
+
+    /// Waits for deployment `id` to end, checks it ended `expected`, and audits.
+    fn settle(&mut self, label: &str, id: &str, expected: &str) {
+        let done = self.dev.wait_finished(id, Duration::from_secs(120));
         if done["phase"] != expected {
             self.violations.push(format!(
                 "{label}: ended {} instead of {expected}: {done}",
@@ -151,15 +170,14 @@ impl Harness {
             ));
         }
         if done["phase"] == "succeeded" {
-            self.serving = id;
+            self.serving = id.to_string();
         }
-        self.audit(&label);
+        self.audit(label);
     }
 
     /// The next healthy version: always a change from what serves.
-    fn next_healthy(&mut self) -> &'static str {
-        self.healthy_runs += 1;
-        if self.healthy_runs % 2 == 1 {
+    fn next_healthy(&self) -> &'static str {
+        if self.dev.deployment(&self.serving)["version"] == "v1" {
             "v2"
         } else {
             "v1"
@@ -252,10 +270,32 @@ impl Harness {
     }
 }
 
+/// How many random kills: `SLIPWAY_FAULT_RUNS`, or CI's few.
+fn random_runs() -> usize {
+    std::env::var("SLIPWAY_FAULT_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CI_RANDOM_RUNS)
+}
+
 /// A small xorshift: the moments to kill at, reproducible from the seed.
 struct Moments(u64);
 
 impl Moments {
+    /// Seeded from `SLIPWAY_FAULT_SEED`, or the clock (and the seed printed).
+    fn from_env() -> Moments {
+        let seed = std::env::var("SLIPWAY_FAULT_SEED")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64 | 1)
+            });
+        println!("random kill moments from SLIPWAY_FAULT_SEED={seed}");
+        Moments(seed)
+    }
+
     fn next_ms(&mut self, below: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -278,20 +318,12 @@ fn kill_9_at_every_step_and_at_random_moments_loses_nothing() {
     for point in ROLLBACK_POINTS {
         harness.run("broken", Kill::At(point));
     }
-    let random_runs = std::env::var("SLIPWAY_FAULT_RUNS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(CI_RANDOM_RUNS);
-    let seed = std::env::var("SLIPWAY_FAULT_SEED")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64 | 1)
-        });
-    println!("random kill moments from SLIPWAY_FAULT_SEED={seed}");
-    let mut moments = Moments(seed);
+    for point in CANCEL_POINTS {
+        let version = harness.next_healthy();
+        harness.run_cancelled_after_registration(version, point);
+    }
+    let random_runs = random_runs();
+    let mut moments = Moments::from_env();
     for run in 0..random_runs {
         let version = if run % 5 == 4 {
             "broken"
@@ -304,7 +336,7 @@ fn kill_9_at_every_step_and_at_random_moments_loses_nothing() {
     }
 
     let report = load.finish();
-    let points = HEALTHY_POINTS.len() + ROLLBACK_POINTS.len();
+    let points = HEALTHY_POINTS.len() + ROLLBACK_POINTS.len() + CANCEL_POINTS.len();
     println!(
         "fault harness: {} runs ({points} fault points, {random_runs} random kills), {} violations, {} requests with {} failures, {:.0} s",
         harness.runs,
@@ -351,6 +383,7 @@ fn settled_record(dev: &Coordinator) -> Value {
 
 #[test]
 fn kill_9_during_a_promotion_finishes_or_keeps_it_and_traffic_never_fails() {
+    let started = Instant::now();
     let mut dev = Coordinator::start();
     let cloud = CloudView::new(dev.data_dir());
     dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
@@ -387,16 +420,9 @@ fn kill_9_during_a_promotion_finishes_or_keeps_it_and_traffic_never_fails() {
     let mut finished_after_restart = 0;
     for point in PROMOTE_POINTS.iter().chain(PROMOTE_POINTS) {
         let to = other(&current);
-        dev.set_env(PAUSE_AT, Some(point));
-        dev.crash_and_restart();
-        let from = dev.log_len();
-        let cli = dev.cli_in_background(&["promote", "hello", "--to", to]);
-        dev.wait_for_log(
-            from,
-            &format!("fault point reached: {point};"),
-            Duration::from_secs(30),
-        );
-        dev.set_env(PAUSE_AT, None);
+        let cli = dev.pause_at(point, |dev| {
+            dev.cli_in_background(&["promote", "hello", "--to", to])
+        });
         dev.crash_and_restart();
         let answered = cli.finish();
         assert!(
@@ -415,12 +441,10 @@ fn kill_9_during_a_promotion_finishes_or_keeps_it_and_traffic_never_fails() {
 
     // At random moments: an acknowledged promotion holds; any other either
     // happened or did not, and DNS agrees with what is stored.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64 | 1);
-    println!("random promotion kills from seed {seed}");
-    let mut moments = Moments(seed);
-    for run in 0..CI_RANDOM_RUNS {
+    let mut moments = Moments::from_env();
+    let random_runs = random_runs();
+    let (mut acknowledged, mut moved) = (0, 0);
+    for run in 0..random_runs {
         let to = other(&current);
         let cli = dev.cli_in_background(&["promote", "hello", "--to", to]);
         let delay = moments.next_ms(300);
@@ -429,6 +453,8 @@ fn kill_9_during_a_promotion_finishes_or_keeps_it_and_traffic_never_fails() {
         let answered = cli.finish();
         let label = format!("random run {run}: kill {delay} ms into promoting to {to}");
         check(&dev, &label, answered.success.then_some(to), &mut current);
+        acknowledged += usize::from(answered.success);
+        moved += usize::from(current == to);
     }
 
     let audit = dev.ok(&["audit", "--output", "json"]).json();
@@ -443,6 +469,15 @@ fn kill_9_during_a_promotion_finishes_or_keeps_it_and_traffic_never_fails() {
         "each promotion finished after a restart is audited: {finisher_entries} entries for {finished_after_restart}"
     );
     let report = load.finish();
+    println!(
+        "promotion faults: {} kills at {} points, {random_runs} random ({acknowledged} acknowledged before the kill, {moved} moved the record), {} violations, {} requests with {} failures, {:.0} s",
+        PROMOTE_POINTS.len() * 2,
+        PROMOTE_POINTS.len(),
+        violations.len(),
+        report.requests,
+        report.failures.len(),
+        started.elapsed().as_secs_f64()
+    );
     assert!(violations.is_empty(), "{}", violations.join("\n"));
     report.assert_no_failures();
     assert!(
