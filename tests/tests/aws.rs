@@ -15,7 +15,7 @@ use slipway_coordinator::cloud::{Compute, LaunchRequest, Placement};
 use slipway_tests::aws::{
     BootSimulator, Moto, bake, fleet, register_ami, running, slipway_instances,
 };
-use slipway_tests::{Coordinator, TempDir, eventually, strings};
+use slipway_tests::{Coordinator, TempDir, entered, eventually, strings};
 
 /// A coordinator driving moto, with its fleet file in `dir`.
 fn coordinator(dir: &TempDir, endpoint: &str) -> Coordinator {
@@ -500,4 +500,42 @@ async fn an_unreachable_endpoint_and_bad_credentials_are_clear_errors() {
         add.stderr
     );
     assert_eq!(add.stderr.trim().lines().count(), 1, "{}", add.stderr);
+}
+
+/// Classic ELB does not report draining: a coordinator killed while the old
+/// instance drains still gives it the whole drain timeout after its restart,
+/// counted from when draining began.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_while_elb_drains_still_waits_out_the_drain_timeout() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    create_zone(&sdk, "drain").await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let dir = TempDir::new("aws-drain");
+    let mut images = HashMap::new();
+    for version in ["v1", "v2"] {
+        let ami = register_ami(&ec2, "hello", version).await;
+        images.insert(ami, bake(dir.path(), version, true));
+    }
+    let _boot = BootSimulator::start(&moto.endpoint, images);
+    let path = dir.path().join("fleet.toml");
+    let fleet = fleet(&moto.endpoint).replace("drain = \"1s\"", "drain = \"6s\"");
+    assert!(fleet.contains("drain = \"6s\""));
+    std::fs::write(&path, fleet).unwrap();
+    let mut c = Coordinator::start_with(Some(path), Moto::coordinator_env());
+    c.ok(&["infra", "apply"]);
+    for version in ["v1", "v2"] {
+        c.ok(&["release", "add", "hello", version]);
+    }
+    c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+
+    let id = c.pause_at("draining/deregistered", |c| c.enqueue("v2", "staging"));
+    c.crash_and_restart();
+    let done = c.wait_finished(&id, Duration::from_secs(60));
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    let drained_for = entered(&done, "retiring").unwrap() - entered(&done, "draining").unwrap();
+    assert!(
+        drained_for >= 6_000,
+        "the old instance was retired {drained_for} ms after draining began, not the 6 s drain"
+    );
 }

@@ -118,7 +118,12 @@ pub trait LoadBalancer: Send + Sync {
     async fn register(&self, name: &str, ids: &[String]) -> Result<(), CloudError>;
     /// Stops new connections to `ids`; open ones may finish (connection draining).
     async fn deregister(&self, name: &str, ids: &[String]) -> Result<(), CloudError>;
+    /// Members by instance id. Where `reports_draining`, deregistered instances
+    /// with open connections are listed as draining until those close.
     async fn members(&self, name: &str) -> Result<BTreeMap<String, MemberState>, CloudError>;
+    /// Whether `members` shows instances still draining. Classic ELB does not:
+    /// the whole draining timeout is waited out instead.
+    fn reports_draining(&self) -> bool;
 }
 
 #[async_trait]

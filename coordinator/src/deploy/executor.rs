@@ -324,6 +324,7 @@ async fn observe(c: &Coordinator, d: &mut Deployment) -> Result<Observed, StepEr
         instances,
         agents,
         members,
+        drains_visible: c.cloud.load_balancer.reports_draining(),
     })
 }
 

@@ -58,6 +58,9 @@ pub struct Observed {
     pub agents: BTreeMap<String, AgentView>,
     /// The environment's load balancer membership, by instance id.
     pub members: BTreeMap<String, MemberState>,
+    /// Whether `members` shows deregistered instances still draining, with
+    /// their open connections (the local cloud does; classic ELB does not).
+    pub drains_visible: bool,
 }
 
 /// The limits a deployment runs under.
@@ -162,18 +165,10 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
                     instances: to_deregister,
                 };
             }
-            let draining = filter(
-                &d.old_instances,
-                |id| matches!(o.members.get(id), Some(MemberState::Draining { connections }) if *connections > 0),
-            );
-            let drain_for = limits.deadlines.drain.as_millis() as Millis;
-            if !draining.is_empty() && o.now - d.entered_at() < drain_for {
-                return Action::Wait(format!(
-                    "waiting for {} to finish open connections",
-                    draining.join(", ")
-                ));
+            match wait_for_drain(d, o, limits, &d.old_instances) {
+                Some(waiting) => Action::Wait(waiting),
+                None => Action::Advance(Phase::Retiring),
             }
-            Action::Advance(Phase::Retiring)
         }
         Phase::Retiring => {
             let alive = filter(&d.old_instances, |id| is_alive(o, id));
@@ -213,6 +208,11 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
                     instances: registered,
                 };
             }
+            // Only an instance the load balancer may have had can hold connections.
+            let attached = d.history.iter().any(|e| e.phase == Phase::Attaching);
+            if attached && let Some(waiting) = wait_for_drain(d, o, limits, &new) {
+                return Action::Wait(waiting);
+            }
             let alive = filter(&new, |id| is_alive(o, id));
             if alive.is_empty() {
                 Action::Finish {
@@ -224,6 +224,37 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
             }
         }
     }
+}
+
+/// Why `deregistered` (taken out of the load balancer when this phase began)
+/// may still be finishing open connections, or None once they are done or the
+/// drain timeout has passed. A load balancer that does not report draining
+/// (classic ELB) gets the whole timeout; as the count starts at the stored
+/// phase change, a restarted coordinator waits only what is left of it.
+fn wait_for_drain(
+    d: &Deployment,
+    o: &Observed,
+    limits: &Limits,
+    deregistered: &[String],
+) -> Option<String> {
+    let drain_for = limits.deadlines.drain.as_millis() as Millis;
+    let left = drain_for - (o.now - d.entered_at());
+    if deregistered.is_empty() || left <= 0 {
+        return None;
+    }
+    if !o.drains_visible {
+        return Some(format!(
+            "giving {} {:.1}s more to finish open connections (the load balancer does not report them)",
+            deregistered.join(", "),
+            left as f64 / 1000.0
+        ));
+    }
+    let busy = filter(
+        deregistered,
+        |id| matches!(o.members.get(id), Some(MemberState::Draining { connections }) if *connections > 0),
+    );
+    (!busy.is_empty())
+        .then(|| format!("waiting for {} to finish open connections", busy.join(", ")))
 }
 
 /// Cleanup past its deadline with instances still left: what to tell operators.
@@ -452,6 +483,7 @@ mod tests {
                 .map(|(id, a)| (id.to_string(), a.clone()))
                 .collect(),
             members: members.iter().map(|(id, m)| (id.to_string(), *m)).collect(),
+            drains_visible: true,
         }
     }
 
@@ -679,6 +711,86 @@ mod tests {
         assert_eq!(
             next_action(&d, &o, &limits()),
             Action::Advance(Phase::Retiring)
+        );
+    }
+
+    #[test]
+    fn where_draining_is_not_reported_the_drain_timeout_is_waited_out_from_the_stored_phase() {
+        let drain = Deadlines::default().drain.as_millis() as Millis;
+        let mut d = deployment(Phase::Draining, &["i-a"]);
+        d.old_instances = ids(&["i-old"]);
+        // ELB lists a deregistered instance no more, draining or not.
+        let mut o = observed(&[("i-a", agent(true))], &[("i-a", MemberState::InService)]);
+        o.drains_visible = false;
+        let Action::Wait(why) = next_action(&d, &o, &limits()) else {
+            panic!("must wait for the drain timeout");
+        };
+        assert!(
+            why.contains("i-old") && why.contains("does not report"),
+            "{why}"
+        );
+        // Counted from the stored phase change: a restarted coordinator waits
+        // only what is left, not a fresh timeout.
+        o.now = T0 + drain;
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Retiring)
+        );
+        // Reported, and nothing open: no wait at all.
+        o.now = T0 + 1000;
+        o.drains_visible = true;
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Retiring)
+        );
+        // A first deploy deregisters nothing and has nothing to wait for.
+        d.old_instances.clear();
+        o.drains_visible = false;
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Retiring)
+        );
+    }
+
+    #[test]
+    fn a_rollback_after_attaching_lets_new_instances_drain_before_terminating_them() {
+        let drain = Deadlines::default().drain.as_millis() as Millis;
+        let mut d = deployment(Phase::RollingBack, &["i-a"]);
+        d.history = vec![
+            PhaseEntry {
+                phase: Phase::Attaching,
+                at: T0 - 500,
+            },
+            PhaseEntry {
+                phase: Phase::RollingBack,
+                at: T0,
+            },
+        ];
+        d.old_instances = ids(&["i-old"]);
+        let busy = MemberState::Draining { connections: 3 };
+        let mut o = observed(
+            &[("i-a", agent(true))],
+            &[("i-a", busy), ("i-old", MemberState::InService)],
+        );
+        let Action::Wait(why) = next_action(&d, &o, &limits()) else {
+            panic!("must wait for open connections");
+        };
+        assert!(why.contains("i-a"), "{why}");
+        o.members.remove("i-a");
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Terminate {
+                instances: ids(&["i-a"])
+            }
+        );
+        o.drains_visible = false;
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(_)));
+        o.now = T0 + drain;
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Terminate {
+                instances: ids(&["i-a"])
+            }
         );
     }
 

@@ -1,7 +1,6 @@
 //! Classic ELB: one load balancer per project and environment.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancing::types::{
@@ -209,10 +208,6 @@ impl LoadBalancer for AwsCloud {
     }
 
     async fn deregister(&self, name: &str, ids: &[String]) -> Result<(), CloudError> {
-        let timeout = self
-            .describe(name)
-            .await?
-            .map_or(0, |s| s.settings.draining_timeout_secs);
         self.elb
             .deregister_instances_from_load_balancer()
             .load_balancer_name(name)
@@ -220,11 +215,6 @@ impl LoadBalancer for AwsCloud {
             .send()
             .await
             .map_err(|e| aws("DeregisterInstancesFromLoadBalancer", e))?;
-        let until = Instant::now() + Duration::from_secs(u64::from(timeout));
-        let mut draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
-        for id in ids {
-            draining.insert((name.to_string(), id.clone()), until);
-        }
         Ok(())
     }
 
@@ -236,7 +226,7 @@ impl LoadBalancer for AwsCloud {
             .send()
             .await
             .map_err(|e| aws("DescribeInstanceHealth", e))?;
-        let mut members: BTreeMap<String, MemberState> = health
+        let members = health
             .instance_states()
             .iter()
             .filter_map(|s| {
@@ -248,15 +238,12 @@ impl LoadBalancer for AwsCloud {
                 Some((s.instance_id()?.to_string(), state))
             })
             .collect();
-        // Deregistered instances finish open connections until the draining timeout.
-        let now = Instant::now();
-        let mut draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
-        draining.retain(|_, until| *until > now);
-        for ((lb, id), _) in draining.iter() {
-            if lb == name {
-                members.insert(id.clone(), MemberState::Draining { connections: 1 });
-            }
-        }
         Ok(members)
+    }
+
+    /// DescribeInstanceHealth forgets an instance once it is deregistered,
+    /// draining or not.
+    fn reports_draining(&self) -> bool {
+        false
     }
 }

@@ -12,9 +12,7 @@ mod dns;
 mod elb;
 mod error;
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
@@ -40,9 +38,6 @@ pub struct AwsCloud {
     elb: aws_sdk_elasticloadbalancing::Client,
     route53: aws_sdk_route53::Client,
     region: String,
-    /// Instances deregistered from a load balancer, until their connection
-    /// draining timeout has passed: ELB does not report draining itself.
-    draining: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl std::fmt::Debug for AwsCloud {
@@ -79,7 +74,6 @@ impl AwsCloud {
             elb: aws_sdk_elasticloadbalancing::Client::new(sdk),
             route53: aws_sdk_route53::Client::new(sdk),
             region,
-            draining: Mutex::new(HashMap::new()),
         })
     }
 }

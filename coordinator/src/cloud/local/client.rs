@@ -269,6 +269,10 @@ impl LoadBalancer for LocalCloud {
             other => Err(unexpected(other)),
         }
     }
+
+    fn reports_draining(&self) -> bool {
+        true
+    }
 }
 
 impl LocalCloud {
