@@ -16,6 +16,9 @@ use crate::deploy::machine::AgentView;
 /// A service restarted this often without staying up fails the deployment.
 const RESTARTS_BEFORE_FAILING: u32 = 3;
 
+/// What an agent is told when its stream is refused or closed by a stop.
+pub const STOPPING: &str = "the coordinator is stopping: reconnect shortly";
+
 /// One service as operators read it: `web: running`, `web: running (2 restarts)`.
 fn describe_service(s: &slipway_proto::v1::ServiceState) -> String {
     let status = match s.status() {
@@ -203,9 +206,7 @@ impl AgentHub {
     pub fn close_all(&self) {
         for session in self.sessions().values_mut() {
             if let Some(sender) = session.sender.take() {
-                let _ = sender.try_send(Err(Status::unavailable(
-                    "the coordinator is stopping: reconnect shortly",
-                )));
+                let _ = sender.try_send(Err(Status::unavailable(STOPPING)));
             }
             session.view.connected = false;
         }

@@ -19,6 +19,9 @@ use crate::{dev, grpc, infra};
 
 /// How long a graceful stop waits for deployments to finish their current step.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+/// After the steps are done and agent streams closed: how long open gRPC calls
+/// may take to end before the process exits regardless.
+const CALLS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How the coordinator was asked to start.
 #[derive(Debug, Clone)]
@@ -134,6 +137,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         println!("  {cli} status hello");
     }
     let stopping = coordinator.clone();
+    let (stopped, calls_ending) = tokio::sync::oneshot::channel::<()>();
     let graceful = async move {
         shutdown_signal().await;
         let busy = stopping.stop(STOP_GRACE).await;
@@ -143,8 +147,24 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 "stopping with steps still running: a restart repeats them idempotently"
             );
         }
+        let _ = stopped.send(());
     };
-    grpc::serve(listener, tls, coordinator, graceful).await?;
+    // Every decision is stored by now, so a call that will not end (a client
+    // that keeps its stream open) must not keep the process from exiting.
+    let give_up = async {
+        if calls_ending.await.is_ok() {
+            tokio::time::sleep(CALLS_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = grpc::serve(listener, tls, coordinator, graceful) => served?,
+        () = give_up => warn!(
+            grace = ?CALLS_GRACE,
+            "open calls did not end after the stop; exiting without them"
+        ),
+    }
     info!(
         "coordinator stopped: every deployment's state is stored and a restart resumes it; instances keep running"
     );

@@ -294,9 +294,21 @@ impl Coordinator {
             nix::sys::signal::Signal::SIGTERM,
         )
         .expect("send SIGTERM");
-        eventually("the coordinator to exit after SIGTERM", deadline, || {
-            child.try_wait().expect("wait for the coordinator")
-        })
+        let give_up = std::time::Instant::now() + deadline;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the coordinator") {
+                return status;
+            }
+            if std::time::Instant::now() > give_up {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the coordinator did not exit within {deadline:?} of SIGTERM; its log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn kill(&mut self) {

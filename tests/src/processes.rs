@@ -80,3 +80,8 @@ pub fn service_pids(instance: &str) -> Vec<u32> {
 pub fn freeze(pid: u32) {
     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGSTOP);
 }
+
+/// Lets a frozen process run again (SIGCONT).
+pub fn thaw(pid: u32) {
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+}

@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slipway_tests::Coordinator;
 use slipway_tests::load::Load;
+use slipway_tests::processes::{agent_pid, freeze, thaw};
 
 #[test]
 fn a_coordinator_crash_loses_nothing_and_traffic_keeps_flowing() {
@@ -201,4 +202,47 @@ fn sigterm_finishes_the_current_step_and_agents_reconnect_after_a_restart() {
             .then_some(())
     });
     load.finish().assert_no_failures();
+}
+
+/// An agent that cannot close its stream (frozen: its socket open, its process
+/// silent) must not hold up a SIGTERM: the coordinator stores everything, gives
+/// open calls a few seconds, and exits; the agent reconnects once it runs again.
+#[test]
+fn sigterm_exits_promptly_even_when_an_agent_cannot_close_its_stream() {
+    let mut dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let instance = dev.environment("staging")["instances"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = agent_pid(&instance).expect("the agent's process");
+    freeze(agent);
+
+    let signalled = Instant::now();
+    let exit = dev.terminate(Duration::from_secs(30));
+    let took = signalled.elapsed();
+    thaw(agent);
+    assert!(exit.success(), "exit after SIGTERM: {exit}\n{}", dev.log());
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGTERM took {took:?} to end the coordinator:\n{}",
+        dev.log()
+    );
+    assert!(
+        dev.log()
+            .contains("coordinator stopped: every deployment's state is stored"),
+        "{}",
+        dev.log()
+    );
+
+    dev.crash_and_restart();
+    slipway_tests::eventually("the agent to reconnect", Duration::from_secs(30), || {
+        let agents = dev.ok(&["agents", "--output", "json"]).json();
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["instance_id"] == instance.as_str() && a["connected"] == true)
+            .then_some(())
+    });
 }

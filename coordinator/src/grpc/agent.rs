@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::auth;
-use crate::agents::AgentHello;
+use crate::agents::{AgentHello, STOPPING};
 use crate::coordinator::Coordinator;
 use crate::pki::{Identity, Role};
 
@@ -143,6 +143,9 @@ impl AgentService for AgentApi {
             )));
         }
         let c = self.coordinator.clone();
+        if c.is_stopping() {
+            return Err(Status::unavailable(STOPPING));
+        }
         if c.db
             .agent(&identity.name)
             .map_err(|e| Status::internal(e.to_string()))?
@@ -173,6 +176,13 @@ impl AgentService for AgentApi {
             },
             sender,
         );
+        // A stop that began while this stream was being set up closed the
+        // streams it saw; this one it may have missed. Checked after the stream
+        // is in the hub (a stop sets the flag before it closes streams), so one
+        // or the other closes it and the server's graceful stop never waits on it.
+        if c.is_stopping() {
+            c.agents.close_all();
+        }
         info!(%instance, "agent connected");
         tokio::spawn(async move {
             loop {
