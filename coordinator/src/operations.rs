@@ -255,6 +255,7 @@ impl Coordinator {
             cancel_requested_by: None,
             replaces: vec![],
             launch_attempted: false,
+            drain_from: None,
         };
         shape(&mut deployment);
         self.db.put_deployment(&deployment)?;

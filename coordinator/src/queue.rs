@@ -97,6 +97,7 @@ mod tests {
             cancel_requested_by: None,
             replaces: vec![],
             launch_attempted: false,
+            drain_from: None,
         }
     }
 

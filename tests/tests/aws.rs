@@ -504,7 +504,7 @@ async fn an_unreachable_endpoint_and_bad_credentials_are_clear_errors() {
 
 /// Classic ELB does not report draining: a coordinator killed while the old
 /// instance drains still gives it the whole drain timeout after its restart,
-/// counted from when draining began.
+/// counted from when it was deregistered, however late that was.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_while_elb_drains_still_waits_out_the_drain_timeout() {
     let moto = Moto::start();
@@ -529,6 +529,7 @@ async fn a_restart_while_elb_drains_still_waits_out_the_drain_timeout() {
     }
     c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
 
+    // Killed right after the deregistration: the restart must not cut the drain.
     let id = c.pause_at("draining/deregistered", |c| c.enqueue("v2", "staging"));
     c.crash_and_restart();
     let done = c.wait_finished(&id, Duration::from_secs(60));
@@ -537,5 +538,23 @@ async fn a_restart_while_elb_drains_still_waits_out_the_drain_timeout() {
     assert!(
         drained_for >= 6_000,
         "the old instance was retired {drained_for} ms after draining began, not the 6 s drain"
+    );
+
+    // Killed after draining was stored but before the deregistration, and
+    // restarted after the drain timeout: the deregistration it makes then
+    // still gets the whole drain.
+    let id = c.pause_at("draining/entered", |c| c.enqueue("v1", "staging"));
+    std::thread::sleep(Duration::from_secs(7));
+    let restarted_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    c.crash_and_restart();
+    let done = c.wait_finished(&id, Duration::from_secs(60));
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    let drained_for = entered(&done, "retiring").unwrap() - restarted_at;
+    assert!(
+        drained_for >= 6_000,
+        "the old instance was retired {drained_for} ms after the restart deregistered it, not the 6 s drain"
     );
 }

@@ -205,12 +205,7 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
             }
             Ok(())
         }
-        Action::Deregister { instances } => c
-            .cloud
-            .load_balancer
-            .deregister(&lb, instances)
-            .await
-            .map_err(Into::into),
+        Action::Deregister { instances } => deregister(c, d, &lb, instances).await,
         Action::Terminate { instances } => c
             .cloud
             .compute
@@ -243,9 +238,26 @@ async fn switch(
     enter(c, d, Phase::Draining, None)?;
     faults::point(d.phase, "entered").await;
     if let Action::Deregister { instances } = next_action(d, observed, limits) {
-        c.cloud.load_balancer.deregister(lb, &instances).await?;
+        deregister(c, d, lb, &instances).await?;
         faults::point(d.phase, "deregistered").await;
     }
+    Ok(())
+}
+
+/// Stores when the drain of `instances` starts, then takes them out of the
+/// load balancer.
+async fn deregister(
+    c: &Coordinator,
+    d: &mut Deployment,
+    lb: &str,
+    instances: &[String],
+) -> Result<(), StepError> {
+    let stored = c.update_deployment(&d.id, |fresh| {
+        fresh.drain_from = Some(now_ms());
+        Ok::<_, StepError>(())
+    })?;
+    *d = stored.ok_or(StepError::Vanished)?.0;
+    c.cloud.load_balancer.deregister(lb, instances).await?;
     Ok(())
 }
 

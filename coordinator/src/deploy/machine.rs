@@ -208,9 +208,7 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
                     instances: registered,
                 };
             }
-            // Only an instance the load balancer may have had can hold connections.
-            let attached = d.history.iter().any(|e| e.phase == Phase::Attaching);
-            if attached && let Some(waiting) = wait_for_drain(d, o, limits, &new) {
+            if let Some(waiting) = wait_for_drain(d, o, limits, &new) {
                 return Action::Wait(waiting);
             }
             let alive = filter(&new, |id| is_alive(o, id));
@@ -226,19 +224,22 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
     }
 }
 
-/// Why `deregistered` (taken out of the load balancer when this phase began)
-/// may still be finishing open connections, or None once they are done or the
-/// drain timeout has passed. A load balancer that does not report draining
-/// (classic ELB) gets the whole timeout; as the count starts at the stored
-/// phase change, a restarted coordinator waits only what is left of it.
+/// Why `deregistered` may still be finishing open connections, or None once
+/// they are done, the drain timeout has passed, or this phase took nothing out
+/// of the load balancer. A load balancer that does not report draining
+/// (classic ELB) gets the whole timeout; as it counts from the stored
+/// `drain_from`, a restarted coordinator waits only what is left of it.
 fn wait_for_drain(
     d: &Deployment,
     o: &Observed,
     limits: &Limits,
     deregistered: &[String],
 ) -> Option<String> {
+    // A drain_from older than this phase belongs to an earlier one.
+    let from = d.drain_from.filter(|at| *at >= d.entered_at())?;
     let drain_for = limits.deadlines.drain.as_millis() as Millis;
-    let left = drain_for - (o.now - d.entered_at());
+    // Clamped: a clock that stepped back must not lengthen the drain.
+    let left = (drain_for - (o.now - from)).min(drain_for);
     if deregistered.is_empty() || left <= 0 {
         return None;
     }
@@ -449,6 +450,7 @@ mod tests {
             cancel_requested_by: None,
             replaces: vec![],
             launch_attempted: false,
+            drain_from: None,
         }
     }
 
@@ -701,6 +703,8 @@ mod tests {
                 instances: ids(&["i-old"])
             }
         );
+        // The executor stores when it deregisters.
+        d.drain_from = Some(T0);
         let busy = MemberState::Draining { connections: 2 };
         let mut o = observed(
             &[("i-a", agent(true))],
@@ -715,10 +719,11 @@ mod tests {
     }
 
     #[test]
-    fn where_draining_is_not_reported_the_drain_timeout_is_waited_out_from_the_stored_phase() {
+    fn unreported_draining_is_waited_out_from_the_stored_deregistration() {
         let drain = Deadlines::default().drain.as_millis() as Millis;
         let mut d = deployment(Phase::Draining, &["i-a"]);
         d.old_instances = ids(&["i-old"]);
+        d.drain_from = Some(T0);
         // ELB lists a deregistered instance no more, draining or not.
         let mut o = observed(&[("i-a", agent(true))], &[("i-a", MemberState::InService)]);
         o.drains_visible = false;
@@ -729,13 +734,28 @@ mod tests {
             why.contains("i-old") && why.contains("does not report"),
             "{why}"
         );
-        // Counted from the stored phase change: a restarted coordinator waits
-        // only what is left, not a fresh timeout.
+        // Counted from the stored deregistration: a restarted coordinator
+        // waits only what is left, not a fresh timeout.
         o.now = T0 + drain;
         assert_eq!(
             next_action(&d, &o, &limits()),
             Action::Advance(Phase::Retiring)
         );
+        // A deregistration that came late (retried, or after a restart) still
+        // gets its whole drain.
+        d.drain_from = Some(T0 + 50_000);
+        o.now = T0 + 50_000 + drain - 1;
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(_)));
+        // A clock that stepped back does not make the drain longer than set.
+        o.now = T0 + 40_000;
+        let Action::Wait(why) = next_action(&d, &o, &limits()) else {
+            panic!("must wait");
+        };
+        assert!(
+            why.contains(&format!("{:.1}s", drain as f64 / 1000.0)),
+            "{why}"
+        );
+        d.drain_from = Some(T0);
         // Reported, and nothing open: no wait at all.
         o.now = T0 + 1000;
         o.drains_visible = true;
@@ -745,6 +765,7 @@ mod tests {
         );
         // A first deploy deregisters nothing and has nothing to wait for.
         d.old_instances.clear();
+        d.drain_from = None;
         o.drains_visible = false;
         assert_eq!(
             next_action(&d, &o, &limits()),
@@ -767,6 +788,7 @@ mod tests {
             },
         ];
         d.old_instances = ids(&["i-old"]);
+        d.drain_from = Some(T0);
         let busy = MemberState::Draining { connections: 3 };
         let mut o = observed(
             &[("i-a", agent(true))],
@@ -786,6 +808,24 @@ mod tests {
         o.drains_visible = false;
         assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(_)));
         o.now = T0 + drain;
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Terminate {
+                instances: ids(&["i-a"])
+            }
+        );
+        // A rollback that took nothing out of the load balancer (its instances
+        // were never registered) terminates at once.
+        o.now = T0 + 1000;
+        d.drain_from = None;
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Terminate {
+                instances: ids(&["i-a"])
+            }
+        );
+        // Nor does a deregistration of an earlier phase count.
+        d.drain_from = Some(T0 - 100);
         assert_eq!(
             next_action(&d, &o, &limits()),
             Action::Terminate {

@@ -114,6 +114,11 @@ pub struct Deployment {
     /// instances of this deployment that `launched` does not list yet.
     #[serde(default)]
     pub launch_attempted: bool,
+    /// When instances were last taken out of the load balancer, stored just
+    /// before the request: their drain is counted from here, so neither a late
+    /// deregistration nor a restart cuts it short.
+    #[serde(default)]
+    pub drain_from: Option<Millis>,
     /// A replacement of lost instances: only these are retired, not every
     /// instance the load balancer serves.
     #[serde(default)]
