@@ -53,8 +53,9 @@ pub struct Coordinator {
     deployment_writes: Mutex<()>,
     /// Set on SIGTERM: executors finish their current step and stop.
     stopping: watch::Sender<bool>,
-    /// Held while a promotion reads and changes a public record and DNS.
-    pub promotions: tokio::sync::Mutex<()>,
+    /// One lock per project, held while a promotion reads and changes its
+    /// public record and DNS (see `promotion_lock`).
+    promotions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the task that finishes pending promotions (`promote::start_finisher`).
     pub promotion_pending: Notify,
 }
@@ -91,7 +92,7 @@ impl Coordinator {
             waiting_on: Mutex::new(HashMap::new()),
             deployment_writes: Mutex::new(()),
             stopping: watch::channel(false).0,
-            promotions: tokio::sync::Mutex::new(()),
+            promotions: Mutex::new(HashMap::new()),
             promotion_pending: Notify::new(),
         })
     }
@@ -130,6 +131,19 @@ impl Coordinator {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Serializes promotions of `project`; other projects' go on meanwhile (a
+    /// Route53 change can take minutes to be in sync).
+    pub async fn promotion_lock(&self, project: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .promotions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(project.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// Resolves once a graceful stop was asked for (at once if it already was).

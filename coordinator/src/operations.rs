@@ -474,12 +474,20 @@ impl Coordinator {
         })
     }
 
+    /// The fleet file's public record of `project`.
+    fn public_config(&self, project: &str) -> Result<&crate::config::PublicRecord> {
+        self.fleet
+            .project(project)
+            .and_then(|p| p.public.as_ref())
+            .ok_or_else(|| {
+                OperationError::FailedPrecondition(format!(
+                    "project {project} has no public record: add [projects.{project}.public] to the fleet file"
+                ))
+            })
+    }
+
     async fn public_record(&self, project: &str) -> Result<PublicRecordView> {
-        let Some(public) = self.fleet.project(project).and_then(|p| p.public.as_ref()) else {
-            return Err(OperationError::FailedPrecondition(format!(
-                "project {project} has no public record: add [projects.{project}.public] to the fleet file"
-            )));
-        };
+        let public = self.public_config(project)?;
         let stored = self.db.record(project)?;
         // Status must answer when DNS cannot: that is when operators ask.
         let (endpoint, dns_error) = match self.cloud.dns.endpoint(&public.name).await {
@@ -504,20 +512,14 @@ impl Coordinator {
         project: &str,
         environment: &str,
     ) -> Result<PublicRecordView> {
-        let _one_at_a_time = self.promotions.lock().await;
         self.check_project(project)?;
         self.check_environment(environment)?;
         Self::check_may_act(who, environment)?;
-        let view = self.public_record(project).await?;
-        let allowed = &self.fleet.projects[project]
-            .public
-            .as_ref()
-            .map(|p| p.environments.clone())
-            .unwrap_or_default();
-        if !allowed.iter().any(|e| e == environment) {
+        let public = self.public_config(project)?;
+        if !public.environments.iter().any(|e| e == environment) {
             return Err(OperationError::FailedPrecondition(format!(
                 "{project}'s public record can point at {} only, not {environment}",
-                allowed.join(" or ")
+                public.environments.join(" or ")
             )));
         }
         if self.succeeded_versions(project, environment)?.is_empty() {
@@ -525,22 +527,31 @@ impl Coordinator {
                 "{environment} runs no release of {project}: deploy one there first"
             )));
         }
-        let previous = view.environment.clone().filter(|e| e != environment);
+        let _one_at_a_time = self.promotion_lock(project).await;
+        let stored = self.db.record(project)?;
+        // Where DNS last surely pointed: a pending promotion never confirmed its
+        // environment, so its previous one is it.
+        let (confirmed, earlier) = match &stored {
+            Some(r) if r.pending => (r.previous_environment.clone(), None),
+            Some(r) => (Some(r.environment.clone()), r.previous_environment.clone()),
+            None => (None, None),
+        };
+        let other = |e: &String| e != environment;
         let record = RecordState {
             project: project.to_string(),
-            name: view.name.clone(),
+            name: public.name.clone(),
             environment: environment.to_string(),
-            previous_environment: previous.or(view.previous_environment),
+            previous_environment: confirmed.clone().filter(other).or(earlier.filter(other)),
             updated_at: now_ms(),
             updated_by: who.name.clone(),
             pending: true,
         };
-        let record = promote::store_intent(self, record).await?;
+        promote::store_intent(self, &record).await?;
         if let Err(e) = promote::carry_out(self, record).await {
             // Stored as pending: the finisher retries it until DNS takes it.
             self.promotion_pending.notify_one();
-            let back = view.environment.map_or(String::new(), |old| {
-                format!("; `slipway promote {project} --to {old}` takes it back")
+            let back = confirmed.filter(other).map_or(String::new(), |live| {
+                format!("; `slipway promote {project} --to {live}` takes it back")
             });
             return Err(OperationError::Unavailable(format!(
                 "{e}: the promotion to {environment} is stored and the coordinator retries it until it is done (`slipway status {project}` shows it pending){back}"

@@ -54,32 +54,44 @@ pub enum PromoteError {
     Store(#[from] StoreError),
 }
 
-/// Stores the decision to point the record at its environment, before DNS is
-/// touched. The caller holds `Coordinator::promotions` until `carry_out` ends,
-/// so two promotions never interleave.
+/// Stores the decision to point the record (pending) at its environment,
+/// before DNS is touched. The caller holds the project's promotion lock until
+/// `carry_out` ends, so two promotions of a project never interleave.
 pub async fn store_intent(
     coordinator: &Coordinator,
-    mut record: RecordState,
-) -> Result<RecordState, StoreError> {
-    record.pending = true;
-    coordinator.db.put_record(&record)?;
+    record: &RecordState,
+) -> Result<(), StoreError> {
+    debug_assert!(record.pending, "an intent is stored pending");
+    coordinator.db.put_record(record)?;
     faults::pause_at("promoting/recorded").await;
-    Ok(record)
+    Ok(())
 }
 
-/// Points DNS at the record's cluster unless it already does, then stores the
-/// record done. Safe to repeat: a change that landed before a crash is only
-/// recorded.
+/// Points DNS at the record's cluster and stores the record done.
 pub async fn carry_out(
     coordinator: &Coordinator,
-    mut record: RecordState,
+    record: RecordState,
 ) -> Result<RecordState, PromoteError> {
+    point_dns(coordinator, &record).await?;
+    Ok(mark_done(coordinator, record)?)
+}
+
+/// Points DNS at the record's cluster unless it already does. Safe to repeat:
+/// a change that landed before a crash is only seen, not made again.
+async fn point_dns(coordinator: &Coordinator, record: &RecordState) -> Result<(), CloudError> {
     let load_balancer = record.load_balancer();
     let dns = &coordinator.cloud.dns;
     if dns.target(&record.name).await?.as_deref() != Some(load_balancer.as_str()) {
         dns.upsert(&record.name, &load_balancer).await?;
         faults::pause_at("promoting/changed").await;
     }
+    Ok(())
+}
+
+fn mark_done(
+    coordinator: &Coordinator,
+    mut record: RecordState,
+) -> Result<RecordState, StoreError> {
     record.pending = false;
     coordinator.db.put_record(&record)?;
     Ok(record)
@@ -123,20 +135,51 @@ async fn finish_pending(coordinator: &Coordinator) -> Result<(), PromoteError> {
 }
 
 async fn finish(coordinator: &Coordinator, project: &str) -> Result<(), PromoteError> {
-    let _one_at_a_time = coordinator.promotions.lock().await;
+    let _one_at_a_time = coordinator.promotion_lock(project).await;
     // A newer promotion may have finished or replaced this one meanwhile.
     let Some(record) = coordinator.db.record(project)?.filter(|r| r.pending) else {
         return Ok(());
     };
+    if let Some(why) = outdated(coordinator, &record) {
+        warn!(%project, to = %record.environment, %why, "not finishing a pending promotion: promote again");
+        return Ok(());
+    }
     info!(%project, to = %record.environment, "finishing a pending promotion");
-    let done = carry_out(coordinator, record).await?;
-    let target = format!("{project} -> {}", done.environment);
-    let result = format!("ok: finished the promotion {} asked for", done.updated_by);
+    point_dns(coordinator, &record).await?;
+    // Audited before it is stored done: a crash in between audits it twice
+    // rather than not at all.
+    let target = format!("{project} -> {}", record.environment);
+    let result = format!("ok: finished the promotion {} asked for", record.updated_by);
     coordinator
         .audit
         .append(FINISHER, "", "promote", &target, &result)
         .await?;
+    mark_done(coordinator, record)?;
     Ok(())
+}
+
+/// Why the fleet file, edited since, no longer allows this promotion.
+fn outdated(coordinator: &Coordinator, record: &RecordState) -> Option<String> {
+    let Some(public) = coordinator
+        .fleet
+        .project(&record.project)
+        .and_then(|p| p.public.as_ref())
+    else {
+        return Some("the fleet file no longer gives the project a public record".into());
+    };
+    if public.name != record.name {
+        return Some(format!(
+            "the public record is now {}, not {}",
+            public.name, record.name
+        ));
+    }
+    if !public.environments.contains(&record.environment) {
+        return Some(format!(
+            "{} is no longer one of its environments",
+            record.environment
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

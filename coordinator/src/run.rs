@@ -149,14 +149,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         }
         let _ = stopped.send(());
     };
-    // Every decision is stored by now, so a call that will not end (a client
-    // that keeps its stream open) must not keep the process from exiting.
+    // Every deployment's state is stored by now; a call that will not end (a
+    // client that keeps its stream open) must not keep the process from
+    // exiting. A call cut off here may have acted without being audited; what
+    // it stored stays (a promotion it left pending is finished, and audited, on
+    // the next start).
     let give_up = async {
-        if calls_ending.await.is_ok() {
-            tokio::time::sleep(CALLS_GRACE).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+        // The sender goes only with `serve`, which then has ended this select.
+        let _ = calls_ending.await;
+        tokio::time::sleep(CALLS_GRACE).await;
     };
     tokio::select! {
         served = grpc::serve(listener, tls, coordinator, graceful) => served?,

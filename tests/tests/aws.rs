@@ -338,6 +338,37 @@ async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
         record(&sdk, "hello.example.com").await,
         Some(lb_dns(&elb, "slipway-hello-prod2").await)
     );
+
+    // While a promotion is pending, the way back is the environment DNS last
+    // surely pointed at, even when the operator asks for the pending one again.
+    delete_zones(&sdk).await;
+    for _ in 0..2 {
+        let failed = c.cli(&["promote", "hello", "--to", "prod1"]);
+        assert!(
+            !failed.success
+                && failed
+                    .stderr
+                    .contains("`slipway promote hello --to prod2` takes it back"),
+            "{}",
+            failed.stderr
+        );
+    }
+    let public = &c.ok(&["status", "hello", "--output", "json"]).json()["public_record"];
+    assert_eq!(public["environment"], "prod1", "{public}");
+    assert_eq!(public["previous_environment"], "prod2", "{public}");
+    create_zone(&sdk, "third").await;
+    eventually(
+        "the second pending promotion to finish",
+        Duration::from_secs(60),
+        || {
+            let status = c.ok(&["status", "hello", "--output", "json"]).json();
+            (status["public_record"]["pending"] == false).then_some(())
+        },
+    );
+    assert_eq!(
+        record(&sdk, "hello.example.com").await,
+        Some(lb_dns(&elb, "slipway-hello-prod1").await)
+    );
     let back = c
         .ok(&["promote", "hello", "--to", "prod1", "--output", "json"])
         .json();
