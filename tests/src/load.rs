@@ -1,5 +1,6 @@
 //! A continuous HTTP load: one new connection per request, as many short-lived
-//! clients would. Bounded in time and count; it stops by itself.
+//! clients would. Bounded in time, so a test that never finishes it does not
+//! leave it running; a test that outlives the bound fails in `finish`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Longest a load runs, whatever the test does.
+/// Longest a load runs unless the test asks for longer (`Load::start_for`).
 const MAX_RUN: Duration = Duration::from_secs(180);
-const MAX_REQUESTS: usize = 200_000;
 
 /// What the load saw.
 #[derive(Debug, Default, Clone)]
@@ -44,6 +44,7 @@ impl LoadReport {
 }
 
 pub struct Load {
+    limit: Duration,
     stop: Arc<AtomicBool>,
     report: Arc<Mutex<LoadReport>>,
     thread: Option<JoinHandle<()>>,
@@ -75,12 +76,17 @@ pub fn get(endpoint: &str, path: &str) -> Result<String, String> {
 
 impl Load {
     pub fn start(endpoint: &str) -> Load {
+        Load::start_for(endpoint, MAX_RUN)
+    }
+
+    /// A load that stops by itself after `limit` if the test has not finished it.
+    pub fn start_for(endpoint: &str, limit: Duration) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(LoadReport::default()));
         let (stop_flag, shared, endpoint) = (stop.clone(), report.clone(), endpoint.to_string());
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
-            while !stop_flag.load(Ordering::SeqCst) && started.elapsed() < MAX_RUN {
+            while !stop_flag.load(Ordering::SeqCst) && started.elapsed() < limit {
                 let result = get(&endpoint, "/");
                 let mut report = shared.lock().expect("report");
                 report.requests += 1;
@@ -90,14 +96,12 @@ impl Load {
                         .failures
                         .push(format!("+{:.2}s {e}", started.elapsed().as_secs_f64())),
                 }
-                if report.requests >= MAX_REQUESTS {
-                    break;
-                }
                 drop(report);
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
         Load {
+            limit,
             stop,
             report,
             thread: Some(thread),
@@ -117,11 +121,22 @@ impl Load {
         self.report.lock().expect("report").requests
     }
 
+    /// Stops the load and reports what it saw. Fails the test if the load had
+    /// already stopped at its limit: then it did not cover the test's end.
     pub fn finish(mut self) -> LoadReport {
+        let ran_out = self
+            .thread
+            .as_ref()
+            .is_some_and(|thread| thread.is_finished());
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        assert!(
+            !ran_out,
+            "the load stopped at its {:?} limit before the test finished it: start it with Load::start_for and a longer limit",
+            self.limit
+        );
         self.report.lock().expect("report").clone()
     }
 }

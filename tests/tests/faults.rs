@@ -60,6 +60,8 @@ const CANCEL_POINTS: &[&str] = &[
 
 const INSTANCES: usize = 2;
 const LOAD_BALANCER: &str = "slipway-hello-staging";
+/// The HTTP load covers a whole run, stress runs of an hour or more included.
+const LOAD_LIMIT: Duration = Duration::from_secs(6 * 3600);
 /// Random kills in CI; `SLIPWAY_FAULT_RUNS` asks for more.
 const CI_RANDOM_RUNS: usize = 4;
 
@@ -308,7 +310,7 @@ impl Moments {
 fn kill_9_at_every_step_and_at_random_moments_loses_nothing() {
     let started = Instant::now();
     let mut harness = Harness::start();
-    let load = Load::start(&harness.dev.endpoint("staging"));
+    let load = Load::start_for(&harness.dev.endpoint("staging"), LOAD_LIMIT);
     load.wait_for_requests(20);
 
     for point in HEALTHY_POINTS {
@@ -391,7 +393,7 @@ fn kill_9_during_a_promotion_finishes_or_keeps_it_and_traffic_never_fails() {
     let first = dev
         .ok(&["promote", "hello", "--to", "prod1", "--output", "json"])
         .json();
-    let load = Load::start(first["endpoint"].as_str().unwrap());
+    let load = Load::start_for(first["endpoint"].as_str().unwrap(), LOAD_LIMIT);
     load.wait_for_requests(20);
     let other = |env: &str| if env == "prod1" { "prod2" } else { "prod1" };
     let mut current = "prod1".to_string();
