@@ -35,6 +35,18 @@ async fn create_zone(sdk: &aws_config::SdkConfig, caller_reference: &str) {
         .unwrap();
 }
 
+/// Waits for the coordinator to finish hello's pending promotion.
+fn wait_until_promoted(c: &Coordinator) {
+    eventually(
+        "the pending promotion to finish",
+        Duration::from_secs(60),
+        || {
+            let status = c.ok(&["status", "hello", "--output", "json"]).json();
+            (status["public_record"]["pending"] == false).then_some(())
+        },
+    );
+}
+
 /// Empties and deletes every hosted zone, as an operator cleaning up Route53 might.
 async fn delete_zones(sdk: &aws_config::SdkConfig) {
     use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, RrType};
@@ -318,14 +330,7 @@ async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
         "status answers, and says why DNS cannot be read: {public}"
     );
     create_zone(&sdk, "again").await;
-    eventually(
-        "the pending promotion to finish",
-        Duration::from_secs(60),
-        || {
-            let status = c.ok(&["status", "hello", "--output", "json"]).json();
-            (status["public_record"]["pending"] == false).then_some(())
-        },
-    );
+    wait_until_promoted(&c);
     let audit = c.ok(&["audit", "--output", "json"]).json();
     let finished = audit.as_array().unwrap().last().unwrap();
     assert_eq!(finished["who"], "slipway (pending promotion)", "{finished}");
@@ -357,14 +362,7 @@ async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
     assert_eq!(public["environment"], "prod1", "{public}");
     assert_eq!(public["previous_environment"], "prod2", "{public}");
     create_zone(&sdk, "third").await;
-    eventually(
-        "the second pending promotion to finish",
-        Duration::from_secs(60),
-        || {
-            let status = c.ok(&["status", "hello", "--output", "json"]).json();
-            (status["public_record"]["pending"] == false).then_some(())
-        },
-    );
+    wait_until_promoted(&c);
     assert_eq!(
         record(&sdk, "hello.example.com").await,
         Some(lb_dns(&elb, "slipway-hello-prod1").await)
