@@ -235,10 +235,15 @@ async fn switch(
     limits: &Limits,
     lb: &str,
 ) -> Result<(), StepError> {
-    enter(c, d, Phase::Draining, None)?;
+    // One write for both: every moment between storing draining and the
+    // deregistration, old and new releases both serve.
+    let now = now_ms();
+    enter_with(c, d, Phase::Draining, None, |fresh| {
+        fresh.drain_from = Some(now)
+    })?;
     faults::point(d.phase, "entered").await;
     if let Action::Deregister { instances } = next_action(d, observed, limits) {
-        deregister(c, d, lb, &instances).await?;
+        c.cloud.load_balancer.deregister(lb, &instances).await?;
         faults::point(d.phase, "deregistered").await;
     }
     Ok(())
