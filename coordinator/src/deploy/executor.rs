@@ -184,7 +184,7 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
         }
         Action::BeginAttach { old } => {
             let old = old.clone();
-            enter_with(c, d, Phase::Attaching, None, |fresh| {
+            enter_with(c, d, Phase::Attaching, None, |fresh, _| {
                 fresh.old_instances = old
             })
         }
@@ -236,10 +236,11 @@ async fn switch(
     lb: &str,
 ) -> Result<(), StepError> {
     // One write for both: every moment between storing draining and the
-    // deregistration, old and new releases both serve.
-    let now = now_ms();
-    enter_with(c, d, Phase::Draining, None, |fresh| {
-        fresh.drain_from = Some(now)
+    // deregistration, old and new releases both serve. The drain starts at the
+    // phase's own entry time: one read later, a clock tick would make it look
+    // older than the phase, and the machine would skip the drain.
+    enter_with(c, d, Phase::Draining, None, |fresh, at| {
+        fresh.drain_from = Some(at)
     })?;
     faults::point(d.phase, "entered").await;
     if let Action::Deregister { instances } = next_action(d, observed, limits) {
@@ -273,19 +274,21 @@ fn enter(
     phase: Phase,
     reason: Option<String>,
 ) -> Result<(), StepError> {
-    enter_with(c, d, phase, reason, |_| {})
+    enter_with(c, d, phase, reason, |_, _| {})
 }
 
-/// As `enter`, applying `also` in the same stored change. Refuses (Conflict) if
-/// the stored phase is no longer the one this tick decided from.
+/// As `enter`, applying `also` in the same stored change; `also` is given the
+/// phase's entry time. Refuses (Conflict) if the stored phase is no longer the
+/// one this tick decided from.
 fn enter_with(
     c: &Coordinator,
     d: &mut Deployment,
     phase: Phase,
     reason: Option<String>,
-    also: impl FnOnce(&mut Deployment),
+    also: impl FnOnce(&mut Deployment, Millis),
 ) -> Result<(), StepError> {
     let from = d.phase;
+    let at = now_ms();
     let stored = c.update_deployment(&d.id, |fresh| {
         if fresh.phase != from {
             return Err(StepError::Conflict);
@@ -293,8 +296,8 @@ fn enter_with(
         if reason.is_some() {
             fresh.reason = reason;
         }
-        also(fresh);
-        fresh.enter(phase, now_ms());
+        also(fresh, at);
+        fresh.enter(phase, at);
         Ok(())
     })?;
     *d = stored.ok_or(StepError::Vanished)?.0;
