@@ -39,6 +39,14 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Wall-clock Unix milliseconds: the clock the coordinator stamps phases with.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 #[derive(Debug)]
 pub struct TempDir(PathBuf);

@@ -20,6 +20,9 @@ pub struct LoadReport {
     pub failures: Vec<String>,
     /// Response bodies in the order they arrived.
     pub bodies: Vec<String>,
+    /// When each of `bodies` was asked for: wall-clock Unix milliseconds, the
+    /// clock the coordinator stamps phases with.
+    pub sent_at: Vec<i64>,
 }
 
 impl LoadReport {
@@ -29,6 +32,16 @@ impl LoadReport {
 
     pub fn last_body(&self) -> &str {
         self.bodies.last().map(String::as_str).unwrap_or("")
+    }
+
+    /// Bodies of the requests sent at or after `unix_ms`.
+    pub fn answers_sent_after(&self, unix_ms: i64) -> Vec<&str> {
+        self.sent_at
+            .iter()
+            .zip(&self.bodies)
+            .filter(|(at, _)| **at >= unix_ms)
+            .map(|(_, body)| body.as_str())
+            .collect()
     }
 
     /// Fails the test, listing what went wrong, if any request failed.
@@ -87,11 +100,15 @@ impl Load {
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
             while !stop_flag.load(Ordering::SeqCst) && started.elapsed() < limit {
+                let sent_at = crate::unix_ms();
                 let result = get(&endpoint, "/");
                 let mut report = shared.lock().expect("report");
                 report.requests += 1;
                 match result {
-                    Ok(body) => report.bodies.push(body),
+                    Ok(body) => {
+                        report.bodies.push(body);
+                        report.sent_at.push(sent_at);
+                    }
                     Err(e) => report
                         .failures
                         .push(format!("+{:.2}s {e}", started.elapsed().as_secs_f64())),

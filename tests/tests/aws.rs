@@ -15,7 +15,7 @@ use slipway_coordinator::cloud::{Compute, LaunchRequest, Placement};
 use slipway_tests::aws::{
     BootSimulator, Moto, bake, fleet, register_ami, running, slipway_instances,
 };
-use slipway_tests::{Coordinator, TempDir, entered, eventually, strings};
+use slipway_tests::{Coordinator, TempDir, entered, eventually, strings, unix_ms};
 
 /// A coordinator driving moto, with its fleet file in `dir`.
 fn coordinator(dir: &TempDir, endpoint: &str) -> Coordinator {
@@ -574,10 +574,7 @@ async fn a_restart_while_elb_drains_still_waits_out_the_drain_timeout() {
     // still gets the whole drain.
     let id = c.pause_at("draining/entered", |c| c.enqueue("v1", "staging"));
     std::thread::sleep(Duration::from_secs(7));
-    let restarted_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let restarted_at = unix_ms();
     c.crash_and_restart();
     let done = c.wait_finished(&id, Duration::from_secs(60));
     assert_eq!(done["phase"], "succeeded", "{done}");

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use slipway_tests::Coordinator;
 use slipway_tests::load::Load;
 use slipway_tests::processes::{agent_pid, freeze, thaw};
+use slipway_tests::{Coordinator, unix_ms};
 
 #[test]
 fn a_coordinator_crash_loses_nothing_and_traffic_keeps_flowing() {
@@ -155,10 +155,7 @@ fn sigterm_finishes_the_current_step_and_agents_reconnect_after_a_restart() {
         },
     );
 
-    let signalled_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let signalled_at = unix_ms();
     let status = dev.terminate(Duration::from_secs(40));
     assert!(
         status.success(),
