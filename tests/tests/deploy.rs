@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use slipway_tests::load::{Load, get};
@@ -89,6 +91,51 @@ fn deploying_v2_under_load_fails_no_request_and_retires_the_old_instances() {
         );
     }
     assert_eq!(dev.environment("staging")["active_version"], "v2");
+}
+
+/// A request still open on an old instance when v2 takes over is answered by
+/// it: the old instance leaves the load balancer, drains, and only then is
+/// terminated. The deployment says what it waits for meanwhile.
+#[test]
+fn a_request_in_flight_on_an_old_instance_is_answered_before_it_retires() {
+    let dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    // Headers not finished: the old instance waits for the rest, holding the
+    // connection open through the switch.
+    let endpoint = dev.endpoint("staging");
+    let mut held = TcpStream::connect(&endpoint).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").unwrap();
+
+    let id = dev.enqueue("v2", "staging");
+    eventually("v2 to drain the old instances", DEPLOY, || {
+        let d = dev.deployment(&id);
+        assert_ne!(d["phase"], "retiring", "retired with a request open: {d}");
+        assert_ne!(d["finished"], true, "finished with a request open: {d}");
+        (d["phase"] == "draining"
+            && d["waiting_on"]
+                .as_str()
+                .unwrap_or("")
+                .contains("open connections"))
+        .then_some(())
+    });
+    assert!(
+        get(&endpoint, "/").unwrap().contains("v2"),
+        "new requests go to v2 while the old instance drains"
+    );
+
+    write!(held, "\r\n").unwrap();
+    let mut answer = String::new();
+    held.read_to_string(&mut answer).unwrap();
+    drop(held); // as a client does once the answer said Connection: close
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("from v1"), "{answer}");
+    let done = dev.wait_finished(&id, DEPLOY);
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    // It waited for the connection, not the whole 10 s drain timeout.
+    let drained_for = entered(&done, "retiring").unwrap() - entered(&done, "draining").unwrap();
+    assert!(drained_for < 10_000, "drained for {drained_for} ms: {done}");
 }
 
 #[test]
