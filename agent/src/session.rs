@@ -38,12 +38,16 @@ pub async fn run_forever(
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        match session(user_data, &current, metadata, &supervisor).await {
-            Ok(()) => {
-                info!("coordinator closed the stream; reconnecting");
-                backoff = FIRST_BACKOFF;
-            }
+        let mut connected = false;
+        match session(user_data, &current, metadata, &supervisor, &mut connected).await {
+            Ok(()) => info!("coordinator closed the stream; reconnecting"),
             Err(e) => warn!(error = %e, "connection to the coordinator failed"),
+        }
+        // A stream that was open counts as a success even if it broke (the
+        // coordinator crashed, say): without this reset, every restart a
+        // long-lived agent lives through would slow its next reconnect.
+        if connected {
+            backoff = FIRST_BACKOFF;
         }
         // Jitter spreads a fleet's reconnects after a coordinator restart.
         let jittered = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
@@ -74,6 +78,7 @@ async fn session(
     credentials: &AgentCredentials,
     metadata: &InstanceMetadata,
     supervisor: &Arc<Supervisor>,
+    connected: &mut bool,
 ) -> anyhow::Result<()> {
     let channel = endpoint(user_data, Some(credentials))?.connect().await?;
     let mut client = AgentServiceClient::new(channel);
@@ -99,6 +104,7 @@ async fn session(
         .await?
         .into_inner();
     info!(coordinator = %user_data.coordinator, "connected");
+    *connected = true;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut sequence = 0u64;
     loop {

@@ -58,6 +58,8 @@ pub struct Coordinator {
     promotions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the task that finishes pending promotions (`promote::start_finisher`).
     pub promotion_pending: Notify,
+    /// When this process started (wall clock, as phases are stamped).
+    pub started_at: crate::clock::Millis,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -94,6 +96,7 @@ impl Coordinator {
             stopping: watch::channel(false).0,
             promotions: Mutex::new(HashMap::new()),
             promotion_pending: Notify::new(),
+            started_at: crate::clock::now_ms(),
         })
     }
 

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{error, info, warn};
 
+use crate::agents::REDIAL_GRACE;
 use crate::clock::{Millis, now_ms};
 use crate::cloud::load_balancer_name;
 use crate::coordinator::Coordinator;
@@ -18,10 +19,6 @@ use crate::queue::ReleaseQueue;
 
 /// Who the audit log and `deployments` name for replacements.
 pub const REPLACER: &str = "slipway (lost instance replacement)";
-
-/// Agents redial with backoff of up to 5 s: after a coordinator start, an agent
-/// not heard from is not lost until it had that long to come back.
-const RECONNECT_GRACE: Duration = Duration::from_secs(5);
 
 /// Checks every target of every project that asks for replacement, once per
 /// heartbeat interval, for as long as the coordinator runs.
@@ -38,7 +35,13 @@ pub fn start_watch(coordinator: &Arc<Coordinator>) {
     let started = Instant::now();
     tokio::spawn(async move {
         let every = coordinator.fleet.coordinator.heartbeat_interval;
-        let grace = coordinator.fleet.coordinator.agent_lost_after + RECONNECT_GRACE;
+        // After a start, an agent not heard from is not lost before it had
+        // the time to redial, nor before the fleet's own limit.
+        let grace = coordinator
+            .fleet
+            .coordinator
+            .agent_lost_after
+            .max(REDIAL_GRACE);
         // Attempted once each: a replacement that rolls back is left to operators.
         let mut attempted: BTreeSet<String> = BTreeSet::new();
         loop {

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use slipway_coordinator::dev::SAMPLE_FLEET;
 use slipway_tests::load::Load;
 use slipway_tests::processes::{agent_pid, freeze, thaw};
 use slipway_tests::{Coordinator, unix_ms};
@@ -242,4 +243,22 @@ fn sigterm_exits_promptly_even_when_an_agent_cannot_close_its_stream() {
             .any(|a| a["instance_id"] == instance.as_str() && a["connected"] == true)
             .then_some(())
     });
+}
+
+/// A coordinator down for longer than a phase's deadline does not roll back a
+/// healthy deploy when it returns: its agents get the time to reconnect first.
+#[test]
+fn an_outage_longer_than_a_deadline_does_not_roll_back_a_healthy_deploy() {
+    let fleet = SAMPLE_FLEET.replace("ready = \"10s\"", "ready = \"3s\"");
+    assert!(fleet.contains("ready = \"3s\""));
+    let mut dev = Coordinator::start_dev_with_fleet(&fleet);
+    let id = dev.pause_at("ready/entered", |c| c.enqueue("v1", "staging"));
+    dev.kill();
+    // Past the 3 s ready deadline, and long enough for the agents' backoff
+    // to grow.
+    std::thread::sleep(Duration::from_secs(5));
+    dev.crash_and_restart();
+    let done = dev.wait_finished(&id, Duration::from_secs(60));
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    assert_eq!(dev.environment("staging")["active_version"], "v1");
 }

@@ -329,6 +329,9 @@ async fn observe(c: &Coordinator, d: &mut Deployment) -> Result<Observed, StepEr
         .iter()
         .filter_map(|id| c.agents.view(id).map(|view| (id.clone(), view)))
         .collect();
+    // Read with the agents' views: read after the load balancer call, agents
+    // would look silent for as long as that call took.
+    let now = now_ms();
     // Before the first launch nothing of this deployment can be in the load
     // balancer, and a missing one is caught by the launch itself.
     let members = if d.launched.is_empty() {
@@ -340,11 +343,12 @@ async fn observe(c: &Coordinator, d: &mut Deployment) -> Result<Observed, StepEr
             .await?
     };
     Ok(Observed {
-        now: now_ms(),
+        now,
         instances,
         agents,
         members,
         drains_visible: c.cloud.load_balancer.reports_draining(),
+        coordinator_started: c.started_at,
     })
 }
 

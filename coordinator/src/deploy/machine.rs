@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Deployment, Phase};
+use crate::agents::REDIAL_GRACE;
 use crate::clock::Millis;
 use crate::config::Deadlines;
 
@@ -61,6 +62,8 @@ pub struct Observed {
     /// Whether `members` shows deregistered instances still draining, with
     /// their open connections (the local cloud does; classic ELB does not).
     pub drains_visible: bool,
+    /// When the coordinator process started.
+    pub coordinator_started: Millis,
 }
 
 /// The limits a deployment runs under.
@@ -141,7 +144,7 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
             }
             let action = progress(d, o, &new);
             if let (Action::Wait(waiting), Some(deadline)) = (&action, limits.deadline(d.phase))
-                && d.overdue(o.now, deadline)
+                && past_deadline(d, o, deadline)
             {
                 return Action::RollBack {
                     reason: format!(
@@ -222,6 +225,17 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
             }
         }
     }
+}
+
+/// Whether the phase has run past `deadline`. The deadline counts from the
+/// stored phase entry, downtime included; so a phase an earlier coordinator
+/// process entered is not past it until agents had `REDIAL_GRACE` to reconnect
+/// to this one. Otherwise a restart after a long outage would roll back deploys
+/// whose instances are fine but whose agents were not back yet.
+fn past_deadline(d: &Deployment, o: &Observed, deadline: Duration) -> bool {
+    let resumed = d.entered_at() < o.coordinator_started;
+    let redialling = o.now - o.coordinator_started < REDIAL_GRACE.as_millis() as Millis;
+    d.overdue(o.now, deadline) && !(resumed && redialling)
 }
 
 /// Why `deregistered` may still be finishing open connections, or None once
@@ -486,6 +500,7 @@ mod tests {
                 .collect(),
             members: members.iter().map(|(id, m)| (id.to_string(), *m)).collect(),
             drains_visible: true,
+            coordinator_started: 0,
         }
     }
 
@@ -610,6 +625,55 @@ mod tests {
             }
             other => panic!("expected a rollback, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_restarted_coordinator_gives_agents_time_to_redial_before_a_deadline_ends_the_phase() {
+        let grace = REDIAL_GRACE.as_millis() as Millis;
+        // Ready since T0, then the coordinator was down for an hour: the
+        // deadline passed while nobody watched, and no agent is back yet.
+        let d = deployment(Phase::Ready, &["i-a", "i-b"]);
+        let started = T0 + 3_600_000;
+        let mut o = Observed {
+            now: started + 1_000,
+            coordinator_started: started,
+            ..observed(&[], &[])
+        };
+        assert!(d.overdue(o.now, Deadlines::default().ready));
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(_)));
+
+        // Back and ready within the grace: the deploy goes on.
+        let back = AgentView {
+            last_seen: o.now,
+            ..agent(true)
+        };
+        o.agents = BTreeMap::from([("i-a".into(), back.clone()), ("i-b".into(), back)]);
+        assert!(matches!(
+            next_action(&d, &o, &limits()),
+            Action::BeginAttach { .. }
+        ));
+
+        // Still not back when the grace ends: the deadline holds.
+        o.agents.clear();
+        o.now = started + grace;
+        assert!(matches!(
+            next_action(&d, &o, &limits()),
+            Action::RollBack { reason } if reason.starts_with("ready did not finish within 2m")
+        ));
+
+        // Within the grace, a phase this process entered keeps its own
+        // deadline; only one the previous process entered waits.
+        let mut short = limits();
+        short.deadlines.ready = Duration::from_secs(3);
+        let mut fresh = deployment(Phase::Ready, &["i-a", "i-b"]);
+        fresh.history[0].at = started + 1;
+        o.now = started + 1 + 3_001;
+        assert!(o.now - started < grace);
+        assert!(matches!(
+            next_action(&fresh, &o, &short),
+            Action::RollBack { .. }
+        ));
+        assert!(matches!(next_action(&d, &o, &short), Action::Wait(_)));
     }
 
     #[test]
