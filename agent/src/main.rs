@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use slipway_agent::boot::{IMDS_ADDRESS, Imds, InstanceMetadata};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use slipway_agent::identity::{AgentCredentials, credentials, now_ms, renew, verify_ca};
 use slipway_agent::session::run_forever;
@@ -79,6 +80,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// First pause after a failed renewal; it doubles up to `RENEW_RETRY_MAX`.
+const RENEW_RETRY_FIRST: Duration = Duration::from_millis(200);
+const RENEW_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Renews the certificate two thirds into its life, retrying until it works.
 async fn renew_forever(
     user_data: UserData,
@@ -86,18 +91,30 @@ async fn renew_forever(
     state_dir: PathBuf,
     credentials: Arc<RwLock<AgentCredentials>>,
 ) {
+    let mut retry = RENEW_RETRY_FIRST;
     loop {
         let current = credentials
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let wait = (current.renew_at_ms() - now_ms()).max(0) as u64;
-        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
         match renew(&user_data, &instance_id, &state_dir, &current).await {
-            Ok(renewed) => *credentials.write().unwrap_or_else(|e| e.into_inner()) = renewed,
+            Ok(renewed) => {
+                *credentials.write().unwrap_or_else(|e| e.into_inner()) = renewed;
+                retry = RENEW_RETRY_FIRST;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "certificate renewal failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                // Backs off (a fleet must not hammer a coordinator that is
+                // down), but never by more than a quarter of the life left:
+                // an expired certificate cannot renew itself.
+                let left = (current.expires_at_ms - now_ms()).max(0) as u64;
+                let pause = retry
+                    .min(Duration::from_millis(left / 4))
+                    .max(RENEW_RETRY_FIRST);
+                tracing::warn!(error = %e, retry_in = ?pause, "certificate renewal failed; retrying");
+                tokio::time::sleep(pause).await;
+                retry = (retry * 2).min(RENEW_RETRY_MAX);
             }
         }
     }

@@ -73,7 +73,12 @@ fn agents_renew_their_certificates_before_expiry_without_dropping_services() {
         services.is_subset(&now),
         "renewal must not restart the agent or its services: {services:?} vs {now:?}"
     );
-    assert!(c.environment("staging")["instances"][0]["ready"] == true);
+    // Readiness comes right after the hello on the new stream.
+    eventually(
+        "the agent to report ready again",
+        Duration::from_secs(10),
+        || (c.environment("staging")["instances"][0]["ready"] == true).then_some(()),
+    );
 }
 
 #[test]

@@ -38,7 +38,12 @@ pub async fn run(coordinator: Arc<Coordinator>, id: &str) {
             }
             let notified = coordinator.agents.changed.notified();
             let pause = match tick(&coordinator, id).await {
-                Ok(Step::Finished) => return,
+                Ok(Step::Finished) => {
+                    if coordinator.is_stopping() {
+                        info!("stopped between steps: the last one finished the deployment");
+                    }
+                    return;
+                }
                 Ok(Step::Continue) => continue,
                 Ok(Step::Wait) => TICK,
                 Err(e) => {
