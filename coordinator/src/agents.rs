@@ -111,6 +111,7 @@ impl AgentHub {
         session.sender = Some(sender);
         session.hello = hello;
         session.view.connected = true;
+        session.view.reported = false;
         session.view.last_seen = now_ms();
         // Configuration is re-sent on a new stream if the agent does not run it.
         session.view.config_sent = 0;
@@ -192,6 +193,7 @@ impl AgentHub {
         self.update(instance_id, stream, |view| {
             view.ready = ready;
             view.ready_detail = detail.to_string();
+            view.reported = true;
         });
     }
 

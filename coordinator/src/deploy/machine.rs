@@ -44,6 +44,9 @@ pub struct AgentView {
     pub failing_service: Option<String>,
     pub ready: bool,
     pub ready_detail: String,
+    /// Whether `ready` was reported on the current stream (it follows the
+    /// hello, so for a moment after a reconnect it is not).
+    pub reported: bool,
     /// Restarts per service, as last reported.
     pub restarts: BTreeMap<String, u32>,
     /// The services in a line, for operators: `web: running (2 restarts)`.
@@ -229,12 +232,18 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
 
 /// Whether the phase has run past `deadline`. The deadline counts from the
 /// stored phase entry, downtime included; so a phase an earlier coordinator
-/// process entered is not past it until agents had `REDIAL_GRACE` to reconnect
-/// to this one. Otherwise a restart after a long outage would roll back deploys
-/// whose instances are fine but whose agents were not back yet.
+/// process entered is not past it while agents may still be redialling this
+/// one: until every new instance's agent is back, for at most `REDIAL_GRACE`.
+/// Otherwise a restart after a long outage would roll back deploys whose
+/// instances are fine but whose agents had not reconnected yet.
 fn past_deadline(d: &Deployment, o: &Observed, deadline: Duration) -> bool {
     let resumed = d.entered_at() < o.coordinator_started;
-    let redialling = o.now - o.coordinator_started < REDIAL_GRACE.as_millis() as Millis;
+    let all_back = d
+        .new_instance_ids()
+        .iter()
+        .all(|id| o.agents.get(id).is_some_and(|a| a.connected && a.reported));
+    let redialling =
+        !all_back && o.now - o.coordinator_started < REDIAL_GRACE.as_millis() as Millis;
     d.overdue(o.now, deadline) && !(resumed && redialling)
 }
 
@@ -478,6 +487,7 @@ mod tests {
             failing_service: None,
             ready,
             ready_detail: String::new(),
+            reported: true,
             ..AgentView::default()
         }
     }
@@ -652,6 +662,19 @@ mod tests {
             next_action(&d, &o, &limits()),
             Action::BeginAttach { .. }
         ));
+        // All back but one not ready: nothing left to wait for, the deadline
+        // holds without the rest of the grace.
+        o.agents.get_mut("i-b").unwrap().ready = false;
+        assert!(matches!(
+            next_action(&d, &o, &limits()),
+            Action::RollBack { .. }
+        ));
+        // One back, one connected but not yet reported, or not back at all:
+        // still within the grace.
+        o.agents.get_mut("i-b").unwrap().reported = false;
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(_)));
+        o.agents.remove("i-b");
+        assert!(matches!(next_action(&d, &o, &limits()), Action::Wait(_)));
 
         // Still not back when the grace ends: the deadline holds.
         o.agents.clear();
