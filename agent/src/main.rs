@@ -106,12 +106,14 @@ async fn renew_forever(
             }
             Err(e) => {
                 // Backs off (a fleet must not hammer a coordinator that is
-                // down), but never by more than a quarter of the life left:
-                // an expired certificate cannot renew itself.
-                let left = (current.expires_at_ms - now_ms()).max(0) as u64;
-                let pause = retry
-                    .min(Duration::from_millis(left / 4))
-                    .max(RENEW_RETRY_FIRST);
+                // down), but while the certificate is valid never by more than
+                // a quarter of its life left: once expired it cannot renew.
+                let left = Duration::from_millis((current.expires_at_ms - now_ms()).max(0) as u64);
+                let pause = if left.is_zero() {
+                    retry
+                } else {
+                    retry.min(left / 4).max(RENEW_RETRY_FIRST)
+                };
                 tracing::warn!(error = %e, retry_in = ?pause, "certificate renewal failed; retrying");
                 tokio::time::sleep(pause).await;
                 retry = (retry * 2).min(RENEW_RETRY_MAX);
