@@ -152,6 +152,23 @@ impl Balancer {
         }
     }
 
+    /// The health check as ELB judges an instance: unhealthy only after
+    /// `unhealthy_threshold` failures in a row, so one slow answer on a busy
+    /// machine is not taken for a broken instance. Tries again at once rather
+    /// than a health interval later: registration waits on this.
+    pub async fn check(&self, ip: &str) -> Result<(), String> {
+        let tries = self.settings().unhealthy_threshold.max(1);
+        let mut result = self.probe(ip).await;
+        for _ in 1..tries {
+            if result.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            result = self.probe(ip).await;
+        }
+        result
+    }
+
     pub fn register(&self, id: &str, ip: &str) -> Result<(), String> {
         let ip: std::net::IpAddr = ip
             .parse()
@@ -233,5 +250,71 @@ impl PublicListener {
     /// New connections go to `target` from now on; open ones are left alone.
     pub fn point_at(&self, target: SocketAddr) {
         *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(target);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A health endpoint that answers each connection with the next of
+    /// `answers` (None: holds the connection and says nothing); counts them.
+    async fn health_server(answers: Vec<Option<&'static str>>) -> (u16, Arc<AtomicU32>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(AtomicU32::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            for answer in answers.into_iter().cycle() {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut request = [0u8; 512];
+                let _ = stream.read(&mut request).await;
+                match answer {
+                    Some(status) => {
+                        let _ = stream
+                            .write_all(format!("HTTP/1.1 {status}\r\n\r\n").as_bytes())
+                            .await;
+                    }
+                    None => held.push(stream),
+                }
+            }
+        });
+        (port, seen)
+    }
+
+    async fn balancer(port: u16) -> Arc<Balancer> {
+        let settings = LoadBalancerSettings {
+            listener_port: 0,
+            instance_port: port,
+            health_target: format!("HTTP:{port}/health"),
+            health_interval_secs: 5,
+            health_timeout_secs: 1,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            draining_timeout_secs: 1,
+        };
+        Balancer::start("slipway-test", settings).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_slow_health_answer_is_not_an_unhealthy_instance() {
+        let (port, seen) = health_server(vec![None, Some("200 OK")]).await;
+        let lb = balancer(port).await;
+        assert_eq!(lb.check("127.0.0.1").await, Ok(()));
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn failing_every_try_up_to_the_threshold_is_unhealthy() {
+        let (port, seen) = health_server(vec![Some("500 Internal Server Error")]).await;
+        let lb = balancer(port).await;
+        let failed = lb.check("127.0.0.1").await.unwrap_err();
+        assert!(failed.contains("answered 500"), "{failed}");
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "unhealthy_threshold tries");
     }
 }

@@ -333,7 +333,7 @@ impl CloudServer {
             (lb, addresses)
         };
         for (id, ip) in addresses {
-            let unhealthy = lb.probe(&ip).await.err();
+            let unhealthy = lb.check(&ip).await.err();
             if let Err(message) = lb.register(&id, &ip) {
                 return invalid(message);
             }
