@@ -25,12 +25,14 @@ fn deploys_to_one_environment_run_one_at_a_time_in_order() {
         .map(|d| d["id"].as_str().unwrap())
         .collect();
     let active = line["active"]["id"].as_str();
-    let mut order: Vec<&str> = active.into_iter().collect();
-    order.extend(queued);
-    assert_eq!(
-        order,
-        ids.iter().map(String::as_str).collect::<Vec<_>>(),
-        "queue order"
+    let mut listed: Vec<&str> = active.into_iter().collect();
+    listed.extend(queued);
+    // On a slow machine the first deploy may be over before the listing; the
+    // ones still there are the last ones enqueued, in order.
+    let ids_str: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert!(
+        !listed.is_empty() && ids_str.ends_with(&listed),
+        "queue order: listed {listed:?}, enqueued {ids_str:?}"
     );
 
     let done: Vec<_> = ids
