@@ -34,8 +34,9 @@ impl Drop for ConnectionGuard {
 
 pub struct Balancer {
     pub name: String,
-    /// Health check and draining settings are kept to be reported back; readiness
-    /// comes from Slipway's own agents, as on AWS.
+    /// Health check and draining settings, reported back as ELB does. The
+    /// health check also judges each registration (`check`); readiness comes
+    /// from Slipway's own agents, as on AWS.
     settings: Mutex<LoadBalancerSettings>,
     pub addr: SocketAddr,
     backends: Mutex<Vec<Backend>>,
@@ -119,7 +120,7 @@ impl Balancer {
     }
 
     /// The health check of the settings (`HTTP:PORT/PATH` or `TCP:PORT`), once, against `ip`.
-    pub async fn probe(&self, ip: &str) -> Result<(), String> {
+    async fn probe(&self, ip: &str) -> Result<(), String> {
         let settings = self.settings();
         let timeout = Duration::from_secs(u64::from(settings.health_timeout_secs.max(1)));
         let ip: std::net::IpAddr = ip
