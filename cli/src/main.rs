@@ -5,6 +5,7 @@
 
 mod profile;
 mod table;
+mod time_text;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -243,10 +244,13 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A time for a table cell: the time of day for today (UTC), the date too for
+/// anything older or newer, so last month's release does not read as today's.
 fn when(ms: i64) -> String {
-    let secs = ms / 1000;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    format!("{h:02}:{m:02}:{s:02}Z")
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    time_text::when(ms, now)
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {

@@ -125,8 +125,17 @@ pub async fn local_cloud(dir: &Path) -> anyhow::Result<LocalCloud> {
     )
 }
 
-/// Stops the local cloud of `data_dir`, if it runs: its instances go with it.
+/// How long `down` waits for the coordinator's graceful stop: its own grace for
+/// deployments to finish their step (30 s) and for open calls (5 s), and a margin.
+const COORDINATOR_STOP_WAIT: Duration = Duration::from_secs(45);
+
+/// Stops what runs in `data_dir`: the coordinator serving it (SIGTERM, so its
+/// deployments store their step first), then the local cloud and its instances.
 pub async fn down(data_dir: &Path) -> anyhow::Result<()> {
+    if let Some(pid) = crate::data_dir::serving_pid(data_dir) {
+        stop_coordinator(pid).await?;
+        println!("coordinator (pid {pid}) stopped");
+    }
     let cloud = LocalCloud::new(&data_dir.join("cloud"));
     if !cloud.ping().await {
         println!("no local cloud runs in {}", data_dir.display());
@@ -145,6 +154,38 @@ pub async fn down(data_dir: &Path) -> anyhow::Result<()> {
     }
     println!("local cloud in {} stopped", data_dir.display());
     Ok(())
+}
+
+async fn stop_coordinator(pid: u32) -> anyhow::Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    let target = nix::unistd::Pid::from_raw(
+        i32::try_from(pid).context("the recorded coordinator pid is out of range")?,
+    );
+    kill(target, Signal::SIGTERM)
+        .with_context(|| format!("cannot stop the coordinator (pid {pid})"))?;
+    let deadline = Instant::now() + COORDINATOR_STOP_WAIT;
+    // Signal 0 probes: the process is gone once it fails (a zombie of a parent
+    // that has not reaped it yet also counts as stopped).
+    while kill(target, None).is_ok() && !is_zombie(pid) {
+        if Instant::now() > deadline {
+            bail!(
+                "the coordinator (pid {pid}) did not stop within {}s of SIGTERM: `kill -9 {pid}` ends it; a restart resumes its deployments",
+                COORDINATOR_STOP_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
 }
 
 /// The binaries baked into the sample images, from beside this executable.

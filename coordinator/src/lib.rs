@@ -16,6 +16,7 @@
 //! - `grpc`: the TLS port and the agent and operator services.
 //! - `infra`: the load balancers and records the fleet implies (plan / apply).
 //! - `operations`: what operators can ask, in domain terms.
+//! - `data_dir`: the data directory, resolved once at start-up.
 //! - `coordinator`: shared state and the scheduler; `run`: start-up; `dev`: the
 //!   embedded default (sample fleet, releases and profile).
 
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod coordinator;
+pub mod data_dir;
 pub mod deploy;
 pub mod dev;
 pub mod faults;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use slipway_coordinator::data_dir;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,45 +88,54 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match args.command {
-            Some(Command::LocalCloud { dir }) => {
-                slipway_coordinator::cloud::local::server::run(&dir).await
-            }
-            Some(Command::Down) => slipway_coordinator::dev::down(&args.data_dir).await,
-            Some(Command::Ca(CaCommand::Issue {
-                name,
-                role,
-                environments,
-                days,
-                coordinator,
-                out,
-            })) => slipway_coordinator::dev::issue_operator(
-                &args.data_dir,
-                &name,
-                &role,
-                &environments,
-                days,
-                coordinator,
-                &out,
-            ),
-            None => {
-                slipway_coordinator::run::run(slipway_coordinator::run::Options {
-                    data_dir: args.data_dir,
-                    listen: args.listen,
-                    fleet: args.fleet,
-                    dev: args.dev,
-                    advertise: args.advertise,
-                })
-                .await
-            }
-        }
-    });
+    let result = runtime.block_on(dispatch(args));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("slipway-coordinator: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs what the arguments ask for.
+async fn dispatch(args: Args) -> anyhow::Result<()> {
+    // Resolved once, here: every path handed on is absolute (a relative one
+    // means something else in the local cloud's and the agents' directories).
+    let data_dir = match &args.command {
+        None => data_dir::create(&args.data_dir),
+        Some(_) => data_dir::resolve(&args.data_dir),
+    }?;
+    match args.command {
+        Some(Command::LocalCloud { dir }) => {
+            slipway_coordinator::cloud::local::server::run(&data_dir::create(&dir)?).await
+        }
+        Some(Command::Down) => slipway_coordinator::dev::down(&data_dir).await,
+        Some(Command::Ca(CaCommand::Issue {
+            name,
+            role,
+            environments,
+            days,
+            coordinator,
+            out,
+        })) => slipway_coordinator::dev::issue_operator(
+            &data_dir,
+            &name,
+            &role,
+            &environments,
+            days,
+            coordinator,
+            &out,
+        ),
+        None => {
+            slipway_coordinator::run::run(slipway_coordinator::run::Options {
+                data_dir,
+                listen: args.listen,
+                fleet: args.fleet,
+                dev: args.dev,
+                advertise: args.advertise,
+            })
+            .await
         }
     }
 }

@@ -2,7 +2,6 @@
 //! scheduler, until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,10 +37,8 @@ pub struct Options {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
+    // Absolute and canonical: `crate::data_dir::create` resolved it in main.
     let data_dir = &options.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
 
     let fleet = match (&options.fleet, options.dev) {
         (Some(path), _) => Fleet::load(path)?,
@@ -121,10 +118,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     crate::lost::start_watch(&coordinator);
     crate::promote::start_finisher(&coordinator);
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
+    crate::data_dir::write_pid(data_dir)
+        .with_context(|| format!("cannot write to data dir {}", data_dir.display()))?;
     println!(
         "slipway coordinator listening on {} (TLS 1.3, client certificates required)",
         advertised.address
     );
+    println!("data dir: {}", data_dir.display());
     println!("CLI profile: {}", profile.display());
     if options.dev {
         let cli = std::env::current_exe()
@@ -135,6 +135,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         println!("  export SLIPWAY_PROFILE={}", profile.display());
         println!("  {cli} deploy hello v1 --env staging --wait");
         println!("  {cli} status hello");
+        println!("stop everything (this coordinator, the local cloud, its instances):");
+        println!(
+            "  {}-coordinator --data-dir {} down",
+            cli,
+            data_dir.display()
+        );
     }
     let stopping = coordinator.clone();
     let (stopped, calls_ending) = tokio::sync::oneshot::channel::<()>();
@@ -166,6 +172,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             "open calls did not end after the stop; exiting without them"
         ),
     }
+    crate::data_dir::remove_pid(data_dir);
     info!(
         "coordinator stopped: every deployment's state is stored and a restart resumes it; instances keep running"
     );

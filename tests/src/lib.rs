@@ -39,6 +39,18 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A Python tool the suite installs (`tests/run` puts them in `target/py`):
+/// that one if it is there, else whatever `PATH` finds.
+pub fn python_tool(name: &str) -> PathBuf {
+    let installed = bin_dir()
+        .parent()
+        .map(|target| target.join("py/bin").join(name));
+    match installed {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from(name),
+    }
+}
+
 /// Wall-clock Unix milliseconds: the clock the coordinator stamps phases with.
 pub fn unix_ms() -> i64 {
     std::time::SystemTime::now()

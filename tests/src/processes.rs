@@ -85,3 +85,22 @@ pub fn freeze(pid: u32) {
 pub fn thaw(pid: u32) {
     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
 }
+
+/// Live processes that belong to `dir`: whose working directory is inside it
+/// or whose command line names a path inside it (the coordinator started
+/// there, its local cloud, every agent and service of its instances).
+pub fn processes_in(dir: &std::path::Path) -> Vec<(u32, String)> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let text = dir.to_string_lossy().into_owned();
+    pids()
+        .into_iter()
+        .filter(|pid| *pid != std::process::id() && !is_zombie(*pid))
+        .filter_map(|pid| {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+            let cmdline = read(pid, "cmdline");
+            let inside = cwd.is_some_and(|cwd| cwd.starts_with(&dir))
+                || cmdline.iter().any(|arg| arg.contains(&text));
+            inside.then(|| (pid, cmdline.join(" ")))
+        })
+        .collect()
+}

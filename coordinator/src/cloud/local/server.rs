@@ -63,6 +63,14 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("instances"))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     let socket = dir.join(SOCKET);
+    // sun_path holds 108 bytes with its terminating NUL; a longer path fails
+    // to bind with an error that does not say why.
+    if socket.as_os_str().len() > 107 {
+        anyhow::bail!(
+            "the local cloud's socket path {} is longer than a Unix socket allows (107 bytes): use a shorter --data-dir",
+            socket.display()
+        );
+    }
     if UnixStream::connect(&socket).await.is_ok() {
         anyhow::bail!(
             "a local cloud already serves {}: stop it first",
