@@ -38,17 +38,103 @@ impl Moto {
         Moto::start_with(&[])
     }
 
+    /// moto enforcing IAM: every request after the first `users.len() * 3`
+    /// must be signed by a known access key whose policy allows its action.
+    /// Those first requests make the users (unsigned: there is no key yet);
+    /// their keys come back in the same order. moto 5.2 evaluates a policy's
+    /// actions only (docs/aws.md says how far).
+    pub fn start_enforcing_iam(users: &[(&str, &str)]) -> (Moto, Vec<AccessKey>) {
+        let setup_calls = (users.len() * 3).to_string();
+        let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", &setup_calls)]);
+        let keys = users
+            .iter()
+            .map(|(name, policy)| moto.iam_user(name, policy))
+            .collect();
+        (moto, keys)
+    }
+
+    /// An IAM user holding `policy` inline, and its access key.
+    fn iam_user(&self, name: &str, policy: &str) -> AccessKey {
+        self.iam(&[("Action", "CreateUser"), ("UserName", name)]);
+        self.iam(&[
+            ("Action", "PutUserPolicy"),
+            ("UserName", name),
+            ("PolicyName", "slipway"),
+            ("PolicyDocument", policy),
+        ]);
+        let created = self.iam(&[("Action", "CreateAccessKey"), ("UserName", name)]);
+        let field = |tag: &str| {
+            created
+                .split_once(&format!("<{tag}>"))
+                .and_then(|(_, rest)| rest.split_once(&format!("</{tag}>")))
+                .map(|(value, _)| value.to_string())
+                .unwrap_or_else(|| panic!("no {tag} in CreateAccessKey's answer: {created}"))
+        };
+        AccessKey {
+            id: field("AccessKeyId"),
+            secret: field("SecretAccessKey"),
+        }
+    }
+
+    /// One IAM query-API call, unsigned: only for the setup window. The
+    /// Authorization header carries no valid signature; moto reads the
+    /// service from its credential scope.
+    fn iam(&self, params: &[(&str, &str)]) -> String {
+        use std::io::{Read, Write};
+        let mut body: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect();
+        body.push("Version=2010-05-08".into());
+        let body = body.join("&");
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).expect("connect to moto");
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=setup/20260101/{REGION}/iam/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write to moto");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("moto's answer");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "IAM {params:?} failed: {answer}"
+        );
+        answer
+    }
+
+    /// SDK configuration for moto as the holder of `key`.
+    pub async fn sdk_as(&self, key: &AccessKey) -> SdkConfig {
+        sdk_with(
+            &self.endpoint,
+            Credentials::new(&key.id, &key.secret, None, None, "tests"),
+        )
+        .await
+    }
+
+    /// What a coordinator process needs to reach moto as the holder of `key`.
+    pub fn coordinator_env_as(key: &AccessKey) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), key.id.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), key.secret.clone()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+
     /// Extra environment for moto, e.g. `INITIAL_NO_AUTH_ACTION_COUNT=0` to check credentials.
     pub fn start_with(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
-        let child = Command::new("moto_server")
+        let child = Command::new(crate::python_tool("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server: install it with `pip install 'moto[server]'` (tests/run does)");
+            .expect("moto_server: tests/run installs it into target/py");
         let endpoint = format!("http://127.0.0.1:{port}");
         eventually("moto to answer", Duration::from_secs(60), || {
             crate::load::get(&format!("127.0.0.1:{port}"), "/moto-api/")
@@ -75,12 +161,80 @@ impl Moto {
 }
 
 pub async fn sdk_for(endpoint: &str) -> SdkConfig {
+    sdk_with(
+        endpoint,
+        Credentials::new("testing", "testing", None, None, "tests"),
+    )
+    .await
+}
+
+async fn sdk_with(endpoint: &str, credentials: Credentials) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .credentials_provider(credentials)
         .load()
         .await
+}
+
+/// An IAM access key made in moto.
+#[derive(Debug, Clone)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+}
+
+/// `application/x-www-form-urlencoded` for one value.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The IMDS settings and tag keys of every instance Slipway launched, checked
+/// against what the AWS cloud must send: IMDSv2 only, one hop, endpoint on,
+/// and only the tag keys the documented IAM policy allows.
+pub async fn assert_launches_hardened(ec2: &aws_sdk_ec2::Client) -> usize {
+    use slipway_coordinator::cloud::tags::INSTANCE_TAG_KEYS;
+    let out = ec2
+        .describe_instances()
+        .filters(launched_by_slipway())
+        .send()
+        .await
+        .expect("DescribeInstances");
+    let mut checked = 0;
+    for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+        let id = instance.instance_id().unwrap_or_default();
+        let options = instance
+            .metadata_options()
+            .unwrap_or_else(|| panic!("{id} has no MetadataOptions"));
+        assert_eq!(
+            options.http_tokens().map(|t| t.as_str()),
+            Some("required"),
+            "{id} must require IMDSv2 tokens"
+        );
+        assert_eq!(options.http_put_response_hop_limit(), Some(1), "{id}");
+        assert_eq!(
+            options.http_endpoint().map(|e| e.as_str()),
+            Some("enabled"),
+            "{id}"
+        );
+        for tag in instance.tags() {
+            let key = tag.key().unwrap_or_default();
+            assert!(
+                INSTANCE_TAG_KEYS.contains(&key),
+                "{id} carries tag {key}, which the IAM policy's aws:TagKeys does not allow"
+            );
+        }
+        checked += 1;
+    }
+    checked
 }
 
 impl Drop for Moto {
@@ -189,6 +343,20 @@ pub struct BootSimulator {
 impl BootSimulator {
     /// `images` maps AMI ids to the directories that play their root filesystems.
     pub fn start(endpoint: &str, images: HashMap<String, PathBuf>) -> BootSimulator {
+        let testing = AccessKey {
+            id: "testing".into(),
+            secret: "testing".into(),
+        };
+        BootSimulator::start_as(endpoint, &testing, images)
+    }
+
+    /// The same, reading moto as the holder of `key` (when moto enforces IAM).
+    pub fn start_as(
+        endpoint: &str,
+        key: &AccessKey,
+        images: HashMap<String, PathBuf>,
+    ) -> BootSimulator {
+        let credentials = Credentials::new(&key.id, &key.secret, None, None, "tests");
         let dir = TempDir::new("boot");
         let stop = Arc::new(AtomicBool::new(false));
         let agents: Arc<Mutex<HashMap<String, Child>>> = Arc::default();
@@ -204,7 +372,7 @@ impl BootSimulator {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let ec2 = aws_sdk_ec2::Client::new(&sdk_for(&endpoint).await);
+                let ec2 = aws_sdk_ec2::Client::new(&sdk_with(&endpoint, credentials).await);
                 while !flag.load(Ordering::SeqCst) {
                     if let Ok(out) = ec2
                         .describe_instances()

@@ -4,6 +4,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod local;
+pub mod tags;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

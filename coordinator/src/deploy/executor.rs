@@ -16,7 +16,7 @@ use super::machine::{Action, InstanceState, Limits, Observed, next_action};
 use super::{Deployment, LaunchedInstance, Phase};
 use crate::agents::AgentRecord;
 use crate::clock::{Millis, now_ms};
-use crate::cloud::{CloudError, Instance, LaunchRequest, Placement, load_balancer_name};
+use crate::cloud::{CloudError, Instance, LaunchRequest, Placement, load_balancer_name, tags};
 use crate::coordinator::Coordinator;
 use crate::faults;
 use crate::grpc::convert::configure_messages;
@@ -360,7 +360,7 @@ async fn observe(c: &Coordinator, d: &mut Deployment) -> Result<Observed, StepEr
 /// Records instances that carry this deployment's tag but are not in its stored
 /// list. One that duplicates a recorded slot never served: it is terminated.
 async fn adopt_unrecorded(c: &Coordinator, d: &mut Deployment) -> Result<(), StepError> {
-    let tags = BTreeMap::from([(DEPLOYMENT_TAG.to_string(), d.id.clone())]);
+    let tags = BTreeMap::from([(tags::DEPLOYMENT.to_string(), d.id.clone())]);
     let found = c.cloud.compute.find_instances(&tags).await?;
     for instance in found {
         if d.launched.iter().any(|i| i.id == instance.id) {
@@ -368,7 +368,7 @@ async fn adopt_unrecorded(c: &Coordinator, d: &mut Deployment) -> Result<(), Ste
         }
         let slot = instance
             .tags
-            .get(SLOT_TAG)
+            .get(tags::SLOT)
             .and_then(|s| s.parse::<u32>().ok());
         match slot {
             Some(slot) if slot < d.desired && !d.launched.iter().any(|i| i.slot == slot) => {
@@ -386,10 +386,6 @@ async fn adopt_unrecorded(c: &Coordinator, d: &mut Deployment) -> Result<(), Ste
     }
     Ok(())
 }
-
-/// The tags every launched instance carries, beside Name and project/env.
-const DEPLOYMENT_TAG: &str = "slipway:deployment";
-const SLOT_TAG: &str = "slipway:slot";
 
 async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<(), StepError> {
     let lb = load_balancer_name(&d.project, &d.environment);
@@ -423,15 +419,15 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
         };
         let tags = BTreeMap::from([
             (
-                "Name".to_string(),
+                tags::NAME.to_string(),
                 format!("{}-{}-{}", d.project, d.environment, d.version),
             ),
-            ("slipway:project".to_string(), d.project.clone()),
-            ("slipway:env".to_string(), d.environment.clone()),
-            (DEPLOYMENT_TAG.to_string(), d.id.clone()),
-            (SLOT_TAG.to_string(), slot.to_string()),
+            (tags::PROJECT.to_string(), d.project.clone()),
+            (tags::ENV.to_string(), d.environment.clone()),
+            (tags::DEPLOYMENT.to_string(), d.id.clone()),
+            (tags::SLOT.to_string(), slot.to_string()),
             (
-                "slipway:release".to_string(),
+                tags::RELEASE.to_string(),
                 format!("{}@{}", d.project, d.version),
             ),
         ]);

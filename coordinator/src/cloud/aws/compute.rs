@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    Filter, IamInstanceProfileSpecification, InstanceStateName, InstanceType, ResourceType, Tag,
+    Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, ResourceType, Tag,
     TagSpecification,
 };
 use base64::Engine;
@@ -12,9 +13,7 @@ use super::error::aws;
 use crate::cloud::{CloudError, Compute, Instance, LaunchRequest};
 use crate::deploy::machine::InstanceState;
 
-/// The tag that carries a launch's client token, so a resumed launch finds the
-/// instance an earlier attempt made even where the token itself is not honoured.
-pub const LAUNCH_TAG: &str = "slipway:launch";
+use crate::cloud::tags::{self, LAUNCH as LAUNCH_TAG};
 
 fn filter(name: &str, values: &[&str]) -> Filter {
     let mut builder = Filter::builder().name(name);
@@ -41,6 +40,20 @@ fn instance(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
             .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
             .collect(),
     })
+}
+
+/// The instance metadata service as every launch gets it: IMDSv2 only (a
+/// session token is required, so an SSRF in the app that can only send GETs
+/// cannot read the user-data and its join token), one hop (a container or a
+/// forwarded request on the instance cannot reach it), and enabled (the agent
+/// reads its instance id and user-data there). Set per launch, not left to
+/// how the AMI was registered.
+pub fn imds_v2_only() -> InstanceMetadataOptionsRequest {
+    InstanceMetadataOptionsRequest::builder()
+        .http_tokens(HttpTokensState::Required)
+        .http_put_response_hop_limit(1)
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .build()
 }
 
 impl AwsCloud {
@@ -73,8 +86,8 @@ impl Compute for AwsCloud {
         let images = self
             .ec2
             .describe_images()
-            .filters(filter("tag:slipway:project", &[project]))
-            .filters(filter("tag:slipway:version", &[version]))
+            .filters(filter(&format!("tag:{}", tags::IMAGE_PROJECT), &[project]))
+            .filters(filter(&format!("tag:{}", tags::IMAGE_VERSION), &[version]))
             .send()
             .await
             .map_err(|e| aws("DescribeImages", e))?;
@@ -128,6 +141,7 @@ impl Compute for AwsCloud {
                 base64::engine::general_purpose::STANDARD.encode(request.user_data.as_bytes()),
             )
             .tag_specifications(tags.build())
+            .metadata_options(imds_v2_only())
             .set_subnet_id(placement.subnet.clone());
         for group in &placement.security_groups {
             run = run.security_group_ids(group);

@@ -11,6 +11,7 @@ mod compute;
 mod dns;
 mod elb;
 mod error;
+pub mod permissions;
 
 use std::time::Duration;
 
