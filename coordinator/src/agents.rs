@@ -12,14 +12,10 @@ use tracing::warn;
 
 use crate::clock::{Millis, now_ms};
 use crate::deploy::machine::AgentView;
+pub use crate::deploy::machine::REDIAL_GRACE;
 
 /// A service restarted this often without staying up fails the deployment.
 const RESTARTS_BEFORE_FAILING: u32 = 3;
-
-/// How long after a coordinator start its agents may take to be back: they
-/// redial with backoff of at most 5 s, jittered up to 7.5 s, plus the
-/// handshake. Until then a missing agent says nothing about its instance.
-pub const REDIAL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What an agent is told when its stream is refused or closed by a stop.
 pub const STOPPING: &str = "the coordinator is stopping: reconnect shortly";

@@ -19,61 +19,7 @@ use crate::pki::{Ca, Identity, Role, write_file, write_private};
 use crate::store::Db;
 
 /// The sample fleet written to `DIR/fleet.toml` on first start; edit it freely.
-pub const SAMPLE_FLEET: &str = r#"# Slipway's sample fleet. Edit it and restart the coordinator to apply.
-
-[coordinator]
-heartbeat_interval = "1s"
-# A new instance whose agent is silent this long is lost: the deploy rolls back.
-agent_lost_after = "4s"
-
-[environments.staging]
-instances = 1
-variables = { GREETING = "hello from staging" }
-
-[environments.qaprod1]
-instances = 1
-variables = { GREETING = "hello from qaprod1" }
-
-[environments.prod1]
-instances = 2
-variables = { GREETING = "hello from prod1" }
-
-[environments.prod2]
-instances = 2
-variables = { GREETING = "hello from prod2" }
-
-[projects.hello]
-instance_port = 8080
-services = [{ name = "web", command = "bin/slipway-sample-app" }]
-
-[projects.hello.health_check]
-path = "/health"
-port = 8080
-interval = "200ms"
-timeout = "1s"
-healthy_threshold = 2
-unhealthy_threshold = 2
-
-[projects.hello.deadlines]
-launch = "30s"
-boot = "30s"
-configure = "20s"
-ready = "10s"
-attach = "20s"
-drain = "10s"
-
-# Optional: how services are restarted (the defaults shown), and whether a
-# serving instance whose agent goes silent is replaced.
-# [projects.hello.restart]
-# when = "always"        # or "on-failure", "never"
-# limit = 5              # restarts within window before the service is failed
-# window = "60s"
-# and, under [projects.hello]: replace_lost_instances = true
-
-[projects.hello.public]
-name = "hello.example.com"
-environments = ["prod1", "prod2"]
-"#;
+pub use slipway_domain::sample::SAMPLE_FLEET;
 
 /// The sample releases: version and whether its health check passes.
 const SAMPLE_RELEASES: [(&str, bool); 3] = [("v1", true), ("v2", true), ("broken", false)];

@@ -22,25 +22,23 @@
 
 #![forbid(unsafe_code)]
 
+// The domain's modules, at the paths the coordinator has always used.
+pub use slipway_domain::{clock, config, infra, queue, release};
+
 pub mod agents;
 pub mod audit;
-pub mod clock;
 pub mod cloud;
-pub mod config;
 pub mod coordinator;
 pub mod data_dir;
 pub mod deploy;
 pub mod dev;
 pub mod faults;
 pub mod grpc;
-pub mod infra;
 pub mod logging;
 pub mod lost;
 pub mod operations;
 pub mod pki;
 pub mod promote;
-pub mod queue;
-pub mod release;
 pub mod revocation;
 pub mod run;
 pub mod secrets;

@@ -29,14 +29,60 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// A built binary of the workspace, refused if it is missing or older than
+/// the sources it is built from: a test must never pass or fail on a stale one.
 pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace` first",
+        "{} is missing: run `cargo build --workspace --all-features` first",
         path.display()
     );
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("binary's modification time");
+    if let Some((source, changed)) = newest_source(name)
+        && changed > built
+    {
+        panic!(
+            "{} is older than {} (changed since the build): run `cargo build --workspace --all-features` (tests/run does)",
+            path.display(),
+            source.display()
+        );
+    }
     path
+}
+
+/// The crates each binary is built from, relative to the workspace root.
+fn sources_of(binary: &str) -> &'static [&'static str] {
+    match binary {
+        "slipway-coordinator" => &["coordinator", "proto", "Cargo.lock"],
+        "slipway-agent" | "slipway-sample-app" => &["agent", "proto", "Cargo.lock"],
+        "slipway" => &["cli", "proto", "Cargo.lock"],
+        _ => &[],
+    }
+}
+
+/// The most recently modified source file of `binary`, and when.
+fn newest_source(binary: &str) -> Option<(PathBuf, std::time::SystemTime)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut newest: Option<(PathBuf, std::time::SystemTime)> = None;
+    let mut pending: Vec<PathBuf> = sources_of(binary).iter().map(|s| root.join(s)).collect();
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if let Ok(modified) = meta.modified()
+            && newest.as_ref().is_none_or(|(_, t)| modified > *t)
+        {
+            newest = Some((path, modified));
+        }
+    }
+    newest
 }
 
 /// A Python tool the suite installs (`tests/run` puts them in `target/py`):

@@ -6,9 +6,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Deployment, Phase};
-use crate::agents::REDIAL_GRACE;
 use crate::clock::Millis;
 use crate::config::Deadlines;
+
+/// How long after a coordinator start its agents may take to be back: they
+/// redial with backoff of at most 5 s, jittered up to 7.5 s, plus the
+/// handshake. Until then a missing agent says nothing about its instance.
+pub const REDIAL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the cloud says about an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

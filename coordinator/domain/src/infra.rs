@@ -218,7 +218,7 @@ mod tests {
     use super::*;
 
     fn fleet() -> Fleet {
-        Fleet::parse(crate::dev::SAMPLE_FLEET, "fleet.toml").unwrap()
+        Fleet::parse(crate::sample::SAMPLE_FLEET, "fleet.toml").unwrap()
     }
 
     #[test]

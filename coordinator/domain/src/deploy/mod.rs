@@ -1,0 +1,173 @@
+//! Deployments: one release onto one environment, moved through the phases of
+//! DESIGN.md by a pure state machine (`machine`); the coordinator's executor
+//! performs its actions against the cloud.
+
+pub mod machine;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+/// Where a deployment is. Every phase change is stored before its effect starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Queued,
+    Launching,
+    Booting,
+    Configuring,
+    Ready,
+    Attaching,
+    Draining,
+    Retiring,
+    Succeeded,
+    RollingBack,
+    RolledBack,
+    Cancelled,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Launching => "launching",
+            Phase::Booting => "booting",
+            Phase::Configuring => "configuring",
+            Phase::Ready => "ready",
+            Phase::Attaching => "attaching",
+            Phase::Draining => "draining",
+            Phase::Retiring => "retiring",
+            Phase::Succeeded => "succeeded",
+            Phase::RollingBack => "rolling_back",
+            Phase::RolledBack => "rolled_back",
+            Phase::Cancelled => "cancelled",
+        }
+    }
+
+    /// Nothing more will happen to a deployment in this phase.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded | Phase::RolledBack | Phase::Cancelled
+        )
+    }
+
+    /// Running on its target (holding the target's one slot).
+    pub fn is_active(self) -> bool {
+        !self.is_finished() && self != Phase::Queued
+    }
+
+    /// The new instances serve traffic from here on: failures no longer roll back.
+    pub fn is_past_point_of_no_return(self) -> bool {
+        matches!(self, Phase::Draining | Phase::Retiring | Phase::Succeeded)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When a deployment entered a phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseEntry {
+    pub phase: Phase,
+    pub at: Millis,
+}
+
+/// An instance this deployment launched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchedInstance {
+    /// Which of the `desired` instances this is; launches are idempotent per slot.
+    pub slot: u32,
+    pub id: String,
+}
+
+/// One release onto one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    /// Order of arrival; the queue is FIFO on it.
+    pub seq: u64,
+    pub project: String,
+    pub version: String,
+    pub image_id: String,
+    pub environment: String,
+    pub requested_by: String,
+    pub requested_at: Millis,
+    pub phase: Phase,
+    pub history: Vec<PhaseEntry>,
+    /// Why it rolled back or was cancelled.
+    pub reason: Option<String>,
+    /// How many new instances to launch.
+    pub desired: u32,
+    pub launched: Vec<LaunchedInstance>,
+    /// What the load balancer served before this deployment attached; recorded
+    /// before attaching so a resumed deployment drains the right ones.
+    pub old_instances: Vec<String>,
+    pub cancel_requested_by: Option<String>,
+    /// Stored before the first launch request: from then on the cloud may hold
+    /// instances of this deployment that `launched` does not list yet.
+    #[serde(default)]
+    pub launch_attempted: bool,
+    /// When instances were last taken out of the load balancer, stored just
+    /// before the request: their drain is counted from here, so neither a late
+    /// deregistration nor a restart cuts it short.
+    #[serde(default)]
+    pub drain_from: Option<Millis>,
+    /// A replacement of lost instances: only these are retired, not every
+    /// instance the load balancer serves.
+    #[serde(default)]
+    pub replaces: Vec<String>,
+}
+
+impl Deployment {
+    pub fn target(&self) -> Target {
+        Target {
+            project: self.project.clone(),
+            environment: self.environment.clone(),
+        }
+    }
+
+    /// When the current phase started.
+    pub fn entered_at(&self) -> Millis {
+        self.history.last().map_or(self.requested_at, |e| e.at)
+    }
+
+    /// Whether, at `now`, the current phase has lasted longer than `limit`: the
+    /// one test behind every deadline.
+    pub fn overdue(&self, now: Millis, limit: std::time::Duration) -> bool {
+        now - self.entered_at() > limit.as_millis() as Millis
+    }
+
+    pub fn new_instance_ids(&self) -> Vec<String> {
+        self.launched.iter().map(|i| i.id.clone()).collect()
+    }
+
+    /// The configuration version the new instances run with: unique per deployment.
+    pub fn config_version(&self) -> u64 {
+        self.seq
+    }
+
+    /// Moves to `phase` and records when.
+    pub fn enter(&mut self, phase: Phase, at: Millis) {
+        self.phase = phase;
+        self.history.push(PhaseEntry { phase, at });
+    }
+}
+
+/// Where deployments go: one queue and at most one active deployment per target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub project: String,
+    pub environment: String,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.project, self.environment)
+    }
+}

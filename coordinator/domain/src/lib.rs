@@ -1,0 +1,26 @@
+//! Slipway's domain: what a deployment is and how it moves, with no I/O. The
+//! coordinator drives it; nothing here knows about gRPC, the store engine, an
+//! async runtime or a particular cloud.
+//!
+//! - `clock`: time as the decisions read it.
+//! - `config`: the fleet file (projects, environments, deadlines) and its
+//!   validation; `sample`: the sample fleet of `--dev`.
+//! - `release`: a registered release.
+//! - `deploy`: the deployment model and its pure state machine (`machine`).
+//! - `queue`: one FIFO per project and environment.
+//! - `cloud`: the `Compute` / `LoadBalancer` / `Dns` traits the clouds implement,
+//!   and the tags every launch carries.
+//! - `infra`: the load balancers and records the fleet implies (plan / apply).
+//!
+//! Dependencies point down: `infra` → `cloud` → `deploy` → `config`, `clock`.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod cloud;
+pub mod config;
+pub mod deploy;
+pub mod infra;
+pub mod queue;
+pub mod release;
+pub mod sample;
