@@ -56,14 +56,17 @@ pub fn binary(name: &str) -> PathBuf {
 /// The crates each binary is built from, relative to the workspace root.
 fn sources_of(binary: &str) -> &'static [&'static str] {
     match binary {
-        "slipway-coordinator" => &["coordinator", "proto", "Cargo.lock"],
-        "slipway-agent" | "slipway-sample-app" => &["agent", "proto", "Cargo.lock"],
-        "slipway" => &["cli", "proto", "Cargo.lock"],
+        "slipway-coordinator" => &["coordinator", "proto"],
+        "slipway-agent" | "slipway-sample-app" => &["agent", "proto"],
+        "slipway" => &["cli", "proto"],
         _ => &[],
     }
 }
 
-/// The most recently modified source file of `binary`, and when.
+/// The most recently modified source file (`.rs`, `.proto`) of `binary`, and
+/// when. Only files the compiler reads: cargo relinks a binary when one of
+/// those changes, not when a README beside them or an unrelated entry of
+/// Cargo.lock does.
 fn newest_source(binary: &str) -> Option<(PathBuf, std::time::SystemTime)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut newest: Option<(PathBuf, std::time::SystemTime)> = None;
@@ -76,7 +79,8 @@ fn newest_source(binary: &str) -> Option<(PathBuf, std::time::SystemTime)> {
             if let Ok(entries) = std::fs::read_dir(&path) {
                 pending.extend(entries.flatten().map(|e| e.path()));
             }
-        } else if let Ok(modified) = meta.modified()
+        } else if let Some("rs" | "proto") = path.extension().and_then(|e| e.to_str())
+            && let Ok(modified) = meta.modified()
             && newest.as_ref().is_none_or(|(_, t)| modified > *t)
         {
             newest = Some((path, modified));
