@@ -86,8 +86,7 @@ pub fn remove_pid(dir: &Path) {
 }
 
 /// The coordinator process that serves `dir`, if one runs: the recorded pid,
-/// checked to still be a `slipway-coordinator` serving (not a reused pid, not
-/// the local cloud, which runs the same executable).
+/// checked to still be a `slipway-coordinator` (not a reused pid).
 pub fn serving_pid(dir: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(dir.join(PID_FILE))
         .ok()?
@@ -97,9 +96,7 @@ pub fn serving_pid(dir: &Path) -> Option<u32> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let program = Path::new(std::ffi::OsStr::from_bytes(args.first()?));
-    let is_coordinator = program.file_name()? == "slipway-coordinator";
-    let is_local_cloud = args.iter().any(|a| *a == b"local-cloud");
-    (is_coordinator && !is_local_cloud).then_some(pid)
+    (program.file_name()? == "slipway-coordinator").then_some(pid)
 }
 
 #[cfg(test)]

@@ -46,9 +46,8 @@ pub async fn local_cloud(dir: &Path) -> anyhow::Result<LocalCloud> {
         .create(true)
         .append(true)
         .open(dir.join("cloud.log"))?;
-    let exe = std::env::current_exe().context("cannot find my own executable")?;
+    let exe = sibling_binary("slipway-local-cloud")?;
     std::process::Command::new(exe)
-        .arg("local-cloud")
         .arg("--dir")
         .arg(dir)
         .stdin(Stdio::null())
@@ -134,21 +133,28 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
-/// The binaries baked into the sample images, from beside this executable.
-fn sample_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("my executable has no directory")?;
-    let agent = dir.join("slipway-agent");
-    let app = dir.join("slipway-sample-app");
-    for binary in [&agent, &app] {
-        if !binary.exists() {
-            bail!(
-                "{} is missing: build every binary first with `cargo build --workspace`",
-                binary.display()
-            );
-        }
+/// A binary built beside this executable (`cargo build` puts them together).
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find my own executable")?;
+    let binary = exe
+        .parent()
+        .context("my executable has no directory")?
+        .join(name);
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build every binary first with `cargo build`",
+            binary.display()
+        );
     }
-    Ok((agent, app))
+    Ok(binary)
+}
+
+/// The binaries baked into the sample images.
+fn sample_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
+    Ok((
+        sibling_binary("slipway-agent")?,
+        sibling_binary("slipway-sample-app")?,
+    ))
 }
 
 /// Bakes and registers the sample releases that are not registered yet.

@@ -34,7 +34,6 @@ pub mod deploy;
 pub mod dev;
 pub mod faults;
 pub mod grpc;
-pub mod logging;
 pub mod lost;
 pub mod operations;
 pub mod pki;

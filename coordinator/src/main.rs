@@ -1,5 +1,5 @@
-//! `slipway-coordinator`: runs the coordinator, or (`local-cloud`) the local cloud
-//! process it starts for itself.
+//! `slipway-coordinator`: runs the coordinator; `down` stops it and its local
+//! cloud; `ca issue` makes operator certificates on the coordinator host.
 
 #![forbid(unsafe_code)]
 
@@ -38,11 +38,6 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the local cloud in DIR (started by the coordinator itself).
-    LocalCloud {
-        #[arg(long)]
-        dir: PathBuf,
-    },
     /// Stop the local cloud of --data-dir: every instance, load balancer and record.
     Down,
     /// The coordinator's certificate authority (on the coordinator host).
@@ -77,7 +72,7 @@ enum CaCommand {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = slipway_coordinator::logging::init() {
+    if let Err(e) = slipway_proto::logging::init() {
         eprintln!("slipway-coordinator: {e}");
         return ExitCode::from(2);
     }
@@ -107,9 +102,6 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
         Some(_) => data_dir::resolve(&args.data_dir),
     }?;
     match args.command {
-        Some(Command::LocalCloud { dir }) => {
-            slipway_coordinator::cloud::local::server::run(&data_dir::create(&dir)?).await
-        }
         Some(Command::Down) => slipway_coordinator::dev::down(&data_dir).await,
         Some(Command::Ca(CaCommand::Issue {
             name,

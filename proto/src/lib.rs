@@ -8,6 +8,8 @@
 //! - `profile`: the CLI's profile file and certificate bundle; `private_file`:
 //!   owner-only files for keys.
 //! - `http_probe`: one HTTP health check, shared by the agent and the local cloud.
+//! - `logging`: `SLIPWAY_LOG` and `SLIPWAY_LOG_FORMAT` for the coordinator and
+//!   the local cloud.
 //!
 //! Only the coordinator's `grpc` module, the agent and the CLI see these types;
 //! domain code converts them at the edge.
@@ -23,6 +25,7 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("slipway_descriptor");
 
 pub mod http_probe;
+pub mod logging;
 pub mod private_file;
 pub mod profile;
 pub mod user_data;

@@ -56,7 +56,10 @@ pub fn binary(name: &str) -> PathBuf {
 /// The crates each binary is built from, relative to the workspace root.
 fn sources_of(binary: &str) -> &'static [&'static str] {
     match binary {
+        // The coordinator links the domain and the local cloud's client, both
+        // under coordinator/.
         "slipway-coordinator" => &["coordinator", "proto"],
+        "slipway-local-cloud" => &["coordinator/local-cloud", "coordinator/domain", "proto"],
         "slipway-agent" | "slipway-sample-app" => &["agent", "proto"],
         "slipway" => &["cli", "proto"],
         _ => &[],

@@ -1,9 +1,10 @@
 //! The clouds: the traits live in the domain (`slipway_domain::cloud`); the
-//! adapters that implement them live here: `local` (the embedded default, a
-//! process playing AWS) and `aws` (the real SDK, a feature).
+//! adapters implement them: `local` (the embedded default, a process playing
+//! AWS: its own crate and binary, `slipway-local-cloud`) and `aws` (the real
+//! SDK, a feature).
 
 pub use slipway_domain::cloud::*;
 
 #[cfg(feature = "aws")]
 pub mod aws;
-pub mod local;
+pub use slipway_local_cloud as local;

@@ -34,7 +34,7 @@ fn local_cloud_pid(dev: &Coordinator) -> Option<u32> {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let text = String::from_utf8_lossy(&cmdline);
-        (text.contains("local-cloud") && text.contains(dir.to_str()?)).then_some(pid)
+        (text.contains("slipway-local-cloud") && text.contains(dir.to_str()?)).then_some(pid)
     })
 }
 

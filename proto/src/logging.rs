@@ -1,4 +1,5 @@
-//! Logging for the coordinator and the local cloud: `SLIPWAY_LOG` is the filter
+//! Logging for the coordinator and the local cloud (one module, so both read
+//! the same variables the same way): `SLIPWAY_LOG` is the filter
 //! (default `info`), `SLIPWAY_LOG_FORMAT` is `plain` (default) or `json`.
 
 use tracing_subscriber::EnvFilter;

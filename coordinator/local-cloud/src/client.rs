@@ -8,16 +8,16 @@ use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::SOCKET;
-use super::protocol::{
+use crate::SOCKET;
+use crate::protocol::{
     ErrorKind, InstanceInfo, InstanceStatus, MAX_LINE, MemberInfo, RecordInfo, Registration,
     Request, Response,
 };
-use crate::cloud::{
+use slipway_domain::cloud::{
     CloudError, Compute, Dns, Instance, LaunchRequest, LoadBalancer, LoadBalancerSpec,
     LoadBalancerState,
 };
-use crate::deploy::machine::{InstanceState, MemberState};
+use slipway_domain::deploy::machine::{InstanceState, MemberState};
 
 /// Longest a request may take; baking an image copies files, the rest is quick.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);

@@ -18,13 +18,13 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
-use super::SOCKET;
-use super::image;
-use super::protocol::{
+use crate::SOCKET;
+use crate::image;
+use crate::protocol::{
     ErrorKind, InstanceInfo, InstanceStatus, LoadBalancerInfo, MAX_LINE, RecordInfo, Registration,
     Request, Response,
 };
-use super::proxy::{Balancer, PublicListener};
+use crate::proxy::{Balancer, PublicListener};
 
 /// How long a terminated instance gets to stop before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -62,6 +62,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("images"))?;
     std::fs::create_dir_all(dir.join("instances"))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    // Every path handed to an instance's agent is derived from it: absolute.
+    let dir = &dir.canonicalize()?;
     let socket = dir.join(SOCKET);
     // sun_path holds 108 bytes with its terminating NUL; a longer path fails
     // to bind with an error that does not say why.
@@ -349,7 +351,7 @@ impl CloudServer {
                 warn!(balancer = %name, instance = %id, %why, "registered an instance that fails its health check");
             }
             self.state.lock().await.registrations.push(Registration {
-                at_ms: crate::clock::now_ms(),
+                at_ms: slipway_domain::clock::now_ms(),
                 load_balancer: name.clone(),
                 instance: id,
                 unhealthy,

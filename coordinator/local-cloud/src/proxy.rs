@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
-use super::protocol::MemberInfo;
-use crate::cloud::LoadBalancerSettings;
+use crate::protocol::MemberInfo;
+use slipway_domain::cloud::LoadBalancerSettings;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 

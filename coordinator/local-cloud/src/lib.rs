@@ -1,7 +1,8 @@
 //! The local cloud: the embedded default, so the whole system runs on one machine
 //! with no AWS account.
 //!
-//! It plays AWS's part in a process of its own (`slipway-coordinator local-cloud`),
+//! It plays AWS's part in a process of its own (`slipway-local-cloud`, started
+//! by the dev coordinator),
 //! so a coordinator crash or restart leaves instances and traffic alone, as on AWS.
 //! The coordinator reaches it over a Unix socket in the data dir (owner-only, so
 //! no control port is open to the network), through the same traits as AWS.
@@ -12,6 +13,12 @@
 //! - a load balancer is a TCP proxy that forwards only to registered instances and
 //!   lets open connections finish on deregister;
 //! - a DNS record is a public port forwarding to the load balancer it points at.
+//!
+//! `client` is what the coordinator links (the domain's cloud traits over the
+//! socket); `server`, `proxy` and `image` run in `slipway-local-cloud`;
+//! `protocol` is what they say to each other. It depends on the domain only.
+
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod image;

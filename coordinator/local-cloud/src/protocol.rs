@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::LoadBalancerSettings;
+use slipway_domain::cloud::LoadBalancerSettings;
 
 /// Longest request or response line accepted, so a bad peer cannot exhaust memory.
 pub const MAX_LINE: usize = 1 << 20;
