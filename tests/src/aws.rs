@@ -202,14 +202,8 @@ fn form_encode(value: &str) -> String {
 /// and only the tag keys the documented IAM policy allows.
 pub async fn assert_launches_hardened(ec2: &aws_sdk_ec2::Client) -> usize {
     use slipway_coordinator::cloud::tags::INSTANCE_TAG_KEYS;
-    let out = ec2
-        .describe_instances()
-        .filters(launched_by_slipway())
-        .send()
-        .await
-        .expect("DescribeInstances");
     let mut checked = 0;
-    for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+    for instance in &described_slipway_instances(ec2).await {
         let id = instance.instance_id().unwrap_or_default();
         let options = instance
             .metadata_options()
@@ -290,10 +284,10 @@ fn launched_by_slipway() -> Filter {
         .build()
 }
 
-/// Instances Slipway launched, as moto sees them: (id, state, tags).
-pub async fn slipway_instances(
+/// Instances Slipway launched, as DescribeInstances returns them.
+async fn described_slipway_instances(
     ec2: &aws_sdk_ec2::Client,
-) -> Vec<(String, String, HashMap<String, String>)> {
+) -> Vec<aws_sdk_ec2::types::Instance> {
     let out = ec2
         .describe_instances()
         .filters(launched_by_slipway())
@@ -302,7 +296,17 @@ pub async fn slipway_instances(
         .expect("DescribeInstances");
     out.reservations()
         .iter()
-        .flat_map(|r| r.instances())
+        .flat_map(|r| r.instances().iter().cloned())
+        .collect()
+}
+
+/// Instances Slipway launched, as moto sees them: (id, state, tags).
+pub async fn slipway_instances(
+    ec2: &aws_sdk_ec2::Client,
+) -> Vec<(String, String, HashMap<String, String>)> {
+    described_slipway_instances(ec2)
+        .await
+        .iter()
         .map(|i| {
             let state = i
                 .state()
