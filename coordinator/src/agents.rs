@@ -2,7 +2,7 @@
 //! streams the coordinator talks to them through.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use slipway_proto::v1::{CoordinatorMessage, ServiceReport, ServiceStatus};
@@ -10,9 +10,10 @@ use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 use tracing::warn;
 
-use crate::clock::{Millis, now_ms};
+use crate::clock::{Clock, Millis};
 use crate::deploy::machine::AgentView;
 pub use crate::deploy::machine::REDIAL_GRACE;
+use crate::store::{Record, Table};
 
 /// A service restarted this often without staying up fails the deployment.
 const RESTARTS_BEFORE_FAILING: u32 = 3;
@@ -49,6 +50,13 @@ pub struct AgentRecord {
     pub launched_at: Millis,
 }
 
+impl Record for AgentRecord {
+    const TABLE: Table = Table::Agents;
+    fn key(&self) -> String {
+        self.instance_id.clone()
+    }
+}
+
 /// What an agent said about itself in its hello.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentHello {
@@ -68,8 +76,8 @@ struct Session {
 }
 
 /// The live state of every agent that has connected since the coordinator started.
-#[derive(Default)]
 pub struct AgentHub {
+    clock: Arc<dyn Clock>,
     sessions: Mutex<HashMap<String, Session>>,
     next_stream: Mutex<u64>,
     /// Woken on every agent event, so deployments react without polling delay.
@@ -83,6 +91,15 @@ impl std::fmt::Debug for AgentHub {
 }
 
 impl AgentHub {
+    pub fn new(clock: Arc<dyn Clock>) -> AgentHub {
+        AgentHub {
+            clock,
+            sessions: Mutex::default(),
+            next_stream: Mutex::default(),
+            changed: Notify::new(),
+        }
+    }
+
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -108,7 +125,7 @@ impl AgentHub {
         session.hello = hello;
         session.view.connected = true;
         session.view.reported = false;
-        session.view.last_seen = now_ms();
+        session.view.last_seen = self.clock.now();
         // Configuration is re-sent on a new stream if the agent does not run it.
         session.view.config_sent = 0;
         drop(sessions);
@@ -130,7 +147,7 @@ impl AgentHub {
         if let Some(session) = self.sessions().get_mut(instance_id)
             && session.stream == stream
         {
-            session.view.last_seen = now_ms();
+            session.view.last_seen = self.clock.now();
             apply(&mut session.view);
         }
         self.changed.notify_waiters();

@@ -4,12 +4,14 @@
 //! previous entry's hash, so editing, removing or reordering any stored entry
 //! breaks the chain from there on, and `verify` names the first broken entry.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::clock::{Millis, now_ms};
-use crate::store::{Db, StoreError};
+use crate::clock::{Clock, Millis};
+use crate::store::{Db, Range, Record, StoreError, Table};
 
 /// The hash the first entry chains from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -30,6 +32,14 @@ pub struct AuditEntry {
     pub result: String,
     pub prev_hash: String,
     pub hash: String,
+}
+
+impl Record for AuditEntry {
+    const TABLE: Table = Table::Audit;
+    /// Zero-padded, so key order is append order.
+    fn key(&self) -> String {
+        format!("{:020}", self.seq)
+    }
 }
 
 impl AuditEntry {
@@ -59,14 +69,16 @@ pub struct BrokenChain {
 #[derive(Debug)]
 pub struct AuditLog {
     db: Db,
+    clock: Arc<dyn Clock>,
     /// Appends are read-last-then-write: one at a time keeps the chain linear.
     append_lock: Mutex<()>,
 }
 
 impl AuditLog {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
         AuditLog {
             db,
+            clock,
             append_lock: Mutex::new(()),
         }
     }
@@ -81,10 +93,14 @@ impl AuditLog {
         result: &str,
     ) -> Result<AuditEntry, StoreError> {
         let _one_at_a_time = self.append_lock.lock().await;
-        let last = self.db.audit_entries()?.pop();
+        let last = self
+            .db
+            .range::<AuditEntry>(Range::all().newest_first().limit(1))
+            .await?
+            .pop();
         let mut entry = AuditEntry {
             seq: last.as_ref().map_or(1, |e| e.seq + 1),
-            at: now_ms(),
+            at: self.clock.now(),
             who: who.to_string(),
             certificate: certificate.to_string(),
             action: action.to_string(),
@@ -94,23 +110,24 @@ impl AuditLog {
             hash: String::new(),
         };
         entry.hash = entry.content_hash();
-        self.db.put_audit_entry(&entry)?;
+        self.db.put(&entry).await?;
         Ok(entry)
     }
 
     /// Entries at or after `since` (unix ms), oldest first.
-    pub fn list(&self, since: Millis) -> Result<Vec<AuditEntry>, StoreError> {
+    pub async fn list(&self, since: Millis) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(self
             .db
-            .audit_entries()?
+            .all::<AuditEntry>()
+            .await?
             .into_iter()
             .filter(|e| e.at >= since)
             .collect())
     }
 
     /// Checks the whole chain; returns how many entries it holds.
-    pub fn verify(&self) -> Result<Result<usize, BrokenChain>, StoreError> {
-        let entries = self.db.audit_entries()?;
+    pub async fn verify(&self) -> Result<Result<usize, BrokenChain>, StoreError> {
+        let entries = self.db.all::<AuditEntry>().await?;
         Ok(check_chain(&entries))
     }
 }
@@ -146,12 +163,11 @@ pub fn check_chain(entries: &[AuditEntry]) -> Result<usize, BrokenChain> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
-    use std::sync::Arc;
+    use crate::clock::SystemClock;
 
     async fn log_with(n: usize) -> (AuditLog, Db) {
-        let db = Db::new(Arc::new(MemoryStore::default()));
-        let log = AuditLog::new(db.clone());
+        let db = Db::memory();
+        let log = AuditLog::new(db.clone(), Arc::new(SystemClock));
         for i in 0..n {
             log.append(
                 "admin (admin)",
@@ -169,17 +185,17 @@ mod tests {
     #[tokio::test]
     async fn an_intact_chain_verifies() {
         let (log, _) = log_with(3).await;
-        assert_eq!(log.verify().unwrap(), Ok(3));
-        assert_eq!(log.list(0).unwrap()[0].prev_hash, GENESIS);
+        assert_eq!(log.verify().await.unwrap(), Ok(3));
+        assert_eq!(log.list(0).await.unwrap()[0].prev_hash, GENESIS);
     }
 
     #[tokio::test]
     async fn an_edited_entry_is_named() {
         let (log, db) = log_with(4).await;
-        let mut entries = db.audit_entries().unwrap();
+        let mut entries = db.all::<AuditEntry>().await.unwrap();
         entries[1].target = "hello@evil -> prod1".into();
-        db.put_audit_entry(&entries[1]).unwrap();
-        let broken = log.verify().unwrap().unwrap_err();
+        db.put(&entries[1]).await.unwrap();
+        let broken = log.verify().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 2);
         assert!(broken.why.contains("edited"), "{broken}");
     }
@@ -187,11 +203,11 @@ mod tests {
     #[tokio::test]
     async fn a_rehashed_edit_still_breaks_the_next_link() {
         let (log, db) = log_with(3).await;
-        let mut entries = db.audit_entries().unwrap();
+        let mut entries = db.all::<AuditEntry>().await.unwrap();
         entries[0].result = "error: nothing happened".into();
         entries[0].hash = entries[0].content_hash();
-        db.put_audit_entry(&entries[0]).unwrap();
-        assert_eq!(log.verify().unwrap().unwrap_err().seq, 2);
+        db.put(&entries[0]).await.unwrap();
+        assert_eq!(log.verify().await.unwrap().unwrap_err().seq, 2);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tracing::{error, info};
 
 use crate::agents::AgentHub;
 use crate::audit::AuditLog;
+use crate::clock::{Clock, Millis};
 use crate::cloud::Cloud;
 use crate::config::Fleet;
 use crate::deploy::Deployment;
@@ -18,7 +19,7 @@ use crate::pki::Ca;
 use crate::queue::ReleaseQueue;
 use crate::revocation::Revocations;
 use crate::secrets::Secrets;
-use crate::store::{Db, StoreError};
+use crate::store::{Changes, Db, StoreError};
 use crate::tokens::JoinTokens;
 
 /// How long a join token stays usable after its launch.
@@ -34,6 +35,7 @@ pub struct Advertised {
 
 pub struct Coordinator {
     pub db: Db,
+    pub clock: Arc<dyn Clock>,
     pub fleet: Fleet,
     pub cloud: Cloud,
     pub agents: Arc<AgentHub>,
@@ -50,7 +52,7 @@ pub struct Coordinator {
     /// What each running deployment waits on, for operators.
     waiting_on: Mutex<HashMap<String, String>>,
     /// Serializes changes to stored deployments (see `update_deployment`).
-    deployment_writes: Mutex<()>,
+    deployment_writes: tokio::sync::Mutex<()>,
     /// Set on SIGTERM: executors finish their current step and stop.
     stopping: watch::Sender<bool>,
     /// One lock per project, held while a promotion reads and changes its
@@ -59,7 +61,7 @@ pub struct Coordinator {
     /// Wakes the task that finishes pending promotions (`promote::start_finisher`).
     pub promotion_pending: Notify,
     /// When this process started (wall clock, as phases are stamped).
-    pub started_at: crate::clock::Millis,
+    pub started_at: Millis,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -68,55 +70,80 @@ impl std::fmt::Debug for Coordinator {
     }
 }
 
+/// What a coordinator is made of; the rest it makes itself.
+#[derive(Debug)]
+pub struct Parts {
+    pub db: Db,
+    pub fleet: Fleet,
+    pub cloud: Cloud,
+    pub ca: Ca,
+    pub secrets: Secrets,
+    pub revocations: Revocations,
+    pub advertised: Advertised,
+    pub clock: Arc<dyn Clock>,
+}
+
 impl Coordinator {
-    pub fn new(
-        db: Db,
-        fleet: Fleet,
-        cloud: Cloud,
-        ca: Ca,
-        secrets: Secrets,
-        revocations: Revocations,
-        advertised: Advertised,
-    ) -> Arc<Self> {
+    pub fn new(parts: Parts) -> Arc<Self> {
+        let Parts {
+            db,
+            fleet,
+            cloud,
+            ca,
+            secrets,
+            revocations,
+            advertised,
+            clock,
+        } = parts;
         Arc::new(Coordinator {
-            tokens: JoinTokens::new(db.clone(), JOIN_TOKEN_LIFETIME),
-            audit: AuditLog::new(db.clone()),
+            tokens: JoinTokens::new(db.clone(), clock.clone(), JOIN_TOKEN_LIFETIME),
+            audit: AuditLog::new(db.clone(), clock.clone()),
+            agents: Arc::new(AgentHub::new(clock.clone())),
+            started_at: clock.now(),
+            clock,
             secrets,
             revocations,
             db,
             fleet,
             cloud,
-            agents: Arc::new(AgentHub::default()),
             ca,
             advertised,
             queue_changed: Notify::new(),
             running: Mutex::new(HashSet::new()),
             waiting_on: Mutex::new(HashMap::new()),
-            deployment_writes: Mutex::new(()),
+            deployment_writes: tokio::sync::Mutex::new(()),
             stopping: watch::channel(false).0,
             promotions: Mutex::new(HashMap::new()),
             promotion_pending: Notify::new(),
-            started_at: crate::clock::now_ms(),
         })
     }
 
     /// Changes a stored deployment on its freshest state, one change at a time, so
     /// the executor and an operator's cancel never overwrite each other. Returns
     /// the stored result, or None if there is no such deployment.
-    pub fn update_deployment<T, E: From<StoreError>>(
+    pub async fn update_deployment<T, E: From<StoreError>>(
         &self,
         id: &str,
         change: impl FnOnce(&mut Deployment) -> Result<T, E>,
     ) -> Result<Option<(Deployment, T)>, E> {
-        let _one_at_a_time = self
-            .deployment_writes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let Some(mut deployment) = self.db.deployment(id)? else {
+        self.update_deployment_with(id, Changes::default(), change)
+            .await
+    }
+
+    /// As `update_deployment`, committing `also` in the same batch.
+    pub async fn update_deployment_with<T, E: From<StoreError>>(
+        &self,
+        id: &str,
+        mut also: Changes,
+        change: impl FnOnce(&mut Deployment) -> Result<T, E>,
+    ) -> Result<Option<(Deployment, T)>, E> {
+        let _one_at_a_time = self.deployment_writes.lock().await;
+        let Some(mut deployment) = self.db.get::<Deployment>(id).await? else {
             return Ok(None);
         };
         let value = change(&mut deployment)?;
-        self.db.put_deployment(&deployment)?;
+        also.put(&deployment)?;
+        self.db.commit(also).await?;
         Ok(Some((deployment, value)))
     }
 
@@ -184,7 +211,7 @@ impl Coordinator {
         tokio::spawn(async move {
             loop {
                 let notified = coordinator.queue_changed.notified();
-                if let Err(e) = coordinator.schedule() {
+                if let Err(e) = coordinator.schedule().await {
                     error!(error = %e, "scheduling failed; retrying");
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
@@ -192,8 +219,8 @@ impl Coordinator {
         });
     }
 
-    fn schedule(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
-        let deployments = self.db.deployments()?;
+    async fn schedule(self: &Arc<Self>) -> Result<(), StoreError> {
+        let deployments = crate::deploy::history(&self.db).await?;
         let queue = ReleaseQueue::new(&deployments);
         let mut to_start: Vec<&crate::deploy::Deployment> =
             queue.targets().filter_map(|t| t.active).collect();

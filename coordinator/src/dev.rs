@@ -158,10 +158,16 @@ fn sample_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
 }
 
 /// Bakes and registers the sample releases that are not registered yet.
-pub async fn sample_releases(data_dir: &Path, cloud: &LocalCloud, db: &Db) -> anyhow::Result<()> {
+pub async fn sample_releases(
+    data_dir: &Path,
+    cloud: &LocalCloud,
+    db: &Db,
+    clock: &dyn crate::clock::Clock,
+) -> anyhow::Result<()> {
     let (agent, app) = sample_binaries()?;
     for (version, healthy) in SAMPLE_RELEASES {
-        if db.release("hello", version)?.is_some() {
+        let key = crate::release::Release::key_of("hello", version);
+        if db.get::<crate::release::Release>(&key).await?.is_some() {
             continue;
         }
         let source = data_dir.join("bake").join(version);
@@ -180,13 +186,14 @@ pub async fn sample_releases(data_dir: &Path, cloud: &LocalCloud, db: &Db) -> an
         cloud.import_image(&source, tags).await?;
         let _ = std::fs::remove_dir_all(&source);
         let image_id = cloud.find_image("hello", version).await?;
-        db.put_release(&crate::release::Release {
+        db.put(&crate::release::Release {
             project: "hello".into(),
             version: version.into(),
             image_id,
-            registered_at: crate::clock::now_ms(),
+            registered_at: clock.now(),
             registered_by: "slipway-dev".into(),
-        })?;
+        })
+        .await?;
     }
     Ok(())
 }

@@ -10,12 +10,13 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::agents::REDIAL_GRACE;
-use crate::clock::{Millis, now_ms};
+use crate::clock::Millis;
 use crate::cloud::load_balancer_name;
 use crate::coordinator::Coordinator;
 use crate::deploy::machine::MemberState;
 use crate::deploy::{Deployment, Phase};
 use crate::queue::ReleaseQueue;
+use crate::release::Release;
 
 /// Who the audit log and `deployments` name for replacements.
 pub const REPLACER: &str = "slipway (lost instance replacement)";
@@ -63,7 +64,7 @@ async fn replace_lost(
     c: &Arc<Coordinator>,
     attempted: &mut BTreeSet<String>,
 ) -> anyhow::Result<()> {
-    let deployments = c.db.deployments()?;
+    let deployments = crate::deploy::history(&c.db).await?;
     let queue = ReleaseQueue::new(&deployments);
     let lost_after = c.fleet.coordinator.agent_lost_after.as_millis() as Millis;
     for (project, settings) in &c.fleet.projects {
@@ -88,7 +89,7 @@ async fn replace_lost(
                 .load_balancer
                 .members(&load_balancer_name(project, environment))
                 .await?;
-            let now = now_ms();
+            let now = c.clock.now();
             let lost: Vec<String> = members
                 .iter()
                 .filter(|(_, m)| **m == MemberState::InService)
@@ -105,14 +106,16 @@ async fn replace_lost(
             }
             let release = c
                 .db
-                .release(project, &serving.version)?
+                .get::<Release>(&Release::key_of(project, &serving.version))
+                .await?
                 .ok_or_else(|| anyhow::anyhow!("release {project}@{} is gone", serving.version))?;
             warn!(%project, %environment, lost = ?lost, "instances lost: launching replacements");
-            let replacement =
-                c.enqueue_shaped(REPLACER.to_string(), &release, environment, |d| {
+            let replacement = c
+                .enqueue_shaped(REPLACER.to_string(), &release, environment, |d| {
                     d.desired = lost.len() as u32;
                     d.replaces = lost.clone();
-                })?;
+                })
+                .await?;
             attempted.extend(lost.iter().cloned());
             let target = format!("{project}/{environment} ({})", lost.join(", "));
             c.audit

@@ -1,7 +1,6 @@
 //! What operators and CI can ask of the coordinator, in domain terms. The gRPC
 //! layer converts wire types to these calls and their errors to status codes.
 
-use crate::clock::now_ms;
 use crate::cloud::{CloudError, load_balancer_name};
 use crate::coordinator::Coordinator;
 use crate::deploy::machine::{InstanceState, MemberState};
@@ -10,7 +9,8 @@ use crate::pki::Identity;
 use crate::promote::{self, RecordState};
 use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
-use crate::store::StoreError;
+use crate::store::{Range, StoreError};
+use crate::{agents::AgentRecord, deploy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperationError {
@@ -98,7 +98,7 @@ pub struct ProjectStatus {
 
 #[derive(Debug, Clone)]
 pub struct AgentStatus {
-    pub record: crate::agents::AgentRecord,
+    pub record: AgentRecord,
     pub connected: bool,
     pub last_seen: i64,
     pub ready: bool,
@@ -161,7 +161,7 @@ impl Coordinator {
             Some(id) => id.to_string(),
             None => self.cloud.compute.find_image(project, version).await?,
         };
-        if let Some(existing) = self.db.release(project, version)? {
+        if let Some(existing) = self.stored_release(project, version).await? {
             if existing.image_id == image_id {
                 return Ok(existing);
             }
@@ -174,24 +174,30 @@ impl Coordinator {
             project: project.to_string(),
             version: version.to_string(),
             image_id,
-            registered_at: now_ms(),
+            registered_at: self.clock.now(),
             registered_by: who.name.clone(),
         };
-        self.db.put_release(&release)?;
+        self.db.put(&release).await?;
         Ok(release)
     }
 
-    pub fn releases(&self, project: Option<&str>) -> Result<Vec<Release>> {
+    async fn stored_release(&self, project: &str, version: &str) -> Result<Option<Release>> {
         Ok(self
             .db
-            .releases()?
-            .into_iter()
-            .filter(|r| project.is_none_or(|p| r.project == p))
-            .collect())
+            .get::<Release>(&Release::key_of(project, version))
+            .await?)
+    }
+
+    /// Registered releases, by project and then in the order they were registered.
+    pub async fn releases(&self, project: Option<&str>) -> Result<Vec<Release>> {
+        let range = project.map_or_else(Range::all, |p| Range::prefix(format!("{p}/")));
+        let mut releases: Vec<Release> = self.db.range(range).await?;
+        releases.sort_by(|a, b| (&a.project, a.registered_at).cmp(&(&b.project, b.registered_at)));
+        Ok(releases)
     }
 
     /// Enqueues a deployment; returns once it is stored durably.
-    pub fn deploy(
+    pub async fn deploy(
         &self,
         who: &Identity,
         project: &str,
@@ -202,26 +208,27 @@ impl Coordinator {
         self.check_environment(environment)?;
         Self::check_may_act(who, environment)?;
         check_version(version).map_err(OperationError::Invalid)?;
-        let release = self.db.release(project, version)?.ok_or_else(|| {
+        let release = self.stored_release(project, version).await?.ok_or_else(|| {
             OperationError::NotFound(format!(
                 "no release {project}@{version}: register it with `slipway release add {project} {version}`"
             ))
         })?;
-        self.enqueue(who.name.clone(), &release, environment)
+        self.enqueue(who.name.clone(), &release, environment).await
     }
 
-    fn enqueue(
+    async fn enqueue(
         &self,
         requested_by: String,
         release: &Release,
         environment: &str,
     ) -> Result<Deployment> {
         self.enqueue_shaped(requested_by, release, environment, |_| {})
+            .await
     }
 
     /// Enqueues a deployment changed by `shape` before it is stored (a
     /// replacement of some instances, say): the scheduler never sees it unshaped.
-    pub(crate) fn enqueue_shaped(
+    pub(crate) async fn enqueue_shaped(
         &self,
         requested_by: String,
         release: &Release,
@@ -232,8 +239,8 @@ impl Coordinator {
             .fleet
             .instance_count(&release.project, environment)
             .ok_or_else(|| OperationError::NotFound(format!("no environment {environment:?}")))?;
-        let seq = self.db.next_seq()?;
-        let now = now_ms();
+        let seq = self.db.next_id().await?;
+        let now = self.clock.now();
         let mut deployment = Deployment {
             id: format!("d-{seq}"),
             seq,
@@ -258,24 +265,26 @@ impl Coordinator {
             drain_from: None,
         };
         shape(&mut deployment);
-        self.db.put_deployment(&deployment)?;
+        self.db.put(&deployment).await?;
         self.queue_changed.notify_one();
         Ok(deployment)
     }
 
-    pub fn deployment(&self, id: &str) -> Result<DeploymentView> {
-        let deployment = self.db.deployment(id)?.ok_or_else(|| {
+    pub async fn deployment(&self, id: &str) -> Result<DeploymentView> {
+        let deployment = self.db.get::<Deployment>(id).await?.ok_or_else(|| {
             OperationError::NotFound(format!(
                 "no deployment {id:?}: list them with `slipway deployments`"
             ))
         })?;
-        Ok(self.view(deployment))
+        let all = deploy::history(&self.db).await?;
+        Ok(self.view(deployment, &all))
     }
 
-    fn view(&self, deployment: Deployment) -> DeploymentView {
+    /// `deployment` with what it waits on; `all` is every deployment, oldest first.
+    fn view(&self, deployment: Deployment, all: &[Deployment]) -> DeploymentView {
         let waiting_on = if deployment.phase == Phase::Queued {
-            self.db.deployments().ok().and_then(|all| {
-                let queue = ReleaseQueue::new(&all);
+            Some(all).and_then(|all| {
+                let queue = ReleaseQueue::new(all);
                 let ahead = queue.ahead_of(&deployment.id);
                 ahead.first().map(|next| {
                     format!(
@@ -302,13 +311,14 @@ impl Coordinator {
     }
 
     /// Cancels a queued deployment, or rolls back an active one that does not serve yet.
-    pub fn cancel(&self, who: &Identity, id: &str) -> Result<Deployment> {
+    pub async fn cancel(&self, who: &Identity, id: &str) -> Result<Deployment> {
+        let now = self.clock.now();
         let cancelled = self.update_deployment(id, |deployment| {
             Self::check_may_act(who, &deployment.environment)?;
             match deployment.phase {
                 Phase::Queued => {
                     deployment.reason = Some(format!("cancelled by {}", who.name));
-                    deployment.enter(Phase::Cancelled, now_ms());
+                    deployment.enter(Phase::Cancelled, now);
                 }
                 phase if phase.is_finished() => {
                     return Err(OperationError::FailedPrecondition(format!(
@@ -324,7 +334,7 @@ impl Coordinator {
                 _ => deployment.cancel_requested_by = Some(who.name.clone()),
             }
             Ok(())
-        })?;
+        }).await?;
         let (deployment, ()) = cancelled.ok_or_else(|| {
             OperationError::NotFound(format!(
                 "no deployment {id:?}: list them with `slipway deployments`"
@@ -335,32 +345,33 @@ impl Coordinator {
         Ok(deployment)
     }
 
-    pub fn queue(&self) -> Result<Vec<QueueLine>> {
-        let all = self.db.deployments()?;
+    pub async fn queue(&self) -> Result<Vec<QueueLine>> {
+        let all = deploy::history(&self.db).await?;
         let queue = ReleaseQueue::new(&all);
         Ok(queue
             .targets()
             .map(|line| QueueLine {
                 project: line.target.project.clone(),
                 environment: line.target.environment.clone(),
-                active: line.active.map(|d| self.view(d.clone())),
+                active: line.active.map(|d| self.view(d.clone(), &all)),
                 waiting: line
                     .waiting
                     .iter()
-                    .map(|d| self.view((*d).clone()))
+                    .map(|d| self.view((*d).clone(), &all))
                     .collect(),
             })
             .collect())
     }
 
     /// History, newest first.
-    pub fn deployments(
+    pub async fn deployments(
         &self,
         project: Option<&str>,
         environment: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeploymentView>> {
-        let mut all = self.db.deployments()?;
+        let history = deploy::history(&self.db).await?;
+        let mut all = history.clone();
         all.retain(|d| {
             project.is_none_or(|p| d.project == p) && environment.is_none_or(|e| d.environment == e)
         });
@@ -368,14 +379,13 @@ impl Coordinator {
         if limit > 0 {
             all.truncate(limit);
         }
-        Ok(all.into_iter().map(|d| self.view(d)).collect())
+        Ok(all.into_iter().map(|d| self.view(d, &history)).collect())
     }
 
     /// The version a target last deployed successfully.
-    fn succeeded_versions(&self, project: &str, environment: &str) -> Result<Vec<String>> {
-        Ok(self
-            .db
-            .deployments()?
+    async fn succeeded_versions(&self, project: &str, environment: &str) -> Result<Vec<String>> {
+        Ok(deploy::history(&self.db)
+            .await?
             .into_iter()
             .filter(|d| {
                 d.project == project && d.environment == environment && d.phase == Phase::Succeeded
@@ -435,7 +445,7 @@ impl Coordinator {
             self.cloud.compute.describe(&ids).await?
         };
         // An agent that stopped heartbeating is lost even while its stream stays open.
-        let now = crate::clock::now_ms();
+        let now = self.clock.now();
         let lost_after =
             self.fleet.coordinator.agent_lost_after.as_millis() as crate::clock::Millis;
         let instances = ids
@@ -467,7 +477,7 @@ impl Coordinator {
             .collect();
         Ok(EnvironmentStatus {
             name: environment.to_string(),
-            active_version: self.succeeded_versions(project, environment)?.pop(),
+            active_version: self.succeeded_versions(project, environment).await?.pop(),
             load_balancer: lb,
             endpoint,
             instances,
@@ -488,7 +498,7 @@ impl Coordinator {
 
     async fn public_record(&self, project: &str) -> Result<PublicRecordView> {
         let public = self.public_config(project)?;
-        let stored = self.db.record(project)?;
+        let stored = self.db.get::<RecordState>(project).await?;
         // Status must answer when DNS cannot: that is when operators ask.
         let (endpoint, dns_error) = match self.cloud.dns.endpoint(&public.name).await {
             Ok(endpoint) => (endpoint, None),
@@ -522,13 +532,17 @@ impl Coordinator {
                 public.environments.join(" or ")
             )));
         }
-        if self.succeeded_versions(project, environment)?.is_empty() {
+        if self
+            .succeeded_versions(project, environment)
+            .await?
+            .is_empty()
+        {
             return Err(OperationError::FailedPrecondition(format!(
                 "{environment} runs no release of {project}: deploy one there first"
             )));
         }
         let _one_at_a_time = self.promotion_lock(project).await;
-        let stored = self.db.record(project)?;
+        let stored = self.db.get::<RecordState>(project).await?;
         // Where DNS last surely pointed: a pending promotion never confirmed its
         // environment, so its previous one is it.
         let (confirmed, earlier) = match &stored {
@@ -542,7 +556,7 @@ impl Coordinator {
             name: public.name.clone(),
             environment: environment.to_string(),
             previous_environment: confirmed.clone().filter(other).or(earlier.filter(other)),
-            updated_at: now_ms(),
+            updated_at: self.clock.now(),
             updated_by: who.name.clone(),
             pending: true,
         };
@@ -561,11 +575,16 @@ impl Coordinator {
     }
 
     /// Enqueues the release that ran on the target before the current one.
-    pub fn rollback(&self, who: &Identity, project: &str, environment: &str) -> Result<Deployment> {
+    pub async fn rollback(
+        &self,
+        who: &Identity,
+        project: &str,
+        environment: &str,
+    ) -> Result<Deployment> {
         self.check_project(project)?;
         self.check_environment(environment)?;
         Self::check_may_act(who, environment)?;
-        let mut versions = self.succeeded_versions(project, environment)?;
+        let mut versions = self.succeeded_versions(project, environment).await?;
         let current = versions.pop().ok_or_else(|| {
             OperationError::FailedPrecondition(format!(
                 "{project} never deployed to {environment}: nothing to roll back"
@@ -576,21 +595,25 @@ impl Coordinator {
                 "{project} on {environment} has run only {current}: there is no earlier release to go back to"
             ))
         })?;
-        let release = self.db.release(project, &previous)?.ok_or_else(|| {
-            OperationError::NotFound(format!(
-                "release {project}@{previous} is no longer registered"
-            ))
-        })?;
+        let release = self
+            .stored_release(project, &previous)
+            .await?
+            .ok_or_else(|| {
+                OperationError::NotFound(format!(
+                    "release {project}@{previous} is no longer registered"
+                ))
+            })?;
         self.enqueue(
             format!("{} (rollback from {current})", who.name),
             &release,
             environment,
         )
+        .await
     }
 
     /// Agents of instances that still exist; terminated ones are history.
     pub async fn agent_list(&self) -> Result<Vec<AgentStatus>> {
-        let records = self.db.agents()?;
+        let records: Vec<AgentRecord> = self.db.all().await?;
         let ids: Vec<String> = records.iter().map(|r| r.instance_id.clone()).collect();
         let alive: Vec<String> = if ids.is_empty() {
             vec![]
@@ -678,10 +701,11 @@ impl Coordinator {
     }
 
     /// Stores a secret of `environment`; the value is encrypted before it is stored.
-    pub fn set_secret(&self, environment: &str, key: &str, value: &str) -> Result<()> {
+    pub async fn set_secret(&self, environment: &str, key: &str, value: &str) -> Result<()> {
         self.check_environment(environment)?;
         self.secrets
             .set(environment, key, value)
+            .await
             .map_err(|e| match e {
                 crate::secrets::SecretError::Invalid(m) => OperationError::Invalid(m),
                 other => OperationError::FailedPrecondition(other.to_string()),
@@ -689,9 +713,10 @@ impl Coordinator {
     }
 
     /// Secret names as (environment, key); values are never returned.
-    pub fn secret_names(&self, environment: Option<&str>) -> Result<Vec<(String, String)>> {
+    pub async fn secret_names(&self, environment: Option<&str>) -> Result<Vec<(String, String)>> {
         self.secrets
             .names(environment)
+            .await
             .map_err(|e| OperationError::FailedPrecondition(e.to_string()))
     }
 }

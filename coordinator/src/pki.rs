@@ -447,7 +447,7 @@ mod tests {
         use rustls_pki_types::{CertificateDer, pem::PemObject};
         let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
         assert_eq!(identity_from_der(&der).unwrap(), agent);
-        assert!(expires_at > crate::clock::now_ms());
+        assert!(expires_at > crate::clock::Clock::now(&crate::clock::SystemClock));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -16,7 +16,7 @@ use crate::clock::Millis;
 use crate::cloud::{CloudError, load_balancer_name};
 use crate::coordinator::Coordinator;
 use crate::faults;
-use crate::store::StoreError;
+use crate::store::{Record, StoreError, Table};
 
 /// Who the audit log names for a promotion finished after a restart or a retry.
 pub const FINISHER: &str = "slipway (pending promotion)";
@@ -38,6 +38,13 @@ pub struct RecordState {
     /// Records written before promotions could be pending read as done.
     #[serde(default)]
     pub pending: bool,
+}
+
+impl Record for RecordState {
+    const TABLE: Table = Table::Records;
+    fn key(&self) -> String {
+        self.project.clone()
+    }
 }
 
 impl RecordState {
@@ -62,7 +69,7 @@ pub async fn store_intent(
     record: &RecordState,
 ) -> Result<(), StoreError> {
     debug_assert!(record.pending, "an intent is stored pending");
-    coordinator.db.put_record(record)?;
+    coordinator.db.put(record).await?;
     faults::pause_at("promoting/recorded").await;
     Ok(())
 }
@@ -73,7 +80,7 @@ pub async fn carry_out(
     record: RecordState,
 ) -> Result<RecordState, PromoteError> {
     point_dns(coordinator, &record).await?;
-    Ok(mark_done(coordinator, record)?)
+    Ok(mark_done(coordinator, record).await?)
 }
 
 /// Points DNS at the record's cluster unless it already does. Safe to repeat:
@@ -88,12 +95,12 @@ async fn point_dns(coordinator: &Coordinator, record: &RecordState) -> Result<()
     Ok(())
 }
 
-fn mark_done(
+async fn mark_done(
     coordinator: &Coordinator,
     mut record: RecordState,
 ) -> Result<RecordState, StoreError> {
     record.pending = false;
-    coordinator.db.put_record(&record)?;
+    coordinator.db.put(&record).await?;
     Ok(record)
 }
 
@@ -124,7 +131,7 @@ pub fn start_finisher(coordinator: &Arc<Coordinator>) {
 /// Tries every pending promotion once; the first error, if any failed.
 async fn finish_pending(coordinator: &Coordinator) -> Result<(), PromoteError> {
     let mut first_error = None;
-    for record in coordinator.db.records()? {
+    for record in coordinator.db.all::<RecordState>().await? {
         if record.pending
             && let Err(e) = finish(coordinator, &record.project).await
         {
@@ -137,7 +144,12 @@ async fn finish_pending(coordinator: &Coordinator) -> Result<(), PromoteError> {
 async fn finish(coordinator: &Coordinator, project: &str) -> Result<(), PromoteError> {
     let _one_at_a_time = coordinator.promotion_lock(project).await;
     // A newer promotion may have finished or replaced this one meanwhile.
-    let Some(record) = coordinator.db.record(project)?.filter(|r| r.pending) else {
+    let Some(record) = coordinator
+        .db
+        .get::<RecordState>(project)
+        .await?
+        .filter(|r| r.pending)
+    else {
         return Ok(());
     };
     if let Some(why) = outdated(coordinator, &record) {
@@ -154,7 +166,7 @@ async fn finish(coordinator: &Coordinator, project: &str) -> Result<(), PromoteE
         .audit
         .append(FINISHER, "", "promote", &target, &result)
         .await?;
-    mark_done(coordinator, record)?;
+    mark_done(coordinator, record).await?;
     Ok(())
 }
 

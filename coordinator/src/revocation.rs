@@ -9,8 +9,10 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{Millis, now_ms};
-use crate::store::{Db, StoreError};
+use std::sync::Arc;
+
+use crate::clock::{Clock, Millis};
+use crate::store::{Db, Record, StoreError, Table};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
@@ -19,29 +21,45 @@ pub struct Revocation {
     pub by: String,
 }
 
+impl Record for Revocation {
+    const TABLE: Table = Table::Revocations;
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+
 #[derive(Debug)]
 pub struct Revocations {
     db: Db,
+    clock: Arc<dyn Clock>,
     /// Checked on every handshake and RPC: kept in memory, written through.
     names: RwLock<HashSet<String>>,
 }
 
 impl Revocations {
-    pub fn load(db: Db) -> Result<Revocations, StoreError> {
-        let names = db.revocations()?.into_iter().map(|r| r.name).collect();
+    pub async fn load(db: Db, clock: Arc<dyn Clock>) -> Result<Revocations, StoreError> {
+        let names = db
+            .all::<Revocation>()
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
         Ok(Revocations {
             db,
+            clock,
             names: RwLock::new(names),
         })
     }
 
     /// Revokes `name`; durable when this returns.
-    pub fn revoke(&self, name: &str, by: &str) -> Result<(), StoreError> {
-        self.db.put_revocation(&Revocation {
-            name: name.to_string(),
-            at: now_ms(),
-            by: by.to_string(),
-        })?;
+    pub async fn revoke(&self, name: &str, by: &str) -> Result<(), StoreError> {
+        self.db
+            .put(&Revocation {
+                name: name.to_string(),
+                at: self.clock.now(),
+                by: by.to_string(),
+            })
+            .await?;
         self.names
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -60,16 +78,17 @@ impl Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
-    use std::sync::Arc;
+    use crate::clock::SystemClock;
 
-    #[test]
-    fn a_revocation_survives_a_reload() {
-        let db = Db::new(Arc::new(MemoryStore::default()));
-        let revocations = Revocations::load(db.clone()).unwrap();
+    #[tokio::test]
+    async fn a_revocation_survives_a_reload() {
+        let db = Db::memory();
+        let clock = Arc::new(SystemClock);
+        let revocations = Revocations::load(db.clone(), clock.clone()).await.unwrap();
         assert!(!revocations.is_revoked("bob"));
-        revocations.revoke("bob", "admin").unwrap();
+        revocations.revoke("bob", "admin").await.unwrap();
         assert!(revocations.is_revoked("bob"));
-        assert!(Revocations::load(db).unwrap().is_revoked("bob"));
+        let reloaded = Revocations::load(db, clock).await.unwrap();
+        assert!(reloaded.is_revoked("bob"));
     }
 }

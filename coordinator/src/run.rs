@@ -9,9 +9,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::clock::{Clock, SystemClock};
 use crate::cloud::Cloud;
 use crate::config::{Fleet, Provider};
-use crate::coordinator::{Advertised, Coordinator};
+use crate::coordinator::{Advertised, Coordinator, Parts};
 use crate::pki::{Ca, SERVER_NAME};
 use crate::store::{Db, SledStore};
 use crate::{dev, grpc, infra};
@@ -47,15 +48,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             anyhow::bail!("no fleet file: pass --fleet FILE, or --dev for the sample fleet")
         }
     };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = SledStore::open(&data_dir.join("store"))?;
-    let db = Db::new(Arc::new(store));
+    let db = Db::open(Arc::new(store)).await?;
     let ca = Ca::load_or_create(&data_dir.join("ca"))?;
 
     let cloud = match fleet.cloud.provider {
         Provider::Local => {
             let local = dev::local_cloud(&data_dir.join("cloud")).await?;
             if options.dev {
-                dev::sample_releases(data_dir, &local, &db).await?;
+                dev::sample_releases(data_dir, &local, &db, clock.as_ref()).await?;
             }
             let local = Arc::new(local);
             let cloud = Cloud {
@@ -104,16 +106,17 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     // The key lives beside the store, not in it: a copy of the store reveals nothing.
     let secrets = crate::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))?;
-    let revocations = crate::revocation::Revocations::load(db.clone())?;
-    let coordinator = Coordinator::new(
+    let revocations = crate::revocation::Revocations::load(db.clone(), clock.clone()).await?;
+    let coordinator = Coordinator::new(Parts {
         db,
         fleet,
         cloud,
         ca,
         secrets,
         revocations,
-        advertised.clone(),
-    );
+        advertised: advertised.clone(),
+        clock,
+    });
     coordinator.start_scheduler();
     crate::lost::start_watch(&coordinator);
     crate::promote::start_finisher(&coordinator);

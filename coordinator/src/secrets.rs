@@ -15,7 +15,7 @@ use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, Unb
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Db, StoreError};
+use crate::store::{Db, Range, Record, StoreError, Table};
 
 /// What operators see instead of a secret value.
 pub const MASK: &str = "***";
@@ -41,6 +41,13 @@ pub struct SealedSecret {
     pub key: String,
     pub nonce: String,
     pub ciphertext: String,
+}
+
+impl Record for SealedSecret {
+    const TABLE: Table = Table::Secrets;
+    fn key(&self) -> String {
+        Secrets::name(&self.environment, &self.key)
+    }
 }
 
 pub struct Secrets {
@@ -109,7 +116,7 @@ impl Secrets {
         format!("{environment}/{key}")
     }
 
-    pub fn set(&self, environment: &str, key: &str, value: &str) -> Result<(), SecretError> {
+    pub async fn set(&self, environment: &str, key: &str, value: &str) -> Result<(), SecretError> {
         check_key(key).map_err(SecretError::Invalid)?;
         if value.len() > MAX_VALUE {
             return Err(SecretError::Invalid(format!(
@@ -127,35 +134,40 @@ impl Secrets {
                 &mut sealed,
             )
             .map_err(|_| SecretError::Invalid("encryption failed".into()))?;
-        self.db.put_secret(&SealedSecret {
-            environment: environment.to_string(),
-            key: key.to_string(),
-            nonce: hex::encode(nonce),
-            ciphertext: hex::encode(sealed),
-        })?;
+        self.db
+            .put(&SealedSecret {
+                environment: environment.to_string(),
+                key: key.to_string(),
+                nonce: hex::encode(nonce),
+                ciphertext: hex::encode(sealed),
+            })
+            .await?;
         Ok(())
     }
 
     /// The names of an environment's secrets (values are never listed).
-    pub fn names(&self, environment: Option<&str>) -> Result<Vec<(String, String)>, SecretError> {
+    pub async fn names(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<(String, String)>, SecretError> {
+        let range = environment.map_or_else(Range::all, |e| Range::prefix(format!("{e}/")));
         Ok(self
             .db
-            .secrets()?
+            .range::<SealedSecret>(range)
+            .await?
             .into_iter()
-            .filter(|s| environment.is_none_or(|e| s.environment == e))
             .map(|s| (s.environment, s.key))
             .collect())
     }
 
     /// An environment's secrets in the clear, for its agents' configuration only.
-    pub fn reveal(&self, environment: &str) -> Result<BTreeMap<String, String>, SecretError> {
+    pub async fn reveal(&self, environment: &str) -> Result<BTreeMap<String, String>, SecretError> {
         let mut values = BTreeMap::new();
-        for sealed in self
+        let stored = self
             .db
-            .secrets()?
-            .into_iter()
-            .filter(|s| s.environment == environment)
-        {
+            .range::<SealedSecret>(Range::prefix(format!("{environment}/")))
+            .await?;
+        for sealed in stored {
             let name = Self::name(&sealed.environment, &sealed.key);
             let undecryptable = || SecretError::Undecryptable(name.clone());
             let nonce: [u8; NONCE_LEN] = hex::decode(&sealed.nonce)
@@ -181,7 +193,7 @@ impl Secrets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MemoryStore, Store, Table};
+    use crate::store::{MemoryStore, Store};
     use std::sync::Arc;
 
     fn key_file(name: &str) -> std::path::PathBuf {
@@ -191,23 +203,24 @@ mod tests {
         path
     }
 
-    #[test]
-    fn a_secret_round_trips_and_is_stored_encrypted() {
+    #[tokio::test]
+    async fn a_secret_round_trips_and_is_stored_encrypted() {
         let store = Arc::new(MemoryStore::default());
         let path = key_file("roundtrip");
-        let secrets = Secrets::open(Db::new(store.clone()), &path).unwrap();
+        let secrets = Secrets::open(Db::open(store.clone()).await.unwrap(), &path).unwrap();
         secrets
             .set("staging", "DB_PASSWORD", "canary-7f3a")
+            .await
             .unwrap();
         assert_eq!(
-            secrets.reveal("staging").unwrap()["DB_PASSWORD"],
+            secrets.reveal("staging").await.unwrap()["DB_PASSWORD"],
             "canary-7f3a"
         );
         assert!(
-            secrets.reveal("prod1").unwrap().is_empty(),
+            secrets.reveal("prod1").await.unwrap().is_empty(),
             "other environments get nothing"
         );
-        let stored = store.scan(Table::Secrets).unwrap();
+        let stored = store.range(Table::Secrets, Range::all()).await.unwrap();
         assert!(!String::from_utf8_lossy(&stored[0].1).contains("canary"));
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&path).unwrap().permissions(),
@@ -216,32 +229,32 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
-    #[test]
-    fn a_ciphertext_moved_to_another_name_does_not_decrypt() {
+    #[tokio::test]
+    async fn a_ciphertext_moved_to_another_name_does_not_decrypt() {
         let store = Arc::new(MemoryStore::default());
         let path = key_file("moved");
-        let db = Db::new(store.clone());
+        let db = Db::open(store.clone()).await.unwrap();
         let secrets = Secrets::open(db.clone(), &path).unwrap();
-        secrets.set("staging", "TOKEN", "s3cret").unwrap();
-        let mut sealed = db.secrets().unwrap().remove(0);
+        secrets.set("staging", "TOKEN", "s3cret").await.unwrap();
+        let mut sealed = db.all::<SealedSecret>().await.unwrap().remove(0);
         sealed.environment = "prod1".into();
-        db.put_secret(&sealed).unwrap();
+        db.put(&sealed).await.unwrap();
         assert!(matches!(
-            secrets.reveal("prod1"),
+            secrets.reveal("prod1").await,
             Err(SecretError::Undecryptable(_))
         ));
         let _ = std::fs::remove_file(&path);
     }
 
-    #[test]
-    fn bad_names_and_key_files_are_refused() {
+    #[tokio::test]
+    async fn bad_names_and_key_files_are_refused() {
         assert!(check_key("DB_PASSWORD").is_ok());
         for bad in ["db_password", "1KEY", "SLIPWAY_VERSION", "A-B", ""] {
             assert!(check_key(bad).is_err(), "{bad}");
         }
         let path = key_file("short");
         std::fs::write(&path, b"short").unwrap();
-        let err = Secrets::open(Db::new(Arc::new(MemoryStore::default())), &path).unwrap_err();
+        let err = Secrets::open(Db::memory(), &path).unwrap_err();
         assert!(err.to_string().contains("not a 32-byte key"), "{err}");
         let _ = std::fs::remove_file(&path);
     }

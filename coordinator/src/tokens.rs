@@ -5,6 +5,7 @@
 //! bound to the instance id once the cloud returns it. Only its SHA-256 is
 //! stored. It works once, for that instance only, before it expires.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngCore;
@@ -12,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::clock::{Millis, now_ms};
-use crate::store::{Db, StoreError};
+use crate::clock::{Clock, Millis, millis};
+use crate::store::{Changes, Db, Record, StoreError, Table};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinTokenRecord {
@@ -29,6 +30,13 @@ pub struct JoinTokenRecord {
     /// with the same key because the answer was lost, gets its certificate again.
     #[serde(default)]
     pub key: Option<String>,
+}
+
+impl Record for JoinTokenRecord {
+    const TABLE: Table = Table::Tokens;
+    fn key(&self) -> String {
+        self.hash.clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,51 +60,58 @@ pub enum TokenError {
 #[derive(Debug)]
 pub struct JoinTokens {
     db: Db,
+    clock: Arc<dyn Clock>,
     lifetime: Duration,
     /// Redeeming is check-then-write: one at a time, so a token cannot be used twice.
     redeem_lock: Mutex<()>,
 }
 
 impl JoinTokens {
-    pub fn new(db: Db, lifetime: Duration) -> Self {
+    pub fn new(db: Db, clock: Arc<dyn Clock>, lifetime: Duration) -> Self {
         JoinTokens {
             db,
+            clock,
             lifetime,
             redeem_lock: Mutex::new(()),
         }
     }
 
     /// Makes a token for one launch slot and stores its hash.
-    pub fn issue(&self, deployment_id: &str, slot: u32) -> Result<String, StoreError> {
+    pub async fn issue(&self, deployment_id: &str, slot: u32) -> Result<String, StoreError> {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
-        self.db.put_token(&JoinTokenRecord {
-            hash: hash(&token),
-            deployment_id: deployment_id.to_string(),
-            slot,
-            instance_id: None,
-            expires_at: now_ms() + self.lifetime.as_millis() as Millis,
-            used_at: None,
-            key: None,
-        })?;
+        self.db
+            .put(&JoinTokenRecord {
+                hash: hash(&token),
+                deployment_id: deployment_id.to_string(),
+                slot,
+                instance_id: None,
+                expires_at: self.clock.now() + millis(self.lifetime),
+                used_at: None,
+                key: None,
+            })
+            .await?;
         Ok(token)
     }
 
-    /// Binds the tokens made for (deployment, slot) to the instance the cloud launched.
-    pub fn bind(
+    /// Adds to `changes` the binding of the tokens made for (deployment, slot)
+    /// to the instance the cloud launched.
+    // Reads every token: tokens are kept forever today (retention is #21's).
+    pub async fn bind(
         &self,
+        changes: &mut Changes,
         deployment_id: &str,
         slot: u32,
         instance_id: &str,
     ) -> Result<(), StoreError> {
-        for mut record in self.db.tokens()? {
+        for mut record in self.db.all::<JoinTokenRecord>().await? {
             if record.deployment_id == deployment_id
                 && record.slot == slot
                 && record.instance_id.is_none()
             {
                 record.instance_id = Some(instance_id.to_string());
-                self.db.put_token(&record)?;
+                changes.put(&record)?;
             }
         }
         Ok(())
@@ -112,19 +127,23 @@ impl JoinTokens {
         key: Result<String, String>,
     ) -> Result<JoinTokenRecord, TokenError> {
         let _one_at_a_time = self.redeem_lock.lock().await;
-        let mut record = self.db.token(&hash(token))?.ok_or(TokenError::Unknown)?;
+        let mut record = self
+            .db
+            .get::<JoinTokenRecord>(&hash(token))
+            .await?
+            .ok_or(TokenError::Unknown)?;
         let check_key = |key: Result<String, String>| key.map_err(TokenError::BadCsr);
         if let Some(at) = record.used_at {
             let key = check_key(key)?;
             let same_agent = record.instance_id.as_deref() == Some(instance_id)
                 && record.key.as_deref() == Some(key.as_str());
-            return if same_agent && now_ms() <= record.expires_at {
+            return if same_agent && self.clock.now() <= record.expires_at {
                 Ok(record)
             } else {
                 Err(TokenError::Used(at))
             };
         }
-        let now = now_ms();
+        let now = self.clock.now();
         if now > record.expires_at {
             return Err(TokenError::Expired);
         }
@@ -137,7 +156,7 @@ impl JoinTokens {
         }
         record.key = Some(check_key(key)?);
         record.used_at = Some(now);
-        self.db.put_token(&record)?;
+        self.db.put(&record).await?;
         Ok(record)
     }
 }
@@ -149,22 +168,33 @@ fn hash(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
-    use std::sync::Arc;
+    use crate::clock::ManualClock;
+    use crate::store::{MemoryStore, Range, Store};
 
-    fn tokens(lifetime: Duration) -> JoinTokens {
-        JoinTokens::new(Db::new(Arc::new(MemoryStore::default())), lifetime)
+    fn tokens(db: Db) -> (JoinTokens, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::at(1_000_000));
+        let tokens = JoinTokens::new(db, clock.clone(), Duration::from_secs(60));
+        (tokens, clock)
+    }
+
+    async fn bind(tokens: &JoinTokens, deployment: &str, slot: u32, instance: &str) {
+        let mut changes = Changes::default();
+        tokens
+            .bind(&mut changes, deployment, slot, instance)
+            .await
+            .unwrap();
+        tokens.db.commit(changes).await.unwrap();
     }
 
     #[tokio::test]
     async fn a_token_works_once_for_its_instance() {
-        let tokens = tokens(Duration::from_secs(60));
-        let token = tokens.issue("d-1", 0).unwrap();
+        let (tokens, _) = tokens(Db::memory());
+        let token = tokens.issue("d-1", 0).await.unwrap();
         assert!(matches!(
             tokens.redeem(&token, "i-1", Ok("key-1".into())).await,
             Err(TokenError::NotYetBound)
         ));
-        tokens.bind("d-1", 0, "i-1").unwrap();
+        bind(&tokens, "d-1", 0, "i-1").await;
         assert!(matches!(
             tokens.redeem(&token, "i-2", Ok("key-1".into())).await,
             Err(TokenError::WrongInstance(_))
@@ -194,27 +224,37 @@ mod tests {
 
     #[tokio::test]
     async fn forged_and_expired_tokens_are_refused() {
-        let tokens = tokens(Duration::ZERO);
+        let (tokens, clock) = tokens(Db::memory());
         assert!(matches!(
             tokens.redeem("deadbeef", "i-1", Ok("key-1".into())).await,
             Err(TokenError::Unknown)
         ));
-        let token = tokens.issue("d-1", 0).unwrap();
-        tokens.bind("d-1", 0, "i-1").unwrap();
-        std::thread::sleep(Duration::from_millis(2));
+        let token = tokens.issue("d-1", 0).await.unwrap();
+        bind(&tokens, "d-1", 0, "i-1").await;
+        clock.advance(Duration::from_secs(60));
+        let at_the_end = tokens.issue("d-1", 1).await.unwrap();
+        bind(&tokens, "d-1", 1, "i-2").await;
+        clock.advance(Duration::from_secs(60));
+        assert!(
+            tokens
+                .redeem(&at_the_end, "i-2", Ok("key-2".into()))
+                .await
+                .is_ok(),
+            "a token works up to its last millisecond"
+        );
+        clock.advance(Duration::from_millis(1));
         assert!(matches!(
             tokens.redeem(&token, "i-1", Ok("key-1".into())).await,
             Err(TokenError::Expired)
         ));
     }
 
-    #[test]
-    fn only_the_hash_is_stored() {
+    #[tokio::test]
+    async fn only_the_hash_is_stored() {
         let store = Arc::new(MemoryStore::default());
-        let tokens = JoinTokens::new(Db::new(store.clone()), Duration::from_secs(60));
-        let token = tokens.issue("d-1", 0).unwrap();
-        let stored =
-            crate::store::Store::scan(store.as_ref(), crate::store::Table::Tokens).unwrap();
+        let (tokens, _) = tokens(Db::open(store.clone()).await.unwrap());
+        let token = tokens.issue("d-1", 0).await.unwrap();
+        let stored = store.range(Table::Tokens, Range::all()).await.unwrap();
         assert_eq!(stored.len(), 1);
         assert!(!String::from_utf8_lossy(&stored[0].1).contains(&token));
     }

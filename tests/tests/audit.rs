@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use slipway_coordinator::store::{SledStore, Store, Table};
+use slipway_coordinator::store::{Batch, SledStore, Store, Table, Write};
 use slipway_tests::{Coordinator, eventually};
 
 #[test]
@@ -65,12 +65,19 @@ fn every_mutating_action_is_audited_and_an_edited_entry_is_named() {
         SledStore::open(&store_dir).ok()
     });
     let key = format!("{:020}", 2);
-    let mut entry: serde_json::Value =
-        serde_json::from_slice(&store.get(Table::Audit, &key).unwrap().unwrap()).unwrap();
-    entry["target"] = "hello@v1 -> prod1".into();
-    store
-        .put(Table::Audit, &key, entry.to_string().as_bytes())
-        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let stored = store.get(Table::Audit, &key).await.unwrap().unwrap();
+        let mut entry: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        entry["target"] = "hello@v1 -> prod1".into();
+        let epoch = store.claim_epoch().await.unwrap();
+        let writes = vec![Write::Put {
+            table: Table::Audit,
+            key: key.clone(),
+            value: entry.to_string().into_bytes(),
+        }];
+        store.write(Batch { epoch, writes }).await.unwrap();
+    });
     drop(store);
 
     c.crash_and_restart();

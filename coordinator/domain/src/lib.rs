@@ -11,8 +11,11 @@
 //! - `cloud`: the `Compute` / `LoadBalancer` / `Dns` traits the clouds implement,
 //!   and the tags every launch carries.
 //! - `infra`: the load balancers and records the fleet implies (plan / apply).
+//! - `store`: the `Store` engine trait, typed tables (`Db`), batches, the
+//!   in-memory engine and the suite every engine passes.
 //!
-//! Dependencies point down: `infra` → `cloud` → `deploy` → `config`, `clock`.
+//! Dependencies point down: `infra` → `cloud` → `deploy` → `config`, `clock`;
+//! `store` depends on nothing else here (record types name their own tables).
 
 #![forbid(unsafe_code)]
 
@@ -24,3 +27,6 @@ pub mod infra;
 pub mod queue;
 pub mod release;
 pub mod sample;
+pub mod store;
+#[cfg(test)]
+mod testing;

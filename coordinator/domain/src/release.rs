@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
+use crate::store::{Record, Table};
 
 /// A project's build: one image, the same in every environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +15,20 @@ pub struct Release {
     pub registered_at: Millis,
     /// The certificate identity that registered it.
     pub registered_by: String,
+}
+
+impl Record for Release {
+    const TABLE: Table = Table::Releases;
+    fn key(&self) -> String {
+        Release::key_of(&self.project, &self.version)
+    }
+}
+
+impl Release {
+    /// The store key of `project@version`.
+    pub fn key_of(project: &str, version: &str) -> String {
+        format!("{project}/{version}")
+    }
 }
 
 /// Versions become tags, keys and file names; refuse anything else at the edge.

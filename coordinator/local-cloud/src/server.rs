@@ -351,7 +351,7 @@ impl CloudServer {
                 warn!(balancer = %name, instance = %id, %why, "registered an instance that fails its health check");
             }
             self.state.lock().await.registrations.push(Registration {
-                at_ms: slipway_domain::clock::now_ms(),
+                at_ms: slipway_domain::clock::Clock::now(&slipway_domain::clock::SystemClock),
                 load_balancer: name.clone(),
                 instance: id,
                 unhealthy,

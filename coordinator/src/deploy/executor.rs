@@ -15,11 +15,12 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::machine::{Action, InstanceState, Limits, Observed, next_action};
 use super::{Deployment, LaunchedInstance, Phase};
 use crate::agents::AgentRecord;
-use crate::clock::{Millis, now_ms};
+use crate::clock::Millis;
 use crate::cloud::{CloudError, Instance, LaunchRequest, Placement, load_balancer_name, tags};
 use crate::coordinator::Coordinator;
 use crate::faults;
 use crate::grpc::convert::configure_messages;
+use crate::store::Changes;
 
 /// Longest pause between ticks when nothing wakes the executor.
 const TICK: Duration = Duration::from_millis(500);
@@ -82,13 +83,16 @@ enum StepError {
 }
 
 async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
-    let mut d = c.db.deployment(id)?.ok_or(StepError::Vanished)?;
+    let mut d =
+        c.db.get::<Deployment>(id)
+            .await?
+            .ok_or(StepError::Vanished)?;
     if d.phase.is_finished() {
         return Ok(Step::Finished);
     }
     let Some(project) = c.fleet.project(&d.project) else {
         let reason = format!("project {} left the fleet file", d.project);
-        enter(c, &mut d, Phase::RollingBack, Some(reason))?;
+        enter(c, &mut d, Phase::RollingBack, Some(reason)).await?;
         return Ok(Step::Continue);
     };
     let limits = Limits {
@@ -103,14 +107,14 @@ async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
         // unreachable past the phase's deadline will not come back in time: roll
         // back with its message while the old instances still serve. Past the point
         // of no return, and while rolling back, keep retrying.
-        Err(StepError::Cloud(e)) if rolls_back(&d, &e, &limits) => {
+        Err(StepError::Cloud(e)) if rolls_back(&d, &e, &limits, c.clock.now()) => {
             let reason = format!("{} failed: {e}", d.phase);
-            enter(c, &mut d, Phase::RollingBack, Some(reason))?;
+            enter(c, &mut d, Phase::RollingBack, Some(reason)).await?;
             Ok(Step::Continue)
         }
         // Cleanup that the cloud keeps refusing past its deadline ends anyway, so
         // no deployment stays in progress forever; the reason says what is left.
-        Err(StepError::Cloud(e)) if let Some(end) = cleanup_end(&d, &limits) => {
+        Err(StepError::Cloud(e)) if let Some(end) = cleanup_end(&d, &limits, c.clock.now()) => {
             let note = format!(
                 "{} gave up after {}: {e}; check its instances by hand",
                 d.phase,
@@ -118,7 +122,7 @@ async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
             );
             let reason = with_note(&d, &note);
             warn!(%reason, "giving up on cleanup");
-            enter(c, &mut d, end, Some(reason))?;
+            enter(c, &mut d, end, Some(reason)).await?;
             Ok(Step::Finished)
         }
         Err(e) => Err(e),
@@ -126,13 +130,13 @@ async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
 }
 
 /// The phase a cleanup phase ends in once it is past its deadline.
-fn cleanup_end(d: &Deployment, limits: &Limits) -> Option<Phase> {
+fn cleanup_end(d: &Deployment, limits: &Limits, now: Millis) -> Option<Phase> {
     let end = match d.phase {
         Phase::Draining | Phase::Retiring => Phase::Succeeded,
         Phase::RollingBack => Phase::RolledBack,
         _ => return None,
     };
-    let overdue = d.overdue(now_ms(), limits.deadlines.cleanup);
+    let overdue = d.overdue(now, limits.deadlines.cleanup);
     overdue.then_some(end)
 }
 
@@ -144,7 +148,7 @@ fn with_note(d: &Deployment, note: &str) -> String {
     }
 }
 
-fn rolls_back(d: &Deployment, e: &CloudError, limits: &Limits) -> bool {
+fn rolls_back(d: &Deployment, e: &CloudError, limits: &Limits, now: Millis) -> bool {
     if d.phase.is_past_point_of_no_return()
         || d.phase == Phase::RollingBack
         || d.phase.is_finished()
@@ -153,7 +157,7 @@ fn rolls_back(d: &Deployment, e: &CloudError, limits: &Limits) -> bool {
     }
     let overdue = limits
         .deadline(d.phase)
-        .is_some_and(|deadline| d.overdue(now_ms(), deadline));
+        .is_some_and(|deadline| d.overdue(now, deadline));
     !e.is_retryable() || overdue
 }
 
@@ -172,30 +176,31 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
         }
         Action::Advance(Phase::Draining) => switch(c, d, &observed, limits, &lb).await,
         Action::Advance(phase) => {
-            enter(c, d, *phase, None)?;
+            enter(c, d, *phase, None).await?;
             faults::point(d.phase, "entered").await;
             Ok(())
         }
         Action::Finish { phase, note } => {
             let reason = note.as_ref().map(|note| with_note(d, note));
-            enter(c, d, *phase, reason)?;
+            enter(c, d, *phase, reason).await?;
             info!(phase = %phase, reason = d.reason.as_deref().unwrap_or(""), "deployment finished");
             faults::point(*phase, "entered").await;
             return Ok(Step::Finished);
         }
         Action::RollBack { reason } => {
             warn!(%reason, "rolling back");
-            enter(c, d, Phase::RollingBack, Some(reason.clone()))
+            enter(c, d, Phase::RollingBack, Some(reason.clone())).await
         }
         Action::BeginAttach { old } => {
             let old = old.clone();
             enter_with(c, d, Phase::Attaching, None, |fresh, _| {
                 fresh.old_instances = old
             })
+            .await
         }
         Action::Launch { slots } => launch(c, d, slots).await,
         Action::Configure { instances } => {
-            configure(c, d, instances);
+            configure(c, d, instances).await;
             Ok(())
         }
         Action::Register { instances } => {
@@ -246,7 +251,8 @@ async fn switch(
     // older than the phase, and the machine would skip the drain.
     enter_with(c, d, Phase::Draining, None, |fresh, at| {
         fresh.drain_from = Some(at)
-    })?;
+    })
+    .await?;
     faults::point(d.phase, "entered").await;
     if let Action::Deregister { instances } = next_action(d, observed, limits) {
         c.cloud.load_balancer.deregister(lb, &instances).await?;
@@ -263,29 +269,32 @@ async fn deregister(
     lb: &str,
     instances: &[String],
 ) -> Result<(), StepError> {
-    let stored = c.update_deployment(&d.id, |fresh| {
-        fresh.drain_from = Some(now_ms());
-        Ok::<_, StepError>(())
-    })?;
+    let now = c.clock.now();
+    let stored = c
+        .update_deployment(&d.id, |fresh| {
+            fresh.drain_from = Some(now);
+            Ok::<_, StepError>(())
+        })
+        .await?;
     *d = stored.ok_or(StepError::Vanished)?.0;
     c.cloud.load_balancer.deregister(lb, instances).await?;
     Ok(())
 }
 
 /// Moves the deployment to `phase`, on its freshest stored state.
-fn enter(
+async fn enter(
     c: &Coordinator,
     d: &mut Deployment,
     phase: Phase,
     reason: Option<String>,
 ) -> Result<(), StepError> {
-    enter_with(c, d, phase, reason, |_, _| {})
+    enter_with(c, d, phase, reason, |_, _| {}).await
 }
 
 /// As `enter`, applying `also` in the same stored change; `also` is given the
 /// phase's entry time. Refuses (Conflict) if the stored phase is no longer the
 /// one this tick decided from.
-fn enter_with(
+async fn enter_with(
     c: &Coordinator,
     d: &mut Deployment,
     phase: Phase,
@@ -293,18 +302,20 @@ fn enter_with(
     also: impl FnOnce(&mut Deployment, Millis),
 ) -> Result<(), StepError> {
     let from = d.phase;
-    let at = now_ms();
-    let stored = c.update_deployment(&d.id, |fresh| {
-        if fresh.phase != from {
-            return Err(StepError::Conflict);
-        }
-        if reason.is_some() {
-            fresh.reason = reason;
-        }
-        also(fresh, at);
-        fresh.enter(phase, at);
-        Ok(())
-    })?;
+    let at = c.clock.now();
+    let stored = c
+        .update_deployment(&d.id, |fresh| {
+            if fresh.phase != from {
+                return Err(StepError::Conflict);
+            }
+            if reason.is_some() {
+                fresh.reason = reason;
+            }
+            also(fresh, at);
+            fresh.enter(phase, at);
+            Ok(())
+        })
+        .await?;
     *d = stored.ok_or(StepError::Vanished)?.0;
     info!(phase = %phase, "phase");
     c.set_waiting_on(&d.id, None);
@@ -336,7 +347,7 @@ async fn observe(c: &Coordinator, d: &mut Deployment) -> Result<Observed, StepEr
         .collect();
     // Read with the agents' views: read after the load balancer call, agents
     // would look silent for as long as that call took.
-    let now = now_ms();
+    let now = c.clock.now();
     // Before the first launch nothing of this deployment can be in the load
     // balancer, and a missing one is caught by the launch itself.
     let members = if d.launched.is_empty() {
@@ -373,7 +384,7 @@ async fn adopt_unrecorded(c: &Coordinator, d: &mut Deployment) -> Result<(), Ste
         match slot {
             Some(slot) if slot < d.desired && !d.launched.iter().any(|i| i.slot == slot) => {
                 warn!(instance = %instance.id, slot, "adopting an instance launched before a restart");
-                record_launched(c, d, slot, &instance)?;
+                record_launched(c, d, slot, &instance).await?;
             }
             _ => {
                 warn!(instance = %instance.id, ?slot, "terminating an unrecorded duplicate instance");
@@ -396,10 +407,12 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
         ))));
     }
     if !d.launch_attempted {
-        let stored = c.update_deployment(&d.id, |fresh| {
-            fresh.launch_attempted = true;
-            Ok::<_, StepError>(())
-        })?;
+        let stored = c
+            .update_deployment(&d.id, |fresh| {
+                fresh.launch_attempted = true;
+                Ok::<_, StepError>(())
+            })
+            .await?;
         *d = stored.ok_or(StepError::Vanished)?.0;
     }
     let aws = c
@@ -409,7 +422,7 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
         .map(|e| e.aws.clone())
         .unwrap_or_default();
     for &slot in slots {
-        let token = c.tokens.issue(&d.id, slot)?;
+        let token = c.tokens.issue(&d.id, slot).await?;
         let user_data = UserData {
             coordinator: c.advertised.address.clone(),
             server_name: c.advertised.server_name.clone(),
@@ -451,46 +464,53 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
             })
             .await?;
         faults::point(d.phase, "launched").await;
-        record_launched(c, d, slot, &instance)?;
+        record_launched(c, d, slot, &instance).await?;
         info!(instance = %instance.id, slot, ip = %instance.private_ip, "launched");
     }
     Ok(())
 }
 
-/// Stores that `instance` fills `slot`: its join token may now be redeemed, and
-/// the deployment owns it (a rollback terminates it).
-fn record_launched(
+/// Stores that `instance` fills `slot`, in one batch: its join token may now be
+/// redeemed, its agent has a record, and the deployment owns it (a rollback
+/// terminates it). A crash before the batch leaves none of it: the next tick
+/// adopts the instance by its tags.
+async fn record_launched(
     c: &Coordinator,
     d: &mut Deployment,
     slot: u32,
     instance: &Instance,
 ) -> Result<(), StepError> {
-    c.tokens.bind(&d.id, slot, &instance.id)?;
-    c.db.put_agent(&AgentRecord {
+    let mut changes = Changes::default();
+    c.tokens
+        .bind(&mut changes, &d.id, slot, &instance.id)
+        .await?;
+    changes.put(&AgentRecord {
         instance_id: instance.id.clone(),
         project: d.project.clone(),
         environment: d.environment.clone(),
         deployment_id: d.id.clone(),
         image_id: instance.image_id.clone(),
         private_ip: instance.private_ip.clone(),
-        launched_at: now_ms() as Millis,
+        launched_at: c.clock.now(),
     })?;
     let launched = LaunchedInstance {
         slot,
         id: instance.id.clone(),
     };
-    let stored = c.update_deployment(&d.id, |fresh| {
-        if !fresh.launched.iter().any(|i| i.slot == slot) {
-            fresh.launched.push(launched);
-        }
-        Ok::<_, StepError>(())
-    })?;
+    let stored = c
+        .update_deployment_with(&d.id, changes, |fresh| {
+            if !fresh.launched.iter().any(|i| i.slot == slot) {
+                fresh.launched.push(launched);
+            }
+            Ok::<_, StepError>(())
+        })
+        .await?;
     *d = stored.ok_or(StepError::Vanished)?.0;
     Ok(())
 }
 
-fn configure(c: &Coordinator, d: &Deployment, instances: &[String]) {
-    let secrets = match c.secrets.reveal(&d.environment) {
+async fn configure(c: &Coordinator, d: &Deployment, instances: &[String]) {
+    let secrets = match c.secrets.reveal(&d.environment).await {
         Ok(secrets) => secrets,
         Err(e) => {
             warn!(error = %e, "cannot read the environment's secrets; will retry");

@@ -147,7 +147,8 @@ impl AgentService for AgentApi {
             return Err(Status::unavailable(STOPPING));
         }
         if c.db
-            .agent(&identity.name)
+            .get::<crate::agents::AgentRecord>(&identity.name)
+            .await
             .map_err(|e| Status::internal(e.to_string()))?
             .is_none()
         {

@@ -93,7 +93,8 @@ impl OperatorService for OperatorApi {
         auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let releases = self
             .coordinator
-            .releases(optional(&request.get_ref().project))?;
+            .releases(optional(&request.get_ref().project))
+            .await?;
         Ok(Response::new(ListReleasesResponse {
             releases: releases.into_iter().map(convert::release).collect(),
         }))
@@ -113,7 +114,7 @@ impl OperatorService for OperatorApi {
                 required("project", &r.project)?,
                 required("version", &r.version)?,
                 required("environment", &r.environment)?,
-            )?;
+            ).await?;
             info!(who = %caller, deployment_id = %deployment.id, target = %deployment.target(), version = %deployment.version, "deployment queued");
             Ok(convert::bare_deployment(deployment))
         }
@@ -133,7 +134,8 @@ impl OperatorService for OperatorApi {
             caller.require(Role::Deployer)?;
             let deployment = self
                 .coordinator
-                .cancel(&caller.identity, required("id", &id)?)?;
+                .cancel(&caller.identity, required("id", &id)?)
+                .await?;
             info!(who = %caller, deployment_id = %deployment.id, "cancel requested");
             Ok(convert::bare_deployment(deployment))
         }
@@ -150,7 +152,8 @@ impl OperatorService for OperatorApi {
         auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let view = self
             .coordinator
-            .deployment(required("id", &request.get_ref().id)?)?;
+            .deployment(required("id", &request.get_ref().id)?)
+            .await?;
         Ok(Response::new(convert::deployment(view)))
     }
 
@@ -159,7 +162,7 @@ impl OperatorService for OperatorApi {
         request: Request<QueueRequest>,
     ) -> Result<Response<QueueResponse>, Status> {
         auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
-        let lines = self.coordinator.queue()?;
+        let lines = self.coordinator.queue().await?;
         Ok(Response::new(QueueResponse {
             targets: lines.into_iter().map(convert::queue_line).collect(),
         }))
@@ -185,11 +188,14 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<DeploymentsResponse>, Status> {
         auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let r = request.get_ref();
-        let list = self.coordinator.deployments(
-            optional(&r.project),
-            optional(&r.environment),
-            r.limit as usize,
-        )?;
+        let list = self
+            .coordinator
+            .deployments(
+                optional(&r.project),
+                optional(&r.environment),
+                r.limit as usize,
+            )
+            .await?;
         Ok(Response::new(DeploymentsResponse {
             deployments: list.into_iter().map(convert::deployment).collect(),
         }))
@@ -245,7 +251,7 @@ impl OperatorService for OperatorApi {
                 &caller.identity,
                 required("project", &r.project)?,
                 required("environment", &r.environment)?,
-            )?;
+            ).await?;
             info!(who = %caller, deployment_id = %deployment.id, version = %deployment.version, "rollback queued");
             Ok(convert::bare_deployment(deployment))
         }
@@ -300,6 +306,7 @@ impl OperatorService for OperatorApi {
             .coordinator
             .audit
             .list(request.get_ref().since_ms)
+            .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(AuditResponse {
             entries: entries.into_iter().map(convert::audit_entry).collect(),
@@ -315,6 +322,7 @@ impl OperatorService for OperatorApi {
             .coordinator
             .audit
             .verify()
+            .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(match checked {
             Ok(entries) => AuditVerifyResponse {
@@ -371,11 +379,13 @@ impl OperatorService for OperatorApi {
         let target = format!("{}/{}", r.environment, r.key);
         let outcome = async {
             caller.require(Role::Admin)?;
-            self.coordinator.set_secret(
-                required("environment", &r.environment)?,
-                required("key", &r.key)?,
-                &r.value,
-            )?;
+            self.coordinator
+                .set_secret(
+                    required("environment", &r.environment)?,
+                    required("key", &r.key)?,
+                    &r.value,
+                )
+                .await?;
             info!(who = %caller, secret = %target, "secret set");
             Ok(Secret {
                 environment: r.environment.clone(),
@@ -396,7 +406,8 @@ impl OperatorService for OperatorApi {
         auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
         let names = self
             .coordinator
-            .secret_names(optional(&request.get_ref().environment))?;
+            .secret_names(optional(&request.get_ref().environment))
+            .await?;
         let secrets = names
             .into_iter()
             .map(|(environment, key)| Secret {
@@ -425,6 +436,7 @@ impl OperatorService for OperatorApi {
             self.coordinator
                 .revocations
                 .revoke(&name, &caller.to_string())
+                .await
                 .map_err(|e| Status::internal(e.to_string()))?;
             let stream_closed = self
                 .coordinator

@@ -1,13 +1,24 @@
-//! The sled engine. sled fsyncs on its own only every 500 ms, so every `put`
-//! flushes before it returns: the caller acknowledges only durable writes.
+//! The sled engine: one tree per table, and a `meta` tree with the writer
+//! epoch. A batch is one sled transaction over every tree (the epoch check
+//! included), flushed before it returns: sled fsyncs on its own only every
+//! 500 ms, and the caller acknowledges only durable writes.
 
 use std::path::Path;
 
-use super::{Store, StoreError, Table};
+use async_trait::async_trait;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use slipway_domain::store::{Batch, Epoch, Range, Store, StoreError, Table, Write};
+
+const META: &str = "meta";
+const EPOCH: &str = "epoch";
 
 #[derive(Debug)]
 pub struct SledStore {
     db: ::sled::Db,
+    /// One tree per table, in `Table::ALL` order, then `meta`.
+    trees: Vec<::sled::Tree>,
 }
 
 impl SledStore {
@@ -16,45 +27,128 @@ impl SledStore {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Ok(SledStore { db })
+        let names = Table::ALL.iter().map(|t| t.name()).chain([META]);
+        let trees = names
+            .map(|name| db.open_tree(name).map_err(io))
+            .collect::<Result<_, _>>()?;
+        Ok(SledStore { db, trees })
     }
 
-    fn tree(&self, table: Table) -> Result<::sled::Tree, StoreError> {
-        self.db.open_tree(table.name()).map_err(io)
+    fn tree(&self, table: Table) -> &::sled::Tree {
+        &self.trees[index(table)]
     }
+
+    fn meta(&self) -> &::sled::Tree {
+        &self.trees[Table::ALL.len()]
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(io)
+    }
+}
+
+fn index(table: Table) -> usize {
+    Table::ALL
+        .iter()
+        .position(|t| *t == table)
+        .unwrap_or_default()
 }
 
 fn io(e: ::sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
+fn read_epoch(bytes: Option<impl AsRef<[u8]>>) -> Epoch {
+    bytes
+        .and_then(|b| b.as_ref().try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+#[async_trait]
 impl Store for SledStore {
-    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(table)?.get(key).map_err(io)?.map(|v| v.to_vec()))
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(table).get(key).map_err(io)?.map(|v| v.to_vec()))
     }
 
-    fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let tree = self.tree(table)?;
-        tree.insert(key, value).map_err(io)?;
-        tree.flush().map_err(io)?;
-        Ok(())
+    async fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let meta = Table::ALL.len();
+        let result = self.trees.as_slice().transaction(|trees| {
+            let current = read_epoch(trees[meta].get(EPOCH)?);
+            if batch.epoch < current {
+                return Err(ConflictableTransactionError::Abort(StoreError::Fenced {
+                    epoch: batch.epoch,
+                    current,
+                }));
+            }
+            if batch.epoch > current {
+                trees[meta].insert(EPOCH, &batch.epoch.to_be_bytes())?;
+            }
+            for write in &batch.writes {
+                match write {
+                    Write::Put { table, key, value } => {
+                        trees[index(*table)].insert(key.as_str(), value.as_slice())?;
+                    }
+                    Write::Delete { table, key } => {
+                        trees[index(*table)].remove(key.as_str())?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => self.flush(),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(io(e)),
+        }
     }
 
-    fn scan(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.tree(table)?
-            .iter()
-            .map(|entry| {
-                let (k, v) = entry.map_err(io)?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
-            })
-            .collect()
+    async fn range(
+        &self,
+        table: Table,
+        range: Range,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tree = self.tree(table);
+        let entries: Box<dyn Iterator<Item = _>> = match (&range.start, range.reverse) {
+            (None, false) => Box::new(tree.scan_prefix(&range.prefix)),
+            (None, true) => Box::new(tree.scan_prefix(&range.prefix).rev()),
+            (Some(start), false) => Box::new(tree.range(start.as_str()..)),
+            (Some(start), true) => Box::new(tree.range(..=start.as_str()).rev()),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let (key, value) = entry.map_err(io)?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if !key.starts_with(&range.prefix) {
+                // Ordered: past the prefix from the start key, nothing more matches.
+                if range.start.is_some() && (range.reverse == (key < range.prefix)) {
+                    break;
+                }
+                continue;
+            }
+            found.push((key, value.to_vec()));
+            if range.limit.is_some_and(|limit| found.len() >= limit) {
+                break;
+            }
+        }
+        Ok(found)
     }
 
-    fn next_id(&self) -> Result<u64, StoreError> {
+    async fn next_id(&self) -> Result<u64, StoreError> {
         // generate_id is monotonic across restarts; it persists its counter itself.
         let id = self.db.generate_id().map_err(io)?;
-        self.db.flush().map_err(io)?;
+        self.flush()?;
         Ok(id + 1)
+    }
+
+    async fn claim_epoch(&self) -> Result<Epoch, StoreError> {
+        let claimed = self
+            .meta()
+            .update_and_fetch(EPOCH, |old| {
+                Some((read_epoch(old) + 1).to_be_bytes().to_vec())
+            })
+            .map_err(io)?;
+        self.flush()?;
+        Ok(read_epoch(claimed))
     }
 }
 
@@ -62,12 +156,13 @@ impl Store for SledStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_sled_engine_passes_the_engine_suite() {
+    #[tokio::test]
+    async fn the_sled_engine_passes_the_engine_suite_and_keeps_it_across_a_reopen() {
         let dir = std::env::temp_dir().join(format!("slipway-sled-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = SledStore::open(&dir).unwrap();
-        super::super::check_engine(&store);
+        slipway_domain::store::suite::check_engine(&store).await;
+        let epoch = store.claim_epoch().await.unwrap();
         drop(store);
         // sled's flusher thread lets go of the file lock a moment after drop.
         let started = std::time::Instant::now();
@@ -82,8 +177,12 @@ mod tests {
             }
         };
         assert_eq!(
-            reopened.get(Table::Releases, "a").unwrap(),
-            Some(b"3".to_vec())
+            reopened.get(Table::Releases, "b").await.unwrap(),
+            Some(b"6".to_vec())
+        );
+        assert!(
+            reopened.claim_epoch().await.unwrap() > epoch,
+            "epochs keep increasing across a reopen"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
+use crate::store::{Db, Record, StoreError, Table};
 
 /// Where a deployment is. Every phase change is stored before its effect starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -122,6 +123,21 @@ pub struct Deployment {
     /// instance the load balancer serves.
     #[serde(default)]
     pub replaces: Vec<String>,
+}
+
+/// Every stored deployment, oldest first.
+// A full read: the scheduler and the views call it; indexes by target are #15's.
+pub async fn history(db: &Db) -> Result<Vec<Deployment>, StoreError> {
+    let mut all: Vec<Deployment> = db.all().await?;
+    all.sort_by_key(|d| d.seq);
+    Ok(all)
+}
+
+impl Record for Deployment {
+    const TABLE: Table = Table::Deployments;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
 }
 
 impl Deployment {

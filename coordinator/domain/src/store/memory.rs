@@ -1,0 +1,114 @@
+//! The in-memory engine, for tests of everything above the store. It can be
+//! told to fail writes, as a full disk or a crash mid-step would.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{Batch, Epoch, Range, Store, StoreError, Table, Write};
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tables: BTreeMap<Table, BTreeMap<String, Vec<u8>>>,
+    ids: u64,
+    epoch: Epoch,
+    failing_writes: usize,
+}
+
+impl MemoryStore {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next `count` batches fail with an i/o error and change nothing.
+    pub fn fail_next_writes(&self, count: usize) {
+        self.state().failing_writes = count;
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .state()
+            .tables
+            .get(&table)
+            .and_then(|t| t.get(key).cloned()))
+    }
+
+    async fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if batch.epoch < state.epoch {
+            return Err(StoreError::Fenced {
+                epoch: batch.epoch,
+                current: state.epoch,
+            });
+        }
+        if state.failing_writes > 0 {
+            state.failing_writes -= 1;
+            return Err(StoreError::Io("injected write failure".into()));
+        }
+        state.epoch = batch.epoch;
+        for write in batch.writes {
+            match write {
+                Write::Put { table, key, value } => {
+                    state.tables.entry(table).or_default().insert(key, value);
+                }
+                Write::Delete { table, key } => {
+                    if let Some(t) = state.tables.get_mut(&table) {
+                        t.remove(&key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn range(
+        &self,
+        table: Table,
+        range: Range,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let state = self.state();
+        let Some(entries) = state.tables.get(&table) else {
+            return Ok(vec![]);
+        };
+        let matching = |(k, _): &(&String, &Vec<u8>)| range.contains(k);
+        let limit = range.limit.unwrap_or(usize::MAX);
+        let pairs = |(k, v): (&String, &Vec<u8>)| (k.clone(), v.clone());
+        Ok(if range.reverse {
+            entries
+                .iter()
+                .rev()
+                .filter(matching)
+                .take(limit)
+                .map(pairs)
+                .collect()
+        } else {
+            entries
+                .iter()
+                .filter(matching)
+                .take(limit)
+                .map(pairs)
+                .collect()
+        })
+    }
+
+    async fn next_id(&self) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        state.ids += 1;
+        Ok(state.ids)
+    }
+
+    async fn claim_epoch(&self) -> Result<Epoch, StoreError> {
+        let mut state = self.state();
+        state.epoch += 1;
+        Ok(state.epoch)
+    }
+}
