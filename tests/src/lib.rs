@@ -79,6 +79,14 @@ fn newest_source(binary: &str) -> Option<(PathBuf, std::time::SystemTime)> {
             continue;
         };
         if meta.is_dir() {
+            // A crate's `tests/` and `benches/` build test binaries, not this one.
+            if matches!(
+                path.file_name().and_then(|n| n.to_str()),
+                Some("tests" | "benches")
+            ) && path.parent().is_some_and(|p| p.join("Cargo.toml").exists())
+            {
+                continue;
+            }
             if let Ok(entries) = std::fs::read_dir(&path) {
                 pending.extend(entries.flatten().map(|e| e.path()));
             }
