@@ -5,12 +5,14 @@
 //! - `boot`: where bootstrap data comes from (`--user-data-file` or EC2's IMDSv2).
 //! - `identity`: the agent's key and certificate (key made here, never sent).
 //! - `session`: the stream to the coordinator, reconnecting with jittered backoff.
-//! - `supervisor`: starts, restarts and stops services, and runs the health check.
+//! - `supervisor`: starts, restarts and stops services, and runs the health check;
+//!   `restarts`: when an exited service starts again (its restart budget).
 
 #![forbid(unsafe_code)]
 
 pub mod boot;
 pub mod identity;
+pub mod restarts;
 pub mod session;
 pub mod supervisor;
 

@@ -4,7 +4,6 @@
 //! runs the health check, and publishes a report the session sends upstream.
 //! Services outlive the coordinator connection: a reconnect never restarts them.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use tracing::{info, warn};
 
 use slipway_proto::http_probe;
 
-const MAX_RESTART_PAUSE: Duration = Duration::from_secs(5);
+use crate::restarts::{self, AfterExit, RestartBudget};
 
 /// What the agent reports upstream.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -164,6 +163,17 @@ fn set(
     });
 }
 
+/// The wire's restart policy as the agent's own budget (an unset `when` restarts always).
+fn restart_budget(policy: &RestartPolicy) -> RestartBudget {
+    let when = match policy.when() {
+        When::Never => restarts::When::Never,
+        When::OnFailure => restarts::When::OnFailure,
+        When::Always | When::Unspecified => restarts::When::Always,
+    };
+    let window = Duration::from_millis(u64::from(policy.window_ms));
+    RestartBudget::new(when, policy.limit, window)
+}
+
 async fn supervise(
     spec: ServiceSpec,
     policy: RestartPolicy,
@@ -178,10 +188,7 @@ async fn supervise(
     } else {
         root.join(&spec.command)
     };
-    let mut restarts = 0u32;
-    // When recent restarts happened, for the policy's limit per window.
-    let mut recent: VecDeque<Instant> = VecDeque::new();
-    let window = Duration::from_millis(u64::from(policy.window_ms.max(1)));
+    let mut budget = restart_budget(&policy);
     loop {
         let spawned = tokio::process::Command::new(&program)
             .args(&spec.args)
@@ -197,7 +204,7 @@ async fn supervise(
                     index,
                     ServiceStatus::Running,
                     String::new(),
-                    restarts,
+                    budget.restarts(),
                 );
                 tokio::select! {
                     status = child.wait() => match status {
@@ -206,41 +213,45 @@ async fn supervise(
                     },
                     _ = stop.changed() => {
                         let _ = child.kill().await;
-                        set(&report, index, ServiceStatus::Stopped, "stopped".into(), restarts);
+                        set(&report, index, ServiceStatus::Stopped, "stopped".into(), budget.restarts());
                         return;
                     }
                 }
             }
         };
-        let restart = match policy.when() {
-            When::Never => false,
-            When::OnFailure => failed,
-            When::Always | When::Unspecified => true,
+        let pause = match budget.after_exit(failed, Instant::now()) {
+            AfterExit::Leave => {
+                warn!(service = %spec.name, %detail, "service exited; its restart policy does not restart it");
+                let detail = format!("{detail}; not restarted (restart policy)");
+                set(
+                    &report,
+                    index,
+                    ServiceStatus::Exited,
+                    detail,
+                    budget.restarts(),
+                );
+                return;
+            }
+            AfterExit::GiveUp { restarts: within } => {
+                warn!(service = %spec.name, %detail, restarts = budget.restarts(), "service keeps exiting; giving up per its restart policy");
+                let detail = format!(
+                    "{detail}; gave up after {within} restarts within {}s",
+                    budget.window().as_secs_f64()
+                );
+                set(
+                    &report,
+                    index,
+                    ServiceStatus::Failed,
+                    detail,
+                    budget.restarts(),
+                );
+                return;
+            }
+            AfterExit::Restart { pause } => pause,
         };
-        if !restart {
-            warn!(service = %spec.name, %detail, "service exited; its restart policy does not restart it");
-            let detail = format!("{detail}; not restarted (restart policy)");
-            set(&report, index, ServiceStatus::Exited, detail, restarts);
-            return;
-        }
-        let now = Instant::now();
-        recent.retain(|at| now.duration_since(*at) < window);
-        if recent.len() >= policy.limit.max(1) as usize {
-            warn!(service = %spec.name, %detail, restarts, "service keeps exiting; giving up per its restart policy");
-            let detail = format!(
-                "{detail}; gave up after {} restarts within {}s",
-                recent.len(),
-                window.as_secs_f64()
-            );
-            set(&report, index, ServiceStatus::Failed, detail, restarts);
-            return;
-        }
-        recent.push_back(now);
-        restarts += 1;
+        let restarts = budget.restarts();
         warn!(service = %spec.name, %detail, restarts, "service exited; restarting");
         set(&report, index, ServiceStatus::Exited, detail, restarts);
-        let pause = Duration::from_millis(200 * 2u64.saturating_pow(restarts.min(10)))
-            .min(MAX_RESTART_PAUSE);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,

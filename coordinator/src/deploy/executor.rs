@@ -63,14 +63,19 @@ pub async fn run(coordinator: Arc<Coordinator>, id: &str) {
     .await
 }
 
-enum Step {
+/// How a tick ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// It acted (or lost a race): decide again at once.
     Continue,
+    /// Nothing to do until something changes.
     Wait,
+    /// The deployment is finished.
     Finished,
 }
 
 #[derive(Debug, thiserror::Error)]
-enum StepError {
+pub enum StepError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
@@ -82,7 +87,9 @@ enum StepError {
     Conflict,
 }
 
-async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
+/// Reads the deployment, observes, decides and acts once. A failed step is
+/// retried by the caller; what it stored stays.
+pub async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
     let mut d =
         c.db.get::<Deployment>(id)
             .await?
@@ -116,9 +123,10 @@ async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
         // no deployment stays in progress forever; the reason says what is left.
         Err(StepError::Cloud(e)) if let Some(end) = cleanup_end(&d, &limits, c.clock.now()) => {
             let note = format!(
-                "{} gave up after {}: {e}; check its instances by hand",
+                "{} gave up after {}: {e}; {} may be left: check by hand",
                 d.phase,
-                humantime::format_duration(limits.deadlines.cleanup)
+                humantime::format_duration(limits.deadlines.cleanup),
+                cleaned_up(&d).join(", ")
             );
             let reason = with_note(&d, &note);
             warn!(%reason, "giving up on cleanup");
@@ -138,6 +146,14 @@ fn cleanup_end(d: &Deployment, limits: &Limits, now: Millis) -> Option<Phase> {
     };
     let overdue = d.overdue(now, limits.deadlines.cleanup);
     overdue.then_some(end)
+}
+
+/// The instances a cleanup phase deregisters and terminates.
+fn cleaned_up(d: &Deployment) -> Vec<String> {
+    match d.phase {
+        Phase::RollingBack => d.new_instance_ids(),
+        _ => d.old_instances.clone(),
+    }
 }
 
 /// The deployment's reason (why it rolled back, say) with `note` added.

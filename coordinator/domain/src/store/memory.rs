@@ -2,11 +2,11 @@
 //! told to fail writes, as a full disk or a crash mid-step would.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{Batch, Epoch, Range, Store, StoreError, Table, Write};
+use super::{Batch, Epoch, Gate, Range, Store, StoreError, Table, Write};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -19,11 +19,22 @@ struct State {
     ids: u64,
     epoch: Epoch,
     failing_writes: usize,
+    held_gets: Vec<(Table, String, Arc<Gate>)>,
 }
 
 impl MemoryStore {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next read of `key` waits, once it has read, at the returned gate:
+    /// what others write meanwhile, the reader does not see.
+    pub fn hold_next_get(&self, table: Table, key: &str) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        self.state()
+            .held_gets
+            .push((table, key.to_string(), gate.clone()));
+        gate
     }
 
     /// The next `count` batches fail with an i/o error and change nothing.
@@ -35,11 +46,20 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .state()
-            .tables
-            .get(&table)
-            .and_then(|t| t.get(key).cloned()))
+        let (value, held) = {
+            let mut state = self.state();
+            let value = state.tables.get(&table).and_then(|t| t.get(key).cloned());
+            let held = state
+                .held_gets
+                .iter()
+                .position(|(t, k, _)| *t == table && k == key)
+                .map(|i| state.held_gets.remove(i).2);
+            (value, held)
+        };
+        if let Some(gate) = held {
+            gate.pass().await;
+        }
+        Ok(value)
     }
 
     async fn write(&self, batch: Batch) -> Result<(), StoreError> {

@@ -7,17 +7,20 @@
 //! - `Db`: typed tables on top. A record type says which table it lives in and
 //!   under which key (`Record`), in its own module: the store imports none of
 //!   them.
-//! - `MemoryStore`: the in-memory engine; `suite`: the checks every engine passes.
+//! - `MemoryStore`: the in-memory engine (with `Gate`s tests hold calls at);
+//!   `suite`: the checks every engine passes.
 //!
 //! A write returns only once it is durable: acknowledged means flushed.
 
 mod db;
+mod gate;
 mod memory;
 pub mod suite;
 
 use async_trait::async_trait;
 
 pub use db::{Changes, Db, Record};
+pub use gate::Gate;
 pub use memory::MemoryStore;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

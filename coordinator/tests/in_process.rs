@@ -1,0 +1,227 @@
+//! The middle of the pyramid: the real coordinator (operations, executor, store
+//! layout, tokens, audit) on the memory store, the fake cloud and a manual clock.
+//! Each test runs in milliseconds and drives the executor tick by tick.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use slipway_coordinator::agents::AgentRecord;
+use slipway_coordinator::cloud::CloudError;
+use slipway_coordinator::deploy::Phase;
+use slipway_coordinator::deploy::executor::Step;
+use slipway_coordinator::operations::OperationError;
+use slipway_coordinator::pki::Identity;
+use slipway_coordinator::release::Release;
+use slipway_coordinator::store::Table;
+use slipway_coordinator::tokens::JoinTokenRecord;
+use support::{Sandbox, admin};
+
+#[tokio::test]
+async fn a_crash_between_launch_and_its_record_adopts_the_instance() {
+    let s = Sandbox::new().await;
+    let id = s.deploy("v1", "staging").await;
+    let d = s.tick_until(&id, Phase::Launching, 3).await;
+    assert_eq!(d.phase, Phase::Launching);
+
+    // The cloud launches; the write that records it fails, as a crash would leave it.
+    let store = s.store.clone();
+    s.cloud.after_next_launch(move || store.fail_next_writes(1));
+    let failed = s.tick(&id).await;
+    assert!(failed.is_err(), "the tick whose record failed: {failed:?}");
+    assert!(s.stored(&id).await.launched.is_empty());
+    let live = s.cloud.live_instances();
+    assert_eq!(live.len(), 1, "the launched instance runs: {live:?}");
+    let instance = live[0].id.clone();
+
+    // The next tick finds it by its tags and records it, in one batch.
+    s.tick(&id).await.unwrap();
+    let d = s.stored(&id).await;
+    let launched: Vec<&str> = d.launched.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(launched, [instance.as_str()]);
+    assert_eq!(s.cloud.launches(), 1, "adopted, not launched again");
+    let agent: Option<AgentRecord> = s.coordinator.db.get(&instance).await.unwrap();
+    assert_eq!(agent.map(|a| a.deployment_id), Some(id.clone()));
+    let tokens: Vec<JoinTokenRecord> = s.coordinator.db.all().await.unwrap();
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.instance_id.as_deref() == Some(instance.as_str())),
+        "its join token is bound to it: {tokens:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cloud_refusal_rolls_back_with_the_clouds_message() {
+    let s = Sandbox::new().await;
+    s.cloud.refuse_launches(CloudError::Invalid(
+        "You are not authorized to perform: ec2:RunInstances".into(),
+    ));
+    let id = s.deploy("v1", "staging").await;
+    let d = s.tick_until(&id, Phase::RolledBack, 10).await;
+    assert_eq!(d.phase, Phase::RolledBack);
+    let reason = d.reason.unwrap_or_default();
+    assert!(
+        reason.contains("launching failed: You are not authorized to perform: ec2:RunInstances"),
+        "{reason}"
+    );
+    assert_eq!(s.cloud.launches(), 0);
+}
+
+/// A deployment cancelled while booting, whose rollback cannot terminate its
+/// instance, with `describe` refused too (the cloud cannot be looked at) or not.
+async fn stuck_rollback(describes_fail: bool) -> (Sandbox, String, String) {
+    let s = Sandbox::new().await;
+    let id = s.deploy("v1", "staging").await;
+    let d = s.tick_until(&id, Phase::Booting, 10).await;
+    assert_eq!(d.phase, Phase::Booting, "{d:?}");
+    let instance = d.launched[0].id.clone();
+    s.coordinator.cancel(&admin(), &id).await.unwrap();
+    let d = s.tick_until(&id, Phase::RollingBack, 5).await;
+    assert_eq!(d.phase, Phase::RollingBack);
+
+    let throttled = CloudError::Unavailable("RequestLimitExceeded".into());
+    s.cloud.refuse_terminations(throttled.clone());
+    if describes_fail {
+        s.cloud.refuse_describes(throttled);
+    }
+    for _ in 0..3 {
+        assert!(s.tick(&id).await.is_err(), "the cloud refuses");
+    }
+    assert_eq!(
+        s.stored(&id).await.phase,
+        Phase::RollingBack,
+        "retried before the deadline"
+    );
+    s.clock.advance(Duration::from_secs(3600));
+    assert!(matches!(s.tick(&id).await, Ok(Step::Finished)));
+    (s, id, instance)
+}
+
+#[tokio::test]
+async fn cleanup_gives_up_at_its_deadline_naming_what_is_left() {
+    let (s, id, instance) = stuck_rollback(false).await;
+    let d = s.stored(&id).await;
+    assert_eq!(d.phase, Phase::RolledBack);
+    let reason = d.reason.unwrap_or_default();
+    assert!(reason.starts_with("cancelled by admin; "), "{reason}");
+    assert!(
+        reason.contains(&format!("did not finish within 10m: {instance} left")),
+        "{reason}"
+    );
+    assert!(reason.ends_with("by hand"), "{reason}");
+}
+
+#[tokio::test]
+async fn cleanup_gives_up_at_its_deadline_when_the_cloud_cannot_be_read() {
+    let (s, id, instance) = stuck_rollback(true).await;
+    let d = s.stored(&id).await;
+    assert_eq!(d.phase, Phase::RolledBack);
+    let reason = d.reason.unwrap_or_default();
+    assert!(
+        reason.contains("gave up after 10m: RequestLimitExceeded"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("{instance} may be left")),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_racing_a_phase_change_wins_and_the_executor_backs_off() {
+    let s = Sandbox::new().await;
+    let id = s.deploy("v1", "staging").await;
+    // The executor reads the queued deployment, and pauses right after the read.
+    let gate = s.store.hold_next_get(Table::Deployments, &id);
+    let executor = {
+        let coordinator = s.coordinator.clone();
+        let id = id.clone();
+        tokio::spawn(
+            async move { slipway_coordinator::deploy::executor::tick(&coordinator, &id).await },
+        )
+    };
+    gate.reached().await;
+    // Meanwhile the operator cancels it.
+    let cancelled = s.coordinator.cancel(&admin(), &id).await.unwrap();
+    assert_eq!(cancelled.phase, Phase::Cancelled);
+    gate.open();
+    // The executor decided "launch" on what it read: the store refuses that
+    // change (a conflict), and it re-reads instead of launching.
+    let step = executor.await.unwrap();
+    assert!(matches!(step, Ok(Step::Continue)), "{step:?}");
+    let d = s.stored(&id).await;
+    assert_eq!(d.phase, Phase::Cancelled);
+    assert!(
+        d.history
+            .iter()
+            .all(|entry| entry.phase != Phase::Launching),
+        "{:?}",
+        d.history
+    );
+    assert!(matches!(s.tick(&id).await, Ok(Step::Finished)));
+    assert_eq!(s.cloud.launches(), 0);
+}
+
+#[tokio::test]
+async fn a_release_is_immutable() {
+    let s = Sandbox::new().await;
+    let c = &s.coordinator;
+    let first = c
+        .register_release(&admin(), "hello", "v3", Some("ami-0aaa"))
+        .await
+        .unwrap();
+    s.clock.advance(Duration::from_secs(60));
+    let again = c
+        .register_release(&admin(), "hello", "v3", Some("ami-0aaa"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again, first,
+        "the same registration is answered, not repeated"
+    );
+    let other = c
+        .register_release(&admin(), "hello", "v3", Some("ami-0bbb"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&other, OperationError::FailedPrecondition(m) if m.contains("releases are immutable")),
+        "{other}"
+    );
+    let stored: Option<Release> = c.db.get(&Release::key_of("hello", "v3")).await.unwrap();
+    assert_eq!(stored.map(|r| r.image_id), Some("ami-0aaa".to_string()));
+}
+
+#[tokio::test]
+async fn a_deployer_limited_to_staging_is_refused_prod1() {
+    let s = Sandbox::new().await;
+    let c = &s.coordinator;
+    let ci = Identity::operator("ci", "deployer", &["staging".to_string()]).unwrap();
+    let refused = c.deploy(&ci, "hello", "v1", "prod1").await.unwrap_err();
+    assert!(
+        matches!(&refused, OperationError::PermissionDenied(m) if m.contains("not prod1")),
+        "{refused}"
+    );
+    let refused = c.rollback(&ci, "hello", "prod1").await.unwrap_err();
+    assert!(
+        matches!(refused, OperationError::PermissionDenied(_)),
+        "{refused}"
+    );
+    let id = s.deploy("v1", "prod1").await;
+    let refused = c.cancel(&ci, &id).await.unwrap_err();
+    assert!(
+        matches!(refused, OperationError::PermissionDenied(_)),
+        "{refused}"
+    );
+    assert_eq!(
+        s.stored(&id).await.phase,
+        Phase::Queued,
+        "the refused cancel changed nothing"
+    );
+    let queued = c.deploy(&ci, "hello", "v1", "staging").await.unwrap();
+    assert_eq!(queued.environment, "staging");
+    let all = c.deployments(None, None, 0).await.unwrap();
+    assert_eq!(all.len(), 2, "only the allowed deployments were stored");
+}
