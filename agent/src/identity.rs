@@ -1,23 +1,16 @@
 //! The agent's own key and certificate. The key is made on the instance and never
 //! leaves it: the coordinator sees only a certificate request, which it signs
-//! once, against the launch's one-time join token.
+//! once, against the launch's one-time join token. The calls that carry the
+//! request are the session's (`session::credentials`, `session::renew`).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use sha2::{Digest, Sha256};
-use slipway_proto::user_data::UserData;
-use slipway_proto::v1::BootstrapRequest;
-use slipway_proto::v1::agent_service_client::AgentServiceClient;
-use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use tracing::{info, warn};
-
-/// Longest the agent keeps retrying a token the coordinator has not bound yet.
-const BOOTSTRAP_PATIENCE: Duration = Duration::from_secs(60);
+use slipway_common::user_data::UserData;
+use tracing::info;
 
 /// A certificate and key the agent connects with.
 #[derive(Debug, Clone)]
@@ -50,26 +43,6 @@ pub fn verify_ca(user_data: &UserData) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A TLS endpoint to the coordinator, verified against the user-data CA.
-pub fn endpoint(
-    user_data: &UserData,
-    credentials: Option<&AgentCredentials>,
-) -> anyhow::Result<Endpoint> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&user_data.ca_pem))
-        .domain_name(&user_data.server_name);
-    if let Some(c) = credentials {
-        tls = tls.identity(tonic::transport::Identity::from_pem(
-            &c.cert_pem,
-            &c.key_pem,
-        ));
-    }
-    Ok(Channel::from_shared(user_data.coordinator.clone())
-        .with_context(|| format!("coordinator address {:?} is invalid", user_data.coordinator))?
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(5)))
-}
-
 fn paths(state_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (
         state_dir.join("agent.pem"),
@@ -78,8 +51,15 @@ fn paths(state_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// A certificate the coordinator signed, and until when it is valid.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub certificate_pem: String,
+    pub expires_at_ms: i64,
+}
+
 /// A fresh key and a certificate request naming this instance.
-fn key_and_csr(instance_id: &str) -> anyhow::Result<(KeyPair, String)> {
+pub fn key_and_csr(instance_id: &str) -> anyhow::Result<(KeyPair, String)> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
@@ -109,16 +89,17 @@ fn store(state_dir: &Path, credentials: &AgentCredentials) -> anyhow::Result<()>
 }
 
 /// Stores a freshly signed certificate with its key and starts using it.
-fn adopt(
+pub fn adopt(
     state_dir: &Path,
     key: &KeyPair,
-    signed: slipway_proto::v1::BootstrapResponse,
+    signed: Signed,
+    now_ms: i64,
     what: &str,
 ) -> anyhow::Result<AgentCredentials> {
     let credentials = AgentCredentials {
         cert_pem: signed.certificate_pem,
         key_pem: key.serialize_pem(),
-        issued_at_ms: now_ms(),
+        issued_at_ms: now_ms,
         expires_at_ms: signed.expires_at_ms,
     };
     store(state_dir, &credentials)?;
@@ -126,42 +107,8 @@ fn adopt(
     Ok(credentials)
 }
 
-/// Renews the certificate over mTLS with the current one, before it expires.
-pub async fn renew(
-    user_data: &UserData,
-    instance_id: &str,
-    state_dir: &Path,
-    current: &AgentCredentials,
-) -> anyhow::Result<AgentCredentials> {
-    let (key, csr_pem) = key_and_csr(instance_id)?;
-    let channel = endpoint(user_data, Some(current))?.connect().await?;
-    let response = AgentServiceClient::new(channel)
-        .renew(slipway_proto::v1::RenewRequest { csr_pem })
-        .await
-        .map_err(|status| {
-            anyhow::anyhow!(
-                "renewal refused ({:?}): {}",
-                status.code(),
-                status.message()
-            )
-        })?
-        .into_inner();
-    adopt(state_dir, &key, response, "certificate renewed")
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// The stored certificate if it is still valid, else a new one through Bootstrap.
-pub async fn credentials(
-    user_data: &UserData,
-    instance_id: &str,
-    state_dir: &Path,
-) -> anyhow::Result<AgentCredentials> {
+/// The stored certificate, if there is one and it is still valid.
+pub fn stored(state_dir: &Path, now_ms: i64) -> Option<AgentCredentials> {
     let (cert_path, key_path, validity_path) = paths(state_dir);
     if let (Ok(cert_pem), Ok(key_pem), Ok(validity)) = (
         std::fs::read_to_string(&cert_path),
@@ -170,50 +117,19 @@ pub async fn credentials(
     ) && let Some((issued, expires)) = validity.trim().split_once(' ')
         && let (Ok(issued_at_ms), Ok(expires_at_ms)) =
             (issued.parse::<i64>(), expires.parse::<i64>())
-        && expires_at_ms > now_ms()
+        && expires_at_ms > now_ms
     {
-        return Ok(AgentCredentials {
+        return Some(AgentCredentials {
             cert_pem,
             key_pem,
             issued_at_ms,
             expires_at_ms,
         });
     }
-    let (key, csr_pem) = key_and_csr(instance_id)?;
-    let channel = endpoint(user_data, None)?.connect_lazy();
-    let mut client = AgentServiceClient::new(channel);
-    let request = BootstrapRequest {
-        instance_id: instance_id.to_string(),
-        join_token: user_data.join_token.clone(),
-        csr_pem,
-    };
-    let started = std::time::Instant::now();
-    let response = loop {
-        match client.bootstrap(request.clone()).await {
-            Ok(response) => break response.into_inner(),
-            // Not yet bound to this instance, or the coordinator is briefly away
-            // (a crash mid-answer shows as a transport error). A retry sends the
-            // same key, which the coordinator recognises if it already said yes.
-            Err(status)
-                if matches!(
-                    status.code(),
-                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
-                ) && started.elapsed() < BOOTSTRAP_PATIENCE =>
-            {
-                warn!(error = %status.message(), "bootstrap not possible yet; retrying");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            Err(status) => bail!(
-                "bootstrap refused ({:?}): {}",
-                status.code(),
-                status.message()
-            ),
-        }
-    };
-    adopt(state_dir, &key, response, "certificate issued")
+    None
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    slipway_proto::private_file::write(path, text.as_bytes())
+    slipway_common::private_file::write(path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }

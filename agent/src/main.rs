@@ -12,10 +12,11 @@ use slipway_agent::boot::{IMDS_ADDRESS, Imds, InstanceMetadata};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use slipway_agent::identity::{AgentCredentials, credentials, now_ms, renew, verify_ca};
-use slipway_agent::session::run_forever;
+use slipway_agent::identity::{AgentCredentials, verify_ca};
+use slipway_agent::session::{credentials, renew, run_forever};
 use slipway_agent::supervisor::Supervisor;
-use slipway_proto::user_data::UserData;
+use slipway_common::user_data::UserData;
+use slipway_domain::clock::{Clock, SystemClock};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -97,7 +98,7 @@ async fn renew_forever(
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let wait = (current.renew_at_ms() - now_ms()).max(0) as u64;
+        let wait = (current.renew_at_ms() - SystemClock.now()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         match renew(&user_data, &instance_id, &state_dir, &current).await {
             Ok(renewed) => {
@@ -108,7 +109,9 @@ async fn renew_forever(
                 // Backs off (a fleet must not hammer a coordinator that is
                 // down), but while the certificate is valid never by more than
                 // a quarter of its life left: once expired it cannot renew.
-                let left = Duration::from_millis((current.expires_at_ms - now_ms()).max(0) as u64);
+                let left = Duration::from_millis(
+                    (current.expires_at_ms - SystemClock.now()).max(0) as u64,
+                );
                 let pause = if left.is_zero() {
                     retry
                 } else {

@@ -1,28 +1,145 @@
-//! The agent's one stream to the coordinator: hello first, then heartbeats and
-//! reports up, configuration and commands down. When the stream breaks, services
-//! keep running and the agent reconnects with jittered exponential backoff.
+//! Everything the agent says to the coordinator, and the only module that speaks
+//! the wire: Bootstrap and Renew for its certificate, then its one stream:
+//! hello first, heartbeats and reports up, configuration and commands down.
+//! When the stream breaks, services keep running and the agent reconnects with
+//! jittered exponential backoff.
 
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use anyhow::{Context, bail};
+
 use rand::Rng;
-use slipway_proto::user_data::UserData;
+use slipway_common::user_data::UserData;
+use slipway_domain::agent::{Configuration, ServiceReport};
+use slipway_domain::clock::{Clock, SystemClock};
 use slipway_proto::v1::agent_service_client::AgentServiceClient;
 use slipway_proto::v1::coordinator_message::Body as Down;
 use slipway_proto::v1::{
-    AgentMessage, Heartbeat, Hello, Readiness, ServiceReport, agent_message::Body as Up,
+    self as pb, AgentMessage, Heartbeat, Hello, Readiness, agent_message::Body as Up,
 };
+use slipway_proto::v1::{BootstrapRequest, BootstrapResponse, RenewRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tracing::{info, warn};
 
 use crate::AGENT_VERSION;
 use crate::boot::InstanceMetadata;
-use crate::identity::{AgentCredentials, endpoint};
+use crate::identity::{self, AgentCredentials, Signed};
 use crate::supervisor::{Report, Supervisor};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest the agent keeps retrying a token the coordinator has not bound yet.
+const BOOTSTRAP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A TLS endpoint to the coordinator, verified against the user-data CA.
+fn endpoint(
+    user_data: &UserData,
+    credentials: Option<&AgentCredentials>,
+) -> anyhow::Result<Endpoint> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&user_data.ca_pem))
+        .domain_name(&user_data.server_name);
+    if let Some(c) = credentials {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            &c.cert_pem,
+            &c.key_pem,
+        ));
+    }
+    Ok(Channel::from_shared(user_data.coordinator.clone())
+        .with_context(|| format!("coordinator address {:?} is invalid", user_data.coordinator))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5)))
+}
+
+fn signed(response: BootstrapResponse) -> Signed {
+    Signed {
+        certificate_pem: response.certificate_pem,
+        expires_at_ms: response.expires_at_ms,
+    }
+}
+
+/// The stored certificate if it is still valid, else a new one through Bootstrap.
+pub async fn credentials(
+    user_data: &UserData,
+    instance_id: &str,
+    state_dir: &Path,
+) -> anyhow::Result<AgentCredentials> {
+    if let Some(stored) = identity::stored(state_dir, SystemClock.now()) {
+        return Ok(stored);
+    }
+    let (key, csr_pem) = identity::key_and_csr(instance_id)?;
+    let channel = endpoint(user_data, None)?.connect_lazy();
+    let mut client = AgentServiceClient::new(channel);
+    let request = BootstrapRequest {
+        instance_id: instance_id.to_string(),
+        join_token: user_data.join_token.clone(),
+        csr_pem,
+    };
+    let started = std::time::Instant::now();
+    let response = loop {
+        match client.bootstrap(request.clone()).await {
+            Ok(response) => break response.into_inner(),
+            // Not yet bound to this instance, or the coordinator is briefly away
+            // (a crash mid-answer shows as a transport error). A retry sends the
+            // same key, which the coordinator recognises if it already said yes.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                ) && started.elapsed() < BOOTSTRAP_PATIENCE =>
+            {
+                warn!(error = %status.message(), "bootstrap not possible yet; retrying");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(status) => bail!(
+                "bootstrap refused ({:?}): {}",
+                status.code(),
+                status.message()
+            ),
+        }
+    };
+    identity::adopt(
+        state_dir,
+        &key,
+        signed(response),
+        SystemClock.now(),
+        "certificate issued",
+    )
+}
+
+/// Renews the certificate over mTLS with the current one, before it expires.
+pub async fn renew(
+    user_data: &UserData,
+    instance_id: &str,
+    state_dir: &Path,
+    current: &AgentCredentials,
+) -> anyhow::Result<AgentCredentials> {
+    let (key, csr_pem) = identity::key_and_csr(instance_id)?;
+    let channel = endpoint(user_data, Some(current))?.connect().await?;
+    let response = AgentServiceClient::new(channel)
+        .renew(RenewRequest { csr_pem })
+        .await
+        .map_err(|status| {
+            anyhow::anyhow!(
+                "renewal refused ({:?}): {}",
+                status.code(),
+                status.message()
+            )
+        })?
+        .into_inner();
+    identity::adopt(
+        state_dir,
+        &key,
+        signed(response),
+        SystemClock.now(),
+        "certificate renewed",
+    )
+}
 
 /// Keeps a session open for as long as the agent lives.
 pub async fn run_forever(
@@ -62,10 +179,10 @@ fn up(body: Up) -> AgentMessage {
 
 fn report_messages(report: &Report) -> [AgentMessage; 2] {
     [
-        up(Up::Services(ServiceReport {
+        up(Up::Services(pb::ServiceReport::from(&ServiceReport {
             config_version: report.config_version,
             services: report.services.clone(),
-        })),
+        }))),
         up(Up::Readiness(Readiness {
             ready: report.ready,
             detail: report.ready_detail.clone(),
@@ -116,10 +233,13 @@ async fn session(
                         let every = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(100)));
                         heartbeat = tokio::time::interval(every);
                     }
-                    Some(Down::Configure(configure)) => {
-                        info!(version = configure.version, release = %configure.release_version, "configuration received");
-                        supervisor.configure(configure);
-                    }
+                    Some(Down::Configure(configure)) => match Configuration::try_from(configure) {
+                        Ok(configure) => {
+                            info!(version = configure.version, release = %configure.release_version, "configuration received");
+                            supervisor.configure(configure);
+                        }
+                        Err(e) => warn!(error = %e, "configuration refused"),
+                    },
                     Some(Down::Start(start)) => {
                         if let Err(e) = supervisor.start(start.config_version) {
                             warn!(error = %e, "cannot start services");

@@ -6,16 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use slipway_proto::v1::restart_policy::When;
-use slipway_proto::v1::{
-    Configure, HealthCheck, RestartPolicy, ServiceSpec, ServiceState, ServiceStatus,
-};
+use slipway_domain::agent::{Configuration, ServiceState, ServiceStatus};
+use slipway_domain::config::{HealthCheck, Restart, RestartWhen, Service};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use slipway_proto::http_probe;
+use slipway_common::http_probe;
 
 use crate::restarts::{self, AfterExit, RestartBudget};
 
@@ -38,7 +36,7 @@ pub struct Supervisor {
     private_ip: String,
     instance_id: String,
     report: watch::Sender<Report>,
-    pending: Mutex<Option<Configure>>,
+    pending: Mutex<Option<Configuration>>,
     running: Mutex<Option<Running>>,
 }
 
@@ -65,7 +63,7 @@ impl Supervisor {
     }
 
     /// Keeps a configuration until the coordinator says start.
-    pub fn configure(&self, configure: Configure) {
+    pub fn configure(&self, configure: Configuration) {
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(configure);
     }
 
@@ -96,7 +94,7 @@ impl Supervisor {
                 .iter()
                 .map(|s| ServiceState {
                     name: s.name.clone(),
-                    status: ServiceStatus::Starting as i32,
+                    status: ServiceStatus::Starting,
                     restarts: 0,
                     detail: String::new(),
                 })
@@ -110,11 +108,10 @@ impl Supervisor {
             services = configure.services.len(),
             "starting services"
         );
-        let policy = configure.restart.unwrap_or_default();
         for (index, spec) in configure.services.iter().enumerate() {
             tokio::spawn(supervise(
                 spec.clone(),
-                policy,
+                configure.restart,
                 env.clone(),
                 self.root.clone(),
                 index,
@@ -122,14 +119,12 @@ impl Supervisor {
                 stopped.clone(),
             ));
         }
-        if let Some(check) = configure.health_check.clone() {
-            tokio::spawn(check_health(
-                check,
-                self.private_ip.clone(),
-                self.report.clone(),
-                stopped,
-            ));
-        }
+        tokio::spawn(check_health(
+            configure.health_check.clone(),
+            self.private_ip.clone(),
+            self.report.clone(),
+            stopped,
+        ));
         *running = Some(Running { version, stop });
         Ok(())
     }
@@ -156,27 +151,26 @@ fn set(
 ) {
     report.send_modify(|r| {
         if let Some(s) = r.services.get_mut(index) {
-            s.status = status as i32;
+            s.status = status;
             s.detail = detail;
             s.restarts = restarts;
         }
     });
 }
 
-/// The wire's restart policy as the agent's own budget (an unset `when` restarts always).
-fn restart_budget(policy: &RestartPolicy) -> RestartBudget {
-    let when = match policy.when() {
-        When::Never => restarts::When::Never,
-        When::OnFailure => restarts::When::OnFailure,
-        When::Always | When::Unspecified => restarts::When::Always,
+/// The project's restart policy as a budget.
+fn restart_budget(policy: &Restart) -> RestartBudget {
+    let when = match policy.when {
+        RestartWhen::Never => restarts::When::Never,
+        RestartWhen::OnFailure => restarts::When::OnFailure,
+        RestartWhen::Always => restarts::When::Always,
     };
-    let window = Duration::from_millis(u64::from(policy.window_ms));
-    RestartBudget::new(when, policy.limit, window)
+    RestartBudget::new(when, policy.limit, policy.window)
 }
 
 async fn supervise(
-    spec: ServiceSpec,
-    policy: RestartPolicy,
+    spec: Service,
+    policy: Restart,
     env: Vec<(String, String)>,
     root: PathBuf,
     index: usize,
@@ -269,9 +263,8 @@ async fn check_health(
         report.send_modify(|r| r.ready_detail = format!("private ip {ip:?} is not an address"));
         return;
     };
-    let addr = std::net::SocketAddr::new(ip, check.port as u16);
-    let interval = Duration::from_millis(u64::from(check.interval_ms.max(50)));
-    let timeout = Duration::from_millis(u64::from(check.timeout_ms.max(50)));
+    let addr = std::net::SocketAddr::new(ip, check.port);
+    let (interval, timeout) = (check.interval, check.timeout);
     let (mut passes, mut failures) = (0u32, 0u32);
     loop {
         tokio::select! {

@@ -658,7 +658,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await
                 .map_err(fail)?
                 .into_inner();
-            let written = slipway_proto::profile::write_bundle(
+            let written = slipway_common::profile::write_bundle(
                 &out,
                 &profile.coordinator,
                 &profile.server_name,

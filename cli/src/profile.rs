@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use slipway_proto::profile::ProfileFile;
+use slipway_common::profile::ProfileFile;
 
 pub const DEFAULT_PROFILE: &str = ".slipway/profile.toml";
 

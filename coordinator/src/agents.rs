@@ -5,38 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use slipway_proto::v1::{CoordinatorMessage, ServiceReport, ServiceStatus};
-use tokio::sync::{Notify, mpsc};
-use tonic::Status;
+use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::clock::{Clock, Millis};
 use crate::deploy::machine::AgentView;
 pub use crate::deploy::machine::REDIAL_GRACE;
 use crate::store::{Record, Table};
-
-/// A service restarted this often without staying up fails the deployment.
-const RESTARTS_BEFORE_FAILING: u32 = 3;
-
-/// What an agent is told when its stream is refused or closed by a stop.
-pub const STOPPING: &str = "the coordinator is stopping: reconnect shortly";
-
-/// One service as operators read it: `web: running`, `web: running (2 restarts)`.
-fn describe_service(s: &slipway_proto::v1::ServiceState) -> String {
-    let status = match s.status() {
-        ServiceStatus::Running => "running",
-        ServiceStatus::Starting => "starting",
-        ServiceStatus::Exited => "exited",
-        ServiceStatus::Stopped => "stopped",
-        ServiceStatus::Failed => "failed",
-        ServiceStatus::Unspecified => "unknown",
-    };
-    match s.restarts {
-        0 => format!("{}: {status}", s.name),
-        1 => format!("{}: {status} (1 restart)", s.name),
-        n => format!("{}: {status} ({n} restarts)", s.name),
-    }
-}
+use slipway_domain::agent::{Closing, Configuration, ServiceReport, ToAgent};
 
 /// What the store keeps about an instance Slipway launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,12 +41,17 @@ pub struct AgentHello {
     pub private_ip: String,
 }
 
-pub type AgentSender = mpsc::Sender<Result<CoordinatorMessage, Status>>;
+/// One agent's open stream, as the hub writes to it (the gRPC layer puts the
+/// wire behind it).
+pub trait AgentLink: Send + Sync {
+    /// Queues `message` without waiting; false if the stream is gone or full.
+    fn send(&self, message: ToAgent) -> bool;
+}
 
 struct Session {
     /// Distinguishes a stream from the one that replaced it after a reconnect.
     stream: u64,
-    sender: Option<AgentSender>,
+    link: Option<Box<dyn AgentLink>>,
     hello: AgentHello,
     view: AgentView,
 }
@@ -105,7 +86,7 @@ impl AgentHub {
     }
 
     /// A new stream from `instance_id`; it replaces any earlier one.
-    pub fn connect(&self, instance_id: &str, hello: AgentHello, sender: AgentSender) -> u64 {
+    pub fn connect(&self, instance_id: &str, hello: AgentHello, link: Box<dyn AgentLink>) -> u64 {
         let stream = {
             let mut next = self.next_stream.lock().unwrap_or_else(|e| e.into_inner());
             *next += 1;
@@ -116,12 +97,12 @@ impl AgentHub {
             .entry(instance_id.to_string())
             .or_insert_with(|| Session {
                 stream,
-                sender: None,
+                link: None,
                 hello: AgentHello::default(),
                 view: AgentView::default(),
             });
         session.stream = stream;
-        session.sender = Some(sender);
+        session.link = Some(link);
         session.hello = hello;
         session.view.connected = true;
         session.view.reported = false;
@@ -137,7 +118,7 @@ impl AgentHub {
         if let Some(session) = self.sessions().get_mut(instance_id)
             && session.stream == stream
         {
-            session.sender = None;
+            session.link = None;
             session.view.connected = false;
         }
         self.changed.notify_waiters();
@@ -159,46 +140,16 @@ impl AgentHub {
 
     pub fn services(&self, instance_id: &str, stream: u64, report: &ServiceReport) {
         self.update(instance_id, stream, |view| {
-            for service in &report.services {
-                let before = view.restarts.get(&service.name).copied().unwrap_or(0);
-                if service.restarts > before || service.status() == ServiceStatus::Failed {
-                    warn!(
-                        instance = %instance_id,
-                        service = %service.name,
-                        restarts = service.restarts,
-                        status = service.status().as_str_name(),
-                        detail = %service.detail,
-                        "service exited on its instance"
-                    );
-                }
-                view.restarts.insert(service.name.clone(), service.restarts);
+            for service in view.apply_report(report) {
+                warn!(
+                    instance = %instance_id,
+                    service = %service.name,
+                    restarts = service.restarts,
+                    status = service.status.as_str(),
+                    detail = %service.detail,
+                    "service exited on its instance"
+                );
             }
-            view.services = report
-                .services
-                .iter()
-                .map(describe_service)
-                .collect::<Vec<_>>()
-                .join(", ");
-            view.config_applied = report.config_version;
-            view.services_running = !report.services.is_empty()
-                && report
-                    .services
-                    .iter()
-                    .all(|s| s.status() == ServiceStatus::Running);
-            view.failing_service = report
-                .services
-                .iter()
-                .find(|s| {
-                    s.status() == ServiceStatus::Failed
-                        || (s.restarts >= RESTARTS_BEFORE_FAILING
-                            && s.status() != ServiceStatus::Running)
-                })
-                .map(|s| {
-                    format!(
-                        "service {} keeps exiting ({}), restarted {} times",
-                        s.name, s.detail, s.restarts
-                    )
-                });
         });
     }
 
@@ -210,12 +161,12 @@ impl AgentHub {
         });
     }
 
-    /// Closes an agent's stream at once with `status` (its certificate was revoked).
-    pub fn kick(&self, instance_id: &str, status: Status) {
+    /// Closes an agent's stream at once (its certificate was revoked).
+    pub fn kick(&self, instance_id: &str, closing: Closing) {
         if let Some(session) = self.sessions().get_mut(instance_id)
-            && let Some(sender) = session.sender.take()
+            && let Some(link) = session.link.take()
         {
-            let _ = sender.try_send(Err(status));
+            link.send(ToAgent::Close(closing));
             session.view.connected = false;
         }
         self.changed.notify_waiters();
@@ -225,8 +176,8 @@ impl AgentHub {
     /// with backoff, and their services keep running meanwhile.
     pub fn close_all(&self) {
         for session in self.sessions().values_mut() {
-            if let Some(sender) = session.sender.take() {
-                let _ = sender.try_send(Err(Status::unavailable(STOPPING)));
+            if let Some(link) = session.link.take() {
+                link.send(ToAgent::Close(Closing::Stopping));
             }
             session.view.connected = false;
         }
@@ -242,25 +193,18 @@ impl AgentHub {
     }
 
     /// Sends configuration to a connected agent and notes which version it got.
-    pub fn send_config(
-        &self,
-        instance_id: &str,
-        version: u64,
-        messages: Vec<CoordinatorMessage>,
-    ) -> bool {
+    pub fn send_config(&self, instance_id: &str, configuration: &Configuration) -> bool {
         let mut sessions = self.sessions();
         let Some(session) = sessions.get_mut(instance_id) else {
             return false;
         };
-        let Some(sender) = &session.sender else {
+        let Some(link) = &session.link else {
             return false;
         };
-        for message in messages {
-            if sender.try_send(Ok(message)).is_err() {
-                return false;
-            }
+        if !link.send(ToAgent::Run(Box::new(configuration.clone()))) {
+            return false;
         }
-        session.view.config_sent = version;
+        session.view.config_sent = configuration.version;
         true
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::cloud::Compute;
-use slipway_proto::profile::{ProfileFile, write_profile};
+use slipway_common::profile::{ProfileFile, write_profile};
 
 use crate::cloud::local::LocalCloud;
 use crate::config::Fleet;
@@ -230,7 +230,7 @@ pub fn issue_operator(
             .context("no coordinator address known: pass --coordinator https://HOST:PORT")?,
     };
     let issued = ca.issue_client(&identity, Duration::from_secs(u64::from(days) * 24 * 3600))?;
-    let profile = slipway_proto::profile::write_bundle(
+    let profile = slipway_common::profile::write_bundle(
         out,
         &coordinator,
         crate::pki::SERVER_NAME,

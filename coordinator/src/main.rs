@@ -72,7 +72,7 @@ enum CaCommand {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = slipway_proto::logging::init() {
+    if let Err(e) = slipway_common::logging::init() {
         eprintln!("slipway-coordinator: {e}");
         return ExitCode::from(2);
     }

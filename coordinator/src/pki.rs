@@ -400,7 +400,7 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), PkiError> {
 
 /// Writes a private key readable by its owner only.
 pub fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
-    slipway_proto::private_file::write(path, text.as_bytes()).map_err(|source| PkiError::File {
+    slipway_common::private_file::write(path, text.as_bytes()).map_err(|source| PkiError::File {
         action: "write",
         path: path.display().to_string(),
         source,

@@ -4,15 +4,11 @@
 //!   (one bidirectional stream per agent).
 //! - `OperatorService`: what the CLI and CI call.
 //!
-//! - `user_data`: what a launch hands the agent (EC2 user-data).
-//! - `profile`: the CLI's profile file and certificate bundle; `private_file`:
-//!   owner-only files for keys.
-//! - `http_probe`: one HTTP health check, shared by the agent and the local cloud.
-//! - `logging`: `SLIPWAY_LOG` and `SLIPWAY_LOG_FORMAT` for the coordinator and
-//!   the local cloud.
+//! - `convert`: the agent protocol's messages to and from the domain's
+//!   (`slipway_domain::agent`), the one place both ends share.
 //!
-//! Only the coordinator's `grpc` module, the agent and the CLI see these types;
-//! domain code converts them at the edge.
+//! Only the coordinator's `grpc` module, the agent's session and the CLI's
+//! client see these types (`tests/run` checks it); the rest speaks the domain's.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::all, missing_docs)]
@@ -24,8 +20,4 @@ pub mod v1 {
 /// Encoded descriptors of every Slipway service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("slipway_descriptor");
 
-pub mod http_probe;
-pub mod logging;
-pub mod private_file;
-pub mod profile;
-pub mod user_data;
+pub mod convert;

@@ -3,6 +3,8 @@
 //! async runtime or a particular cloud.
 //!
 //! - `clock`: time as the decisions read it.
+//! - `agent`: what passes between the coordinator and an instance's agent
+//!   (configuration, commands, service reports).
 //! - `config`: the fleet file (projects, environments, deadlines) and its
 //!   validation; `sample`: the sample fleet of `--dev`.
 //! - `release`: a registered release.
@@ -19,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod clock;
 pub mod cloud;
 pub mod config;

@@ -23,7 +23,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = slipway_proto::logging::init() {
+    if let Err(e) = slipway_common::logging::init() {
         eprintln!("slipway-local-cloud: {e}");
         return ExitCode::from(2);
     }

@@ -144,7 +144,7 @@ impl Balancer {
             .map_err(|_| format!("health target {target:?} has no port"))?;
         let addr = SocketAddr::new(ip, port);
         match path {
-            Some(path) => slipway_proto::http_probe::probe(addr, &path, timeout).await,
+            Some(path) => slipway_common::http_probe::probe(addr, &path, timeout).await,
             None => match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(format!("TCP {addr}: {e}")),

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use slipway_proto::user_data::UserData;
+use slipway_common::user_data::UserData;
+use slipway_domain::agent::Configuration;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::machine::{Action, InstanceState, Limits, Observed, next_action};
@@ -19,7 +20,6 @@ use crate::clock::Millis;
 use crate::cloud::{CloudError, Instance, LaunchRequest, Placement, load_balancer_name, tags};
 use crate::coordinator::Coordinator;
 use crate::faults;
-use crate::grpc::convert::configure_messages;
 use crate::store::Changes;
 
 /// Longest pause between ticks when nothing wakes the executor.
@@ -533,14 +533,11 @@ async fn configure(c: &Coordinator, d: &Deployment, instances: &[String]) {
             return;
         }
     };
-    let Some(messages) = configure_messages(&c.fleet, d, secrets) else {
+    let Some(configuration) = Configuration::for_deployment(&c.fleet, d, secrets) else {
         return;
     };
     for id in instances {
-        if !c
-            .agents
-            .send_config(id, d.config_version(), messages.clone())
-        {
+        if !c.agents.send_config(id, &configuration) {
             warn!(instance = %id, "could not send configuration; will retry");
         }
     }

@@ -15,9 +15,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::auth;
-use crate::agents::{AgentHello, STOPPING};
+use crate::agents::{AgentHello, AgentLink};
 use crate::coordinator::Coordinator;
 use crate::pki::{Identity, Role};
+use slipway_domain::agent::{Closing, ServiceReport, ToAgent};
 
 /// An agent must say hello this soon after opening its stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +48,40 @@ fn check_instance_id(id: &str) -> Result<(), Status> {
             "instance_id {:?} is not an instance id (1-{MAX_ID} of a-z, 0-9, '-')",
             id.chars().take(MAX_ID).collect::<String>()
         )))
+    }
+}
+
+/// An agent's stream as the hub sees it: domain messages in, the wire out.
+struct StreamLink(mpsc::Sender<Result<CoordinatorMessage, Status>>);
+
+impl AgentLink for StreamLink {
+    fn send(&self, message: ToAgent) -> bool {
+        wire(message)
+            .into_iter()
+            .all(|message| self.0.try_send(message).is_ok())
+    }
+}
+
+/// What goes down the stream for `message`: configuration is followed by the
+/// command to start it; a close ends the stream with a status.
+fn wire(message: ToAgent) -> Vec<Result<CoordinatorMessage, Status>> {
+    use pb::coordinator_message::Body as Down;
+    let down = |body| Ok(CoordinatorMessage { body: Some(body) });
+    match message {
+        ToAgent::Welcome { heartbeat_interval } => vec![down(Down::Welcome(pb::Welcome {
+            heartbeat_interval_ms: u32::try_from(heartbeat_interval.as_millis())
+                .unwrap_or(u32::MAX),
+        }))],
+        ToAgent::Run(configuration) => vec![
+            down(Down::Configure(pb::Configure::from(&*configuration))),
+            down(Down::Start(pb::StartServices {
+                config_version: configuration.version,
+            })),
+        ],
+        ToAgent::Close(closing) => vec![Err(match closing {
+            Closing::Stopping => Status::unavailable(closing.to_string()),
+            Closing::Revoked { .. } => Status::permission_denied(closing.to_string()),
+        })],
     }
 }
 
@@ -144,7 +179,7 @@ impl AgentService for AgentApi {
         }
         let c = self.coordinator.clone();
         if c.is_stopping() {
-            return Err(Status::unavailable(STOPPING));
+            return Err(Status::unavailable(Closing::Stopping.to_string()));
         }
         if c.db
             .get::<crate::agents::AgentRecord>(&identity.name)
@@ -158,15 +193,12 @@ impl AgentService for AgentApi {
             )));
         }
         let (sender, receiver) = mpsc::channel(32);
-        let welcome = pb::Welcome {
-            heartbeat_interval_ms: c.fleet.coordinator.heartbeat_interval.as_millis() as u32,
-        };
-        sender
-            .send(Ok(CoordinatorMessage {
-                body: Some(pb::coordinator_message::Body::Welcome(welcome)),
-            }))
-            .await
-            .map_err(|_| Status::cancelled("stream closed"))?;
+        let link = StreamLink(sender);
+        if !link.send(ToAgent::Welcome {
+            heartbeat_interval: c.fleet.coordinator.heartbeat_interval,
+        }) {
+            return Err(Status::cancelled("stream closed"));
+        }
         let instance = identity.name.clone();
         let stream = c.agents.connect(
             &instance,
@@ -175,7 +207,7 @@ impl AgentService for AgentApi {
                 agent_version: hello.agent_version,
                 private_ip: hello.private_ip,
             },
-            sender,
+            Box::new(link),
         );
         // A stop that began while this stream was being set up closed the
         // streams it saw; this one it may have missed. Checked after the stream
@@ -191,7 +223,8 @@ impl AgentService for AgentApi {
                     Ok(Some(message)) => match message.body {
                         Some(Body::Heartbeat(_)) => c.agents.heartbeat(&instance, stream),
                         Some(Body::Services(report)) => {
-                            c.agents.services(&instance, stream, &report)
+                            c.agents
+                                .services(&instance, stream, &ServiceReport::from(report))
                         }
                         Some(Body::Readiness(r)) => {
                             c.agents.readiness(&instance, stream, r.ready, &r.detail)

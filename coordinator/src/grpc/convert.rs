@@ -1,11 +1,7 @@
 //! Conversions between wire types and domain types, at the edge only.
 
-use std::collections::BTreeMap;
-
 use slipway_proto::v1 as pb;
-use slipway_proto::v1::coordinator_message::Body;
 
-use crate::config::{Fleet, RestartWhen};
 use crate::deploy::Deployment;
 use crate::operations::{AgentStatus, DeploymentView, ProjectStatus, PublicRecordView, QueueLine};
 use crate::release::Release;
@@ -119,67 +115,6 @@ pub fn agent(a: AgentStatus) -> pb::Agent {
         image_id: a.record.image_id,
         private_ip: a.record.private_ip,
     }
-}
-
-/// The configuration and start command a deployment's new instances receive;
-/// `secrets` are the environment's, in the clear, and go nowhere else.
-pub fn configure_messages(
-    fleet: &Fleet,
-    d: &Deployment,
-    secrets: BTreeMap<String, String>,
-) -> Option<Vec<pb::CoordinatorMessage>> {
-    let project = fleet.project(&d.project)?;
-    let mut variables = fleet.variables(&d.project, &d.environment);
-    variables.extend(secrets);
-    variables.insert("SLIPWAY_PROJECT".into(), d.project.clone());
-    variables.insert("SLIPWAY_ENV".into(), d.environment.clone());
-    variables.insert("SLIPWAY_VERSION".into(), d.version.clone());
-    variables.insert("SLIPWAY_DEPLOYMENT".into(), d.id.clone());
-    variables.insert("PORT".into(), project.instance_port.to_string());
-    let check = &project.health_check;
-    let configure = pb::Configure {
-        version: d.config_version(),
-        project: d.project.clone(),
-        environment: d.environment.clone(),
-        release_version: d.version.clone(),
-        variables: variables.into_iter().collect(),
-        services: project
-            .services
-            .iter()
-            .map(|s| pb::ServiceSpec {
-                name: s.name.clone(),
-                command: s.command.clone(),
-                args: s.args.clone(),
-            })
-            .collect(),
-        health_check: Some(pb::HealthCheck {
-            path: check.path.clone(),
-            port: u32::from(check.port),
-            interval_ms: check.interval.as_millis() as u32,
-            timeout_ms: check.timeout.as_millis() as u32,
-            healthy_threshold: check.healthy_threshold,
-            unhealthy_threshold: check.unhealthy_threshold,
-        }),
-        restart: Some(pb::RestartPolicy {
-            when: match project.restart.when {
-                RestartWhen::Always => pb::restart_policy::When::Always,
-                RestartWhen::OnFailure => pb::restart_policy::When::OnFailure,
-                RestartWhen::Never => pb::restart_policy::When::Never,
-            } as i32,
-            limit: project.restart.limit,
-            window_ms: project.restart.window.as_millis() as u32,
-        }),
-    };
-    Some(vec![
-        pb::CoordinatorMessage {
-            body: Some(Body::Configure(configure)),
-        },
-        pb::CoordinatorMessage {
-            body: Some(Body::Start(pb::StartServices {
-                config_version: d.config_version(),
-            })),
-        },
-    ])
 }
 
 pub fn audit_entry(e: crate::audit::AuditEntry) -> pb::AuditEntry {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use slipway_domain::agent::Closing;
 use slipway_proto::v1::operator_service_server::OperatorService;
 use slipway_proto::v1::*;
 use tonic::{Request, Response, Status};
@@ -443,10 +444,9 @@ impl OperatorService for OperatorApi {
                 .agents
                 .view(&name)
                 .is_some_and(|v| v.connected);
-            self.coordinator.agents.kick(
-                &name,
-                Status::permission_denied(format!("the certificates of {name} were revoked")),
-            );
+            self.coordinator
+                .agents
+                .kick(&name, Closing::Revoked { name: name.clone() });
             info!(who = %caller, %name, stream_closed, "certificates revoked");
             Ok(RevokeResponse {
                 name: name.clone(),

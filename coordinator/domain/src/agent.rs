@@ -1,0 +1,278 @@
+//! What passes between the coordinator and an instance's agent, in domain terms:
+//! the configuration an instance runs, the commands down its stream, and the
+//! service reports up. The wire (`slipway_proto::convert`) maps these to and
+//! from protobuf at the two ends; the coordinator's hub and executor and the
+//! agent's supervisor see only these.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::{Fleet, HealthCheck, Restart, Service};
+use crate::deploy::Deployment;
+use crate::deploy::machine::AgentView;
+
+/// A service restarted this often without staying up fails the deployment.
+pub const RESTARTS_BEFORE_FAILING: u32 = 3;
+
+/// Everything an instance needs to run one deployment's release.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Configuration {
+    /// Unique per deployment: the agent starts a version once.
+    pub version: u64,
+    pub project: String,
+    pub environment: String,
+    pub release_version: String,
+    /// Environment variables of every service, secrets included.
+    pub variables: BTreeMap<String, String>,
+    pub services: Vec<Service>,
+    pub health_check: HealthCheck,
+    pub restart: Restart,
+}
+
+impl Configuration {
+    /// The configuration a deployment's new instances receive, `secrets` (the
+    /// environment's, in the clear) included. None if its project left the fleet.
+    ///
+    /// Precedence, lowest first: the environment's variables, the project's,
+    /// the environment's secrets, then what Slipway sets (`SLIPWAY_*`, `PORT`),
+    /// which no variable or secret can override.
+    pub fn for_deployment(
+        fleet: &Fleet,
+        d: &Deployment,
+        secrets: BTreeMap<String, String>,
+    ) -> Option<Configuration> {
+        let project = fleet.project(&d.project)?;
+        let mut variables = fleet.variables(&d.project, &d.environment);
+        variables.extend(secrets);
+        variables.insert("SLIPWAY_PROJECT".into(), d.project.clone());
+        variables.insert("SLIPWAY_ENV".into(), d.environment.clone());
+        variables.insert("SLIPWAY_VERSION".into(), d.version.clone());
+        variables.insert("SLIPWAY_DEPLOYMENT".into(), d.id.clone());
+        variables.insert("PORT".into(), project.instance_port.to_string());
+        Some(Configuration {
+            version: d.config_version(),
+            project: d.project.clone(),
+            environment: d.environment.clone(),
+            release_version: d.version.clone(),
+            variables,
+            services: project.services.clone(),
+            health_check: project.health_check.clone(),
+            restart: project.restart,
+        })
+    }
+}
+
+/// What the coordinator tells an agent on its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToAgent {
+    /// How often to heartbeat: the first message of every stream.
+    Welcome { heartbeat_interval: Duration },
+    /// Run this configuration (replacing what runs, if it is another version).
+    Run(Box<Configuration>),
+    /// The stream ends; the agent redials unless its certificate was revoked.
+    Close(Closing),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closing {
+    /// The coordinator is stopping: reconnect shortly.
+    Stopping,
+    /// The agent's certificates were revoked.
+    Revoked { name: String },
+}
+
+impl std::fmt::Display for Closing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Closing::Stopping => f.write_str("the coordinator is stopping: reconnect shortly"),
+            Closing::Revoked { name } => write!(f, "the certificates of {name} were revoked"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceStatus {
+    /// A status this build does not know (a newer agent's).
+    Unknown,
+    Starting,
+    Running,
+    Exited,
+    Stopped,
+    /// Exited more often than the restart policy allows: the agent gave up on it.
+    Failed,
+}
+
+impl ServiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Unknown => "unknown",
+            ServiceStatus::Starting => "starting",
+            ServiceStatus::Running => "running",
+            ServiceStatus::Exited => "exited",
+            ServiceStatus::Stopped => "stopped",
+            ServiceStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceState {
+    pub name: String,
+    pub status: ServiceStatus,
+    pub restarts: u32,
+    /// Exit status or spawn error, for operators.
+    pub detail: String,
+}
+
+impl ServiceState {
+    /// One service as operators read it: `web: running`, `web: running (2 restarts)`.
+    pub fn describe(&self) -> String {
+        let status = self.status.as_str();
+        match self.restarts {
+            0 => format!("{}: {status}", self.name),
+            1 => format!("{}: {status} (1 restart)", self.name),
+            n => format!("{}: {status} ({n} restarts)", self.name),
+        }
+    }
+
+    /// Whether this service fails its deployment: the agent gave up on it, or
+    /// it keeps exiting.
+    pub fn is_failing(&self) -> bool {
+        self.status == ServiceStatus::Failed
+            || (self.restarts >= RESTARTS_BEFORE_FAILING && self.status != ServiceStatus::Running)
+    }
+}
+
+/// The services an agent supervises and the configuration they run with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceReport {
+    /// The configuration version the services were started with (0: none yet).
+    pub config_version: u64,
+    pub services: Vec<ServiceState>,
+}
+
+impl AgentView {
+    /// Takes in a service report; returns the services that exited since the
+    /// last one (more restarts, or failed), for the log.
+    pub fn apply_report(&mut self, report: &ServiceReport) -> Vec<ServiceState> {
+        let mut exited = Vec::new();
+        for service in &report.services {
+            let before = self.restarts.get(&service.name).copied().unwrap_or(0);
+            if service.restarts > before || service.status == ServiceStatus::Failed {
+                exited.push(service.clone());
+            }
+            self.restarts.insert(service.name.clone(), service.restarts);
+        }
+        self.services = report
+            .services
+            .iter()
+            .map(ServiceState::describe)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.config_applied = report.config_version;
+        self.services_running = !report.services.is_empty()
+            && report
+                .services
+                .iter()
+                .all(|s| s.status == ServiceStatus::Running);
+        self.failing_service = report.services.iter().find(|s| s.is_failing()).map(|s| {
+            format!(
+                "service {} keeps exiting ({}), restarted {} times",
+                s.name, s.detail, s.restarts
+            )
+        });
+        exited
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Fleet;
+    use crate::deploy::{Deployment, Phase};
+    use crate::sample::SAMPLE_FLEET;
+
+    fn service(name: &str, status: ServiceStatus, restarts: u32) -> ServiceState {
+        ServiceState {
+            name: name.into(),
+            status,
+            restarts,
+            detail: "exit status: 1".into(),
+        }
+    }
+
+    #[test]
+    fn what_slipway_sets_wins_over_variables_and_secrets() {
+        let fleet = Fleet::parse(SAMPLE_FLEET, "sample").unwrap();
+        let d = Deployment {
+            id: "d-7".into(),
+            seq: 7,
+            project: "hello".into(),
+            version: "v2".into(),
+            image_id: "ami-2".into(),
+            environment: "staging".into(),
+            requested_by: "admin".into(),
+            requested_at: 0,
+            phase: Phase::Configuring,
+            history: vec![],
+            reason: None,
+            desired: 1,
+            launched: vec![],
+            old_instances: vec![],
+            cancel_requested_by: None,
+            replaces: vec![],
+            launch_attempted: true,
+            drain_from: None,
+        };
+        let secrets = BTreeMap::from([
+            ("GREETING".to_string(), "from a secret".to_string()),
+            ("SLIPWAY_VERSION".to_string(), "forged".to_string()),
+            ("PORT".to_string(), "1".to_string()),
+        ]);
+        let c = Configuration::for_deployment(&fleet, &d, secrets).unwrap();
+        assert_eq!(
+            c.variables["GREETING"], "from a secret",
+            "a secret beats a variable"
+        );
+        assert_eq!(c.variables["SLIPWAY_VERSION"], "v2");
+        assert_eq!(c.variables["PORT"], "8080");
+        assert_eq!(c.variables["SLIPWAY_DEPLOYMENT"], "d-7");
+        assert_eq!(c.version, d.config_version());
+        assert_eq!(c.services[0].name, "web");
+    }
+
+    #[test]
+    fn a_report_says_which_service_keeps_exiting() {
+        let mut view = AgentView::default();
+        let exited = view.apply_report(&ServiceReport {
+            config_version: 3,
+            services: vec![
+                service("web", ServiceStatus::Running, 0),
+                service("worker", ServiceStatus::Exited, 1),
+            ],
+        });
+        assert_eq!(exited.len(), 1);
+        assert_eq!(view.services, "web: running, worker: exited (1 restart)");
+        assert!(!view.services_running);
+        assert_eq!(view.failing_service, None, "one restart is not failing");
+        let exited = view.apply_report(&ServiceReport {
+            config_version: 3,
+            services: vec![
+                service("web", ServiceStatus::Running, 0),
+                service("worker", ServiceStatus::Exited, RESTARTS_BEFORE_FAILING),
+            ],
+        });
+        assert_eq!(exited.len(), 1);
+        assert_eq!(
+            view.failing_service.as_deref(),
+            Some("service worker keeps exiting (exit status: 1), restarted 3 times")
+        );
+        let exited = view.apply_report(&ServiceReport {
+            config_version: 3,
+            services: vec![service("web", ServiceStatus::Running, 0)],
+        });
+        assert!(exited.is_empty(), "no new exit");
+        assert!(view.services_running);
+        assert_eq!(view.config_applied, 3);
+    }
+}
