@@ -1,0 +1,71 @@
+//! `slipway cert issue`: a key made here, signed by the coordinator with a role,
+//! written as a profile bundle.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use slipway_proto::v1::IssueCertificateRequest;
+
+use crate::client::Client;
+use crate::failure::Failure;
+use crate::render::{Output, print_json, when};
+
+/// What `cert issue` was asked for.
+#[derive(Debug)]
+pub struct Issue {
+    pub name: String,
+    pub role: String,
+    pub environments: Vec<String>,
+    pub days: u32,
+    pub out: PathBuf,
+}
+
+pub async fn issue(client: &mut Client, output: Output, asked: Issue) -> Result<(), Failure> {
+    let Issue {
+        name,
+        role,
+        environments,
+        days,
+        out,
+    } = asked;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .context("cannot make a key")?;
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name.as_str());
+    let csr_pem = params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .context("cannot make a certificate request")?;
+    let request = IssueCertificateRequest {
+        name: name.clone(),
+        role: role.clone(),
+        environments,
+        days,
+        csr_pem,
+    };
+    let answer = client.api.issue_certificate(request).await;
+    let issued = client.answer(answer)?;
+    let profile = &client.profile;
+    let written = slipway_common::profile::write_bundle(
+        &out,
+        &profile.coordinator,
+        &profile.server_name,
+        &issued.ca_pem,
+        &issued.certificate_pem,
+        &key.serialize_pem(),
+    )
+    .with_context(|| format!("cannot write the certificate to {}", out.display()))?;
+    if output == Output::Json {
+        return print_json(
+            &serde_json::json!({ "profile": written, "expires_at_ms": issued.expires_at_ms }),
+        );
+    }
+    println!(
+        "issued {name} ({role}), expires {}: use it with --profile {}",
+        when(issued.expires_at_ms),
+        written.display()
+    );
+    Ok(())
+}

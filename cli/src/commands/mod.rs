@@ -1,0 +1,12 @@
+//! One module per noun the CLI acts on; each builds its requests, calls the
+//! coordinator through `Client` and prints through `render`.
+
+pub mod agent;
+pub mod audit;
+pub mod cert;
+pub mod deployment;
+pub mod infra;
+pub mod promote;
+pub mod release;
+pub mod secret;
+pub mod status;
