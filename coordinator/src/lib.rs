@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 
 // The domain's modules, at the paths the coordinator has always used.
-pub use slipway_domain::{clock, config, infra, queue, release};
+pub use slipway_domain::{clock, config, error, infra, queue, release};
 
 pub mod agents;
 pub mod audit;

@@ -5,6 +5,7 @@ use crate::cloud::{CloudError, load_balancer_name};
 use crate::coordinator::Coordinator;
 use crate::deploy::machine::{InstanceState, MemberState};
 use crate::deploy::{Deployment, Phase, PhaseEntry};
+use crate::error::{Code, Coded};
 use crate::pki::Identity;
 use crate::promote::{self, RecordState};
 use crate::queue::ReleaseQueue;
@@ -26,15 +27,45 @@ pub enum OperationError {
     PermissionDenied(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// Slipway failed itself (signing a certificate, say).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl crate::error::Coded for OperationError {
+    fn code(&self) -> Code {
+        match self {
+            OperationError::NotFound(_) => Code::NotFound,
+            OperationError::Invalid(_) => Code::Invalid,
+            OperationError::FailedPrecondition(_) => Code::FailedPrecondition,
+            OperationError::Unavailable(_) => Code::Unavailable,
+            OperationError::PermissionDenied(_) => Code::PermissionDenied,
+            OperationError::Store(e) => e.code(),
+            OperationError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl OperationError {
+    /// `e` as an operation error of its own kind, with its message.
+    fn of(e: impl Coded) -> OperationError {
+        let message = e.to_string();
+        match e.code() {
+            Code::NotFound => OperationError::NotFound(message),
+            Code::Invalid => OperationError::Invalid(message),
+            Code::FailedPrecondition => OperationError::FailedPrecondition(message),
+            Code::PermissionDenied | Code::Unauthenticated => {
+                OperationError::PermissionDenied(message)
+            }
+            Code::Unavailable => OperationError::Unavailable(message),
+            Code::Internal => OperationError::Internal(message),
+        }
+    }
 }
 
 impl From<CloudError> for OperationError {
     fn from(e: CloudError) -> Self {
-        match e {
-            CloudError::NotFound(m) => OperationError::NotFound(m),
-            CloudError::Invalid(m) => OperationError::FailedPrecondition(m),
-            CloudError::Unavailable(m) => OperationError::Unavailable(m),
-        }
+        OperationError::of(e)
     }
 }
 
@@ -682,7 +713,7 @@ impl Coordinator {
                 &identity,
                 std::time::Duration::from_secs(u64::from(days) * 24 * 3600),
             )
-            .map_err(|e| OperationError::Invalid(e.to_string()))
+            .map_err(OperationError::of)
     }
 
     /// Checks what an operator certificate would say.
@@ -706,10 +737,7 @@ impl Coordinator {
         self.secrets
             .set(environment, key, value)
             .await
-            .map_err(|e| match e {
-                crate::secrets::SecretError::Invalid(m) => OperationError::Invalid(m),
-                other => OperationError::FailedPrecondition(other.to_string()),
-            })
+            .map_err(OperationError::of)
     }
 
     /// Secret names as (environment, key); values are never returned.
@@ -717,7 +745,7 @@ impl Coordinator {
         self.secrets
             .names(environment)
             .await
-            .map_err(|e| OperationError::FailedPrecondition(e.to_string()))
+            .map_err(OperationError::of)
     }
 }
 

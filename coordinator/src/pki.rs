@@ -43,6 +43,16 @@ pub enum PkiError {
     Sign(#[from] rcgen::Error),
 }
 
+impl crate::error::Coded for PkiError {
+    fn code(&self) -> crate::error::Code {
+        use crate::error::Code;
+        match self {
+            PkiError::BadCsr(_) | PkiError::BadCertificate(_) => Code::Invalid,
+            PkiError::File { .. } | PkiError::BadCa { .. } | PkiError::Sign(_) => Code::Internal,
+        }
+    }
+}
+
 /// What a client may do, from the OU of its certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -61,6 +61,15 @@ pub enum PromoteError {
     Store(#[from] StoreError),
 }
 
+impl crate::error::Coded for PromoteError {
+    fn code(&self) -> crate::error::Code {
+        match self {
+            PromoteError::Cloud(e) => e.code(),
+            PromoteError::Store(e) => e.code(),
+        }
+    }
+}
+
 /// Stores the decision to point the record (pending) at its environment,
 /// before DNS is touched. The caller holds the project's promotion lock until
 /// `carry_out` ends, so two promotions of a project never interleave.

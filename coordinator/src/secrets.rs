@@ -34,6 +34,18 @@ pub enum SecretError {
     Store(#[from] StoreError),
 }
 
+impl crate::error::Coded for SecretError {
+    fn code(&self) -> crate::error::Code {
+        use crate::error::Code;
+        match self {
+            SecretError::Invalid(_) => Code::Invalid,
+            // The key file and the store disagree: an operator must restore one.
+            SecretError::KeyFile { .. } | SecretError::Undecryptable(_) => Code::FailedPrecondition,
+            SecretError::Store(e) => e.code(),
+        }
+    }
+}
+
 /// A stored secret: nonce and ciphertext, hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedSecret {

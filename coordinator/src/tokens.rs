@@ -57,6 +57,22 @@ pub enum TokenError {
     Store(#[from] StoreError),
 }
 
+impl crate::error::Coded for TokenError {
+    fn code(&self) -> crate::error::Code {
+        use crate::error::Code;
+        match self {
+            TokenError::Unknown | TokenError::Used(_) | TokenError::Expired => {
+                Code::Unauthenticated
+            }
+            TokenError::WrongInstance(_) => Code::PermissionDenied,
+            // The launch is being recorded: the agent retries.
+            TokenError::NotYetBound => Code::Unavailable,
+            TokenError::BadCsr(_) => Code::Invalid,
+            TokenError::Store(e) => e.code(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct JoinTokens {
     db: Db,

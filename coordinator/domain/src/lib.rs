@@ -12,6 +12,7 @@
 //! - `queue`: one FIFO per project and environment.
 //! - `cloud`: the `Compute` / `LoadBalancer` / `Dns` traits the clouds implement,
 //!   and the tags every launch carries.
+//! - `error`: the kinds of failure (`Code`) every module's errors say they are.
 //! - `infra`: the load balancers and records the fleet implies (plan / apply).
 //! - `store`: the `Store` engine trait, typed tables (`Db`), batches, the
 //!   in-memory engine and the suite every engine passes.
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod deploy;
+pub mod error;
 pub mod infra;
 pub mod queue;
 pub mod release;

@@ -127,9 +127,7 @@ impl AgentService for AgentApi {
             )
             .await
         {
-            return Err(Status::internal(format!(
-                "the audit log cannot be written: {e}"
-            )));
+            return Err(super::status::audit_unwritable(&e));
         }
         let token = redeemed.inspect_err(|e| {
             warn!(instance = %request.instance_id, error = %e, "bootstrap refused");
@@ -141,7 +139,7 @@ impl AgentService for AgentApi {
                 &identity,
                 c.fleet.coordinator.agent_certificate_lifetime,
             )
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| super::status::of(&e))?;
         info!(instance = %request.instance_id, deployment_id = %token.deployment_id, "agent bootstrapped");
         Ok(Response::new(BootstrapResponse {
             certificate_pem,
@@ -184,7 +182,7 @@ impl AgentService for AgentApi {
         if c.db
             .get::<crate::agents::AgentRecord>(&identity.name)
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| super::status::of(&e))?
             .is_none()
         {
             return Err(Status::permission_denied(format!(
@@ -264,7 +262,7 @@ impl AgentService for AgentApi {
                 &caller.identity,
                 c.fleet.coordinator.agent_certificate_lifetime,
             )
-            .map_err(|e| Status::invalid_argument(e.to_string()));
+            .map_err(|e| super::status::of(&e));
         let result = match &signed {
             Ok(_) => "ok".to_string(),
             Err(status) => format!("{:?}: {}", status.code(), status.message()),
@@ -280,9 +278,7 @@ impl AgentService for AgentApi {
             )
             .await
         {
-            return Err(Status::internal(format!(
-                "the audit log cannot be written: {e}"
-            )));
+            return Err(super::status::audit_unwritable(&e));
         }
         let (certificate_pem, expires_at_ms) = signed?;
         info!(instance = %caller.identity.name, expires_at_ms, "agent certificate renewed");

@@ -46,9 +46,7 @@ impl OperatorApi {
             .await
         {
             error!(error = %e, %action, %who, "cannot write the audit log");
-            return Err(Status::internal(format!(
-                "the audit log cannot be written ({e}): the action was not acknowledged"
-            )));
+            return Err(super::status::audit_unwritable(&e));
         }
         outcome
     }
@@ -308,7 +306,7 @@ impl OperatorService for OperatorApi {
             .audit
             .list(request.get_ref().since_ms)
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| super::status::of(&e))?;
         Ok(Response::new(AuditResponse {
             entries: entries.into_iter().map(convert::audit_entry).collect(),
         }))
@@ -324,7 +322,7 @@ impl OperatorService for OperatorApi {
             .audit
             .verify()
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| super::status::of(&e))?;
         Ok(Response::new(match checked {
             Ok(entries) => AuditVerifyResponse {
                 intact: true,
@@ -438,7 +436,7 @@ impl OperatorService for OperatorApi {
                 .revocations
                 .revoke(&name, &caller.to_string())
                 .await
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| super::status::of(&e))?;
             let stream_closed = self
                 .coordinator
                 .agents
