@@ -1,12 +1,11 @@
-//! The coordinator's shared state: store, fleet, cloud, agents and trust, and the
-//! scheduler that starts one executor per active deployment.
+//! The coordinator's shared state: store, fleet, cloud, agents and trust.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-use tracing::{error, info};
+use tracing::info;
 
 use crate::agents::AgentHub;
 use crate::audit::AuditLog;
@@ -14,9 +13,7 @@ use crate::clock::{Clock, Millis};
 use crate::cloud::Cloud;
 use crate::config::Fleet;
 use crate::deploy::Deployment;
-use crate::deploy::executor;
 use crate::pki::Ca;
-use crate::queue::ReleaseQueue;
 use crate::revocation::Revocations;
 use crate::secrets::Secrets;
 use crate::store::{Changes, Db, StoreError};
@@ -204,50 +201,21 @@ impl Coordinator {
         busy()
     }
 
-    /// Starts the scheduler: it resumes active deployments (after a restart too)
-    /// and starts the head of every idle target's queue.
-    pub fn start_scheduler(self: &Arc<Self>) {
-        let coordinator = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let notified = coordinator.queue_changed.notified();
-                if let Err(e) = coordinator.schedule().await {
-                    error!(error = %e, "scheduling failed; retrying");
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
-            }
-        });
+    /// Marks `id` as having a running executor; false if it already has one.
+    pub fn claim_executor(&self, id: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string())
     }
 
-    async fn schedule(self: &Arc<Self>) -> Result<(), StoreError> {
-        let deployments = crate::deploy::history(&self.db).await?;
-        let queue = ReleaseQueue::new(&deployments);
-        let mut to_start: Vec<&crate::deploy::Deployment> =
-            queue.targets().filter_map(|t| t.active).collect();
-        to_start.extend(queue.startable());
-        if self.is_stopping() {
-            return Ok(());
-        }
-        for deployment in to_start {
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            if !running.insert(deployment.id.clone()) {
-                continue;
-            }
-            drop(running);
-            info!(deployment_id = %deployment.id, target = %deployment.target(), phase = %deployment.phase, "starting executor");
-            let coordinator = self.clone();
-            let id = deployment.id.clone();
-            tokio::spawn(async move {
-                executor::run(coordinator.clone(), &id).await;
-                coordinator
-                    .running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-                coordinator.set_waiting_on(&id, None);
-                coordinator.queue_changed.notify_one();
-            });
-        }
-        Ok(())
+    /// `id`'s executor ended: the scheduler may start the next deployment.
+    pub fn release_executor(&self, id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.set_waiting_on(id, None);
+        self.queue_changed.notify_one();
     }
 }

@@ -23,15 +23,15 @@
 #![forbid(unsafe_code)]
 
 // The domain's modules, at the paths the coordinator has always used.
-pub use slipway_domain::{clock, config, error, infra, queue, release};
+pub use slipway_domain::{clock, config, deploy, error, infra, queue, release};
 
 pub mod agents;
 pub mod audit;
 pub mod cloud;
 pub mod coordinator;
 pub mod data_dir;
-pub mod deploy;
 pub mod dev;
+pub mod executor;
 pub mod faults;
 pub mod grpc;
 pub mod lost;
@@ -40,6 +40,7 @@ pub mod pki;
 pub mod promote;
 pub mod revocation;
 pub mod run;
+pub mod scheduler;
 pub mod secrets;
 pub mod store;
 pub mod tokens;

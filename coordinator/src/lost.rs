@@ -23,18 +23,19 @@ pub const REPLACER: &str = "slipway (lost instance replacement)";
 
 /// Checks every target of every project that asks for replacement, once per
 /// heartbeat interval, for as long as the coordinator runs.
-pub fn start_watch(coordinator: &Arc<Coordinator>) {
+/// None if no project asks for replacement.
+pub fn start_watch(coordinator: &Arc<Coordinator>) -> Option<tokio::task::JoinHandle<()>> {
     if !coordinator
         .fleet
         .projects
         .values()
         .any(|p| p.replace_lost_instances)
     {
-        return;
+        return None;
     }
     let coordinator = coordinator.clone();
     let started = Instant::now();
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let every = coordinator.fleet.coordinator.heartbeat_interval;
         // After a start, an agent not heard from is not lost before it had
         // the time to redial, nor before the fleet's own limit.
@@ -57,7 +58,7 @@ pub fn start_watch(coordinator: &Arc<Coordinator>) {
                 error!(error = %e, "checking for lost instances failed; retrying");
             }
         }
-    });
+    }))
 }
 
 async fn replace_lost(

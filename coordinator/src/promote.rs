@@ -116,7 +116,7 @@ async fn mark_done(
 /// Starts the task that finishes pending promotions: those a crash left (at
 /// once) and those whose DNS change failed (`Coordinator::promotion_pending`
 /// wakes it), retrying with backoff until each is done or replaced.
-pub fn start_finisher(coordinator: &Arc<Coordinator>) {
+pub fn start_finisher(coordinator: &Arc<Coordinator>) -> tokio::task::JoinHandle<()> {
     let coordinator = coordinator.clone();
     tokio::spawn(async move {
         let mut wait = RETRY_FIRST;
@@ -134,7 +134,7 @@ pub fn start_finisher(coordinator: &Arc<Coordinator>) {
                 }
             }
         }
-    });
+    })
 }
 
 /// Tries every pending promotion once; the first error, if any failed.

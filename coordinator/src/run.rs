@@ -117,9 +117,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         advertised: advertised.clone(),
         clock,
     });
-    coordinator.start_scheduler();
-    crate::lost::start_watch(&coordinator);
-    crate::promote::start_finisher(&coordinator);
+    // The background tasks this process owns: the scheduler ends after a
+    // graceful stop; the others are ended with the process's tasks below.
+    let scheduler = crate::scheduler::start(coordinator.clone());
+    let mut background = vec![crate::promote::start_finisher(&coordinator)];
+    background.extend(crate::lost::start_watch(&coordinator));
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     crate::data_dir::write_pid(data_dir)
         .with_context(|| format!("cannot write to data dir {}", data_dir.display()))?;
@@ -174,6 +176,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             grace = ?CALLS_GRACE,
             "open calls did not end after the stop; exiting without them"
         ),
+    }
+    for task in &background {
+        task.abort();
+    }
+    if !scheduler.is_finished() {
+        warn!("the scheduler still had executors running at exit: a restart resumes them");
     }
     crate::data_dir::remove_pid(data_dir);
     info!(

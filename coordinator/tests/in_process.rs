@@ -11,7 +11,7 @@ use std::time::Duration;
 use slipway_coordinator::agents::AgentRecord;
 use slipway_coordinator::cloud::CloudError;
 use slipway_coordinator::deploy::Phase;
-use slipway_coordinator::deploy::executor::Step;
+use slipway_coordinator::executor::Step;
 use slipway_coordinator::operations::OperationError;
 use slipway_coordinator::pki::Identity;
 use slipway_coordinator::release::Release;
@@ -139,9 +139,7 @@ async fn a_cancel_racing_a_phase_change_wins_and_the_executor_backs_off() {
     let executor = {
         let coordinator = s.coordinator.clone();
         let id = id.clone();
-        tokio::spawn(
-            async move { slipway_coordinator::deploy::executor::tick(&coordinator, &id).await },
-        )
+        tokio::spawn(async move { slipway_coordinator::executor::tick(&coordinator, &id).await })
     };
     gate.reached().await;
     // Meanwhile the operator cancels it.

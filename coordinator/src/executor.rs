@@ -13,12 +13,12 @@ use slipway_common::user_data::UserData;
 use slipway_domain::agent::Configuration;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::machine::{Action, InstanceState, Limits, Observed, next_action};
-use super::{Deployment, LaunchedInstance, Phase};
 use crate::agents::AgentRecord;
 use crate::clock::Millis;
 use crate::cloud::{CloudError, Instance, LaunchRequest, Placement, load_balancer_name, tags};
 use crate::coordinator::Coordinator;
+use crate::deploy::machine::{Action, InstanceState, Limits, Observed, next_action};
+use crate::deploy::{Deployment, LaunchedInstance, Phase};
 use crate::faults;
 use crate::store::Changes;
 
