@@ -1,20 +1,40 @@
 //! `slipway-agent`: reads its bootstrap data, gets its certificate, connects to the
 //! coordinator and runs the instance's services.
+//!
+//! - `boot`: where bootstrap data comes from (`--user-data-file` or EC2's IMDSv2).
+//! - `identity`: the agent's key and certificate (key made here, never sent).
+//! - `session`: everything said to the coordinator, and the only module that
+//!   speaks the wire: Bootstrap, Renew, and the stream, reconnecting with
+//!   jittered backoff. Configuration arrives as the domain's `Configuration`.
+//! - `supervisor`: starts, restarts and stops services, and runs the health check;
+//!   `restarts`: when an exited service starts again (its restart budget).
+//!
+//! Dependencies point down: `session` → `supervisor` → `restarts`; `session` →
+//! `identity`, `boot`.
 
 #![forbid(unsafe_code)]
+
+mod boot;
+mod identity;
+mod restarts;
+mod session;
+mod supervisor;
+
+/// Reported in hello, so operators see which agent each image carries.
+const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::boot::{IMDS_ADDRESS, Imds, InstanceMetadata};
 use anyhow::Context;
 use clap::Parser;
-use slipway_agent::boot::{IMDS_ADDRESS, Imds, InstanceMetadata};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use slipway_agent::identity::{AgentCredentials, verify_ca};
-use slipway_agent::session::{credentials, renew, run_forever};
-use slipway_agent::supervisor::Supervisor;
+use crate::identity::{AgentCredentials, verify_ca};
+use crate::session::{credentials, renew, run_forever};
+use crate::supervisor::Supervisor;
 use slipway_common::user_data::UserData;
 use slipway_domain::clock::{Clock, SystemClock};
 use tracing_subscriber::EnvFilter;

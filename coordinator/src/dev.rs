@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cloud::Compute;
 use slipway_common::profile::{ProfileFile, write_profile};
+use slipway_coordinator::cloud::Compute;
 
-use crate::cloud::local::LocalCloud;
-use crate::config::Fleet;
-use crate::pki::{Ca, Identity, Role, write_file, write_private};
-use crate::store::Db;
+use slipway_coordinator::cloud::local::LocalCloud;
+use slipway_coordinator::config::Fleet;
+use slipway_coordinator::pki::{Ca, Identity, Role, write_file, write_private};
+use slipway_coordinator::store::Db;
 
 /// The sample fleet written to `DIR/fleet.toml` on first start; edit it freely.
 pub use slipway_domain::sample::SAMPLE_FLEET;
@@ -162,12 +162,16 @@ pub async fn sample_releases(
     data_dir: &Path,
     cloud: &LocalCloud,
     db: &Db,
-    clock: &dyn crate::clock::Clock,
+    clock: &dyn slipway_coordinator::clock::Clock,
 ) -> anyhow::Result<()> {
     let (agent, app) = sample_binaries()?;
     for (version, healthy) in SAMPLE_RELEASES {
-        let key = crate::release::Release::key_of("hello", version);
-        if db.get::<crate::release::Release>(&key).await?.is_some() {
+        let key = slipway_coordinator::release::Release::key_of("hello", version);
+        if db
+            .get::<slipway_coordinator::release::Release>(&key)
+            .await?
+            .is_some()
+        {
             continue;
         }
         let source = data_dir.join("bake").join(version);
@@ -186,7 +190,7 @@ pub async fn sample_releases(
         cloud.import_image(&source, tags).await?;
         let _ = std::fs::remove_dir_all(&source);
         let image_id = cloud.find_image("hello", version).await?;
-        db.put(&crate::release::Release {
+        db.put(&slipway_coordinator::release::Release {
             project: "hello".into(),
             version: version.into(),
             image_id,
@@ -233,7 +237,7 @@ pub fn issue_operator(
     let profile = slipway_common::profile::write_bundle(
         out,
         &coordinator,
-        crate::pki::SERVER_NAME,
+        slipway_coordinator::pki::SERVER_NAME,
         ca.cert_pem(),
         &issued.cert_pem,
         &issued.key_pem,
@@ -258,7 +262,7 @@ pub fn profile(data_dir: &Path, ca: &Ca, address: &str) -> anyhow::Result<PathBu
     let path = data_dir.join("profile.toml");
     let profile = ProfileFile {
         coordinator: address.to_string(),
-        server_name: crate::pki::SERVER_NAME.to_string(),
+        server_name: slipway_coordinator::pki::SERVER_NAME.to_string(),
         ca: "ca/ca.pem".into(),
         certificate: "operators/admin/cert.pem".into(),
         key: "operators/admin/key.pem".into(),

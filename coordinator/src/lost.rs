@@ -11,12 +11,14 @@ use tracing::{error, info, warn};
 
 use crate::agents::REDIAL_GRACE;
 use crate::clock::Millis;
-use crate::cloud::load_balancer_name;
+use crate::cloud::{CloudError, load_balancer_name};
 use crate::coordinator::Coordinator;
 use crate::deploy::machine::MemberState;
 use crate::deploy::{Deployment, Phase};
+use crate::operations::OperationError;
 use crate::queue::ReleaseQueue;
 use crate::release::Release;
+use crate::store::StoreError;
 
 /// Who the audit log and `deployments` name for replacements.
 pub const REPLACER: &str = "slipway (lost instance replacement)";
@@ -61,10 +63,26 @@ pub fn start_watch(coordinator: &Arc<Coordinator>) -> Option<tokio::task::JoinHa
     }))
 }
 
+#[derive(Debug, thiserror::Error)]
+enum LostError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Enqueue(#[from] OperationError),
+    #[error("release {project}@{version} serves {environment} but is no longer registered")]
+    ReleaseGone {
+        project: String,
+        version: String,
+        environment: String,
+    },
+}
+
 async fn replace_lost(
     c: &Arc<Coordinator>,
     attempted: &mut BTreeSet<String>,
-) -> anyhow::Result<()> {
+) -> Result<(), LostError> {
     let deployments = crate::deploy::history(&c.db).await?;
     let queue = ReleaseQueue::new(&deployments);
     let lost_after = c.fleet.coordinator.agent_lost_after.as_millis() as Millis;
@@ -105,11 +123,14 @@ async fn replace_lost(
             if lost.is_empty() {
                 continue;
             }
-            let release = c
-                .db
-                .get::<Release>(&Release::key_of(project, &serving.version))
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("release {project}@{} is gone", serving.version))?;
+            let release =
+                c.db.get::<Release>(&Release::key_of(project, &serving.version))
+                    .await?
+                    .ok_or_else(|| LostError::ReleaseGone {
+                        project: project.clone(),
+                        version: serving.version.clone(),
+                        environment: environment.clone(),
+                    })?;
             warn!(%project, %environment, lost = ?lost, "instances lost: launching replacements");
             let replacement = c
                 .enqueue_shaped(REPLACER.to_string(), &release, environment, |d| {

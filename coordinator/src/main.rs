@@ -3,12 +3,16 @@
 
 #![forbid(unsafe_code)]
 
+// Start-up is the binary's: the library is the coordinator without a process.
+mod data_dir;
+mod dev;
+mod run;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use slipway_coordinator::data_dir;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,7 +106,7 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
         Some(_) => data_dir::resolve(&args.data_dir),
     }?;
     match args.command {
-        Some(Command::Down) => slipway_coordinator::dev::down(&data_dir).await,
+        Some(Command::Down) => dev::down(&data_dir).await,
         Some(Command::Ca(CaCommand::Issue {
             name,
             role,
@@ -110,7 +114,7 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
             days,
             coordinator,
             out,
-        })) => slipway_coordinator::dev::issue_operator(
+        })) => dev::issue_operator(
             &data_dir,
             &name,
             &role,
@@ -120,7 +124,7 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
             &out,
         ),
         None => {
-            slipway_coordinator::run::run(slipway_coordinator::run::Options {
+            run::run(run::Options {
                 data_dir,
                 listen: args.listen,
                 fleet: args.fleet,

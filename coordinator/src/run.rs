@@ -9,13 +9,14 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::clock::{Clock, SystemClock};
-use crate::cloud::Cloud;
-use crate::config::{Fleet, Provider};
-use crate::coordinator::{Advertised, Coordinator, Parts};
-use crate::pki::{Ca, SERVER_NAME};
-use crate::store::{Db, SledStore};
-use crate::{dev, grpc, infra};
+use crate::dev;
+use slipway_coordinator::clock::{Clock, SystemClock};
+use slipway_coordinator::cloud::Cloud;
+use slipway_coordinator::config::{Fleet, Provider};
+use slipway_coordinator::coordinator::{Advertised, Coordinator, Parts};
+use slipway_coordinator::pki::{Ca, SERVER_NAME};
+use slipway_coordinator::store::{Db, SledStore};
+use slipway_coordinator::{grpc, infra};
 
 /// How long a graceful stop waits for deployments to finish their current step.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -105,8 +106,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let profile = dev::profile(data_dir, &ca, &advertised.address)?;
 
     // The key lives beside the store, not in it: a copy of the store reveals nothing.
-    let secrets = crate::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))?;
-    let revocations = crate::revocation::Revocations::load(db.clone(), clock.clone()).await?;
+    let secrets =
+        slipway_coordinator::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))?;
+    let revocations =
+        slipway_coordinator::revocation::Revocations::load(db.clone(), clock.clone()).await?;
     let coordinator = Coordinator::new(Parts {
         db,
         fleet,
@@ -119,9 +122,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     });
     // The background tasks this process owns: the scheduler ends after a
     // graceful stop; the others are ended with the process's tasks below.
-    let scheduler = crate::scheduler::start(coordinator.clone());
-    let mut background = vec![crate::promote::start_finisher(&coordinator)];
-    background.extend(crate::lost::start_watch(&coordinator));
+    let scheduler = slipway_coordinator::scheduler::start(coordinator.clone());
+    let mut background = vec![slipway_coordinator::promote::start_finisher(&coordinator)];
+    background.extend(slipway_coordinator::lost::start_watch(&coordinator));
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     crate::data_dir::write_pid(data_dir)
         .with_context(|| format!("cannot write to data dir {}", data_dir.display()))?;
@@ -192,7 +195,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 #[cfg(feature = "aws")]
 async fn aws_cloud(fleet: &Fleet) -> anyhow::Result<Cloud> {
-    let aws = Arc::new(crate::cloud::aws::AwsCloud::connect(&fleet.cloud).await?);
+    let aws = Arc::new(slipway_coordinator::cloud::aws::AwsCloud::connect(&fleet.cloud).await?);
     Ok(Cloud {
         compute: aws.clone(),
         load_balancer: aws.clone(),

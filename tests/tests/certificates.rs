@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use slipway_coordinator::dev::SAMPLE_FLEET;
+use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_tests::processes::instance_processes;
 use slipway_tests::{Coordinator, TempDir, eventually};
 

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use slipway_coordinator::dev::SAMPLE_FLEET;
+use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_tests::load::{Load, get};
 use slipway_tests::processes::{agent_pid, instance_processes, kill9};
 use slipway_tests::{Coordinator, entered, eventually, strings, unix_ms};

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use slipway_coordinator::deploy::machine::{InstanceState, MemberState};
-use slipway_coordinator::dev::SAMPLE_FLEET;
+use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_tests::Coordinator;
 use slipway_tests::cloud::CloudView;
 use slipway_tests::load::Load;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use slipway_coordinator::dev::SAMPLE_FLEET;
+use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_tests::load::Load;
 use slipway_tests::processes::{agent_pid, freeze, thaw};
 use slipway_tests::{Coordinator, unix_ms};

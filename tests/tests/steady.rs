@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use slipway_coordinator::dev::SAMPLE_FLEET;
+use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_tests::load::Load;
 use slipway_tests::processes::{agent_pid, freeze, kill9, service_pids};
 use slipway_tests::{Coordinator, eventually};

@@ -14,17 +14,17 @@
 //!   lets open connections finish on deregister;
 //! - a DNS record is a public port forwarding to the load balancer it points at.
 //!
-//! `client` is what the coordinator links (the domain's cloud traits over the
-//! socket); `server`, `proxy` and `image` run in `slipway-local-cloud`;
-//! `protocol` is what they say to each other. It depends on the domain only.
+//! This library is what the coordinator links: `client` (the domain's cloud
+//! traits over the socket) and `protocol` (what client and server say to each
+//! other). The `slipway-local-cloud` binary is the other side: its `server`,
+//! `proxy` and `image` modules. It depends on the domain and
+//! `slipway-common` only; dependencies point down: `server` → `proxy`, `image`,
+//! `protocol`; `client` → `protocol`.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
-pub mod image;
 pub mod protocol;
-pub mod proxy;
-pub mod server;
 
 pub use client::LocalCloud;
 

@@ -4,6 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+mod image;
+mod proxy;
+mod server;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,7 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(slipway_local_cloud::server::run(&args.dir)) {
+    match runtime.block_on(server::run(&args.dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("slipway-local-cloud: {e:#}");

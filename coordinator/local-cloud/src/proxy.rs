@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
-use crate::protocol::MemberInfo;
 use slipway_domain::cloud::LoadBalancerSettings;
+use slipway_local_cloud::protocol::MemberInfo;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -18,13 +18,13 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
-use crate::SOCKET;
 use crate::image;
-use crate::protocol::{
+use crate::proxy::{Balancer, PublicListener};
+use slipway_local_cloud::SOCKET;
+use slipway_local_cloud::protocol::{
     ErrorKind, InstanceInfo, InstanceStatus, LoadBalancerInfo, MAX_LINE, RecordInfo, Registration,
     Request, Response,
 };
-use crate::proxy::{Balancer, PublicListener};
 
 /// How long a terminated instance gets to stop before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(3);
