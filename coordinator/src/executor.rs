@@ -13,34 +13,74 @@ use slipway_common::user_data::UserData;
 use slipway_domain::agent::Configuration;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::agents::AgentHub;
 use crate::agents::AgentRecord;
+use crate::clock::Clock;
 use crate::clock::Millis;
+use crate::cloud::Cloud;
 use crate::cloud::{CloudError, Instance, LaunchRequest, Placement, load_balancer_name, tags};
-use crate::coordinator::Coordinator;
+use crate::config::Fleet;
 use crate::deploy::machine::{Action, InstanceState, Limits, Observed, next_action};
 use crate::deploy::{Deployment, LaunchedInstance, Phase};
+use crate::deployments::Deployments;
 use crate::faults;
+use crate::secrets::Secrets;
+use crate::stopping::Stopping;
 use crate::store::Changes;
+use crate::tokens::JoinTokens;
+
+/// What a launch tells the agent about the coordinator: where it is and how to
+/// recognise it (the CA certificate, never its key).
+#[derive(Debug, Clone)]
+pub struct LaunchTemplate {
+    /// `https://host:port`.
+    pub coordinator: String,
+    pub server_name: String,
+    pub ca_pem: String,
+    pub ca_fingerprint: String,
+}
+
+/// What carrying out deployments takes, and nothing more.
+pub struct Executor {
+    pub deployments: Arc<Deployments>,
+    pub agents: Arc<AgentHub>,
+    pub tokens: Arc<JoinTokens>,
+    pub secrets: Arc<Secrets>,
+    pub cloud: Cloud,
+    pub fleet: Arc<Fleet>,
+    pub launch: LaunchTemplate,
+    pub clock: Arc<dyn Clock>,
+    pub stopping: Stopping,
+    /// When this process started (wall clock, as phases are stamped).
+    pub started_at: Millis,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Executor")
+    }
+}
 
 /// Longest pause between ticks when nothing wakes the executor.
 const TICK: Duration = Duration::from_millis(500);
 /// Pause after a failed cloud call before retrying.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-pub async fn run(coordinator: Arc<Coordinator>, id: &str) {
+/// Drives deployment `id` until it is finished or a stop is asked for.
+pub async fn run(coordinator: Arc<Executor>, id: &str) {
     let span = info_span!("deployment", deployment_id = %id);
     async {
         loop {
             // A graceful stop lets the step in progress finish (its outcome is
             // stored) and starts no other; a restart resumes from the store.
-            if coordinator.is_stopping() {
+            if coordinator.stopping.is_asked() {
                 info!("stopped between steps");
                 return;
             }
             let notified = coordinator.agents.changed.notified();
             let pause = match tick(&coordinator, id).await {
                 Ok(Step::Finished) => {
-                    if coordinator.is_stopping() {
+                    if coordinator.stopping.is_asked() {
                         info!("stopped between steps: the last one finished the deployment");
                     }
                     return;
@@ -49,13 +89,15 @@ pub async fn run(coordinator: Arc<Coordinator>, id: &str) {
                 Ok(Step::Wait) => TICK,
                 Err(e) => {
                     error!(error = %e, "deployment step failed; retrying");
-                    coordinator.set_waiting_on(id, Some(format!("retrying after: {e}")));
+                    coordinator
+                        .deployments
+                        .set_waiting_on(id, Some(format!("retrying after: {e}")));
                     RETRY_PAUSE
                 }
             };
             tokio::select! {
                 _ = tokio::time::timeout(pause, notified) => {}
-                _ = coordinator.stop_requested() => {}
+                _ = coordinator.stopping.asked() => {}
             }
         }
     }
@@ -89,11 +131,8 @@ pub enum StepError {
 
 /// Reads the deployment, observes, decides and acts once. A failed step is
 /// retried by the caller; what it stored stays.
-pub async fn tick(c: &Coordinator, id: &str) -> Result<Step, StepError> {
-    let mut d =
-        c.db.get::<Deployment>(id)
-            .await?
-            .ok_or(StepError::Vanished)?;
+pub async fn tick(c: &Executor, id: &str) -> Result<Step, StepError> {
+    let mut d = c.deployments.get(id).await?.ok_or(StepError::Vanished)?;
     if d.phase.is_finished() {
         return Ok(Step::Finished);
     }
@@ -178,7 +217,7 @@ fn rolls_back(d: &Deployment, e: &CloudError, limits: &Limits, now: Millis) -> b
 }
 
 /// Observes, decides and acts once.
-async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<Step, StepError> {
+async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step, StepError> {
     let id = d.id.clone();
     let id = id.as_str();
     let observed = observe(c, &mut *d).await?;
@@ -187,7 +226,7 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
     let phase = d.phase;
     let result = match &action {
         Action::Wait(what) => {
-            c.set_waiting_on(id, Some(what.clone()));
+            c.deployments.set_waiting_on(id, Some(what.clone()));
             return Ok(Step::Wait);
         }
         Action::Advance(Phase::Draining) => switch(c, d, &observed, limits, &lb).await,
@@ -255,7 +294,7 @@ async fn step(c: &Coordinator, d: &mut Deployment, limits: &Limits) -> Result<St
 /// New instances serve: store `draining`, then take the old instances out of the
 /// load balancer in the same step, as the machine decides on `observed`.
 async fn switch(
-    c: &Coordinator,
+    c: &Executor,
     d: &mut Deployment,
     observed: &Observed,
     limits: &Limits,
@@ -280,14 +319,15 @@ async fn switch(
 /// Stores when the drain of `instances` starts, then takes them out of the
 /// load balancer.
 async fn deregister(
-    c: &Coordinator,
+    c: &Executor,
     d: &mut Deployment,
     lb: &str,
     instances: &[String],
 ) -> Result<(), StepError> {
     let now = c.clock.now();
     let stored = c
-        .update_deployment(&d.id, |fresh| {
+        .deployments
+        .update(&d.id, |fresh| {
             fresh.drain_from = Some(now);
             Ok::<_, StepError>(())
         })
@@ -299,7 +339,7 @@ async fn deregister(
 
 /// Moves the deployment to `phase`, on its freshest stored state.
 async fn enter(
-    c: &Coordinator,
+    c: &Executor,
     d: &mut Deployment,
     phase: Phase,
     reason: Option<String>,
@@ -311,7 +351,7 @@ async fn enter(
 /// phase's entry time. Refuses (Conflict) if the stored phase is no longer the
 /// one this tick decided from.
 async fn enter_with(
-    c: &Coordinator,
+    c: &Executor,
     d: &mut Deployment,
     phase: Phase,
     reason: Option<String>,
@@ -320,7 +360,8 @@ async fn enter_with(
     let from = d.phase;
     let at = c.clock.now();
     let stored = c
-        .update_deployment(&d.id, |fresh| {
+        .deployments
+        .update(&d.id, |fresh| {
             if fresh.phase != from {
                 return Err(StepError::Conflict);
             }
@@ -334,11 +375,11 @@ async fn enter_with(
         .await?;
     *d = stored.ok_or(StepError::Vanished)?.0;
     info!(phase = %phase, "phase");
-    c.set_waiting_on(&d.id, None);
+    c.deployments.set_waiting_on(&d.id, None);
     Ok(())
 }
 
-async fn observe(c: &Coordinator, d: &mut Deployment) -> Result<Observed, StepError> {
+async fn observe(c: &Executor, d: &mut Deployment) -> Result<Observed, StepError> {
     // Only a launch can make an instance the store does not know yet (the process
     // died between the cloud's answer and the write); adopt it before deciding, so
     // it is neither launched twice nor left behind by a rollback.
@@ -386,7 +427,7 @@ async fn observe(c: &Coordinator, d: &mut Deployment) -> Result<Observed, StepEr
 
 /// Records instances that carry this deployment's tag but are not in its stored
 /// list. One that duplicates a recorded slot never served: it is terminated.
-async fn adopt_unrecorded(c: &Coordinator, d: &mut Deployment) -> Result<(), StepError> {
+async fn adopt_unrecorded(c: &Executor, d: &mut Deployment) -> Result<(), StepError> {
     let tags = BTreeMap::from([(tags::DEPLOYMENT.to_string(), d.id.clone())]);
     let found = c.cloud.compute.find_instances(&tags).await?;
     for instance in found {
@@ -414,7 +455,7 @@ async fn adopt_unrecorded(c: &Coordinator, d: &mut Deployment) -> Result<(), Ste
     Ok(())
 }
 
-async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<(), StepError> {
+async fn launch(c: &Executor, d: &mut Deployment, slots: &[u32]) -> Result<(), StepError> {
     let lb = load_balancer_name(&d.project, &d.environment);
     if d.launched.is_empty() && c.cloud.load_balancer.describe(&lb).await?.is_none() {
         // Nothing launched yet: fail before making instances that could never serve.
@@ -424,7 +465,8 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
     }
     if !d.launch_attempted {
         let stored = c
-            .update_deployment(&d.id, |fresh| {
+            .deployments
+            .update(&d.id, |fresh| {
                 fresh.launch_attempted = true;
                 Ok::<_, StepError>(())
             })
@@ -440,10 +482,10 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
     for &slot in slots {
         let token = c.tokens.issue(&d.id, slot).await?;
         let user_data = UserData {
-            coordinator: c.advertised.address.clone(),
-            server_name: c.advertised.server_name.clone(),
-            ca_pem: c.ca.cert_pem().to_string(),
-            ca_fingerprint: c.ca.fingerprint().to_string(),
+            coordinator: c.launch.coordinator.clone(),
+            server_name: c.launch.server_name.clone(),
+            ca_pem: c.launch.ca_pem.clone(),
+            ca_fingerprint: c.launch.ca_fingerprint.clone(),
             join_token: token,
         };
         let tags = BTreeMap::from([
@@ -491,7 +533,7 @@ async fn launch(c: &Coordinator, d: &mut Deployment, slots: &[u32]) -> Result<()
 /// terminates it). A crash before the batch leaves none of it: the next tick
 /// adopts the instance by its tags.
 async fn record_launched(
-    c: &Coordinator,
+    c: &Executor,
     d: &mut Deployment,
     slot: u32,
     instance: &Instance,
@@ -514,7 +556,8 @@ async fn record_launched(
         id: instance.id.clone(),
     };
     let stored = c
-        .update_deployment_with(&d.id, changes, |fresh| {
+        .deployments
+        .update_with(&d.id, changes, |fresh| {
             if !fresh.launched.iter().any(|i| i.slot == slot) {
                 fresh.launched.push(launched);
             }
@@ -525,7 +568,7 @@ async fn record_launched(
     Ok(())
 }
 
-async fn configure(c: &Coordinator, d: &Deployment, instances: &[String]) {
+async fn configure(c: &Executor, d: &Deployment, instances: &[String]) {
     let secrets = match c.secrets.reveal(&d.environment).await {
         Ok(secrets) => secrets,
         Err(e) => {

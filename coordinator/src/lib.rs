@@ -4,8 +4,11 @@
 //! `error`, `infra`, `queue`, `release`); this crate carries them out.
 //!
 //! - `store`: the engines (sled; the domain's memory engine for tests).
+//! - `deployments` (the deployments table and its queue), `releases` (the
+//!   releases table): what the subsystems below share.
 //! - `executor`: carries out the deploy machine's actions against the cloud, the
-//!   agents and the store; `scheduler`: one executor per active deployment.
+//!   agents and the store; `scheduler`: one executor per active deployment,
+//!   owned in a `JoinSet`.
 //! - `operations`: what operators can ask, in domain terms; `promote`: public
 //!   records; `lost`: replacing serving instances whose agents went silent.
 //! - `agents`: agent records and the hub of live agent streams (domain
@@ -14,17 +17,20 @@
 //!   `revocation`, `audit` (the hash-chained log), `secrets` (encrypted
 //!   environment secrets).
 //! - `cloud`: the domain's cloud traits, the `local` cloud's client and `aws`.
+//! - `stopping`: the graceful stop every long-running part watches;
+//!   `faults`: named points where the fault-injection harness stops the process.
+//! - `coordinator`: the wiring, the one module that sees every subsystem; each
+//!   subsystem is built there with only the dependencies it takes.
 //! - `grpc`: the TLS port and the agent and operator services: the only module
-//!   that sees the wire.
-//! - `coordinator`: the shared state those modules reach; `faults`: named
-//!   points where the fault-injection harness stops the process.
+//!   that sees the wire; each service takes the subsystems it serves.
 //!
 //! Start-up (`run`, `dev`, `data_dir`) belongs to the `slipway-coordinator`
 //! binary, not to this library.
 //!
-//! Dependencies point down: `grpc` → `operations`, `promote`, `lost` →
-//! `scheduler` → `executor` → `coordinator` → `agents`, `audit`, `tokens`,
-//! `secrets`, `revocation`, `pki` → `store`; `tests/run` checks there is no cycle.
+//! Dependencies point down: `grpc` → `coordinator` (wiring) → `operations`,
+//! `lost`, `scheduler` → `executor`, `promote`, `releases`, `deployments` →
+//! `agents`, `audit`, `tokens`, `secrets`, `revocation` → `store`; `tests/run`
+//! checks there is no cycle.
 
 #![forbid(unsafe_code)]
 
@@ -35,6 +41,7 @@ pub mod agents;
 pub mod audit;
 pub mod cloud;
 pub mod coordinator;
+pub mod deployments;
 pub mod executor;
 pub mod faults;
 pub mod grpc;
@@ -42,8 +49,10 @@ pub mod lost;
 pub mod operations;
 pub mod pki;
 pub mod promote;
+pub mod releases;
 pub mod revocation;
 pub mod scheduler;
 pub mod secrets;
+pub mod stopping;
 pub mod store;
 pub mod tokens;

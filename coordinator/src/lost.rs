@@ -9,24 +9,41 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
+use crate::agents::AgentHub;
 use crate::agents::REDIAL_GRACE;
+use crate::audit::AuditLog;
+use crate::clock::Clock;
 use crate::clock::Millis;
+use crate::cloud::LoadBalancer;
 use crate::cloud::{CloudError, load_balancer_name};
-use crate::coordinator::Coordinator;
+use crate::config::Fleet;
 use crate::deploy::machine::MemberState;
 use crate::deploy::{Deployment, Phase};
-use crate::operations::OperationError;
+use crate::deployments::Deployments;
 use crate::queue::ReleaseQueue;
-use crate::release::Release;
+use crate::releases::Releases;
+use crate::stopping::Stopping;
 use crate::store::StoreError;
 
 /// Who the audit log and `deployments` name for replacements.
 pub const REPLACER: &str = "slipway (lost instance replacement)";
 
+/// What watching for lost instances takes.
+pub struct LostWatch {
+    pub fleet: Arc<Fleet>,
+    pub deployments: Arc<Deployments>,
+    pub releases: Arc<Releases>,
+    pub load_balancer: Arc<dyn LoadBalancer>,
+    pub agents: Arc<AgentHub>,
+    pub audit: Arc<AuditLog>,
+    pub clock: Arc<dyn Clock>,
+    pub stopping: Stopping,
+}
+
 /// Checks every target of every project that asks for replacement, once per
 /// heartbeat interval, for as long as the coordinator runs.
 /// None if no project asks for replacement.
-pub fn start_watch(coordinator: &Arc<Coordinator>) -> Option<tokio::task::JoinHandle<()>> {
+pub fn start_watch(coordinator: Arc<LostWatch>) -> Option<tokio::task::JoinHandle<()>> {
     if !coordinator
         .fleet
         .projects
@@ -35,7 +52,6 @@ pub fn start_watch(coordinator: &Arc<Coordinator>) -> Option<tokio::task::JoinHa
     {
         return None;
     }
-    let coordinator = coordinator.clone();
     let started = Instant::now();
     Some(tokio::spawn(async move {
         let every = coordinator.fleet.coordinator.heartbeat_interval;
@@ -50,7 +66,7 @@ pub fn start_watch(coordinator: &Arc<Coordinator>) -> Option<tokio::task::JoinHa
         let mut attempted: BTreeSet<String> = BTreeSet::new();
         loop {
             tokio::time::sleep(every).await;
-            if coordinator.is_stopping() {
+            if coordinator.stopping.is_asked() {
                 return;
             }
             if started.elapsed() < grace {
@@ -69,8 +85,6 @@ enum LostError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Cloud(#[from] CloudError),
-    #[error(transparent)]
-    Enqueue(#[from] OperationError),
     #[error("release {project}@{version} serves {environment} but is no longer registered")]
     ReleaseGone {
         project: String,
@@ -79,11 +93,8 @@ enum LostError {
     },
 }
 
-async fn replace_lost(
-    c: &Arc<Coordinator>,
-    attempted: &mut BTreeSet<String>,
-) -> Result<(), LostError> {
-    let deployments = crate::deploy::history(&c.db).await?;
+async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result<(), LostError> {
+    let deployments = c.deployments.history().await?;
     let queue = ReleaseQueue::new(&deployments);
     let lost_after = c.fleet.coordinator.agent_lost_after.as_millis() as Millis;
     for (project, settings) in &c.fleet.projects {
@@ -104,7 +115,6 @@ async fn replace_lost(
                 continue;
             };
             let members = c
-                .cloud
                 .load_balancer
                 .members(&load_balancer_name(project, environment))
                 .await?;
@@ -123,18 +133,20 @@ async fn replace_lost(
             if lost.is_empty() {
                 continue;
             }
-            let release =
-                c.db.get::<Release>(&Release::key_of(project, &serving.version))
-                    .await?
-                    .ok_or_else(|| LostError::ReleaseGone {
-                        project: project.clone(),
-                        version: serving.version.clone(),
-                        environment: environment.clone(),
-                    })?;
+            let release = c
+                .releases
+                .get(project, &serving.version)
+                .await?
+                .ok_or_else(|| LostError::ReleaseGone {
+                    project: project.clone(),
+                    version: serving.version.clone(),
+                    environment: environment.clone(),
+                })?;
             warn!(%project, %environment, lost = ?lost, "instances lost: launching replacements");
+            let desired = lost.len() as u32;
             let replacement = c
-                .enqueue_shaped(REPLACER.to_string(), &release, environment, |d| {
-                    d.desired = lost.len() as u32;
+                .deployments
+                .enqueue(REPLACER.to_string(), &release, environment, desired, |d| {
                     d.replaces = lost.clone();
                 })
                 .await?;

@@ -2,16 +2,27 @@
 //! layer converts wire types to these calls and their errors to status codes.
 
 use crate::cloud::{CloudError, load_balancer_name};
-use crate::coordinator::Coordinator;
+use std::sync::Arc;
+
+use crate::agents::AgentHub;
+use crate::agents::AgentRecord;
+use crate::clock::Clock;
+use crate::cloud::Cloud;
+use crate::config::Fleet;
 use crate::deploy::machine::{InstanceState, MemberState};
-use crate::deploy::{Deployment, Phase, PhaseEntry};
+use crate::deploy::{Deployment, Phase};
+use crate::deployments::Deployments;
 use crate::error::{Code, Coded};
+use crate::pki::Ca;
 use crate::pki::Identity;
+use crate::promote::Promotions;
 use crate::promote::{self, RecordState};
 use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
-use crate::store::{Range, StoreError};
-use crate::{agents::AgentRecord, deploy};
+use crate::releases::Releases;
+use crate::secrets::Secrets;
+use crate::store::Db;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperationError {
@@ -136,7 +147,28 @@ pub struct AgentStatus {
     pub agent_version: String,
 }
 
-impl Coordinator {
+/// What operators can ask, and what answering takes.
+pub struct Operations {
+    pub fleet: Arc<Fleet>,
+    pub clock: Arc<dyn Clock>,
+    pub releases: Arc<Releases>,
+    pub deployments: Arc<Deployments>,
+    pub promotions: Arc<Promotions>,
+    pub cloud: Cloud,
+    pub agents: Arc<AgentHub>,
+    pub ca: Arc<Ca>,
+    pub secrets: Arc<Secrets>,
+    /// The agents table, read for `agents`.
+    pub db: Db,
+}
+
+impl std::fmt::Debug for Operations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Operations")
+    }
+}
+
+impl Operations {
     fn check_project(&self, project: &str) -> Result<()> {
         if self.fleet.project(project).is_none() {
             return Err(OperationError::NotFound(format!(
@@ -187,44 +219,19 @@ impl Coordinator {
         image_id: Option<&str>,
     ) -> Result<Release> {
         self.check_project(project)?;
-        check_version(version).map_err(OperationError::Invalid)?;
-        let image_id = match image_id {
-            Some(id) => id.to_string(),
-            None => self.cloud.compute.find_image(project, version).await?,
-        };
-        if let Some(existing) = self.stored_release(project, version).await? {
-            if existing.image_id == image_id {
-                return Ok(existing);
-            }
-            return Err(OperationError::FailedPrecondition(format!(
-                "release {project}@{version} is already image {}: releases are immutable; build a new version",
-                existing.image_id
-            )));
-        }
-        let release = Release {
-            project: project.to_string(),
-            version: version.to_string(),
-            image_id,
-            registered_at: self.clock.now(),
-            registered_by: who.name.clone(),
-        };
-        self.db.put(&release).await?;
-        Ok(release)
+        self.releases
+            .register(&who.name, project, version, image_id)
+            .await
+            .map_err(OperationError::of)
     }
 
     async fn stored_release(&self, project: &str, version: &str) -> Result<Option<Release>> {
-        Ok(self
-            .db
-            .get::<Release>(&Release::key_of(project, version))
-            .await?)
+        Ok(self.releases.get(project, version).await?)
     }
 
     /// Registered releases, by project and then in the order they were registered.
     pub async fn releases(&self, project: Option<&str>) -> Result<Vec<Release>> {
-        let range = project.map_or_else(Range::all, |p| Range::prefix(format!("{p}/")));
-        let mut releases: Vec<Release> = self.db.range(range).await?;
-        releases.sort_by(|a, b| (&a.project, a.registered_at).cmp(&(&b.project, b.registered_at)));
-        Ok(releases)
+        Ok(self.releases.list(project).await?)
     }
 
     /// Enqueues a deployment; returns once it is stored durably.
@@ -253,61 +260,23 @@ impl Coordinator {
         release: &Release,
         environment: &str,
     ) -> Result<Deployment> {
-        self.enqueue_shaped(requested_by, release, environment, |_| {})
-            .await
-    }
-
-    /// Enqueues a deployment changed by `shape` before it is stored (a
-    /// replacement of some instances, say): the scheduler never sees it unshaped.
-    pub(crate) async fn enqueue_shaped(
-        &self,
-        requested_by: String,
-        release: &Release,
-        environment: &str,
-        shape: impl FnOnce(&mut Deployment),
-    ) -> Result<Deployment> {
         let desired = self
             .fleet
             .instance_count(&release.project, environment)
             .ok_or_else(|| OperationError::NotFound(format!("no environment {environment:?}")))?;
-        let seq = self.db.next_id().await?;
-        let now = self.clock.now();
-        let mut deployment = Deployment {
-            id: format!("d-{seq}"),
-            seq,
-            project: release.project.clone(),
-            version: release.version.clone(),
-            image_id: release.image_id.clone(),
-            environment: environment.to_string(),
-            requested_by,
-            requested_at: now,
-            phase: Phase::Queued,
-            history: vec![PhaseEntry {
-                phase: Phase::Queued,
-                at: now,
-            }],
-            reason: None,
-            desired,
-            launched: vec![],
-            old_instances: vec![],
-            cancel_requested_by: None,
-            replaces: vec![],
-            launch_attempted: false,
-            drain_from: None,
-        };
-        shape(&mut deployment);
-        self.db.put(&deployment).await?;
-        self.queue_changed.notify_one();
-        Ok(deployment)
+        Ok(self
+            .deployments
+            .enqueue(requested_by, release, environment, desired, |_| {})
+            .await?)
     }
 
     pub async fn deployment(&self, id: &str) -> Result<DeploymentView> {
-        let deployment = self.db.get::<Deployment>(id).await?.ok_or_else(|| {
+        let deployment = self.deployments.get(id).await?.ok_or_else(|| {
             OperationError::NotFound(format!(
                 "no deployment {id:?}: list them with `slipway deployments`"
             ))
         })?;
-        let all = deploy::history(&self.db).await?;
+        let all = self.deployments.history().await?;
         Ok(self.view(deployment, &all))
     }
 
@@ -333,7 +302,7 @@ impl Coordinator {
                 })
             })
         } else {
-            self.waiting_on(&deployment.id)
+            self.deployments.waiting_on(&deployment.id)
         };
         DeploymentView {
             deployment,
@@ -344,7 +313,7 @@ impl Coordinator {
     /// Cancels a queued deployment, or rolls back an active one that does not serve yet.
     pub async fn cancel(&self, who: &Identity, id: &str) -> Result<Deployment> {
         let now = self.clock.now();
-        let cancelled = self.update_deployment(id, |deployment| {
+        let cancelled = self.deployments.update(id, |deployment| {
             Self::check_may_act(who, &deployment.environment)?;
             match deployment.phase {
                 Phase::Queued => {
@@ -371,13 +340,13 @@ impl Coordinator {
                 "no deployment {id:?}: list them with `slipway deployments`"
             ))
         })?;
-        self.queue_changed.notify_one();
+        self.deployments.queue_changed();
         self.agents.changed.notify_waiters();
         Ok(deployment)
     }
 
     pub async fn queue(&self) -> Result<Vec<QueueLine>> {
-        let all = deploy::history(&self.db).await?;
+        let all = self.deployments.history().await?;
         let queue = ReleaseQueue::new(&all);
         Ok(queue
             .targets()
@@ -401,7 +370,7 @@ impl Coordinator {
         environment: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeploymentView>> {
-        let history = deploy::history(&self.db).await?;
+        let history = self.deployments.history().await?;
         let mut all = history.clone();
         all.retain(|d| {
             project.is_none_or(|p| d.project == p) && environment.is_none_or(|e| d.environment == e)
@@ -415,7 +384,9 @@ impl Coordinator {
 
     /// The version a target last deployed successfully.
     async fn succeeded_versions(&self, project: &str, environment: &str) -> Result<Vec<String>> {
-        Ok(deploy::history(&self.db)
+        Ok(self
+            .deployments
+            .history()
             .await?
             .into_iter()
             .filter(|d| {
@@ -529,9 +500,9 @@ impl Coordinator {
 
     async fn public_record(&self, project: &str) -> Result<PublicRecordView> {
         let public = self.public_config(project)?;
-        let stored = self.db.get::<RecordState>(project).await?;
+        let stored = self.promotions.record(project).await?;
         // Status must answer when DNS cannot: that is when operators ask.
-        let (endpoint, dns_error) = match self.cloud.dns.endpoint(&public.name).await {
+        let (endpoint, dns_error) = match self.promotions.endpoint(&public.name).await {
             Ok(endpoint) => (endpoint, None),
             Err(e) => (None, Some(e.to_string())),
         };
@@ -572,8 +543,8 @@ impl Coordinator {
                 "{environment} runs no release of {project}: deploy one there first"
             )));
         }
-        let _one_at_a_time = self.promotion_lock(project).await;
-        let stored = self.db.get::<RecordState>(project).await?;
+        let _one_at_a_time = self.promotions.lock(project).await;
+        let stored = self.promotions.record(project).await?;
         // Where DNS last surely pointed: a pending promotion never confirmed its
         // environment, so its previous one is it.
         let (confirmed, earlier) = match &stored {
@@ -591,10 +562,10 @@ impl Coordinator {
             updated_by: who.name.clone(),
             pending: true,
         };
-        promote::store_intent(self, &record).await?;
-        if let Err(e) = promote::carry_out(self, record).await {
+        promote::store_intent(&self.promotions, &record).await?;
+        if let Err(e) = promote::carry_out(&self.promotions, record).await {
             // Stored as pending: the finisher retries it until DNS takes it.
-            self.promotion_pending.notify_one();
+            self.promotions.retry_pending();
             let back = confirmed.filter(other).map_or(String::new(), |live| {
                 format!("; `slipway promote {project} --to {live}` takes it back")
             });

@@ -12,10 +12,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::audit::AuditLog;
 use crate::clock::Millis;
+use crate::cloud::Dns;
 use crate::cloud::{CloudError, load_balancer_name};
-use crate::coordinator::Coordinator;
+use crate::config::Fleet;
 use crate::faults;
+use crate::store::Db;
 use crate::store::{Record, StoreError, Table};
 
 /// Who the audit log names for a promotion finished after a restart or a retry.
@@ -70,11 +73,72 @@ impl crate::error::Coded for PromoteError {
     }
 }
 
+/// The public records table, DNS, and the lock per project that keeps two
+/// promotions of a project from interleaving.
+pub struct Promotions {
+    db: Db,
+    dns: Arc<dyn Dns>,
+    fleet: Arc<Fleet>,
+    audit: Arc<AuditLog>,
+    /// One lock per project, held while a promotion reads and changes its
+    /// public record and DNS.
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Wakes the task that finishes pending promotions (`start_finisher`).
+    pending: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Promotions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Promotions")
+    }
+}
+
+impl Promotions {
+    pub fn new(db: Db, dns: Arc<dyn Dns>, fleet: Arc<Fleet>, audit: Arc<AuditLog>) -> Promotions {
+        Promotions {
+            db,
+            dns,
+            fleet,
+            audit,
+            locks: Default::default(),
+            pending: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Serializes promotions of `project`; other projects' go on meanwhile (a
+    /// Route53 change can take minutes to be in sync).
+    pub async fn lock(&self, project: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(project.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    /// The stored public record of `project`.
+    pub async fn record(&self, project: &str) -> Result<Option<RecordState>, StoreError> {
+        self.db.get(project).await
+    }
+
+    /// Where DNS sends `record`'s users now.
+    pub async fn endpoint(&self, record: &str) -> Result<Option<String>, CloudError> {
+        self.dns.endpoint(record).await
+    }
+
+    /// Has the finisher retry pending promotions now.
+    pub fn retry_pending(&self) {
+        self.pending.notify_one();
+    }
+}
+
 /// Stores the decision to point the record (pending) at its environment,
 /// before DNS is touched. The caller holds the project's promotion lock until
 /// `carry_out` ends, so two promotions of a project never interleave.
 pub async fn store_intent(
-    coordinator: &Coordinator,
+    coordinator: &Promotions,
     record: &RecordState,
 ) -> Result<(), StoreError> {
     debug_assert!(record.pending, "an intent is stored pending");
@@ -85,7 +149,7 @@ pub async fn store_intent(
 
 /// Points DNS at the record's cluster and stores the record done.
 pub async fn carry_out(
-    coordinator: &Coordinator,
+    coordinator: &Promotions,
     record: RecordState,
 ) -> Result<RecordState, PromoteError> {
     point_dns(coordinator, &record).await?;
@@ -94,9 +158,9 @@ pub async fn carry_out(
 
 /// Points DNS at the record's cluster unless it already does. Safe to repeat:
 /// a change that landed before a crash is only seen, not made again.
-async fn point_dns(coordinator: &Coordinator, record: &RecordState) -> Result<(), CloudError> {
+async fn point_dns(coordinator: &Promotions, record: &RecordState) -> Result<(), CloudError> {
     let load_balancer = record.load_balancer();
-    let dns = &coordinator.cloud.dns;
+    let dns = &coordinator.dns;
     if dns.target(&record.name).await?.as_deref() != Some(load_balancer.as_str()) {
         dns.upsert(&record.name, &load_balancer).await?;
         faults::pause_at("promoting/changed").await;
@@ -105,7 +169,7 @@ async fn point_dns(coordinator: &Coordinator, record: &RecordState) -> Result<()
 }
 
 async fn mark_done(
-    coordinator: &Coordinator,
+    coordinator: &Promotions,
     mut record: RecordState,
 ) -> Result<RecordState, StoreError> {
     record.pending = false;
@@ -114,14 +178,14 @@ async fn mark_done(
 }
 
 /// Starts the task that finishes pending promotions: those a crash left (at
-/// once) and those whose DNS change failed (`Coordinator::promotion_pending`
+/// once) and those whose DNS change failed (`Promotions::retry_pending`
 /// wakes it), retrying with backoff until each is done or replaced.
-pub fn start_finisher(coordinator: &Arc<Coordinator>) -> tokio::task::JoinHandle<()> {
+pub fn start_finisher(coordinator: &Arc<Promotions>) -> tokio::task::JoinHandle<()> {
     let coordinator = coordinator.clone();
     tokio::spawn(async move {
         let mut wait = RETRY_FIRST;
         loop {
-            let woken = coordinator.promotion_pending.notified();
+            let woken = coordinator.pending.notified();
             match finish_pending(&coordinator).await {
                 Ok(()) => {
                     wait = RETRY_FIRST;
@@ -138,7 +202,7 @@ pub fn start_finisher(coordinator: &Arc<Coordinator>) -> tokio::task::JoinHandle
 }
 
 /// Tries every pending promotion once; the first error, if any failed.
-async fn finish_pending(coordinator: &Coordinator) -> Result<(), PromoteError> {
+async fn finish_pending(coordinator: &Promotions) -> Result<(), PromoteError> {
     let mut first_error = None;
     for record in coordinator.db.all::<RecordState>().await? {
         if record.pending
@@ -150,8 +214,8 @@ async fn finish_pending(coordinator: &Coordinator) -> Result<(), PromoteError> {
     first_error.map_or(Ok(()), Err)
 }
 
-async fn finish(coordinator: &Coordinator, project: &str) -> Result<(), PromoteError> {
-    let _one_at_a_time = coordinator.promotion_lock(project).await;
+async fn finish(coordinator: &Promotions, project: &str) -> Result<(), PromoteError> {
+    let _one_at_a_time = coordinator.lock(project).await;
     // A newer promotion may have finished or replaced this one meanwhile.
     let Some(record) = coordinator
         .db
@@ -180,7 +244,7 @@ async fn finish(coordinator: &Coordinator, project: &str) -> Result<(), PromoteE
 }
 
 /// Why the fleet file, edited since, no longer allows this promotion.
-fn outdated(coordinator: &Coordinator, record: &RecordState) -> Option<String> {
+fn outdated(coordinator: &Promotions, record: &RecordState) -> Option<String> {
     let Some(public) = coordinator
         .fleet
         .project(&record.project)

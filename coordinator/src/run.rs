@@ -122,9 +122,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     });
     // The background tasks this process owns: the scheduler ends after a
     // graceful stop; the others are ended with the process's tasks below.
-    let scheduler = slipway_coordinator::scheduler::start(coordinator.clone());
-    let mut background = vec![slipway_coordinator::promote::start_finisher(&coordinator)];
-    background.extend(slipway_coordinator::lost::start_watch(&coordinator));
+    let scheduler = coordinator.scheduler.start();
+    let mut background = vec![slipway_coordinator::promote::start_finisher(
+        &coordinator.promotions,
+    )];
+    background.extend(slipway_coordinator::lost::start_watch(
+        coordinator.lost.clone(),
+    ));
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     crate::data_dir::write_pid(data_dir)
         .with_context(|| format!("cannot write to data dir {}", data_dir.display()))?;

@@ -3,75 +3,107 @@
 //! its executors (a `JoinSet`): one that ends, or panics, is released so its
 //! target's queue moves on, and a graceful stop waits for them.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{error, info};
 
-use crate::coordinator::Coordinator;
-use crate::deploy::{self, Deployment};
-use crate::executor;
+use crate::deploy::Deployment;
+use crate::executor::{self, Executor};
 use crate::queue::ReleaseQueue;
 use crate::store::StoreError;
 
 /// Longest pause between two looks at the queue when nothing wakes the scheduler.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// Starts the scheduler; it ends once a stop was asked for and every executor ended.
-pub fn start(coordinator: Arc<Coordinator>) -> JoinHandle<()> {
-    tokio::spawn(run(coordinator))
+pub struct Scheduler {
+    executor: Arc<Executor>,
+    /// Deployments with a running executor.
+    running: Mutex<HashSet<String>>,
 }
 
-async fn run(c: Arc<Coordinator>) {
-    let mut executors = JoinSet::new();
-    let mut deployments: HashMap<tokio::task::Id, String> = HashMap::new();
-    loop {
-        let notified = c.queue_changed.notified();
-        if !c.is_stopping()
-            && let Err(e) = start_startable(&c, &mut executors, &mut deployments).await
-        {
-            error!(error = %e, "scheduling failed; retrying");
-        }
-        if c.is_stopping() && executors.is_empty() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::timeout(EVERY, notified) => {}
-            Some(ended) = executors.join_next_with_id() => {
-                let task = match &ended {
-                    Ok((task, ())) => *task,
-                    Err(e) => e.id(),
-                };
-                let id = deployments.remove(&task).unwrap_or_default();
-                if let Err(e) = ended {
-                    error!(deployment_id = %id, error = %e, "an executor panicked; the scheduler restarts it");
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scheduler")
+    }
+}
+
+impl Scheduler {
+    pub fn new(executor: Arc<Executor>) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            executor,
+            running: Mutex::default(),
+        })
+    }
+
+    /// How many deployments have an executor running.
+    pub fn busy(&self) -> usize {
+        self.running().len()
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the scheduler; it ends once a stop was asked for and every executor ended.
+    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+        tokio::spawn(self.clone().run())
+    }
+
+    async fn run(self: Arc<Self>) {
+        let x = &self.executor;
+        let mut executors = JoinSet::new();
+        let mut deployments: HashMap<tokio::task::Id, String> = HashMap::new();
+        loop {
+            let notified = x.deployments.queue_notified();
+            if !x.stopping.is_asked()
+                && let Err(e) = self.start_startable(&mut executors, &mut deployments).await
+            {
+                error!(error = %e, "scheduling failed; retrying");
+            }
+            if x.stopping.is_asked() && executors.is_empty() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::timeout(EVERY, notified) => {}
+                Some(ended) = executors.join_next_with_id() => {
+                    let task = match &ended {
+                        Ok((task, ())) => *task,
+                        Err(e) => e.id(),
+                    };
+                    let id = deployments.remove(&task).unwrap_or_default();
+                    if let Err(e) = ended {
+                        error!(deployment_id = %id, error = %e, "an executor panicked; the scheduler restarts it");
+                    }
+                    self.running().remove(&id);
+                    x.deployments.set_waiting_on(&id, None);
+                    x.deployments.queue_changed();
                 }
-                c.release_executor(&id);
             }
         }
     }
-}
 
-async fn start_startable(
-    c: &Arc<Coordinator>,
-    executors: &mut JoinSet<()>,
-    deployments: &mut HashMap<tokio::task::Id, String>,
-) -> Result<(), StoreError> {
-    let history = deploy::history(&c.db).await?;
-    let queue = ReleaseQueue::new(&history);
-    let mut to_start: Vec<&Deployment> = queue.targets().filter_map(|t| t.active).collect();
-    to_start.extend(queue.startable());
-    for deployment in to_start {
-        if !c.claim_executor(&deployment.id) {
-            continue;
+    async fn start_startable(
+        &self,
+        executors: &mut JoinSet<()>,
+        deployments: &mut HashMap<tokio::task::Id, String>,
+    ) -> Result<(), StoreError> {
+        let history = self.executor.deployments.history().await?;
+        let queue = ReleaseQueue::new(&history);
+        let mut to_start: Vec<&Deployment> = queue.targets().filter_map(|t| t.active).collect();
+        to_start.extend(queue.startable());
+        for deployment in to_start {
+            if !self.running().insert(deployment.id.clone()) {
+                continue;
+            }
+            info!(deployment_id = %deployment.id, target = %deployment.target(), phase = %deployment.phase, "starting executor");
+            let executor = self.executor.clone();
+            let id = deployment.id.clone();
+            let task = executors.spawn(async move { executor::run(executor, &id).await });
+            deployments.insert(task.id(), deployment.id.clone());
         }
-        info!(deployment_id = %deployment.id, target = %deployment.target(), phase = %deployment.phase, "starting executor");
-        let coordinator = c.clone();
-        let id = deployment.id.clone();
-        let task = executors.spawn(async move { executor::run(coordinator, &id).await });
-        deployments.insert(task.id(), deployment.id.clone());
+        Ok(())
     }
-    Ok(())
 }

@@ -78,7 +78,11 @@ async fn stuck_rollback(describes_fail: bool) -> (Sandbox, String, String) {
     let d = s.tick_until(&id, Phase::Booting, 10).await;
     assert_eq!(d.phase, Phase::Booting, "{d:?}");
     let instance = d.launched[0].id.clone();
-    s.coordinator.cancel(&admin(), &id).await.unwrap();
+    s.coordinator
+        .operations
+        .cancel(&admin(), &id)
+        .await
+        .unwrap();
     let d = s.tick_until(&id, Phase::RollingBack, 5).await;
     assert_eq!(d.phase, Phase::RollingBack);
 
@@ -139,11 +143,18 @@ async fn a_cancel_racing_a_phase_change_wins_and_the_executor_backs_off() {
     let executor = {
         let coordinator = s.coordinator.clone();
         let id = id.clone();
-        tokio::spawn(async move { slipway_coordinator::executor::tick(&coordinator, &id).await })
+        tokio::spawn(async move {
+            slipway_coordinator::executor::tick(&coordinator.executor, &id).await
+        })
     };
     gate.reached().await;
     // Meanwhile the operator cancels it.
-    let cancelled = s.coordinator.cancel(&admin(), &id).await.unwrap();
+    let cancelled = s
+        .coordinator
+        .operations
+        .cancel(&admin(), &id)
+        .await
+        .unwrap();
     assert_eq!(cancelled.phase, Phase::Cancelled);
     gate.open();
     // The executor decided "launch" on what it read: the store refuses that
@@ -166,7 +177,7 @@ async fn a_cancel_racing_a_phase_change_wins_and_the_executor_backs_off() {
 #[tokio::test]
 async fn a_release_is_immutable() {
     let s = Sandbox::new().await;
-    let c = &s.coordinator;
+    let c = &s.coordinator.operations;
     let first = c
         .register_release(&admin(), "hello", "v3", Some("ami-0aaa"))
         .await
@@ -188,14 +199,19 @@ async fn a_release_is_immutable() {
         matches!(&other, OperationError::FailedPrecondition(m) if m.contains("releases are immutable")),
         "{other}"
     );
-    let stored: Option<Release> = c.db.get(&Release::key_of("hello", "v3")).await.unwrap();
+    let stored: Option<Release> = s
+        .coordinator
+        .db
+        .get(&Release::key_of("hello", "v3"))
+        .await
+        .unwrap();
     assert_eq!(stored.map(|r| r.image_id), Some("ami-0aaa".to_string()));
 }
 
 #[tokio::test]
 async fn a_deployer_limited_to_staging_is_refused_prod1() {
     let s = Sandbox::new().await;
-    let c = &s.coordinator;
+    let c = &s.coordinator.operations;
     let ci = Identity::operator("ci", "deployer", &["staging".to_string()]).unwrap();
     let refused = c.deploy(&ci, "hello", "v1", "prod1").await.unwrap_err();
     assert!(

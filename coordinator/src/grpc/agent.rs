@@ -15,9 +15,16 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::auth;
-use crate::agents::{AgentHello, AgentLink};
+use crate::agents::{AgentHello, AgentHub, AgentLink};
+use crate::audit::AuditLog;
+use crate::config::Fleet;
 use crate::coordinator::Coordinator;
+use crate::pki::Ca;
 use crate::pki::{Identity, Role};
+use crate::revocation::Revocations;
+use crate::stopping::Stopping;
+use crate::store::Db;
+use crate::tokens::JoinTokens;
 use slipway_domain::agent::{Closing, ServiceReport, ToAgent};
 
 /// An agent must say hello this soon after opening its stream.
@@ -28,12 +35,29 @@ const MAX_CSR: usize = 8 * 1024;
 
 #[derive(Debug)]
 pub struct AgentApi {
-    coordinator: Arc<Coordinator>,
+    tokens: Arc<JoinTokens>,
+    audit: Arc<AuditLog>,
+    ca: Arc<Ca>,
+    fleet: Arc<Fleet>,
+    agents: Arc<AgentHub>,
+    /// The agents table: only instances Slipway launched may open a stream.
+    db: Db,
+    revocations: Arc<Revocations>,
+    stopping: Stopping,
 }
 
 impl AgentApi {
-    pub fn new(coordinator: Arc<Coordinator>) -> Self {
-        AgentApi { coordinator }
+    pub fn new(coordinator: &Coordinator) -> Self {
+        AgentApi {
+            tokens: coordinator.tokens.clone(),
+            audit: coordinator.audit.clone(),
+            ca: coordinator.ca.clone(),
+            fleet: coordinator.fleet.clone(),
+            agents: coordinator.agents.clone(),
+            db: coordinator.db.clone(),
+            revocations: coordinator.revocations.clone(),
+            stopping: coordinator.stopping.clone(),
+        }
     }
 }
 
@@ -103,7 +127,7 @@ impl AgentService for AgentApi {
                 "csr_pem must be a PEM request under {MAX_CSR} bytes"
             )));
         }
-        let c = &self.coordinator;
+        let c = self;
         // The token is judged first; a CSR that cannot become a certificate is
         // refused then, without using the token up.
         let key = crate::pki::Ca::csr_key_fingerprint(&request.csr_pem).map_err(|e| e.to_string());
@@ -153,8 +177,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let identity =
-            auth::require(&request, &self.coordinator.revocations, Role::Agent)?.identity;
+        let identity = auth::require(&request, &self.revocations, Role::Agent)?.identity;
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(AgentMessage {
@@ -175,8 +198,8 @@ impl AgentService for AgentApi {
                 identity.name, hello.instance_id
             )));
         }
-        let c = self.coordinator.clone();
-        if c.is_stopping() {
+        let c = self;
+        if c.stopping.is_asked() {
             return Err(Status::unavailable(Closing::Stopping.to_string()));
         }
         if c.db
@@ -211,21 +234,21 @@ impl AgentService for AgentApi {
         // streams it saw; this one it may have missed. Checked after the stream
         // is in the hub (a stop sets the flag before it closes streams), so one
         // or the other closes it and the server's graceful stop never waits on it.
-        if c.is_stopping() {
+        if c.stopping.is_asked() {
             c.agents.close_all();
         }
         info!(%instance, "agent connected");
+        let agents = self.agents.clone();
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
                     Ok(Some(message)) => match message.body {
-                        Some(Body::Heartbeat(_)) => c.agents.heartbeat(&instance, stream),
+                        Some(Body::Heartbeat(_)) => agents.heartbeat(&instance, stream),
                         Some(Body::Services(report)) => {
-                            c.agents
-                                .services(&instance, stream, &ServiceReport::from(report))
+                            agents.services(&instance, stream, &ServiceReport::from(report))
                         }
                         Some(Body::Readiness(r)) => {
-                            c.agents.readiness(&instance, stream, r.ready, &r.detail)
+                            agents.readiness(&instance, stream, r.ready, &r.detail)
                         }
                         Some(Body::Hello(_)) | None => {
                             warn!(%instance, "unexpected message on an agent stream; ignoring it");
@@ -238,7 +261,7 @@ impl AgentService for AgentApi {
                     }
                 }
             }
-            c.agents.disconnect(&instance, stream);
+            agents.disconnect(&instance, stream);
             info!(%instance, "agent disconnected");
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
@@ -248,14 +271,14 @@ impl AgentService for AgentApi {
         &self,
         request: Request<RenewRequest>,
     ) -> Result<Response<BootstrapResponse>, Status> {
-        let caller = auth::require(&request, &self.coordinator.revocations, Role::Agent)?;
+        let caller = auth::require(&request, &self.revocations, Role::Agent)?;
         let csr_pem = request.into_inner().csr_pem;
         if csr_pem.is_empty() || csr_pem.len() > MAX_CSR {
             return Err(Status::invalid_argument(format!(
                 "csr_pem must be a PEM request under {MAX_CSR} bytes"
             )));
         }
-        let c = &self.coordinator;
+        let c = self;
         let signed =
             c.ca.sign_csr(
                 &csr_pem,

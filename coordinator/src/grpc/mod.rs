@@ -138,9 +138,9 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
 
-    let agents = AgentServiceServer::new(agent::AgentApi::new(coordinator.clone()))
+    let agents = AgentServiceServer::new(agent::AgentApi::new(&coordinator))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let operators = OperatorServiceServer::new(operator::OperatorApi::new(coordinator))
+    let operators = OperatorServiceServer::new(operator::OperatorApi::new(&coordinator))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let result = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

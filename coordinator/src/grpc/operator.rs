@@ -12,21 +12,32 @@ use tracing::{error, info};
 
 use super::auth::{self, Caller};
 use super::convert;
+use crate::agents::AgentHub;
+use crate::audit::AuditLog;
 use crate::coordinator::Coordinator;
+use crate::operations::Operations;
 use crate::pki::Role;
+use crate::revocation::Revocations;
 use crate::secrets::MASK;
 
 #[derive(Debug)]
 pub struct OperatorApi {
-    coordinator: Arc<Coordinator>,
+    operations: Arc<Operations>,
+    audit: Arc<AuditLog>,
+    revocations: Arc<Revocations>,
+    agents: Arc<AgentHub>,
 }
 
 impl OperatorApi {
-    pub fn new(coordinator: Arc<Coordinator>) -> Self {
-        OperatorApi { coordinator }
+    pub fn new(coordinator: &Coordinator) -> Self {
+        OperatorApi {
+            operations: coordinator.operations.clone(),
+            audit: coordinator.audit.clone(),
+            revocations: coordinator.revocations.clone(),
+            agents: coordinator.agents.clone(),
+        }
     }
 
-    /// Records a mutating action and its outcome, then hands the outcome back.
     async fn audited<T>(
         &self,
         caller: &Caller,
@@ -40,7 +51,6 @@ impl OperatorApi {
         };
         let who = caller.to_string();
         if let Err(e) = self
-            .coordinator
             .audit
             .append(&who, &caller.certificate, action, target, &result)
             .await
@@ -67,13 +77,13 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<RegisterReleaseRequest>,
     ) -> Result<Response<Release>, Status> {
-        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let caller = auth::caller(&request, &self.revocations)?;
         let r = request.into_inner();
         let target = format!("{}@{}", r.project, r.version);
         let outcome = async {
             caller.require(Role::Deployer)?;
             let release = self
-                .coordinator
+                .operations
                 .register_release(&caller.identity, required("project", &r.project)?, required("version", &r.version)?, optional(&r.image_id))
                 .await?;
             info!(who = %caller, project = %release.project, version = %release.version, image = %release.image_id, "release registered");
@@ -89,9 +99,9 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<ListReleasesRequest>,
     ) -> Result<Response<ListReleasesResponse>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
+        auth::require(&request, &self.revocations, Role::Viewer)?;
         let releases = self
-            .coordinator
+            .operations
             .releases(optional(&request.get_ref().project))
             .await?;
         Ok(Response::new(ListReleasesResponse {
@@ -103,12 +113,12 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<DeployRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let caller = auth::caller(&request, &self.revocations)?;
         let r = request.into_inner();
         let target = format!("{}@{} -> {}", r.project, r.version, r.environment);
         let outcome = async {
             caller.require(Role::Deployer)?;
-            let deployment = self.coordinator.deploy(
+            let deployment = self.operations.deploy(
                 &caller.identity,
                 required("project", &r.project)?,
                 required("version", &r.version)?,
@@ -127,12 +137,12 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<CancelRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let caller = auth::caller(&request, &self.revocations)?;
         let id = request.get_ref().id.clone();
         let outcome = async {
             caller.require(Role::Deployer)?;
             let deployment = self
-                .coordinator
+                .operations
                 .cancel(&caller.identity, required("id", &id)?)
                 .await?;
             info!(who = %caller, deployment_id = %deployment.id, "cancel requested");
@@ -148,9 +158,9 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<GetDeploymentRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
+        auth::require(&request, &self.revocations, Role::Viewer)?;
         let view = self
-            .coordinator
+            .operations
             .deployment(required("id", &request.get_ref().id)?)
             .await?;
         Ok(Response::new(convert::deployment(view)))
@@ -160,8 +170,8 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<QueueRequest>,
     ) -> Result<Response<QueueResponse>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
-        let lines = self.coordinator.queue().await?;
+        auth::require(&request, &self.revocations, Role::Viewer)?;
+        let lines = self.operations.queue().await?;
         Ok(Response::new(QueueResponse {
             targets: lines.into_iter().map(convert::queue_line).collect(),
         }))
@@ -171,9 +181,9 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
+        auth::require(&request, &self.revocations, Role::Viewer)?;
         let projects = self
-            .coordinator
+            .operations
             .status(optional(&request.get_ref().project))
             .await?;
         Ok(Response::new(StatusResponse {
@@ -185,10 +195,10 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<DeploymentsRequest>,
     ) -> Result<Response<DeploymentsResponse>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
+        auth::require(&request, &self.revocations, Role::Viewer)?;
         let r = request.get_ref();
         let list = self
-            .coordinator
+            .operations
             .deployments(
                 optional(&r.project),
                 optional(&r.environment),
@@ -204,8 +214,8 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<AgentsRequest>,
     ) -> Result<Response<AgentsResponse>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
-        let agents = self.coordinator.agent_list().await?;
+        auth::require(&request, &self.revocations, Role::Viewer)?;
+        let agents = self.operations.agent_list().await?;
         Ok(Response::new(AgentsResponse {
             agents: agents.into_iter().map(convert::agent).collect(),
         }))
@@ -215,13 +225,13 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<PromoteRequest>,
     ) -> Result<Response<PublicRecord>, Status> {
-        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let caller = auth::caller(&request, &self.revocations)?;
         let r = request.into_inner();
         let target = format!("{} -> {}", r.project, r.environment);
         let outcome = async {
             caller.require(Role::Deployer)?;
             let record = self
-                .coordinator
+                .operations
                 .promote(
                     &caller.identity,
                     required("project", &r.project)?,
@@ -241,12 +251,12 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<RollbackRequest>,
     ) -> Result<Response<Deployment>, Status> {
-        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let caller = auth::caller(&request, &self.revocations)?;
         let r = request.into_inner();
         let target = format!("{} on {}", r.project, r.environment);
         let outcome = async {
             caller.require(Role::Deployer)?;
-            let deployment = self.coordinator.rollback(
+            let deployment = self.operations.rollback(
                 &caller.identity,
                 required("project", &r.project)?,
                 required("environment", &r.environment)?,
@@ -264,8 +274,8 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<InfraRequest>,
     ) -> Result<Response<InfraChanges>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Admin)?;
-        let changes = self.coordinator.infra_plan().await?;
+        auth::require(&request, &self.revocations, Role::Admin)?;
+        let changes = self.operations.infra_plan().await?;
         Ok(Response::new(InfraChanges {
             changes: changes.iter().map(ToString::to_string).collect(),
         }))
@@ -275,10 +285,10 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<InfraRequest>,
     ) -> Result<Response<InfraChanges>, Status> {
-        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let caller = auth::caller(&request, &self.revocations)?;
         let outcome = async {
             caller.require(Role::Admin)?;
-            let changes = self.coordinator.infra_apply().await?;
+            let changes = self.operations.infra_apply().await?;
             for change in &changes {
                 info!(who = %caller, %change, "infrastructure changed");
             }
@@ -300,9 +310,8 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<AuditRequest>,
     ) -> Result<Response<AuditResponse>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
+        auth::require(&request, &self.revocations, Role::Viewer)?;
         let entries = self
-            .coordinator
             .audit
             .list(request.get_ref().since_ms)
             .await
@@ -316,9 +325,8 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<AuditVerifyRequest>,
     ) -> Result<Response<AuditVerifyResponse>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
+        auth::require(&request, &self.revocations, Role::Viewer)?;
         let checked = self
-            .coordinator
             .audit
             .verify()
             .await
@@ -343,12 +351,12 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<IssueCertificateRequest>,
     ) -> Result<Response<IssueCertificateResponse>, Status> {
-        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let caller = auth::caller(&request, &self.revocations)?;
         let r = request.into_inner();
         let target = format!("{} ({}) {}", r.name, r.role, r.environments.join(","));
         let outcome = async {
             caller.require(Role::Admin)?;
-            let (certificate_pem, expires_at_ms) = self.coordinator.issue_certificate(
+            let (certificate_pem, expires_at_ms) = self.operations.issue_certificate(
                 &r.name,
                 &r.role,
                 &r.environments,
@@ -358,7 +366,7 @@ impl OperatorService for OperatorApi {
             info!(who = %caller, name = %r.name, role = %r.role, "certificate issued");
             Ok(IssueCertificateResponse {
                 certificate_pem,
-                ca_pem: self.coordinator.ca.cert_pem().to_string(),
+                ca_pem: self.operations.ca.cert_pem().to_string(),
                 expires_at_ms,
             })
         }
@@ -372,13 +380,13 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<SetSecretRequest>,
     ) -> Result<Response<Secret>, Status> {
-        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let caller = auth::caller(&request, &self.revocations)?;
         let r = request.into_inner();
         // The audit log gets the name, never the value.
         let target = format!("{}/{}", r.environment, r.key);
         let outcome = async {
             caller.require(Role::Admin)?;
-            self.coordinator
+            self.operations
                 .set_secret(
                     required("environment", &r.environment)?,
                     required("key", &r.key)?,
@@ -402,9 +410,9 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<ListSecretsRequest>,
     ) -> Result<Response<ListSecretsResponse>, Status> {
-        auth::require(&request, &self.coordinator.revocations, Role::Viewer)?;
+        auth::require(&request, &self.revocations, Role::Viewer)?;
         let names = self
-            .coordinator
+            .operations
             .secret_names(optional(&request.get_ref().environment))
             .await?;
         let secrets = names
@@ -422,7 +430,7 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<RevokeRequest>,
     ) -> Result<Response<RevokeResponse>, Status> {
-        let caller = auth::caller(&request, &self.coordinator.revocations)?;
+        let caller = auth::caller(&request, &self.revocations)?;
         let name = request.into_inner().name;
         let outcome = async {
             caller.require(Role::Admin)?;
@@ -432,18 +440,12 @@ impl OperatorService for OperatorApi {
                     "refusing to revoke your own certificate: use another admin's",
                 ));
             }
-            self.coordinator
-                .revocations
+            self.revocations
                 .revoke(&name, &caller.to_string())
                 .await
                 .map_err(|e| super::status::of(&e))?;
-            let stream_closed = self
-                .coordinator
-                .agents
-                .view(&name)
-                .is_some_and(|v| v.connected);
-            self.coordinator
-                .agents
+            let stream_closed = self.agents.view(&name).is_some_and(|v| v.connected);
+            self.agents
                 .kick(&name, Closing::Revoked { name: name.clone() });
             info!(who = %caller, %name, stream_closed, "certificates revoked");
             Ok(RevokeResponse {

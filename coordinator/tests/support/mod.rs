@@ -87,6 +87,7 @@ impl Sandbox {
         });
         for version in ["v1", "v2"] {
             coordinator
+                .operations
                 .register_release(&admin(), "hello", version, None)
                 .await
                 .unwrap();
@@ -103,6 +104,7 @@ impl Sandbox {
     /// Queues `hello VERSION` onto `environment` as the admin.
     pub async fn deploy(&self, version: &str, environment: &str) -> String {
         self.coordinator
+            .operations
             .deploy(&admin(), "hello", version, environment)
             .await
             .unwrap()
@@ -110,11 +112,11 @@ impl Sandbox {
     }
 
     pub async fn stored(&self, id: &str) -> Deployment {
-        self.coordinator.db.get(id).await.unwrap().unwrap()
+        self.coordinator.deployments.get(id).await.unwrap().unwrap()
     }
 
     pub async fn tick(&self, id: &str) -> Result<Step, executor::StepError> {
-        executor::tick(&self.coordinator, id).await
+        executor::tick(&self.coordinator.executor, id).await
     }
 
     /// Ticks until the deployment is in `phase` (or finished), at most `ticks` times;
