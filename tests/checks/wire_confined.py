@@ -19,7 +19,7 @@ ALLOWED = [
     # of its own (issue 19: one schema per object); then this line goes.
     "cli/src/commands/",
 ]
-SCANNED = ["coordinator/src", "coordinator/domain/src", "coordinator/local-cloud/src", "agent/src", "cli/src", "common/src"]
+SCANNED = ["coordinator/src", "coordinator/domain/src", "coordinator/local-cloud/src", "coordinator/aws/src", "agent/src", "cli/src", "common/src"]
 WIRE = re.compile(r"\bslipway_proto\b|\btonic\b")
 
 

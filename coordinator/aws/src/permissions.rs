@@ -38,9 +38,9 @@ mod tests {
     use serde_json::Value;
 
     use super::IAM_ACTIONS;
-    use crate::cloud::tags::INSTANCE_TAG_KEYS;
+    use slipway_domain::cloud::tags::INSTANCE_TAG_KEYS;
 
-    const POLICY: &str = include_str!("../../../../docs/aws-iam-policy.json");
+    const POLICY: &str = include_str!("../../../docs/aws-iam-policy.json");
 
     /// The sources of this module and the IAM service their SDK client speaks.
     const SOURCES: [(&str, &str, &str); 3] = [

@@ -10,10 +10,10 @@ use base64::Engine;
 
 use super::AwsCloud;
 use super::error::aws;
-use crate::cloud::{CloudError, Compute, Instance, LaunchRequest};
-use crate::deploy::machine::InstanceState;
+use slipway_domain::cloud::{CloudError, Compute, Instance, LaunchRequest};
+use slipway_domain::deploy::machine::InstanceState;
 
-use crate::cloud::tags::{self, LAUNCH as LAUNCH_TAG};
+use slipway_domain::cloud::tags::{self, LAUNCH as LAUNCH_TAG};
 
 fn filter(name: &str, values: &[&str]) -> Filter {
     let mut builder = Filter::builder().name(name);

@@ -9,10 +9,10 @@ use aws_sdk_elasticloadbalancing::types::{
 
 use super::AwsCloud;
 use super::error::aws;
-use crate::cloud::{
+use slipway_domain::cloud::{
     CloudError, LoadBalancer, LoadBalancerSettings, LoadBalancerSpec, LoadBalancerState,
 };
-use crate::deploy::machine::MemberState;
+use slipway_domain::deploy::machine::MemberState;
 
 fn build_error(action: &str, e: impl std::fmt::Display) -> CloudError {
     CloudError::Invalid(format!("{action}: {e}"))

@@ -18,7 +18,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 
-use crate::config::CloudSettings;
+use slipway_domain::config::CloudSettings;
 
 pub use error::is_throttling;
 
@@ -90,7 +90,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::cloud::{CloudError, Compute};
+    use slipway_domain::cloud::{CloudError, Compute};
 
     const THROTTLED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>r1</RequestID></Response>";
     const REFUSED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>r2</RequestID></Response>";

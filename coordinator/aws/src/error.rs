@@ -2,7 +2,7 @@
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use crate::cloud::CloudError;
+use slipway_domain::cloud::CloudError;
 
 /// Error codes AWS uses to say "slow down".
 pub fn is_throttling(code: &str) -> bool {

@@ -12,7 +12,7 @@ use aws_sdk_route53::types::{
 
 use super::AwsCloud;
 use super::error::aws;
-use crate::cloud::{CloudError, Dns};
+use slipway_domain::cloud::{CloudError, Dns};
 
 /// Longest a record change may take to reach every Route53 server.
 const IN_SYNC_DEADLINE: Duration = Duration::from_secs(180);
