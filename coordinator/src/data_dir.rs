@@ -85,6 +85,21 @@ pub fn remove_pid(dir: &Path) {
     }
 }
 
+/// The file that says where operators reach the coordinator serving `dir`
+/// (`https://host:port`): what `ca issue` writes into a profile by default.
+/// Written on every start, kept after a stop (the port is the same next time).
+const ADDRESS_FILE: &str = "coordinator.address";
+
+pub fn write_address(dir: &Path, address: &str) -> std::io::Result<()> {
+    std::fs::write(dir.join(ADDRESS_FILE), format!("{address}\n"))
+}
+
+/// The address the coordinator of `dir` last served on, if it ever started.
+pub fn address(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(ADDRESS_FILE)).ok()?;
+    Some(text.trim().to_string()).filter(|a| !a.is_empty())
+}
+
 /// The coordinator process that serves `dir`, if one runs: the recorded pid,
 /// checked to still be a `slipway-coordinator` (not a reused pid).
 pub fn serving_pid(dir: &Path) -> Option<u32> {

@@ -227,11 +227,8 @@ pub fn issue_operator(
     let ca = Ca::load_or_create(&ca_dir)?;
     let coordinator = match coordinator {
         Some(address) => address,
-        None => std::fs::read_to_string(data_dir.join("profile.toml"))
-            .ok()
-            .and_then(|text| toml::from_str::<ProfileFile>(&text).ok())
-            .map(|p| p.coordinator)
-            .context("no coordinator address known: pass --coordinator https://HOST:PORT")?,
+        None => crate::data_dir::address(data_dir)
+            .context("no coordinator address known: start the coordinator once, or pass --coordinator https://HOST:PORT")?,
     };
     let issued = ca.issue_client(&identity, Duration::from_secs(u64::from(days) * 24 * 3600))?;
     let profile = slipway_common::profile::write_bundle(

@@ -103,7 +103,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             .unwrap_or_else(|| format!("https://{addr}")),
         server_name: SERVER_NAME.to_string(),
     };
-    let profile = dev::profile(data_dir, &ca, &advertised.address)?;
+    // Only the embedded default writes an admin certificate: a production
+    // coordinator leaves no admin key on its host; its operators get theirs
+    // from `ca issue` (printed below).
+    let profile = match options.dev {
+        true => Some(dev::profile(data_dir, &ca, &advertised.address)?),
+        false => None,
+    };
 
     // The key lives beside the store, not in it: a copy of the store reveals nothing.
     let secrets =
@@ -130,29 +136,44 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         coordinator.lost.clone(),
     ));
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
-    crate::data_dir::write_pid(data_dir)
+    crate::data_dir::write_address(data_dir, &advertised.address)
+        .and_then(|()| crate::data_dir::write_pid(data_dir))
         .with_context(|| format!("cannot write to data dir {}", data_dir.display()))?;
     println!(
         "slipway coordinator listening on {} (TLS 1.3, client certificates required)",
         advertised.address
     );
     println!("data dir: {}", data_dir.display());
-    println!("CLI profile: {}", profile.display());
-    if options.dev {
-        let cli = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join("slipway")))
-            .map_or_else(|| "slipway".to_string(), |p| p.display().to_string());
-        println!("next, in another terminal:");
-        println!("  export SLIPWAY_PROFILE={}", profile.display());
-        println!("  {cli} deploy hello v1 --env staging --wait");
-        println!("  {cli} status hello");
-        println!("stop everything (this coordinator, the local cloud, its instances):");
-        println!(
-            "  {}-coordinator --data-dir {} down",
-            cli,
-            data_dir.display()
-        );
+    match &profile {
+        Some(profile) => {
+            let cli = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("slipway")))
+                .map_or_else(|| "slipway".to_string(), |p| p.display().to_string());
+            println!("CLI profile: {}", profile.display());
+            println!("next, in another terminal:");
+            println!("  export SLIPWAY_PROFILE={}", profile.display());
+            println!("  {cli} deploy hello v1 --env staging --wait");
+            println!("  {cli} status hello");
+            println!("stop everything (this coordinator, the local cloud, its instances):");
+            println!(
+                "  {}-coordinator --data-dir {} down",
+                cli,
+                data_dir.display()
+            );
+        }
+        None => {
+            let exe = std::env::current_exe().map_or_else(
+                |_| "slipway-coordinator".into(),
+                |p| p.display().to_string(),
+            );
+            println!("operator certificates (the first admin's too) are issued on this host:");
+            println!(
+                "  {exe} --data-dir {} ca issue --name NAME --role admin --out DIR",
+                data_dir.display()
+            );
+            println!("  then: export SLIPWAY_PROFILE=DIR/profile.toml");
+        }
     }
     let stopping = coordinator.clone();
     let (stopped, calls_ending) = tokio::sync::oneshot::channel::<()>();

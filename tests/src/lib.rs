@@ -265,7 +265,8 @@ impl Coordinator {
     }
 
     fn launch(&mut self) {
-        let _ = std::fs::remove_file(self.profile());
+        let address = self.data_dir().join("coordinator.address");
+        let _ = std::fs::remove_file(&address);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -295,9 +296,8 @@ impl Coordinator {
             .spawn()
             .expect("start slipway-coordinator");
         self.child = Some(child);
-        let profile = self.profile();
         eventually(
-            "the dev coordinator to write its profile",
+            "the coordinator to write its address",
             Duration::from_secs(90),
             || {
                 if let Some(child) = self.child.as_mut()
@@ -305,9 +305,25 @@ impl Coordinator {
                 {
                     panic!("coordinator exited with {status}:\n{}", self.log());
                 }
-                profile.exists().then_some(())
+                address.exists().then_some(())
             },
         );
+        // Only --dev writes an admin profile; for a fleet file, the first
+        // admin's certificate comes from `ca issue`, as README says.
+        if self.fleet.is_some() && !self.profile().exists() {
+            let issued = Command::new(binary("slipway-coordinator"))
+                .arg("--data-dir")
+                .arg(self.data_dir())
+                .args(["ca", "issue", "--name", "admin", "--role", "admin", "--out"])
+                .arg(self.data_dir())
+                .output()
+                .expect("run slipway-coordinator ca issue");
+            assert!(
+                issued.status.success(),
+                "ca issue: {}",
+                String::from_utf8_lossy(&issued.stderr)
+            );
+        }
     }
 
     pub fn log(&self) -> String {

@@ -152,3 +152,29 @@ fn a_revoked_operator_and_agent_are_cut_off_at_once() {
     assert_eq!(audited(&c, "revoke", "bob"), 1);
     assert_eq!(audited(&c, "revoke", &instance), 1);
 }
+
+#[test]
+fn a_coordinator_started_with_a_fleet_file_leaves_no_admin_key_on_its_host() {
+    let dir = TempDir::new("fleet");
+    let fleet = dir.path().join("fleet.toml");
+    std::fs::write(&fleet, SAMPLE_FLEET).unwrap();
+    // The harness then issues the first admin's certificate as README says.
+    let c = Coordinator::start_with(Some(fleet), Vec::new());
+    let log = c.log();
+    assert!(
+        log.contains("ca issue --name NAME --role admin --out DIR"),
+        "the start says how to get the first certificate:\n{log}"
+    );
+    assert!(
+        !c.data_dir().join("operators").exists(),
+        "no admin certificate or key written by the start itself"
+    );
+    let address = std::fs::read_to_string(c.data_dir().join("coordinator.address")).unwrap();
+    assert!(
+        address.trim().starts_with("https://127.0.0.1:"),
+        "{address}"
+    );
+    // The issued profile works, against the address the start recorded.
+    let status = c.ok(&["status", "--output", "json"]).json();
+    assert_eq!(status[0]["name"], "hello");
+}
