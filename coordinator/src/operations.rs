@@ -1,28 +1,23 @@
 //! What operators and CI can ask of the coordinator, in domain terms. The gRPC
 //! layer converts wire types to these calls and their errors to status codes.
 
-use crate::cloud::{CloudError, load_balancer_name};
 use std::sync::Arc;
 
-use crate::agents::AgentHub;
-use crate::agents::AgentRecord;
+use crate::agents::{AgentHub, AgentRecord};
 use crate::clock::Clock;
-use crate::cloud::Cloud;
+use crate::cloud::{Cloud, CloudError, load_balancer_name};
 use crate::config::Fleet;
 use crate::deploy::machine::{InstanceState, MemberState};
 use crate::deploy::{Deployment, Phase};
 use crate::deployments::Deployments;
 use crate::error::{Code, Coded};
-use crate::pki::Ca;
-use crate::pki::Identity;
-use crate::promote::Promotions;
-use crate::promote::{self, RecordState};
+use crate::pki::{Ca, Identity};
+use crate::promote::{self, Promotions, RecordState};
 use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
 use crate::releases::Releases;
 use crate::secrets::Secrets;
-use crate::store::Db;
-use crate::store::StoreError;
+use crate::store::{Db, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperationError {
@@ -43,7 +38,7 @@ pub enum OperationError {
     Internal(String),
 }
 
-impl crate::error::Coded for OperationError {
+impl Coded for OperationError {
     fn code(&self) -> Code {
         match self {
             OperationError::NotFound(_) => Code::NotFound,
