@@ -213,6 +213,14 @@ impl Operations {
         version: &str,
         image_id: Option<&str>,
     ) -> Result<Release> {
+        // A release runs wherever it is deployed later, prod included: a
+        // deployer limited to some environments may deploy, not register.
+        if !who.environments.is_empty() {
+            return Err(OperationError::PermissionDenied(format!(
+                "{who} may deploy to {} only, so may not register releases (they run anywhere): CI registers them with a deployer certificate that names no environment",
+                who.environments.join(", ")
+            )));
+        }
         self.check_project(project)?;
         self.releases
             .register(&who.name, project, version, image_id)

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::cloud::{CloudError, Compute};
 use crate::error::{Code, Coded};
-use crate::release::{Release, check_version};
+use crate::release::{Release, check_image_id, check_version};
 use crate::store::{Db, Range, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     #[error("{0}")]
     InvalidVersion(String),
+    #[error("{0}")]
+    InvalidImage(String),
     #[error(
         "release {project}@{version} is already image {image}: releases are immutable; build a new version"
     )]
@@ -30,7 +32,7 @@ pub enum ReleaseError {
 impl Coded for ReleaseError {
     fn code(&self) -> Code {
         match self {
-            ReleaseError::InvalidVersion(_) => Code::Invalid,
+            ReleaseError::InvalidVersion(_) | ReleaseError::InvalidImage(_) => Code::Invalid,
             ReleaseError::Immutable { .. } => Code::FailedPrecondition,
             ReleaseError::Cloud(e) => e.code(),
             ReleaseError::Store(e) => e.code(),
@@ -70,6 +72,8 @@ impl Releases {
             Some(id) => id.to_string(),
             None => self.compute.find_image(project, version).await?,
         };
+        // Whatever a cloud's tags say, too: only an image id is ever stored.
+        check_image_id(&image_id).map_err(ReleaseError::InvalidImage)?;
         if let Some(existing) = self.get(project, version).await? {
             if existing.image_id == image_id {
                 return Ok(existing);

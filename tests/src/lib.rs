@@ -55,13 +55,23 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// The crates each binary is built from, relative to the workspace root.
 fn sources_of(binary: &str) -> &'static [&'static str] {
+    // The crates each binary links, as paths: the local cloud's server is its
+    // own binary, so only its client and protocol are the coordinator's.
+    const DOMAIN: &str = "coordinator/domain";
     match binary {
-        // The coordinator links the domain and the local cloud's client, both
-        // under coordinator/.
-        "slipway-coordinator" => &["coordinator", "proto"],
-        "slipway-local-cloud" => &["coordinator/local-cloud", "coordinator/domain", "proto"],
-        "slipway-agent" | "slipway-sample-app" => &["agent", "proto"],
-        "slipway" => &["cli", "proto"],
+        "slipway-coordinator" => &[
+            "coordinator/src",
+            DOMAIN,
+            "coordinator/aws",
+            "coordinator/local-cloud/src/lib.rs",
+            "coordinator/local-cloud/src/client.rs",
+            "coordinator/local-cloud/src/protocol.rs",
+            "common",
+            "proto",
+        ],
+        "slipway-local-cloud" => &["coordinator/local-cloud", DOMAIN, "common"],
+        "slipway-agent" | "slipway-sample-app" => &["agent", DOMAIN, "common", "proto"],
+        "slipway" => &["cli", DOMAIN, "common", "proto"],
         _ => &[],
     }
 }

@@ -47,9 +47,47 @@ pub fn check_version(version: &str) -> Result<(), String> {
     }
 }
 
+/// Image ids are machine image ids, as AWS writes them (`ami-` and 8 or 17
+/// lowercase hex digits); the local cloud names its images the same way. Any
+/// other text (a path, above all) is refused where it enters, so no cloud ever
+/// treats a caller's text as a place on its disk.
+pub fn check_image_id(image_id: &str) -> Result<(), String> {
+    let ok = image_id.strip_prefix("ami-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        let shown: String = image_id.chars().take(64).collect();
+        Err(format!(
+            "{shown:?} is not an image id: give a machine image id such as ami-0123456789abcdef0 (ami- and 8 or 17 hex digits), or leave --image out to find the image by its tags"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_machine_image_ids_are_image_ids() {
+        for ok in ["ami-12345678", "ami-0123456789abcdef0"] {
+            assert!(check_image_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/some/dir",
+            "../images/ami-12345678",
+            "ami-12345678/../../x",
+            "ami-1234567",
+            "ami-0123456789ABCDEF0",
+            "ami-0123456789abcdef0 ",
+            "img-12345678",
+        ] {
+            let err = check_image_id(bad).unwrap_err();
+            assert!(err.contains("is not an image id"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn commit_hashes_and_tags_are_versions() {

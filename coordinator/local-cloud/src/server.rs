@@ -285,6 +285,11 @@ impl CloudServer {
                 instance: existing.info.clone(),
             };
         }
+        // Whatever reaches this socket: only a plain image id names a directory
+        // here, never a path (an absolute one would replace the base).
+        if let Err(why) = slipway_domain::release::check_image_id(&image_id) {
+            return invalid(why);
+        }
         let image_dir = self.images().join(&image_id);
         if image::manifest(&image_dir).is_none() {
             return not_found(format!("image {image_id} does not exist"));
