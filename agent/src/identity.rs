@@ -73,11 +73,11 @@ pub fn key_and_csr(instance_id: &str) -> anyhow::Result<(KeyPair, String)> {
 /// so a crash mid-write leaves the previous credentials usable.
 fn store(state_dir: &Path, credentials: &AgentCredentials) -> anyhow::Result<()> {
     let (cert_path, key_path, validity_path) = paths(state_dir);
-    std::fs::create_dir_all(state_dir)
+    slipway_common::private_file::create_dir(state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
     let partial = |path: &Path| path.with_extension("partial");
-    write_private(&partial(&key_path), &credentials.key_pem)?;
-    std::fs::rename(partial(&key_path), &key_path)?;
+    // Written to a fresh file and renamed by private_file itself.
+    write_private(&key_path, &credentials.key_pem)?;
     std::fs::write(partial(&cert_path), &credentials.cert_pem)?;
     std::fs::rename(partial(&cert_path), &cert_path)?;
     std::fs::write(

@@ -28,7 +28,7 @@ pub fn write_bundle(
     cert_pem: &str,
     key_pem: &str,
 ) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    crate::private_file::create_dir(dir)?;
     std::fs::write(dir.join("ca.pem"), ca_pem)?;
     std::fs::write(dir.join("cert.pem"), cert_pem)?;
     crate::private_file::write(&dir.join("key.pem"), key_pem.as_bytes())?;

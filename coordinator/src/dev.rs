@@ -250,7 +250,7 @@ pub fn issue_operator(
 pub fn profile(data_dir: &Path, ca: &Ca, address: &str) -> anyhow::Result<PathBuf> {
     let operator_dir = data_dir.join("operators").join("admin");
     if !operator_dir.join("cert.pem").exists() {
-        std::fs::create_dir_all(&operator_dir)?;
+        slipway_common::private_file::create_dir(&operator_dir)?;
         let admin = Identity::new("admin", Role::Admin);
         let issued = ca.issue_client(&admin, Duration::from_secs(365 * 24 * 3600))?;
         write_private(&operator_dir.join("key.pem"), &issued.key_pem)?;

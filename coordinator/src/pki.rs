@@ -209,7 +209,7 @@ impl Ca {
                 issuer,
             });
         }
-        std::fs::create_dir_all(dir).map_err(|source| PkiError::File {
+        slipway_common::private_file::create_dir(dir).map_err(|source| PkiError::File {
             action: "create",
             path: dir.display().to_string(),
             source,

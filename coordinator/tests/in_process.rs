@@ -179,12 +179,12 @@ async fn a_release_is_immutable() {
     let s = Sandbox::new().await;
     let c = &s.coordinator.operations;
     let first = c
-        .register_release(&admin(), "hello", "v3", Some("ami-0aaa"))
+        .register_release(&admin(), "hello", "v3", Some("ami-0aaaaaaa"))
         .await
         .unwrap();
     s.clock.advance(Duration::from_secs(60));
     let again = c
-        .register_release(&admin(), "hello", "v3", Some("ami-0aaa"))
+        .register_release(&admin(), "hello", "v3", Some("ami-0aaaaaaa"))
         .await
         .unwrap();
     assert_eq!(
@@ -192,12 +192,20 @@ async fn a_release_is_immutable() {
         "the same registration is answered, not repeated"
     );
     let other = c
-        .register_release(&admin(), "hello", "v3", Some("ami-0bbb"))
+        .register_release(&admin(), "hello", "v3", Some("ami-0bbbbbbb"))
         .await
         .unwrap_err();
     assert!(
         matches!(&other, OperationError::FailedPrecondition(m) if m.contains("releases are immutable")),
         "{other}"
+    );
+    let path = c
+        .register_release(&admin(), "hello", "v4", Some("/some/dir"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&path, OperationError::Invalid(m) if m.contains("is not an image id")),
+        "{path}"
     );
     let stored: Option<Release> = s
         .coordinator
@@ -205,11 +213,11 @@ async fn a_release_is_immutable() {
         .get(&Release::key_of("hello", "v3"))
         .await
         .unwrap();
-    assert_eq!(stored.map(|r| r.image_id), Some("ami-0aaa".to_string()));
+    assert_eq!(stored.map(|r| r.image_id), Some("ami-0aaaaaaa".to_string()));
 }
 
 #[tokio::test]
-async fn a_deployer_limited_to_staging_is_refused_prod1() {
+async fn a_deployer_limited_to_staging_is_refused_prod1_and_registering() {
     let s = Sandbox::new().await;
     let c = &s.coordinator.operations;
     let ci = Identity::operator("ci", "deployer", &["staging".to_string()]).unwrap();
@@ -233,6 +241,14 @@ async fn a_deployer_limited_to_staging_is_refused_prod1() {
         s.stored(&id).await.phase,
         Phase::Queued,
         "the refused cancel changed nothing"
+    );
+    let refused = c
+        .register_release(&ci, "hello", "v9", Some("ami-0ccccccc"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, OperationError::PermissionDenied(m) if m.contains("may not register releases")),
+        "{refused}"
     );
     let queued = c.deploy(&ci, "hello", "v1", "staging").await.unwrap();
     assert_eq!(queued.environment, "staging");

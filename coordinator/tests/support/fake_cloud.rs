@@ -76,8 +76,12 @@ impl FakeCloud {
 
 #[async_trait]
 impl Compute for FakeCloud {
+    /// Every release has an image: an id made from its project and version.
     async fn find_image(&self, project: &str, version: &str) -> Result<String, CloudError> {
-        Ok(format!("ami-{project}-{version}"))
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (project, version).hash(&mut hasher);
+        Ok(format!("ami-0{:016x}", hasher.finish()))
     }
 
     async fn launch(&self, request: LaunchRequest) -> Result<Instance, CloudError> {
