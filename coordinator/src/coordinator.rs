@@ -93,6 +93,7 @@ impl Coordinator {
         let fleet = Arc::new(fleet);
         let ca = Arc::new(ca);
         let secrets = Arc::new(secrets);
+        let revocations = Arc::new(revocations);
         let stopping = Stopping::default();
         let agents = Arc::new(AgentHub::new(clock.clone()));
         let tokens = Arc::new(JoinTokens::new(
@@ -118,6 +119,7 @@ impl Coordinator {
             agents: agents.clone(),
             tokens: tokens.clone(),
             secrets: secrets.clone(),
+            revocations: revocations.clone(),
             cloud: cloud.clone(),
             fleet: fleet.clone(),
             launch: LaunchTemplate {
@@ -158,7 +160,7 @@ impl Coordinator {
             agents,
             tokens,
             audit,
-            revocations: Arc::new(revocations),
+            revocations,
             ca,
             deployments,
             releases,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slipway_common::user_data::UserData;
-use slipway_domain::agent::Configuration;
+use slipway_domain::agent::{Closing, Configuration};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::agents::AgentHub;
@@ -24,6 +24,7 @@ use crate::deploy::machine::{Action, InstanceState, Limits, Observed, next_actio
 use crate::deploy::{Deployment, LaunchedInstance, Phase};
 use crate::deployments::Deployments;
 use crate::faults;
+use crate::revocation::Revocations;
 use crate::secrets::Secrets;
 use crate::stopping::Stopping;
 use crate::store::Changes;
@@ -46,6 +47,8 @@ pub struct Executor {
     pub agents: Arc<AgentHub>,
     pub tokens: Arc<JoinTokens>,
     pub secrets: Arc<Secrets>,
+    /// Terminated instances' agents are revoked.
+    pub revocations: Arc<Revocations>,
     pub cloud: Cloud,
     pub fleet: Arc<Fleet>,
     pub launch: LaunchTemplate,
@@ -271,12 +274,7 @@ async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step,
             Ok(())
         }
         Action::Deregister { instances } => deregister(c, d, &lb, instances).await,
-        Action::Terminate { instances } => c
-            .cloud
-            .compute
-            .terminate(instances)
-            .await
-            .map_err(Into::into),
+        Action::Terminate { instances } => terminate(c, instances).await,
     };
     result?;
     match action {
@@ -313,6 +311,22 @@ async fn switch(
         c.cloud.load_balancer.deregister(lb, &instances).await?;
         faults::point(d.phase, "deregistered").await;
     }
+    Ok(())
+}
+
+/// Who the revocations of terminated instances name.
+pub const TERMINATOR: &str = "slipway (instance terminated)";
+
+/// Ends `instances` and their agents' identities: an identity ends with its
+/// instance, so a key copied off it is worth nothing afterwards. Revoked
+/// first: a crash between the two repeats the termination, and the revocation
+/// is already stored.
+async fn terminate(c: &Executor, instances: &[String]) -> Result<(), StepError> {
+    for id in instances {
+        c.revocations.revoke(id, TERMINATOR).await?;
+        c.agents.kick(id, Closing::Revoked { name: id.clone() });
+    }
+    c.cloud.compute.terminate(instances).await?;
     Ok(())
 }
 
@@ -445,10 +459,7 @@ async fn adopt_unrecorded(c: &Executor, d: &mut Deployment) -> Result<(), StepEr
             }
             _ => {
                 warn!(instance = %instance.id, ?slot, "terminating an unrecorded duplicate instance");
-                c.cloud
-                    .compute
-                    .terminate(std::slice::from_ref(&instance.id))
-                    .await?;
+                terminate(c, std::slice::from_ref(&instance.id)).await?;
             }
         }
     }

@@ -255,3 +255,24 @@ async fn a_deployer_limited_to_staging_is_refused_prod1_and_registering() {
     let all = c.deployments(None, None, 0).await.unwrap();
     assert_eq!(all.len(), 2, "only the allowed deployments were stored");
 }
+
+#[tokio::test]
+async fn a_terminated_instances_agent_identity_ends_with_it() {
+    let s = Sandbox::new().await;
+    let id = s.deploy("v1", "staging").await;
+    let d = s.tick_until(&id, Phase::Booting, 10).await;
+    let instance = d.launched[0].id.clone();
+    assert!(!s.coordinator.revocations.is_revoked(&instance));
+    s.coordinator
+        .operations
+        .cancel(&admin(), &id)
+        .await
+        .unwrap();
+    let d = s.tick_until(&id, Phase::RolledBack, 10).await;
+    assert_eq!(d.phase, Phase::RolledBack);
+    assert!(s.cloud.live_instances().is_empty(), "terminated");
+    assert!(
+        s.coordinator.revocations.is_revoked(&instance),
+        "its agent's certificates are revoked with it"
+    );
+}
