@@ -101,11 +101,11 @@ impl AuditLog {
         let mut entry = AuditEntry {
             seq: last.as_ref().map_or(1, |e| e.seq + 1),
             at: self.clock.now(),
-            who: who.to_string(),
-            certificate: certificate.to_string(),
-            action: action.to_string(),
-            target: target.to_string(),
-            result: result.to_string(),
+            who: bounded(who),
+            certificate: bounded(certificate),
+            action: bounded(action),
+            target: bounded(target),
+            result: bounded(result),
             prev_hash: last.map_or_else(|| GENESIS.to_string(), |e| e.hash),
             hash: String::new(),
         };
@@ -130,6 +130,21 @@ impl AuditLog {
         let entries = self.db.all::<AuditEntry>().await?;
         Ok(check_chain(&entries))
     }
+}
+
+/// Longest field an entry keeps, in characters. Fields come from callers
+/// (a refused request's target, say): the permanent log must not grow at a
+/// caller's will.
+pub const MAX_FIELD: usize = 512;
+
+/// `text` cut at `MAX_FIELD` characters, saying how long it was.
+fn bounded(text: &str) -> String {
+    let length = text.chars().count();
+    if length <= MAX_FIELD {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(MAX_FIELD).collect();
+    format!("{kept}… ({length} characters)")
 }
 
 /// Checks that `entries` (in stored order) form one intact chain from the genesis.
@@ -208,6 +223,27 @@ mod tests {
         entries[0].hash = entries[0].content_hash();
         db.put(&entries[0]).await.unwrap();
         assert_eq!(log.verify().await.unwrap().unwrap_err().seq, 2);
+    }
+
+    #[tokio::test]
+    async fn a_callers_huge_field_is_kept_bounded() {
+        let (log, _) = log_with(0).await;
+        let huge = "p".repeat(4 * 1024 * 1024);
+        let entry = log
+            .append("vera (viewer)", "sha256:ab", "deploy", &huge, "refused")
+            .await
+            .unwrap();
+        assert!(
+            entry.target.chars().count() < MAX_FIELD + 32,
+            "{}",
+            entry.target.len()
+        );
+        assert!(
+            entry
+                .target
+                .ends_with(&format!("({} characters)", huge.len()))
+        );
+        assert_eq!(log.verify().await.unwrap(), Ok(1));
     }
 
     #[test]
