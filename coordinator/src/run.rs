@@ -38,7 +38,26 @@ pub struct Options {
     pub advertise: Option<String>,
 }
 
+/// Raises the open-file limit to what the system allows: every agent holds a
+/// connection. Returns the limit now in force.
+fn raise_open_files() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                warn!(error = %e, soft, "cannot raise the open-file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
+    }
+}
+
 pub async fn run(options: Options) -> anyhow::Result<()> {
+    let open_files = raise_open_files();
+    info!(open_files, "open-file limit");
     // Absolute and canonical: `crate::data_dir::create` resolved it in main.
     let data_dir = &options.data_dir;
 

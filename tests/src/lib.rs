@@ -227,6 +227,8 @@ pub struct Coordinator {
     fleet: Option<PathBuf>,
     /// Environment of the process: only these, plus PATH and HOME.
     env: Vec<(String, String)>,
+    /// A hard open-file limit to start the process under (`ulimit -n`).
+    open_files: Option<u32>,
 }
 
 impl Coordinator {
@@ -247,6 +249,21 @@ impl Coordinator {
         Coordinator::launch_in(TempDir::new("coordinator"), fleet, env)
     }
 
+    /// `--dev` under a hard limit of `limit` open files, as a small host has.
+    pub fn start_with_open_files(limit: u32) -> Coordinator {
+        let mut dev = Coordinator {
+            dir: TempDir::new("coordinator"),
+            child: None,
+            listen: "127.0.0.1:0".into(),
+            fleet: None,
+            env: Vec::new(),
+            open_files: Some(limit),
+        };
+        dev.launch();
+        dev.learn_address();
+        dev
+    }
+
     fn launch_in(dir: TempDir, fleet: Option<PathBuf>, env: Vec<(String, String)>) -> Coordinator {
         let mut dev = Coordinator {
             dir,
@@ -254,16 +271,22 @@ impl Coordinator {
             listen: "127.0.0.1:0".into(),
             fleet,
             env,
+            open_files: None,
         };
         dev.launch();
-        let profile = std::fs::read_to_string(dev.profile()).expect("profile");
+        dev.learn_address();
+        dev
+    }
+
+    /// Keeps the port the first start picked, for restarts and clients.
+    fn learn_address(&mut self) {
+        let profile = std::fs::read_to_string(self.profile()).expect("profile");
         let address = profile
             .lines()
             .find_map(|l| l.strip_prefix("coordinator = \"https://"))
             .and_then(|l| l.strip_suffix('"'))
             .expect("coordinator address in profile");
-        dev.listen = address.to_string();
-        dev
+        self.listen = address.to_string();
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -282,7 +305,15 @@ impl Coordinator {
             .append(true)
             .open(self.data_dir().join("coordinator.log"))
             .expect("log file");
-        let mut command = Command::new(binary("slipway-coordinator"));
+        let mut command = match self.open_files {
+            None => Command::new(binary("slipway-coordinator")),
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\"")])
+                    .arg(binary("slipway-coordinator"));
+                sh
+            }
+        };
         match &self.fleet {
             None => command.arg("--dev"),
             Some(fleet) => command.arg("--fleet").arg(fleet),
@@ -435,7 +466,7 @@ impl Coordinator {
     }
 
     /// The CLI with a profile and arguments, not yet run.
-    fn cli_command(profile: &Path, args: &[&str]) -> Command {
+    pub fn cli_command(profile: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(binary("slipway"));
         command
             .arg("--profile")

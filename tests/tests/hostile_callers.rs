@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls_pki_types::pem::PemObject;
 use slipway_coordinator::cloud::local::LocalCloud;
 use slipway_coordinator::cloud::{Compute, LaunchRequest, Placement};
 use slipway_tests::{Coordinator, TempDir};
@@ -96,4 +98,73 @@ fn an_image_path_from_any_caller_never_runs_and_a_scoped_deployer_cannot_registe
     }
     std::thread::sleep(Duration::from_millis(500));
     assert!(!mark.exists(), "the directory's agent ran");
+}
+
+/// The open files of process `pid`.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_without_a_certificate_cannot_starve_the_coordinator() {
+    let c = Coordinator::start_with_open_files(1024);
+    let pid = c.pid().expect("a running coordinator");
+    let limit = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(
+        limit
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 1024 ")),
+        "{limit}"
+    );
+    let ca = std::fs::read(c.data_dir().join("ca/ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(&ca).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls_pki_types::ServerName::try_from("slipway-coordinator").unwrap();
+    // 1,100 idle TLS connections with no certificate, held open.
+    let mut held = Vec::new();
+    for _ in 0..1100 {
+        let Ok(tcp) = tokio::net::TcpStream::connect(&c.listen).await else {
+            continue;
+        };
+        if let Ok(Ok(tls)) =
+            tokio::time::timeout(Duration::from_secs(5), connector.connect(name.clone(), tcp)).await
+        {
+            held.push(tls);
+        }
+    }
+    // The coordinator kept only a few of them...
+    let open = open_files(pid);
+    assert!(open < 512, "the coordinator holds {open} files");
+    // ...and an operator still gets an answer, within seconds.
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking({
+        let profile = c.profile();
+        move || slipway_tests::Coordinator::cli_command(&profile, &["status", "hello"]).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
 }

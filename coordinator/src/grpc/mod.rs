@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod auth;
 pub mod convert;
+pub mod limits;
 pub mod operator;
 pub mod status;
 
@@ -34,6 +35,13 @@ use crate::pki::KeyedCertificate;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message accepted on any RPC.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Streams one connection may have open at once (HTTP/2 MAX_CONCURRENT_STREAMS):
+/// an agent uses one, an operator a few.
+const MAX_STREAMS: u32 = 64;
+/// Longest a request handler may take before the call fails: long enough for
+/// a promotion that waits for Route53, short enough that a request whose body
+/// never comes does not stay parked.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -94,6 +102,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let acceptor = TlsAcceptor::from(tls);
+    let admission = limits::Admission::new(limits::Limits::default());
     let revoked_names = coordinator.clone();
     let (connections, incoming) = tokio::sync::mpsc::channel(64);
     let accept_loop = tokio::spawn(async move {
@@ -106,17 +115,33 @@ pub async fn serve(
                     continue;
                 }
             };
+            let Some(handshaking) = admission.handshake(peer.ip()) else {
+                debug!(%peer, "connection refused: too many handshakes in progress");
+                continue;
+            };
             let acceptor = acceptor.clone();
             let connections = connections.clone();
             let revocations = revoked_names.clone();
+            let admission = admission.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(handshaking);
+                match handshake {
                     Ok(Ok(tls)) => {
                         if let Some(name) = revoked_peer(&tls, &revocations) {
                             warn!(%peer, %name, "tls handshake refused: certificate revoked");
                             return;
                         }
-                        let _ = connections.send(Ok::<_, std::io::Error>(tls)).await;
+                        let connection = if tls.get_ref().1.peer_certificates().is_some() {
+                            limits::Limited::authenticated(tls)
+                        } else {
+                            let Some(permit) = admission.unauthenticated(peer.ip()) else {
+                                debug!(%peer, "connection closed: too many without a client certificate");
+                                return;
+                            };
+                            limits::Limited::unauthenticated(tls, permit, admission.lifetime())
+                        };
+                        let _ = connections.send(Ok::<_, std::io::Error>(connection)).await;
                     }
                     Ok(Err(e)) => warn!(%peer, error = %e, "tls handshake refused"),
                     Err(_) => debug!(%peer, "tls handshake timed out"),
@@ -143,6 +168,8 @@ pub async fn serve(
     let operators = OperatorServiceServer::new(operator::OperatorApi::new(&coordinator))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let result = Server::builder()
+        .max_concurrent_streams(Some(MAX_STREAMS))
+        .timeout(REQUEST_TIMEOUT)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(tonic::service::interceptor::InterceptedService::new(
