@@ -149,7 +149,18 @@ enum CertCommand {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the hash chain; exit non-zero naming the first broken entry.
-    Verify,
+    Verify {
+        /// An anchor from `audit anchor` (COUNT:HASH): also catches a log rewritten
+        /// with every hash recomputed, or cut short.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
+    /// Print the log's anchor (COUNT:HASH) to keep outside the coordinator.
+    Anchor {
+        /// Also write it to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,9 +249,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cert::issue(client, out, asked).await
         }
         Command::Audit {
-            command: Some(AuditCommand::Verify),
+            command: Some(AuditCommand::Verify { anchor }),
             ..
-        } => audit::verify(client, out).await,
+        } => audit::verify(client, out, anchor).await,
+        Command::Audit {
+            command: Some(AuditCommand::Anchor { out: file }),
+            ..
+        } => audit::anchor(client, out, file).await,
         Command::Audit {
             command: None,
             since,

@@ -66,6 +66,23 @@ pub struct BrokenChain {
     pub why: String,
 }
 
+/// A point of the chain kept outside the store (`slipway audit anchor`): the
+/// entry count and the newest entry's hash then. A log rewritten up to there,
+/// or cut below it, no longer matches it, even with every hash recomputed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// An intact chain: how many entries, and the newest one's hash (the genesis
+/// hash for an empty log). Together, an anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub entries: u64,
+    pub hash: String,
+}
+
 #[derive(Debug)]
 pub struct AuditLog {
     db: Db,
@@ -126,9 +143,22 @@ impl AuditLog {
     }
 
     /// Checks the whole chain; returns how many entries it holds.
-    pub async fn verify(&self) -> Result<Result<usize, BrokenChain>, StoreError> {
+    pub async fn verify(
+        &self,
+        anchor: Option<&Anchor>,
+    ) -> Result<Result<Head, BrokenChain>, StoreError> {
         let entries = self.db.all::<AuditEntry>().await?;
-        Ok(check_chain(&entries))
+        Ok(check_chain(&entries).and_then(|count| {
+            if let Some(anchor) = anchor {
+                check_anchor(&entries, anchor)?;
+            }
+            Ok(Head {
+                entries: count as u64,
+                hash: entries
+                    .last()
+                    .map_or_else(|| GENESIS.to_string(), |e| e.hash.clone()),
+            })
+        }))
     }
 }
 
@@ -145,6 +175,30 @@ fn bounded(text: &str) -> String {
     }
     let kept: String = text.chars().take(MAX_FIELD).collect();
     format!("{kept}… ({length} characters)")
+}
+
+/// Checks an intact chain against an anchor kept elsewhere.
+pub fn check_anchor(entries: &[AuditEntry], anchor: &Anchor) -> Result<(), BrokenChain> {
+    if anchor.seq == 0 {
+        return Ok(());
+    }
+    let Some(entry) = entries.get(anchor.seq as usize - 1) else {
+        return Err(BrokenChain {
+            seq: entries.len() as u64 + 1,
+            why: format!(
+                "missing: the anchor says the log had {} entries, it has {}: entries were dropped",
+                anchor.seq,
+                entries.len()
+            ),
+        });
+    };
+    if entry.hash != anchor.hash {
+        return Err(BrokenChain {
+            seq: anchor.seq,
+            why: "it does not match the anchor: the log was rewritten up to here".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Checks that `entries` (in stored order) form one intact chain from the genesis.
@@ -200,7 +254,7 @@ mod tests {
     #[tokio::test]
     async fn an_intact_chain_verifies() {
         let (log, _) = log_with(3).await;
-        assert_eq!(log.verify().await.unwrap(), Ok(3));
+        assert_eq!(log.verify(None).await.unwrap().map(|h| h.entries), Ok(3));
         assert_eq!(log.list(0).await.unwrap()[0].prev_hash, GENESIS);
     }
 
@@ -210,7 +264,7 @@ mod tests {
         let mut entries = db.all::<AuditEntry>().await.unwrap();
         entries[1].target = "hello@evil -> prod1".into();
         db.put(&entries[1]).await.unwrap();
-        let broken = log.verify().await.unwrap().unwrap_err();
+        let broken = log.verify(None).await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 2);
         assert!(broken.why.contains("edited"), "{broken}");
     }
@@ -222,7 +276,7 @@ mod tests {
         entries[0].result = "error: nothing happened".into();
         entries[0].hash = entries[0].content_hash();
         db.put(&entries[0]).await.unwrap();
-        assert_eq!(log.verify().await.unwrap().unwrap_err().seq, 2);
+        assert_eq!(log.verify(None).await.unwrap().unwrap_err().seq, 2);
     }
 
     #[tokio::test]
@@ -243,7 +297,56 @@ mod tests {
                 .target
                 .ends_with(&format!("({} characters)", huge.len()))
         );
-        assert_eq!(log.verify().await.unwrap(), Ok(1));
+        assert_eq!(log.verify(None).await.unwrap().map(|h| h.entries), Ok(1));
+    }
+
+    #[tokio::test]
+    async fn an_anchor_catches_a_recomputed_rewrite_and_dropped_entries() {
+        let (log, db) = log_with(4).await;
+        let head = log.verify(None).await.unwrap().unwrap();
+        let anchor = Anchor {
+            seq: head.entries,
+            hash: head.hash.clone(),
+        };
+        assert!(log.verify(Some(&anchor)).await.unwrap().is_ok());
+        log.append("admin (admin)", "", "deploy", "later", "ok")
+            .await
+            .unwrap();
+        assert!(
+            log.verify(Some(&anchor)).await.unwrap().is_ok(),
+            "entries after the anchor are fine"
+        );
+
+        // Someone with the store rewrites entry 2 and recomputes every hash after it.
+        let mut entries = db.all::<AuditEntry>().await.unwrap();
+        entries[1].target = "hello@evil -> prod1".into();
+        let mut prev = entries[0].hash.clone();
+        for entry in entries.iter_mut().skip(1) {
+            entry.prev_hash = prev;
+            entry.hash = entry.content_hash();
+            prev = entry.hash.clone();
+            db.put(&*entry).await.unwrap();
+        }
+        assert!(
+            log.verify(None).await.unwrap().is_ok(),
+            "the chain alone is fooled"
+        );
+        let broken = log.verify(Some(&anchor)).await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 4);
+        assert!(broken.why.contains("rewritten"), "{broken}");
+
+        // Or drops the newest entries.
+        let (log, db) = log_with(3).await;
+        let head = log.verify(None).await.unwrap().unwrap();
+        let anchor = Anchor {
+            seq: head.entries,
+            hash: head.hash,
+        };
+        let mut changes = crate::store::Changes::default();
+        changes.delete::<AuditEntry>(&format!("{:020}", 3));
+        db.commit(changes).await.unwrap();
+        let broken = log.verify(Some(&anchor)).await.unwrap().unwrap_err();
+        assert!(broken.why.contains("dropped"), "{broken}");
     }
 
     #[test]

@@ -58,6 +58,32 @@ fn every_mutating_action_is_audited_and_an_edited_entry_is_named() {
             .contains(&format!("intact: {} entries", entries.len()))
     );
 
+    // An anchor kept elsewhere, then checked.
+    let anchor = c.ok(&["audit", "anchor"]).stdout.trim().to_string();
+    let (count, hash) = anchor.split_once(':').expect("COUNT:HASH");
+    assert!(count.parse::<usize>().unwrap() >= entries.len(), "{anchor}");
+    assert_eq!(hash.len(), 64, "{anchor}");
+    assert!(
+        c.ok(&["audit", "verify", "--anchor", &anchor])
+            .stdout
+            .contains("matching the anchor")
+    );
+    let wrong = format!("{count}:{}", "0".repeat(64));
+    let refused = c.cli(&["audit", "verify", "--anchor", &wrong]);
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains("does not match the anchor"),
+        "{}",
+        refused.stderr
+    );
+    let garbage = c.cli(&["audit", "verify", "--anchor", "yesterday"]);
+    assert!(!garbage.success);
+    assert!(
+        garbage.stderr.contains("is not an anchor"),
+        "{}",
+        garbage.stderr
+    );
+
     // Someone with access to the store rewrites history.
     c.kill();
     let store_dir = c.data_dir().join("store");

@@ -13,7 +13,7 @@ use tracing::{error, info};
 use super::auth::{self, Caller};
 use super::convert;
 use crate::agents::AgentHub;
-use crate::audit::AuditLog;
+use crate::audit::{Anchor, AuditLog};
 use crate::coordinator::Coordinator;
 use crate::operations::Operations;
 use crate::pki::Role;
@@ -326,23 +326,35 @@ impl OperatorService for OperatorApi {
         request: Request<AuditVerifyRequest>,
     ) -> Result<Response<AuditVerifyResponse>, Status> {
         auth::require(&request, &self.revocations, Role::Viewer)?;
+        let r = request.get_ref();
+        if r.anchor_hash.len() > 128 {
+            return Err(Status::invalid_argument(
+                "anchor_hash is longer than a hash",
+            ));
+        }
+        let anchor = (r.anchor_seq > 0).then(|| Anchor {
+            seq: r.anchor_seq,
+            hash: r.anchor_hash.clone(),
+        });
         let checked = self
             .audit
-            .verify()
+            .verify(anchor.as_ref())
             .await
             .map_err(|e| super::status::of(&e))?;
         Ok(Response::new(match checked {
-            Ok(entries) => AuditVerifyResponse {
+            Ok(head) => AuditVerifyResponse {
                 intact: true,
-                entries: entries as u64,
+                entries: head.entries,
                 first_broken: 0,
                 reason: String::new(),
+                head_hash: head.hash,
             },
             Err(broken) => AuditVerifyResponse {
                 intact: false,
                 entries: 0,
                 first_broken: broken.seq,
                 reason: broken.to_string(),
+                head_hash: String::new(),
             },
         }))
     }
