@@ -112,6 +112,25 @@ fn a_revoked_operator_and_agent_are_cut_off_at_once() {
             .contains("tls handshake refused: certificate revoked")
             .then_some(())
     });
+    // Refused handshakes are audited, one entry per name a minute.
+    for _ in 0..3 {
+        assert!(!c.cli_as(&bob, &["status"]).success);
+    }
+    let revoked_handshakes = |c: &Coordinator| -> Vec<serde_json::Value> {
+        c.ok(&["audit", "--output", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "handshake" && e["who"] == "bob (revoked)")
+            .cloned()
+            .collect()
+    };
+    let entries = eventually("the refusal to be audited", Duration::from_secs(10), || {
+        Some(revoked_handshakes(&c)).filter(|e| !e.is_empty())
+    });
+    assert_eq!(entries.len(), 1, "rate-limited: {entries:?}");
+    assert_eq!(entries[0]["result"], "refused: certificate revoked");
 
     let instance = staging_instance(&c);
     assert!(connected(&c, &instance));
