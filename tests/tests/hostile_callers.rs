@@ -168,3 +168,48 @@ async fn idle_connections_without_a_certificate_cannot_starve_the_coordinator() 
     );
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_bootstraps_are_audited_once_a_minute_per_address() {
+    use slipway_proto::v1::BootstrapRequest;
+    use slipway_proto::v1::agent_service_client::AgentServiceClient;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+    let c = Coordinator::start();
+    let ca = std::fs::read_to_string(c.data_dir().join("ca/ca.pem")).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("slipway-coordinator");
+    let channel = Channel::from_shared(format!("https://{}", c.listen))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    let mut client = AgentServiceClient::new(channel);
+    for i in 0..20 {
+        let refused = client
+            .bootstrap(BootstrapRequest {
+                instance_id: format!("i-forged{i}"),
+                join_token: "f".repeat(64),
+                csr_pem: "not a csr".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    }
+    let log = c.ok(&["audit", "--output", "json"]).json();
+    let refusals: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "bootstrap" && e["result"] != "ok")
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(
+        refusals[0]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: join token is unknown"),
+        "{refusals:?}"
+    );
+}

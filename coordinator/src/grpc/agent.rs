@@ -44,6 +44,8 @@ pub struct AgentApi {
     db: Db,
     revocations: Arc<Revocations>,
     stopping: Stopping,
+    /// Refused Bootstraps, audited at a bounded rate.
+    refusals: super::throttle::AuditThrottle,
 }
 
 impl AgentApi {
@@ -57,6 +59,7 @@ impl AgentApi {
             db: coordinator.db.clone(),
             revocations: coordinator.revocations.clone(),
             stopping: coordinator.stopping.clone(),
+            refusals: super::throttle::AuditThrottle::new(coordinator.audit.clone()),
         }
     }
 }
@@ -115,6 +118,9 @@ impl AgentService for AgentApi {
         &self,
         request: Request<BootstrapRequest>,
     ) -> Result<Response<BootstrapResponse>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
         let request = request.into_inner();
         check_instance_id(&request.instance_id)?;
         if request.join_token.is_empty() || request.join_token.len() > 128 {
@@ -135,23 +141,38 @@ impl AgentService for AgentApi {
             .tokens
             .redeem(&request.join_token, &request.instance_id, key)
             .await;
-        let result = match &redeemed {
-            Ok(_) => "ok".to_string(),
-            Err(e) => format!("refused: {e}"),
-        };
         let who = format!("{} (agent)", request.instance_id);
-        if let Err(e) = c
-            .audit
-            .append(
-                &who,
-                "none (join token)",
-                "bootstrap",
-                &request.instance_id,
-                &result,
-            )
-            .await
-        {
-            return Err(super::status::audit_unwritable(&e));
+        match &redeemed {
+            Ok(_) => {
+                let appended = c
+                    .audit
+                    .append(
+                        &who,
+                        "none (join token)",
+                        "bootstrap",
+                        &request.instance_id,
+                        "ok",
+                    )
+                    .await;
+                if let Err(e) = appended {
+                    return Err(super::status::audit_unwritable(&e));
+                }
+            }
+            // Anyone may try without a certificate: refusals are audited once a
+            // minute per address, counting the rest.
+            Err(e) => {
+                let result = format!("refused: {e}");
+                let entry = super::throttle::Entry {
+                    who: &who,
+                    certificate: "none (join token)",
+                    action: "bootstrap",
+                    target: &request.instance_id,
+                    result: &result,
+                };
+                c.refusals
+                    .append(&format!("bootstrap from {peer}"), entry)
+                    .await;
+            }
         }
         let token = redeemed.inspect_err(|e| {
             warn!(instance = %request.instance_id, error = %e, "bootstrap refused");

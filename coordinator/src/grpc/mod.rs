@@ -12,6 +12,7 @@ pub mod convert;
 pub mod limits;
 pub mod operator;
 pub mod status;
+pub mod throttle;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -81,59 +82,6 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// How often a revoked certificate's refused handshakes are audited: one
-/// entry per name this often, counting the attempts in between, so a revoked
-/// agent redialling every few seconds cannot grow the log at will.
-const REVOKED_AUDIT_EVERY: Duration = Duration::from_secs(60);
-
-/// Audits refused handshakes of revoked certificates, at most one entry per
-/// name per `REVOKED_AUDIT_EVERY`.
-#[derive(Debug, Clone)]
-struct RevokedAttempts {
-    audit: Arc<crate::audit::AuditLog>,
-    /// Per name: when it was last audited and the attempts since.
-    seen: Arc<std::sync::Mutex<std::collections::HashMap<String, (tokio::time::Instant, u32)>>>,
-}
-
-impl RevokedAttempts {
-    async fn refused(&self, name: &str, peer: std::net::SocketAddr) {
-        let now = tokio::time::Instant::now();
-        let since = {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.len() > 10_000 {
-                // Bounded: names quiet for a window are forgotten, their count with them.
-                seen.retain(|_, (at, _)| now.duration_since(*at) < REVOKED_AUDIT_EVERY);
-            }
-            match seen.get_mut(name) {
-                Some((at, attempts)) if now.duration_since(*at) < REVOKED_AUDIT_EVERY => {
-                    *attempts += 1;
-                    return;
-                }
-                Some((at, attempts)) => {
-                    *at = now;
-                    std::mem::take(attempts)
-                }
-                None => {
-                    seen.insert(name.to_string(), (now, 0));
-                    0
-                }
-            }
-        };
-        let result = match since {
-            0 => "refused: certificate revoked".to_string(),
-            n => format!("refused: certificate revoked ({n} more attempts before)"),
-        };
-        let who = format!("{name} (revoked)");
-        if let Err(e) = self
-            .audit
-            .append(&who, "", "handshake", &peer.ip().to_string(), &result)
-            .await
-        {
-            warn!(error = %e, %name, "cannot audit a revoked certificate's handshake");
-        }
-    }
-}
-
 /// The name of a revoked client certificate on this connection, if any.
 fn revoked_peer(
     tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
@@ -157,10 +105,7 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let admission = limits::Admission::new(limits::Limits::default());
     let revoked_names = coordinator.clone();
-    let revoked_attempts = RevokedAttempts {
-        audit: coordinator.audit.clone(),
-        seen: Arc::default(),
-    };
+    let revoked_attempts = throttle::AuditThrottle::new(coordinator.audit.clone());
     let (connections, incoming) = tokio::sync::mpsc::channel(64);
     let accept_loop = tokio::spawn(async move {
         loop {
@@ -188,7 +133,18 @@ pub async fn serve(
                     Ok(Ok(tls)) => {
                         if let Some(name) = revoked_peer(&tls, &revocations) {
                             warn!(%peer, %name, "tls handshake refused: certificate revoked");
-                            revoked_attempts.refused(&name, peer).await;
+                            let who = format!("{name} (revoked)");
+                            let target = peer.ip().to_string();
+                            let entry = throttle::Entry {
+                                who: &who,
+                                certificate: "",
+                                action: "handshake",
+                                target: &target,
+                                result: "refused: certificate revoked",
+                            };
+                            revoked_attempts
+                                .append(&format!("handshake {name}"), entry)
+                                .await;
                             return;
                         }
                         let connection = if tls.get_ref().1.peer_certificates().is_some() {
