@@ -69,7 +69,12 @@ impl Releases {
     ) -> Result<Release, ReleaseError> {
         check_version(version).map_err(ReleaseError::InvalidVersion)?;
         let image_id = match image_id {
-            Some(id) => id.to_string(),
+            Some(id) => {
+                check_image_id(id).map_err(ReleaseError::InvalidImage)?;
+                // Caught here, not at deploy time: it exists, and it is ours.
+                self.compute.check_image(id).await?;
+                id.to_string()
+            }
             None => self.compute.find_image(project, version).await?,
         };
         // Whatever a cloud's tags say, too: only an image id is ever stored.

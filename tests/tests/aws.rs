@@ -625,7 +625,8 @@ async fn a_resumed_launch_with_the_same_client_token_makes_no_second_instance() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_and_ambiguous_amis_and_a_missing_elb_are_clear_errors_that_leave_no_instance() {
-    let moto = Moto::start();
+    // With moto's public AMIs: images of other accounts to refuse.
+    let moto = Moto::start_with(&[("MOTO_EC2_LOAD_DEFAULT_AMIS", "true")]);
     let sdk = moto.sdk().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let dir = TempDir::new("aws-errors");
@@ -651,6 +652,42 @@ async fn missing_and_ambiguous_amis_and_a_missing_elb_are_clear_errors_that_leav
         ambiguous.stderr
     );
     c.ok(&["release", "add", "hello", "v2", "--image", &first]);
+    // An image of another account (moto's public Amazon AMIs), or none at all,
+    // is refused when it is registered, not at deploy time.
+    let public = ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .expect("DescribeImages");
+    let foreign = public
+        .images()
+        .iter()
+        .filter_map(|i| i.image_id())
+        .find(|id| slipway_coordinator::release::check_image_id(id).is_ok())
+        .expect("a public AMI in moto")
+        .to_string();
+    let refused = c.cli(&["release", "add", "hello", "v3", "--image", &foreign]);
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains("owned by this account"),
+        "{}",
+        refused.stderr
+    );
+    let refused = c.cli(&[
+        "release",
+        "add",
+        "hello",
+        "v3",
+        "--image",
+        "ami-0123456789abcdef0",
+    ]);
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains("owned by this account"),
+        "{}",
+        refused.stderr
+    );
 
     // No `infra apply`: the load balancer is missing, and nothing may be launched.
     let run = c.cli(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
@@ -674,27 +711,25 @@ async fn missing_and_ambiguous_amis_and_a_missing_elb_are_clear_errors_that_leav
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_endpoint_and_bad_credentials_are_clear_errors() {
-    // Nothing listens here: AWS "down".
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
+    // A release registered while AWS answers (registration checks the image)...
+    let moto = Moto::start();
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk().await);
+    let image = register_ami(&ec2, "hello", "v1").await;
     let dir = TempDir::new("aws-down");
-    let c = coordinator(&dir, &closed);
-    let add = c.cli(&["release", "add", "hello", "v1"]);
-    assert!(
-        !add.success && add.stderr.contains("AWS is unreachable"),
-        "{}",
-        add.stderr
-    );
-    c.ok(&[
-        "release",
-        "add",
-        "hello",
-        "v1",
-        "--image",
-        "ami-0123456789abcdef0",
-    ]);
+    let c = coordinator(&dir, &moto.endpoint);
+    c.ok(&["release", "add", "hello", "v1", "--image", &image]);
+    // ...then nothing listens there any more: AWS "down".
+    drop(moto);
+    for add in [
+        c.cli(&["release", "add", "hello", "v2"]),
+        c.cli(&["release", "add", "hello", "v2", "--image", &image]),
+    ] {
+        assert!(
+            !add.success && add.stderr.contains("AWS is unreachable"),
+            "{}",
+            add.stderr
+        );
+    }
     let run = c.cli(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     assert!(
         !run.success && run.stderr.contains("rolled_back"),

@@ -73,6 +73,21 @@ fn an_image_path_from_any_caller_never_runs_and_a_scoped_deployer_cannot_registe
         "{}",
         refused.stderr
     );
+    // A well-formed id of no image is refused when registered, not at deploy time.
+    let missing = c.cli(&[
+        "release",
+        "add",
+        "hello",
+        "v9",
+        "--image",
+        "ami-0123456789abcdef0",
+    ]);
+    assert!(!missing.success);
+    assert!(
+        missing.stderr.contains("does not exist in the local cloud"),
+        "{}",
+        missing.stderr
+    );
     let releases = c.ok(&["release", "list", "--output", "json"]).stdout;
     assert!(!releases.contains("evil1"), "{releases}");
     // The scoped deployer still deploys what CI registered.

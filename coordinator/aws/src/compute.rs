@@ -82,10 +82,32 @@ impl AwsCloud {
 
 #[async_trait]
 impl Compute for AwsCloud {
+    async fn check_image(&self, image_id: &str) -> Result<(), CloudError> {
+        // This account's images only (`self`): one shared with it, or made
+        // public by someone else, is not a release of this fleet. Asked as a
+        // filter, not as ImageIds: an unknown id is then an empty answer, not
+        // an error, and the owner applies however the endpoint reads ImageIds.
+        let images = self
+            .ec2
+            .describe_images()
+            .owners("self")
+            .filters(filter("image-id", &[image_id]))
+            .send()
+            .await
+            .map_err(|e| aws("DescribeImages", e))?;
+        if images.images().is_empty() {
+            return Err(CloudError::NotFound(format!(
+                "no AMI {image_id} owned by this account: register images this fleet's account built (images shared by other accounts are refused)"
+            )));
+        }
+        Ok(())
+    }
+
     async fn find_image(&self, project: &str, version: &str) -> Result<String, CloudError> {
         let images = self
             .ec2
             .describe_images()
+            .owners("self")
             .filters(filter(&format!("tag:{}", tags::IMAGE_PROJECT), &[project]))
             .filters(filter(&format!("tag:{}", tags::IMAGE_VERSION), &[version]))
             .send()

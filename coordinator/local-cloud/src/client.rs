@@ -138,6 +138,19 @@ fn instance(info: InstanceInfo) -> Instance {
 
 #[async_trait]
 impl Compute for LocalCloud {
+    async fn check_image(&self, image_id: &str) -> Result<(), CloudError> {
+        let request = Request::DescribeImage {
+            image_id: image_id.to_string(),
+        };
+        match self.call(&request).await? {
+            Response::Images { ids } if !ids.is_empty() => Ok(()),
+            Response::Images { .. } => Err(CloudError::NotFound(format!(
+                "image {image_id} does not exist in the local cloud: `slipway release list` shows the baked ones"
+            ))),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn find_image(&self, project: &str, version: &str) -> Result<String, CloudError> {
         let tags = BTreeMap::from([
             ("slipway:project".to_string(), project.to_string()),

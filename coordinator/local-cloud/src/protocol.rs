@@ -23,6 +23,10 @@ pub enum Request {
     FindImages {
         tags: BTreeMap<String, String>,
     },
+    /// Whether an image of that id exists (answered with `Images`).
+    DescribeImage {
+        image_id: String,
+    },
     Launch {
         image_id: String,
         client_token: String,

@@ -139,6 +139,15 @@ impl CloudServer {
                     Err(e) => invalid(format!("cannot bake image: {e}")),
                 }
             }
+            Request::DescribeImage { image_id } => {
+                if let Err(why) = slipway_domain::release::check_image_id(&image_id) {
+                    return invalid(why);
+                }
+                let exists = image::manifest(&self.images().join(&image_id)).is_some();
+                Response::Images {
+                    ids: exists.then_some(image_id).into_iter().collect(),
+                }
+            }
             Request::FindImages { tags } => match image::find(&self.images(), &tags) {
                 Ok(ids) => Response::Images { ids },
                 Err(e) => invalid(format!("cannot list images: {e}")),
