@@ -228,3 +228,75 @@ async fn refused_bootstraps_are_audited_once_a_minute_per_address() {
         "{refusals:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_comes_in_pages_and_the_cli_reads_them_all() {
+    use slipway_proto::v1::operator_service_client::OperatorServiceClient;
+    use slipway_proto::v1::{AuditRequest, RegisterReleaseRequest};
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+    let c = Coordinator::start();
+    let ca = std::fs::read_to_string(c.data_dir().join("ca/ca.pem")).unwrap();
+    let admin = c.data_dir().join("operators/admin");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(
+            std::fs::read_to_string(admin.join("cert.pem")).unwrap(),
+            std::fs::read_to_string(admin.join("key.pem")).unwrap(),
+        ))
+        .domain_name("slipway-coordinator");
+    let channel = Channel::from_shared(format!("https://{}", c.listen))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut api = OperatorServiceClient::new(channel);
+    // Refused registrations are audited too: more than a page of them.
+    for i in 0..520 {
+        let refused = api
+            .register_release(RegisterReleaseRequest {
+                project: format!("nope{i}"),
+                version: "v1".into(),
+                image_id: String::new(),
+            })
+            .await;
+        assert!(refused.is_err());
+    }
+    let first = api
+        .audit(AuditRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.entries.len(), 500, "one page");
+    assert_eq!(first.next_after_seq, first.entries[499].seq);
+
+    let all = tokio::task::spawn_blocking({
+        let profile = c.profile();
+        move || {
+            slipway_tests::Coordinator::cli_command(&profile, &["audit", "--output", "json"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let entries: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    let seqs: Vec<u64> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.len() >= 520, "{}", seqs.len());
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "every entry once, in order"
+    );
+}

@@ -21,13 +21,28 @@ pub async fn list(
             now_ms().saturating_sub(back).max(0)
         }
     };
-    let answer = client.api.audit(AuditRequest { since_ms }).await;
-    let log = client.answer(answer)?;
+    // Page by page: the log grows for years; each answer stays small.
+    let mut entries = Vec::new();
+    let mut after_seq = 0;
+    loop {
+        let request = AuditRequest {
+            since_ms,
+            after_seq,
+            limit: 0,
+        };
+        let answer = client.api.audit(request).await;
+        let page = client.answer(answer)?;
+        entries.extend(page.entries);
+        if page.next_after_seq == 0 || page.next_after_seq <= after_seq {
+            break;
+        }
+        after_seq = page.next_after_seq;
+    }
     if output == Output::Json {
-        return print_json(&log.entries);
+        return print_json(&entries);
     }
     let mut table = Table::new(["#", "WHEN", "WHO", "ACTION", "TARGET", "RESULT"]);
-    for e in log.entries {
+    for e in entries {
         table.row([
             e.seq.to_string(),
             when(e.at_ms),
