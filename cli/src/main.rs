@@ -281,7 +281,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("slipway: {}", failure.message);
+            eprintln!("slipway: {}", render::text(&failure.message));
             ExitCode::from(failure.code)
         }
     }

@@ -30,6 +30,12 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Free text from the coordinator (a reason, a cloud's message) as a line a
+/// terminal shows as written: control characters escaped, cut at 4,096.
+pub fn text(text: &str) -> String {
+    crate::table::printable(text, 4096)
+}
+
 pub fn yes(flag: bool) -> String {
     if flag { "yes".into() } else { "no".into() }
 }

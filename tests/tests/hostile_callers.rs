@@ -254,7 +254,7 @@ async fn the_audit_log_comes_in_pages_and_the_cli_reads_them_all() {
         .unwrap();
     let mut api = OperatorServiceClient::new(channel);
     // Refused registrations are audited too: more than a page of them.
-    for i in 0..520 {
+    for i in 0..519 {
         let refused = api
             .register_release(RegisterReleaseRequest {
                 project: format!("nope{i}"),
@@ -264,6 +264,19 @@ async fn the_audit_log_comes_in_pages_and_the_cli_reads_them_all() {
             .await;
         assert!(refused.is_err());
     }
+    // A field of 100 KB is refused by its size, not echoed back or logged.
+    let huge = api
+        .register_release(RegisterReleaseRequest {
+            project: "p".repeat(100 * 1024),
+            version: "v1".into(),
+            image_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(huge.code(), tonic::Code::InvalidArgument);
+    assert!(huge.message().len() < 200, "{}", huge.message().len());
+    assert!(huge.message().contains("at most 256"), "{}", huge.message());
+    assert!(c.log().len() < 1024 * 1024, "the log did not take it in");
     let first = api
         .audit(AuditRequest::default())
         .await

@@ -10,7 +10,7 @@ use slipway_proto::v1::{
 
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::render::{Output, Table, print_json, when};
+use crate::render::{Output, Table, print_json, text, when};
 
 /// What `deploy` was asked for.
 #[derive(Debug)]
@@ -85,10 +85,10 @@ pub async fn show(client: &mut Client, output: Output, id: String) -> Result<(),
         );
     }
     if !d.reason.is_empty() {
-        println!("  reason: {}", d.reason);
+        println!("  reason: {}", text(&d.reason));
     }
     if !d.waiting_on.is_empty() {
-        println!("  waiting: {}", d.waiting_on);
+        println!("  waiting: {}", text(&d.waiting_on));
     }
     Ok(())
 }
@@ -182,7 +182,7 @@ fn waiting(d: &Deployment) -> String {
     if d.waiting_on.is_empty() {
         String::new()
     } else {
-        format!(": {}", d.waiting_on)
+        format!(": {}", text(&d.waiting_on))
     }
 }
 
@@ -237,7 +237,7 @@ async fn follow(
                 );
             }
             if current.waiting_on != last_waiting && !current.waiting_on.is_empty() {
-                println!("          ({})", current.waiting_on);
+                println!("          ({})", text(&current.waiting_on));
             }
         }
         shown = current.phases.len();

@@ -4,7 +4,7 @@ use slipway_proto::v1::{ProjectStatus, PublicRecord, StatusRequest};
 
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::render::{Output, Table, print_json, yes};
+use crate::render::{Output, Table, print_json, text, yes};
 
 pub async fn show(
     client: &mut Client,
@@ -46,7 +46,7 @@ fn print_public(r: &PublicRecord) {
     };
     println!("  public {} -> {to}{endpoint}{pending}", r.name);
     if !r.dns_error.is_empty() {
-        println!("  cannot read DNS: {}", r.dns_error);
+        println!("  cannot read DNS: {}", text(&r.dns_error));
     }
 }
 

@@ -66,13 +66,24 @@ impl OperatorApi {
     }
 }
 
+/// Longest identifier field accepted (a project, a version, an image id, an
+/// environment): checked before the value is used, logged or audited, so no
+/// caller's megabytes travel on into messages and the log.
+const MAX_FIELD: usize = 256;
+
 /// Empty means "not given" on the wire.
-fn optional(text: &str) -> Option<&str> {
-    Some(text).filter(|t| !t.is_empty())
+fn optional<'a>(field: &str, text: &'a str) -> Result<Option<&'a str>, Status> {
+    if text.len() > MAX_FIELD {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {} bytes long: at most {MAX_FIELD}",
+            text.len()
+        )));
+    }
+    Ok(Some(text).filter(|t| !t.is_empty()))
 }
 
 fn required<'a>(field: &str, text: &'a str) -> Result<&'a str, Status> {
-    optional(text).ok_or_else(|| Status::invalid_argument(format!("{field} is required")))
+    optional(field, text)?.ok_or_else(|| Status::invalid_argument(format!("{field} is required")))
 }
 
 #[tonic::async_trait]
@@ -88,7 +99,7 @@ impl OperatorService for OperatorApi {
             caller.require(Role::Deployer)?;
             let release = self
                 .operations
-                .register_release(&caller.identity, required("project", &r.project)?, required("version", &r.version)?, optional(&r.image_id))
+                .register_release(&caller.identity, required("project", &r.project)?, required("version", &r.version)?, optional("image_id", &r.image_id)?)
                 .await?;
             info!(who = %caller, project = %release.project, version = %release.version, image = %release.image_id, "release registered");
             Ok(convert::release(release))
@@ -106,7 +117,7 @@ impl OperatorService for OperatorApi {
         auth::require(&request, &self.revocations, Role::Viewer)?;
         let releases = self
             .operations
-            .releases(optional(&request.get_ref().project))
+            .releases(optional("project", &request.get_ref().project)?)
             .await?;
         Ok(Response::new(ListReleasesResponse {
             releases: releases.into_iter().map(convert::release).collect(),
@@ -188,7 +199,7 @@ impl OperatorService for OperatorApi {
         auth::require(&request, &self.revocations, Role::Viewer)?;
         let projects = self
             .operations
-            .status(optional(&request.get_ref().project))
+            .status(optional("project", &request.get_ref().project)?)
             .await?;
         Ok(Response::new(StatusResponse {
             projects: projects.into_iter().map(convert::project_status).collect(),
@@ -204,8 +215,8 @@ impl OperatorService for OperatorApi {
         let list = self
             .operations
             .deployments(
-                optional(&r.project),
-                optional(&r.environment),
+                optional("project", &r.project)?,
+                optional("environment", &r.environment)?,
                 r.limit as usize,
             )
             .await?;
@@ -439,7 +450,7 @@ impl OperatorService for OperatorApi {
         auth::require(&request, &self.revocations, Role::Viewer)?;
         let names = self
             .operations
-            .secret_names(optional(&request.get_ref().environment))
+            .secret_names(optional("environment", &request.get_ref().environment)?)
             .await?;
         let secrets = names
             .into_iter()
