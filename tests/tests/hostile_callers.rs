@@ -185,7 +185,7 @@ async fn idle_connections_without_a_certificate_cannot_starve_the_coordinator() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn refused_bootstraps_are_audited_once_a_minute_per_address() {
+async fn refused_bootstraps_are_audited_once_a_minute_and_capped_per_address() {
     use slipway_proto::v1::BootstrapRequest;
     use slipway_proto::v1::agent_service_client::AgentServiceClient;
     use tonic::transport::{Certificate, Channel, ClientTlsConfig};
@@ -212,6 +212,28 @@ async fn refused_bootstraps_are_audited_once_a_minute_per_address() {
             .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     }
+    // Past 60 refusals a minute, the address is turned away unheard.
+    let mut turned_away = None;
+    for i in 20..70 {
+        let answer = client
+            .bootstrap(BootstrapRequest {
+                instance_id: format!("i-forged{i}"),
+                join_token: "f".repeat(64),
+                csr_pem: "not a csr".into(),
+            })
+            .await
+            .unwrap_err();
+        if answer.code() == tonic::Code::ResourceExhausted {
+            turned_away = Some(i);
+            break;
+        }
+        assert_eq!(answer.code(), tonic::Code::Unauthenticated, "{answer:?}");
+    }
+    assert_eq!(
+        turned_away,
+        Some(60),
+        "the 61st refusal in a minute is turned away"
+    );
     let log = c.ok(&["audit", "--output", "json"]).json();
     let refusals: Vec<_> = log
         .as_array()

@@ -46,7 +46,15 @@ pub struct AgentApi {
     stopping: Stopping,
     /// Refused Bootstraps, audited at a bounded rate.
     refusals: super::throttle::AuditThrottle,
+    /// Refused Bootstraps per address: past the limit, turned away unheard.
+    refused_per_peer: super::throttle::RateLimit,
 }
+
+/// Refused Bootstraps one address may make a minute before it is turned away
+/// without its token being looked at. A token not yet bound is not a refusal
+/// (its agent retries until the launch is recorded); a real agent is refused
+/// once or twice at most, for a used or expired token.
+const REFUSED_BOOTSTRAPS_PER_MINUTE: u32 = 60;
 
 impl AgentApi {
     pub fn new(coordinator: &Coordinator) -> Self {
@@ -60,6 +68,7 @@ impl AgentApi {
             revocations: coordinator.revocations.clone(),
             stopping: coordinator.stopping.clone(),
             refusals: super::throttle::AuditThrottle::new(coordinator.audit.clone()),
+            refused_per_peer: super::throttle::RateLimit::new(REFUSED_BOOTSTRAPS_PER_MINUTE),
         }
     }
 }
@@ -122,6 +131,11 @@ impl AgentService for AgentApi {
             .remote_addr()
             .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
         let request = request.into_inner();
+        if self.refused_per_peer.exhausted(&peer) {
+            return Err(Status::resource_exhausted(format!(
+                "too many refused bootstraps from {peer}: wait a minute"
+            )));
+        }
         check_instance_id(&request.instance_id)?;
         if request.join_token.is_empty() || request.join_token.len() > 128 {
             return Err(Status::invalid_argument(
@@ -161,6 +175,9 @@ impl AgentService for AgentApi {
             // Anyone may try without a certificate: refusals are audited once a
             // minute per address, counting the rest.
             Err(e) => {
+                if !matches!(e, crate::tokens::TokenError::NotYetBound) {
+                    self.refused_per_peer.count(&peer);
+                }
                 let result = format!("refused: {e}");
                 let entry = super::throttle::Entry {
                     who: &who,

@@ -24,6 +24,49 @@ pub struct AuditThrottle {
     seen: Arc<Mutex<HashMap<String, (Instant, u32)>>>,
 }
 
+/// At most `limit` events per key a window (refused Bootstraps per address):
+/// past it, the caller is turned away before any work is done.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    limit: u32,
+    counts: Arc<Mutex<HashMap<String, (Instant, u32)>>>,
+}
+
+impl RateLimit {
+    pub fn new(limit: u32) -> RateLimit {
+        RateLimit {
+            limit,
+            counts: Arc::default(),
+        }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u32)>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `key` used up its events in the current window.
+    pub fn exhausted(&self, key: &str) -> bool {
+        let now = Instant::now();
+        self.counts().get(key).is_some_and(|(start, count)| {
+            now.duration_since(*start) < WINDOW && *count >= self.limit
+        })
+    }
+
+    /// Counts one event of `key`.
+    pub fn count(&self, key: &str) {
+        let now = Instant::now();
+        let mut counts = self.counts();
+        if counts.len() > MAX_KEYS {
+            counts.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let entry = counts.entry(key.to_string()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+    }
+}
+
 /// One audit entry, as `AuditLog::append` takes it.
 #[derive(Debug)]
 pub struct Entry<'a> {
