@@ -189,7 +189,7 @@ impl AgentView {
 mod tests {
     use super::*;
     use crate::config::Fleet;
-    use crate::deploy::{Deployment, Phase};
+    use crate::deploy::Phase;
     use crate::sample::SAMPLE_FLEET;
 
     fn service(name: &str, status: ServiceStatus, restarts: u32) -> ServiceState {
@@ -204,26 +204,7 @@ mod tests {
     #[test]
     fn what_slipway_sets_wins_over_variables_and_secrets() {
         let fleet = Fleet::parse(SAMPLE_FLEET, "sample").unwrap();
-        let d = Deployment {
-            id: "d-7".into(),
-            seq: 7,
-            project: "hello".into(),
-            version: "v2".into(),
-            image_id: "ami-2".into(),
-            environment: "staging".into(),
-            requested_by: "admin".into(),
-            requested_at: 0,
-            phase: Phase::Configuring,
-            history: vec![],
-            reason: None,
-            desired: 1,
-            launched: vec![],
-            old_instances: vec![],
-            cancel_requested_by: None,
-            replaces: vec![],
-            launch_attempted: true,
-            drain_from: None,
-        };
+        let d = crate::deploy::test_deployment(Phase::Configuring, 0, &[]);
         let secrets = BTreeMap::from([
             ("GREETING".to_string(), "from a secret".to_string()),
             ("SLIPWAY_VERSION".to_string(), "forged".to_string()),

@@ -440,7 +440,7 @@ fn filter(ids: &[String], keep: impl Fn(&String) -> bool) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::{LaunchedInstance, PhaseEntry};
+    use crate::deploy::PhaseEntry;
 
     const T0: Millis = 1_000_000;
 
@@ -452,33 +452,7 @@ mod tests {
     }
 
     fn deployment(phase: Phase, launched: &[&str]) -> Deployment {
-        Deployment {
-            id: "d-7".into(),
-            seq: 7,
-            project: "hello".into(),
-            version: "v2".into(),
-            image_id: "ami-2".into(),
-            environment: "staging".into(),
-            requested_by: "admin".into(),
-            requested_at: T0,
-            phase,
-            history: vec![PhaseEntry { phase, at: T0 }],
-            reason: None,
-            desired: 2,
-            launched: launched
-                .iter()
-                .enumerate()
-                .map(|(slot, id)| LaunchedInstance {
-                    slot: slot as u32,
-                    id: id.to_string(),
-                })
-                .collect(),
-            old_instances: vec![],
-            cancel_requested_by: None,
-            replaces: vec![],
-            launch_attempted: false,
-            drain_from: None,
-        }
+        crate::deploy::test_deployment(phase, T0, launched)
     }
 
     fn agent(ready: bool) -> AgentView {

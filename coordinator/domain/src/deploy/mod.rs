@@ -133,6 +133,39 @@ pub async fn history(db: &Db) -> Result<Vec<Deployment>, StoreError> {
     Ok(all)
 }
 
+/// A deployment of `hello@v2` to staging (2 instances), `d-7`, in `phase`
+/// since `at`, with `launched` filling slots 0, 1, ...: for tests.
+#[cfg(test)]
+pub(crate) fn test_deployment(phase: Phase, at: Millis, launched: &[&str]) -> Deployment {
+    Deployment {
+        id: "d-7".into(),
+        seq: 7,
+        project: "hello".into(),
+        version: "v2".into(),
+        image_id: "ami-2".into(),
+        environment: "staging".into(),
+        requested_by: "admin".into(),
+        requested_at: at,
+        phase,
+        history: vec![PhaseEntry { phase, at }],
+        reason: None,
+        desired: 2,
+        launched: launched
+            .iter()
+            .enumerate()
+            .map(|(slot, id)| LaunchedInstance {
+                slot: slot as u32,
+                id: id.to_string(),
+            })
+            .collect(),
+        old_instances: vec![],
+        cancel_requested_by: None,
+        replaces: vec![],
+        launch_attempted: false,
+        drain_from: None,
+    }
+}
+
 impl Record for Deployment {
     const TABLE: Table = Table::Deployments;
     fn key(&self) -> String {
