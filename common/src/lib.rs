@@ -5,6 +5,7 @@
 //! - `profile`: the CLI's profile file and certificate bundle; `private_file`:
 //!   owner-only files for keys.
 //! - `http_probe`: one HTTP health check, shared by the agent and the local cloud.
+//! - `process`: whether another process has ended (`/proc`).
 //! - `logging`: `SLIPWAY_LOG` and `SLIPWAY_LOG_FORMAT` for the coordinator and
 //!   the local cloud.
 
@@ -13,5 +14,6 @@
 pub mod http_probe;
 pub mod logging;
 pub mod private_file;
+pub mod process;
 pub mod profile;
 pub mod user_data;

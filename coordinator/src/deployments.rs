@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::deploy::{self, Deployment, Phase, PhaseEntry};
+use crate::deploy::{self, Deployment};
 use crate::release::Release;
 use crate::store::{Changes, Db, StoreError};
 
@@ -62,29 +62,8 @@ impl Deployments {
     ) -> Result<Deployment, StoreError> {
         let seq = self.db.next_id().await?;
         let now = self.clock.now();
-        let mut deployment = Deployment {
-            id: format!("d-{seq}"),
-            seq,
-            project: release.project.clone(),
-            version: release.version.clone(),
-            image_id: release.image_id.clone(),
-            environment: environment.to_string(),
-            requested_by,
-            requested_at: now,
-            phase: Phase::Queued,
-            history: vec![PhaseEntry {
-                phase: Phase::Queued,
-                at: now,
-            }],
-            reason: None,
-            desired,
-            launched: vec![],
-            old_instances: vec![],
-            cancel_requested_by: None,
-            replaces: vec![],
-            launch_attempted: false,
-            drain_from: None,
-        };
+        let mut deployment =
+            Deployment::queued(seq, release, environment, requested_by, desired, now);
         shape(&mut deployment);
         self.db.put(&deployment).await?;
         self.queue_changed.notify_one();

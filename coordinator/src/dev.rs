@@ -111,7 +111,7 @@ async fn stop_coordinator(pid: u32) -> anyhow::Result<()> {
     let deadline = Instant::now() + COORDINATOR_STOP_WAIT;
     // Signal 0 probes: the process is gone once it fails (a zombie of a parent
     // that has not reaped it yet also counts as stopped).
-    while kill(target, None).is_ok() && !is_zombie(pid) {
+    while kill(target, None).is_ok() && !slipway_common::process::is_zombie(pid) {
         if Instant::now() > deadline {
             bail!(
                 "the coordinator (pid {pid}) did not stop within {}s of SIGTERM: `kill -9 {pid}` ends it; a restart resumes its deployments",
@@ -121,16 +121,6 @@ async fn stop_coordinator(pid: u32) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// A binary built beside this executable (`cargo build` puts them together).

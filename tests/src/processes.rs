@@ -26,21 +26,11 @@ fn pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
-}
-
 /// The agent's pid of an instance.
 pub fn agent_pid(instance: &str) -> Option<u32> {
     pids().into_iter().find(|pid| {
         let cmdline = read(*pid, "cmdline");
-        !is_zombie(*pid)
+        !slipway_common::process::is_zombie(*pid)
             && cmdline
                 .windows(2)
                 .any(|w| w[0] == "--instance-id" && w[1] == instance)
@@ -52,7 +42,7 @@ pub fn instance_processes(instance: &str) -> Vec<u32> {
     let marker = format!("SLIPWAY_INSTANCE_ID={instance}");
     pids()
         .into_iter()
-        .filter(|pid| !is_zombie(*pid))
+        .filter(|pid| !slipway_common::process::is_zombie(*pid))
         .filter(|pid| {
             let cmdline = read(*pid, "cmdline");
             cmdline
@@ -94,7 +84,7 @@ pub fn processes_in(dir: &std::path::Path) -> Vec<(u32, String)> {
     let text = dir.to_string_lossy().into_owned();
     pids()
         .into_iter()
-        .filter(|pid| *pid != std::process::id() && !is_zombie(*pid))
+        .filter(|pid| *pid != std::process::id() && !slipway_common::process::is_zombie(*pid))
         .filter_map(|pid| {
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
             let cmdline = read(pid, "cmdline");

@@ -77,28 +77,20 @@ impl<'a> ReleaseQueue<'a> {
 mod tests {
     use super::*;
     use crate::deploy::PhaseEntry;
+    use crate::release::Release;
 
     fn d(seq: u64, env: &str, phase: Phase) -> Deployment {
-        Deployment {
-            id: format!("d-{seq}"),
-            seq,
+        let release = Release {
             project: "hello".into(),
             version: format!("v{seq}"),
             image_id: "ami-1".into(),
-            environment: env.into(),
-            requested_by: "ci".into(),
-            requested_at: 0,
-            phase,
-            history: vec![PhaseEntry { phase, at: 0 }],
-            reason: None,
-            desired: 1,
-            launched: vec![],
-            old_instances: vec![],
-            cancel_requested_by: None,
-            replaces: vec![],
-            launch_attempted: false,
-            drain_from: None,
-        }
+            registered_at: 0,
+            registered_by: "ci".into(),
+        };
+        let mut d = Deployment::queued(seq, &release, env, "ci".into(), 1, 0);
+        d.phase = phase;
+        d.history = vec![PhaseEntry { phase, at: 0 }];
+        d
     }
 
     fn ids(list: Vec<&Deployment>) -> Vec<String> {

@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
+use crate::release::Release;
 use crate::store::{Db, Record, StoreError, Table};
 
 /// Where a deployment is. Every phase change is stored before its effect starts.
@@ -137,33 +138,25 @@ pub async fn history(db: &Db) -> Result<Vec<Deployment>, StoreError> {
 /// since `at`, with `launched` filling slots 0, 1, ...: for tests.
 #[cfg(test)]
 pub(crate) fn test_deployment(phase: Phase, at: Millis, launched: &[&str]) -> Deployment {
-    Deployment {
-        id: "d-7".into(),
-        seq: 7,
+    let release = Release {
         project: "hello".into(),
         version: "v2".into(),
         image_id: "ami-2".into(),
-        environment: "staging".into(),
-        requested_by: "admin".into(),
-        requested_at: at,
-        phase,
-        history: vec![PhaseEntry { phase, at }],
-        reason: None,
-        desired: 2,
-        launched: launched
-            .iter()
-            .enumerate()
-            .map(|(slot, id)| LaunchedInstance {
-                slot: slot as u32,
-                id: id.to_string(),
-            })
-            .collect(),
-        old_instances: vec![],
-        cancel_requested_by: None,
-        replaces: vec![],
-        launch_attempted: false,
-        drain_from: None,
-    }
+        registered_at: 0,
+        registered_by: "ci".into(),
+    };
+    let mut d = Deployment::queued(7, &release, "staging", "admin".into(), 2, at);
+    d.phase = phase;
+    d.history = vec![PhaseEntry { phase, at }];
+    d.launched = launched
+        .iter()
+        .enumerate()
+        .map(|(slot, id)| LaunchedInstance {
+            slot: slot as u32,
+            id: id.to_string(),
+        })
+        .collect();
+    d
 }
 
 impl Record for Deployment {
@@ -174,6 +167,40 @@ impl Record for Deployment {
 }
 
 impl Deployment {
+    /// A new deployment `d-SEQ` of `release` onto `environment`, queued at `at`.
+    pub fn queued(
+        seq: u64,
+        release: &Release,
+        environment: &str,
+        requested_by: String,
+        desired: u32,
+        at: Millis,
+    ) -> Deployment {
+        Deployment {
+            id: format!("d-{seq}"),
+            seq,
+            project: release.project.clone(),
+            version: release.version.clone(),
+            image_id: release.image_id.clone(),
+            environment: environment.to_string(),
+            requested_by,
+            requested_at: at,
+            phase: Phase::Queued,
+            history: vec![PhaseEntry {
+                phase: Phase::Queued,
+                at,
+            }],
+            reason: None,
+            desired,
+            launched: vec![],
+            old_instances: vec![],
+            cancel_requested_by: None,
+            replaces: vec![],
+            launch_attempted: false,
+            drain_from: None,
+        }
+    }
+
     pub fn target(&self) -> Target {
         Target {
             project: self.project.clone(),
