@@ -19,8 +19,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // every caller builds its own TLS channel anyway.
     tonic_prost_build::configure()
         .build_transport(false)
-        // The CLI prints replies as JSON for scripts (`--output json`).
-        .type_attribute(".slipway.v1", "#[derive(serde::Serialize)]")
         .file_descriptor_set_path(out_dir.join("slipway_descriptor.bin"))
         .compile_with_config(config, &protos, &["."])?;
     Ok(())

@@ -1,18 +1,17 @@
 //! The connection to the coordinator: mutual TLS with the profile's certificate,
-//! and what a failed call tells the user. Commands call the RPCs through `api`
-//! and hand every answer to `answer`.
+//! and what a failed call tells the user (its message and exit code). The calls
+//! themselves are in `api`.
 
 use std::time::Duration;
 
-use anyhow::Context;
 use slipway_proto::v1::operator_service_client::OperatorServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::failure::Failure;
+use crate::failure::{Exit, Failure};
 use crate::profile::Profile;
 
 pub struct Client {
-    pub api: OperatorServiceClient<Channel>,
+    pub(crate) api: OperatorServiceClient<Channel>,
     pub profile: Profile,
 }
 
@@ -23,10 +22,16 @@ impl Client {
             .ca_certificate(Certificate::from_pem(&profile.ca_pem))
             .identity(Identity::from_pem(&profile.cert_pem, &profile.key_pem))
             .domain_name(&profile.server_name);
+        let invalid = |what: &str, e: &dyn std::fmt::Display| {
+            Failure::new(
+                format!("{}: {what} ({e})", profile.path.display()),
+                Exit::Failed,
+            )
+        };
         let channel = Channel::from_shared(profile.coordinator.clone())
-            .context("the profile's coordinator address is invalid")?
+            .map_err(|e| invalid("the coordinator address is invalid", &e))?
             .tls_config(tls)
-            .context("the profile's certificates are unusable")?
+            .map_err(|e| invalid("the certificates are unusable", &e))?
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
@@ -38,48 +43,113 @@ impl Client {
     }
 
     /// The answer of a call, or what its failure means for the user.
-    pub fn answer<T>(
+    pub(crate) fn answer<T>(
         &self,
         result: Result<tonic::Response<T>, tonic::Status>,
     ) -> Result<T, Failure> {
         result
             .map(tonic::Response::into_inner)
-            .map_err(|status| self.failure(status))
+            .map_err(|status| self.failure(&status))
     }
 
-    pub fn failure(&self, status: tonic::Status) -> Failure {
-        if is_transport(&status) {
-            return unreachable(&self.profile, status.message());
+    pub(crate) fn failure(&self, status: &tonic::Status) -> Failure {
+        if is_transport(status) {
+            return unreachable(&self.profile, &source_chain(status));
         }
-        Failure::new(status.message(), 1)
+        use tonic::Code;
+        let exit = match status.code() {
+            Code::NotFound => Exit::NotFound,
+            Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::ResourceExhausted => Exit::Refused,
+            _ => Exit::Failed,
+        };
+        Failure::new(status.message(), exit)
     }
 }
 
 /// Whether the call failed on this side (the connection failed or broke) rather
 /// than being answered: tonic sets a status's source only for errors it made
 /// locally from one (transport, hyper, I/O); a status the coordinator sent has none.
-pub fn is_transport(status: &tonic::Status) -> bool {
+pub(crate) fn is_transport(status: &tonic::Status) -> bool {
     std::error::Error::source(status).is_some()
 }
 
+/// Unreachable, or reachable but not trusted: a certificate problem is not
+/// "is it running?".
 fn unreachable(profile: &Profile, why: &str) -> Failure {
+    let hint = if why.contains("certificate") || why.contains("UnknownIssuer") {
+        format!(
+            "its certificate is not one this profile trusts: is {} from this coordinator?",
+            profile.path.display()
+        )
+    } else {
+        format!(
+            "is it running, and is {} from this coordinator?",
+            profile.path.display()
+        )
+    };
     Failure::new(
         format!(
-            "cannot reach the coordinator at {} ({why}): is it running, and is {} from this coordinator?",
-            profile.coordinator,
-            profile.path.display()
+            "cannot reach the coordinator at {} ({why}): {hint}",
+            profile.coordinator
         ),
-        1,
+        Exit::Unreachable,
     )
 }
 
+/// An error and its causes in one line, each said once: transports wrap the
+/// same message in several layers ("tcp connect error: tcp connect error: …").
 fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(error) = next {
+        let text = error.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.retain(|p| !text.contains(p.as_str()));
+            parts.push(text);
+        }
+        next = error.source();
     }
-    text
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_says_each_cause_once() {
+        let e = Layer(
+            "transport error",
+            Some(Box::new(Layer(
+                "tcp connect error",
+                Some(Box::new(Layer(
+                    "tcp connect error",
+                    Some(Box::new(Layer("Connection refused (os error 111)", None))),
+                ))),
+            ))),
+        );
+        assert_eq!(
+            source_chain(&e),
+            "transport error: tcp connect error: Connection refused (os error 111)"
+        );
+    }
 }

@@ -1,51 +1,79 @@
-//! `slipway`: the operator's and CI's command line. Thin: it parses, calls one
-//! RPC of the coordinator over mutual TLS, and prints the answer (or JSON).
+//! `slipway`: the operator's and CI's command line. Thin: it parses, calls the
+//! coordinator over mutual TLS, and prints the answer (table, JSON or YAML).
 //!
 //! - `main`: the arguments and the dispatch to a command.
 //! - `commands`: one module per noun (deployment, release, status, agent,
 //!   secret, cert, audit, infra, promote).
-//! - `client`: the connection and what a failed call means for the user;
-//!   `failure`: a one-line failure and its exit code.
-//! - `render`: JSON, tables (`table`) and readable times (`time_text`).
+//! - `api`: the coordinator's calls in the CLI's own types (`schema`), the only
+//!   module besides `client` that sees the wire; `client`: the connection and
+//!   what a failed call means; `failure`: a one-line failure and its exit code.
+//! - `render`: JSON, YAML (`yaml`), tables (`table`) and times (`time_text`).
 //! - `profile`: which coordinator and certificate.
 //!
-//! Dependencies point down: `main` → `commands` → `client`, `render` → `failure`.
+//! Dependencies point down: `main` → `commands` → `api` → `client`, and
+//! `commands` → `render` → `schema`, `failure`.
 
 #![forbid(unsafe_code)]
 
+mod api;
 mod client;
 mod commands;
 mod failure;
 mod profile;
 mod render;
+mod schema;
 mod table;
 mod time_text;
+mod yaml;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use client::Client;
+use commands::deployment::Wait;
 use commands::{agent, audit, cert, deployment, infra, promote, release, secret, status};
-use failure::Failure;
+use failure::{EXIT_CODES, Exit, Failure};
 use render::Output;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "slipway",
     version,
-    about = "Deploy releases onto immutable infrastructure"
+    about = "Deploy releases onto immutable infrastructure",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// The profile (coordinator address and certificate). Default: $SLIPWAY_PROFILE, then ./.slipway/profile.toml.
     #[arg(long, global = true)]
     profile: Option<PathBuf>,
-    /// How to print answers.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    /// How to print answers: text (tables cut to 120 columns), wide, json or yaml.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--wait` and `--timeout`, shared by `deploy` and `rollback`.
+#[derive(Debug, clap::Args)]
+struct WaitArgs {
+    /// Follow it phase by phase to its end; the exit code says how it ended.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: stop waiting after this long (e.g. 10m) and exit 7; the deployment goes on.
+    #[arg(long, requires = "wait", value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+}
+
+impl From<WaitArgs> for Wait {
+    fn from(args: WaitArgs) -> Wait {
+        Wait {
+            wait: args.wait,
+            timeout: args.timeout,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,47 +83,84 @@ enum Command {
     Release(ReleaseCommand),
     /// Queue a deployment of PROJECT at VERSION onto an environment.
     Deploy {
+        /// The project, as the fleet file names it.
         project: String,
+        /// A registered release of it (`slipway release list PROJECT`).
         version: String,
+        /// The environment to deploy onto.
         #[arg(long)]
         env: String,
-        /// Show progress phase by phase; exit non-zero unless it succeeded.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Redeploy the release that ran before the current one.
+    Rollback {
+        /// The project, as the fleet file names it.
+        project: String,
+        /// The environment to roll back.
         #[arg(long)]
-        wait: bool,
+        env: String,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// What runs on every target, and who waits behind it.
     Queue,
     /// Cancel a queued deployment, or roll back one that does not serve yet.
-    Cancel { id: String },
-    /// Environments, versions, load balancers and instances.
-    Status { project: Option<String> },
+    Cancel {
+        /// The deployment's id, e.g. d-12.
+        id: String,
+    },
+    /// Environments, versions, deployments in flight, load balancers and instances.
+    Status {
+        /// Only this project.
+        project: Option<String>,
+    },
     /// Deployment history, newest first.
     Deployments {
-        #[arg(long)]
+        /// Only this project.
         project: Option<String>,
+        /// Only this environment.
         #[arg(long)]
         env: Option<String>,
+        /// At most this many (0: all).
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// One deployment with its phase timestamps.
-    Show { id: String },
-    /// The agents Slipway launched, and whether they are connected.
-    Agents,
+    /// One deployment with its phase times.
+    Show {
+        /// The deployment's id, e.g. d-12.
+        id: String,
+        /// Follow it to its end, as `deploy --wait` does; the exit code says how it ended.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// With --follow: stop after this long (e.g. 10m) and exit 7.
+        #[arg(long, requires = "follow", value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// The agents of running instances, and whether they are connected.
+    Agents {
+        /// Only this project.
+        project: Option<String>,
+    },
     /// Point PROJECT's public record at another production cluster.
     Promote {
+        /// The project, as the fleet file names it.
         project: String,
+        /// The environment (production cluster) to point it at.
         #[arg(long)]
         to: String,
     },
     /// Load balancers and records the fleet file implies.
     #[command(subcommand)]
     Infra(InfraCommand),
-    /// Environment secrets (admin sets, anyone lists names; values are never shown).
+    /// Environment secrets (admin sets and deletes, anyone lists names; values are never shown).
     #[command(subcommand)]
     Secret(SecretCommand),
     /// Revoke every certificate of an operator or an agent (instance id); admin.
-    Revoke { name: String },
+    Revoke {
+        /// An operator's certificate name, or an agent's instance id.
+        name: String,
+    },
     /// Certificates for operators and CI jobs (admin).
     #[command(subcommand)]
     Cert(CertCommand),
@@ -106,29 +171,53 @@ enum Command {
         /// Only entries this recent, e.g. 1h or 30m.
         #[arg(long)]
         since: Option<String>,
+        /// Only entries by this certificate name.
+        #[arg(long)]
+        who: Option<String>,
+        /// Only this action, e.g. deploy, promote, "secret set".
+        #[arg(long)]
+        action: Option<String>,
+        /// Only entries about this project, environment or deployment id.
+        #[arg(long)]
+        target: Option<String>,
     },
-    /// Redeploy the release that ran before the current one.
-    Rollback {
-        project: String,
-        #[arg(long)]
-        env: String,
-        #[arg(long)]
-        wait: bool,
+    /// This CLI's version and the coordinator's.
+    Version,
+    /// Print a shell completion script: `source <(slipway completion bash)`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum SecretCommand {
-    /// Read the value from stdin (so it stays out of shell history) and store it.
-    Set { environment: String, key: String },
+    /// Store a value: typed at a prompt that does not echo, or piped on stdin.
+    Set {
+        /// The environment whose agents receive it.
+        environment: String,
+        /// Its name, an environment variable: A-Z, 0-9 and _.
+        key: String,
+    },
+    /// Remove a secret; instances launched from now on no longer receive it.
+    Delete {
+        /// The environment it belongs to.
+        environment: String,
+        /// Its name.
+        key: String,
+    },
     /// List secret names, values masked.
-    List { environment: Option<String> },
+    List {
+        /// Only this environment.
+        environment: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum CertCommand {
     /// Make a key here, have the coordinator sign it with a role, write a profile.
     Issue {
+        /// Who the certificate is for (a person or a CI job).
         #[arg(long)]
         name: String,
         /// viewer, deployer or admin.
@@ -175,20 +264,77 @@ enum InfraCommand {
 enum ReleaseCommand {
     /// Register PROJECT at VERSION; its image is found by tags unless --image names it.
     Add {
+        /// The project, as the fleet file names it.
         project: String,
+        /// The release's version: a commit hash or tag.
         version: String,
+        /// The machine image (ami-…); default: the one tagged slipway:project and slipway:version.
         #[arg(long)]
         image: Option<String>,
     },
     /// List registered releases.
-    List { project: Option<String> },
+    List {
+        /// Only this project.
+        project: Option<String>,
+    },
+}
+
+/// Commands that need no coordinator; true when `command` was one of them.
+fn run_offline(command: &Command) -> bool {
+    match command {
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "slipway",
+                &mut std::io::stdout(),
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `slipway version`: the client's always; the coordinator's when it answers.
+async fn version(
+    output: Output,
+    profile: Result<profile::Profile, Failure>,
+) -> Result<(), Failure> {
+    let client_version = env!("CARGO_PKG_VERSION").to_string();
+    let server = match profile {
+        Ok(profile) => match Client::connect(profile).await {
+            Ok(mut client) => client.server_version().await,
+            Err(failure) => Err(failure),
+        },
+        Err(failure) => Err(failure),
+    };
+    let version = schema::Version {
+        client: client_version,
+        server: server.as_ref().ok().cloned(),
+    };
+    if output.structured() {
+        render::print(output, &version)?;
+    } else {
+        println!("client: {}", version.client);
+        match &server {
+            Ok(v) => println!("coordinator: {v}"),
+            Err(failure) => println!("coordinator: unknown ({})", render::text(&failure.message)),
+        }
+    }
+    server.map(|_| ())
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    if run_offline(&cli.command) {
+        return Ok(());
+    }
     let path = profile::locate(cli.profile.clone(), std::env::var("SLIPWAY_PROFILE").ok());
-    let profile = profile::load(&path)?;
-    let client = &mut Client::connect(profile).await?;
+    let profile = profile::load(&path).map_err(Failure::from);
     let out = cli.output;
+    if let Command::Version = cli.command {
+        return version(out, profile).await;
+    }
+    let client = &mut Client::connect(profile?).await?;
     match cli.command {
         Command::Release(ReleaseCommand::Add {
             project,
@@ -208,26 +354,33 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 project,
                 version,
                 environment: env,
-                wait,
+                wait: wait.into(),
             };
             deployment::deploy(client, out, asked).await
         }
         Command::Rollback { project, env, wait } => {
-            deployment::rollback(client, out, project, env, wait).await
+            deployment::rollback(client, out, project, env, wait.into()).await
         }
         Command::Queue => deployment::queue(client, out).await,
         Command::Cancel { id } => deployment::cancel(client, out, id).await,
-        Command::Show { id } => deployment::show(client, out, id).await,
+        Command::Show {
+            id,
+            follow,
+            timeout,
+        } => deployment::show(client, out, id, follow.then_some(timeout)).await,
         Command::Deployments {
             project,
             env,
             limit,
         } => deployment::list(client, out, project, env, limit).await,
         Command::Status { project } => status::show(client, out, project).await,
-        Command::Agents => agent::list(client, out).await,
+        Command::Agents { project } => agent::list(client, out, project).await,
         Command::Revoke { name } => agent::revoke(client, out, name).await,
         Command::Secret(SecretCommand::Set { environment, key }) => {
             secret::set(client, out, environment, key).await
+        }
+        Command::Secret(SecretCommand::Delete { environment, key }) => {
+            secret::delete(client, out, environment, key).await
         }
         Command::Secret(SecretCommand::List { environment }) => {
             secret::list(client, out, environment).await
@@ -259,10 +412,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit {
             command: None,
             since,
-        } => audit::list(client, out, since).await,
+            who,
+            action,
+            target,
+        } => {
+            let filter = audit::Filter {
+                since,
+                who,
+                action,
+                target,
+            };
+            audit::list(client, out, filter).await
+        }
         Command::Infra(InfraCommand::Plan) => infra::run(client, out, false).await,
         Command::Infra(InfraCommand::Apply) => infra::run(client, out, true).await,
         Command::Promote { project, to } => promote::promote(client, out, project, to).await,
+        Command::Version | Command::Completion { .. } => Ok(()),
     }
 }
 
@@ -275,14 +440,14 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("slipway: cannot start: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(Exit::Failed as u8);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("slipway: {}", render::text(&failure.message));
-            ExitCode::from(failure.code)
+            ExitCode::from(failure.exit as u8)
         }
     }
 }

@@ -47,21 +47,37 @@ pub fn load(path: &Path) -> anyhow::Result<Profile> {
         );
     }
     let base = path.parent().unwrap_or(Path::new("."));
-    let read = |key: &str, relative: &Path| {
-        let full = base.join(relative);
-        std::fs::read_to_string(&full).with_context(|| {
-            format!(
-                "{}: {key} file {} is unreadable",
-                path.display(),
-                full.display()
-            )
-        })
+    let pem = |key: &str, inline: Option<String>, file: Option<&Path>| match (inline, file) {
+        (Some(text), None) => Ok(text),
+        (None, Some(relative)) => {
+            let full = base.join(relative);
+            std::fs::read_to_string(&full).map_err(|e| {
+                let copied = if relative.is_relative() {
+                    format!(
+                        " (relative paths are read from the profile's own folder, {}: a profile copied elsewhere needs its files beside it, or the PEM inline as {key}_pem)",
+                        base.display()
+                    )
+                } else {
+                    String::new()
+                };
+                anyhow::anyhow!("{}: {key} file {} is unreadable: {e}{copied}", path.display(), full.display())
+            })
+        }
+        (Some(_), Some(_)) => bail!("{}: give {key} or {key}_pem, not both", path.display()),
+        (None, None) => bail!(
+            "{}: no {key}: give the file ({key} = \"...\") or the PEM inline ({key}_pem = \"\"\"...\"\"\")",
+            path.display()
+        ),
     };
     Ok(Profile {
         path: path.to_path_buf(),
-        ca_pem: read("ca", &file.ca)?,
-        cert_pem: read("certificate", &file.certificate)?,
-        key_pem: read("key", &file.key)?,
+        ca_pem: pem("ca", file.ca_pem, file.ca.as_deref())?,
+        cert_pem: pem(
+            "certificate",
+            file.certificate_pem,
+            file.certificate.as_deref(),
+        )?,
+        key_pem: pem("key", file.key_pem, file.key.as_deref())?,
         coordinator: file.coordinator,
         server_name: file.server_name,
     })
@@ -108,6 +124,39 @@ mod tests {
                 .to_string()
                 .contains("unknown field")
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pems_may_be_inline_and_a_copied_profile_says_why_it_broke() {
+        let dir = std::env::temp_dir().join(format!("slipway-inline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("profile.toml");
+        let head = "coordinator = \"https://x:1\"\nserver_name = \"s\"\n";
+        std::fs::write(
+            &path,
+            format!("{head}ca_pem = \"CA\"\ncertificate_pem = \"CERT\"\nkey_pem = \"KEY\"\n"),
+        )
+        .unwrap();
+        let inline = load(&path).unwrap();
+        assert_eq!(
+            (
+                inline.ca_pem.as_str(),
+                inline.cert_pem.as_str(),
+                inline.key_pem.as_str()
+            ),
+            ("CA", "CERT", "KEY")
+        );
+        std::fs::write(
+            &path,
+            format!("{head}ca = \"ca.pem\"\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\n"),
+        )
+        .unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("profile copied elsewhere"), "{err}");
+        assert!(err.contains("ca_pem"), "{err}");
+        std::fs::write(&path, format!("{head}ca = \"a\"\nca_pem = \"CA\"\n")).unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("not both"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

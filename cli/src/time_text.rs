@@ -19,6 +19,22 @@ pub fn when(ms: i64, now_ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {clock}")
 }
 
+/// How long ago `ms` was, as a table prints it: `45s`, `3m`, `5h`, `12d`;
+/// a time still ahead reads `in 89d`.
+pub fn age(ms: i64, now_ms: i64) -> String {
+    let span = |secs: i64| match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    };
+    if ms > now_ms {
+        format!("in {}", span((ms - now_ms) / 1000))
+    } else {
+        span((now_ms - ms) / 1000)
+    }
+}
+
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
 /// Hinnant's `civil_from_days`), to avoid a date crate for one column.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -57,6 +73,15 @@ mod tests {
     fn yesterday_just_before_midnight_is_not_today() {
         let before_midnight = NOON - 12 * 3_600_000 - 1000;
         assert_eq!(when(before_midnight, NOON), "2026-11-29 23:59:59Z");
+    }
+
+    #[test]
+    fn ages_read_in_the_largest_whole_unit() {
+        assert_eq!(age(NOON - 45_000, NOON), "45s");
+        assert_eq!(age(NOON - 3 * 60_000 - 59_000, NOON), "3m");
+        assert_eq!(age(NOON - 5 * 3_600_000, NOON), "5h");
+        assert_eq!(age(NOON - 12 * MS_PER_DAY, NOON), "12d");
+        assert_eq!(age(NOON + 89 * MS_PER_DAY + 1000, NOON), "in 89d");
     }
 
     #[test]

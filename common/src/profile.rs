@@ -1,6 +1,8 @@
 //! The operator profile: how the CLI reaches a coordinator and which certificate
 //! it presents. Written by `slipway-coordinator --dev`, `ca issue` and
-//! `slipway cert issue`; read by the CLI. Paths are relative to the profile.
+//! `slipway cert issue`; read by the CLI. Paths are relative to the profile's
+//! folder; each PEM may instead be inline (`ca_pem`, ...), as a kubeconfig's
+//! `*-data` fields are, so one file can be copied or kept in a CI secret.
 
 use std::path::{Path, PathBuf};
 
@@ -13,9 +15,21 @@ pub struct ProfileFile {
     pub coordinator: String,
     /// The name on the coordinator's certificate.
     pub server_name: String,
-    pub ca: PathBuf,
-    pub certificate: PathBuf,
-    pub key: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// The CA certificate itself, instead of `ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// The client certificate itself, instead of `certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_pem: Option<String>,
+    /// The private key itself, instead of `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pem: Option<String>,
 }
 
 /// Writes a certificate bundle into `dir` (ca.pem, cert.pem, key.pem owner-only)
@@ -35,9 +49,12 @@ pub fn write_bundle(
     let profile = ProfileFile {
         coordinator: coordinator.to_string(),
         server_name: server_name.to_string(),
-        ca: "ca.pem".into(),
-        certificate: "cert.pem".into(),
-        key: "key.pem".into(),
+        ca: Some("ca.pem".into()),
+        certificate: Some("cert.pem".into()),
+        key: Some("key.pem".into()),
+        ca_pem: None,
+        certificate_pem: None,
+        key_pem: None,
     };
     write_profile(&dir.join("profile.toml"), &profile)?;
     Ok(dir.join("profile.toml"))

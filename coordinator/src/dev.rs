@@ -250,9 +250,12 @@ pub fn profile(data_dir: &Path, ca: &Ca, address: &str) -> anyhow::Result<PathBu
     let profile = ProfileFile {
         coordinator: address.to_string(),
         server_name: slipway_coordinator::pki::SERVER_NAME.to_string(),
-        ca: "ca/ca.pem".into(),
-        certificate: "operators/admin/cert.pem".into(),
-        key: "operators/admin/key.pem".into(),
+        ca: Some("ca/ca.pem".into()),
+        certificate: Some("operators/admin/cert.pem".into()),
+        key: Some("operators/admin/key.pem".into()),
+        ca_pem: None,
+        certificate_pem: None,
+        key_pem: None,
     };
     write_profile(&path, &profile)?;
     Ok(path)

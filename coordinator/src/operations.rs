@@ -7,7 +7,7 @@ use crate::agents::{AgentHub, AgentRecord};
 use crate::clock::Clock;
 use crate::cloud::{Cloud, CloudError, load_balancer_name};
 use crate::config::Fleet;
-use crate::deploy::machine::{InstanceState, MemberState};
+use crate::deploy::machine::{Connection, InstanceState, MemberState};
 use crate::deploy::{Deployment, Phase};
 use crate::deployments::Deployments;
 use crate::error::{Code, Coded};
@@ -18,6 +18,7 @@ use crate::release::{Release, check_version};
 use crate::releases::Releases;
 use crate::secrets::Secrets;
 use crate::store::{Db, StoreError};
+use slipway_domain::agent::ServiceState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperationError {
@@ -95,13 +96,13 @@ pub struct QueueLine {
 
 #[derive(Debug, Clone)]
 pub struct InstanceStatus {
-    pub id: String,
+    pub instance_id: String,
     pub private_ip: String,
     pub state: &'static str,
-    pub agent: &'static str,
+    pub agent: Connection,
     pub ready: bool,
     pub in_service: bool,
-    pub services: String,
+    pub services: Vec<ServiceState>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +112,9 @@ pub struct EnvironmentStatus {
     pub load_balancer: String,
     pub endpoint: Option<String>,
     pub instances: Vec<InstanceStatus>,
+    /// The deployment running on this target now, and how many wait behind it.
+    pub in_flight: Option<DeploymentView>,
+    pub queued: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -136,7 +140,7 @@ pub struct ProjectStatus {
 #[derive(Debug, Clone)]
 pub struct AgentStatus {
     pub record: AgentRecord,
-    pub connected: bool,
+    pub connection: Connection,
     pub last_seen: i64,
     pub ready: bool,
     pub agent_version: String,
@@ -234,6 +238,9 @@ impl Operations {
 
     /// Registered releases, by project and then in the order they were registered.
     pub async fn releases(&self, project: Option<&str>) -> Result<Vec<Release>> {
+        if let Some(project) = project {
+            self.check_project(project)?;
+        }
         Ok(self.releases.list(project).await?)
     }
 
@@ -249,12 +256,35 @@ impl Operations {
         self.check_environment(environment)?;
         Self::check_may_act(who, environment)?;
         check_version(version).map_err(OperationError::Invalid)?;
-        let release = self.stored_release(project, version).await?.ok_or_else(|| {
-            OperationError::NotFound(format!(
-                "no release {project}@{version}: register it with `slipway release add {project} {version}`"
-            ))
-        })?;
+        let Some(release) = self.stored_release(project, version).await? else {
+            return Err(self.no_release(project, version).await?);
+        };
         self.enqueue(who.name.clone(), &release, environment).await
+    }
+
+    /// Names the newest known versions, so a typo reads as one; registering
+    /// is the hint only when there is nothing close.
+    async fn no_release(&self, project: &str, version: &str) -> Result<OperationError> {
+        let known: Vec<String> = self
+            .releases
+            .list(Some(project))
+            .await?
+            .into_iter()
+            .rev()
+            .take(10)
+            .map(|r| r.version)
+            .collect();
+        let known = if known.is_empty() {
+            format!("{project} has no releases yet")
+        } else {
+            format!(
+                "known versions of {project} (newest first): {}",
+                known.join(", ")
+            )
+        };
+        Ok(OperationError::NotFound(format!(
+            "no release {project}@{version}; {known}. A new build is registered with `slipway release add {project} VERSION`"
+        )))
     }
 
     async fn enqueue(
@@ -373,6 +403,12 @@ impl Operations {
         environment: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeploymentView>> {
+        if let Some(project) = project {
+            self.check_project(project)?;
+        }
+        if let Some(environment) = environment {
+            self.check_environment(environment)?;
+        }
         let history = self.deployments.history().await?;
         let mut all = history.clone();
         all.retain(|d| {
@@ -403,6 +439,8 @@ impl Operations {
         if let Some(project) = project {
             self.check_project(project)?;
         }
+        let history = self.deployments.history().await?;
+        let queue = ReleaseQueue::new(&history);
         let mut projects = Vec::new();
         for name in self
             .fleet
@@ -412,7 +450,15 @@ impl Operations {
         {
             let mut environments = Vec::new();
             for env in self.fleet.environments.keys() {
-                environments.push(self.environment_status(name, env).await?);
+                let mut status = self.environment_status(name, env).await?;
+                if let Some(line) = queue
+                    .targets()
+                    .find(|l| l.target.project == *name && l.target.environment == *env)
+                {
+                    status.in_flight = line.active.map(|d| self.view(d.clone(), &history));
+                    status.queued = line.waiting.len();
+                }
+                environments.push(status);
             }
             let public = match self.fleet.projects[name].public.is_some() {
                 true => Some(self.public_record(name).await?),
@@ -459,18 +505,14 @@ impl Operations {
                 let cloud = described.iter().find(|i| &i.id == id);
                 let view = self.agents.view(id);
                 InstanceStatus {
-                    id: id.clone(),
+                    instance_id: id.clone(),
                     private_ip: cloud.map(|i| i.private_ip.clone()).unwrap_or_default(),
                     state: match cloud.map(|i| i.state) {
                         Some(InstanceState::Running) => "running",
                         Some(InstanceState::Pending) => "pending",
                         _ => "terminated",
                     },
-                    agent: match &view {
-                        Some(v) if v.connected && now - v.last_seen <= lost_after => "connected",
-                        Some(_) => "lost",
-                        None => "never",
-                    },
+                    agent: Connection::of(view.as_ref(), now, lost_after),
                     services: view
                         .as_ref()
                         .map(|v| v.services.clone())
@@ -486,6 +528,8 @@ impl Operations {
             load_balancer: lb,
             endpoint,
             instances,
+            in_flight: None,
+            queued: 0,
         })
     }
 
@@ -617,8 +661,12 @@ impl Operations {
     }
 
     /// Agents of instances that still exist; terminated ones are history.
-    pub async fn agent_list(&self) -> Result<Vec<AgentStatus>> {
-        let records: Vec<AgentRecord> = self.db.all().await?;
+    pub async fn agent_list(&self, project: Option<&str>) -> Result<Vec<AgentStatus>> {
+        if let Some(project) = project {
+            self.check_project(project)?;
+        }
+        let mut records: Vec<AgentRecord> = self.db.all().await?;
+        records.retain(|r| project.is_none_or(|p| r.project == p));
         let ids: Vec<String> = records.iter().map(|r| r.instance_id.clone()).collect();
         let alive: Vec<String> = if ids.is_empty() {
             vec![]
@@ -632,6 +680,9 @@ impl Operations {
                 .map(|i| i.id)
                 .collect()
         };
+        let now = self.clock.now();
+        let lost_after =
+            self.fleet.coordinator.agent_lost_after.as_millis() as crate::clock::Millis;
         Ok(records
             .into_iter()
             .filter(|record| alive.contains(&record.instance_id))
@@ -639,7 +690,7 @@ impl Operations {
                 let view = self.agents.view(&record.instance_id);
                 let hello = self.agents.hello(&record.instance_id);
                 AgentStatus {
-                    connected: view.as_ref().is_some_and(|v| v.connected),
+                    connection: Connection::of(view.as_ref(), now, lost_after),
                     last_seen: view.as_ref().map_or(0, |v| v.last_seen),
                     ready: view.is_some_and(|v| v.ready),
                     agent_version: hello.map(|h| h.agent_version).unwrap_or_default(),
@@ -714,8 +765,20 @@ impl Operations {
             .map_err(OperationError::of)
     }
 
+    /// Removes a secret of `environment`.
+    pub async fn delete_secret(&self, environment: &str, key: &str) -> Result<()> {
+        self.check_environment(environment)?;
+        self.secrets
+            .delete(environment, key)
+            .await
+            .map_err(OperationError::of)
+    }
+
     /// Secret names as (environment, key); values are never returned.
     pub async fn secret_names(&self, environment: Option<&str>) -> Result<Vec<(String, String)>> {
+        if let Some(environment) = environment {
+            self.check_environment(environment)?;
+        }
         self.secrets
             .names(environment)
             .await

@@ -15,7 +15,7 @@ use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, Unb
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Db, Range, Record, StoreError, Table};
+use crate::store::{Changes, Db, Range, Record, StoreError, Table};
 
 /// What operators see instead of a secret value.
 pub const MASK: &str = "***";
@@ -28,6 +28,8 @@ pub enum SecretError {
     KeyFile { path: String, message: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("secret {0} cannot be decrypted: the key file does not match the store")]
     Undecryptable(String),
     #[error(transparent)]
@@ -39,6 +41,7 @@ impl crate::error::Coded for SecretError {
         use crate::error::Code;
         match self {
             SecretError::Invalid(_) => Code::Invalid,
+            SecretError::NotFound(_) => Code::NotFound,
             // The key file and the store disagree: an operator must restore one.
             SecretError::KeyFile { .. } | SecretError::Undecryptable(_) => Code::FailedPrecondition,
             SecretError::Store(e) => e.code(),
@@ -155,6 +158,19 @@ impl Secrets {
             })
             .await?;
         Ok(())
+    }
+
+    /// Removes a secret; agents launched from now on no longer receive it.
+    pub async fn delete(&self, environment: &str, key: &str) -> Result<(), SecretError> {
+        let name = Self::name(environment, key);
+        if self.db.get::<SealedSecret>(&name).await?.is_none() {
+            return Err(SecretError::NotFound(format!(
+                "no secret {name}: list them with `slipway secret list {environment}`"
+            )));
+        }
+        let mut changes = Changes::default();
+        changes.delete::<SealedSecret>(&name);
+        Ok(self.db.commit(changes).await?)
     }
 
     /// The names of an environment's secrets (values are never listed).

@@ -178,16 +178,18 @@ impl From<&ServiceReport> for pb::ServiceReport {
     fn from(report: &ServiceReport) -> pb::ServiceReport {
         pb::ServiceReport {
             config_version: report.config_version,
-            services: report
-                .services
-                .iter()
-                .map(|s| pb::ServiceState {
-                    name: s.name.clone(),
-                    status: pb::ServiceStatus::from(s.status) as i32,
-                    restarts: s.restarts,
-                    detail: s.detail.clone(),
-                })
-                .collect(),
+            services: report.services.iter().map(pb::ServiceState::from).collect(),
+        }
+    }
+}
+
+impl From<&ServiceState> for pb::ServiceState {
+    fn from(s: &ServiceState) -> pb::ServiceState {
+        pb::ServiceState {
+            name: s.name.clone(),
+            status: pb::ServiceStatus::from(s.status) as i32,
+            restarts: s.restarts,
+            detail: s.detail.clone(),
         }
     }
 }

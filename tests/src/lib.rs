@@ -186,6 +186,8 @@ pub fn eventually<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> 
 #[derive(Debug)]
 pub struct CliRun {
     pub success: bool,
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -194,6 +196,7 @@ impl CliRun {
     fn from(output: Output) -> CliRun {
         CliRun {
             success: output.status.success(),
+            code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
@@ -209,6 +212,10 @@ impl CliRun {
 pub struct CliChild(Child);
 
 impl CliChild {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Waits for it to exit.
     pub fn finish(self) -> CliRun {
         CliRun::from(self.0.wait_with_output().expect("slipway output"))
@@ -522,6 +529,19 @@ impl Coordinator {
             run.stdout,
             run.stderr,
             self.log()
+        );
+        run
+    }
+
+    /// Runs the CLI and insists it exits with `code`.
+    pub fn exits(&self, code: i32, args: &[&str]) -> CliRun {
+        let run = self.cli(args);
+        assert_eq!(
+            run.code,
+            Some(code),
+            "slipway {args:?} exit code:\n{}\n{}",
+            run.stdout,
+            run.stderr
         );
         run
     }

@@ -11,7 +11,7 @@ use slipway_tests::processes::instance_processes;
 use slipway_tests::{Coordinator, TempDir, eventually};
 
 fn staging_instance(c: &Coordinator) -> String {
-    c.environment("staging")["instances"][0]["id"]
+    c.environment("staging")["instances"][0]["instance_id"]
         .as_str()
         .unwrap()
         .to_string()
@@ -23,7 +23,7 @@ fn connected(c: &Coordinator, instance: &str) -> bool {
         .as_array()
         .unwrap()
         .iter()
-        .any(|a| a["instance_id"] == instance && a["connected"] == true)
+        .any(|a| a["instance_id"] == instance && a["agent"] == "connected")
 }
 
 fn audited(c: &Coordinator, action: &str, target: &str) -> usize {

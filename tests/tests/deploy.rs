@@ -53,7 +53,7 @@ fn deploying_v2_under_load_fails_no_request_and_retires_the_old_instances() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
+        .map(|i| i["instance_id"].as_str().unwrap().to_string())
         .collect();
     assert!(
         old.iter().all(|id| !instance_processes(id).is_empty()),
@@ -257,7 +257,7 @@ fn agents_lists_the_live_agents_of_running_instances_only() {
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
     let agents = dev.ok(&["agents", "--output", "json"]).json();
-    let serving = &dev.environment("staging")["instances"][0]["id"];
+    let serving = &dev.environment("staging")["instances"][0]["instance_id"];
     let list = agents.as_array().unwrap();
     assert_eq!(
         list.len(),
@@ -265,7 +265,7 @@ fn agents_lists_the_live_agents_of_running_instances_only() {
         "the retired v1 instance must not be listed: {agents}"
     );
     assert_eq!(&list[0]["instance_id"], serving);
-    assert_eq!(list[0]["connected"], true);
+    assert_eq!(list[0]["agent"], "connected");
     assert_eq!(list[0]["ready"], true);
     assert_eq!(list[0]["environment"], "staging");
 }

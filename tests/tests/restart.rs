@@ -195,7 +195,7 @@ fn sigterm_finishes_the_current_step_and_agents_reconnect_after_a_restart() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|a| a["instance_id"] == id.as_str() && a["connected"] == true)
+                    .any(|a| a["instance_id"] == id.as_str() && a["agent"] == "connected")
             })
             .then_some(())
     });
@@ -209,7 +209,7 @@ fn sigterm_finishes_the_current_step_and_agents_reconnect_after_a_restart() {
 fn sigterm_exits_promptly_even_when_an_agent_cannot_close_its_stream() {
     let mut dev = Coordinator::start();
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
-    let instance = dev.environment("staging")["instances"][0]["id"]
+    let instance = dev.environment("staging")["instances"][0]["instance_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -247,7 +247,7 @@ fn sigterm_exits_promptly_even_when_an_agent_cannot_close_its_stream() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["instance_id"] == instance.as_str() && a["connected"] == true)
+            .any(|a| a["instance_id"] == instance.as_str() && a["agent"] == "connected")
             .then_some(())
     });
 }

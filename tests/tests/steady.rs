@@ -20,8 +20,26 @@ fn staging_instances(dev: &Coordinator) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Each service of an instance row as (name, state, restarts).
+fn services(row: &Value) -> Vec<(String, String, u64)> {
+    row["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_string(),
+                s["state"].as_str().unwrap_or_default().to_string(),
+                s["restarts"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
 fn instance_row(dev: &Coordinator, id: &str) -> Option<Value> {
-    staging_instances(dev).into_iter().find(|i| i["id"] == id)
+    staging_instances(dev)
+        .into_iter()
+        .find(|i| i["instance_id"] == id)
 }
 
 #[test]
@@ -33,13 +51,13 @@ fn a_crashing_service_is_restarted_up_to_the_policy_limit_and_reported() {
     assert!(fleet.contains("limit = 2"));
     let dev = Coordinator::start_dev_with_fleet(&fleet);
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
-    let instance = staging_instances(&dev)[0]["id"]
+    let instance = staging_instances(&dev)[0]["instance_id"]
         .as_str()
         .unwrap()
         .to_string();
     assert_eq!(
-        instance_row(&dev, &instance).unwrap()["services"],
-        "web: running"
+        services(&instance_row(&dev, &instance).unwrap()),
+        [("web".to_string(), "running".to_string(), 0)]
     );
 
     // Two crashes (kill -9 is a failure) are within the limit: restarted, counted.
@@ -47,16 +65,11 @@ fn a_crashing_service_is_restarted_up_to_the_policy_limit_and_reported() {
         let before = service_pids(&instance);
         assert_eq!(before.len(), 1, "one service process: {before:?}");
         kill9(before[0]);
-        let expected = if restarts == 1 {
-            "web: running (1 restart)".to_string()
-        } else {
-            format!("web: running ({restarts} restarts)")
-        };
-        eventually(&expected, Duration::from_secs(20), || {
+        let expected = [("web".to_string(), "running".to_string(), restarts)];
+        eventually(&format!("{expected:?}"), Duration::from_secs(20), || {
             let row = instance_row(&dev, &instance)?;
             let pids = service_pids(&instance);
-            (row["services"] == expected.as_str() && pids.len() == 1 && pids != before)
-                .then_some(())
+            (services(&row) == expected && pids.len() == 1 && pids != before).then_some(())
         });
     }
     // The third within the window is one too many: the agent gives up and says so.
@@ -66,7 +79,7 @@ fn a_crashing_service_is_restarted_up_to_the_policy_limit_and_reported() {
         Duration::from_secs(20),
         || {
             let row = instance_row(&dev, &instance)?;
-            (row["services"] == "web: failed (2 restarts)").then_some(())
+            (services(&row) == [("web".to_string(), "failed".to_string(), 2)]).then_some(())
         },
     );
     assert!(
@@ -96,7 +109,7 @@ fn a_silent_agent_is_shown_lost_within_seconds_and_its_instance_replaced() {
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     let before: Vec<String> = staging_instances(&dev)
         .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
+        .map(|i| i["instance_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(before.len(), 2);
     let load = Load::start(&dev.endpoint("staging"));
@@ -136,7 +149,7 @@ fn a_silent_agent_is_shown_lost_within_seconds_and_its_instance_replaced() {
 
     let after: Vec<String> = staging_instances(&dev)
         .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
+        .map(|i| i["instance_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(after.len(), 2, "{after:?}");
     assert!(

@@ -1,16 +1,17 @@
 //! `slipway agents` and `slipway revoke`.
 
-use slipway_proto::v1::{AgentsRequest, RevokeRequest};
-
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::render::{Output, Table, print_json, yes};
+use crate::render::{Output, Table, age, or_dash, print, yes};
 
-pub async fn list(client: &mut Client, output: Output) -> Result<(), Failure> {
-    let answer = client.api.agents(AgentsRequest {}).await;
-    let list = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&list.agents);
+pub async fn list(
+    client: &mut Client,
+    output: Output,
+    project: Option<String>,
+) -> Result<(), Failure> {
+    let agents = client.agents(project).await?;
+    if output.structured() {
+        return print(output, &agents);
     }
     let mut table = Table::new([
         "INSTANCE",
@@ -18,32 +19,35 @@ pub async fn list(client: &mut Client, output: Output) -> Result<(), Failure> {
         "ENV",
         "DEPLOYMENT",
         "IP",
-        "CONNECTED",
+        "AGENT",
+        "SEEN",
         "READY",
         "VERSION",
-    ]);
-    for a in list.agents {
+    ])
+    .states(5);
+    for a in agents {
         table.row([
             a.instance_id,
             a.project,
             a.environment,
             a.deployment_id,
-            a.private_ip,
-            yes(a.connected),
+            or_dash(a.private_ip.as_deref()),
+            a.agent,
+            a.last_seen_ms
+                .map_or_else(|| "-".into(), |ms| format!("{} ago", age(ms))),
             yes(a.ready),
-            a.agent_version,
+            or_dash(a.agent_version.as_deref()),
         ]);
     }
-    table.print();
+    table.print(output.layout());
     Ok(())
 }
 
 /// Revokes every certificate of an operator or an agent.
 pub async fn revoke(client: &mut Client, output: Output, name: String) -> Result<(), Failure> {
-    let answer = client.api.revoke(RevokeRequest { name }).await;
-    let revoked = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&revoked);
+    let revoked = client.revoke(name).await?;
+    if output.structured() {
+        return print(output, &revoked);
     }
     let closed = if revoked.stream_closed {
         "; its open stream was closed"

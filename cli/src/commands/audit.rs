@@ -1,21 +1,28 @@
-//! `slipway audit [--since D]` and `slipway audit verify`.
-
-use slipway_proto::v1::{AuditRequest, AuditVerifyRequest};
+//! `slipway audit [--since D]`, `audit verify` and `audit anchor`.
 
 use crate::client::Client;
-use crate::failure::Failure;
-use crate::render::{Output, Table, now_ms, print_json, when};
+use crate::failure::{Exit, Failure};
+use crate::render::{Output, Table, now_ms, print, when};
+use crate::schema::Anchor;
 
-pub async fn list(
-    client: &mut Client,
-    output: Output,
-    since: Option<String>,
-) -> Result<(), Failure> {
-    let since_ms = match since {
+/// Which entries `audit` lists.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub since: Option<String>,
+    pub who: Option<String>,
+    pub action: Option<String>,
+    /// Entries whose target mentions this (a project, environment or deployment).
+    pub target: Option<String>,
+}
+
+pub async fn list(client: &mut Client, output: Output, filter: Filter) -> Result<(), Failure> {
+    let since_ms = match &filter.since {
         None => 0,
         Some(text) => {
-            let back = humantime::parse_duration(&text).map_err(|e| {
-                anyhow::anyhow!("--since {text:?} is not a duration ({e}): write it like 1h or 30m")
+            let back = humantime::parse_duration(text).map_err(|e| {
+                Failure::usage(format!(
+                    "--since {text:?} is not a duration ({e}): write it like 1h or 30m"
+                ))
             })?;
             let back = i64::try_from(back.as_millis()).unwrap_or(i64::MAX);
             now_ms().saturating_sub(back).max(0)
@@ -25,21 +32,27 @@ pub async fn list(
     let mut entries = Vec::new();
     let mut after_seq = 0;
     loop {
-        let request = AuditRequest {
-            since_ms,
-            after_seq,
-            limit: 0,
-        };
-        let answer = client.api.audit(request).await;
-        let page = client.answer(answer)?;
+        let page = client.audit_page(since_ms, after_seq).await?;
         entries.extend(page.entries);
-        if page.next_after_seq == 0 || page.next_after_seq <= after_seq {
-            break;
+        match page.next_after_seq {
+            Some(next) => after_seq = next,
+            None => break,
         }
-        after_seq = page.next_after_seq;
     }
-    if output == Output::Json {
-        return print_json(&entries);
+    let name_of = |who: &str| who.split(" (").next().unwrap_or(who).to_string();
+    entries.retain(|e| {
+        filter.who.as_ref().is_none_or(|w| &name_of(&e.who) == w)
+            && filter
+                .action
+                .as_ref()
+                .is_none_or(|a| e.action.starts_with(a.as_str()))
+            && filter
+                .target
+                .as_ref()
+                .is_none_or(|t| mentions(&e.target, t))
+    });
+    if output.structured() {
+        return print(output, &entries);
     }
     let mut table = Table::new(["#", "WHEN", "WHO", "ACTION", "TARGET", "RESULT"]);
     for e in entries {
@@ -52,8 +65,16 @@ pub async fn list(
             e.result,
         ]);
     }
-    table.print();
+    table.print(output.layout());
     Ok(())
+}
+
+/// Whether `target` names `word` as a whole word (`hello` is in
+/// `hello@v2 -> staging`, `d-1` is not in `d-12`).
+fn mentions(target: &str, word: &str) -> bool {
+    target
+        .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .any(|piece| piece == word)
 }
 
 /// `COUNT:HASH` as the coordinator's request fields.
@@ -64,10 +85,9 @@ fn parse_anchor(text: &str) -> Result<(u64, String), Failure> {
         hex.then(|| (count, hash.to_ascii_lowercase()))
     });
     parsed.ok_or_else(|| {
-        Failure::new(
-            format!("--anchor {text:?} is not an anchor: give COUNT:HASH as `slipway audit anchor` printed it"),
-            2,
-        )
+        Failure::usage(format!(
+            "--anchor {text:?} is not an anchor: give COUNT:HASH as `slipway audit anchor` printed it"
+        ))
     })
 }
 
@@ -78,24 +98,22 @@ pub async fn verify(
     output: Output,
     anchor: Option<String>,
 ) -> Result<(), Failure> {
-    let (anchor_seq, anchor_hash) = match anchor {
-        Some(text) => parse_anchor(&text)?,
-        None => (0, String::new()),
-    };
-    let request = AuditVerifyRequest {
-        anchor_seq,
-        anchor_hash,
-    };
-    let answer = client.api.audit_verify(request).await;
-    let verdict = client.answer(answer)?;
-    if output == Output::Json {
-        print_json(&verdict)?;
+    let anchor = anchor.as_deref().map(parse_anchor).transpose()?;
+    let anchored = anchor.is_some();
+    let verdict = client.audit_verify(anchor).await?;
+    if output.structured() {
+        print(output, &verdict)?;
     }
     if !verdict.intact {
-        return Err(Failure::new(verdict.reason, 1));
+        return Err(Failure::new(
+            verdict
+                .reason
+                .unwrap_or_else(|| "the chain is broken".into()),
+            Exit::Failed,
+        ));
     }
-    if output == Output::Text {
-        let anchored = if anchor_seq > 0 {
+    if !output.structured() {
+        let anchored = if anchored {
             ", matching the anchor"
         } else {
             ""
@@ -111,24 +129,46 @@ pub async fn anchor(
     output: Output,
     file: Option<std::path::PathBuf>,
 ) -> Result<(), Failure> {
-    let answer = client.api.audit_verify(AuditVerifyRequest::default()).await;
-    let verdict = client.answer(answer)?;
+    let verdict = client.audit_verify(None).await?;
     if !verdict.intact {
         return Err(Failure::new(
-            format!("no anchor for a broken log: {}", verdict.reason),
-            1,
+            format!(
+                "no anchor for a broken log: {}",
+                verdict.reason.unwrap_or_default()
+            ),
+            Exit::Failed,
         ));
     }
-    let anchor = format!("{}:{}", verdict.entries, verdict.head_hash);
+    let anchor = Anchor {
+        entries: verdict.entries,
+        hash: verdict.head_hash.unwrap_or_default(),
+    };
+    let line = format!("{}:{}", anchor.entries, anchor.hash);
     if let Some(file) = &file {
-        std::fs::write(file, format!("{anchor}\n"))
-            .map_err(|e| Failure::new(format!("cannot write {}: {e}", file.display()), 1))?;
+        std::fs::write(file, format!("{line}\n")).map_err(|e| {
+            Failure::new(
+                format!("cannot write {}: {e}", file.display()),
+                Exit::Failed,
+            )
+        })?;
     }
-    if output == Output::Json {
-        return print_json(
-            &serde_json::json!({ "entries": verdict.entries, "hash": verdict.head_hash }),
-        );
+    if output.structured() {
+        return print(output, &anchor);
     }
-    println!("{anchor}");
+    println!("{line}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_filter_matches_whole_names_only() {
+        assert!(mentions("hello@v2 -> staging", "hello"));
+        assert!(mentions("hello@v2 -> staging", "staging"));
+        assert!(mentions("d-12", "d-12"));
+        assert!(!mentions("d-12", "d-1"));
+        assert!(!mentions("hello2@v2 -> staging", "hello"));
+    }
 }

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use slipway_proto::v1::IssueCertificateRequest;
 
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::render::{Output, print_json, when};
+use crate::render::{Output, print, when};
+use crate::schema::{Issued, rfc3339};
 
 /// What `cert issue` was asked for.
 #[derive(Debug)]
@@ -38,33 +38,30 @@ pub async fn issue(client: &mut Client, output: Output, asked: Issue) -> Result<
         .serialize_request(&key)
         .and_then(|csr| csr.pem())
         .context("cannot make a certificate request")?;
-    let request = IssueCertificateRequest {
-        name: name.clone(),
-        role: role.clone(),
-        environments,
-        days,
-        csr_pem,
-    };
-    let answer = client.api.issue_certificate(request).await;
-    let issued = client.answer(answer)?;
+    let (certificate_pem, ca_pem, expires_at_ms) = client
+        .issue_certificate(name.clone(), role.clone(), environments, days, csr_pem)
+        .await?;
     let profile = &client.profile;
     let written = slipway_common::profile::write_bundle(
         &out,
         &profile.coordinator,
         &profile.server_name,
-        &issued.ca_pem,
-        &issued.certificate_pem,
+        &ca_pem,
+        &certificate_pem,
         &key.serialize_pem(),
     )
     .with_context(|| format!("cannot write the certificate to {}", out.display()))?;
-    if output == Output::Json {
-        return print_json(
-            &serde_json::json!({ "profile": written, "expires_at_ms": issued.expires_at_ms }),
-        );
+    if output.structured() {
+        let issued = Issued {
+            profile: written.display().to_string(),
+            expires_at: rfc3339(expires_at_ms),
+            expires_at_ms,
+        };
+        return print(output, &issued);
     }
     println!(
         "issued {name} ({role}), expires {}: use it with --profile {}",
-        when(issued.expires_at_ms),
+        when(expires_at_ms),
         written.display()
     );
     Ok(())

@@ -1,16 +1,25 @@
-//! Deployments: `deploy`, `rollback` (both with `--wait`), `cancel`, `show`,
-//! `deployments` and `queue`.
+//! Deployments: `deploy`, `rollback` (both with `--wait`), `cancel`, `show`
+//! (with `--follow`), `deployments` and `queue`.
 
 use std::time::{Duration, Instant};
 
-use slipway_proto::v1::{
-    CancelRequest, DeployRequest, Deployment, DeploymentsRequest, GetDeploymentRequest,
-    QueueRequest, RollbackRequest,
-};
-
 use crate::client::Client;
-use crate::failure::Failure;
-use crate::render::{Output, Table, print_json, text, when};
+use crate::failure::{Exit, Failure};
+use crate::render::{self, Output, Table, age, or_dash, print, state, text};
+use crate::schema::Deployment;
+
+/// How long to keep trying a coordinator that went away mid-wait.
+const REACH_FOR: Duration = Duration::from_secs(30);
+
+/// A silent wait prints a line this often, so a person sees it is alive.
+const TICK: Duration = Duration::from_secs(15);
+
+/// Whether and how long to follow a deployment after queueing it.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    pub wait: bool,
+    pub timeout: Option<Duration>,
+}
 
 /// What `deploy` was asked for.
 #[derive(Debug)]
@@ -18,18 +27,14 @@ pub struct Deploy {
     pub project: String,
     pub version: String,
     pub environment: String,
-    pub wait: bool,
+    pub wait: Wait,
 }
 
 pub async fn deploy(client: &mut Client, output: Output, asked: Deploy) -> Result<(), Failure> {
-    let request = DeployRequest {
-        project: asked.project,
-        version: asked.version,
-        environment: asked.environment,
-    };
-    let answer = client.api.deploy(request).await;
-    let deployment = client.answer(answer)?;
-    follow(client, output, deployment, asked.wait).await
+    let deployment = client
+        .deploy(asked.project, asked.version, asked.environment)
+        .await?;
+    queued(client, output, deployment, asked.wait).await
 }
 
 pub async fn rollback(
@@ -37,60 +42,73 @@ pub async fn rollback(
     output: Output,
     project: String,
     environment: String,
-    wait: bool,
+    wait: Wait,
 ) -> Result<(), Failure> {
-    let request = RollbackRequest {
-        project,
-        environment,
-    };
-    let answer = client.api.rollback(request).await;
-    let deployment = client.answer(answer)?;
-    follow(client, output, deployment, wait).await
+    let deployment = client.rollback(project, environment).await?;
+    queued(client, output, deployment, wait).await
 }
 
 pub async fn cancel(client: &mut Client, output: Output, id: String) -> Result<(), Failure> {
-    let answer = client.api.cancel(CancelRequest { id }).await;
-    let deployment = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&deployment);
+    let deployment = client.cancel(id).await?;
+    if output.structured() {
+        return print(output, &deployment);
     }
     if deployment.phase == "cancelled" {
         println!("{}: cancelled (removed from the queue)", deployment.id);
     } else {
         println!(
-            "{}: cancel requested; it rolls back from {}",
-            deployment.id, deployment.phase
+            "{}: cancel requested; it rolls back from {} (follow it: slipway show {} --follow)",
+            deployment.id, deployment.phase, deployment.id
         );
     }
     Ok(())
 }
 
-/// One deployment with its phase timestamps.
-pub async fn show(client: &mut Client, output: Output, id: String) -> Result<(), Failure> {
-    let answer = client.api.get_deployment(GetDeploymentRequest { id }).await;
-    let d = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&d);
+/// One deployment with its phase times; with `follow`, to its end.
+pub async fn show(
+    client: &mut Client,
+    output: Output,
+    id: String,
+    follow_it: Option<Option<Duration>>,
+) -> Result<(), Failure> {
+    let d = client.deployment(&id).await?;
+    if let Some(timeout) = follow_it {
+        if !output.structured() {
+            header(output, &d);
+        }
+        return follow(client, output, d, timeout).await;
     }
-    println!(
-        "{} {}@{} -> {} ({}), requested by {}",
-        d.id, d.project, d.version, d.environment, d.phase, d.requested_by
-    );
-    let start = d.requested_at_ms;
+    if output.structured() {
+        return print(output, &d);
+    }
+    header(output, &d);
     for p in &d.phases {
         println!(
             "  {:>8} {}",
-            format!("+{:.1}s", (p.at_ms - start) as f64 / 1000.0),
-            p.phase
+            format!("+{:.1}s", (p.at_ms - d.requested_at_ms) as f64 / 1000.0),
+            state(output, &p.phase)
         );
     }
-    if !d.reason.is_empty() {
-        println!("  reason: {}", text(&d.reason));
+    if let Some(reason) = &d.reason {
+        println!("  reason: {}", text(reason));
     }
-    if !d.waiting_on.is_empty() {
-        println!("  waiting: {}", text(&d.waiting_on));
+    if let Some(waiting_on) = &d.waiting_on {
+        println!("  now: {}", text(waiting_on));
     }
     Ok(())
+}
+
+fn header(output: Output, d: &Deployment) {
+    println!(
+        "{} {}@{} -> {} ({}), requested by {} {} ago",
+        d.id,
+        d.project,
+        d.version,
+        d.environment,
+        state(output, &d.phase),
+        d.requested_by,
+        age(d.requested_at_ms)
+    );
 }
 
 /// History, newest first.
@@ -101,65 +119,48 @@ pub async fn list(
     environment: Option<String>,
     limit: u32,
 ) -> Result<(), Failure> {
-    let request = DeploymentsRequest {
-        project: project.unwrap_or_default(),
-        environment: environment.unwrap_or_default(),
-        limit,
-    };
-    let answer = client.api.deployments(request).await;
-    let list = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&list.deployments);
+    let list = client.deployments(project, environment, limit).await?;
+    if output.structured() {
+        return print(output, &list);
     }
     let mut table = Table::new([
-        "ID",
-        "PROJECT",
-        "ENV",
-        "VERSION",
-        "PHASE",
-        "REQUESTED",
-        "BY",
-        "WHY",
-    ]);
-    for d in list.deployments {
-        let why = if d.reason.is_empty() {
-            d.waiting_on.clone()
-        } else {
-            d.reason.clone()
-        };
+        "ID", "PROJECT", "ENV", "VERSION", "PHASE", "AGE", "BY", "WHY",
+    ])
+    .states(4);
+    for d in list {
+        let why = d.reason.clone().or(d.waiting_on.clone());
         table.row([
             d.id,
             d.project,
             d.environment,
             d.version,
             d.phase,
-            when(d.requested_at_ms),
+            age(d.requested_at_ms),
             d.requested_by,
-            why,
+            or_dash(why.as_deref()),
         ]);
     }
-    table.print();
+    table.print(output.layout());
     Ok(())
 }
 
 /// What runs on every target, and who waits behind it.
 pub async fn queue(client: &mut Client, output: Output) -> Result<(), Failure> {
-    let answer = client.api.queue(QueueRequest {}).await;
-    let queue = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&queue.targets);
+    let targets = client.queue().await?;
+    if output.structured() {
+        return print(output, &targets);
     }
-    if queue.targets.is_empty() {
+    if targets.is_empty() {
         println!("the queue is empty");
     }
-    for target in queue.targets {
+    for target in targets {
         println!("{}/{}:", target.project, target.environment);
         match target.active {
             Some(d) => println!(
                 "  active   {} {} ({}){}",
                 d.id,
                 d.version,
-                d.phase,
+                state(output, &d.phase),
                 waiting(&d)
             ),
             None => println!("  active   none"),
@@ -179,98 +180,167 @@ pub async fn queue(client: &mut Client, output: Output) -> Result<(), Failure> {
 }
 
 fn waiting(d: &Deployment) -> String {
-    if d.waiting_on.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", text(&d.waiting_on))
-    }
+    d.waiting_on
+        .as_deref()
+        .map(|w| format!(": {}", text(w)))
+        .unwrap_or_default()
 }
 
-/// Prints a queued deployment; with `wait`, follows it phase by phase to the end.
-async fn follow(
+/// Prints a queued deployment; with `--wait`, follows it to the end.
+async fn queued(
     client: &mut Client,
     output: Output,
     deployment: Deployment,
-    wait: bool,
+    wait: Wait,
 ) -> Result<(), Failure> {
-    let json = output == Output::Json;
-    if !json {
+    if !wait.wait {
+        if output.structured() {
+            return print(output, &deployment);
+        }
+        println!(
+            "queued {}: {}@{} -> {} (follow it: slipway show {} --follow)",
+            deployment.id,
+            deployment.project,
+            deployment.version,
+            deployment.environment,
+            deployment.id
+        );
+        return Ok(());
+    }
+    if !output.structured() {
         println!(
             "queued {}: {}@{} -> {}",
             deployment.id, deployment.project, deployment.version, deployment.environment
         );
     }
-    if !wait {
-        return if json {
-            print_json(&deployment)
-        } else {
-            Ok(())
-        };
-    }
+    follow(client, output, deployment, wait.timeout).await
+}
+
+/// How to get back to a deployment the wait left behind.
+fn still_going(d: &Deployment) -> String {
+    format!(
+        "{} goes on: follow it with `slipway show {} --follow`, cancel it with `slipway cancel {}`",
+        d.id, d.id, d.id
+    )
+}
+
+/// Follows a deployment phase by phase until it finishes, `timeout` passes,
+/// Ctrl-C, or the coordinator stays away; exits by how it ended.
+async fn follow(
+    client: &mut Client,
+    output: Output,
+    mut last: Deployment,
+    timeout: Option<Duration>,
+) -> Result<(), Failure> {
+    let structured = output.structured();
     let started = Instant::now();
     let mut shown = 0;
-    let mut last_waiting = String::new();
-    let mut failures = 0;
-    let last = loop {
-        let request = GetDeploymentRequest {
-            id: deployment.id.clone(),
-        };
-        let current = match client.api.get_deployment(request).await {
-            Ok(reply) => {
-                failures = 0;
-                reply.into_inner()
-            }
-            // The coordinator may restart mid-deploy; the deployment resumes, so keep following.
-            Err(status) if status.code() == tonic::Code::Unavailable && failures < 60 => {
-                failures += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            Err(status) => return Err(client.failure(status)),
-        };
-        if !json {
-            for phase in current.phases.iter().skip(shown) {
+    let mut last_said = Instant::now();
+    let mut away_since: Option<Instant> = None;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let ended = loop {
+        if !structured {
+            for phase in last.phases.iter().skip(shown) {
                 println!(
                     "  {:>7} {}",
                     format!("+{:.1}s", started.elapsed().as_secs_f64()),
-                    phase.phase
+                    state(output, &phase.phase)
                 );
+                last_said = Instant::now();
             }
-            if current.waiting_on != last_waiting && !current.waiting_on.is_empty() {
-                println!("          ({})", text(&current.waiting_on));
+            if last_said.elapsed() >= TICK {
+                let now = last.waiting_on.as_deref().map(text).unwrap_or_default();
+                println!(
+                    "  {:>7} still {} {now}",
+                    format!("+{:.0}s", started.elapsed().as_secs_f64()),
+                    last.phase
+                );
+                last_said = Instant::now();
             }
         }
-        shown = current.phases.len();
-        last_waiting = current.waiting_on.clone();
-        if current.finished {
-            break current;
+        shown = last.phases.len();
+        if last.finished {
+            break None;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            break Some(Failure::new(
+                format!(
+                    "timed out after {}: {} is {}; {}",
+                    humantime::format_duration(timeout.unwrap_or_default()),
+                    last.id,
+                    last.phase,
+                    still_going(&last)
+                ),
+                Exit::TimedOut,
+            ));
+        }
+        tokio::select! {
+            _ = &mut interrupted => {
+                break Some(Failure::new(
+                    format!("interrupted while {} is {}; {}", last.id, last.phase, still_going(&last)),
+                    Exit::InFlight,
+                ));
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        match client.try_deployment(&last.id).await {
+            Ok(current) => {
+                if away_since.take().is_some() && !structured {
+                    println!("          (the coordinator is back)");
+                }
+                last = current;
+            }
+            // The coordinator may restart mid-deploy; the deployment resumes, so keep following.
+            Err(status) if crate::client::is_transport(&status) => {
+                let since = *away_since.get_or_insert_with(|| {
+                    if !structured {
+                        println!(
+                            "          (lost the coordinator; trying again for {}s, the deployment goes on)",
+                            REACH_FOR.as_secs()
+                        );
+                    }
+                    Instant::now()
+                });
+                if since.elapsed() >= REACH_FOR {
+                    let why = client.failure(&status).message;
+                    break Some(Failure::new(
+                        format!("{why}; {}", still_going(&last)),
+                        Exit::InFlight,
+                    ));
+                }
+            }
+            Err(status) => break Some(client.failure(&status)),
+        }
     };
-    if json {
-        print_json(&last)?;
+    if structured {
+        print(output, &last)?;
     }
+    if let Some(failure) = ended {
+        return Err(failure);
+    }
+    let why = last.reason.as_deref().unwrap_or("no reason recorded");
     match last.phase.as_str() {
         "succeeded" => {
-            if !json {
+            if !structured {
                 println!(
-                    "{} succeeded: {}@{} serves {}",
-                    last.id, last.project, last.version, last.environment
+                    "{} {}: {}@{} serves {}",
+                    last.id,
+                    state(output, "succeeded"),
+                    last.project,
+                    last.version,
+                    last.environment
                 );
             }
             Ok(())
         }
+        "cancelled" => Err(Failure::new(
+            format!("{} cancelled: {}", last.id, render::text(why)),
+            Exit::Cancelled,
+        )),
         phase => Err(Failure::new(
-            format!(
-                "{} {phase}: {}",
-                last.id,
-                if last.reason.is_empty() {
-                    "no reason recorded"
-                } else {
-                    &last.reason
-                }
-            ),
-            1,
+            format!("{} {phase}: {}", last.id, render::text(why)),
+            Exit::RolledBack,
         )),
     }
 }

@@ -1,10 +1,8 @@
 //! `slipway promote PROJECT --to ENV`.
 
-use slipway_proto::v1::PromoteRequest;
-
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::render::{Output, print_json};
+use crate::render::{Output, print};
 
 pub async fn promote(
     client: &mut Client,
@@ -12,23 +10,20 @@ pub async fn promote(
     project: String,
     to: String,
 ) -> Result<(), Failure> {
-    let request = PromoteRequest {
-        project,
-        environment: to,
-    };
-    let answer = client.api.promote(request).await;
-    let record = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&record);
+    let record = client.promote(project, to).await?;
+    if output.structured() {
+        return print(output, &record);
     }
     println!(
         "{} -> {} ({})",
-        record.name, record.environment, record.endpoint
+        record.name,
+        record.environment.as_deref().unwrap_or("-"),
+        record.endpoint.as_deref().unwrap_or("endpoint unknown")
     );
-    if !record.previous_environment.is_empty() {
+    if let Some(previous) = &record.previous_environment {
         println!(
-            "flip back with: slipway promote {} --to {}",
-            record.project, record.previous_environment
+            "flip back with: slipway promote {} --to {previous}",
+            record.project
         );
     }
     Ok(())

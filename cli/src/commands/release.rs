@@ -1,10 +1,8 @@
 //! `slipway release add|list`.
 
-use slipway_proto::v1::{ListReleasesRequest, RegisterReleaseRequest};
-
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::render::{Output, Table, print_json, when};
+use crate::render::{Output, Table, age, print};
 
 pub async fn add(
     client: &mut Client,
@@ -13,15 +11,9 @@ pub async fn add(
     version: String,
     image: Option<String>,
 ) -> Result<(), Failure> {
-    let request = RegisterReleaseRequest {
-        project,
-        version,
-        image_id: image.unwrap_or_default(),
-    };
-    let answer = client.api.register_release(request).await;
-    let release = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&release);
+    let release = client.register_release(project, version, image).await?;
+    if output.structured() {
+        return print(output, &release);
     }
     println!(
         "registered {}@{} (image {})",
@@ -35,24 +27,20 @@ pub async fn list(
     output: Output,
     project: Option<String>,
 ) -> Result<(), Failure> {
-    let request = ListReleasesRequest {
-        project: project.unwrap_or_default(),
-    };
-    let answer = client.api.list_releases(request).await;
-    let list = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&list.releases);
+    let releases = client.releases(project).await?;
+    if output.structured() {
+        return print(output, &releases);
     }
-    let mut table = Table::new(["PROJECT", "VERSION", "IMAGE", "REGISTERED", "BY"]);
-    for r in list.releases {
+    let mut table = Table::new(["PROJECT", "VERSION", "IMAGE", "AGE", "BY"]);
+    for r in releases {
         table.row([
             r.project,
             r.version,
             r.image_id,
-            when(r.registered_at_ms),
+            age(r.registered_at_ms),
             r.registered_by,
         ]);
     }
-    table.print();
+    table.print(output.layout());
     Ok(())
 }

@@ -1,13 +1,14 @@
-//! `slipway secret set|list`: values go in on stdin and never come back out.
+//! `slipway secret set|delete|list`: values go in on stdin (or a prompt that
+//! does not echo) and never come back out.
 
-use std::io::Read;
-
-use anyhow::Context;
-use slipway_proto::v1::{ListSecretsRequest, SetSecretRequest};
+use std::io::{IsTerminal, Read, Write};
 
 use crate::client::Client;
-use crate::failure::Failure;
-use crate::render::{Output, Table, print_json};
+use crate::failure::{Exit, Failure};
+use crate::render::{Output, Table, print};
+
+/// Largest value read: the coordinator refuses more anyway.
+const MAX_VALUE: u64 = 64 * 1024;
 
 pub async fn set(
     client: &mut Client,
@@ -15,31 +16,73 @@ pub async fn set(
     environment: String,
     key: String,
 ) -> Result<(), Failure> {
-    let mut value = String::new();
-    std::io::stdin()
-        .take(64 * 1024)
-        .read_to_string(&mut value)
-        .context("cannot read the secret from stdin")?;
-    let value = value.strip_suffix('\n').unwrap_or(&value).to_string();
+    let value = if std::io::stdin().is_terminal() {
+        prompt(&format!("value of {environment}/{key} (not shown): "))?
+    } else {
+        let mut value = String::new();
+        std::io::stdin()
+            .take(MAX_VALUE)
+            .read_to_string(&mut value)
+            .map_err(|e| {
+                Failure::new(
+                    format!("cannot read the secret from stdin: {e}"),
+                    Exit::Failed,
+                )
+            })?;
+        value.strip_suffix('\n').unwrap_or(&value).to_string()
+    };
     if value.is_empty() {
-        return Err(Failure::new(
-            "no value on stdin: pipe it in, e.g. `printf %s \"$VALUE\" | slipway secret set ...`",
-            2,
+        return Err(Failure::usage(
+            "no value given: type it at the prompt, or pipe it in, e.g. `printf %s \"$VALUE\" | slipway secret set ...`",
         ));
     }
-    let request = SetSecretRequest {
-        environment,
-        key,
-        value,
+    let secret = client.set_secret(environment, key, value).await?;
+    if output.structured() {
+        return print(output, &secret);
+    }
+    println!("secret {}/{} set", secret.environment, secret.key);
+    Ok(())
+}
+
+/// Reads a line from the terminal with echo off, restoring it afterwards
+/// (also when reading fails).
+fn prompt(question: &str) -> Result<String, Failure> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let fail = |e: &dyn std::fmt::Display| {
+        Failure::new(
+            format!("cannot read the secret from the terminal: {e}"),
+            Exit::Failed,
+        )
     };
-    let answer = client.api.set_secret(request).await;
-    let secret = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&secret);
+    let stdin = std::io::stdin();
+    let before = tcgetattr(&stdin).map_err(|e| fail(&e))?;
+    let mut quiet = before.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).map_err(|e| fail(&e))?;
+    let mut line = String::new();
+    let read = std::io::BufRead::read_line(&mut stdin.lock().take(MAX_VALUE), &mut line);
+    let restored = tcsetattr(&stdin, SetArg::TCSANOW, &before);
+    read.map_err(|e| fail(&e))?;
+    restored.map_err(|e| fail(&e))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+pub async fn delete(
+    client: &mut Client,
+    output: Output,
+    environment: String,
+    key: String,
+) -> Result<(), Failure> {
+    let secret = client.delete_secret(environment, key).await?;
+    if output.structured() {
+        return print(output, &secret);
     }
     println!(
-        "secret {}/{} set ({})",
-        secret.environment, secret.key, secret.value
+        "secret {}/{} deleted: instances launched from now on no longer receive it",
+        secret.environment, secret.key
     );
     Ok(())
 }
@@ -49,18 +92,14 @@ pub async fn list(
     output: Output,
     environment: Option<String>,
 ) -> Result<(), Failure> {
-    let request = ListSecretsRequest {
-        environment: environment.unwrap_or_default(),
-    };
-    let answer = client.api.list_secrets(request).await;
-    let list = client.answer(answer)?;
-    if output == Output::Json {
-        return print_json(&list.secrets);
+    let secrets = client.secrets(environment).await?;
+    if output.structured() {
+        return print(output, &secrets);
     }
     let mut table = Table::new(["ENV", "KEY", "VALUE"]);
-    for secret in list.secrets {
-        table.row([secret.environment, secret.key, secret.value]);
+    for secret in secrets {
+        table.row([secret.environment, secret.key, "***".into()]);
     }
-    table.print();
+    table.print(output.layout());
     Ok(())
 }

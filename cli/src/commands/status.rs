@@ -1,56 +1,78 @@
-//! `slipway status [PROJECT]`: environments, versions, load balancers, instances.
-
-use slipway_proto::v1::{ProjectStatus, PublicRecord, StatusRequest};
+//! `slipway status [PROJECT]`: environments, versions, what is in flight, load
+//! balancers and instances.
 
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::render::{Output, Table, print_json, text, yes};
+use crate::render::{Output, Table, age, or_dash, print, state, text, yes};
+use crate::schema::{Environment, Instance, Project, PublicRecord, Service};
 
 pub async fn show(
     client: &mut Client,
     output: Output,
     project: Option<String>,
 ) -> Result<(), Failure> {
-    let request = StatusRequest {
-        project: project.clone().unwrap_or_default(),
-    };
-    let answer = client.api.status(request).await;
-    let status = client.answer(answer)?;
-    if output == Output::Json {
-        return match (project, status.projects.as_slice()) {
-            (Some(_), [one]) => print_json(one),
-            _ => print_json(&status.projects),
+    let projects = client.status(project.clone()).await?;
+    if output.structured() {
+        return match (project, projects.as_slice()) {
+            (Some(_), [one]) => print(output, one),
+            _ => print(output, &projects),
         };
     }
-    for p in status.projects {
-        print_project(p);
+    for p in &projects {
+        print_project(output, p);
     }
     Ok(())
 }
 
 fn print_public(r: &PublicRecord) {
-    let to = if r.environment.is_empty() {
-        "nowhere yet"
-    } else {
-        &r.environment
-    };
-    let endpoint = if r.endpoint.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", r.endpoint)
-    };
+    let to = r.environment.as_deref().unwrap_or("nowhere yet");
+    let endpoint = r
+        .endpoint
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
     let pending = if r.pending {
         " [promotion pending: DNS not yet confirmed, the coordinator is finishing it]"
     } else {
         ""
     };
     println!("  public {} -> {to}{endpoint}{pending}", r.name);
-    if !r.dns_error.is_empty() {
-        println!("  cannot read DNS: {}", text(&r.dns_error));
+    if let Some(error) = &r.dns_error {
+        println!("  cannot read DNS: {}", text(error));
     }
 }
 
-fn print_project(p: ProjectStatus) {
+/// `web: running (2 restarts)`, one per service.
+fn services(services: &[Service]) -> String {
+    let each: Vec<String> = services
+        .iter()
+        .map(|s| match s.restarts {
+            0 => format!("{}: {}", s.name, s.state),
+            1 => format!("{}: {} (1 restart)", s.name, s.state),
+            n => format!("{}: {} ({n} restarts)", s.name, s.state),
+        })
+        .collect();
+    if each.is_empty() {
+        "-".into()
+    } else {
+        each.join(", ")
+    }
+}
+
+/// The deployment in flight and the queue behind it, for the DEPLOYING column.
+fn in_flight(e: &Environment) -> String {
+    let behind = match e.queued {
+        0 => String::new(),
+        n => format!(" +{n} queued"),
+    };
+    match &e.in_flight {
+        Some(d) => format!("{} {} {}{behind}", d.id, d.version, d.phase),
+        None if e.queued > 0 => format!("{} queued", e.queued),
+        None => "-".into(),
+    }
+}
+
+fn print_project(output: Output, p: &Project) {
     println!("{}", p.name);
     if let Some(r) = &p.public_record {
         print_public(r);
@@ -58,48 +80,71 @@ fn print_project(p: ProjectStatus) {
     let mut table = Table::new([
         "ENV",
         "VERSION",
+        "DEPLOYING",
         "ENDPOINT",
         "INSTANCE",
         "IP",
         "STATE",
         "AGENT",
         "READY",
-        "IN SERVICE",
+        "IN LB",
         "SERVICES",
-    ]);
-    for e in p.environments {
-        let version = if e.active_version.is_empty() {
-            "-".to_string()
-        } else {
-            e.active_version.clone()
-        };
+    ])
+    .states(6)
+    .states(7);
+    for e in &p.environments {
+        let head = [
+            e.name.clone(),
+            or_dash(e.active_version.as_deref()),
+            in_flight(e),
+            or_dash(e.endpoint.as_deref()),
+        ];
         if e.instances.is_empty() {
-            let mut row: [String; 10] = Default::default();
-            row[0] = e.name.clone();
-            row[1] = version.clone();
-            row[2] = e.endpoint.clone();
-            row[3] = "-".into();
+            let mut row: [String; 11] = Default::default();
+            row[..4].clone_from_slice(&head);
+            row[4] = "-".into();
             table.row(row);
         }
         for (i, inst) in e.instances.iter().enumerate() {
-            let (name, version, endpoint) = if i == 0 {
-                (e.name.clone(), version.clone(), e.endpoint.clone())
+            let head = if i == 0 {
+                head.clone()
             } else {
                 Default::default()
             };
-            table.row([
-                name,
-                version,
-                endpoint,
-                inst.id.clone(),
-                inst.private_ip.clone(),
-                inst.state.clone(),
-                inst.agent.clone(),
-                yes(inst.ready),
-                yes(inst.in_service),
-                inst.services.clone(),
-            ]);
+            table.row(instance_row(head, inst));
         }
     }
-    table.print();
+    table.print(output.layout());
+    for e in &p.environments {
+        if let Some(d) = &e.in_flight {
+            println!(
+                "  {}: {} {} for {}{}",
+                e.name,
+                d.id,
+                state(output, &d.phase),
+                age(d.requested_at_ms),
+                d.waiting_on
+                    .as_deref()
+                    .map(|w| format!(" ({})", text(w)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn instance_row(head: [String; 4], inst: &Instance) -> [String; 11] {
+    let [env, version, deploying, endpoint] = head;
+    [
+        env,
+        version,
+        deploying,
+        endpoint,
+        inst.instance_id.clone(),
+        or_dash(inst.private_ip.as_deref()),
+        inst.state.clone(),
+        inst.agent.clone(),
+        yes(inst.ready),
+        yes(inst.in_service),
+        services(&inst.services),
+    ]
 }

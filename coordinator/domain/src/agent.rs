@@ -10,9 +10,7 @@ use std::time::Duration;
 use crate::config::{Fleet, HealthCheck, Restart, Service};
 use crate::deploy::Deployment;
 use crate::deploy::machine::AgentView;
-
-/// A service restarted this often without staying up fails the deployment.
-pub const RESTARTS_BEFORE_FAILING: u32 = 3;
+pub use crate::service::{RESTARTS_BEFORE_FAILING, ServiceReport, ServiceState, ServiceStatus};
 
 /// Everything an instance needs to run one deployment's release.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,67 +88,6 @@ impl std::fmt::Display for Closing {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceStatus {
-    /// A status this build does not know (a newer agent's).
-    Unknown,
-    Starting,
-    Running,
-    Exited,
-    Stopped,
-    /// Exited more often than the restart policy allows: the agent gave up on it.
-    Failed,
-}
-
-impl ServiceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceStatus::Unknown => "unknown",
-            ServiceStatus::Starting => "starting",
-            ServiceStatus::Running => "running",
-            ServiceStatus::Exited => "exited",
-            ServiceStatus::Stopped => "stopped",
-            ServiceStatus::Failed => "failed",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceState {
-    pub name: String,
-    pub status: ServiceStatus,
-    pub restarts: u32,
-    /// Exit status or spawn error, for operators.
-    pub detail: String,
-}
-
-impl ServiceState {
-    /// One service as operators read it: `web: running`, `web: running (2 restarts)`.
-    pub fn describe(&self) -> String {
-        let status = self.status.as_str();
-        match self.restarts {
-            0 => format!("{}: {status}", self.name),
-            1 => format!("{}: {status} (1 restart)", self.name),
-            n => format!("{}: {status} ({n} restarts)", self.name),
-        }
-    }
-
-    /// Whether this service fails its deployment: the agent gave up on it, or
-    /// it keeps exiting.
-    pub fn is_failing(&self) -> bool {
-        self.status == ServiceStatus::Failed
-            || (self.restarts >= RESTARTS_BEFORE_FAILING && self.status != ServiceStatus::Running)
-    }
-}
-
-/// The services an agent supervises and the configuration they run with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServiceReport {
-    /// The configuration version the services were started with (0: none yet).
-    pub config_version: u64,
-    pub services: Vec<ServiceState>,
-}
-
 impl AgentView {
     /// Takes in a service report; returns the services that exited since the
     /// last one (more restarts, or failed), for the log.
@@ -163,12 +100,7 @@ impl AgentView {
             }
             self.restarts.insert(service.name.clone(), service.restarts);
         }
-        self.services = report
-            .services
-            .iter()
-            .map(ServiceState::describe)
-            .collect::<Vec<_>>()
-            .join(", ");
+        self.services = report.services.clone();
         self.config_applied = report.config_version;
         self.services_running = !report.services.is_empty()
             && report
@@ -233,7 +165,18 @@ mod tests {
             ],
         });
         assert_eq!(exited.len(), 1);
-        assert_eq!(view.services, "web: running, worker: exited (1 restart)");
+        let kept: Vec<_> = view
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.status, s.restarts))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("web", ServiceStatus::Running, 0),
+                ("worker", ServiceStatus::Exited, 1)
+            ]
+        );
         assert!(!view.services_running);
         assert_eq!(view.failing_service, None, "one restart is not failing");
         let exited = view.apply_report(&ServiceReport {

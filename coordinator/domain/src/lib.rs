@@ -4,7 +4,7 @@
 //!
 //! - `clock`: time as the decisions read it.
 //! - `agent`: what passes between the coordinator and an instance's agent
-//!   (configuration, commands, service reports).
+//!   (configuration, commands); `service`: the services an agent reports.
 //! - `config`: the fleet file (projects, environments, deadlines) and its
 //!   validation; `sample`: the sample fleet of `--dev`.
 //! - `release`: a registered release.
@@ -32,6 +32,7 @@ pub mod infra;
 pub mod queue;
 pub mod release;
 pub mod sample;
+pub mod service;
 pub mod store;
 #[cfg(test)]
 mod testing;

@@ -2,7 +2,8 @@
 
 use slipway_proto::v1 as pb;
 
-use crate::deploy::Deployment;
+use crate::deploy::machine::Connection;
+use crate::deploy::{Deployment, Phase};
 use crate::operations::{AgentStatus, DeploymentView, ProjectStatus, PublicRecordView, QueueLine};
 use crate::release::Release;
 
@@ -26,14 +27,14 @@ pub fn deployment(view: DeploymentView) -> pb::Deployment {
         version: d.version,
         image_id: d.image_id,
         environment: d.environment,
-        phase: d.phase.as_str().to_string(),
+        phase: phase(d.phase).into(),
         requested_by: d.requested_by,
         requested_at_ms: d.requested_at,
         phases: d
             .history
             .iter()
             .map(|e| pb::PhaseTime {
-                phase: e.phase.as_str().to_string(),
+                phase: phase(e.phase).into(),
                 at_ms: e.at,
             })
             .collect(),
@@ -87,15 +88,17 @@ pub fn project_status(p: ProjectStatus) -> pb::ProjectStatus {
                     .instances
                     .into_iter()
                     .map(|i| pb::InstanceStatus {
-                        id: i.id,
+                        instance_id: i.instance_id,
                         private_ip: i.private_ip,
                         state: i.state.to_string(),
-                        agent: i.agent.to_string(),
+                        agent: connection(i.agent).into(),
                         ready: i.ready,
                         in_service: i.in_service,
-                        services: i.services,
+                        services: i.services.iter().map(pb::ServiceState::from).collect(),
                     })
                     .collect(),
+                in_flight: e.in_flight.map(deployment),
+                queued: u32::try_from(e.queued).unwrap_or(u32::MAX),
             })
             .collect(),
         public_record: p.public.map(public_record),
@@ -108,7 +111,7 @@ pub fn agent(a: AgentStatus) -> pb::Agent {
         project: a.record.project,
         environment: a.record.environment,
         deployment_id: a.record.deployment_id,
-        connected: a.connected,
+        connection: connection(a.connection).into(),
         last_seen_ms: a.last_seen,
         ready: a.ready,
         agent_version: a.agent_version,
@@ -127,5 +130,30 @@ pub fn audit_entry(e: crate::audit::AuditEntry) -> pb::AuditEntry {
         target: e.target,
         result: e.result,
         hash: e.hash,
+    }
+}
+
+pub fn phase(p: Phase) -> pb::Phase {
+    match p {
+        Phase::Queued => pb::Phase::Queued,
+        Phase::Launching => pb::Phase::Launching,
+        Phase::Booting => pb::Phase::Booting,
+        Phase::Configuring => pb::Phase::Configuring,
+        Phase::Ready => pb::Phase::Ready,
+        Phase::Attaching => pb::Phase::Attaching,
+        Phase::Draining => pb::Phase::Draining,
+        Phase::Retiring => pb::Phase::Retiring,
+        Phase::Succeeded => pb::Phase::Succeeded,
+        Phase::RollingBack => pb::Phase::RollingBack,
+        Phase::RolledBack => pb::Phase::RolledBack,
+        Phase::Cancelled => pb::Phase::Cancelled,
+    }
+}
+
+fn connection(c: Connection) -> pb::AgentConnection {
+    match c {
+        Connection::Connected => pb::AgentConnection::Connected,
+        Connection::Lost => pb::AgentConnection::Lost,
+        Connection::Never => pb::AgentConnection::Never,
     }
 }

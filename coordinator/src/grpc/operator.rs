@@ -230,7 +230,8 @@ impl OperatorService for OperatorApi {
         request: Request<AgentsRequest>,
     ) -> Result<Response<AgentsResponse>, Status> {
         auth::require(&request, &self.revocations, Role::Viewer)?;
-        let agents = self.operations.agent_list().await?;
+        let project = optional("project", &request.get_ref().project)?;
+        let agents = self.operations.agent_list(project).await?;
         Ok(Response::new(AgentsResponse {
             agents: agents.into_iter().map(convert::agent).collect(),
         }))
@@ -441,6 +442,44 @@ impl OperatorService for OperatorApi {
         self.audited(&caller, "secret set", &target, outcome)
             .await
             .map(Response::new)
+    }
+
+    async fn delete_secret(
+        &self,
+        request: Request<DeleteSecretRequest>,
+    ) -> Result<Response<Secret>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let r = request.into_inner();
+        let target = format!("{}/{}", r.environment, r.key);
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            self.operations
+                .delete_secret(
+                    required("environment", &r.environment)?,
+                    required("key", &r.key)?,
+                )
+                .await?;
+            info!(who = %caller, secret = %target, "secret deleted");
+            Ok(Secret {
+                environment: r.environment.clone(),
+                key: r.key.clone(),
+                value: MASK.to_string(),
+            })
+        }
+        .await;
+        self.audited(&caller, "secret delete", &target, outcome)
+            .await
+            .map(Response::new)
+    }
+
+    async fn version(
+        &self,
+        request: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        auth::require(&request, &self.revocations, Role::Viewer)?;
+        Ok(Response::new(VersionResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
     }
 
     async fn list_secrets(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::{Deployment, Phase};
 use crate::clock::Millis;
 use crate::config::Deadlines;
+use crate::service::ServiceState;
 
 /// How long after a coordinator start its agents may take to be back: they
 /// redial with backoff of at most 5 s, jittered up to 7.5 s, plus the
@@ -53,8 +54,39 @@ pub struct AgentView {
     pub reported: bool,
     /// Restarts per service, as last reported.
     pub restarts: BTreeMap<String, u32>,
-    /// The services in a line, for operators: `web: running (2 restarts)`.
-    pub services: String,
+    /// The services as last reported, for operators.
+    pub services: Vec<ServiceState>,
+}
+
+/// An agent's connection as operators see it: the one answer `status` and
+/// `agents` both give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// Streaming, and heard from within `agent_lost_after`.
+    Connected,
+    /// Disconnected, or silent longer than `agent_lost_after` (a frozen
+    /// process keeps its stream open).
+    Lost,
+    /// Not seen since the coordinator started.
+    Never,
+}
+
+impl Connection {
+    pub fn of(view: Option<&AgentView>, now: Millis, lost_after: Millis) -> Connection {
+        match view {
+            Some(v) if v.connected && now - v.last_seen <= lost_after => Connection::Connected,
+            Some(_) => Connection::Lost,
+            None => Connection::Never,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Connection::Connected => "connected",
+            Connection::Lost => "lost",
+            Connection::Never => "never",
+        }
+    }
 }
 
 /// Everything the machine needs to know about the world, gathered by the executor.

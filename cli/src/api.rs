@@ -1,0 +1,444 @@
+//! The coordinator's operator calls, in the CLI's own types (`schema`): the one
+//! module besides `client` that sees the wire, so commands never do.
+
+use slipway_proto::v1 as pb;
+
+use crate::client::Client;
+use crate::failure::Failure;
+use crate::schema::{self, present, rfc3339};
+
+/// A page of the audit log and where the next one starts (None: the last).
+pub struct AuditPage {
+    pub entries: Vec<schema::AuditEntry>,
+    pub next_after_seq: Option<u64>,
+}
+
+impl Client {
+    pub async fn register_release(
+        &mut self,
+        project: String,
+        version: String,
+        image: Option<String>,
+    ) -> Result<schema::Release, Failure> {
+        let request = pb::RegisterReleaseRequest {
+            project,
+            version,
+            image_id: image.unwrap_or_default(),
+        };
+        let answer = self.api.register_release(request).await;
+        Ok(release(self.answer(answer)?))
+    }
+
+    pub async fn releases(
+        &mut self,
+        project: Option<String>,
+    ) -> Result<Vec<schema::Release>, Failure> {
+        let request = pb::ListReleasesRequest {
+            project: project.unwrap_or_default(),
+        };
+        let answer = self.api.list_releases(request).await;
+        Ok(self
+            .answer(answer)?
+            .releases
+            .into_iter()
+            .map(release)
+            .collect())
+    }
+
+    pub async fn deploy(
+        &mut self,
+        project: String,
+        version: String,
+        environment: String,
+    ) -> Result<schema::Deployment, Failure> {
+        let request = pb::DeployRequest {
+            project,
+            version,
+            environment,
+        };
+        let answer = self.api.deploy(request).await;
+        Ok(deployment(self.answer(answer)?))
+    }
+
+    pub async fn rollback(
+        &mut self,
+        project: String,
+        environment: String,
+    ) -> Result<schema::Deployment, Failure> {
+        let request = pb::RollbackRequest {
+            project,
+            environment,
+        };
+        let answer = self.api.rollback(request).await;
+        Ok(deployment(self.answer(answer)?))
+    }
+
+    pub async fn cancel(&mut self, id: String) -> Result<schema::Deployment, Failure> {
+        let answer = self.api.cancel(pb::CancelRequest { id }).await;
+        Ok(deployment(self.answer(answer)?))
+    }
+
+    /// One deployment; `Err(status)` is kept for a caller that retries.
+    pub async fn try_deployment(&mut self, id: &str) -> Result<schema::Deployment, tonic::Status> {
+        let request = pb::GetDeploymentRequest { id: id.to_string() };
+        let reply = self.api.get_deployment(request).await?;
+        Ok(deployment(reply.into_inner()))
+    }
+
+    pub async fn deployment(&mut self, id: &str) -> Result<schema::Deployment, Failure> {
+        self.try_deployment(id)
+            .await
+            .map_err(|status| self.failure(&status))
+    }
+
+    pub async fn deployments(
+        &mut self,
+        project: Option<String>,
+        environment: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<schema::Deployment>, Failure> {
+        let request = pb::DeploymentsRequest {
+            project: project.unwrap_or_default(),
+            environment: environment.unwrap_or_default(),
+            limit,
+        };
+        let answer = self.api.deployments(request).await;
+        Ok(self
+            .answer(answer)?
+            .deployments
+            .into_iter()
+            .map(deployment)
+            .collect())
+    }
+
+    pub async fn queue(&mut self) -> Result<Vec<schema::QueueTarget>, Failure> {
+        let answer = self.api.queue(pb::QueueRequest {}).await;
+        Ok(self
+            .answer(answer)?
+            .targets
+            .into_iter()
+            .map(|t| schema::QueueTarget {
+                project: t.project,
+                environment: t.environment,
+                active: t.active.map(deployment),
+                waiting: t.waiting.into_iter().map(deployment).collect(),
+            })
+            .collect())
+    }
+
+    pub async fn status(
+        &mut self,
+        project: Option<String>,
+    ) -> Result<Vec<schema::Project>, Failure> {
+        let request = pb::StatusRequest {
+            project: project.unwrap_or_default(),
+        };
+        let answer = self.api.status(request).await;
+        Ok(self
+            .answer(answer)?
+            .projects
+            .into_iter()
+            .map(project_status)
+            .collect())
+    }
+
+    pub async fn agents(&mut self, project: Option<String>) -> Result<Vec<schema::Agent>, Failure> {
+        let request = pb::AgentsRequest {
+            project: project.unwrap_or_default(),
+        };
+        let answer = self.api.agents(request).await;
+        Ok(self.answer(answer)?.agents.into_iter().map(agent).collect())
+    }
+
+    pub async fn promote(
+        &mut self,
+        project: String,
+        environment: String,
+    ) -> Result<schema::PublicRecord, Failure> {
+        let request = pb::PromoteRequest {
+            project,
+            environment,
+        };
+        let answer = self.api.promote(request).await;
+        Ok(public_record(self.answer(answer)?))
+    }
+
+    /// With `apply`, makes the changes; else only lists them.
+    pub async fn infra(&mut self, apply: bool) -> Result<Vec<String>, Failure> {
+        let answer = if apply {
+            self.api.infra_apply(pb::InfraRequest {}).await
+        } else {
+            self.api.infra_plan(pb::InfraRequest {}).await
+        };
+        Ok(self.answer(answer)?.changes)
+    }
+
+    pub async fn audit_page(
+        &mut self,
+        since_ms: i64,
+        after_seq: u64,
+    ) -> Result<AuditPage, Failure> {
+        let request = pb::AuditRequest {
+            since_ms,
+            after_seq,
+            limit: 0,
+        };
+        let answer = self.api.audit(request).await;
+        let page = self.answer(answer)?;
+        Ok(AuditPage {
+            entries: page.entries.into_iter().map(audit_entry).collect(),
+            next_after_seq: (page.next_after_seq > after_seq).then_some(page.next_after_seq),
+        })
+    }
+
+    /// Checks the chain, and against an anchor `(count, hash)` if given.
+    pub async fn audit_verify(
+        &mut self,
+        anchor: Option<(u64, String)>,
+    ) -> Result<schema::AuditVerdict, Failure> {
+        let (anchor_seq, anchor_hash) = anchor.unwrap_or_default();
+        let request = pb::AuditVerifyRequest {
+            anchor_seq,
+            anchor_hash,
+        };
+        let answer = self.api.audit_verify(request).await;
+        let v = self.answer(answer)?;
+        Ok(schema::AuditVerdict {
+            intact: v.intact,
+            entries: v.entries,
+            first_broken: (!v.intact).then_some(v.first_broken),
+            reason: present(v.reason),
+            head_hash: present(v.head_hash),
+        })
+    }
+
+    /// Signs `csr_pem`; returns the certificate, the CA and the expiry (ms).
+    pub async fn issue_certificate(
+        &mut self,
+        name: String,
+        role: String,
+        environments: Vec<String>,
+        days: u32,
+        csr_pem: String,
+    ) -> Result<(String, String, i64), Failure> {
+        let request = pb::IssueCertificateRequest {
+            name,
+            role,
+            environments,
+            days,
+            csr_pem,
+        };
+        let answer = self.api.issue_certificate(request).await;
+        let issued = self.answer(answer)?;
+        Ok((issued.certificate_pem, issued.ca_pem, issued.expires_at_ms))
+    }
+
+    pub async fn set_secret(
+        &mut self,
+        environment: String,
+        key: String,
+        value: String,
+    ) -> Result<schema::Secret, Failure> {
+        let request = pb::SetSecretRequest {
+            environment,
+            key,
+            value,
+        };
+        let answer = self.api.set_secret(request).await;
+        Ok(secret(self.answer(answer)?))
+    }
+
+    pub async fn delete_secret(
+        &mut self,
+        environment: String,
+        key: String,
+    ) -> Result<schema::Secret, Failure> {
+        let request = pb::DeleteSecretRequest { environment, key };
+        let answer = self.api.delete_secret(request).await;
+        Ok(secret(self.answer(answer)?))
+    }
+
+    pub async fn secrets(
+        &mut self,
+        environment: Option<String>,
+    ) -> Result<Vec<schema::Secret>, Failure> {
+        let request = pb::ListSecretsRequest {
+            environment: environment.unwrap_or_default(),
+        };
+        let answer = self.api.list_secrets(request).await;
+        Ok(self
+            .answer(answer)?
+            .secrets
+            .into_iter()
+            .map(secret)
+            .collect())
+    }
+
+    pub async fn revoke(&mut self, name: String) -> Result<schema::Revoked, Failure> {
+        let answer = self.api.revoke(pb::RevokeRequest { name }).await;
+        let revoked = self.answer(answer)?;
+        Ok(schema::Revoked {
+            name: revoked.name,
+            stream_closed: revoked.stream_closed,
+        })
+    }
+
+    pub async fn server_version(&mut self) -> Result<String, Failure> {
+        let answer = self.api.version(pb::VersionRequest {}).await;
+        Ok(self.answer(answer)?.version)
+    }
+}
+
+fn release(r: pb::Release) -> schema::Release {
+    schema::Release {
+        project: r.project,
+        version: r.version,
+        image_id: r.image_id,
+        registered_at: rfc3339(r.registered_at_ms),
+        registered_at_ms: r.registered_at_ms,
+        registered_by: r.registered_by,
+    }
+}
+
+/// `rolled_back`, as DESIGN.md names phases.
+fn phase(p: pb::Phase) -> String {
+    let name = p.as_str_name();
+    name.strip_prefix("PHASE_")
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+}
+
+fn deployment(d: pb::Deployment) -> schema::Deployment {
+    schema::Deployment {
+        phase: phase(d.phase()),
+        id: d.id,
+        project: d.project,
+        version: d.version,
+        image_id: d.image_id,
+        environment: d.environment,
+        finished: d.finished,
+        requested_by: d.requested_by,
+        requested_at: rfc3339(d.requested_at_ms),
+        requested_at_ms: d.requested_at_ms,
+        phases: d
+            .phases
+            .into_iter()
+            .map(|p| schema::PhaseTime {
+                phase: phase(p.phase()),
+                at: rfc3339(p.at_ms),
+                at_ms: p.at_ms,
+            })
+            .collect(),
+        reason: present(d.reason),
+        waiting_on: present(d.waiting_on),
+        new_instances: d.new_instances,
+        old_instances: d.old_instances,
+        cancel_requested: d.cancel_requested,
+    }
+}
+
+fn connection(c: pb::AgentConnection) -> String {
+    let name = c.as_str_name();
+    name.strip_prefix("AGENT_CONNECTION_")
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+}
+
+fn service(s: pb::ServiceState) -> schema::Service {
+    let status = s.status();
+    let name = status.as_str_name();
+    schema::Service {
+        state: match status {
+            pb::ServiceStatus::Unspecified => "unknown".to_string(),
+            _ => name
+                .strip_prefix("SERVICE_STATUS_")
+                .unwrap_or(name)
+                .to_ascii_lowercase(),
+        },
+        name: s.name,
+        restarts: s.restarts,
+        detail: present(s.detail),
+    }
+}
+
+fn public_record(r: pb::PublicRecord) -> schema::PublicRecord {
+    schema::PublicRecord {
+        project: r.project,
+        name: r.name,
+        environment: present(r.environment),
+        endpoint: present(r.endpoint),
+        previous_environment: present(r.previous_environment),
+        pending: r.pending,
+        dns_error: present(r.dns_error),
+    }
+}
+
+fn project_status(p: pb::ProjectStatus) -> schema::Project {
+    schema::Project {
+        name: p.name,
+        environments: p
+            .environments
+            .into_iter()
+            .map(|e| schema::Environment {
+                name: e.name,
+                active_version: present(e.active_version),
+                load_balancer: e.load_balancer,
+                endpoint: present(e.endpoint),
+                instances: e
+                    .instances
+                    .into_iter()
+                    .map(|i| schema::Instance {
+                        agent: connection(i.agent()),
+                        instance_id: i.instance_id,
+                        private_ip: present(i.private_ip),
+                        state: i.state,
+                        ready: i.ready,
+                        in_service: i.in_service,
+                        services: i.services.into_iter().map(service).collect(),
+                    })
+                    .collect(),
+                in_flight: e.in_flight.map(deployment),
+                queued: e.queued,
+            })
+            .collect(),
+        public_record: p.public_record.map(public_record),
+    }
+}
+
+fn agent(a: pb::Agent) -> schema::Agent {
+    let seen = (a.last_seen_ms > 0).then_some(a.last_seen_ms);
+    schema::Agent {
+        agent: connection(a.connection()),
+        instance_id: a.instance_id,
+        project: a.project,
+        environment: a.environment,
+        deployment_id: a.deployment_id,
+        last_seen: seen.map(rfc3339),
+        last_seen_ms: seen,
+        ready: a.ready,
+        agent_version: present(a.agent_version),
+        image_id: a.image_id,
+        private_ip: present(a.private_ip),
+    }
+}
+
+fn audit_entry(e: pb::AuditEntry) -> schema::AuditEntry {
+    schema::AuditEntry {
+        seq: e.seq,
+        at: rfc3339(e.at_ms),
+        at_ms: e.at_ms,
+        who: e.who,
+        certificate: e.certificate,
+        action: e.action,
+        target: e.target,
+        result: e.result,
+        hash: e.hash,
+    }
+}
+
+fn secret(s: pb::Secret) -> schema::Secret {
+    schema::Secret {
+        environment: s.environment,
+        key: s.key,
+    }
+}

@@ -1,0 +1,210 @@
+//! The objects the CLI prints, one type per object wherever it appears, so
+//! `-o json` and `-o yaml` give scripts one shape to learn. `cli/schema.json`
+//! describes them (JSON Schema); the suite holds every command's output to it.
+//!
+//! Rules: an instance is `instance_id` everywhere; an agent's connection is
+//! `agent` (`connected`, `lost`, `never`) everywhere; an absent value is `null`,
+//! never `""` or `0`; every time is RFC 3339 (`…_at`) beside its unix
+//! milliseconds (`…_at_ms`).
+
+use serde::Serialize;
+
+/// A time as both RFC 3339 UTC text and unix milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Release {
+    pub project: String,
+    pub version: String,
+    pub image_id: String,
+    pub registered_at: String,
+    pub registered_at_ms: i64,
+    pub registered_by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTime {
+    pub phase: String,
+    pub at: String,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub id: String,
+    pub project: String,
+    pub version: String,
+    pub image_id: String,
+    pub environment: String,
+    /// queued, launching, booting, configuring, ready, attaching, draining,
+    /// retiring, succeeded, rolling_back, rolled_back, cancelled.
+    pub phase: String,
+    /// Nothing more will happen to it.
+    pub finished: bool,
+    pub requested_by: String,
+    pub requested_at: String,
+    pub requested_at_ms: i64,
+    pub phases: Vec<PhaseTime>,
+    /// Why it rolled back or was cancelled.
+    pub reason: Option<String>,
+    /// What it waits on right now.
+    pub waiting_on: Option<String>,
+    pub new_instances: Vec<String>,
+    pub old_instances: Vec<String>,
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    pub name: String,
+    /// starting, running, exited, stopped, failed, unknown.
+    pub state: String,
+    pub restarts: u32,
+    /// The last exit status or spawn error.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub instance_id: String,
+    pub private_ip: Option<String>,
+    /// The cloud's view: pending, running, terminated.
+    pub state: String,
+    /// The agent's connection: connected, lost, never.
+    pub agent: String,
+    pub ready: bool,
+    pub in_service: bool,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub active_version: Option<String>,
+    pub load_balancer: String,
+    pub endpoint: Option<String>,
+    pub instances: Vec<Instance>,
+    /// The deployment running on this target now.
+    pub in_flight: Option<Deployment>,
+    /// How many deployments wait behind it.
+    pub queued: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PublicRecord {
+    pub project: String,
+    pub name: String,
+    /// The environment it points at; null before the first promotion.
+    pub environment: Option<String>,
+    pub endpoint: Option<String>,
+    pub previous_environment: Option<String>,
+    /// Stored, but DNS is not yet confirmed to point there.
+    pub pending: bool,
+    pub dns_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub name: String,
+    pub environments: Vec<Environment>,
+    pub public_record: Option<PublicRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Agent {
+    pub instance_id: String,
+    pub project: String,
+    pub environment: String,
+    pub deployment_id: String,
+    /// connected, lost, never: the same answer as `status` gives.
+    pub agent: String,
+    pub last_seen: Option<String>,
+    pub last_seen_ms: Option<i64>,
+    pub ready: bool,
+    pub agent_version: Option<String>,
+    pub image_id: String,
+    pub private_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueTarget {
+    pub project: String,
+    pub environment: String,
+    pub active: Option<Deployment>,
+    /// In the order they will run.
+    pub waiting: Vec<Deployment>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at: String,
+    pub at_ms: i64,
+    /// The certificate's name and role, `alice (admin)`.
+    pub who: String,
+    pub certificate: String,
+    pub action: String,
+    pub target: String,
+    pub result: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditVerdict {
+    pub intact: bool,
+    pub entries: u64,
+    pub first_broken: Option<u64>,
+    pub reason: Option<String>,
+    pub head_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Anchor {
+    pub entries: u64,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Secret {
+    pub environment: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Revoked {
+    pub name: String,
+    pub stream_closed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Issued {
+    pub profile: String,
+    pub expires_at: String,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Version {
+    pub client: String,
+    /// Null when the coordinator could not be asked.
+    pub server: Option<String>,
+}
+
+/// `Some(text)` unless empty.
+pub fn present(text: String) -> Option<String> {
+    if text.is_empty() { None } else { Some(text) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_796_040_000_123), "2026-11-30T12:00:00.123Z");
+    }
+}

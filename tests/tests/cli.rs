@@ -1,0 +1,560 @@
+//! The CLI as scripts and people meet it: every `-o json` document held to
+//! `cli/schema.json` by a maintained validator, every exit code produced by
+//! the situation it names, re-attaching to a deployment, tables and colour,
+//! profiles with inline certificates, shell completion and versions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use slipway_coordinator::sample::SAMPLE_FLEET;
+use slipway_tests::{CliRun, Coordinator, TempDir, binary, eventually, python_tool};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Documents to validate: (schema command, JSON text, YAML text if asked).
+#[derive(Default)]
+struct Documents(Vec<(String, String, Option<String>)>);
+
+impl Documents {
+    /// Runs a command that changes nothing, as JSON and as YAML.
+    fn read(&mut self, dev: &Coordinator, command: &str, args: &[&str]) -> Value {
+        let json = dev.ok(&[args, &["-o", "json"]].concat());
+        let yaml = dev.ok(&[args, &["-o", "yaml"]].concat());
+        self.0
+            .push((command.into(), json.stdout.clone(), Some(yaml.stdout)));
+        json.json()
+    }
+
+    /// Keeps the JSON a command (run once, it acts) printed.
+    fn acted(&mut self, command: &str, run: &CliRun) -> Value {
+        self.0.push((command.into(), run.stdout.clone(), None));
+        run.json()
+    }
+
+    /// Validates them all in one run of the validator; fails naming each problem.
+    fn check(&self) {
+        let cases: Vec<Value> = self
+            .0
+            .iter()
+            .map(|(command, json, yaml)| {
+                serde_json::json!({"command": command, "json": json, "yaml": yaml})
+            })
+            .collect();
+        let mut child = Command::new(python_tool("python"))
+            .arg(repo().join("tests/checks/json_schema.py"))
+            .arg(repo().join("cli/schema.json"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the JSON Schema validator");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(serde_json::to_string(&cases).unwrap().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "documents that break cli/schema.json:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Issues a certificate with `role` and returns its profile.
+fn issue(dev: &Coordinator, dir: &TempDir, name: &str, role: &str) -> (PathBuf, CliRun) {
+    let out = dir.path().join(name);
+    let run = dev.ok(&[
+        "cert",
+        "issue",
+        "--name",
+        name,
+        "--role",
+        role,
+        "--out",
+        out.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    (out.join("profile.toml"), run)
+}
+
+#[test]
+fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
+    let dev = Coordinator::start();
+    let dir = TempDir::new("cli-json");
+    let mut docs = Documents::default();
+
+    let version = docs.read(&dev, "version", &["version"]);
+    assert_eq!(version["client"], version["server"], "{version}");
+    let releases = docs.read(&dev, "release list", &["release", "list", "hello"]);
+    let image = releases[0]["image_id"].as_str().unwrap().to_string();
+    docs.acted(
+        "release add",
+        &dev.ok(&[
+            "release", "add", "hello", "v9", "--image", &image, "-o", "json",
+        ]),
+    );
+    let deployed = docs.acted(
+        "deploy",
+        &dev.ok(&[
+            "deploy", "hello", "v1", "--env", "staging", "--wait", "-o", "json",
+        ]),
+    );
+    assert_eq!(deployed["phase"], "succeeded");
+    assert_eq!(
+        deployed["reason"],
+        Value::Null,
+        "absent is null: {deployed}"
+    );
+    dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    docs.acted(
+        "rollback",
+        &dev.ok(&[
+            "rollback", "hello", "--env", "staging", "--wait", "-o", "json",
+        ]),
+    );
+    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
+    docs.acted(
+        "promote",
+        &dev.ok(&["promote", "hello", "--to", "prod1", "-o", "json"]),
+    );
+
+    // Two on qaprod1: the first in flight, the second queued behind it, as
+    // `status` shows them; then the second is cancelled.
+    let first = dev.enqueue("v2", "qaprod1");
+    let second = dev.enqueue("v1", "qaprod1");
+    let qaprod1 = eventually(
+        "status to show the deployment in flight",
+        Duration::from_secs(20),
+        || {
+            let env = dev.environment("qaprod1");
+            (env["in_flight"]["id"] == first.as_str() && env["queued"] == 1).then_some(env)
+        },
+    );
+    assert_eq!(qaprod1["in_flight"]["environment"], "qaprod1", "{qaprod1}");
+    docs.read(&dev, "queue", &["queue"]);
+    docs.acted("cancel", &dev.ok(&["cancel", &second, "-o", "json"]));
+    dev.wait_finished(&first, Duration::from_secs(60));
+
+    docs.read(&dev, "show", &["show", &first]);
+    docs.read(&dev, "deployments", &["deployments"]);
+    docs.read(
+        &dev,
+        "deployments",
+        &["deployments", "hello", "--env", "staging"],
+    );
+    docs.read(&dev, "status", &["status"]);
+    let status = docs.read(&dev, "status PROJECT", &["status", "hello"]);
+    let agents = docs.read(&dev, "agents", &["agents", "hello"]);
+
+    // One answer for an agent's state: `status` and `agents` agree.
+    for env in status["environments"].as_array().unwrap() {
+        for instance in env["instances"].as_array().unwrap() {
+            let agent = agents
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["instance_id"] == instance["instance_id"])
+                .unwrap_or_else(|| panic!("{instance} not in agents: {agents}"));
+            assert_eq!(agent["agent"], instance["agent"], "{agent} vs {instance}");
+            assert_eq!(instance["services"][0]["name"], "web", "{instance}");
+        }
+    }
+
+    docs.read(&dev, "infra plan", &["infra", "plan"]);
+    docs.acted("infra apply", &dev.ok(&["infra", "apply", "-o", "json"]));
+    docs.acted(
+        "secret set",
+        &dev.cli_with_stdin(
+            &["secret", "set", "staging", "TOKEN", "-o", "json"],
+            "s3cret",
+        ),
+    );
+    docs.read(&dev, "secret list", &["secret", "list", "staging"]);
+    docs.acted(
+        "secret delete",
+        &dev.ok(&["secret", "delete", "staging", "TOKEN", "-o", "json"]),
+    );
+    let (_, issued) = issue(&dev, &dir, "vera", "viewer");
+    docs.acted("cert issue", &issued);
+    docs.acted("revoke", &dev.ok(&["revoke", "vera", "-o", "json"]));
+    let audit = docs.read(&dev, "audit", &["audit"]);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "secret delete" && e["target"] == "staging/TOKEN"),
+        "secret delete is audited: {audit}"
+    );
+    docs.read(&dev, "audit verify", &["audit", "verify"]);
+    docs.read(&dev, "audit anchor", &["audit", "anchor"]);
+
+    // Every command the schema lists was run, and every command `--help` lists
+    // prints a document the schema knows (or is one that prints none).
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("cli/schema.json")).unwrap())
+            .unwrap();
+    let listed: Vec<&String> = schema["$defs"]["commands"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    for command in &listed {
+        assert!(
+            docs.0.iter().any(|(c, ..)| c == *command),
+            "no test ran `{command}` with -o json"
+        );
+    }
+    let help = dev.ok(&["--help"]).stdout;
+    let printing_none = ["completion", "help"];
+    let top: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(top.len() >= 17, "{help}");
+    for command in top {
+        assert!(
+            printing_none.contains(&command)
+                || listed.iter().any(|l| l.split(' ').next() == Some(command)),
+            "`slipway {command}` has no document in cli/schema.json"
+        );
+    }
+    docs.check();
+}
+
+#[test]
+fn each_exit_code_is_produced_by_what_it_names() {
+    let fleet = SAMPLE_FLEET.replace("drain = \"10s\"", "drain = \"120s\"");
+    assert!(fleet.contains("drain = \"120s\""));
+    let dev = Coordinator::start_dev_with_fleet(&fleet);
+    let dir = TempDir::new("cli-exit");
+
+    // 2: usage.
+    dev.exits(2, &["deploy", "hello"]);
+    dev.exits(2, &["show", "d-1", "--timeout", "1s"]);
+    dev.exits(
+        2,
+        &[
+            "deploy",
+            "hello",
+            "v1",
+            "--env",
+            "staging",
+            "--wait",
+            "--timeout",
+            "soon",
+        ],
+    );
+
+    // 0 and 3: a waited deployment that succeeds, then one that rolls back.
+    dev.exits(0, &["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let broken = dev.exits(
+        3,
+        &["deploy", "hello", "broken", "--env", "staging", "--wait"],
+    );
+    assert!(broken.stderr.contains("rolled_back"), "{}", broken.stderr);
+
+    // 5: not found, naming what exists.
+    let typo = dev.exits(5, &["deployments", "helo"]);
+    assert!(typo.stderr.contains("known are hello"), "{}", typo.stderr);
+    dev.exits(5, &["agents", "helo"]);
+    dev.exits(5, &["status", "helo"]);
+    dev.exits(5, &["secret", "list", "stagin"]);
+    dev.exits(5, &["show", "d-999"]);
+    let version = dev.exits(5, &["deploy", "hello", "v22", "--env", "staging"]);
+    assert!(
+        version.stderr.contains("known versions of hello") && version.stderr.contains("v2"),
+        "{}",
+        version.stderr
+    );
+
+    // 4: refused by role, and by state (a finished deployment cannot be cancelled).
+    let (viewer, _) = issue(&dev, &dir, "vera", "viewer");
+    let refused = dev.cli_as(&viewer, &["deploy", "hello", "v1", "--env", "staging"]);
+    assert_eq!(refused.code, Some(4), "{}", refused.stderr);
+    let finished = dev
+        .ok(&["deployments", "--limit", "1", "-o", "json"])
+        .json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    dev.exits(4, &["cancel", &finished]);
+
+    // A request held open on staging's v1 instance keeps the next deployment
+    // there draining (the fleet's drain deadline is far away) until it closes.
+    let endpoint = dev.endpoint("staging");
+    let mut held = std::net::TcpStream::connect(&endpoint).unwrap();
+    write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").unwrap();
+
+    // 7: --timeout passes; the deployment goes on.
+    let timed_out = dev.exits(
+        7,
+        &[
+            "deploy",
+            "hello",
+            "v2",
+            "--env",
+            "staging",
+            "--wait",
+            "--timeout",
+            "2s",
+        ],
+    );
+    let id = timed_out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    assert!(
+        timed_out
+            .stderr
+            .contains(&format!("slipway show {id} --follow")),
+        "{}",
+        timed_out.stderr
+    );
+    assert_eq!(dev.deployment(&id)["finished"], false);
+
+    // 6: a deployment a follower waits on is cancelled.
+    let behind = dev.enqueue("v1", "staging");
+    let follower = dev.cli_in_background(&["show", &behind, "--follow"]);
+    std::thread::sleep(Duration::from_secs(1));
+    dev.ok(&["cancel", &behind]);
+    let cancelled = follower.finish();
+    assert_eq!(
+        cancelled.code,
+        Some(6),
+        "{}{}",
+        cancelled.stdout,
+        cancelled.stderr
+    );
+
+    // 9: Ctrl-C while following: the deployment goes on, and the CLI says how
+    // to get back to it.
+    let follower = dev.cli_in_background(&["show", &id, "--follow"]);
+    std::thread::sleep(Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(follower.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let interrupted = follower.finish();
+    assert_eq!(
+        interrupted.code,
+        Some(9),
+        "{}{}",
+        interrupted.stdout,
+        interrupted.stderr
+    );
+    assert!(
+        interrupted.stderr.contains(&format!("slipway cancel {id}")),
+        "{}",
+        interrupted.stderr
+    );
+    assert_eq!(
+        dev.deployment(&id)["finished"],
+        false,
+        "Ctrl-C stops the watching only"
+    );
+
+    // The client goes away; `show --follow` re-attaches and sees it succeed.
+    drop(held);
+    let followed = dev.exits(0, &["show", &id, "--follow"]);
+    assert!(followed.stdout.contains("succeeded"), "{}", followed.stdout);
+
+    // 8: unreachable, and a coordinator this profile does not trust.
+    let profile = std::fs::read_to_string(dev.profile()).unwrap();
+    let absolute = profile
+        .replace("= \"ca/", &format!("= \"{}/ca/", dev.data_dir().display()))
+        .replace(
+            "= \"operators/",
+            &format!("= \"{}/operators/", dev.data_dir().display()),
+        );
+    let closed_port = dir.path().join("closed.toml");
+    std::fs::write(&closed_port, absolute.replace(&dev.listen, "127.0.0.1:1")).unwrap();
+    let away = dev.cli_as(&closed_port, &["status"]);
+    assert_eq!(away.code, Some(8), "{}", away.stderr);
+    assert!(away.stderr.contains("is it running"), "{}", away.stderr);
+    let stranger = rcgen::generate_simple_self_signed(vec!["stranger".into()]).unwrap();
+    let other_ca = dir.path().join("other-ca.toml");
+    let ca_line = absolute
+        .lines()
+        .find(|l| l.starts_with("ca = "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &other_ca,
+        absolute.replace(
+            &ca_line,
+            &format!("ca_pem = '''\n{}'''", stranger.cert.pem()),
+        ),
+    )
+    .unwrap();
+    let untrusted = dev.cli_as(&other_ca, &["status"]);
+    assert_eq!(untrusted.code, Some(8), "{}", untrusted.stderr);
+    assert!(
+        untrusted.stderr.contains("not one this profile trusts"),
+        "{}",
+        untrusted.stderr
+    );
+
+    // 1: anything else, e.g. a file that cannot be written.
+    let unwritable = dir.path().join("missing/anchor.txt");
+    dev.exits(
+        1,
+        &["audit", "anchor", "--out", unwritable.to_str().unwrap()],
+    );
+
+    // The codes are documented where a user looks.
+    let help = dev.ok(&["--help"]).stdout;
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for line in [
+        "3  rolled back",
+        "4  refused",
+        "5  not found",
+        "6  cancelled",
+        "7  timed out",
+        "8  unreachable",
+        "9  in flight",
+    ] {
+        assert!(help.contains(line), "--help lacks {line:?}");
+        assert!(readme.contains(line), "README lacks {line:?}");
+    }
+}
+
+/// Runs `slipway ARGS` on a pseudo-terminal (util-linux `script`), with
+/// `stdin` typed into it after a second; returns what the terminal showed.
+fn on_terminal(dev: &Coordinator, args: &str, env: &[(&str, &str)], stdin: &str) -> String {
+    let command = format!(
+        "{} --profile {} {args}",
+        binary("slipway").display(),
+        dev.profile().display()
+    );
+    let typed = format!("sleep 1; printf '{stdin}'");
+    let mut feeder = Command::new("sh")
+        .args(["-c", &typed])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .stdin(feeder.stdout.take().unwrap())
+        .output()
+        .expect("run script(1)");
+    feeder.wait().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn profiles_tables_colour_completion_and_secrets_behave_as_people_expect() {
+    let dev = Coordinator::start();
+    let dir = TempDir::new("cli-people");
+    dev.exits(
+        3,
+        &["deploy", "hello", "broken", "--env", "staging", "--wait"],
+    );
+
+    // Tables fit 120 columns; `-o wide` shows whole cells.
+    let narrow = dev.ok(&["deployments"]).stdout;
+    assert!(narrow.lines().all(|l| l.chars().count() <= 120), "{narrow}");
+    let wide = dev.ok(&["deployments", "-o", "wide"]).stdout;
+    assert!(wide.lines().any(|l| l.chars().count() > 120), "{wide}");
+
+    // Colour on a terminal only, and never under NO_COLOR or in a pipe.
+    assert!(!narrow.contains('\u{1b}'), "{narrow}");
+    let coloured = on_terminal(&dev, "deployments", &[], "");
+    assert!(coloured.contains("\u{1b}[31mrolled_back"), "{coloured:?}");
+    let plain = on_terminal(&dev, "deployments", &[("NO_COLOR", "1")], "");
+    assert!(
+        plain.contains("rolled_back") && !plain.contains('\u{1b}'),
+        "{plain:?}"
+    );
+
+    // `secret set` on a terminal prompts and does not echo the value.
+    let prompted = on_terminal(&dev, "secret set staging PROMPTED", &[], "hidden-value\\n");
+    assert!(prompted.contains("(not shown)"), "{prompted:?}");
+    assert!(
+        !prompted.contains("hidden-value"),
+        "the value was echoed: {prompted:?}"
+    );
+    let names = dev.ok(&["secret", "list", "staging"]).stdout;
+    assert!(names.contains("PROMPTED"), "{names}");
+
+    // A profile carries its certificates inline and works from anywhere; a
+    // copied one with relative paths says why it broke.
+    let text = std::fs::read_to_string(dev.profile()).unwrap();
+    let pem = |key: &str, file: &str| {
+        format!(
+            "{key}_pem = '''\n{}'''\n",
+            std::fs::read_to_string(dev.data_dir().join(file)).unwrap()
+        )
+    };
+    let head: String = text
+        .lines()
+        .filter(|l| l.starts_with("coordinator") || l.starts_with("server_name"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let inline = dir.path().join("inline.toml");
+    std::fs::write(
+        &inline,
+        format!(
+            "{head}{}{}{}",
+            pem("ca", "ca/ca.pem"),
+            pem("certificate", "operators/admin/cert.pem"),
+            pem("key", "operators/admin/key.pem")
+        ),
+    )
+    .unwrap();
+    let from_inline = dev.cli_as(&inline, &["status", "hello"]);
+    assert!(from_inline.success, "{}", from_inline.stderr);
+    let copied = dir.path().join("copied.toml");
+    std::fs::copy(dev.profile(), &copied).unwrap();
+    let broken = dev.cli_as(&copied, &["status"]);
+    assert_eq!(broken.code, Some(1), "{}", broken.stderr);
+    assert!(
+        broken.stderr.contains("profile copied elsewhere"),
+        "{}",
+        broken.stderr
+    );
+
+    // Completion needs no coordinator; versions name both sides.
+    let completion = Command::new(binary("slipway"))
+        .args(["completion", "bash"])
+        .env("SLIPWAY_PROFILE", "/nonexistent/profile.toml")
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&completion.stdout);
+    assert!(
+        completion.status.success()
+            && script.contains("_slipway")
+            && script.contains("deployments"),
+        "{script}"
+    );
+    let version = dev.ok(&["version"]).stdout;
+    assert!(
+        version.contains(&format!("client: {}", env!("CARGO_PKG_VERSION")))
+            && version.contains(&format!("coordinator: {}", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+}
