@@ -24,10 +24,10 @@ struct Args {
     /// Run the embedded default: the local cloud, a sample fleet and releases, a CLI profile.
     #[arg(long)]
     dev: bool,
-    /// Where the store, CA, local cloud and profile live.
-    #[arg(long, default_value = "./.slipway")]
+    /// Where the store, CA, local cloud and profile live (before or after a subcommand).
+    #[arg(long, global = true, default_value = "./.slipway")]
     data_dir: PathBuf,
-    /// The gRPC address (TLS only). Port 0 picks a free port; profile.toml tells which.
+    /// The gRPC address (TLS only). Port 0 picks a free port (with --dev: the last start's), profile.toml tells which.
     #[arg(long, default_value = "127.0.0.1:7443")]
     listen: SocketAddr,
     /// The fleet file (projects, environments, deadlines).
@@ -42,7 +42,7 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Stop the local cloud of --data-dir: every instance, load balancer and record.
+    /// Stop the coordinator of --data-dir and its local cloud: every instance, load balancer and record.
     Down,
     /// The coordinator's certificate authority (on the coordinator host).
     #[command(subcommand)]

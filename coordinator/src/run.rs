@@ -95,11 +95,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         Provider::Aws => aws_cloud(&fleet).await?,
     };
 
-    let listener = TcpListener::bind(options.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {}: is another coordinator running? pick another --listen",
-            options.listen
-        )
+    let listen = match options.dev {
+        true => dev_listen(
+            options.listen,
+            crate::data_dir::address(data_dir).as_deref(),
+        ),
+        false => options.listen,
+    };
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen}: is another coordinator running? pick another --listen")
     })?;
     let addr = listener.local_addr()?;
     let mut names = vec![
@@ -266,5 +270,46 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
+    }
+}
+
+/// Where the dev coordinator listens: its agents' user-data names the port it
+/// served on last, so `--listen …:0` keeps that port (a new one would orphan
+/// every running agent); an explicit other port is taken, with a warning.
+fn dev_listen(asked: SocketAddr, last: Option<&str>) -> SocketAddr {
+    let last_port = last
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .filter(|port| *port != 0);
+    match last_port {
+        Some(port) if asked.port() == 0 => {
+            println!(
+                "keeping port {port} from the last start (running agents dial it); --listen with another port moves it"
+            );
+            SocketAddr::new(asked.ip(), port)
+        }
+        Some(port) if port != asked.port() => {
+            println!(
+                "warning: moving from port {port} to {}: agents launched before still dial {port} and are orphaned until their instances are replaced",
+                asked.port()
+            );
+            asked
+        }
+        _ => asked,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_coordinator_keeps_its_port_unless_given_another() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let last = Some("https://127.0.0.1:40123");
+        assert_eq!(dev_listen(any, last).port(), 40123);
+        assert_eq!(dev_listen(any, None).port(), 0);
+        let other: SocketAddr = "127.0.0.1:7443".parse().unwrap();
+        assert_eq!(dev_listen(other, last), other);
     }
 }

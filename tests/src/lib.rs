@@ -305,8 +305,10 @@ impl Coordinator {
     }
 
     fn launch(&mut self) {
+        // The address file outlives a stop (a restart keeps its port): this
+        // start has written it once it is newer than the start.
         let address = self.data_dir().join("coordinator.address");
-        let _ = std::fs::remove_file(&address);
+        let launched = std::time::SystemTime::now();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -353,7 +355,10 @@ impl Coordinator {
                 {
                     panic!("coordinator exited with {status}:\n{}", self.log());
                 }
-                address.exists().then_some(())
+                std::fs::metadata(&address)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|written| written >= launched)
+                    .then_some(())
             },
         );
         // Only --dev writes an admin profile; for a fleet file, the first
@@ -382,6 +387,17 @@ impl Coordinator {
     pub fn crash_and_restart(&mut self) {
         self.kill();
         self.launch();
+    }
+
+    /// SIGTERM, then a start with `--listen listen` (as a person restarting
+    /// it would type); the address it serves on is learned again.
+    pub fn restart_listening(&mut self, listen: &str) -> String {
+        self.terminate(Duration::from_secs(30));
+        self.listen = listen.to_string();
+        let from = self.log_len();
+        self.launch();
+        self.learn_address();
+        self.log().get(from..).unwrap_or_default().to_string()
     }
 
     /// Sets (Some) or removes (None) a variable of the process's environment,

@@ -558,3 +558,63 @@ fn profiles_tables_colour_completion_and_secrets_behave_as_people_expect() {
         "{version}"
     );
 }
+
+#[test]
+fn a_restarted_dev_coordinator_keeps_its_port_its_agents_and_dense_ids() {
+    let mut dev = Coordinator::start();
+    let port = dev.listen.clone();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let first = dev.enqueue("v2", "staging");
+    dev.wait_finished(&first, Duration::from_secs(60));
+
+    // `--listen 127.0.0.1:0` again, as README starts it: the same port, said so,
+    // and the running agent reconnects to it.
+    let said = dev.restart_listening("127.0.0.1:0");
+    assert_eq!(dev.listen, port, "{said}");
+    assert!(said.contains("keeping port"), "{said}");
+    eventually("the agent to reconnect", Duration::from_secs(30), || {
+        let agents = dev.ok(&["agents", "-o", "json"]).json();
+        (agents[0]["agent"] == "connected").then_some(())
+    });
+    let next = dev.enqueue("v1", "staging");
+    let number = |id: &str| id.trim_start_matches("d-").parse::<u64>().unwrap();
+    assert_eq!(
+        number(&next),
+        number(&first) + 1,
+        "ids stay dense: {first} then {next}"
+    );
+    dev.wait_finished(&next, Duration::from_secs(60));
+
+    // Another explicit port is taken, with a warning about the agents.
+    let said = dev.restart_listening(&format!("127.0.0.1:{}", free_port()));
+    assert!(said.contains("orphaned"), "{said}");
+
+    // `down` takes its flags after it too, and stops the coordinator as well.
+    let down = Command::new(binary("slipway-coordinator"))
+        .arg("down")
+        .arg("--data-dir")
+        .arg(dev.data_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&down.stdout);
+    assert!(
+        down.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(text.contains("coordinator (pid"), "{text}");
+    let pid = dev.pid().unwrap();
+    eventually("the coordinator to exit", Duration::from_secs(30), || {
+        (!Path::new(&format!("/proc/{pid}")).exists() || slipway_common::process::is_zombie(pid))
+            .then_some(())
+    });
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

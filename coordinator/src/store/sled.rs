@@ -13,6 +13,8 @@ use slipway_domain::store::{Batch, Epoch, Range, Store, StoreError, Table, Write
 
 const META: &str = "meta";
 const EPOCH: &str = "epoch";
+/// The last id `next_id` handed out.
+const LAST_ID: &str = "last_id";
 
 #[derive(Debug)]
 pub struct SledStore {
@@ -58,7 +60,8 @@ fn io(e: ::sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
-fn read_epoch(bytes: Option<impl AsRef<[u8]>>) -> Epoch {
+/// A big-endian u64 counter (the epoch, the last id); 0 when absent.
+fn read_counter(bytes: Option<impl AsRef<[u8]>>) -> Epoch {
     bytes
         .and_then(|b| b.as_ref().try_into().ok())
         .map_or(0, u64::from_be_bytes)
@@ -73,7 +76,7 @@ impl Store for SledStore {
     async fn write(&self, batch: Batch) -> Result<(), StoreError> {
         let meta = Table::ALL.len();
         let result = self.trees.as_slice().transaction(|trees| {
-            let current = read_epoch(trees[meta].get(EPOCH)?);
+            let current = read_counter(trees[meta].get(EPOCH)?);
             if batch.epoch < current {
                 return Err(ConflictableTransactionError::Abort(StoreError::Fenced {
                     epoch: batch.epoch,
@@ -134,21 +137,36 @@ impl Store for SledStore {
     }
 
     async fn next_id(&self) -> Result<u64, StoreError> {
-        // generate_id is monotonic across restarts; it persists its counter itself.
-        let id = self.db.generate_id().map_err(io)?;
+        // A counter of our own, flushed with each id, so ids stay dense across
+        // restarts (sled's generate_id jumps by its persistence interval, a
+        // million, at every restart: d-22, then d-2000001).
+        let meta = self.meta();
+        if meta.get(LAST_ID).map_err(io)?.is_none() {
+            // A store from before the counter: continue above every id
+            // generate_id handed out (it returns at least that many).
+            let above = self.db.generate_id().map_err(io)?;
+            let _ = meta
+                .compare_and_swap(LAST_ID, None::<&[u8]>, Some(&above.to_be_bytes()[..]))
+                .map_err(io)?;
+        }
+        let id = meta
+            .update_and_fetch(LAST_ID, |old| {
+                Some((read_counter(old) + 1).to_be_bytes().to_vec())
+            })
+            .map_err(io)?;
         self.flush()?;
-        Ok(id + 1)
+        Ok(read_counter(id))
     }
 
     async fn claim_epoch(&self) -> Result<Epoch, StoreError> {
         let claimed = self
             .meta()
             .update_and_fetch(EPOCH, |old| {
-                Some((read_epoch(old) + 1).to_be_bytes().to_vec())
+                Some((read_counter(old) + 1).to_be_bytes().to_vec())
             })
             .map_err(io)?;
         self.flush()?;
-        Ok(read_epoch(claimed))
+        Ok(read_counter(claimed))
     }
 }
 
@@ -163,6 +181,7 @@ mod tests {
         let store = SledStore::open(&dir).unwrap();
         slipway_domain::store::suite::check_engine(&store).await;
         let epoch = store.claim_epoch().await.unwrap();
+        let id = store.next_id().await.unwrap();
         drop(store);
         // sled's flusher thread lets go of the file lock a moment after drop.
         let started = std::time::Instant::now();
@@ -183,6 +202,11 @@ mod tests {
         assert!(
             reopened.claim_epoch().await.unwrap() > epoch,
             "epochs keep increasing across a reopen"
+        );
+        assert_eq!(
+            reopened.next_id().await.unwrap(),
+            id + 1,
+            "ids stay dense across a reopen"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
