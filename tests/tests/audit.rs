@@ -11,7 +11,8 @@ use slipway_tests::{Coordinator, eventually};
 #[test]
 fn every_mutating_action_is_audited_and_an_edited_entry_is_named() {
     let mut c = Coordinator::start();
-    c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let id = c.enqueue("v1", "staging");
+    c.ok(&["show", &id, "--follow"]);
     assert!(
         !c.cli(&["deploy", "hello", "v9", "--env", "staging"])
             .success
@@ -28,7 +29,32 @@ fn every_mutating_action_is_audited_and_an_edited_entry_is_named() {
     };
     let deploy = find("deploy", "hello@v1 -> staging");
     assert_eq!(deploy["who"], "admin (admin)");
-    assert_eq!(deploy["result"], "ok");
+    assert_eq!(
+        deploy["result"],
+        format!("queued {id}"),
+        "a deploy's entry says it was accepted, and as which deployment"
+    );
+    let by_target = c.ok(&["audit", "--target", &id, "--output", "json"]).json();
+    assert_eq!(
+        by_target.as_array().unwrap().len(),
+        1,
+        "--target finds the entry that names the deployment: {by_target}"
+    );
+    assert_eq!(by_target[0]["action"], "deploy");
+    let by_who = c
+        .ok(&[
+            "audit", "--who", "admin", "--action", "deploy", "-o", "json",
+        ])
+        .json();
+    assert!(
+        !by_who.as_array().unwrap().is_empty()
+            && by_who
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["action"] == "deploy"),
+        "{by_who}"
+    );
     assert!(
         deploy["certificate"]
             .as_str()

@@ -618,3 +618,44 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[test]
+fn a_wait_says_at_once_that_the_coordinator_went_away_and_follows_on_when_it_is_back() {
+    let fleet = SAMPLE_FLEET.replace("drain = \"10s\"", "drain = \"120s\"");
+    let mut dev = Coordinator::start_dev_with_fleet(&fleet);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    // A request held open keeps v2's deployment draining while the coordinator is away.
+    let endpoint = dev.endpoint("staging");
+    let mut held = std::net::TcpStream::connect(&endpoint).unwrap();
+    write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").unwrap();
+    let id = dev.enqueue("v2", "staging");
+    eventually("v2 to drain", Duration::from_secs(30), || {
+        (dev.deployment(&id)["phase"] == "draining").then_some(())
+    });
+    let follower = dev.cli_in_background(&["show", &id, "--follow"]);
+    std::thread::sleep(Duration::from_secs(1));
+    dev.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    dev.crash_and_restart();
+    drop(held);
+    let followed = follower.finish();
+    assert_eq!(
+        followed.code,
+        Some(0),
+        "{}{}",
+        followed.stdout,
+        followed.stderr
+    );
+    let lost = followed
+        .stdout
+        .find("lost the coordinator")
+        .unwrap_or_else(|| {
+            panic!(
+                "nothing said while the coordinator was away: {}",
+                followed.stdout
+            )
+        });
+    let back = followed.stdout.find("the coordinator is back").unwrap();
+    let done = followed.stdout.find("succeeded: hello@v2").unwrap();
+    assert!(lost < back && back < done, "{}", followed.stdout);
+}

@@ -181,3 +181,29 @@ fn a_silent_agent_is_shown_lost_within_seconds_and_its_instance_replaced() {
     );
     load.finish().assert_no_failures();
 }
+
+/// `status` and `agents` give one answer for an agent's state: a frozen agent
+/// (SIGSTOP keeps its stream open) is `lost` in both, not `connected` in one.
+#[test]
+fn status_and_agents_agree_that_a_frozen_agent_is_lost() {
+    let dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let instance = staging_instances(&dev)[0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    freeze(agent_pid(&instance).expect("agent process"));
+    eventually(
+        "status to show the agent lost",
+        Duration::from_secs(15),
+        || (instance_row(&dev, &instance)?["agent"] == "lost").then_some(()),
+    );
+    let agents = dev.ok(&["agents", "hello", "-o", "json"]).json();
+    let listed = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["instance_id"] == instance.as_str())
+        .unwrap_or_else(|| panic!("{instance} not in {agents}"));
+    assert_eq!(listed["agent"], "lost", "{listed}");
+}

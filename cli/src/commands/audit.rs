@@ -11,7 +11,8 @@ pub struct Filter {
     pub since: Option<String>,
     pub who: Option<String>,
     pub action: Option<String>,
-    /// Entries whose target mentions this (a project, environment or deployment).
+    /// Entries whose target or result names this (a project, environment or
+    /// deployment: a deploy's result names the deployment it queued).
     pub target: Option<String>,
 }
 
@@ -49,7 +50,7 @@ pub async fn list(client: &mut Client, output: Output, filter: Filter) -> Result
             && filter
                 .target
                 .as_ref()
-                .is_none_or(|t| mentions(&e.target, t))
+                .is_none_or(|t| mentions(&e.target, t) || mentions(&e.result, t))
     });
     if output.structured() {
         return print(output, &entries);

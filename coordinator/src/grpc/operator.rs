@@ -42,7 +42,7 @@ impl OperatorApi {
         }
     }
 
-    async fn audited<T>(
+    async fn audited<T: Outcome>(
         &self,
         caller: &Caller,
         action: &str,
@@ -50,7 +50,7 @@ impl OperatorApi {
         outcome: Result<T, Status>,
     ) -> Result<T, Status> {
         let result = match &outcome {
-            Ok(_) => "ok".to_string(),
+            Ok(answer) => answer.outcome(),
             Err(status) => format!("{:?}: {}", status.code(), status.message()),
         };
         let who = caller.to_string();
@@ -65,6 +65,40 @@ impl OperatorApi {
         outcome
     }
 }
+
+/// What an answered action says in the audit log's result column: `ok`,
+/// unless the answer says more (a deploy is accepted, not yet succeeded, so its
+/// entry names the deployment it queued: `queued d-12`).
+trait Outcome {
+    fn outcome(&self) -> String {
+        "ok".to_string()
+    }
+}
+
+impl Outcome for Deployment {
+    fn outcome(&self) -> String {
+        match self.phase() {
+            Phase::Queued => format!("queued {}", self.id),
+            Phase::Cancelled => format!("cancelled {}", self.id),
+            _ if self.cancel_requested => format!("cancel requested: {} rolls back", self.id),
+            phase => format!(
+                "{} {}",
+                self.id,
+                phase
+                    .as_str_name()
+                    .trim_start_matches("PHASE_")
+                    .to_ascii_lowercase()
+            ),
+        }
+    }
+}
+
+impl Outcome for Release {}
+impl Outcome for PublicRecord {}
+impl Outcome for InfraChanges {}
+impl Outcome for IssueCertificateResponse {}
+impl Outcome for Secret {}
+impl Outcome for RevokeResponse {}
 
 /// Longest identifier field accepted (a project, a version, an image id, an
 /// environment): checked before the value is used, logged or audited, so no
