@@ -1,5 +1,6 @@
-//! Agents: the stored record of every agent Slipway launched, and the hub of live
-//! streams the coordinator talks to them through.
+//! Agents: the stored record of every agent Slipway launched (`AgentRecords`,
+//! the agents table's one owner), and the hub of live streams the coordinator
+//! talks to them through.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use tracing::warn;
 use crate::clock::{Clock, Millis};
 use crate::deploy::machine::AgentView;
 pub use crate::deploy::machine::REDIAL_GRACE;
-use crate::store::{Record, Table};
+use crate::store::{Changes, Db, Record, StoreError, Table};
 use slipway_domain::agent::{Closing, Configuration, ServiceReport, ToAgent};
 
 /// What the store keeps about an instance Slipway launched.
@@ -30,6 +31,36 @@ impl Record for AgentRecord {
     const TABLE: Table = Table::Agents;
     fn key(&self) -> String {
         self.instance_id.clone()
+    }
+}
+
+/// The agents table: written with a launch (in its batch), read to vouch for
+/// a stream and to list agents.
+#[derive(Debug, Clone)]
+pub struct AgentRecords {
+    db: Db,
+}
+
+impl AgentRecords {
+    pub fn new(db: Db) -> AgentRecords {
+        AgentRecords { db }
+    }
+
+    /// Adds `record` to a batch (the launch's: token binding, record and
+    /// deployment commit together).
+    pub fn record(changes: &mut Changes, record: &AgentRecord) -> Result<(), StoreError> {
+        changes.put(record)?;
+        Ok(())
+    }
+
+    /// The record of an instance Slipway launched, if it did.
+    pub async fn get(&self, instance_id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.db.get(instance_id).await
+    }
+
+    /// Every record, in instance id order.
+    pub async fn all(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.db.all().await
     }
 }
 

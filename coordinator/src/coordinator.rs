@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use crate::agents::AgentHub;
+use crate::agents::{AgentHub, AgentRecords};
 use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::cloud::Cloud;
@@ -56,7 +56,7 @@ pub struct Parts {
 pub struct Coordinator {
     pub fleet: Arc<Fleet>,
     /// The agents table, which the agent service checks a stream against.
-    pub db: Db,
+    pub agent_records: AgentRecords,
     pub agents: Arc<AgentHub>,
     pub tokens: Arc<JoinTokens>,
     pub audit: Arc<AuditLog>,
@@ -152,11 +152,11 @@ impl Coordinator {
             agents: agents.clone(),
             ca: ca.clone(),
             secrets,
-            db: db.clone(),
+            agent_records: AgentRecords::new(db.clone()),
         });
         Arc::new(Coordinator {
             fleet,
-            db,
+            agent_records: AgentRecords::new(db),
             agents,
             tokens,
             audit,

@@ -14,7 +14,7 @@ use slipway_domain::agent::{Closing, Configuration};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::agents::AgentHub;
-use crate::agents::AgentRecord;
+use crate::agents::{AgentRecord, AgentRecords};
 use crate::clock::Clock;
 use crate::clock::Millis;
 use crate::cloud::Cloud;
@@ -553,15 +553,18 @@ async fn record_launched(
     c.tokens
         .bind(&mut changes, &d.id, slot, &instance.id)
         .await?;
-    changes.put(&AgentRecord {
-        instance_id: instance.id.clone(),
-        project: d.project.clone(),
-        environment: d.environment.clone(),
-        deployment_id: d.id.clone(),
-        image_id: instance.image_id.clone(),
-        private_ip: instance.private_ip.clone(),
-        launched_at: c.clock.now(),
-    })?;
+    AgentRecords::record(
+        &mut changes,
+        &AgentRecord {
+            instance_id: instance.id.clone(),
+            project: d.project.clone(),
+            environment: d.environment.clone(),
+            deployment_id: d.id.clone(),
+            image_id: instance.image_id.clone(),
+            private_ip: instance.private_ip.clone(),
+            launched_at: c.clock.now(),
+        },
+    )?;
     let launched = LaunchedInstance {
         slot,
         id: instance.id.clone(),

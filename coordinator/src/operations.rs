@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::agents::{AgentHub, AgentRecord};
+use crate::agents::{AgentHub, AgentRecord, AgentRecords};
 use crate::clock::Clock;
 use crate::cloud::{Cloud, CloudError, load_balancer_name};
 use crate::config::Fleet;
@@ -17,7 +17,7 @@ use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
 use crate::releases::Releases;
 use crate::secrets::Secrets;
-use crate::store::{Db, StoreError};
+use crate::store::StoreError;
 use slipway_domain::agent::ServiceState;
 
 #[derive(Debug, thiserror::Error)]
@@ -157,8 +157,7 @@ pub struct Operations {
     pub agents: Arc<AgentHub>,
     pub ca: Arc<Ca>,
     pub secrets: Arc<Secrets>,
-    /// The agents table, read for `agents`.
-    pub db: Db,
+    pub agent_records: AgentRecords,
 }
 
 impl std::fmt::Debug for Operations {
@@ -665,7 +664,7 @@ impl Operations {
         if let Some(project) = project {
             self.check_project(project)?;
         }
-        let mut records: Vec<AgentRecord> = self.db.all().await?;
+        let mut records: Vec<AgentRecord> = self.agent_records.all().await?;
         records.retain(|r| project.is_none_or(|p| r.project == p));
         let ids: Vec<String> = records.iter().map(|r| r.instance_id.clone()).collect();
         let alive: Vec<String> = if ids.is_empty() {

@@ -42,9 +42,9 @@ async fn a_crash_between_launch_and_its_record_adopts_the_instance() {
     let launched: Vec<&str> = d.launched.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(launched, [instance.as_str()]);
     assert_eq!(s.cloud.launches(), 1, "adopted, not launched again");
-    let agent: Option<AgentRecord> = s.coordinator.db.get(&instance).await.unwrap();
+    let agent: Option<AgentRecord> = s.db.get(&instance).await.unwrap();
     assert_eq!(agent.map(|a| a.deployment_id), Some(id.clone()));
-    let tokens: Vec<JoinTokenRecord> = s.coordinator.db.all().await.unwrap();
+    let tokens: Vec<JoinTokenRecord> = s.db.all().await.unwrap();
     assert!(
         tokens
             .iter()
@@ -207,12 +207,7 @@ async fn a_release_is_immutable() {
         matches!(&path, OperationError::Invalid(m) if m.contains("is not an image id")),
         "{path}"
     );
-    let stored: Option<Release> = s
-        .coordinator
-        .db
-        .get(&Release::key_of("hello", "v3"))
-        .await
-        .unwrap();
+    let stored: Option<Release> = s.db.get(&Release::key_of("hello", "v3")).await.unwrap();
     assert_eq!(stored.map(|r| r.image_id), Some("ami-0aaaaaaa".to_string()));
 }
 

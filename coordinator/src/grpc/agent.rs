@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::auth;
-use crate::agents::{AgentHello, AgentHub, AgentLink};
+use crate::agents::{AgentHello, AgentHub, AgentLink, AgentRecords};
 use crate::audit::AuditLog;
 use crate::config::Fleet;
 use crate::coordinator::Coordinator;
@@ -23,7 +23,6 @@ use crate::pki::Ca;
 use crate::pki::{Identity, Role};
 use crate::revocation::Revocations;
 use crate::stopping::Stopping;
-use crate::store::Db;
 use crate::tokens::JoinTokens;
 use slipway_domain::agent::{Closing, ServiceReport, ToAgent};
 
@@ -41,7 +40,7 @@ pub struct AgentApi {
     fleet: Arc<Fleet>,
     agents: Arc<AgentHub>,
     /// The agents table: only instances Slipway launched may open a stream.
-    db: Db,
+    agent_records: AgentRecords,
     revocations: Arc<Revocations>,
     stopping: Stopping,
     /// Refused Bootstraps, audited at a bounded rate.
@@ -64,7 +63,7 @@ impl AgentApi {
             ca: coordinator.ca.clone(),
             fleet: coordinator.fleet.clone(),
             agents: coordinator.agents.clone(),
-            db: coordinator.db.clone(),
+            agent_records: coordinator.agent_records.clone(),
             revocations: coordinator.revocations.clone(),
             stopping: coordinator.stopping.clone(),
             refusals: super::throttle::AuditThrottle::new(coordinator.audit.clone()),
@@ -240,8 +239,8 @@ impl AgentService for AgentApi {
         if c.stopping.is_asked() {
             return Err(Status::unavailable(Closing::Stopping.to_string()));
         }
-        if c.db
-            .get::<crate::agents::AgentRecord>(&identity.name)
+        if c.agent_records
+            .get(&identity.name)
             .await
             .map_err(|e| super::status::of(&e))?
             .is_none()

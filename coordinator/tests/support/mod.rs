@@ -32,6 +32,8 @@ pub struct Sandbox {
     pub cloud: Arc<FakeCloud>,
     pub clock: Arc<ManualClock>,
     pub store: Arc<MemoryStore>,
+    /// The coordinator's own handle (its epoch), to read tables directly.
+    pub db: Db,
     dir: PathBuf,
 }
 
@@ -76,7 +78,7 @@ impl Sandbox {
             secrets: Secrets::open(db.clone(), &dir.join("secrets.key")).unwrap(),
             revocations: Revocations::load(db.clone(), clock.clone()).await.unwrap(),
             ca: Ca::load_or_create(&dir.join("ca")).unwrap(),
-            db,
+            db: db.clone(),
             fleet,
             cloud,
             advertised: Advertised {
@@ -97,6 +99,7 @@ impl Sandbox {
             cloud: fake,
             clock,
             store,
+            db,
             dir,
         }
     }
