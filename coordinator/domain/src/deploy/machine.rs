@@ -419,7 +419,13 @@ fn progress(d: &Deployment, o: &Observed, new: &[String]) -> Action {
                 };
             }
             let out = filter(new, |id| o.members.get(id) != Some(&MemberState::InService));
-            if out.is_empty() {
+            if out.is_empty() && d.old_instances.is_empty() {
+                // A first deploy: nothing to drain or retire, so none is shown.
+                Action::Finish {
+                    phase: Phase::Succeeded,
+                    note: None,
+                }
+            } else if out.is_empty() {
                 Action::Advance(Phase::Draining)
             } else {
                 Action::Wait(format!(
@@ -753,7 +759,8 @@ mod tests {
 
     #[test]
     fn attaching_registers_then_waits_for_in_service() {
-        let d = deployment(Phase::Attaching, &["i-a", "i-b"]);
+        let mut d = deployment(Phase::Attaching, &["i-a", "i-b"]);
+        d.old_instances = ids(&["i-old"]);
         let agents = [("i-a", agent(true)), ("i-b", agent(true))];
         let o = observed(&agents, &[("i-a", MemberState::InService)]);
         assert_eq!(
@@ -780,6 +787,21 @@ mod tests {
         assert_eq!(
             next_action(&d, &o, &limits()),
             Action::Advance(Phase::Draining)
+        );
+    }
+
+    #[test]
+    fn a_first_deploy_succeeds_once_attached_with_nothing_to_drain_or_retire() {
+        let d = deployment(Phase::Attaching, &["i-a"]);
+        assert!(d.old_instances.is_empty());
+        let agents = [("i-a", agent(true))];
+        let o = observed(&agents, &[("i-a", MemberState::InService)]);
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Finish {
+                phase: Phase::Succeeded,
+                note: None
+            }
         );
     }
 
