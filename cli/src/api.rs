@@ -428,10 +428,15 @@ fn audit_entry(e: pb::AuditEntry) -> schema::AuditEntry {
         at: rfc3339(e.at_ms),
         at_ms: e.at_ms,
         who: e.who,
-        certificate: e.certificate,
+        role: present(e.role),
+        certificate: present(e.certificate),
         action: e.action,
         target: e.target,
         result: e.result,
+        project: present(e.project),
+        environment: present(e.environment),
+        version: present(e.version),
+        deployment: present(e.deployment),
         hash: e.hash,
     }
 }

@@ -143,12 +143,23 @@ pub struct AuditEntry {
     pub seq: u64,
     pub at: String,
     pub at_ms: i64,
-    /// The certificate's name and role, `alice (admin)`.
+    /// The certificate's name (an operator, a CI job, an instance), or
+    /// `slipway` for the coordinator's own actions.
     pub who: String,
-    pub certificate: String,
+    /// The role it acted with; for `slipway`, which part of it.
+    pub role: Option<String>,
+    pub certificate: Option<String>,
     pub action: String,
+    /// What it acted on, as a line (`hello@v2 -> staging`).
     pub target: String,
+    /// `ok`, what it did (`queued d-12`), or why it was refused.
     pub result: String,
+    /// What it acted on, field by field; null when not about one (or when the
+    /// entry predates these fields).
+    pub project: Option<String>,
+    pub environment: Option<String>,
+    pub version: Option<String>,
+    pub deployment: Option<String>,
     pub hash: String,
 }
 

@@ -30,8 +30,41 @@ pub struct AuditEntry {
     pub target: String,
     /// `ok`, or the error the caller got.
     pub result: String,
+    /// What it acted on, field by field, for filters (entries written before
+    /// these fields existed have none).
+    #[serde(default, skip_serializing_if = "About::is_empty")]
+    pub about: About,
     pub prev_hash: String,
     pub hash: String,
+}
+
+/// What an entry is about, as fields a script can filter on; each optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct About {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+}
+
+impl About {
+    pub fn is_empty(&self) -> bool {
+        *self == About::default()
+    }
+
+    fn bounded(&self) -> About {
+        let cut = |field: &Option<String>| field.as_deref().map(bounded);
+        About {
+            project: cut(&self.project),
+            environment: cut(&self.environment),
+            version: cut(&self.version),
+            deployment: cut(&self.deployment),
+        }
+    }
 }
 
 impl Record for AuditEntry {
@@ -44,7 +77,7 @@ impl Record for AuditEntry {
 
 impl AuditEntry {
     fn content_hash(&self) -> String {
-        let content = serde_json::json!([
+        let mut content = serde_json::json!([
             self.seq,
             self.at,
             self.who,
@@ -54,6 +87,12 @@ impl AuditEntry {
             self.result,
             self.prev_hash
         ]);
+        // Covered when present; an entry from before `about` hashes as it did.
+        if !self.about.is_empty()
+            && let Some(fields) = content.as_array_mut()
+        {
+            fields.push(serde_json::json!(self.about));
+        }
         hex::encode(Sha256::digest(content.to_string().as_bytes()))
     }
 }
@@ -109,6 +148,20 @@ impl AuditLog {
         target: &str,
         result: &str,
     ) -> Result<AuditEntry, StoreError> {
+        self.append_about(who, certificate, action, target, result, &About::default())
+            .await
+    }
+
+    /// `append`, with what the entry is about field by field.
+    pub async fn append_about(
+        &self,
+        who: &str,
+        certificate: &str,
+        action: &str,
+        target: &str,
+        result: &str,
+        about: &About,
+    ) -> Result<AuditEntry, StoreError> {
         let _one_at_a_time = self.append_lock.lock().await;
         let last = self
             .db
@@ -123,6 +176,7 @@ impl AuditLog {
             action: bounded(action),
             target: bounded(target),
             result: bounded(result),
+            about: about.bounded(),
             prev_hash: last.map_or_else(|| GENESIS.to_string(), |e| e.hash),
             hash: String::new(),
         };
@@ -402,6 +456,7 @@ mod tests {
                 action: "x".into(),
                 target: String::new(),
                 result: "ok".into(),
+                about: About::default(),
                 prev_hash: prev.clone(),
                 hash: String::new(),
             };
@@ -411,5 +466,42 @@ mod tests {
         }
         entries.remove(1);
         assert_eq!(check_chain(&entries).unwrap_err().seq, 2);
+    }
+
+    #[tokio::test]
+    async fn what_an_entry_is_about_is_chained_and_older_entries_verify_as_before() {
+        let (log, db) = log_with(0).await;
+        let about = About {
+            project: Some("hello".into()),
+            environment: Some("staging".into()),
+            version: Some("v2".into()),
+            deployment: Some("d-7".into()),
+        };
+        log.append_about(
+            "admin (admin)",
+            "",
+            "deploy",
+            "hello@v2 -> staging",
+            "queued d-7",
+            &about,
+        )
+        .await
+        .unwrap();
+        // An entry as the log stored it before `about` existed: no such key.
+        let old = log
+            .append("admin (admin)", "", "cancel", "d-7", "ok")
+            .await
+            .unwrap();
+        let stored = serde_json::to_value(&old).unwrap();
+        assert!(stored.get("about").is_none(), "{stored}");
+        assert_eq!(log.verify(None).await.unwrap().unwrap().entries, 2);
+
+        let mut edited: AuditEntry = db.get(&format!("{:020}", 1)).await.unwrap().unwrap();
+        edited.about.environment = Some("prod1".into());
+        let mut changes = crate::store::Changes::default();
+        changes.put(&edited).unwrap();
+        db.commit(changes).await.unwrap();
+        let broken = log.verify(None).await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 1, "{broken}");
     }
 }

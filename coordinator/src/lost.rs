@@ -152,8 +152,21 @@ async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result
                 .await?;
             attempted.extend(lost.iter().cloned());
             let target = format!("{project}/{environment} ({})", lost.join(", "));
+            let about = crate::audit::About {
+                project: Some(project.clone()),
+                environment: Some(environment.clone()),
+                version: Some(replacement.version.clone()),
+                deployment: Some(replacement.id.clone()),
+            };
             c.audit
-                .append(REPLACER, "", "replace-lost", &target, &replacement.id)
+                .append_about(
+                    REPLACER,
+                    "",
+                    "replace-lost",
+                    &target,
+                    &replacement.id,
+                    &about,
+                )
                 .await?;
             info!(deployment_id = %replacement.id, "replacement queued");
         }

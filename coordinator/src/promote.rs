@@ -237,7 +237,18 @@ async fn finish(coordinator: &Promotions, project: &str) -> Result<(), PromoteEr
     let result = format!("ok: finished the promotion {} asked for", record.updated_by);
     coordinator
         .audit
-        .append(FINISHER, "", "promote", &target, &result)
+        .append_about(
+            FINISHER,
+            "",
+            "promote",
+            &target,
+            &result,
+            &crate::audit::About {
+                project: Some(project.to_string()),
+                environment: Some(record.environment.clone()),
+                ..Default::default()
+            },
+        )
         .await?;
     mark_done(coordinator, record).await?;
     Ok(())

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
 use slipway_coordinator::store::{Batch, SledStore, Store, Table, Write};
 use slipway_tests::{Coordinator, eventually};
 
@@ -28,7 +29,25 @@ fn every_mutating_action_is_audited_and_an_edited_entry_is_named() {
             .unwrap_or_else(|| panic!("no {action} {target} in {log}"))
     };
     let deploy = find("deploy", "hello@v1 -> staging");
-    assert_eq!(deploy["who"], "admin (admin)");
+    assert_eq!(
+        (&deploy["who"], &deploy["role"]),
+        (&"admin".into(), &"admin".into())
+    );
+    assert_eq!(
+        [
+            &deploy["project"],
+            &deploy["environment"],
+            &deploy["version"],
+            &deploy["deployment"]
+        ],
+        [
+            &Value::from("hello"),
+            &"staging".into(),
+            &"v1".into(),
+            &Value::from(id.as_str())
+        ],
+        "an entry says what it is about field by field: {deploy}"
+    );
     assert_eq!(
         deploy["result"],
         format!("queued {id}"),

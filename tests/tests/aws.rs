@@ -344,7 +344,11 @@ async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
     wait_until_promoted(&c);
     let audit = c.ok(&["audit", "--output", "json"]).json();
     let finished = audit.as_array().unwrap().last().unwrap();
-    assert_eq!(finished["who"], "slipway (pending promotion)", "{finished}");
+    assert_eq!(
+        (&finished["who"], &finished["role"]),
+        (&"slipway".into(), &"pending promotion".into()),
+        "{finished}"
+    );
     assert_eq!(finished["target"], "hello -> prod2", "{finished}");
     assert!(
         finished["result"].as_str().unwrap().contains("admin"),

@@ -122,7 +122,7 @@ fn a_revoked_operator_and_agent_are_cut_off_at_once() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["action"] == "handshake" && e["who"] == "bob (revoked)")
+            .filter(|e| e["action"] == "handshake" && e["who"] == "bob" && e["role"] == "revoked")
             .cloned()
             .collect()
     };

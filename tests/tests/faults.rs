@@ -427,7 +427,11 @@ fn kill_9_during_a_promotion_finishes_or_keeps_it_and_traffic_never_fails() {
             .unwrap()
             .iter()
             .filter(|e| {
-                e["who"] == slipway_coordinator::promote::FINISHER
+                format!(
+                    "{} ({})",
+                    e["who"].as_str().unwrap_or(""),
+                    e["role"].as_str().unwrap_or("")
+                ) == slipway_coordinator::promote::FINISHER
                     && e["target"] == format!("hello -> {to}").as_str()
             })
             .count()

@@ -152,7 +152,7 @@ fn each_role_does_what_it_may_and_is_told_what_it_lacks() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["who"] == "vera (viewer)" && e["action"] == "deploy")
+        .find(|e| e["who"] == "vera" && e["role"] == "viewer" && e["action"] == "deploy")
         .unwrap();
     assert!(
         denied["result"]

@@ -40,17 +40,20 @@ pub async fn list(client: &mut Client, output: Output, filter: Filter) -> Result
             None => break,
         }
     }
-    let name_of = |who: &str| who.split(" (").next().unwrap_or(who).to_string();
     entries.retain(|e| {
-        filter.who.as_ref().is_none_or(|w| &name_of(&e.who) == w)
+        let about = [&e.project, &e.environment, &e.deployment];
+        filter.who.as_ref().is_none_or(|w| &e.who == w)
             && filter
                 .action
                 .as_ref()
                 .is_none_or(|a| e.action.starts_with(a.as_str()))
-            && filter
-                .target
-                .as_ref()
-                .is_none_or(|t| mentions(&e.target, t) || mentions(&e.result, t))
+            && filter.target.as_ref().is_none_or(|t| {
+                about
+                    .iter()
+                    .any(|field| field.as_deref() == Some(t.as_str()))
+                    || mentions(&e.target, t)
+                    || mentions(&e.result, t)
+            })
     });
     if output.structured() {
         return print(output, &entries);
@@ -60,7 +63,10 @@ pub async fn list(client: &mut Client, output: Output, filter: Filter) -> Result
         table.row([
             e.seq.to_string(),
             when(e.at_ms),
-            e.who,
+            match &e.role {
+                Some(role) => format!("{} ({role})", e.who),
+                None => e.who.clone(),
+            },
             e.action,
             e.target,
             e.result,

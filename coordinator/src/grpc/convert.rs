@@ -121,15 +121,52 @@ pub fn agent(a: AgentStatus) -> pb::Agent {
 }
 
 pub fn audit_entry(e: crate::audit::AuditEntry) -> pb::AuditEntry {
+    let (who, role) = who_and_role(&e.who);
     pb::AuditEntry {
         seq: e.seq,
         at_ms: e.at,
-        who: e.who,
+        who,
+        role,
         certificate: e.certificate,
         action: e.action,
         target: e.target,
         result: e.result,
         hash: e.hash,
+        project: e.about.project.unwrap_or_default(),
+        environment: e.about.environment.unwrap_or_default(),
+        version: e.about.version.unwrap_or_default(),
+        deployment: e.about.deployment.unwrap_or_default(),
+    }
+}
+
+/// The log keeps who acted as `name (role)` (the caller as it prints); the
+/// wire gives name and role apart. Names are `pki::check_name`-clean, so the
+/// last ` (` starts the role.
+fn who_and_role(who: &str) -> (String, String) {
+    match who
+        .rsplit_once(" (")
+        .and_then(|(name, rest)| Some((name, rest.strip_suffix(')')?)))
+    {
+        Some((name, role)) => (name.to_string(), role.to_string()),
+        None => (who.to_string(), String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_splits_into_name_and_role() {
+        assert_eq!(
+            who_and_role("alice (admin)"),
+            ("alice".into(), "admin".into())
+        );
+        assert_eq!(
+            who_and_role("i-0abc (agent)"),
+            ("i-0abc".into(), "agent".into())
+        );
+        assert_eq!(who_and_role("slipway"), ("slipway".into(), String::new()));
     }
 }
 

@@ -13,7 +13,7 @@ use tracing::{error, info};
 use super::auth::{self, Caller};
 use super::convert;
 use crate::agents::AgentHub;
-use crate::audit::{Anchor, AuditLog};
+use crate::audit::{About, Anchor, AuditLog};
 use crate::coordinator::Coordinator;
 use crate::operations::Operations;
 use crate::pki::Role;
@@ -46,17 +46,17 @@ impl OperatorApi {
         &self,
         caller: &Caller,
         action: &str,
-        target: &str,
+        (target, asked): (&str, About),
         outcome: Result<T, Status>,
     ) -> Result<T, Status> {
-        let result = match &outcome {
-            Ok(answer) => answer.outcome(),
-            Err(status) => format!("{:?}: {}", status.code(), status.message()),
+        let (result, about) = match &outcome {
+            Ok(answer) => (answer.outcome(), answer.about().unwrap_or(asked)),
+            Err(status) => (format!("{:?}: {}", status.code(), status.message()), asked),
         };
         let who = caller.to_string();
         if let Err(e) = self
             .audit
-            .append(&who, &caller.certificate, action, target, &result)
+            .append_about(&who, &caller.certificate, action, target, &result, &about)
             .await
         {
             error!(error = %e, %action, %who, "cannot write the audit log");
@@ -73,9 +73,33 @@ trait Outcome {
     fn outcome(&self) -> String {
         "ok".to_string()
     }
+
+    /// What the answer says the action was about, when it knows better than
+    /// the request (a deployment knows its id).
+    fn about(&self) -> Option<About> {
+        None
+    }
+}
+
+/// What a request is about, before it is answered.
+fn about(project: &str, environment: &str, version: &str) -> About {
+    let field = |text: &str| (!text.is_empty()).then(|| text.to_string());
+    About {
+        project: field(project),
+        environment: field(environment),
+        version: field(version),
+        deployment: None,
+    }
 }
 
 impl Outcome for Deployment {
+    fn about(&self) -> Option<About> {
+        Some(About {
+            deployment: Some(self.id.clone()),
+            ..about(&self.project, &self.environment, &self.version)
+        })
+    }
+
     fn outcome(&self) -> String {
         match self.phase() {
             Phase::Queued => format!("queued {}", self.id),
@@ -139,9 +163,14 @@ impl OperatorService for OperatorApi {
             Ok(convert::release(release))
         }
         .await;
-        self.audited(&caller, "release add", &target, outcome)
-            .await
-            .map(Response::new)
+        self.audited(
+            &caller,
+            "release add",
+            (&target, about(&r.project, "", &r.version)),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn list_releases(
@@ -177,9 +206,14 @@ impl OperatorService for OperatorApi {
             Ok(convert::bare_deployment(deployment))
         }
         .await;
-        self.audited(&caller, "deploy", &target, outcome)
-            .await
-            .map(Response::new)
+        self.audited(
+            &caller,
+            "deploy",
+            (&target, about(&r.project, &r.environment, &r.version)),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn cancel(
@@ -198,9 +232,20 @@ impl OperatorService for OperatorApi {
             Ok(convert::bare_deployment(deployment))
         }
         .await;
-        self.audited(&caller, "cancel", &id, outcome)
-            .await
-            .map(Response::new)
+        self.audited(
+            &caller,
+            "cancel",
+            (
+                &id,
+                About {
+                    deployment: Some(id.clone()),
+                    ..About::default()
+                },
+            ),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn get_deployment(
@@ -292,9 +337,14 @@ impl OperatorService for OperatorApi {
             Ok(convert::public_record(record))
         }
         .await;
-        self.audited(&caller, "promote", &target, outcome)
-            .await
-            .map(Response::new)
+        self.audited(
+            &caller,
+            "promote",
+            (&target, about(&r.project, &r.environment, "")),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn rollback(
@@ -315,9 +365,14 @@ impl OperatorService for OperatorApi {
             Ok(convert::bare_deployment(deployment))
         }
         .await;
-        self.audited(&caller, "rollback", &target, outcome)
-            .await
-            .map(Response::new)
+        self.audited(
+            &caller,
+            "rollback",
+            (&target, about(&r.project, &r.environment, "")),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn infra_plan(
@@ -351,7 +406,7 @@ impl OperatorService for OperatorApi {
             Ok(changes) => format!("{} changes", changes.changes.len()),
             Err(_) => String::new(),
         };
-        self.audited(&caller, "infra apply", &target, outcome)
+        self.audited(&caller, "infra apply", (&target, About::default()), outcome)
             .await
             .map(Response::new)
     }
@@ -443,9 +498,14 @@ impl OperatorService for OperatorApi {
             })
         }
         .await;
-        self.audited(&caller, "certificate issue", target.trim_end(), outcome)
-            .await
-            .map(Response::new)
+        self.audited(
+            &caller,
+            "certificate issue",
+            (target.trim_end(), About::default()),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn set_secret(
@@ -473,9 +533,14 @@ impl OperatorService for OperatorApi {
             })
         }
         .await;
-        self.audited(&caller, "secret set", &target, outcome)
-            .await
-            .map(Response::new)
+        self.audited(
+            &caller,
+            "secret set",
+            (&target, about("", &r.environment, "")),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn delete_secret(
@@ -501,9 +566,14 @@ impl OperatorService for OperatorApi {
             })
         }
         .await;
-        self.audited(&caller, "secret delete", &target, outcome)
-            .await
-            .map(Response::new)
+        self.audited(
+            &caller,
+            "secret delete",
+            (&target, about("", &r.environment, "")),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn version(
@@ -564,7 +634,7 @@ impl OperatorService for OperatorApi {
             })
         }
         .await;
-        self.audited(&caller, "revoke", &name, outcome)
+        self.audited(&caller, "revoke", (&name, About::default()), outcome)
             .await
             .map(Response::new)
     }
