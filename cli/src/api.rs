@@ -29,20 +29,27 @@ impl Client {
         Ok(release(self.answer(answer)?))
     }
 
+    /// Every registered release (of `project`), page by page.
     pub async fn releases(
         &mut self,
         project: Option<String>,
     ) -> Result<Vec<schema::Release>, Failure> {
-        let request = pb::ListReleasesRequest {
-            project: project.unwrap_or_default(),
-        };
-        let answer = self.api.list_releases(request).await;
-        Ok(self
-            .answer(answer)?
-            .releases
-            .into_iter()
-            .map(release)
-            .collect())
+        let mut releases = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = pb::ListReleasesRequest {
+                project: project.clone().unwrap_or_default(),
+                limit: 0,
+                page_token,
+            };
+            let answer = self.api.list_releases(request).await;
+            let page = self.answer(answer)?;
+            releases.extend(page.releases.into_iter().map(release));
+            if page.next_page_token.is_empty() {
+                return Ok(releases);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     pub async fn deploy(
@@ -91,24 +98,35 @@ impl Client {
             .map_err(|status| self.failure(&status))
     }
 
+    /// History, newest first: at most `limit` (0: all), page by page.
     pub async fn deployments(
         &mut self,
         project: Option<String>,
         environment: Option<String>,
         limit: u32,
     ) -> Result<Vec<schema::Deployment>, Failure> {
-        let request = pb::DeploymentsRequest {
-            project: project.unwrap_or_default(),
-            environment: environment.unwrap_or_default(),
-            limit,
-        };
-        let answer = self.api.deployments(request).await;
-        Ok(self
-            .answer(answer)?
-            .deployments
-            .into_iter()
-            .map(deployment)
-            .collect())
+        let mut deployments = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let wanted = match limit {
+                0 => 0,
+                n => n.saturating_sub(u32::try_from(deployments.len()).unwrap_or(u32::MAX)),
+            };
+            let request = pb::DeploymentsRequest {
+                project: project.clone().unwrap_or_default(),
+                environment: environment.clone().unwrap_or_default(),
+                limit: wanted,
+                page_token,
+            };
+            let answer = self.api.deployments(request).await;
+            let page = self.answer(answer)?;
+            deployments.extend(page.deployments.into_iter().map(deployment));
+            let enough = limit > 0 && deployments.len() >= limit as usize;
+            if enough || page.next_page_token.is_empty() {
+                return Ok(deployments);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     pub async fn queue(&mut self) -> Result<Vec<schema::QueueTarget>, Failure> {

@@ -236,11 +236,21 @@ impl Operations {
     }
 
     /// Registered releases, by project and then in the order they were registered.
-    pub async fn releases(&self, project: Option<&str>) -> Result<Vec<Release>> {
+    /// Registered releases by project, then in registration order: a page of
+    /// at most `limit` from position `from`, and where the next one starts.
+    pub async fn releases(
+        &self,
+        project: Option<&str>,
+        from: usize,
+        limit: usize,
+    ) -> Result<(Vec<Release>, Option<usize>)> {
         if let Some(project) = project {
             self.check_project(project)?;
         }
-        Ok(self.releases.list(project).await?)
+        let all = self.releases.list(project).await?;
+        let page: Vec<Release> = all.iter().skip(from).take(limit).cloned().collect();
+        let next = (from + page.len() < all.len()).then_some(from + page.len());
+        Ok((page, next))
     }
 
     /// Enqueues a deployment; returns once it is stored durably.
@@ -395,13 +405,16 @@ impl Operations {
             .collect())
     }
 
-    /// History, newest first.
+    /// History, newest first: one page of at most `limit` deployments older
+    /// than `before` (a deployment's sequence number; None: the newest), and
+    /// the sequence number the next page starts before, if there is one.
     pub async fn deployments(
         &self,
         project: Option<&str>,
         environment: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<DeploymentView>> {
+        before: Option<u64>,
+    ) -> Result<(Vec<DeploymentView>, Option<u64>)> {
         if let Some(project) = project {
             self.check_project(project)?;
         }
@@ -409,15 +422,27 @@ impl Operations {
             self.check_environment(environment)?;
         }
         let history = self.deployments.history().await?;
-        let mut all = history.clone();
-        all.retain(|d| {
-            project.is_none_or(|p| d.project == p) && environment.is_none_or(|e| d.environment == e)
-        });
-        all.reverse();
-        if limit > 0 {
-            all.truncate(limit);
-        }
-        Ok(all.into_iter().map(|d| self.view(d, &history)).collect())
+        let mut page: Vec<&Deployment> = history
+            .iter()
+            .rev()
+            .filter(|d| {
+                project.is_none_or(|p| d.project == p)
+                    && environment.is_none_or(|e| d.environment == e)
+                    && before.is_none_or(|b| d.seq < b)
+            })
+            .take(limit + 1)
+            .collect();
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|d| d.seq)
+        } else {
+            None
+        };
+        let views = page
+            .into_iter()
+            .map(|d| self.view(d.clone(), &history))
+            .collect();
+        Ok((views, next))
     }
 
     /// The version a target last deployed successfully.

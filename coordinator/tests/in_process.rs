@@ -247,7 +247,7 @@ async fn a_deployer_limited_to_staging_is_refused_prod1_and_registering() {
     );
     let queued = c.deploy(&ci, "hello", "v1", "staging").await.unwrap();
     assert_eq!(queued.environment, "staging");
-    let all = c.deployments(None, None, 0).await.unwrap();
+    let (all, _) = c.deployments(None, None, 100, None).await.unwrap();
     assert_eq!(all.len(), 2, "only the allowed deployments were stored");
 }
 
@@ -270,4 +270,43 @@ async fn a_terminated_instances_agent_identity_ends_with_it() {
         s.coordinator.revocations.is_revoked(&instance),
         "its agent's certificates are revoked with it"
     );
+}
+
+#[tokio::test]
+async fn listings_come_in_pages_that_cover_everything_once() {
+    let s = Sandbox::new().await;
+    let c = &s.coordinator.operations;
+    let mut queued = Vec::new();
+    for _ in 0..5 {
+        queued.push(s.deploy("v1", "staging").await);
+    }
+    queued.reverse();
+    let (mut seen, mut before) = (Vec::new(), None);
+    loop {
+        let (page, next) = c
+            .deployments(None, Some("staging"), 2, before)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.into_iter().map(|v| v.deployment.id));
+        match next {
+            Some(seq) => before = Some(seq),
+            None => break,
+        }
+    }
+    assert_eq!(seen, queued, "newest first, each once");
+
+    for version in ["v3", "v4", "v5"] {
+        c.register_release(&admin(), "hello", version, Some("ami-0aaaaaaa"))
+            .await
+            .unwrap();
+    }
+    let (mut versions, mut from) = (Vec::new(), Some(0));
+    while let Some(at) = from {
+        let (page, next) = c.releases(Some("hello"), at, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        versions.extend(page.into_iter().map(|r| r.version));
+        from = next;
+    }
+    assert_eq!(versions, ["v1", "v2", "v3", "v4", "v5"]);
 }

@@ -242,9 +242,11 @@ async fn refused_bootstraps_are_audited_once_a_minute_and_capped_per_address() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_audit_log_comes_in_pages_and_the_cli_reads_them_all() {
+async fn the_audit_log_releases_and_deployments_come_in_pages_and_the_cli_reads_them_all() {
     use slipway_proto::v1::operator_service_client::OperatorServiceClient;
-    use slipway_proto::v1::{AuditRequest, RegisterReleaseRequest};
+    use slipway_proto::v1::{
+        AuditRequest, DeploymentsRequest, ListReleasesRequest, RegisterReleaseRequest,
+    };
     use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
     let c = Coordinator::start();
@@ -323,5 +325,60 @@ async fn the_audit_log_comes_in_pages_and_the_cli_reads_them_all() {
     assert!(
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "every entry once, in order"
+    );
+
+    // Releases and deployments come in pages too: more releases than a page
+    // holds, listed whole by the CLI; a page token the server did not hand
+    // out is refused.
+    let image = api
+        .list_releases(ListReleasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .releases[0]
+        .image_id
+        .clone();
+    for i in 0..1_001 {
+        api.register_release(RegisterReleaseRequest {
+            project: "hello".into(),
+            version: format!("r{i}"),
+            image_id: image.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    let first = api
+        .list_releases(ListReleasesRequest {
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.releases.len(), 1000, "capped at a page");
+    assert!(!first.next_page_token.is_empty());
+    let forged = api
+        .deployments(DeploymentsRequest {
+            page_token: "x".repeat(64),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), tonic::Code::InvalidArgument, "{forged:?}");
+    let listed = tokio::task::spawn_blocking({
+        let profile = c.profile();
+        move || {
+            slipway_tests::Coordinator::cli_command(&profile, &["release", "list", "-o", "json"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let releases: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        releases.as_array().unwrap().len(),
+        1_004,
+        "v1, v2, broken and 1,001 more"
     );
 }

@@ -24,6 +24,13 @@ use crate::secrets::MASK;
 /// characters, a page stays far below the 4 MB message limit.
 const AUDIT_PAGE: usize = 500;
 
+/// Most deployments one answer carries (each well under 4 KB, as every field
+/// is bounded).
+const DEPLOYMENTS_PAGE: usize = 200;
+
+/// Most releases one answer carries.
+const RELEASES_PAGE: usize = 1000;
+
 #[derive(Debug)]
 pub struct OperatorApi {
     operations: Arc<Operations>,
@@ -124,6 +131,26 @@ impl Outcome for IssueCertificateResponse {}
 impl Outcome for Secret {}
 impl Outcome for RevokeResponse {}
 
+/// The page size a caller asked for: 0 means the server's, and no more than it.
+fn page_size(asked: u32, max: usize) -> usize {
+    match usize::try_from(asked) {
+        Ok(0) | Err(_) => max,
+        Ok(n) => n.min(max),
+    }
+}
+
+/// A page token as this server hands them out (a number); empty: the first page.
+fn page_token(token: &str) -> Result<Option<u64>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token.parse().map(Some).map_err(|_| {
+        Status::invalid_argument(
+            "page_token is not one this coordinator handed out: start from an empty one",
+        )
+    })
+}
+
 /// Longest identifier field accepted (a project, a version, an image id, an
 /// environment): checked before the value is used, logged or audited, so no
 /// caller's megabytes travel on into messages and the log.
@@ -178,12 +205,19 @@ impl OperatorService for OperatorApi {
         request: Request<ListReleasesRequest>,
     ) -> Result<Response<ListReleasesResponse>, Status> {
         auth::require(&request, &self.revocations, Role::Viewer)?;
-        let releases = self
+        let r = request.get_ref();
+        let from = page_token(&r.page_token)?.unwrap_or(0);
+        let (releases, next) = self
             .operations
-            .releases(optional("project", &request.get_ref().project)?)
+            .releases(
+                optional("project", &r.project)?,
+                usize::try_from(from).unwrap_or(usize::MAX),
+                page_size(r.limit, RELEASES_PAGE),
+            )
             .await?;
         Ok(Response::new(ListReleasesResponse {
             releases: releases.into_iter().map(convert::release).collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
 
@@ -291,16 +325,18 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<DeploymentsResponse>, Status> {
         auth::require(&request, &self.revocations, Role::Viewer)?;
         let r = request.get_ref();
-        let list = self
+        let (list, next) = self
             .operations
             .deployments(
                 optional("project", &r.project)?,
                 optional("environment", &r.environment)?,
-                r.limit as usize,
+                page_size(r.limit, DEPLOYMENTS_PAGE),
+                page_token(&r.page_token)?,
             )
             .await?;
         Ok(Response::new(DeploymentsResponse {
             deployments: list.into_iter().map(convert::deployment).collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
 
@@ -417,10 +453,7 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<AuditResponse>, Status> {
         auth::require(&request, &self.revocations, Role::Viewer)?;
         let r = request.get_ref();
-        let limit = match r.limit as usize {
-            0 => AUDIT_PAGE,
-            n => n.min(AUDIT_PAGE),
-        };
+        let limit = page_size(r.limit, AUDIT_PAGE);
         let (entries, more) = self
             .audit
             .page(r.since_ms, r.after_seq, limit)
