@@ -152,24 +152,6 @@ fn who_and_role(who: &str) -> (String, String) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn who_splits_into_name_and_role() {
-        assert_eq!(
-            who_and_role("alice (admin)"),
-            ("alice".into(), "admin".into())
-        );
-        assert_eq!(
-            who_and_role("i-0abc (agent)"),
-            ("i-0abc".into(), "agent".into())
-        );
-        assert_eq!(who_and_role("slipway"), ("slipway".into(), String::new()));
-    }
-}
-
 pub fn phase(p: Phase) -> pb::Phase {
     match p {
         Phase::Queued => pb::Phase::Queued,
@@ -192,5 +174,23 @@ fn connection(c: Connection) -> pb::AgentConnection {
         Connection::Connected => pb::AgentConnection::Connected,
         Connection::Lost => pb::AgentConnection::Lost,
         Connection::Never => pb::AgentConnection::Never,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_splits_into_name_and_role() {
+        assert_eq!(
+            who_and_role("alice (admin)"),
+            ("alice".into(), "admin".into())
+        );
+        assert_eq!(
+            who_and_role("i-0abc (agent)"),
+            ("i-0abc".into(), "agent".into())
+        );
+        assert_eq!(who_and_role("slipway"), ("slipway".into(), String::new()));
     }
 }
