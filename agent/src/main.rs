@@ -7,15 +7,19 @@
 //!   speaks the wire: Bootstrap, Renew, and the stream, reconnecting with
 //!   jittered backoff. Configuration arrives as the domain's `Configuration`.
 //! - `supervisor`: starts, restarts and stops services, and runs the health check;
-//!   `restarts`: when an exited service starts again (its restart budget).
+//!   `restarts`: when an exited service starts again (its restart budget);
+//!   `migration`: a migration command run once per run id, its output kept;
+//!   `report`: what the agent reports upstream.
 //!
-//! Dependencies point down: `session` → `supervisor` → `restarts`; `session` →
-//! `identity`, `boot`.
+//! Dependencies point down: `session` → `supervisor` → `restarts`, `migration`
+//! → `report`; `session` → `identity`, `boot`.
 
 #![forbid(unsafe_code)]
 
 mod boot;
 mod identity;
+mod migration;
+mod report;
 mod restarts;
 mod session;
 mod supervisor;

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 
 use rand::Rng;
 use slipway_common::user_data::UserData;
-use slipway_domain::agent::{Configuration, ServiceReport};
+use slipway_domain::agent::{Configuration, MigrationCommand, ServiceReport};
 use slipway_domain::clock::{Clock, SystemClock};
 use slipway_proto::v1::agent_service_client::AgentServiceClient;
 use slipway_proto::v1::coordinator_message::Body as Down;
@@ -177,8 +177,11 @@ fn up(body: Up) -> AgentMessage {
     AgentMessage { body: Some(body) }
 }
 
-fn report_messages(report: &Report) -> [AgentMessage; 2] {
+fn report_messages(report: &Report) -> [AgentMessage; 3] {
     [
+        up(Up::Migrations(pb::MigrationReport::from(
+            report.migrations.as_slice(),
+        ))),
         up(Up::Services(pb::ServiceReport::from(&ServiceReport {
             config_version: report.config_version,
             services: report.services.clone(),
@@ -246,6 +249,10 @@ async fn session(
                         }
                     }
                     Some(Down::Stop(_)) => supervisor.stop(),
+                    Some(Down::Migrate(migrate)) => match MigrationCommand::try_from(migrate) {
+                        Ok(command) => supervisor.migrate(command),
+                        Err(e) => warn!(error = %e, "migration refused"),
+                    },
                     None => warn!("empty message from the coordinator"),
                 }
             }

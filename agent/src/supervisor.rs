@@ -8,23 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use slipway_domain::agent::{Configuration, ServiceState, ServiceStatus};
+use slipway_domain::agent::{Configuration, MigrationCommand, ServiceState, ServiceStatus};
 use slipway_domain::config::{HealthCheck, Restart, RestartWhen, Service};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use slipway_common::http_probe;
 
+pub use crate::report::Report;
 use crate::restarts::{self, AfterExit, RestartBudget};
-
-/// What the agent reports upstream.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Report {
-    pub config_version: u64,
-    pub services: Vec<ServiceState>,
-    pub ready: bool,
-    pub ready_detail: String,
-}
 
 struct Running {
     version: u64,
@@ -60,6 +52,32 @@ impl Supervisor {
 
     pub fn subscribe(&self) -> watch::Receiver<Report> {
         self.report.subscribe()
+    }
+
+    /// The variables a process of `configure` runs with.
+    fn environment(&self, configure: &Configuration) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = configure.variables.clone().into_iter().collect();
+        env.push(("SLIPWAY_INSTANCE_ID".into(), self.instance_id.clone()));
+        env.push(("SLIPWAY_PRIVATE_IP".into(), self.private_ip.clone()));
+        env
+    }
+
+    /// Runs a migration once, with the variables of the configuration that runs.
+    pub fn migrate(&self, command: MigrationCommand) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|r| r.version);
+        let env = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|c| Some(c.version) == running)
+            .map(|c| self.environment(c));
+        crate::migration::start(command, env, &self.root, &self.report);
     }
 
     /// Keeps a configuration until the coordinator says start.
@@ -100,9 +118,7 @@ impl Supervisor {
                 })
                 .collect();
         });
-        let mut env: Vec<(String, String)> = configure.variables.clone().into_iter().collect();
-        env.push(("SLIPWAY_INSTANCE_ID".into(), self.instance_id.clone()));
-        env.push(("SLIPWAY_PRIVATE_IP".into(), self.private_ip.clone()));
+        let env = self.environment(&configure);
         info!(
             version,
             services = configure.services.len(),

@@ -352,6 +352,13 @@ fn deployment(d: pb::Deployment) -> schema::Deployment {
         new_instances: d.new_instances,
         old_instances: d.old_instances,
         cancel_requested: d.cancel_requested,
+        migration: d.migration.map(|m| schema::Migration {
+            store: m.store,
+            state: m.state,
+            instance: present(m.instance),
+            detail: present(m.detail),
+            output: m.output,
+        }),
     }
 }
 

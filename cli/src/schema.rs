@@ -39,7 +39,7 @@ pub struct Deployment {
     pub version: String,
     pub image_id: String,
     pub environment: String,
-    /// queued, launching, booting, configuring, ready, attaching, draining,
+    /// queued, launching, booting, configuring, ready, migrating, attaching, draining,
     /// retiring, succeeded, rolling_back, rolled_back, cancelled.
     pub phase: String,
     /// Nothing more will happen to it.
@@ -55,6 +55,22 @@ pub struct Deployment {
     pub new_instances: Vec<String>,
     pub old_instances: Vec<String>,
     pub cancel_requested: bool,
+    /// Its migration, once it reached `migrating`; null without one.
+    pub migration: Option<Migration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Migration {
+    /// The data store it changes.
+    pub store: String,
+    /// waiting, running, succeeded, failed, skipped.
+    pub state: String,
+    /// The instance it runs on; null before it starts.
+    pub instance: Option<String>,
+    /// Why it failed, or where it had already run.
+    pub detail: Option<String>,
+    /// The command's last lines of output.
+    pub output: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -13,7 +13,9 @@ use crate::clock::{Clock, Millis};
 use crate::deploy::machine::AgentView;
 pub use crate::deploy::machine::REDIAL_GRACE;
 use crate::store::{Changes, Db, Record, StoreError, Table};
-use slipway_domain::agent::{Closing, Configuration, ServiceReport, ToAgent};
+use slipway_domain::agent::{
+    Closing, Configuration, MigrationCommand, MigrationState, ServiceReport, ToAgent,
+};
 
 /// What the store keeps about an instance Slipway launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +139,7 @@ impl AgentHub {
         session.hello = hello;
         session.view.connected = true;
         session.view.reported = false;
+        session.view.migrations_reported = false;
         session.view.last_seen = self.clock.now();
         // Configuration is re-sent on a new stream if the agent does not run it.
         session.view.config_sent = 0;
@@ -190,6 +193,29 @@ impl AgentHub {
             view.ready_detail = detail.to_string();
             view.reported = true;
         });
+    }
+
+    /// The migration runs the agent knows, as it reports them.
+    pub fn migrations(&self, instance_id: &str, stream: u64, runs: Vec<MigrationState>) {
+        self.update(instance_id, stream, |view| {
+            view.migrations = runs;
+            view.migrations_reported = true;
+        });
+    }
+
+    /// Sends a migration command to a connected agent. Its runs as reported
+    /// so far predate the command: until it reports again, a run missing from
+    /// them is not one it never got.
+    pub fn send_migration(&self, instance_id: &str, command: &MigrationCommand) -> bool {
+        let mut sessions = self.sessions();
+        let Some(session) = sessions.get_mut(instance_id) else {
+            return false;
+        };
+        let Some(link) = &session.link else {
+            return false;
+        };
+        session.view.migrations_reported = false;
+        link.send(ToAgent::Migrate(command.clone()))
     }
 
     /// Closes an agent's stream at once (its certificate was revoked).

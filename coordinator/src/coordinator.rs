@@ -17,6 +17,7 @@ use crate::config::Fleet;
 use crate::deployments::Deployments;
 use crate::executor::{Executor, LaunchTemplate};
 use crate::lost::LostWatch;
+use crate::migrations::Migrations;
 use crate::operations::Operations;
 use crate::pki::Ca;
 use crate::promote::Promotions;
@@ -116,6 +117,7 @@ impl Coordinator {
         ));
         let executor = Arc::new(Executor {
             deployments: deployments.clone(),
+            migrations: Arc::new(Migrations::new(db.clone())),
             agents: agents.clone(),
             tokens: tokens.clone(),
             secrets: secrets.clone(),

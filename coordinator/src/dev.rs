@@ -21,8 +21,14 @@ use slipway_coordinator::store::Db;
 /// The sample fleet written to `DIR/fleet.toml` on first start; edit it freely.
 pub use slipway_domain::sample::SAMPLE_FLEET;
 
-/// The sample releases: version and whether its health check passes.
-const SAMPLE_RELEASES: [(&str, bool); 3] = [("v1", true), ("v2", true), ("broken", false)];
+/// The sample releases: version, whether its health check passes, the schema
+/// its migration brings the data store to, and whether that migration fails.
+const SAMPLE_RELEASES: [(&str, bool, u32, bool); 4] = [
+    ("v1", true, 1, false),
+    ("v2", true, 2, false),
+    ("broken", false, 1, false),
+    ("v3-bad-migration", true, 3, true),
+];
 
 /// Loads `DIR/fleet.toml`, writing the sample first if there is none.
 pub fn fleet(data_dir: &Path) -> anyhow::Result<Fleet> {
@@ -155,7 +161,7 @@ pub async fn sample_releases(
     clock: &dyn slipway_coordinator::clock::Clock,
 ) -> anyhow::Result<()> {
     let (agent, app) = sample_binaries()?;
-    for (version, healthy) in SAMPLE_RELEASES {
+    for (version, healthy, schema, failing) in SAMPLE_RELEASES {
         let key = slipway_coordinator::release::Release::key_of("hello", version);
         if db
             .get::<slipway_coordinator::release::Release>(&key)
@@ -171,7 +177,10 @@ pub async fn sample_releases(
         std::fs::copy(&app, source.join("bin/slipway-sample-app"))?;
         std::fs::write(
             source.join("app.toml"),
-            format!("version = \"{version}\"\nhealthy = {healthy}\n"),
+            format!(
+                "version = \"{version}\"\nhealthy = {healthy}\nschema = {schema}\nmigration = \"{}\"\n",
+                if failing { "fail" } else { "ok" }
+            ),
         )?;
         let tags = BTreeMap::from([
             ("slipway:project".to_string(), "hello".to_string()),

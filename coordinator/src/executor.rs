@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slipway_common::user_data::UserData;
-use slipway_domain::agent::{Closing, Configuration};
+use slipway_domain::agent::{Closing, Configuration, MigrationCommand};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::agents::AgentHub;
@@ -20,10 +20,13 @@ use crate::clock::Millis;
 use crate::cloud::Cloud;
 use crate::cloud::{CloudError, Instance, LaunchRequest, Placement, load_balancer_name, tags};
 use crate::config::Fleet;
-use crate::deploy::machine::{Action, InstanceState, Limits, Observed, next_action};
-use crate::deploy::{Deployment, LaunchedInstance, Phase};
+use crate::deploy::machine::{
+    Action, InstanceState, Limits, MigrationFacts, MigrationLimits, Observed, next_action,
+};
+use crate::deploy::{Deployment, LaunchedInstance, MigrationOutcome, MigrationRun, Phase};
 use crate::deployments::Deployments;
 use crate::faults;
+use crate::migrations::{MigrationDone, Migrations};
 use crate::revocation::Revocations;
 use crate::secrets::Secrets;
 use crate::stopping::Stopping;
@@ -44,6 +47,7 @@ pub struct LaunchTemplate {
 /// What carrying out deployments takes, and nothing more.
 pub struct Executor {
     pub deployments: Arc<Deployments>,
+    pub migrations: Arc<Migrations>,
     pub agents: Arc<AgentHub>,
     pub tokens: Arc<JoinTokens>,
     pub secrets: Arc<Secrets>,
@@ -147,6 +151,13 @@ pub async fn tick(c: &Executor, id: &str) -> Result<Step, StepError> {
     let limits = Limits {
         deadlines: project.deadlines,
         agent_lost_after: c.fleet.coordinator.agent_lost_after,
+        migration: c
+            .fleet
+            .migration_of(&d.project, &d.environment)
+            .map(|(m, _)| MigrationLimits {
+                timeout: m.timeout,
+                lock_wait: m.lock_wait,
+            }),
     };
     let result = step(c, &mut d, &limits).await;
     match result {
@@ -241,6 +252,11 @@ async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step,
         Action::Finish { phase, note } => {
             let reason = note.as_ref().map(|note| with_note(d, note));
             enter(c, d, *phase, reason).await?;
+            // A lock a finished deployment still holds counts as free anyway
+            // (`migration_facts`); this only tidies the table.
+            if let Some(run) = &d.migration {
+                c.migrations.release(&run.store, &d.id).await?;
+            }
             info!(phase = %phase, reason = d.reason.as_deref().unwrap_or(""), "deployment finished");
             faults::point(*phase, "entered").await;
             return Ok(Step::Finished);
@@ -255,6 +271,22 @@ async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step,
                 fresh.old_instances = old
             })
             .await
+        }
+        Action::BeginMigration => {
+            let store = c
+                .fleet
+                .migration_of(&d.project, &d.environment)
+                .map(|(_, store)| store.to_string())
+                .unwrap_or_default();
+            enter_with(c, d, Phase::Migrating, None, |fresh, _| {
+                fresh.migration = Some(MigrationRun::of(&store))
+            })
+            .await
+        }
+        Action::LockMigration => lock_migration(c, d).await,
+        Action::StartMigration { instance } => start_migration(c, d, instance).await,
+        Action::EndMigration { outcome, output } => {
+            end_migration(c, d, outcome.clone(), output.clone()).await
         }
         Action::Launch { slots } => launch(c, d, slots).await,
         Action::Configure { instances } => {
@@ -436,7 +468,134 @@ async fn observe(c: &Executor, d: &mut Deployment) -> Result<Observed, StepError
         members,
         drains_visible: c.cloud.load_balancer.reports_draining(),
         coordinator_started: c.started_at,
+        migration: migration_facts(c, d).await?,
     })
+}
+
+/// While migrating: who holds the store's lock, and whether this release's
+/// migration already ran there. A finished deployment's lock is free (it
+/// may have ended between finishing and letting go).
+async fn migration_facts(c: &Executor, d: &Deployment) -> Result<MigrationFacts, StepError> {
+    let Some(run) = d.migration.as_ref().filter(|_| d.phase == Phase::Migrating) else {
+        return Ok(MigrationFacts::default());
+    };
+    let mut lock_holder = c.migrations.holder(&run.store).await?;
+    if let Some(holder) = lock_holder.as_deref()
+        && holder != d.id
+        && c.deployments
+            .get(holder)
+            .await?
+            .is_none_or(|h| h.phase.is_finished())
+    {
+        lock_holder = None;
+    }
+    Ok(MigrationFacts {
+        lock_holder,
+        ran_in: c
+            .migrations
+            .ran_in(&run.store, &d.project, &d.version)
+            .await?,
+    })
+}
+
+/// Takes the store's lock (or learns who holds it); a finished holder's lock
+/// is taken over.
+async fn lock_migration(c: &Executor, d: &Deployment) -> Result<(), StepError> {
+    let Some(run) = &d.migration else {
+        return Ok(());
+    };
+    let facts = migration_facts(c, d).await?;
+    if facts.lock_holder.is_none() {
+        c.migrations.release_stale(&run.store, &d.id).await?;
+    }
+    let holder = c.migrations.lock(&run.store, &d.id, c.clock.now()).await?;
+    info!(store = %run.store, %holder, "migration lock");
+    Ok(())
+}
+
+/// Stores where the migration runs before sending it, so it is never sent
+/// twice, even across a restart; then sends it to that instance's agent.
+async fn start_migration(
+    c: &Executor,
+    d: &mut Deployment,
+    instance: &str,
+) -> Result<(), StepError> {
+    let Some((migration, store)) = c.fleet.migration_of(&d.project, &d.environment) else {
+        return Ok(());
+    };
+    let run_id = format!("{}/{store}", d.id);
+    let now = c.clock.now();
+    let stored = c
+        .deployments
+        .update(&d.id, |fresh| {
+            let run = fresh.migration.as_mut().ok_or(StepError::Conflict)?;
+            if fresh.phase != Phase::Migrating || run.run_id.is_some() {
+                return Err(StepError::Conflict);
+            }
+            run.run_id = Some(run_id.clone());
+            run.instance = Some(instance.to_string());
+            run.started_at = Some(now);
+            Ok(())
+        })
+        .await?;
+    *d = stored.ok_or(StepError::Vanished)?.0;
+    faults::point(Phase::Migrating, "stored").await;
+    let command = MigrationCommand {
+        run_id,
+        command: migration.command.clone(),
+        args: migration.args.clone(),
+        timeout: migration.timeout,
+    };
+    let sent = c.agents.send_migration(instance, &command);
+    info!(%instance, %store, sent, "migration started");
+    faults::point(Phase::Migrating, "sent").await;
+    Ok(())
+}
+
+/// Stores how the migration ended, with its output, in one batch with the
+/// record that it ran (if it succeeded) and the release of the store's lock.
+async fn end_migration(
+    c: &Executor,
+    d: &mut Deployment,
+    outcome: MigrationOutcome,
+    output: Vec<String>,
+) -> Result<(), StepError> {
+    let Some(run) = d.migration.clone() else {
+        return Ok(());
+    };
+    let done = (outcome == MigrationOutcome::Succeeded).then(|| MigrationDone {
+        store: run.store.clone(),
+        project: d.project.clone(),
+        version: d.version.clone(),
+        deployment: d.id.clone(),
+        at: c.clock.now(),
+    });
+    let mut changes = Changes::default();
+    c.migrations
+        .end(&mut changes, &run.store, &d.id, done)
+        .await?;
+    let stored = c
+        .deployments
+        .update_with(&d.id, changes, |fresh| {
+            let run = fresh.migration.as_mut().ok_or(StepError::Conflict)?;
+            if fresh.phase != Phase::Migrating || run.outcome.is_some() {
+                return Err(StepError::Conflict);
+            }
+            run.outcome = Some(outcome.clone());
+            run.output = output;
+            Ok(())
+        })
+        .await?;
+    *d = stored.ok_or(StepError::Vanished)?.0;
+    match &outcome {
+        MigrationOutcome::Failed { reason } => warn!(%reason, "migration failed"),
+        MigrationOutcome::Skipped { ran_in } => {
+            info!(store = %run.store, %ran_in, "migration already ran; not run again")
+        }
+        MigrationOutcome::Succeeded => info!(store = %run.store, "migration succeeded"),
+    }
+    faults::point(Phase::Migrating, "ended").await;
+    Ok(())
 }
 
 /// Records instances that carry this deployment's tag but are not in its stored

@@ -46,6 +46,7 @@ pub mod executor;
 pub mod faults;
 pub mod grpc;
 pub mod lost;
+pub mod migrations;
 pub mod operations;
 pub mod pki;
 pub mod promote;

@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use slipway_domain::agent::{Configuration, ServiceReport, ServiceState, ServiceStatus};
+use slipway_domain::agent::{
+    Configuration, MIGRATION_OUTPUT_LINES, MigrationCommand, MigrationState, ServiceReport,
+    ServiceState, ServiceStatus,
+};
 use slipway_domain::config::{HealthCheck, Restart, RestartWhen, Service};
 
 use crate::v1 as pb;
@@ -23,6 +26,18 @@ impl std::fmt::Display for Invalid {
 }
 
 impl std::error::Error for Invalid {}
+
+/// Longest line of migration output or detail kept, in characters.
+pub const MAX_LINE: usize = 1000;
+
+fn cut(line: String) -> String {
+    if line.chars().count() <= MAX_LINE {
+        return line;
+    }
+    let mut kept: String = line.chars().take(MAX_LINE).collect();
+    kept.push('…');
+    kept
+}
 
 fn millis(duration: Duration) -> u32 {
     u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
@@ -211,6 +226,70 @@ impl From<pb::ServiceReport> for ServiceReport {
                 })
                 .collect(),
         }
+    }
+}
+
+impl From<&MigrationCommand> for pb::Migrate {
+    fn from(m: &MigrationCommand) -> pb::Migrate {
+        pb::Migrate {
+            run_id: m.run_id.clone(),
+            command: m.command.clone(),
+            args: m.args.clone(),
+            timeout_ms: millis(m.timeout),
+        }
+    }
+}
+
+impl TryFrom<pb::Migrate> for MigrationCommand {
+    type Error = Invalid;
+
+    fn try_from(m: pb::Migrate) -> Result<MigrationCommand, Invalid> {
+        if m.run_id.is_empty() || m.command.trim().is_empty() {
+            return Err(Invalid("migrate needs a run_id and a command".into()));
+        }
+        Ok(MigrationCommand {
+            timeout: positive("migrate.timeout_ms", m.timeout_ms)?,
+            run_id: m.run_id,
+            command: m.command,
+            args: m.args,
+        })
+    }
+}
+
+impl From<&[MigrationState]> for pb::MigrationReport {
+    fn from(runs: &[MigrationState]) -> pb::MigrationReport {
+        pb::MigrationReport {
+            runs: runs
+                .iter()
+                .map(|r| pb::MigrationState {
+                    run_id: r.run_id.clone(),
+                    finished: r.finished,
+                    succeeded: r.succeeded,
+                    detail: r.detail.clone(),
+                    output: r.output.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// From an agent of any version: output beyond what is kept is dropped here.
+impl From<pb::MigrationReport> for Vec<MigrationState> {
+    fn from(report: pb::MigrationReport) -> Vec<MigrationState> {
+        report
+            .runs
+            .into_iter()
+            .map(|r| {
+                let skip = r.output.len().saturating_sub(MIGRATION_OUTPUT_LINES);
+                MigrationState {
+                    run_id: r.run_id,
+                    finished: r.finished,
+                    succeeded: r.finished && r.succeeded,
+                    detail: cut(r.detail),
+                    output: r.output.into_iter().skip(skip).map(cut).collect(),
+                }
+            })
+            .collect()
     }
 }
 

@@ -1,8 +1,14 @@
 //! `slipway-sample-app`: the small HTTP app baked into the dev releases.
 //!
-//! Reads `app.toml` (version, healthy) from its working directory (the image
-//! root) and listens on `$SLIPWAY_PRIVATE_IP:$PORT`. `GET /` answers with the
-//! version; `GET /health` answers 200, or 500 in a release baked unhealthy.
+//! Reads `app.toml` (version, healthy, schema, migration) from its working
+//! directory (the image root) and listens on `$SLIPWAY_PRIVATE_IP:$PORT`.
+//! `GET /` answers with the version and the schema its data store has;
+//! `GET /health` answers 200, or 500 in a release baked unhealthy.
+//!
+//! `slipway-sample-app migrate` is the release's migration: it brings the data
+//! store (`$HELLO_DB`, a plain file holding `schema = N`) up to the release's
+//! schema, printing what it does, or fails as a release baked with
+//! `migration = "fail"` does.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +21,59 @@ struct App {
     healthy: bool,
     greeting: String,
     instance: String,
+    /// The data store's file, if the project has one here.
+    store: Option<String>,
+}
+
+/// The schema version a data store file holds; 0 before any migration.
+fn schema_of(store: &str) -> u32 {
+    std::fs::read_to_string(store)
+        .ok()
+        .and_then(|text| field(&text, "schema").and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The release's migration: the store up to the release's schema.
+fn migrate(manifest: &str) -> ExitCode {
+    let Ok(store) = std::env::var("HELLO_DB") else {
+        eprintln!("no HELLO_DB: the project has no data store in this environment");
+        return ExitCode::from(2);
+    };
+    let target: u32 = field(manifest, "schema")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let current = schema_of(&store);
+    println!("migrating {store}: schema {current} -> {target}");
+    if field(manifest, "migration") == Some("fail") {
+        println!("adding column greeting_style");
+        eprintln!("ERROR: column \"greeting_style\" of relation \"greetings\" already exists");
+        return ExitCode::from(3);
+    }
+    if current >= target {
+        println!("schema {current} is current: nothing to do");
+        return ExitCode::SUCCESS;
+    }
+    for step in current + 1..=target {
+        println!("applying schema {step}");
+    }
+    let written = std::path::Path::new(&store)
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            let partial = format!("{store}.partial");
+            std::fs::write(&partial, format!("schema = {target}\n"))?;
+            std::fs::rename(&partial, &store)
+        });
+    match written {
+        Ok(()) => {
+            println!("schema is now {target}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot write {store}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
@@ -44,8 +103,14 @@ fn answer(app: &App, stream: TcpStream) -> std::io::Result<()> {
         _ => (
             "200 OK",
             format!(
-                "{} from {} on {}\n",
-                app.greeting, app.version, app.instance
+                "{} from {} on {}{}\n",
+                app.greeting,
+                app.version,
+                app.instance,
+                app.store
+                    .as_deref()
+                    .map(|store| format!(" (schema {})", schema_of(store)))
+                    .unwrap_or_default()
             ),
         ),
     };
@@ -60,7 +125,11 @@ fn answer(app: &App, stream: TcpStream) -> std::io::Result<()> {
 
 fn main() -> ExitCode {
     let manifest = std::fs::read_to_string("app.toml").unwrap_or_default();
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        return migrate(&manifest);
+    }
     let app = App {
+        store: std::env::var("HELLO_DB").ok(),
         version: field(&manifest, "version").unwrap_or("unknown").to_string(),
         healthy: field(&manifest, "healthy") != Some("false"),
         greeting: std::env::var("GREETING").unwrap_or_else(|_| "hello".into()),

@@ -89,6 +89,24 @@ pub async fn show(
             state(output, &p.phase)
         );
     }
+    if let Some(m) = &d.migration {
+        let on = m
+            .instance
+            .as_deref()
+            .map(|i| format!(" on {i}"))
+            .unwrap_or_default();
+        println!(
+            "  migration of {}{on}: {}",
+            m.store,
+            state(output, &m.state)
+        );
+        if let Some(detail) = m.detail.as_deref().filter(|_| m.state != "failed") {
+            println!("    {}", text(detail));
+        }
+        for line in m.output.iter().rev().take(10).rev() {
+            println!("    | {}", text(line));
+        }
+    }
     if let Some(reason) = &d.reason {
         println!("  reason: {}", text(reason));
     }

@@ -10,7 +10,10 @@ use std::time::Duration;
 use crate::config::{Fleet, HealthCheck, Restart, Service};
 use crate::deploy::Deployment;
 use crate::deploy::machine::AgentView;
-pub use crate::service::{RESTARTS_BEFORE_FAILING, ServiceReport, ServiceState, ServiceStatus};
+pub use crate::service::{
+    MIGRATION_OUTPUT_LINES, MigrationCommand, MigrationState, RESTARTS_BEFORE_FAILING,
+    ServiceReport, ServiceState, ServiceStatus,
+};
 
 /// Everything an instance needs to run one deployment's release.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +70,8 @@ pub enum ToAgent {
     Welcome { heartbeat_interval: Duration },
     /// Run this configuration (replacing what runs, if it is another version).
     Run(Box<Configuration>),
+    /// Run a migration command once, with the running configuration's variables.
+    Migrate(MigrationCommand),
     /// The stream ends; the agent redials unless its certificate was revoked.
     Close(Closing),
 }

@@ -39,6 +39,48 @@ pub struct Fleet {
     pub cloud: CloudSettings,
     pub environments: BTreeMap<String, Environment>,
     pub projects: BTreeMap<String, Project>,
+    /// Databases and the like, each used by the environments it names:
+    /// qaprod1, prod1 and prod2 may share one.
+    #[serde(default)]
+    pub data_stores: BTreeMap<String, DataStore>,
+}
+
+/// A data store (a database) some environments share: `[data_stores.NAME]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataStore {
+    /// The environments whose projects use this store.
+    pub environments: Vec<String>,
+    /// How to connect, pushed to every project that uses the store in one of
+    /// its environments (over the environment's variables, under the project's).
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// A project's schema change, run once per release and data store, on one
+/// new instance, before any of them takes traffic: `[projects.NAME.migration]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    /// A command in the image; relative paths resolve against the image root.
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// How long the command may run before it counts as failed.
+    #[serde(deserialize_with = "duration", default = "default_migration_timeout")]
+    pub timeout: Duration,
+    /// How long a deployment may wait for another's migration of the same
+    /// store (the lock) before it rolls back; not counted in `timeout`.
+    #[serde(deserialize_with = "duration", default = "default_lock_wait")]
+    pub lock_wait: Duration,
+}
+
+fn default_migration_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_lock_wait() -> Duration {
+    Duration::from_secs(1800)
 }
 
 /// Settings of the coordinator itself.
@@ -153,6 +195,12 @@ pub struct Project {
     pub replace_lost_instances: bool,
     /// The public DNS record that promotion moves between production clusters.
     pub public: Option<PublicRecord>,
+    /// The data stores this project uses (`[data_stores.NAME]`), each in the
+    /// environments it names.
+    #[serde(default)]
+    pub data_stores: Vec<String>,
+    /// The schema change each release runs before it takes traffic.
+    pub migration: Option<Migration>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -369,6 +417,24 @@ impl Fleet {
             check_name(&format!("environments.{name}"), name)?;
             check_count(&format!("environments.{name}.instances"), env.instances)?;
         }
+        for (name, store) in &self.data_stores {
+            let key = format!("data_stores.{name}");
+            check_name(&key, name)?;
+            if store.environments.is_empty() {
+                return fail(
+                    format!("{key}.environments"),
+                    "name the environments that use it, e.g. [\"prod1\", \"prod2\"]".into(),
+                );
+            }
+            for env in &store.environments {
+                if !self.environments.contains_key(env) {
+                    return fail(
+                        format!("{key}.environments"),
+                        format!("no environment {env:?}: define [environments.{env}]"),
+                    );
+                }
+            }
+        }
         for (name, project) in &self.projects {
             let key = format!("projects.{name}");
             check_name(&key, name)?;
@@ -460,6 +526,54 @@ impl Fleet {
                     "must be more than zero".into(),
                 );
             }
+            for store in &project.data_stores {
+                if !self.data_stores.contains_key(store) {
+                    return fail(
+                        format!("{key}.data_stores"),
+                        format!("no data store {store:?}: define [data_stores.{store}]"),
+                    );
+                }
+            }
+            if let Some(migration) = &project.migration {
+                let mkey = format!("{key}.migration");
+                if migration.command.trim().is_empty() {
+                    return fail(format!("{mkey}.command"), "empty command".into());
+                }
+                for (field, value) in [
+                    ("timeout", migration.timeout),
+                    ("lock_wait", migration.lock_wait),
+                ] {
+                    if value.is_zero() {
+                        return fail(format!("{mkey}.{field}"), "must be more than zero".into());
+                    }
+                }
+                // The store a migration changes is the project's store in the
+                // target environment: exactly one, or which one is unclear.
+                for env in self.environments.keys() {
+                    let stores: Vec<&String> = project
+                        .data_stores
+                        .iter()
+                        .filter(|s| self.data_stores[*s].environments.contains(env))
+                        .collect();
+                    if stores.len() != 1 {
+                        return fail(
+                            format!("{key}.data_stores"),
+                            format!(
+                                "a project with a migration uses exactly one data store in each environment; in {env} it uses {}: list one store that names {env}",
+                                if stores.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    stores
+                                        .iter()
+                                        .map(|s| s.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                }
+                            ),
+                        );
+                    }
+                }
+            }
             if let Some(public) = &project.public {
                 if public.name.trim().is_empty() {
                     return fail(format!("{key}.public.name"), "empty record name".into());
@@ -510,16 +624,48 @@ impl Fleet {
         })
     }
 
-    /// The variables a project's services see in an environment.
+    /// The variables a project's services see in an environment: the
+    /// environment's, then its data stores' there, then the project's own.
     pub fn variables(&self, project: &str, environment: &str) -> BTreeMap<String, String> {
         let mut vars = BTreeMap::new();
         if let Some(env) = self.environments.get(environment) {
             vars.extend(env.variables.clone());
         }
+        for (_, store) in self.data_stores_of(project, environment) {
+            vars.extend(store.variables.clone());
+        }
         if let Some(project) = self.projects.get(project) {
             vars.extend(project.variables.clone());
         }
         vars
+    }
+
+    /// The data stores `project` uses in `environment`, by name.
+    pub fn data_stores_of<'a>(
+        &'a self,
+        project: &str,
+        environment: &str,
+    ) -> Vec<(&'a str, &'a DataStore)> {
+        let Some(project) = self.projects.get(project) else {
+            return Vec::new();
+        };
+        project
+            .data_stores
+            .iter()
+            .filter_map(|name| Some((name.as_str(), self.data_stores.get(name)?)))
+            .filter(|(_, store)| store.environments.iter().any(|e| e == environment))
+            .collect()
+    }
+
+    /// What a deployment of `project` onto `environment` migrates: the command
+    /// and the one store it changes there. None: no migration.
+    pub fn migration_of(&self, project: &str, environment: &str) -> Option<(&Migration, &str)> {
+        let migration = self.projects.get(project)?.migration.as_ref()?;
+        let stores = self.data_stores_of(project, environment);
+        match stores.as_slice() {
+            [(store, _)] => Some((migration, store)),
+            _ => None,
+        }
     }
 }
 

@@ -25,9 +25,21 @@ variables = { GREETING = "hello from prod1" }
 instances = 2
 variables = { GREETING = "hello from prod2" }
 
+# Data stores and the environments that use them: qaprod1 runs on production's.
+# In the local cloud a store is a plain file; a relative path resolves against
+# the image root, so these land in DIR/cloud/stores/.
+[data_stores.hello-db]
+environments = ["qaprod1", "prod1", "prod2"]
+variables = { HELLO_DB = "../../stores/hello-db" }
+
+[data_stores.hello-db-staging]
+environments = ["staging"]
+variables = { HELLO_DB = "../../stores/hello-db-staging" }
+
 [projects.hello]
 instance_port = 8080
 services = [{ name = "web", command = "bin/slipway-sample-app" }]
+data_stores = ["hello-db", "hello-db-staging"]
 
 [projects.hello.health_check]
 path = "/health"
@@ -52,6 +64,14 @@ drain = "10s"
 # limit = 5              # restarts within window before the service is failed
 # window = "60s"
 # and, under [projects.hello]: replace_lost_instances = true
+
+# The schema change each release runs once per data store, on one new instance,
+# before any of them takes traffic. Keep it backward compatible (expand, then
+# contract in a later release): the old instances keep serving meanwhile.
+[projects.hello.migration]
+command = "bin/slipway-sample-app"
+args = ["migrate"]
+timeout = "30s"
 
 [projects.hello.public]
 name = "hello.example.com"

@@ -55,3 +55,31 @@ pub struct ServiceReport {
     pub config_version: u64,
     pub services: Vec<ServiceState>,
 }
+
+/// Most lines of a migration's output kept (the last ones), by the agent and
+/// with the deployment.
+pub const MIGRATION_OUTPUT_LINES: usize = 50;
+
+/// A migration command the coordinator asks one agent to run, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationCommand {
+    /// Unique per deployment: an agent runs a run id once, whatever is resent.
+    pub run_id: String,
+    /// Relative paths resolve against the image root.
+    pub command: String,
+    pub args: Vec<String>,
+    /// The agent kills the command after this long and reports it failed.
+    pub timeout: std::time::Duration,
+}
+
+/// A migration run as its agent reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationState {
+    pub run_id: String,
+    pub finished: bool,
+    pub succeeded: bool,
+    /// How it ended (`exit status: 3`, `timed out after 1m`), or that it runs.
+    pub detail: String,
+    /// The last lines of its output (stdout and stderr).
+    pub output: Vec<String>,
+}

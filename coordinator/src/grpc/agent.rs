@@ -113,6 +113,7 @@ fn wire(message: ToAgent) -> Vec<Result<CoordinatorMessage, Status>> {
                 config_version: configuration.version,
             })),
         ],
+        ToAgent::Migrate(command) => vec![down(Down::Migrate(pb::Migrate::from(&command)))],
         ToAgent::Close(closing) => vec![Err(match closing {
             Closing::Stopping => Status::unavailable(closing.to_string()),
             Closing::Revoked { .. } => Status::permission_denied(closing.to_string()),
@@ -286,6 +287,9 @@ impl AgentService for AgentApi {
                         }
                         Some(Body::Readiness(r)) => {
                             agents.readiness(&instance, stream, r.ready, &r.detail)
+                        }
+                        Some(Body::Migrations(report)) => {
+                            agents.migrations(&instance, stream, report.into())
                         }
                         Some(Body::Hello(_)) | None => {
                             warn!(%instance, "unexpected message on an agent stream; ignoring it");

@@ -3,7 +3,7 @@
 use slipway_proto::v1 as pb;
 
 use crate::deploy::machine::Connection;
-use crate::deploy::{Deployment, Phase};
+use crate::deploy::{Deployment, MigrationOutcome, MigrationRun, Phase};
 use crate::operations::{AgentStatus, DeploymentView, ProjectStatus, PublicRecordView, QueueLine};
 use crate::release::Release;
 
@@ -42,6 +42,26 @@ pub fn deployment(view: DeploymentView) -> pb::Deployment {
         old_instances: d.old_instances,
         cancel_requested: d.cancel_requested_by.is_some(),
         waiting_on: view.waiting_on.unwrap_or_default(),
+        migration: d.migration.map(migration),
+    }
+}
+
+fn migration(run: MigrationRun) -> pb::Migration {
+    let (state, detail) = match (&run.outcome, &run.run_id) {
+        (Some(MigrationOutcome::Succeeded), _) => ("succeeded", String::new()),
+        (Some(MigrationOutcome::Failed { reason }), _) => ("failed", reason.clone()),
+        (Some(MigrationOutcome::Skipped { ran_in }), _) => {
+            ("skipped", format!("already ran in {ran_in}"))
+        }
+        (None, Some(_)) => ("running", String::new()),
+        (None, None) => ("waiting", String::new()),
+    };
+    pb::Migration {
+        store: run.store,
+        state: state.to_string(),
+        instance: run.instance.unwrap_or_default(),
+        detail,
+        output: run.output,
     }
 }
 
@@ -159,6 +179,7 @@ pub fn phase(p: Phase) -> pb::Phase {
         Phase::Booting => pb::Phase::Booting,
         Phase::Configuring => pb::Phase::Configuring,
         Phase::Ready => pb::Phase::Ready,
+        Phase::Migrating => pb::Phase::Migrating,
         Phase::Attaching => pb::Phase::Attaching,
         Phase::Draining => pb::Phase::Draining,
         Phase::Retiring => pb::Phase::Retiring,

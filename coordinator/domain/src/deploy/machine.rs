@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Deployment, Phase};
+use super::{Deployment, MigrationOutcome, Phase};
 use crate::clock::Millis;
 use crate::config::Deadlines;
-use crate::service::ServiceState;
+use crate::service::{MigrationState, ServiceState};
 
 /// How long after a coordinator start its agents may take to be back: they
 /// redial with backoff of at most 5 s, jittered up to 7.5 s, plus the
@@ -56,6 +56,11 @@ pub struct AgentView {
     pub restarts: BTreeMap<String, u32>,
     /// The services as last reported, for operators.
     pub services: Vec<ServiceState>,
+    /// The migration runs it knows, as last reported.
+    pub migrations: Vec<MigrationState>,
+    /// Whether it reported its migration runs on the current stream (a run
+    /// it does not list then is one it never got).
+    pub migrations_reported: bool,
 }
 
 /// An agent's connection as operators see it: the one answer `status` and
@@ -103,6 +108,17 @@ pub struct Observed {
     pub drains_visible: bool,
     /// When the coordinator process started.
     pub coordinator_started: Millis,
+    /// The deployment's data store, while migrating.
+    pub migration: MigrationFacts,
+}
+
+/// What the store says about the data store a deployment migrates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationFacts {
+    /// The deployment holding the store's migration lock.
+    pub lock_holder: Option<String>,
+    /// The deployment that already ran this release's migration on the store.
+    pub ran_in: Option<String>,
 }
 
 /// The limits a deployment runs under.
@@ -110,7 +126,20 @@ pub struct Observed {
 pub struct Limits {
     pub deadlines: Deadlines,
     pub agent_lost_after: Duration,
+    /// Set when the project migrates a data store before attaching.
+    pub migration: Option<MigrationLimits>,
 }
+
+/// How long a migration may run, and wait for another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationLimits {
+    pub timeout: Duration,
+    pub lock_wait: Duration,
+}
+
+/// Past a migration's timeout, how long the coordinator still waits for its
+/// agent to report the end (the agent kills the command at the timeout).
+pub const MIGRATION_REPORT_GRACE: Duration = Duration::from_secs(30);
 
 impl Limits {
     /// How long `phase` may last; None for phases that must run to their end.
@@ -144,6 +173,19 @@ pub enum Action {
     BeginAttach {
         old: Vec<String>,
     },
+    /// Ready, with a migration to run first: enter `migrating`.
+    BeginMigration,
+    /// Take the data store's migration lock.
+    LockMigration,
+    /// Store that the migration runs on `instance`, then send it there.
+    StartMigration {
+        instance: String,
+    },
+    /// Store how the migration ended (and free the lock).
+    EndMigration {
+        outcome: MigrationOutcome,
+        output: Vec<String>,
+    },
     Register {
         instances: Vec<String>,
     },
@@ -172,6 +214,7 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
         | Phase::Booting
         | Phase::Configuring
         | Phase::Ready
+        | Phase::Migrating
         | Phase::Attaching => {
             if let Some(by) = &d.cancel_requested_by {
                 return Action::RollBack {
@@ -181,7 +224,7 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
             if let Some(reason) = failed_instance(d, o, limits) {
                 return Action::RollBack { reason };
             }
-            let action = progress(d, o, &new);
+            let action = progress(d, o, &new, limits);
             if let (Action::Wait(waiting), Some(deadline)) = (&action, limits.deadline(d.phase))
                 && past_deadline(d, o, deadline)
             {
@@ -336,8 +379,140 @@ pub fn cleanup_overdue(
     })
 }
 
+/// What the load balancer serves that this deployment replaces.
+fn serving_before(d: &Deployment, o: &Observed, new: &[String]) -> Vec<String> {
+    o.members
+        .keys()
+        .filter(|id| !new.contains(id))
+        .filter(|id| d.replaces.is_empty() || d.replaces.contains(id))
+        .cloned()
+        .collect()
+}
+
+/// Migrating: once per release and data store, on one new instance, under the
+/// store's lock, before any new instance takes traffic.
+fn migrating(d: &Deployment, o: &Observed, new: &[String], limits: &Limits) -> Action {
+    let (Some(run), Some(m)) = (&d.migration, limits.migration) else {
+        // The project stopped migrating since this deployment started.
+        return Action::BeginAttach {
+            old: serving_before(d, o, new),
+        };
+    };
+    match &run.outcome {
+        Some(MigrationOutcome::Failed { reason }) => {
+            return Action::RollBack {
+                reason: reason.clone(),
+            };
+        }
+        Some(_) => {
+            return Action::BeginAttach {
+                old: serving_before(d, o, new),
+            };
+        }
+        None => {}
+    }
+    let store = &run.store;
+    let (Some(run_id), Some(instance), Some(started_at)) =
+        (&run.run_id, &run.instance, run.started_at)
+    else {
+        // Not started: whoever ran it first for this release, it is not run again.
+        if let Some(ran_in) = &o.migration.ran_in {
+            return Action::EndMigration {
+                outcome: MigrationOutcome::Skipped {
+                    ran_in: ran_in.clone(),
+                },
+                output: Vec::new(),
+            };
+        }
+        return match &o.migration.lock_holder {
+            None => Action::LockMigration,
+            Some(holder) if *holder != d.id => {
+                let waiting = format!("waiting for {holder}'s migration of {store}");
+                if past_deadline(d, o, m.lock_wait) {
+                    Action::RollBack {
+                        reason: format!(
+                            "migrating did not start within {} (lock_wait): {waiting}",
+                            humantime::format_duration(m.lock_wait)
+                        ),
+                    }
+                } else {
+                    Action::Wait(waiting)
+                }
+            }
+            Some(_) => match new.first() {
+                Some(instance) => Action::StartMigration {
+                    instance: instance.clone(),
+                },
+                None => Action::Wait("no new instance to migrate on".into()),
+            },
+        };
+    };
+    let overdue = o.now - started_at > (m.timeout + MIGRATION_REPORT_GRACE).as_millis() as Millis;
+    let failed = |why: String, output: Vec<String>| Action::EndMigration {
+        outcome: MigrationOutcome::Failed {
+            reason: format!(
+                "the migration of {store} on {instance} {why}{}",
+                tail(&output)
+            ),
+        },
+        output,
+    };
+    let view = o.agents.get(instance);
+    match view.and_then(|v| v.migrations.iter().find(|r| &r.run_id == run_id)) {
+        Some(state) if state.finished && state.succeeded => Action::EndMigration {
+            outcome: MigrationOutcome::Succeeded,
+            output: state.output.clone(),
+        },
+        Some(state) if state.finished => {
+            failed(format!("failed ({})", state.detail), state.output.clone())
+        }
+        Some(state) if overdue => failed(
+            format!(
+                "did not end within its timeout of {}",
+                humantime::format_duration(m.timeout)
+            ),
+            state.output.clone(),
+        ),
+        Some(state) => Action::Wait(format!(
+            "migrating {store} on {instance}{}",
+            state
+                .output
+                .last()
+                .map(|line| format!(": {line}"))
+                .unwrap_or_default()
+        )),
+        None if view.is_some_and(|v| v.connected && v.migrations_reported) => failed(
+            "never started: its agent does not know the run (the coordinator stopped before sending it); treated as failed, not run again".into(),
+            Vec::new(),
+        ),
+        None if overdue => failed(
+            "was never reported by its agent; treated as failed".into(),
+            Vec::new(),
+        ),
+        None => Action::Wait(format!(
+            "waiting for {instance}'s agent to report the migration of {store}"
+        )),
+    }
+}
+
+/// The last lines of a migration's output, for a reason.
+fn tail(output: &[String]) -> String {
+    let last: Vec<&str> = output
+        .iter()
+        .rev()
+        .take(5)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    if last.is_empty() {
+        String::new()
+    } else {
+        format!("; output ends: {}", last.join(" | "))
+    }
+}
+
 /// The step within a phase that is still before the point of no return.
-fn progress(d: &Deployment, o: &Observed, new: &[String]) -> Action {
+fn progress(d: &Deployment, o: &Observed, new: &[String], limits: &Limits) -> Action {
     match d.phase {
         Phase::Launching => {
             let slots: Vec<u32> = (0..d.desired)
@@ -395,15 +570,12 @@ fn progress(d: &Deployment, o: &Observed, new: &[String]) -> Action {
                     _ => Some(id.clone()),
                 })
                 .collect();
-            if unready.is_empty() {
-                let old = o
-                    .members
-                    .keys()
-                    .filter(|id| !new.contains(id))
-                    .filter(|id| d.replaces.is_empty() || d.replaces.contains(id))
-                    .cloned()
-                    .collect();
-                Action::BeginAttach { old }
+            if unready.is_empty() && limits.migration.is_some() {
+                Action::BeginMigration
+            } else if unready.is_empty() {
+                Action::BeginAttach {
+                    old: serving_before(d, o, new),
+                }
             } else {
                 Action::Wait(format!(
                     "waiting for health checks to pass on {}",
@@ -411,6 +583,7 @@ fn progress(d: &Deployment, o: &Observed, new: &[String]) -> Action {
                 ))
             }
         }
+        Phase::Migrating => migrating(d, o, new, limits),
         Phase::Attaching => {
             let unregistered = filter(new, |id| !o.members.contains_key(id));
             if !unregistered.is_empty() {
@@ -478,7 +651,7 @@ fn filter(ids: &[String], keep: impl Fn(&String) -> bool) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::PhaseEntry;
+    use crate::deploy::{MigrationRun, PhaseEntry};
 
     const T0: Millis = 1_000_000;
 
@@ -486,7 +659,199 @@ mod tests {
         Limits {
             deadlines: Deadlines::default(),
             agent_lost_after: Duration::from_secs(5),
+            migration: None,
         }
+    }
+
+    fn migrating_limits() -> Limits {
+        Limits {
+            migration: Some(MigrationLimits {
+                timeout: Duration::from_secs(60),
+                lock_wait: Duration::from_secs(600),
+            }),
+            ..limits()
+        }
+    }
+
+    /// `d-7` migrating `hello-db`, its instance `i-a` ready.
+    fn migrating(run: impl FnOnce(&mut MigrationRun)) -> Deployment {
+        let mut d = deployment(Phase::Migrating, &["i-a"]);
+        let mut m = MigrationRun::of("hello-db");
+        run(&mut m);
+        d.migration = Some(m);
+        d
+    }
+
+    fn started(m: &mut MigrationRun) {
+        m.run_id = Some("d-7/hello-db".into());
+        m.instance = Some("i-a".into());
+        m.started_at = Some(T0);
+    }
+
+    #[test]
+    fn ready_with_a_migration_goes_to_migrating_not_attaching() {
+        let d = deployment(Phase::Ready, &["i-a"]);
+        let o = observed(&[("i-a", agent(true))], &[]);
+        assert_eq!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::BeginMigration
+        );
+        assert!(matches!(
+            next_action(&d, &o, &limits()),
+            Action::BeginAttach { .. }
+        ));
+    }
+
+    #[test]
+    fn a_migration_takes_the_lock_then_runs_on_one_instance() {
+        let mut d = migrating(|_| {});
+        d.launched.push(crate::deploy::LaunchedInstance {
+            slot: 1,
+            id: "i-b".into(),
+        });
+        let mut o = observed(&[("i-a", agent(true)), ("i-b", agent(true))], &[]);
+        assert_eq!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::LockMigration
+        );
+        o.migration.lock_holder = Some("d-7".into());
+        assert_eq!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::StartMigration {
+                instance: "i-a".into()
+            }
+        );
+    }
+
+    #[test]
+    fn another_deployments_lock_is_waited_for_and_then_its_run_is_not_repeated() {
+        let d = migrating(|_| {});
+        let mut o = observed(&[("i-a", agent(true))], &[]);
+        o.migration.lock_holder = Some("d-5".into());
+        assert_eq!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::Wait("waiting for d-5's migration of hello-db".into())
+        );
+        o.migration.lock_holder = None;
+        o.migration.ran_in = Some("d-5".into());
+        assert_eq!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::EndMigration {
+                outcome: MigrationOutcome::Skipped {
+                    ran_in: "d-5".into()
+                },
+                output: vec![]
+            }
+        );
+        // The wait has a deadline of its own.
+        let mut fresh = agent(true);
+        fresh.last_seen = T0 + 601_000;
+        let mut o = observed(&[("i-a", fresh)], &[]);
+        o.migration.lock_holder = Some("d-5".into());
+        o.now = T0 + 601_000;
+        assert!(matches!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::RollBack { reason } if reason.contains("lock_wait")
+        ));
+    }
+
+    #[test]
+    fn a_finished_run_ends_the_migration_with_its_output() {
+        let d = migrating(started);
+        let mut a = agent(true);
+        a.migrations_reported = true;
+        a.migrations = vec![MigrationState {
+            run_id: "d-7/hello-db".into(),
+            finished: true,
+            succeeded: false,
+            detail: "exit status: 3".into(),
+            output: vec!["adding column".into(), "ERROR: column exists".into()],
+        }];
+        let o = observed(&[("i-a", a.clone())], &[]);
+        let Action::EndMigration {
+            outcome: MigrationOutcome::Failed { reason },
+            output,
+        } = next_action(&d, &o, &migrating_limits())
+        else {
+            panic!("not a failed end");
+        };
+        assert!(
+            reason.contains("exit status: 3") && reason.contains("ERROR: column exists"),
+            "{reason}"
+        );
+        assert_eq!(output.len(), 2);
+        a.migrations[0].succeeded = true;
+        let o = observed(&[("i-a", a)], &[]);
+        assert!(matches!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::EndMigration {
+                outcome: MigrationOutcome::Succeeded,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_run_its_agent_never_got_is_failed_not_sent_again() {
+        let d = migrating(started);
+        let mut a = agent(true);
+        a.migrations_reported = true;
+        let o = observed(&[("i-a", a.clone())], &[]);
+        assert!(matches!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::EndMigration { outcome: MigrationOutcome::Failed { reason }, .. } if reason.contains("never started")
+        ));
+        // Before the agent has reported (just reconnected), it waits.
+        a.migrations_reported = false;
+        let o = observed(&[("i-a", a)], &[]);
+        assert!(matches!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::Wait(w) if w.contains("to report the migration")
+        ));
+    }
+
+    #[test]
+    fn a_running_migration_shows_its_last_line_until_its_timeout() {
+        let d = migrating(started);
+        let mut a = agent(true);
+        a.migrations_reported = true;
+        a.migrations = vec![MigrationState {
+            run_id: "d-7/hello-db".into(),
+            output: vec!["copying rows: 40%".into()],
+            ..MigrationState::default()
+        }];
+        a.last_seen = T0 + 91_000;
+        let mut o = observed(&[("i-a", a)], &[]);
+        assert_eq!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::Wait("migrating hello-db on i-a: copying rows: 40%".into())
+        );
+        o.now = T0 + 91_000;
+        assert!(matches!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::EndMigration { outcome: MigrationOutcome::Failed { reason }, .. } if reason.contains("timeout")
+        ));
+    }
+
+    #[test]
+    fn an_ended_migration_attaches_or_rolls_back() {
+        let o = observed(&[("i-a", agent(true))], &[]);
+        let done = migrating(|m| m.outcome = Some(MigrationOutcome::Succeeded));
+        assert!(matches!(
+            next_action(&done, &o, &migrating_limits()),
+            Action::BeginAttach { .. }
+        ));
+        let failed = migrating(|m| {
+            m.outcome = Some(MigrationOutcome::Failed {
+                reason: "exit status: 3".into(),
+            })
+        });
+        assert_eq!(
+            next_action(&failed, &o, &migrating_limits()),
+            Action::RollBack {
+                reason: "exit status: 3".into()
+            }
+        );
     }
 
     fn deployment(phase: Phase, launched: &[&str]) -> Deployment {
@@ -527,6 +892,7 @@ mod tests {
             members: members.iter().map(|(id, m)| (id.to_string(), *m)).collect(),
             drains_visible: true,
             coordinator_started: 0,
+            migration: MigrationFacts::default(),
         }
     }
 

@@ -21,6 +21,9 @@ pub enum Phase {
     Booting,
     Configuring,
     Ready,
+    /// Running the project's migration on one new instance (or waiting for
+    /// another deployment's migration of the same data store).
+    Migrating,
     Attaching,
     Draining,
     Retiring,
@@ -38,6 +41,7 @@ impl Phase {
             Phase::Booting => "booting",
             Phase::Configuring => "configuring",
             Phase::Ready => "ready",
+            Phase::Migrating => "migrating",
             Phase::Attaching => "attaching",
             Phase::Draining => "draining",
             Phase::Retiring => "retiring",
@@ -124,6 +128,52 @@ pub struct Deployment {
     /// instance the load balancer serves.
     #[serde(default)]
     pub replaces: Vec<String>,
+    /// The migration, once the deployment reached `migrating`.
+    #[serde(default)]
+    pub migration: Option<MigrationRun>,
+}
+
+/// A deployment's migration as it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRun {
+    /// The data store it changes.
+    pub store: String,
+    /// Stored with `instance` and `started_at` before the command is sent:
+    /// from then on it may run there, so it is never sent anywhere again.
+    pub run_id: Option<String>,
+    pub instance: Option<String>,
+    pub started_at: Option<Millis>,
+    pub outcome: Option<MigrationOutcome>,
+    /// The command's last lines of output.
+    #[serde(default)]
+    pub output: Vec<String>,
+}
+
+impl MigrationRun {
+    pub fn of(store: &str) -> MigrationRun {
+        MigrationRun {
+            store: store.to_string(),
+            run_id: None,
+            instance: None,
+            started_at: None,
+            outcome: None,
+            output: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum MigrationOutcome {
+    Succeeded,
+    /// Rolled the deployment back; the reason has the exit status and output.
+    Failed {
+        reason: String,
+    },
+    /// This release's migration of the store had already run, in `ran_in`.
+    Skipped {
+        ran_in: String,
+    },
 }
 
 /// Every stored deployment, oldest first.
@@ -196,6 +246,7 @@ impl Deployment {
             old_instances: vec![],
             cancel_requested_by: None,
             replaces: vec![],
+            migration: None,
             launch_attempted: false,
             drain_from: None,
         }

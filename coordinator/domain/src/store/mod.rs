@@ -58,10 +58,14 @@ pub enum Table {
     Audit,
     Secrets,
     Revocations,
+    /// Which deployment holds each data store's migration lock.
+    MigrationLocks,
+    /// Which release's migration ran on which data store, and where.
+    Migrations,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -70,6 +74,8 @@ impl Table {
         Table::Audit,
         Table::Secrets,
         Table::Revocations,
+        Table::MigrationLocks,
+        Table::Migrations,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +88,8 @@ impl Table {
             Table::Audit => "audit",
             Table::Secrets => "secrets",
             Table::Revocations => "revocations",
+            Table::MigrationLocks => "migration_locks",
+            Table::Migrations => "migrations",
         }
     }
 }
