@@ -378,7 +378,7 @@ async fn the_audit_log_releases_and_deployments_come_in_pages_and_the_cli_reads_
     let releases: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(
         releases.as_array().unwrap().len(),
-        1_004,
-        "v1, v2, broken and 1,001 more"
+        1_005,
+        "the four sample releases and 1,001 more"
     );
 }

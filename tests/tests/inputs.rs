@@ -83,7 +83,7 @@ fn the_cli_names_unknown_projects_environments_and_versions() {
         ),
         (
             vec!["deploy", "hello", "v7", "--env", "staging"],
-            "no release hello@v7; known versions of hello (newest first): broken, v2, v1",
+            "no release hello@v7; known versions of hello (newest first): v3-bad-migration, broken, v2, v1",
         ),
         (
             vec!["deploy", "hello", "../v1", "--env", "staging"],
