@@ -39,11 +39,43 @@ fn migrate(manifest: &str) -> ExitCode {
         eprintln!("no HELLO_DB: the project has no data store in this environment");
         return ExitCode::from(2);
     };
+    // Each run leaves its start and end in `STORE.runs`, so tests can tell
+    // whether two ever overlapped.
+    let log_run = |what: &str| {
+        use std::io::Write;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let line = format!("{what} {now} {}\n", std::process::id());
+        let _ = std::path::Path::new(&store)
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all);
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{store}.runs"))
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    };
+    log_run("start");
+    let exit = run_migration(manifest, &store);
+    log_run("end");
+    exit
+}
+
+fn run_migration(manifest: &str, store: &str) -> ExitCode {
     let target: u32 = field(manifest, "schema")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
-    let current = schema_of(&store);
+    let current = schema_of(store);
     println!("migrating {store}: schema {current} -> {target}");
+    // A slow migration, for tests of what waits for it.
+    if let Some(seconds) = std::env::var("SAMPLE_MIGRATION_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        println!("copying rows for {seconds}s");
+        std::thread::sleep(std::time::Duration::from_secs(seconds));
+    }
     if field(manifest, "migration") == Some("fail") {
         println!("adding column greeting_style");
         eprintln!("ERROR: column \"greeting_style\" of relation \"greetings\" already exists");
@@ -56,13 +88,13 @@ fn migrate(manifest: &str) -> ExitCode {
     for step in current + 1..=target {
         println!("applying schema {step}");
     }
-    let written = std::path::Path::new(&store)
+    let written = std::path::Path::new(store)
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| {
             let partial = format!("{store}.partial");
             std::fs::write(&partial, format!("schema = {target}\n"))?;
-            std::fs::rename(&partial, &store)
+            std::fs::rename(&partial, store)
         });
     match written {
         Ok(()) => {
