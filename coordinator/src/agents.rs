@@ -140,6 +140,7 @@ impl AgentHub {
         session.view.connected = true;
         session.view.reported = false;
         session.view.migrations_reported = false;
+        session.view.migrations_sent.clear();
         session.view.last_seen = self.clock.now();
         // Configuration is re-sent on a new stream if the agent does not run it.
         session.view.config_sent = 0;
@@ -203,9 +204,8 @@ impl AgentHub {
         });
     }
 
-    /// Sends a migration command to a connected agent. Its runs as reported
-    /// so far predate the command: until it reports again, a run missing from
-    /// them is not one it never got.
+    /// Sends a migration command to a connected agent, noting that this
+    /// stream carried it (the agent's reports may predate it for a moment).
     pub fn send_migration(&self, instance_id: &str, command: &MigrationCommand) -> bool {
         let mut sessions = self.sessions();
         let Some(session) = sessions.get_mut(instance_id) else {
@@ -214,8 +214,11 @@ impl AgentHub {
         let Some(link) = &session.link else {
             return false;
         };
-        session.view.migrations_reported = false;
-        link.send(ToAgent::Migrate(command.clone()))
+        if !link.send(ToAgent::Migrate(command.clone())) {
+            return false;
+        }
+        session.view.migrations_sent.push(command.run_id.clone());
+        true
     }
 
     /// Closes an agent's stream at once (its certificate was revoked).

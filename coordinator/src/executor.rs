@@ -310,7 +310,7 @@ async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step,
     };
     result?;
     match action {
-        Action::RollBack { .. } | Action::BeginAttach { .. } => {
+        Action::RollBack { .. } | Action::BeginAttach { .. } | Action::BeginMigration => {
             faults::point(d.phase, "entered").await
         }
         Action::Configure { .. } => faults::point(phase, "configured").await,
@@ -546,8 +546,24 @@ async fn start_migration(
         args: migration.args.clone(),
         timeout: migration.timeout,
     };
-    let sent = c.agents.send_migration(instance, &command);
-    info!(%instance, %store, sent, "migration started");
+    if !c.agents.send_migration(instance, &command) {
+        // Never handed to any stream: safe to forget, and choose again.
+        warn!(%instance, "the agent's stream closed before the migration was sent; choosing again");
+        let stored = c
+            .deployments
+            .update(&d.id, |fresh| {
+                if let Some(run) = fresh.migration.as_mut() {
+                    run.run_id = None;
+                    run.instance = None;
+                    run.started_at = None;
+                }
+                Ok::<_, StepError>(())
+            })
+            .await?;
+        *d = stored.ok_or(StepError::Vanished)?.0;
+        return Ok(());
+    }
+    info!(%instance, %store, "migration started");
     faults::point(Phase::Migrating, "sent").await;
     Ok(())
 }

@@ -182,6 +182,35 @@ pub fn eventually<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> 
     }
 }
 
+/// The (start, end) of every run of the sample migration on `store` of a dev
+/// coordinator's local cloud, from the log the sample app keeps beside the
+/// store; fails if two runs ever overlapped.
+pub fn migration_runs(dev: &Coordinator, store: &str) -> Vec<(u128, u128)> {
+    let path = dev
+        .data_dir()
+        .join("cloud/stores")
+        .join(format!("{store}.runs"));
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let mut runs = Vec::new();
+    let mut start = None;
+    for line in log.lines() {
+        let mut words = line.split_whitespace();
+        let what = words.next();
+        let at = words.next().and_then(|t| t.parse::<u128>().ok());
+        match (what, at) {
+            (Some("start"), Some(at)) => {
+                assert!(start.is_none(), "two runs overlapped on {store}:\n{log}");
+                start = Some(at);
+            }
+            (Some("end"), Some(at)) => {
+                runs.push((start.take().expect("an end without a start"), at))
+            }
+            _ => panic!("unreadable line in {store}.runs: {line:?}"),
+        }
+    }
+    runs
+}
+
 /// The result of one CLI run.
 #[derive(Debug)]
 pub struct CliRun {

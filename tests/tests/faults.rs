@@ -41,6 +41,16 @@ const HEALTHY_POINTS: &[&str] = &[
     "succeeded/entered",
 ];
 
+/// Where a migration can be killed, with how its deployment may end: a run
+/// stored but not yet sent is failed, never sent again (it rolls back); one
+/// killed just after sending ends either way, by whether the agent got it.
+const MIGRATION_POINTS: &[(&str, &[&str])] = &[
+    ("migrating/entered", &["succeeded"]),
+    ("migrating/stored", &["rolled_back"]),
+    ("migrating/sent", &["succeeded", "rolled_back"]),
+    ("migrating/ended", &["succeeded"]),
+];
+
 /// Where a release that never gets healthy can be killed on its way back.
 const ROLLBACK_POINTS: &[&str] = &[
     "launching/launched",
@@ -118,6 +128,15 @@ impl Harness {
 
     /// One deploy of `version`, killed once as `kill` says, then left to finish.
     fn run(&mut self, version: &str, kill: Kill) {
+        let expected = if version == "broken" {
+            "rolled_back"
+        } else {
+            "succeeded"
+        };
+        self.run_expecting(version, kill, &[expected]);
+    }
+
+    fn run_expecting(&mut self, version: &str, kill: Kill, expected: &[&str]) {
         self.runs += 1;
         let label = match &kill {
             Kill::At(point) => format!("run {} ({version}, kill at {point})", self.runs),
@@ -135,11 +154,6 @@ impl Harness {
         };
         self.acknowledged.push(id.clone());
         self.dev.crash_and_restart();
-        let expected = if version == "broken" {
-            "rolled_back"
-        } else {
-            "succeeded"
-        };
         self.settle(&label, &id, expected);
     }
 
@@ -159,16 +173,17 @@ impl Harness {
         self.dev.ok(&["cancel", &id]);
         self.dev.pause_at(point, |_| ());
         self.dev.crash_and_restart();
-        self.settle(&label, &id, "rolled_back");
+        self.settle(&label, &id, &["rolled_back"]);
     }
 
     /// Waits for deployment `id` to end, checks it ended `expected`, and audits.
-    fn settle(&mut self, label: &str, id: &str, expected: &str) {
+    fn settle(&mut self, label: &str, id: &str, expected: &[&str]) {
         let done = self.dev.wait_finished(id, Duration::from_secs(120));
-        if done["phase"] != expected {
+        if !expected.iter().any(|e| done["phase"] == *e) {
             self.violations.push(format!(
-                "{label}: ended {} instead of {expected}: {done}",
-                done["phase"]
+                "{label}: ended {} instead of {}: {done}",
+                done["phase"],
+                expected.join(" or ")
             ));
         }
         if done["phase"] == "succeeded" {
@@ -320,6 +335,28 @@ fn kill_9_at_every_step_and_at_random_moments_loses_nothing() {
     for point in ROLLBACK_POINTS {
         harness.run("broken", Kill::At(point));
     }
+    // Each migrating point with a release of its own, so its migration runs.
+    let releases = harness
+        .dev
+        .ok(&["release", "list", "hello", "-o", "json"])
+        .json();
+    let image = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == "v2")
+        .map(|r| r["image_id"].as_str().unwrap().to_string())
+        .unwrap();
+    for (n, (point, expected)) in MIGRATION_POINTS.iter().enumerate() {
+        let version = format!("m{n}");
+        harness
+            .dev
+            .ok(&["release", "add", "hello", &version, "--image", &image]);
+        harness.releases = harness.dev.ok(&["release", "list", "-o", "json"]).json();
+        harness.run_expecting(&version, Kill::At(point), expected);
+    }
+    let runs = slipway_tests::migration_runs(&harness.dev, "hello-db-staging");
+    assert!(!runs.is_empty(), "no migration ran");
     for point in CANCEL_POINTS {
         let version = harness.next_healthy();
         harness.run_cancelled_after_registration(version, point);
@@ -338,7 +375,8 @@ fn kill_9_at_every_step_and_at_random_moments_loses_nothing() {
     }
 
     let report = load.finish();
-    let points = HEALTHY_POINTS.len() + ROLLBACK_POINTS.len() + CANCEL_POINTS.len();
+    let points =
+        HEALTHY_POINTS.len() + ROLLBACK_POINTS.len() + CANCEL_POINTS.len() + MIGRATION_POINTS.len();
     println!(
         "fault harness: {} runs ({points} fault points, {random_runs} random kills), {} violations, {} requests with {} failures, {:.0} s",
         harness.runs,

@@ -9,40 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_tests::load::{Load, get};
-use slipway_tests::{Coordinator, eventually};
+use slipway_tests::{Coordinator, eventually, migration_runs};
 
 const DEPLOY: Duration = Duration::from_secs(60);
-
-/// The (start, end) of every run of the sample migration on `store`, from the
-/// log the sample app keeps beside it.
-fn runs(dev: &Coordinator, store: &str) -> Vec<(u128, u128)> {
-    let log = std::fs::read_to_string(
-        dev.data_dir()
-            .join("cloud/stores")
-            .join(format!("{store}.runs")),
-    )
-    .unwrap_or_default();
-    let mut runs = Vec::new();
-    let mut start = None;
-    for line in log.lines() {
-        let mut words = line.split_whitespace();
-        let (what, at) = (
-            words.next(),
-            words.next().and_then(|t| t.parse::<u128>().ok()),
-        );
-        match (what, at) {
-            (Some("start"), Some(at)) => {
-                assert!(start.is_none(), "two runs overlapped on {store}:\n{log}");
-                start = Some(at);
-            }
-            (Some("end"), Some(at)) => {
-                runs.push((start.take().expect("an end without a start"), at))
-            }
-            _ => panic!("unreadable line in {store}.runs: {line:?}"),
-        }
-    }
-    runs
-}
 
 fn migration(d: &Value) -> &Value {
     &d["migration"]
@@ -108,7 +77,7 @@ fn a_shared_store_is_migrated_once_and_a_deployment_at_the_same_moment_waits_the
     let third = dev.wait_finished(&third, DEPLOY);
     assert_eq!(migration(&third)["state"], "skipped", "{third}");
     assert_eq!(
-        runs(&dev, "hello-db").len(),
+        migration_runs(&dev, "hello-db").len(),
         1,
         "one run of v2's migration on hello-db"
     );
@@ -176,7 +145,7 @@ fn a_failed_migration_rolls_back_with_its_exit_status_and_output_while_the_old_r
     let body = get(&dev.endpoint("staging"), "/").unwrap();
     assert!(body.contains("v2") && body.contains("(schema 2)"), "{body}");
     assert_eq!(
-        runs(&dev, "hello-db-staging").len(),
+        migration_runs(&dev, "hello-db-staging").len(),
         2,
         "v2's and the failed one"
     );

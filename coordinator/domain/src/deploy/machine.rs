@@ -58,9 +58,12 @@ pub struct AgentView {
     pub services: Vec<ServiceState>,
     /// The migration runs it knows, as last reported.
     pub migrations: Vec<MigrationState>,
-    /// Whether it reported its migration runs on the current stream (a run
-    /// it does not list then is one it never got).
+    /// Whether it reported its migration runs on the current stream.
     pub migrations_reported: bool,
+    /// The migration runs sent down the current stream: the agent gets them
+    /// (a stream is ordered), so one it does not list yet is on its way. A
+    /// run it does not list and that this stream never carried, it never got.
+    pub migrations_sent: Vec<String>,
 }
 
 /// An agent's connection as operators see it: the one answer `status` and
@@ -439,11 +442,19 @@ fn migrating(d: &Deployment, o: &Observed, new: &[String], limits: &Limits) -> A
                     Action::Wait(waiting)
                 }
             }
-            Some(_) => match new.first() {
+            // On an instance whose agent listens now and has said what it runs.
+            Some(_) => match new.iter().find(|id| {
+                o.agents
+                    .get(*id)
+                    .is_some_and(|a| a.connected && a.migrations_reported)
+            }) {
                 Some(instance) => Action::StartMigration {
                     instance: instance.clone(),
                 },
-                None => Action::Wait("no new instance to migrate on".into()),
+                None => Action::Wait(format!(
+                    "waiting for an agent of {} to migrate {store} on",
+                    new.join(", ")
+                )),
             },
         };
     };
@@ -481,10 +492,15 @@ fn migrating(d: &Deployment, o: &Observed, new: &[String], limits: &Limits) -> A
                 .map(|line| format!(": {line}"))
                 .unwrap_or_default()
         )),
-        None if view.is_some_and(|v| v.connected && v.migrations_reported) => failed(
-            "never started: its agent does not know the run (the coordinator stopped before sending it); treated as failed, not run again".into(),
-            Vec::new(),
-        ),
+        None if view.is_some_and(|v| {
+            v.connected && v.migrations_reported && !v.migrations_sent.contains(run_id)
+        }) =>
+        {
+            failed(
+                "never started: its agent does not know the run (the coordinator stopped before sending it); treated as failed, not run again".into(),
+                Vec::new(),
+            )
+        }
         None if overdue => failed(
             "was never reported by its agent; treated as failed".into(),
             Vec::new(),
@@ -709,7 +725,9 @@ mod tests {
             slot: 1,
             id: "i-b".into(),
         });
-        let mut o = observed(&[("i-a", agent(true)), ("i-b", agent(true))], &[]);
+        let mut silent = agent(true);
+        silent.migrations_reported = false;
+        let mut o = observed(&[("i-a", silent), ("i-b", agent(true))], &[]);
         assert_eq!(
             next_action(&d, &o, &migrating_limits()),
             Action::LockMigration
@@ -718,8 +736,9 @@ mod tests {
         assert_eq!(
             next_action(&d, &o, &migrating_limits()),
             Action::StartMigration {
-                instance: "i-a".into()
-            }
+                instance: "i-b".into()
+            },
+            "on an agent that has said what it runs"
         );
     }
 
@@ -801,7 +820,15 @@ mod tests {
             next_action(&d, &o, &migrating_limits()),
             Action::EndMigration { outcome: MigrationOutcome::Failed { reason }, .. } if reason.contains("never started")
         ));
+        // Sent down this stream and not listed yet: on its way, so it waits.
+        a.migrations_sent = vec!["d-7/hello-db".into()];
+        let o = observed(&[("i-a", a.clone())], &[]);
+        assert!(matches!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::Wait(w) if w.contains("to report the migration")
+        ));
         // Before the agent has reported (just reconnected), it waits.
+        a.migrations_sent.clear();
         a.migrations_reported = false;
         let o = observed(&[("i-a", a)], &[]);
         assert!(matches!(
@@ -869,6 +896,7 @@ mod tests {
             ready,
             ready_detail: String::new(),
             reported: true,
+            migrations_reported: true,
             ..AgentView::default()
         }
     }
