@@ -43,9 +43,7 @@ fn migrate(manifest: &str) -> ExitCode {
     // whether two ever overlapped.
     let log_run = |what: &str| {
         use std::io::Write;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let now = slipway_domain::clock::Clock::now(&slipway_domain::clock::SystemClock);
         let line = format!("{what} {now} {}\n", std::process::id());
         let _ = std::path::Path::new(&store)
             .parent()
