@@ -359,6 +359,11 @@ fn deployment(d: pb::Deployment) -> schema::Deployment {
             detail: present(m.detail),
             output: m.output,
         }),
+        config: d.config.map(|c| schema::Config {
+            variables: c.variables.into_iter().collect(),
+            secrets: c.secrets,
+            digest: c.digest,
+        }),
     }
 }
 

@@ -57,6 +57,18 @@ pub struct Deployment {
     pub cancel_requested: bool,
     /// Its migration, once it reached `migrating`; null without one.
     pub migration: Option<Migration>,
+    /// The configuration it pushed; null until first pushed.
+    pub config: Option<Config>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Every variable its services got; secret values are `***`.
+    pub variables: std::collections::BTreeMap<String, String>,
+    /// Which of them are secrets.
+    pub secrets: Vec<String>,
+    /// Equal for two deployments exactly when they pushed the same values.
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

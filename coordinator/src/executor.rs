@@ -765,9 +765,25 @@ async fn configure(c: &Executor, d: &Deployment, instances: &[String]) {
             return;
         }
     };
+    let secret_names: Vec<String> = secrets.keys().cloned().collect();
     let Some(configuration) = Configuration::for_deployment(&c.fleet, d, secrets) else {
         return;
     };
+    // What it pushes, kept with the deployment (masked) before the first push.
+    if d.config.is_none() {
+        let pushed = c.secrets.pushed(&configuration.variables, &secret_names);
+        let stored = c
+            .deployments
+            .update(&d.id, |fresh| {
+                fresh.config.get_or_insert(pushed);
+                Ok::<_, StepError>(())
+            })
+            .await;
+        if let Err(e) = stored {
+            warn!(error = %e, "cannot store the configuration; will retry");
+            return;
+        }
+    }
     for id in instances {
         if !c.agents.send_config(id, &configuration) {
             warn!(instance = %id, "could not send configuration; will retry");

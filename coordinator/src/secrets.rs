@@ -14,6 +14,7 @@ use std::path::Path;
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::store::{Changes, Db, Range, Record, StoreError, Table};
 
@@ -68,6 +69,9 @@ impl Record for SealedSecret {
 pub struct Secrets {
     db: Db,
     key: LessSafeKey,
+    /// Keys the digest of a deployment's configuration; derived from the
+    /// secrets key, never the same bytes.
+    digest_key: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -121,9 +125,11 @@ impl Secrets {
                 bytes.len()
             ))
         })?;
+        let derived = Sha256::digest([b"slipway config digest\0".as_slice(), &bytes].concat());
         Ok(Secrets {
             db,
             key: LessSafeKey::new(unbound),
+            digest_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &derived),
         })
     }
 
@@ -158,6 +164,39 @@ impl Secrets {
             })
             .await?;
         Ok(())
+    }
+
+    /// A deployment's configuration as operators see it: `variables` with the
+    /// values of `secret_names` masked, and a digest of the real values (but
+    /// `SLIPWAY_*`) that only this coordinator can make (a bare hash would let
+    /// anyone guess a short secret from it).
+    pub fn pushed(
+        &self,
+        variables: &BTreeMap<String, String>,
+        secret_names: &[String],
+    ) -> crate::deploy::PushedConfig {
+        let mut tag = aws_lc_rs::hmac::Context::with_key(&self.digest_key);
+        // What Slipway sets per deployment (its id, release, project) is left
+        // out: the digest compares configuration, not identity.
+        for (key, value) in variables.iter().filter(|(k, _)| !k.starts_with("SLIPWAY_")) {
+            // Length-prefixed, so no two configurations run together alike.
+            for part in [key, value] {
+                tag.update(&(part.len() as u64).to_be_bytes());
+                tag.update(part.as_bytes());
+            }
+        }
+        let masked = variables
+            .iter()
+            .map(|(k, v)| {
+                let shown = if secret_names.contains(k) { MASK } else { v };
+                (k.clone(), shown.to_string())
+            })
+            .collect();
+        crate::deploy::PushedConfig {
+            variables: masked,
+            secrets: secret_names.to_vec(),
+            digest: hex::encode(tag.sign().as_ref()),
+        }
     }
 
     /// Removes a secret; agents launched from now on no longer receive it.

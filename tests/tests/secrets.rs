@@ -128,3 +128,53 @@ fn a_canary_secret_reaches_only_its_environment_and_nowhere_else() {
         "the coordinator really logged at debug level"
     );
 }
+
+/// A deployment keeps the configuration it pushed, secret values masked, with
+/// a digest that tells two configurations apart without showing either.
+#[test]
+fn a_deployment_shows_the_configuration_it_pushed_with_secrets_masked() {
+    let c = Coordinator::start();
+    c.cli_with_stdin(&["secret", "set", "prod1", "DB_PASSWORD"], CANARY);
+    let deploy = |version: &str| -> serde_json::Value {
+        c.ok(&[
+            "deploy", "hello", version, "--env", "prod1", "--wait", "-o", "json",
+        ])
+        .json()
+    };
+    let first = deploy("v1");
+    let config = &first["config"];
+    assert_eq!(config["variables"]["DB_PASSWORD"], "***", "{config}");
+    assert_eq!(config["variables"]["HELLO_DB"], "../../stores/hello-db");
+    assert_eq!(config["variables"]["GREETING"], "hello from prod1");
+    assert_eq!(config["secrets"], serde_json::json!(["DB_PASSWORD"]));
+    let shown = c.ok(&["show", first["id"].as_str().unwrap()]).stdout;
+    assert!(
+        shown.contains("DB_PASSWORD=***") && !shown.contains(CANARY),
+        "{shown}"
+    );
+
+    // The same values, the same digest; a changed secret, another digest.
+    let again = deploy("v1");
+    let digest = |d: &serde_json::Value| d["config"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        digest(&first),
+        digest(&again),
+        "the same configuration (SLIPWAY_* aside), the same digest"
+    );
+    c.cli_with_stdin(&["secret", "set", "prod1", "DB_PASSWORD"], "another-value");
+    let changed = deploy("v1");
+    assert_eq!(
+        changed["config"]["variables"],
+        {
+            let mut v = again["config"]["variables"].clone();
+            v["SLIPWAY_DEPLOYMENT"] = changed["id"].clone();
+            v
+        },
+        "only the deployment id differs in what is shown"
+    );
+    assert_ne!(
+        digest(&changed),
+        digest(&again),
+        "the secret's new value shows in the digest"
+    );
+}

@@ -107,6 +107,15 @@ pub async fn show(
             println!("    | {}", text(line));
         }
     }
+    if let Some(config) = &d.config {
+        println!(
+            "  config (digest {}):",
+            &config.digest[..config.digest.len().min(16)]
+        );
+        for (key, value) in &config.variables {
+            println!("    {key}={}", text(value));
+        }
+    }
     if let Some(reason) = &d.reason {
         println!("  reason: {}", text(reason));
     }
@@ -253,6 +262,7 @@ async fn follow(
     let structured = output.structured();
     let started = Instant::now();
     let mut shown = 0;
+    let mut said_waiting: Option<String> = None;
     let mut last_said = Instant::now();
     let mut away_since: Option<Instant> = None;
     let interrupted = tokio::signal::ctrl_c();
@@ -265,6 +275,15 @@ async fn follow(
                     format!("+{:.1}s", started.elapsed().as_secs_f64()),
                     state(output, &phase.phase)
                 );
+                last_said = Instant::now();
+            }
+            // What it waits on, when that changes (a migration's progress, say).
+            if last.waiting_on.is_some() && last.waiting_on != said_waiting {
+                println!(
+                    "          ({})",
+                    last.waiting_on.as_deref().map(text).unwrap_or_default()
+                );
+                said_waiting = last.waiting_on.clone();
                 last_said = Instant::now();
             }
             if last_said.elapsed() >= TICK {

@@ -159,9 +159,13 @@ impl Default for AwsPlacement {
 pub struct Environment {
     /// How many instances each project runs here, unless the project overrides it.
     pub instances: u32,
-    /// Variables every service of this environment sees.
+    /// Variables every service of this environment sees, over those of the
+    /// environment it inherits from.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// Another environment whose variables this one starts from (qaprod1
+    /// from prod1), overriding some.
+    pub inherits: Option<String>,
     #[serde(default)]
     pub aws: AwsPlacement,
 }
@@ -416,6 +420,29 @@ impl Fleet {
         for (name, env) in &self.environments {
             check_name(&format!("environments.{name}"), name)?;
             check_count(&format!("environments.{name}.instances"), env.instances)?;
+            // Follow the chain: every step must exist, and it must end.
+            let mut seen = vec![name.as_str()];
+            let mut next = env.inherits.as_deref();
+            while let Some(parent) = next {
+                let key = format!("environments.{name}.inherits");
+                let Some(found) = self.environments.get(parent) else {
+                    return fail(
+                        key,
+                        format!("no environment {parent:?}: define [environments.{parent}]"),
+                    );
+                };
+                if seen.contains(&parent) {
+                    return fail(
+                        key,
+                        format!(
+                            "inheritance goes round in a circle: {} -> {parent}",
+                            seen.join(" -> ")
+                        ),
+                    );
+                }
+                seen.push(parent);
+                next = found.inherits.as_deref();
+            }
         }
         for (name, store) in &self.data_stores {
             let key = format!("data_stores.{name}");
@@ -625,10 +652,21 @@ impl Fleet {
     }
 
     /// The variables a project's services see in an environment: the
-    /// environment's, then its data stores' there, then the project's own.
+    /// environment's (over those it inherits), then its data stores' there,
+    /// then the project's own.
     pub fn variables(&self, project: &str, environment: &str) -> BTreeMap<String, String> {
         let mut vars = BTreeMap::new();
-        if let Some(env) = self.environments.get(environment) {
+        // The farthest ancestor first, so each nearer environment overrides it.
+        let mut chain = Vec::new();
+        let mut next = self.environments.get(environment);
+        while let Some(env) = next.filter(|_| chain.len() <= self.environments.len()) {
+            chain.push(env);
+            next = env
+                .inherits
+                .as_deref()
+                .and_then(|p| self.environments.get(p));
+        }
+        for env in chain.into_iter().rev() {
             vars.extend(env.variables.clone());
         }
         for (_, store) in self.data_stores_of(project, environment) {
@@ -870,5 +908,74 @@ mod tests {
             "[coordinator]\nheartbeat_interval = \"5s\"\nagent_lost_after = \"2s\"\n{FLEET}"
         );
         assert!(error(&text).contains("coordinator.agent_lost_after"));
+    }
+
+    /// The sample fleet, which has data stores and a migration.
+    fn sample() -> String {
+        crate::sample::SAMPLE_FLEET.to_string()
+    }
+
+    #[test]
+    fn data_store_variables_reach_the_environments_that_share_the_store() {
+        let fleet = Fleet::parse(&sample(), "fleet.toml").unwrap();
+        let of = |env: &str| fleet.variables("hello", env)["HELLO_DB"].clone();
+        assert_eq!(
+            of("qaprod1"),
+            of("prod1"),
+            "qaprod1 runs on production's store"
+        );
+        assert_eq!(of("prod1"), "../../stores/hello-db");
+        assert_eq!(of("staging"), "../../stores/hello-db-staging");
+        assert_eq!(
+            fleet.migration_of("hello", "prod2").map(|(_, s)| s),
+            Some("hello-db")
+        );
+    }
+
+    #[test]
+    fn an_environment_inherits_another_s_variables_and_overrides_some() {
+        let text = sample()
+            .replace(
+                "[environments.qaprod1]\ninstances = 1\nvariables = { GREETING = \"hello from qaprod1\" }",
+                "[environments.qaprod1]\ninstances = 1\ninherits = \"prod1\"\nvariables = { GREETING = \"hello from qaprod1\" }",
+            )
+            .replace(
+                "variables = { GREETING = \"hello from prod1\" }",
+                "variables = { GREETING = \"hello from prod1\", FEATURE = \"on\" }",
+            );
+        assert!(text.contains("inherits"));
+        let fleet = Fleet::parse(&text, "fleet.toml").unwrap();
+        let vars = fleet.variables("hello", "qaprod1");
+        assert_eq!(vars["FEATURE"], "on", "inherited from prod1");
+        assert_eq!(vars["GREETING"], "hello from qaprod1", "its own wins");
+        let circle = text.replace(
+            "[environments.prod1]\ninstances = 2",
+            "[environments.prod1]\ninstances = 2\ninherits = \"qaprod1\"",
+        );
+        let message = error(&circle);
+        assert!(message.contains("goes round in a circle"), "{message}");
+        let nowhere = text.replace("inherits = \"prod1\"", "inherits = \"prod9\"");
+        assert!(error(&nowhere).contains("no environment \"prod9\""));
+    }
+
+    #[test]
+    fn a_migration_needs_one_data_store_in_every_environment() {
+        let message = error(&sample().replace(
+            "data_stores = [\"hello-db\", \"hello-db-staging\"]",
+            "data_stores = [\"hello-db\"]",
+        ));
+        assert!(
+            message.contains("projects.hello.data_stores")
+                && message.contains("in staging it uses none"),
+            "{message}"
+        );
+        let message = error(&sample().replace(
+            "environments = [\"qaprod1\", \"prod1\", \"prod2\"]",
+            "environments = [\"qaprod1\", \"prod1\", \"prod3\"]",
+        ));
+        assert!(
+            message.contains("data_stores.hello-db.environments"),
+            "{message}"
+        );
     }
 }

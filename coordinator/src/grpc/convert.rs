@@ -43,6 +43,11 @@ pub fn deployment(view: DeploymentView) -> pb::Deployment {
         cancel_requested: d.cancel_requested_by.is_some(),
         waiting_on: view.waiting_on.unwrap_or_default(),
         migration: d.migration.map(migration),
+        config: d.config.map(|c| pb::PushedConfig {
+            variables: c.variables.into_iter().collect(),
+            secrets: c.secrets,
+            digest: c.digest,
+        }),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod machine;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,23 @@ pub struct Deployment {
     /// The migration, once the deployment reached `migrating`.
     #[serde(default)]
     pub migration: Option<MigrationRun>,
+    /// The configuration it pushed to its instances, stored when first pushed.
+    #[serde(default)]
+    pub config: Option<PushedConfig>,
+}
+
+/// A deployment's resolved configuration as operators may see it: every
+/// variable, secret values masked, and a keyed digest of the real values, so
+/// two deployments' configurations compare equal exactly when they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedConfig {
+    /// Secret values are `***`.
+    pub variables: BTreeMap<String, String>,
+    /// Which variables are secrets.
+    pub secrets: Vec<String>,
+    /// HMAC-SHA256 (keyed with the coordinator's secrets key) of every
+    /// variable and real value.
+    pub digest: String,
 }
 
 /// A deployment's migration as it went.
@@ -247,6 +265,7 @@ impl Deployment {
             cancel_requested_by: None,
             replaces: vec![],
             migration: None,
+            config: None,
             launch_attempted: false,
             drain_from: None,
         }
