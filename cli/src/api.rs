@@ -254,6 +254,7 @@ impl Client {
     pub async fn set_secret(
         &mut self,
         environment: String,
+        project: Option<String>,
         key: String,
         value: String,
     ) -> Result<schema::Secret, Failure> {
@@ -261,6 +262,7 @@ impl Client {
             environment,
             key,
             value,
+            project: project.unwrap_or_default(),
         };
         let answer = self.api.set_secret(request).await;
         Ok(secret(self.answer(answer)?))
@@ -269,9 +271,14 @@ impl Client {
     pub async fn delete_secret(
         &mut self,
         environment: String,
+        project: Option<String>,
         key: String,
     ) -> Result<schema::Secret, Failure> {
-        let request = pb::DeleteSecretRequest { environment, key };
+        let request = pb::DeleteSecretRequest {
+            environment,
+            key,
+            project: project.unwrap_or_default(),
+        };
         let answer = self.api.delete_secret(request).await;
         Ok(secret(self.answer(answer)?))
     }
@@ -474,6 +481,7 @@ fn audit_entry(e: pb::AuditEntry) -> schema::AuditEntry {
 fn secret(s: pb::Secret) -> schema::Secret {
     schema::Secret {
         environment: s.environment,
+        project: present(s.project),
         key: s.key,
     }
 }

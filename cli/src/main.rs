@@ -198,6 +198,9 @@ enum SecretCommand {
         environment: String,
         /// Its name, an environment variable: A-Z, 0-9 and _.
         key: String,
+        /// Only this project's services get it (default: every project's there).
+        #[arg(long)]
+        project: Option<String>,
     },
     /// Remove a secret; instances launched from now on no longer receive it.
     Delete {
@@ -205,6 +208,9 @@ enum SecretCommand {
         environment: String,
         /// Its name.
         key: String,
+        /// The project's own secret (default: the environment's shared one).
+        #[arg(long)]
+        project: Option<String>,
     },
     /// List secret names, values masked.
     List {
@@ -376,11 +382,29 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { project } => status::show(client, out, project).await,
         Command::Agents { project } => agent::list(client, out, project).await,
         Command::Revoke { name } => agent::revoke(client, out, name).await,
-        Command::Secret(SecretCommand::Set { environment, key }) => {
-            secret::set(client, out, environment, key).await
+        Command::Secret(SecretCommand::Set {
+            environment,
+            key,
+            project,
+        }) => {
+            let named = secret::Named {
+                environment,
+                project,
+                key,
+            };
+            secret::set(client, out, named).await
         }
-        Command::Secret(SecretCommand::Delete { environment, key }) => {
-            secret::delete(client, out, environment, key).await
+        Command::Secret(SecretCommand::Delete {
+            environment,
+            key,
+            project,
+        }) => {
+            let named = secret::Named {
+                environment,
+                project,
+                key,
+            };
+            secret::delete(client, out, named).await
         }
         Command::Secret(SecretCommand::List { environment }) => {
             secret::list(client, out, environment).await

@@ -209,6 +209,8 @@ pub struct Anchor {
 #[derive(Debug, Clone, Serialize)]
 pub struct Secret {
     pub environment: String,
+    /// The one project whose services get it; null: every project's there.
+    pub project: Option<String>,
     pub key: String,
 }
 

@@ -758,7 +758,7 @@ async fn record_launched(
 }
 
 async fn configure(c: &Executor, d: &Deployment, instances: &[String]) {
-    let secrets = match c.secrets.reveal(&d.environment).await {
+    let secrets = match c.secrets.reveal(&d.environment, &d.project).await {
         Ok(secrets) => secrets,
         Err(e) => {
             warn!(error = %e, "cannot read the environment's secrets; will retry");

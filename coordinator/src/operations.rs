@@ -16,7 +16,7 @@ use crate::promote::{self, Promotions, RecordState};
 use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
 use crate::releases::Releases;
-use crate::secrets::Secrets;
+use crate::secrets::{Scope, Secrets};
 use crate::store::StoreError;
 use slipway_domain::agent::ServiceState;
 
@@ -780,26 +780,50 @@ impl Operations {
         Ok(identity)
     }
 
-    /// Stores a secret of `environment`; the value is encrypted before it is stored.
-    pub async fn set_secret(&self, environment: &str, key: &str, value: &str) -> Result<()> {
+    /// Where a secret goes: an environment, and one project there or all.
+    fn secret_scope(&self, environment: &str, project: Option<&str>) -> Result<Scope> {
         self.check_environment(environment)?;
+        if let Some(project) = project {
+            self.check_project(project)?;
+        }
+        Ok(Scope {
+            environment: environment.to_string(),
+            project: project.map(str::to_string),
+        })
+    }
+
+    /// Stores a secret of `environment` (for `project` only, if given); the
+    /// value is encrypted before it is stored.
+    pub async fn set_secret(
+        &self,
+        environment: &str,
+        project: Option<&str>,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        let scope = self.secret_scope(environment, project)?;
         self.secrets
-            .set(environment, key, value)
+            .set(&scope, key, value)
             .await
             .map_err(OperationError::of)
     }
 
-    /// Removes a secret of `environment`.
-    pub async fn delete_secret(&self, environment: &str, key: &str) -> Result<()> {
-        self.check_environment(environment)?;
+    /// Removes a secret of `environment` (of `project` only, if given).
+    pub async fn delete_secret(
+        &self,
+        environment: &str,
+        project: Option<&str>,
+        key: &str,
+    ) -> Result<()> {
+        let scope = self.secret_scope(environment, project)?;
         self.secrets
-            .delete(environment, key)
+            .delete(&scope, key)
             .await
             .map_err(OperationError::of)
     }
 
-    /// Secret names as (environment, key); values are never returned.
-    pub async fn secret_names(&self, environment: Option<&str>) -> Result<Vec<(String, String)>> {
+    /// Secret names with their scope; values are never returned.
+    pub async fn secret_names(&self, environment: Option<&str>) -> Result<Vec<(Scope, String)>> {
         if let Some(environment) = environment {
             self.check_environment(environment)?;
         }

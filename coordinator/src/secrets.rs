@@ -50,10 +50,39 @@ impl crate::error::Coded for SecretError {
     }
 }
 
+/// Where a secret applies: every project of an environment (shared), or one
+/// project there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub environment: String,
+    pub project: Option<String>,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.project {
+            Some(project) => write!(f, "{}/{project}", self.environment),
+            None => f.write_str(&self.environment),
+        }
+    }
+}
+
+impl SealedSecret {
+    fn scope(&self) -> Scope {
+        Scope {
+            environment: self.environment.clone(),
+            project: self.project.clone(),
+        }
+    }
+}
+
 /// A stored secret: nonce and ciphertext, hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedSecret {
     pub environment: String,
+    /// Set: only this project's services get it; else every project's there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     pub key: String,
     pub nonce: String,
     pub ciphertext: String,
@@ -62,7 +91,7 @@ pub struct SealedSecret {
 impl Record for SealedSecret {
     const TABLE: Table = Table::Secrets;
     fn key(&self) -> String {
-        Secrets::name(&self.environment, &self.key)
+        Secrets::name(&self.scope(), &self.key)
     }
 }
 
@@ -133,11 +162,14 @@ impl Secrets {
         })
     }
 
-    fn name(environment: &str, key: &str) -> String {
-        format!("{environment}/{key}")
+    /// `ENV/KEY` (shared) or `ENV/PROJECT/KEY`: the stored key, and the
+    /// associated data sealed with the value, so a value moved to another
+    /// scope no longer opens.
+    fn name(scope: &Scope, key: &str) -> String {
+        format!("{scope}/{key}")
     }
 
-    pub async fn set(&self, environment: &str, key: &str, value: &str) -> Result<(), SecretError> {
+    pub async fn set(&self, scope: &Scope, key: &str, value: &str) -> Result<(), SecretError> {
         check_key(key).map_err(SecretError::Invalid)?;
         if value.len() > MAX_VALUE {
             return Err(SecretError::Invalid(format!(
@@ -146,7 +178,7 @@ impl Secrets {
         }
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let name = Self::name(environment, key);
+        let name = Self::name(scope, key);
         let mut sealed = value.as_bytes().to_vec();
         self.key
             .seal_in_place_append_tag(
@@ -157,7 +189,8 @@ impl Secrets {
             .map_err(|_| SecretError::Invalid("encryption failed".into()))?;
         self.db
             .put(&SealedSecret {
-                environment: environment.to_string(),
+                environment: scope.environment.clone(),
+                project: scope.project.clone(),
                 key: key.to_string(),
                 nonce: hex::encode(nonce),
                 ciphertext: hex::encode(sealed),
@@ -200,11 +233,12 @@ impl Secrets {
     }
 
     /// Removes a secret; agents launched from now on no longer receive it.
-    pub async fn delete(&self, environment: &str, key: &str) -> Result<(), SecretError> {
-        let name = Self::name(environment, key);
+    pub async fn delete(&self, scope: &Scope, key: &str) -> Result<(), SecretError> {
+        let name = Self::name(scope, key);
         if self.db.get::<SealedSecret>(&name).await?.is_none() {
             return Err(SecretError::NotFound(format!(
-                "no secret {name}: list them with `slipway secret list {environment}`"
+                "no secret {name}: list them with `slipway secret list {}`",
+                scope.environment
             )));
         }
         let mut changes = Changes::default();
@@ -212,30 +246,42 @@ impl Secrets {
         Ok(self.db.commit(changes).await?)
     }
 
-    /// The names of an environment's secrets (values are never listed).
+    /// The names of the secrets of an environment (or all), with their scope;
+    /// values are never listed.
     pub async fn names(
         &self,
         environment: Option<&str>,
-    ) -> Result<Vec<(String, String)>, SecretError> {
+    ) -> Result<Vec<(Scope, String)>, SecretError> {
         let range = environment.map_or_else(Range::all, |e| Range::prefix(format!("{e}/")));
         Ok(self
             .db
             .range::<SealedSecret>(range)
             .await?
             .into_iter()
-            .map(|s| (s.environment, s.key))
+            .map(|s| (s.scope(), s.key))
             .collect())
     }
 
-    /// An environment's secrets in the clear, for its agents' configuration only.
-    pub async fn reveal(&self, environment: &str) -> Result<BTreeMap<String, String>, SecretError> {
+    /// The secrets `project`'s services get in `environment`, in the clear, for
+    /// its agents' configuration only: the environment's shared ones, then the
+    /// project's own (which win over a shared one of the same name).
+    pub async fn reveal(
+        &self,
+        environment: &str,
+        project: &str,
+    ) -> Result<BTreeMap<String, String>, SecretError> {
         let mut values = BTreeMap::new();
-        let stored = self
+        let mut stored: Vec<SealedSecret> = self
             .db
             .range::<SealedSecret>(Range::prefix(format!("{environment}/")))
-            .await?;
+            .await?
+            .into_iter()
+            .filter(|s| s.project.as_deref().is_none_or(|p| p == project))
+            .collect();
+        // Shared first, so the project's own override them.
+        stored.sort_by_key(|s| s.project.is_some());
         for sealed in stored {
-            let name = Self::name(&sealed.environment, &sealed.key);
+            let name = Self::name(&sealed.scope(), &sealed.key);
             let undecryptable = || SecretError::Undecryptable(name.clone());
             let nonce: [u8; NONCE_LEN] = hex::decode(&sealed.nonce)
                 .ok()
@@ -263,6 +309,13 @@ mod tests {
     use crate::store::{MemoryStore, Store};
     use std::sync::Arc;
 
+    fn shared(environment: &str) -> Scope {
+        Scope {
+            environment: environment.into(),
+            project: None,
+        }
+    }
+
     fn key_file(name: &str) -> std::path::PathBuf {
         let path =
             std::env::temp_dir().join(format!("slipway-secrets-{name}-{}", std::process::id()));
@@ -276,15 +329,15 @@ mod tests {
         let path = key_file("roundtrip");
         let secrets = Secrets::open(Db::open(store.clone()).await.unwrap(), &path).unwrap();
         secrets
-            .set("staging", "DB_PASSWORD", "canary-7f3a")
+            .set(&shared("staging"), "DB_PASSWORD", "canary-7f3a")
             .await
             .unwrap();
         assert_eq!(
-            secrets.reveal("staging").await.unwrap()["DB_PASSWORD"],
+            secrets.reveal("staging", "hello").await.unwrap()["DB_PASSWORD"],
             "canary-7f3a"
         );
         assert!(
-            secrets.reveal("prod1").await.unwrap().is_empty(),
+            secrets.reveal("prod1", "hello").await.unwrap().is_empty(),
             "other environments get nothing"
         );
         let stored = store.range(Table::Secrets, Range::all()).await.unwrap();
@@ -302,14 +355,69 @@ mod tests {
         let path = key_file("moved");
         let db = Db::open(store.clone()).await.unwrap();
         let secrets = Secrets::open(db.clone(), &path).unwrap();
-        secrets.set("staging", "TOKEN", "s3cret").await.unwrap();
+        secrets
+            .set(&shared("staging"), "TOKEN", "s3cret")
+            .await
+            .unwrap();
         let mut sealed = db.all::<SealedSecret>().await.unwrap().remove(0);
         sealed.environment = "prod1".into();
         db.put(&sealed).await.unwrap();
         assert!(matches!(
-            secrets.reveal("prod1").await,
+            secrets.reveal("prod1", "hello").await,
             Err(SecretError::Undecryptable(_))
         ));
+        // Nor one moved from a project's scope to the environment's.
+        let own = Scope {
+            environment: "qaprod1".into(),
+            project: Some("admin".into()),
+        };
+        secrets.set(&own, "KEY", "mine").await.unwrap();
+        let mut sealed = db
+            .all::<SealedSecret>()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.project.is_some())
+            .unwrap();
+        sealed.project = None;
+        db.put(&sealed).await.unwrap();
+        assert!(matches!(
+            secrets.reveal("qaprod1", "hello").await,
+            Err(SecretError::Undecryptable(_))
+        ));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_project_gets_the_shared_secrets_and_its_own_not_another_s() {
+        let path = key_file("scoped");
+        let secrets = Secrets::open(Db::memory(), &path).unwrap();
+        let of = |project: &str| Scope {
+            environment: "prod1".into(),
+            project: Some(project.into()),
+        };
+        secrets.set(&shared("prod1"), "REGION", "eu").await.unwrap();
+        secrets
+            .set(&shared("prod1"), "TOKEN", "shared")
+            .await
+            .unwrap();
+        secrets.set(&of("hello"), "TOKEN", "hello's").await.unwrap();
+        secrets
+            .set(&of("admin"), "ADMIN_KEY", "admin's")
+            .await
+            .unwrap();
+        let hello = secrets.reveal("prod1", "hello").await.unwrap();
+        assert_eq!(hello["REGION"], "eu");
+        assert_eq!(hello["TOKEN"], "hello's", "its own wins over a shared one");
+        assert!(
+            !hello.contains_key("ADMIN_KEY"),
+            "another project's: {hello:?}"
+        );
+        let admin = secrets.reveal("prod1", "admin").await.unwrap();
+        assert_eq!(
+            (admin["TOKEN"].as_str(), admin["ADMIN_KEY"].as_str()),
+            ("shared", "admin's")
+        );
         let _ = std::fs::remove_file(&path);
     }
 

@@ -87,10 +87,9 @@ fn a_canary_secret_reaches_only_its_environment_and_nowhere_else() {
 
     let listed = c.ok(&["secret", "list", "--output", "json"]).json();
     assert_eq!(listed[0]["key"], "DB_PASSWORD");
-    assert_eq!(
-        listed[0].as_object().map(|o| o.len()),
-        Some(2),
-        "a secret is its environment and key, never a value: {listed}"
+    assert!(
+        listed[0].get("value").is_none() && !listed.to_string().contains(CANARY),
+        "a secret is its environment, project and key, never a value: {listed}"
     );
     let mut outputs = vec![set.stdout, set.stderr];
     for args in [
@@ -177,4 +176,72 @@ fn a_deployment_shows_the_configuration_it_pushed_with_secrets_masked() {
         digest(&again),
         "the secret's new value shows in the digest"
     );
+}
+
+/// A project's own secret reaches only that project's services; a shared one
+/// reaches every project of the environment.
+#[test]
+fn a_project_s_secret_reaches_only_that_project() {
+    let fleet = format!(
+        "{}\n[projects.admin]\ninstance_port = 8080\nservices = [{{ name = \"web\", command = \"bin/slipway-sample-app\" }}]\n\n[projects.admin.health_check]\npath = \"/health\"\nport = 8080\ninterval = \"200ms\"\n",
+        slipway_coordinator::sample::SAMPLE_FLEET
+    );
+    let c = Coordinator::start_dev_with_fleet(&fleet);
+    let image = c.ok(&["release", "list", "hello", "-o", "json"]).json()[0]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok(&["release", "add", "admin", "v1", "--image", &image]);
+    let set = c.cli_with_stdin(
+        &[
+            "secret",
+            "set",
+            "staging",
+            "ADMIN_TOKEN",
+            "--project",
+            "admin",
+        ],
+        CANARY,
+    );
+    assert!(set.success, "{}", set.stderr);
+    c.cli_with_stdin(&["secret", "set", "staging", "REGION"], "eu-west-1");
+    let listed = c.ok(&["secret", "list", "staging", "-o", "json"]).json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["key"] == "ADMIN_TOKEN" && s["project"] == "admin"),
+        "{listed}"
+    );
+    c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    c.ok(&["deploy", "admin", "v1", "--env", "staging", "--wait"]);
+    let instance = |project: &str| {
+        let status = c.ok(&["status", project, "-o", "json"]).json();
+        status["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "staging")
+            .unwrap()["instances"][0]["instance_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let admin = service_environment(&instance("admin"));
+    let hello = service_environment(&instance("hello"));
+    assert!(
+        admin.contains(&format!("ADMIN_TOKEN={CANARY}")),
+        "admin gets its own"
+    );
+    assert!(
+        !hello.is_empty() && !hello.contains(CANARY),
+        "hello must not get admin's"
+    );
+    assert!(
+        admin.contains("REGION=eu-west-1") && hello.contains("REGION=eu-west-1"),
+        "a shared secret reaches both"
+    );
+    let unknown = c.cli_with_stdin(&["secret", "set", "staging", "X", "--project", "nope"], "x");
+    assert_eq!(unknown.code, Some(5), "{}", unknown.stderr);
 }

@@ -10,14 +10,26 @@ use crate::render::{Output, Table, print};
 /// Largest value read: the coordinator refuses more anyway.
 const MAX_VALUE: u64 = 64 * 1024;
 
-pub async fn set(
-    client: &mut Client,
-    output: Output,
-    environment: String,
-    key: String,
-) -> Result<(), Failure> {
+/// Which secret: an environment's shared one, or a project's own there.
+#[derive(Debug)]
+pub struct Named {
+    pub environment: String,
+    pub project: Option<String>,
+    pub key: String,
+}
+
+impl Named {
+    fn scope(&self) -> String {
+        match &self.project {
+            Some(project) => format!("{}/{project}/{}", self.environment, self.key),
+            None => format!("{}/{}", self.environment, self.key),
+        }
+    }
+}
+
+pub async fn set(client: &mut Client, output: Output, named: Named) -> Result<(), Failure> {
     let value = if std::io::stdin().is_terminal() {
-        prompt(&format!("value of {environment}/{key} (not shown): "))?
+        prompt(&format!("value of {} (not shown): ", named.scope()))?
     } else {
         let mut value = String::new();
         std::io::stdin()
@@ -36,11 +48,14 @@ pub async fn set(
             "no value given: type it at the prompt, or pipe it in, e.g. `printf %s \"$VALUE\" | slipway secret set ...`",
         ));
     }
-    let secret = client.set_secret(environment, key, value).await?;
+    let shown = named.scope();
+    let secret = client
+        .set_secret(named.environment, named.project, named.key, value)
+        .await?;
     if output.structured() {
         return print(output, &secret);
     }
-    println!("secret {}/{} set", secret.environment, secret.key);
+    println!("secret {shown} set");
     Ok(())
 }
 
@@ -70,20 +85,15 @@ fn prompt(question: &str) -> Result<String, Failure> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-pub async fn delete(
-    client: &mut Client,
-    output: Output,
-    environment: String,
-    key: String,
-) -> Result<(), Failure> {
-    let secret = client.delete_secret(environment, key).await?;
+pub async fn delete(client: &mut Client, output: Output, named: Named) -> Result<(), Failure> {
+    let shown = named.scope();
+    let secret = client
+        .delete_secret(named.environment, named.project, named.key)
+        .await?;
     if output.structured() {
         return print(output, &secret);
     }
-    println!(
-        "secret {}/{} deleted: instances launched from now on no longer receive it",
-        secret.environment, secret.key
-    );
+    println!("secret {shown} deleted: instances launched from now on no longer receive it");
     Ok(())
 }
 
@@ -96,9 +106,10 @@ pub async fn list(
     if output.structured() {
         return print(output, &secrets);
     }
-    let mut table = Table::new(["ENV", "KEY", "VALUE"]);
+    let mut table = Table::new(["ENV", "PROJECT", "KEY", "VALUE"]);
     for secret in secrets {
-        table.row([secret.environment, secret.key, "***".into()]);
+        let project = secret.project.unwrap_or_else(|| "(all)".into());
+        table.row([secret.environment, project, secret.key, "***".into()]);
     }
     table.print(output.layout());
     Ok(())

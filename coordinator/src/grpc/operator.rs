@@ -151,6 +151,15 @@ fn page_token(token: &str) -> Result<Option<u64>, Status> {
     })
 }
 
+/// A secret as the audit log names it: `ENV/KEY` or `ENV/PROJECT/KEY`.
+fn secret_target(environment: &str, project: &str, key: &str) -> String {
+    if project.is_empty() {
+        format!("{environment}/{key}")
+    } else {
+        format!("{environment}/{project}/{key}")
+    }
+}
+
 /// Longest identifier field accepted (a project, a version, an image id, an
 /// environment): checked before the value is used, logged or audited, so no
 /// caller's megabytes travel on into messages and the log.
@@ -548,12 +557,13 @@ impl OperatorService for OperatorApi {
         let caller = auth::caller(&request, &self.revocations)?;
         let r = request.into_inner();
         // The audit log gets the name, never the value.
-        let target = format!("{}/{}", r.environment, r.key);
+        let target = secret_target(&r.environment, &r.project, &r.key);
         let outcome = async {
             caller.require(Role::Admin)?;
             self.operations
                 .set_secret(
                     required("environment", &r.environment)?,
+                    optional("project", &r.project)?,
                     required("key", &r.key)?,
                     &r.value,
                 )
@@ -563,13 +573,14 @@ impl OperatorService for OperatorApi {
                 environment: r.environment.clone(),
                 key: r.key.clone(),
                 value: MASK.to_string(),
+                project: r.project.clone(),
             })
         }
         .await;
         self.audited(
             &caller,
             "secret set",
-            (&target, about("", &r.environment, "")),
+            (&target, about(&r.project, &r.environment, "")),
             outcome,
         )
         .await
@@ -582,12 +593,13 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<Secret>, Status> {
         let caller = auth::caller(&request, &self.revocations)?;
         let r = request.into_inner();
-        let target = format!("{}/{}", r.environment, r.key);
+        let target = secret_target(&r.environment, &r.project, &r.key);
         let outcome = async {
             caller.require(Role::Admin)?;
             self.operations
                 .delete_secret(
                     required("environment", &r.environment)?,
+                    optional("project", &r.project)?,
                     required("key", &r.key)?,
                 )
                 .await?;
@@ -596,13 +608,14 @@ impl OperatorService for OperatorApi {
                 environment: r.environment.clone(),
                 key: r.key.clone(),
                 value: MASK.to_string(),
+                project: r.project.clone(),
             })
         }
         .await;
         self.audited(
             &caller,
             "secret delete",
-            (&target, about("", &r.environment, "")),
+            (&target, about(&r.project, &r.environment, "")),
             outcome,
         )
         .await
@@ -630,10 +643,11 @@ impl OperatorService for OperatorApi {
             .await?;
         let secrets = names
             .into_iter()
-            .map(|(environment, key)| Secret {
-                environment,
+            .map(|(scope, key)| Secret {
+                environment: scope.environment,
                 key,
                 value: MASK.to_string(),
+                project: scope.project.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(ListSecretsResponse { secrets }))
