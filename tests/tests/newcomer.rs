@@ -243,7 +243,7 @@ fn readme_start_command() -> String {
 }
 
 /// What the walk-through shows, in order; the test checks each as README says.
-const WALK_THROUGH: [&str; 19] = [
+const WALK_THROUGH: [&str; 22] = [
     "alias slipway=target/debug/slipway",
     "slipway release list",
     "slipway deploy hello v1 --env staging --wait",
@@ -261,6 +261,9 @@ const WALK_THROUGH: [&str; 19] = [
     "slipway deploy hello v1 --env qaprod1",
     "slipway queue",
     "slipway cancel d-8",
+    "slipway show d-5",
+    "slipway show d-7 --follow",
+    "slipway deploy hello v3-bad-migration --env staging --wait",
     "slipway agents",
     "target/debug/slipway-coordinator down",
 ];
@@ -296,7 +299,7 @@ fn the_readme_walk_through_works_as_typed_from_a_fresh_folder() {
             alias if alias.starts_with("alias ") => folder.prelude = format!("{alias}\n"),
             "slipway release list" => {
                 let out = folder.ok(line);
-                for version in ["v1", "v2", "broken"] {
+                for version in ["v1", "v2", "broken", "v3-bad-migration"] {
                     assert!(out.contains(version), "no {version} in:\n{out}");
                 }
             }
@@ -339,6 +342,31 @@ fn the_readme_walk_through_works_as_typed_from_a_fresh_folder() {
             "slipway cancel d-8" => {
                 let out = folder.ok(line);
                 assert!(out.contains("d-8: cancelled"), "{out}");
+            }
+            "slipway show d-5" => {
+                let out = folder.ok(line);
+                assert!(
+                    out.contains("hello@v2 -> prod2")
+                        && out.contains("migration of hello-db on i-")
+                        && out.contains("| schema is now 2"),
+                    "{out}"
+                );
+            }
+            "slipway show d-7 --follow" => {
+                folder.ok(line);
+                let shown = folder.ok("target/debug/slipway show d-7");
+                assert!(
+                    shown.contains("migration of hello-db: skipped")
+                        && shown.contains("already ran in d-5"),
+                    "{shown}"
+                );
+            }
+            "slipway deploy hello v3-bad-migration --env staging --wait" => {
+                let out = folder.run(line, Duration::from_secs(180));
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(3), "rolled back: {stderr}");
+                assert!(stderr.contains("exit status: 3"), "{stderr}");
+                folder.answers(&folder.endpoint(cli, "staging"), "v1");
             }
             "target/debug/slipway-coordinator down" => {
                 let out = folder.ok(line);
