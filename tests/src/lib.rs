@@ -186,11 +186,12 @@ pub fn eventually<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> 
 /// coordinator's local cloud, from the log the sample app keeps beside the
 /// store; fails if two runs ever overlapped.
 pub fn migration_runs(dev: &Coordinator, store: &str) -> Vec<(u128, u128)> {
-    let path = dev
-        .data_dir()
-        .join("cloud/stores")
-        .join(format!("{store}.runs"));
-    let log = std::fs::read_to_string(path).unwrap_or_default();
+    migration_runs_of(&dev.data_dir().join("cloud/stores").join(store))
+}
+
+/// `migration_runs` of the store file at `store`.
+pub fn migration_runs_of(store: &Path) -> Vec<(u128, u128)> {
+    let log = std::fs::read_to_string(format!("{}.runs", store.display())).unwrap_or_default();
     let mut runs = Vec::new();
     let mut start = None;
     for line in log.lines() {
@@ -199,13 +200,17 @@ pub fn migration_runs(dev: &Coordinator, store: &str) -> Vec<(u128, u128)> {
         let at = words.next().and_then(|t| t.parse::<u128>().ok());
         match (what, at) {
             (Some("start"), Some(at)) => {
-                assert!(start.is_none(), "two runs overlapped on {store}:\n{log}");
+                assert!(
+                    start.is_none(),
+                    "two runs overlapped on {}:\n{log}",
+                    store.display()
+                );
                 start = Some(at);
             }
             (Some("end"), Some(at)) => {
                 runs.push((start.take().expect("an end without a start"), at))
             }
-            _ => panic!("unreadable line in {store}.runs: {line:?}"),
+            _ => panic!("unreadable line in {}.runs: {line:?}", store.display()),
         }
     }
     runs

@@ -16,7 +16,9 @@ use slipway_tests::aws::{
     AccessKey, BootSimulator, Moto, assert_launches_hardened, bake, fleet, register_ami, running,
     slipway_instances,
 };
-use slipway_tests::{Coordinator, TempDir, entered, eventually, strings, unix_ms};
+use slipway_tests::{
+    Coordinator, TempDir, entered, eventually, migration_runs_of, strings, unix_ms,
+};
 
 /// A coordinator driving moto, with its fleet file in `dir`.
 fn coordinator(dir: &TempDir, endpoint: &str) -> Coordinator {
@@ -811,5 +813,61 @@ async fn a_restart_while_elb_drains_still_waits_out_the_drain_timeout() {
     assert!(
         drained_for >= 6_000,
         "the old instance was retired {drained_for} ms after the restart deregistered it, not the 6 s drain"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_through_aws_runs_on_one_instance_of_two() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let (ec2, elb) = (
+        aws_sdk_ec2::Client::new(&sdk),
+        aws_sdk_elasticloadbalancing::Client::new(&sdk),
+    );
+    create_zone(&sdk, "migration").await;
+    let dir = TempDir::new("aws-migration");
+    let store = dir.path().join("stores/hello-db");
+    let ami = register_ami(&ec2, "hello", "v1").await;
+    let images = HashMap::from([(ami, bake(dir.path(), "v1", true))]);
+    let _boot = BootSimulator::start(&moto.endpoint, images);
+    let with_migration = fleet(&moto.endpoint).replace(
+        "[projects.hello]\n",
+        &format!(
+            "[data_stores.hello-db]\nenvironments = [\"staging\", \"prod1\", \"prod2\"]\nvariables = {{ HELLO_DB = \"{}\" }}\n\n[projects.hello]\ndata_stores = [\"hello-db\"]\nmigration = {{ command = \"bin/slipway-sample-app\", args = [\"migrate\"], timeout = \"20s\" }}\n",
+            store.display()
+        ),
+    );
+    assert!(with_migration.contains("migration = "));
+    let c = coordinator_with_fleet(&dir, &with_migration, Moto::coordinator_env());
+    c.ok(&["infra", "apply"]);
+    c.ok(&["release", "add", "hello", "v1"]);
+
+    // prod1 has two instances: the migration runs on one of them, once.
+    let done = c
+        .ok(&[
+            "deploy", "hello", "v1", "--env", "prod1", "--wait", "-o", "json",
+        ])
+        .json();
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    let migration = &done["migration"];
+    assert_eq!(migration["state"], "succeeded", "{done}");
+    let ran_on = migration["instance"].as_str().unwrap();
+    let new: Vec<String> = strings(&done["new_instances"]);
+    assert_eq!(new.len(), 2);
+    assert!(
+        new.iter().any(|i| i == ran_on),
+        "{ran_on} is one of {new:?}"
+    );
+    assert_eq!(
+        migration_runs_of(&store).len(),
+        1,
+        "one run, on one instance"
+    );
+    assert_eq!(members(&elb, "slipway-hello-prod1").await.len(), 2);
+    let entered_migrating = entered(&done, "migrating").unwrap();
+    let attached = entered(&done, "attaching").unwrap();
+    assert!(
+        entered_migrating <= attached,
+        "migrated before attaching: {done}"
     );
 }
