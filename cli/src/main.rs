@@ -126,6 +126,13 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// How two deployments' configurations differ (secret values compared by digest).
+    Diff {
+        /// The deployment compared from, e.g. d-7.
+        from: String,
+        /// The deployment compared to, e.g. d-9.
+        to: String,
+    },
     /// One deployment with its phase times.
     Show {
         /// The deployment's id, e.g. d-12.
@@ -379,6 +386,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             env,
             limit,
         } => deployment::list(client, out, project, env, limit).await,
+        Command::Diff { from, to } => deployment::diff(client, out, from, to).await,
         Command::Status { project } => status::show(client, out, project).await,
         Command::Agents { project } => agent::list(client, out, project).await,
         Command::Revoke { name } => agent::revoke(client, out, name).await,

@@ -227,11 +227,72 @@ pub struct Issued {
     pub expires_at_ms: i64,
 }
 
+/// How two deployments' configurations differ (`slipway diff A B`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigDiff {
+    pub from: String,
+    pub to: String,
+    /// Whether every value, secrets included, is the same (by the digests).
+    pub same: bool,
+    /// Variables only `to` has, with its values (secrets `***`).
+    pub added: std::collections::BTreeMap<String, String>,
+    /// Variables only `from` has.
+    pub removed: Vec<String>,
+    /// Variables whose shown value differs: name to [from, to].
+    pub changed: std::collections::BTreeMap<String, [String; 2]>,
+    /// True when only secret values differ: the digests do, nothing shown does.
+    pub secrets_differ: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Version {
     pub client: String,
     /// Null when the coordinator could not be asked.
     pub server: Option<String>,
+}
+
+impl ConfigDiff {
+    /// The difference between two deployments' pushed configurations.
+    /// `SLIPWAY_*` is per deployment, not configuration: left out.
+    pub fn of(from: &Deployment, to: &Deployment) -> Option<ConfigDiff> {
+        let (a, b) = (from.config.as_ref()?, to.config.as_ref()?);
+        let shown = |c: &Config| -> std::collections::BTreeMap<String, String> {
+            c.variables
+                .iter()
+                .filter(|(k, _)| !k.starts_with("SLIPWAY_"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let (a_vars, b_vars) = (shown(a), shown(b));
+        let added = b_vars
+            .iter()
+            .filter(|(k, _)| !a_vars.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>();
+        let removed: Vec<String> = a_vars
+            .keys()
+            .filter(|k| !b_vars.contains_key(*k))
+            .cloned()
+            .collect();
+        let changed = a_vars
+            .iter()
+            .filter_map(|(k, v)| {
+                let other = b_vars.get(k)?;
+                (other != v).then(|| (k.clone(), [v.clone(), other.clone()]))
+            })
+            .collect::<std::collections::BTreeMap<_, _>>();
+        let same = a.digest == b.digest;
+        let shown_same = added.is_empty() && removed.is_empty() && changed.is_empty();
+        Some(ConfigDiff {
+            from: from.id.clone(),
+            to: to.id.clone(),
+            same,
+            secrets_differ: !same && shown_same,
+            added,
+            removed,
+            changed,
+        })
+    }
 }
 
 /// `Some(text)` unless empty.
@@ -242,6 +303,61 @@ pub fn present(text: String) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn deployment(id: &str, variables: &[(&str, &str)], digest: &str) -> Deployment {
+        Deployment {
+            id: id.into(),
+            project: "hello".into(),
+            version: "v1".into(),
+            image_id: "ami-1".into(),
+            environment: "staging".into(),
+            phase: "succeeded".into(),
+            finished: true,
+            requested_by: "admin".into(),
+            requested_at: rfc3339(0),
+            requested_at_ms: 0,
+            phases: vec![],
+            reason: None,
+            waiting_on: None,
+            new_instances: vec![],
+            old_instances: vec![],
+            cancel_requested: false,
+            migration: None,
+            config: Some(Config {
+                variables: variables
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                secrets: vec![],
+                digest: digest.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_config_diff_names_what_was_added_removed_and_changed_but_not_slipway_s_own() {
+        let a = deployment(
+            "d-1",
+            &[("A", "1"), ("B", "2"), ("SLIPWAY_DEPLOYMENT", "d-1")],
+            "x",
+        );
+        let b = deployment(
+            "d-2",
+            &[("B", "3"), ("C", "4"), ("SLIPWAY_DEPLOYMENT", "d-2")],
+            "y",
+        );
+        let diff = ConfigDiff::of(&a, &b).unwrap();
+        assert_eq!(diff.added.keys().collect::<Vec<_>>(), ["C"]);
+        assert_eq!(diff.removed, ["A"]);
+        assert_eq!(diff.changed["B"], ["2".to_string(), "3".to_string()]);
+        assert!(!diff.same && !diff.secrets_differ);
+        let c = deployment("d-3", &[("A", "1"), ("B", "2")], "z");
+        let only_secrets = ConfigDiff::of(&a, &c).unwrap();
+        assert!(
+            only_secrets.secrets_differ,
+            "nothing shown differs, the digests do"
+        );
+    }
 
     #[test]
     fn times_are_rfc3339_utc_with_milliseconds() {

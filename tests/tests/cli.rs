@@ -117,7 +117,24 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
         Value::Null,
         "absent is null: {deployed}"
     );
-    dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    let v2 = dev
+        .ok(&[
+            "deploy", "hello", "v2", "--env", "staging", "--wait", "-o", "json",
+        ])
+        .json();
+    let diff = docs.read(
+        &dev,
+        "diff",
+        &[
+            "diff",
+            deployed["id"].as_str().unwrap(),
+            v2["id"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        diff["same"], true,
+        "v1 and v2 on staging push the same config: {diff}"
+    );
     docs.acted(
         "rollback",
         &dev.ok(&[

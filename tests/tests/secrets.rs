@@ -176,6 +176,21 @@ fn a_deployment_shows_the_configuration_it_pushed_with_secrets_masked() {
         digest(&again),
         "the secret's new value shows in the digest"
     );
+
+    // `diff` says the same, in words and in JSON.
+    let id = |d: &serde_json::Value| d["id"].as_str().unwrap().to_string();
+    let same = c.ok(&["diff", &id(&first), &id(&again)]).stdout;
+    assert!(same.contains("pushed the same configuration"), "{same}");
+    let differ = c
+        .ok(&["diff", &id(&again), &id(&changed), "-o", "json"])
+        .json();
+    assert_eq!(differ["secrets_differ"], true, "{differ}");
+    assert_eq!(differ["changed"], serde_json::json!({}), "{differ}");
+    let words = c.ok(&["diff", &id(&again), &id(&changed)]).stdout;
+    assert!(
+        words.contains("a secret's value differs") && !words.contains(CANARY),
+        "{words}"
+    );
 }
 
 /// A project's own secret reaches only that project's services; a shared one

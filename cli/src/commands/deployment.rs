@@ -138,6 +138,49 @@ fn header(output: Output, d: &Deployment) {
     );
 }
 
+/// How two deployments' configurations differ.
+pub async fn diff(
+    client: &mut Client,
+    output: Output,
+    from: String,
+    to: String,
+) -> Result<(), Failure> {
+    let (a, b) = (
+        client.deployment(&from).await?,
+        client.deployment(&to).await?,
+    );
+    let Some(diff) = crate::schema::ConfigDiff::of(&a, &b) else {
+        let pending = if a.config.is_none() { &a.id } else { &b.id };
+        return Err(Failure::new(
+            format!("{pending} has pushed no configuration yet: compare it once it is configuring"),
+            Exit::Refused,
+        ));
+    };
+    if output.structured() {
+        return print(output, &diff);
+    }
+    if diff.same {
+        println!(
+            "{} and {} pushed the same configuration",
+            diff.from, diff.to
+        );
+        return Ok(());
+    }
+    for (key, value) in &diff.added {
+        println!("+ {key}={}", text(value));
+    }
+    for key in &diff.removed {
+        println!("- {key}");
+    }
+    for (key, [was, now]) in &diff.changed {
+        println!("~ {key}: {} -> {}", text(was), text(now));
+    }
+    if diff.secrets_differ {
+        println!("~ a secret's value differs (the digests do; values are never shown)");
+    }
+    Ok(())
+}
+
 /// History, newest first.
 pub async fn list(
     client: &mut Client,
