@@ -24,6 +24,7 @@ mod render;
 mod schema;
 mod table;
 mod time_text;
+mod webhook;
 mod yaml;
 
 use std::path::PathBuf;
@@ -262,6 +263,10 @@ enum AuditCommand {
         /// Also write it to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also POST it as JSON ({"entries", "hash"}) to this https:// URL
+        /// (http:// only to this machine); fails unless it answers 2xx.
+        #[arg(long)]
+        webhook: Option<String>,
     },
 }
 
@@ -438,9 +443,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             ..
         } => audit::verify(client, out, anchor).await,
         Command::Audit {
-            command: Some(AuditCommand::Anchor { out: file }),
+            command: Some(AuditCommand::Anchor { out: file, webhook }),
             ..
-        } => audit::anchor(client, out, file).await,
+        } => audit::anchor(client, out, file, webhook).await,
         Command::Audit {
             command: None,
             since,

@@ -162,3 +162,72 @@ fn every_mutating_action_is_audited_and_an_edited_entry_is_named() {
         verify.stderr
     );
 }
+
+/// An HTTP receiver on loopback answering `status` to every request; the
+/// bodies it got come out of the channel.
+fn receiver(status: &'static str) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/anchors", listener.local_addr().unwrap());
+    let (sent, bodies) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = sent.send(String::from_utf8_lossy(&body).into_owned());
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn the_anchor_goes_to_a_webhook_and_a_refusing_one_is_a_failure() {
+    let c = Coordinator::start();
+    c.ok(&["deploy", "hello", "v1", "--env", "staging"]);
+    let (url, bodies) = receiver("204 No Content");
+    let printed = c.ok(&["audit", "anchor", "--webhook", &url]).stdout;
+    let body: Value =
+        serde_json::from_str(&bodies.recv_timeout(Duration::from_secs(5)).unwrap()).unwrap();
+    assert_eq!(
+        format!("{}:{}", body["entries"], body["hash"].as_str().unwrap()),
+        printed.trim(),
+        "the webhook got the anchor printed"
+    );
+    c.ok(&["audit", "verify", "--anchor", printed.trim()]);
+
+    let (refusing, _) = receiver("500 Internal Server Error");
+    let refused = c.exits(1, &["audit", "anchor", "--webhook", &refusing]);
+    assert!(
+        refused.stderr.contains("answered 500"),
+        "{}",
+        refused.stderr
+    );
+    let plain = c.exits(
+        2,
+        &[
+            "audit",
+            "anchor",
+            "--webhook",
+            "http://anchors.example.com/a",
+        ],
+    );
+    assert!(plain.stderr.contains("use https"), "{}", plain.stderr);
+}

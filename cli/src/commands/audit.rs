@@ -130,12 +130,16 @@ pub async fn verify(
     Ok(())
 }
 
-/// Prints the anchor of an intact log (and writes it to `file`).
+/// Prints the anchor of an intact log (and writes it to `file`, and posts it
+/// to `webhook`).
 pub async fn anchor(
     client: &mut Client,
     output: Output,
     file: Option<std::path::PathBuf>,
+    webhook: Option<String>,
 ) -> Result<(), Failure> {
+    // A bad URL is a usage error before anything is asked.
+    let webhook = webhook.as_deref().map(crate::webhook::check).transpose()?;
     let verdict = client.audit_verify(None).await?;
     if !verdict.intact {
         return Err(Failure::new(
@@ -158,6 +162,11 @@ pub async fn anchor(
                 Exit::Failed,
             )
         })?;
+    }
+    if let Some(uri) = webhook {
+        let json = serde_json::to_string(&anchor)
+            .map_err(|e| Failure::new(format!("cannot print the anchor: {e}"), Exit::Failed))?;
+        crate::webhook::post(uri, json).await?;
     }
     if output.structured() {
         return print(output, &anchor);
