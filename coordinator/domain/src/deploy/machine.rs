@@ -427,35 +427,39 @@ fn migrating(d: &Deployment, o: &Observed, new: &[String], limits: &Limits) -> A
                 output: Vec::new(),
             };
         }
-        return match &o.migration.lock_holder {
-            None => Action::LockMigration,
+        let waiting = match &o.migration.lock_holder {
+            None => return Action::LockMigration,
             Some(holder) if *holder != d.id => {
-                let waiting = format!("waiting for {holder}'s migration of {store}");
-                if past_deadline(d, o, m.lock_wait) {
-                    Action::RollBack {
-                        reason: format!(
-                            "migrating did not start within {} (lock_wait): {waiting}",
-                            humantime::format_duration(m.lock_wait)
-                        ),
-                    }
-                } else {
-                    Action::Wait(waiting)
-                }
+                format!("waiting for {holder}'s migration of {store}")
             }
-            // On an instance whose agent listens now and has said what it runs.
+            // On an instance whose agent listens now and has said what it
+            // runs (an agent too old to report migrations never does).
             Some(_) => match new.iter().find(|id| {
                 o.agents
                     .get(*id)
                     .is_some_and(|a| a.connected && a.migrations_reported)
             }) {
-                Some(instance) => Action::StartMigration {
-                    instance: instance.clone(),
-                },
-                None => Action::Wait(format!(
+                Some(instance) => {
+                    return Action::StartMigration {
+                        instance: instance.clone(),
+                    };
+                }
+                None => format!(
                     "waiting for an agent of {} to migrate {store} on",
                     new.join(", ")
-                )),
+                ),
             },
+        };
+        // Either wait has the lock's deadline, not the migration's timeout.
+        return if past_deadline(d, o, m.lock_wait) {
+            Action::RollBack {
+                reason: format!(
+                    "migrating did not start within {} (lock_wait): {waiting}",
+                    humantime::format_duration(m.lock_wait)
+                ),
+            }
+        } else {
+            Action::Wait(waiting)
         };
     };
     let overdue = o.now - started_at > (m.timeout + MIGRATION_REPORT_GRACE).as_millis() as Millis;
@@ -767,6 +771,27 @@ mod tests {
         fresh.last_seen = T0 + 601_000;
         let mut o = observed(&[("i-a", fresh)], &[]);
         o.migration.lock_holder = Some("d-5".into());
+        o.now = T0 + 601_000;
+        assert!(matches!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::RollBack { reason } if reason.contains("lock_wait")
+        ));
+    }
+
+    #[test]
+    fn an_agent_that_never_reports_migrations_is_given_up_on_at_lock_wait() {
+        let d = migrating(|_| {});
+        let mut old = agent(true);
+        old.migrations_reported = false;
+        let mut o = observed(&[("i-a", old.clone())], &[]);
+        o.migration.lock_holder = Some("d-7".into());
+        assert!(matches!(
+            next_action(&d, &o, &migrating_limits()),
+            Action::Wait(w) if w.contains("waiting for an agent of i-a")
+        ));
+        old.last_seen = T0 + 601_000;
+        let mut o = observed(&[("i-a", old)], &[]);
+        o.migration.lock_holder = Some("d-7".into());
         o.now = T0 + 601_000;
         assert!(matches!(
             next_action(&d, &o, &migrating_limits()),
