@@ -308,6 +308,12 @@ impl Client {
         })
     }
 
+    /// What a new fleet file would change.
+    pub async fn fleet_diff(&mut self, text: String) -> Result<Vec<String>, Failure> {
+        let answer = self.api.fleet_diff(pb::FleetFile { text }).await;
+        Ok(self.answer(answer)?.changes)
+    }
+
     pub async fn server_version(&mut self) -> Result<String, Failure> {
         let answer = self.api.version(pb::VersionRequest {}).await;
         Ok(self.answer(answer)?.version)

@@ -161,6 +161,9 @@ enum Command {
     /// Load balancers and records the fleet file implies.
     #[command(subcommand)]
     Infra(InfraCommand),
+    /// The fleet file: what a new one would change.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Environment secrets (admin sets and deletes, anyone lists names; values are never shown).
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -267,6 +270,16 @@ enum AuditCommand {
         /// (http:// only to this machine); fails unless it answers 2xx.
         #[arg(long)]
         webhook: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Validate FILE and show what it would change (projects, environments,
+    /// data stores, each target's variables); changes nothing.
+    Diff {
+        /// The new fleet file.
+        file: PathBuf,
     },
 }
 
@@ -461,6 +474,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             audit::list(client, out, filter).await
         }
+        Command::Fleet(FleetCommand::Diff { file }) => infra::fleet_diff(client, out, file).await,
         Command::Infra(InfraCommand::Plan) => infra::run(client, out, false).await,
         Command::Infra(InfraCommand::Apply) => infra::run(client, out, true).await,
         Command::Promote { project, to } => promote::promote(client, out, project, to).await,

@@ -35,7 +35,9 @@
 #![forbid(unsafe_code)]
 
 // The domain's modules, at the paths the coordinator has always used.
-pub use slipway_domain::{clock, config, deploy, error, infra, queue, release, sample};
+pub use slipway_domain::{
+    clock, config, config_diff, deploy, error, infra, queue, release, sample,
+};
 
 pub mod agents;
 pub mod audit;

@@ -724,6 +724,14 @@ impl Operations {
             .collect())
     }
 
+    /// What `text`, a new fleet file, would change; refused whole, naming
+    /// the key, if it is not valid.
+    pub fn fleet_diff(&self, text: &str) -> Result<Vec<String>> {
+        let new = Fleet::parse(text, "the new fleet file")
+            .map_err(|e| OperationError::Invalid(e.to_string()))?;
+        Ok(crate::config_diff::diff(&self.fleet, &new))
+    }
+
     /// What infrastructure is missing or drifted; changes nothing.
     pub async fn infra_plan(&self) -> Result<Vec<crate::infra::Change>> {
         Ok(crate::infra::plan(&self.fleet, &self.cloud).await?)

@@ -6,7 +6,8 @@
 //! - `agent`: what passes between the coordinator and an instance's agent
 //!   (configuration, commands); `service`: the services an agent reports.
 //! - `config`: the fleet file (projects, environments, deadlines) and its
-//!   validation; `sample`: the sample fleet of `--dev`.
+//!   validation; `config_diff`: what a new fleet file would change; `sample`:
+//!   the sample fleet of `--dev`.
 //! - `release`: a registered release.
 //! - `deploy`: the deployment model and its pure state machine (`machine`).
 //! - `queue`: one FIFO per project and environment.
@@ -26,6 +27,7 @@ pub mod agent;
 pub mod clock;
 pub mod cloud;
 pub mod config;
+pub mod config_diff;
 pub mod deploy;
 pub mod error;
 pub mod infra;

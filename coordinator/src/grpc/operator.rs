@@ -28,6 +28,9 @@ const AUDIT_PAGE: usize = 500;
 /// is bounded).
 const DEPLOYMENTS_PAGE: usize = 200;
 
+/// The largest fleet file accepted, in bytes.
+const MAX_FLEET_FILE: usize = 1024 * 1024;
+
 /// Most releases one answer carries.
 const RELEASES_PAGE: usize = 1000;
 
@@ -620,6 +623,22 @@ impl OperatorService for OperatorApi {
         )
         .await
         .map(Response::new)
+    }
+
+    async fn fleet_diff(
+        &self,
+        request: Request<FleetFile>,
+    ) -> Result<Response<FleetChanges>, Status> {
+        auth::require(&request, &self.revocations, Role::Viewer)?;
+        let text = &request.get_ref().text;
+        if text.len() > MAX_FLEET_FILE {
+            return Err(Status::invalid_argument(format!(
+                "the fleet file is {} bytes: at most {MAX_FLEET_FILE}",
+                text.len()
+            )));
+        }
+        let changes = self.operations.fleet_diff(text)?;
+        Ok(Response::new(FleetChanges { changes }))
     }
 
     async fn version(
