@@ -37,7 +37,10 @@ impl Documents {
                 return json.json();
             }
         }
-        panic!("`{}` never answered the same twice in a row", args.join(" "));
+        panic!(
+            "`{}` never answered the same twice in a row",
+            args.join(" ")
+        );
     }
 
     /// Keeps the JSON a command (run once, it acts) printed.
