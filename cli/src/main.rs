@@ -205,29 +205,42 @@ enum Command {
 enum SecretCommand {
     /// Store a value: typed at a prompt that does not echo, or piped on stdin.
     Set {
-        /// The environment whose agents receive it.
-        environment: String,
-        /// Its name, an environment variable: A-Z, 0-9 and _.
-        key: String,
-        /// Only this project's services get it (default: every project's there).
-        #[arg(long)]
-        project: Option<String>,
+        #[command(flatten)]
+        name: SecretName,
     },
     /// Remove a secret; instances launched from now on no longer receive it.
     Delete {
-        /// The environment it belongs to.
-        environment: String,
-        /// Its name.
-        key: String,
-        /// The project's own secret (default: the environment's shared one).
-        #[arg(long)]
-        project: Option<String>,
+        #[command(flatten)]
+        name: SecretName,
     },
     /// List secret names, values masked.
     List {
         /// Only this environment.
         environment: Option<String>,
     },
+}
+
+/// Which secret: `secret set` and `secret delete` name it alike.
+#[derive(Debug, clap::Args)]
+struct SecretName {
+    /// The environment it belongs to.
+    environment: String,
+    /// Its name, an environment variable: A-Z, 0-9 and _.
+    key: String,
+    /// A project's own secret, which only its services get (default: the
+    /// environment's shared one, which every project's there gets).
+    #[arg(long)]
+    project: Option<String>,
+}
+
+impl From<SecretName> for secret::Named {
+    fn from(name: SecretName) -> secret::Named {
+        secret::Named {
+            environment: name.environment,
+            project: name.project,
+            key: name.key,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -408,29 +421,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { project } => status::show(client, out, project).await,
         Command::Agents { project } => agent::list(client, out, project).await,
         Command::Revoke { name } => agent::revoke(client, out, name).await,
-        Command::Secret(SecretCommand::Set {
-            environment,
-            key,
-            project,
-        }) => {
-            let named = secret::Named {
-                environment,
-                project,
-                key,
-            };
-            secret::set(client, out, named).await
-        }
-        Command::Secret(SecretCommand::Delete {
-            environment,
-            key,
-            project,
-        }) => {
-            let named = secret::Named {
-                environment,
-                project,
-                key,
-            };
-            secret::delete(client, out, named).await
+        Command::Secret(SecretCommand::Set { name }) => secret::set(client, out, name.into()).await,
+        Command::Secret(SecretCommand::Delete { name }) => {
+            secret::delete(client, out, name.into()).await
         }
         Command::Secret(SecretCommand::List { environment }) => {
             secret::list(client, out, environment).await

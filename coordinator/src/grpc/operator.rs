@@ -154,6 +154,16 @@ fn page_token(token: &str) -> Result<Option<u64>, Status> {
     })
 }
 
+/// A secret as answers show it: its name, never its value.
+fn masked(environment: &str, project: &str, key: &str) -> Secret {
+    Secret {
+        environment: environment.to_string(),
+        key: key.to_string(),
+        value: MASK.to_string(),
+        project: project.to_string(),
+    }
+}
+
 /// A secret as the audit log names it: `ENV/KEY` or `ENV/PROJECT/KEY`.
 fn secret_target(environment: &str, project: &str, key: &str) -> String {
     if project.is_empty() {
@@ -572,12 +582,7 @@ impl OperatorService for OperatorApi {
                 )
                 .await?;
             info!(who = %caller, secret = %target, "secret set");
-            Ok(Secret {
-                environment: r.environment.clone(),
-                key: r.key.clone(),
-                value: MASK.to_string(),
-                project: r.project.clone(),
-            })
+            Ok(masked(&r.environment, &r.project, &r.key))
         }
         .await;
         self.audited(
@@ -607,12 +612,7 @@ impl OperatorService for OperatorApi {
                 )
                 .await?;
             info!(who = %caller, secret = %target, "secret deleted");
-            Ok(Secret {
-                environment: r.environment.clone(),
-                key: r.key.clone(),
-                value: MASK.to_string(),
-                project: r.project.clone(),
-            })
+            Ok(masked(&r.environment, &r.project, &r.key))
         }
         .await;
         self.audited(
@@ -662,11 +662,8 @@ impl OperatorService for OperatorApi {
             .await?;
         let secrets = names
             .into_iter()
-            .map(|(scope, key)| Secret {
-                environment: scope.environment,
-                key,
-                value: MASK.to_string(),
-                project: scope.project.unwrap_or_default(),
+            .map(|(scope, key)| {
+                masked(&scope.environment, &scope.project.unwrap_or_default(), &key)
             })
             .collect();
         Ok(Response::new(ListSecretsResponse { secrets }))
