@@ -331,12 +331,16 @@ fn release(r: pb::Release) -> schema::Release {
     }
 }
 
-/// `rolled_back`, as DESIGN.md names phases.
-fn phase(p: pb::Phase) -> String {
-    let name = p.as_str_name();
-    name.strip_prefix("PHASE_")
+/// A proto enum value as the JSON names it: `PHASE_ROLLED_BACK` → `rolled_back`.
+fn enum_name(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix)
         .unwrap_or(name)
         .to_ascii_lowercase()
+}
+
+/// `rolled_back`, as DESIGN.md names phases.
+fn phase(p: pb::Phase) -> String {
+    enum_name(p.as_str_name(), "PHASE_")
 }
 
 fn deployment(d: pb::Deployment) -> schema::Deployment {
@@ -381,22 +385,15 @@ fn deployment(d: pb::Deployment) -> schema::Deployment {
 }
 
 fn connection(c: pb::AgentConnection) -> String {
-    let name = c.as_str_name();
-    name.strip_prefix("AGENT_CONNECTION_")
-        .unwrap_or(name)
-        .to_ascii_lowercase()
+    enum_name(c.as_str_name(), "AGENT_CONNECTION_")
 }
 
 fn service(s: pb::ServiceState) -> schema::Service {
     let status = s.status();
-    let name = status.as_str_name();
     schema::Service {
         state: match status {
             pb::ServiceStatus::Unspecified => "unknown".to_string(),
-            _ => name
-                .strip_prefix("SERVICE_STATUS_")
-                .unwrap_or(name)
-                .to_ascii_lowercase(),
+            _ => enum_name(status.as_str_name(), "SERVICE_STATUS_"),
         },
         name: s.name,
         restarts: s.restarts,

@@ -283,7 +283,7 @@ async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step,
             })
             .await
         }
-        Action::LockMigration => lock_migration(c, d).await,
+        Action::LockMigration => lock_migration(c, d, &observed.migration).await,
         Action::StartMigration { instance } => start_migration(c, d, instance).await,
         Action::EndMigration { outcome, output } => {
             end_migration(c, d, outcome.clone(), output.clone()).await
@@ -499,12 +499,15 @@ async fn migration_facts(c: &Executor, d: &Deployment) -> Result<MigrationFacts,
 }
 
 /// Takes the store's lock (or learns who holds it); a finished holder's lock
-/// is taken over.
-async fn lock_migration(c: &Executor, d: &Deployment) -> Result<(), StepError> {
+/// (which `facts`, as observed this tick, counts as free) is taken over.
+async fn lock_migration(
+    c: &Executor,
+    d: &Deployment,
+    facts: &MigrationFacts,
+) -> Result<(), StepError> {
     let Some(run) = &d.migration else {
         return Ok(());
     };
-    let facts = migration_facts(c, d).await?;
     if facts.lock_holder.is_none() {
         c.migrations.release_stale(&run.store, &d.id).await?;
     }
