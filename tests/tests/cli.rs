@@ -159,7 +159,13 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     );
 
     // Two on qaprod1: the first in flight, the second queued behind it, as
-    // `status` shows them; then the second is cancelled.
+    // `status` shows them; then the second is cancelled. A request held open
+    // on qaprod1's v1 instance keeps the first draining until it closes, so
+    // the second is still queued when the cancel arrives.
+    dev.ok(&["deploy", "hello", "v1", "--env", "qaprod1", "--wait"]);
+    let endpoint = dev.endpoint("qaprod1");
+    let mut held = std::net::TcpStream::connect(&endpoint).unwrap();
+    write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").unwrap();
     let first = dev.enqueue("v2", "qaprod1");
     let second = dev.enqueue("v1", "qaprod1");
     let qaprod1 = eventually(
@@ -173,6 +179,7 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     assert_eq!(qaprod1["in_flight"]["environment"], "qaprod1", "{qaprod1}");
     docs.read(&dev, "queue", &["queue"]);
     docs.acted("cancel", &dev.ok(&["cancel", &second, "-o", "json"]));
+    drop(held);
     dev.wait_finished(&first, Duration::from_secs(60));
 
     docs.read(&dev, "show", &["show", &first]);
