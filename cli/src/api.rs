@@ -483,8 +483,9 @@ fn audit_entry(e: pb::AuditEntry) -> schema::AuditEntry {
 
 fn secret(s: pb::Secret) -> schema::Secret {
     schema::Secret {
-        environment: s.environment,
+        environment: present(s.environment),
         project: present(s.project),
+        data_store: present(s.data_store),
         key: s.key,
     }
 }

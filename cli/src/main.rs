@@ -215,7 +215,7 @@ enum SecretCommand {
     },
     /// List secret names, values masked.
     List {
-        /// Only this environment.
+        /// Only this environment (with its projects' own), or data store.
         environment: Option<String>,
     },
 }
@@ -223,7 +223,8 @@ enum SecretCommand {
 /// Which secret: `secret set` and `secret delete` name it alike.
 #[derive(Debug, clap::Args)]
 struct SecretName {
-    /// The environment it belongs to.
+    /// The environment it belongs to, or a data store: a store's secrets go
+    /// to every project that uses it, in each of its environments.
     environment: String,
     /// Its name, an environment variable: A-Z, 0-9 and _.
     key: String,

@@ -208,9 +208,12 @@ pub struct Anchor {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Secret {
-    pub environment: String,
+    /// Null for a data store's secret.
+    pub environment: Option<String>,
     /// The one project whose services get it; null: every project's there.
     pub project: Option<String>,
+    /// A data store's secret goes to every project that uses the store.
+    pub data_store: Option<String>,
     pub key: String,
 }
 

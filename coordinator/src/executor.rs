@@ -761,10 +761,16 @@ async fn record_launched(
 }
 
 async fn configure(c: &Executor, d: &Deployment, instances: &[String]) {
-    let secrets = match c.secrets.reveal(&d.environment, &d.project).await {
+    let stores: Vec<&str> = c
+        .fleet
+        .data_stores_of(&d.project, &d.environment)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let secrets = match c.secrets.reveal(&d.environment, &d.project, &stores).await {
         Ok(secrets) => secrets,
         Err(e) => {
-            warn!(error = %e, "cannot read the environment's secrets; will retry");
+            warn!(error = %e, "cannot read the deployment's secrets; will retry");
             return;
         }
     };

@@ -788,55 +788,81 @@ impl Operations {
         Ok(identity)
     }
 
-    /// Where a secret goes: an environment, and one project there or all.
-    fn secret_scope(&self, environment: &str, project: Option<&str>) -> Result<Scope> {
-        self.check_environment(environment)?;
+    /// Where a secret goes: an environment (one project there, or all), or a
+    /// data store (every project that uses it).
+    fn secret_scope(&self, place: &str, project: Option<&str>) -> Result<Scope> {
+        if self.fleet.data_stores.contains_key(place) {
+            if project.is_some() {
+                return Err(OperationError::Invalid(format!(
+                    "{place} is a data store: its secrets go to every project that uses it; drop --project"
+                )));
+            }
+            return Ok(Scope::Store(place.to_string()));
+        }
+        self.check_place(place)?;
         if let Some(project) = project {
             self.check_project(project)?;
         }
-        Ok(Scope {
-            environment: environment.to_string(),
+        Ok(Scope::Environment {
+            environment: place.to_string(),
             project: project.map(str::to_string),
         })
     }
 
-    /// Stores a secret of `environment` (for `project` only, if given); the
-    /// value is encrypted before it is stored.
+    /// `place` is an environment or a data store.
+    fn check_place(&self, place: &str) -> Result<()> {
+        if self.fleet.environments.contains_key(place) {
+            return Ok(());
+        }
+        let known = |names: Vec<&String>| names.into_iter().cloned().collect::<Vec<_>>().join(", ");
+        Err(OperationError::NotFound(format!(
+            "no environment or data store {place:?} in the fleet file: environments are {}; data stores are {}",
+            known(self.fleet.environments.keys().collect()),
+            match self.fleet.data_stores.is_empty() {
+                true => "none".to_string(),
+                false => known(self.fleet.data_stores.keys().collect()),
+            }
+        )))
+    }
+
+    /// Stores a secret of `place`, an environment (for `project` only, if
+    /// given) or a data store; the value is encrypted before it is stored.
     pub async fn set_secret(
         &self,
-        environment: &str,
+        place: &str,
         project: Option<&str>,
         key: &str,
         value: &str,
-    ) -> Result<()> {
-        let scope = self.secret_scope(environment, project)?;
+    ) -> Result<Scope> {
+        let scope = self.secret_scope(place, project)?;
         self.secrets
             .set(&scope, key, value)
             .await
-            .map_err(OperationError::of)
+            .map_err(OperationError::of)?;
+        Ok(scope)
     }
 
-    /// Removes a secret of `environment` (of `project` only, if given).
+    /// Removes a secret of `place` (of `project` only, if given).
     pub async fn delete_secret(
         &self,
-        environment: &str,
+        place: &str,
         project: Option<&str>,
         key: &str,
-    ) -> Result<()> {
-        let scope = self.secret_scope(environment, project)?;
+    ) -> Result<Scope> {
+        let scope = self.secret_scope(place, project)?;
         self.secrets
             .delete(&scope, key)
             .await
-            .map_err(OperationError::of)
+            .map_err(OperationError::of)?;
+        Ok(scope)
     }
 
-    /// Secret names with their scope; values are never returned.
-    pub async fn secret_names(&self, environment: Option<&str>) -> Result<Vec<(Scope, String)>> {
-        if let Some(environment) = environment {
-            self.check_environment(environment)?;
-        }
+    /// Secret names with their scope, of an environment or data store, or
+    /// of all; values are never returned.
+    pub async fn secret_names(&self, place: Option<&str>) -> Result<Vec<(Scope, String)>> {
+        let scope = place.map(|p| self.secret_scope(p, None)).transpose()?;
         self.secrets
-            .names(environment)
+            .names(scope.as_ref())
             .await
             .map_err(OperationError::of)
     }

@@ -1,5 +1,6 @@
-//! Environment secrets: encrypted at rest, decrypted only to configure that
-//! environment's agents, never logged or shown.
+//! Secrets of an environment, of one project there, or of a data store:
+//! encrypted at rest, decrypted only to configure the agents they go to, never
+//! logged or shown.
 //!
 //! ChaCha20-Poly1305 (aws-lc-rs) with a 256-bit key in a file of its own beside the
 //! store, not in it: a copy of the store alone reveals nothing. Each value has a
@@ -50,28 +51,53 @@ impl crate::error::Coded for SecretError {
     }
 }
 
-/// Where a secret applies: every project of an environment (shared), or one
-/// project there.
+/// Where a secret applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scope {
-    pub environment: String,
-    pub project: Option<String>,
+pub enum Scope {
+    /// Every project of an environment (shared), or one project there.
+    Environment {
+        environment: String,
+        project: Option<String>,
+    },
+    /// Every project that uses the data store, in each environment it names:
+    /// its password, say, which qaprod1, prod1 and prod2 share with it.
+    Store(String),
 }
 
+impl Scope {
+    /// An environment's shared secrets.
+    pub fn shared(environment: &str) -> Scope {
+        Scope::Environment {
+            environment: environment.to_string(),
+            project: None,
+        }
+    }
+}
+
+/// `ENV`, `ENV/PROJECT` or `store:NAME`: the prefix of a stored secret's name.
+/// A colon is in no environment's name, so a store's secrets and an
+/// environment's never share one.
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.project {
-            Some(project) => write!(f, "{}/{project}", self.environment),
-            None => f.write_str(&self.environment),
+        match self {
+            Scope::Environment {
+                environment,
+                project: Some(project),
+            } => write!(f, "{environment}/{project}"),
+            Scope::Environment { environment, .. } => f.write_str(environment),
+            Scope::Store(store) => write!(f, "store:{store}"),
         }
     }
 }
 
 impl SealedSecret {
     fn scope(&self) -> Scope {
-        Scope {
-            environment: self.environment.clone(),
-            project: self.project.clone(),
+        match &self.store {
+            Some(store) => Scope::Store(store.clone()),
+            None => Scope::Environment {
+                environment: self.environment.clone(),
+                project: self.project.clone(),
+            },
         }
     }
 }
@@ -79,10 +105,14 @@ impl SealedSecret {
 /// A stored secret: nonce and ciphertext, hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedSecret {
+    /// Empty for a data store's secret.
     pub environment: String,
     /// Set: only this project's services get it; else every project's there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    /// Set: a data store's secret, for every project that uses the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     pub key: String,
     pub nonce: String,
     pub ciphertext: String,
@@ -162,7 +192,7 @@ impl Secrets {
         })
     }
 
-    /// `ENV/KEY` (shared) or `ENV/PROJECT/KEY`: the stored key, and the
+    /// `ENV/KEY` (shared), `ENV/PROJECT/KEY` or `store:NAME/KEY`: the stored key, and the
     /// associated data sealed with the value, so a value moved to another
     /// scope no longer opens.
     fn name(scope: &Scope, key: &str) -> String {
@@ -187,10 +217,18 @@ impl Secrets {
                 &mut sealed,
             )
             .map_err(|_| SecretError::Invalid("encryption failed".into()))?;
+        let (environment, project, store) = match scope {
+            Scope::Environment {
+                environment,
+                project,
+            } => (environment.clone(), project.clone(), None),
+            Scope::Store(store) => (String::new(), None, Some(store.clone())),
+        };
         self.db
             .put(&SealedSecret {
-                environment: scope.environment.clone(),
-                project: scope.project.clone(),
+                environment,
+                project,
+                store,
                 key: key.to_string(),
                 nonce: hex::encode(nonce),
                 ciphertext: hex::encode(sealed),
@@ -236,9 +274,12 @@ impl Secrets {
     pub async fn delete(&self, scope: &Scope, key: &str) -> Result<(), SecretError> {
         let name = Self::name(scope, key);
         if self.db.get::<SealedSecret>(&name).await?.is_none() {
+            let place = match scope {
+                Scope::Environment { environment, .. } => environment,
+                Scope::Store(store) => store,
+            };
             return Err(SecretError::NotFound(format!(
-                "no secret {name}: list them with `slipway secret list {}`",
-                scope.environment
+                "no secret {name}: list them with `slipway secret list {place}`"
             )));
         }
         let mut changes = Changes::default();
@@ -246,13 +287,10 @@ impl Secrets {
         Ok(self.db.commit(changes).await?)
     }
 
-    /// The names of the secrets of an environment (or all), with their scope;
-    /// values are never listed.
-    pub async fn names(
-        &self,
-        environment: Option<&str>,
-    ) -> Result<Vec<(Scope, String)>, SecretError> {
-        let range = environment.map_or_else(Range::all, |e| Range::prefix(format!("{e}/")));
+    /// The names of the secrets in `scope` (an environment's include its
+    /// projects' own), or of all; values are never listed.
+    pub async fn names(&self, scope: Option<&Scope>) -> Result<Vec<(Scope, String)>, SecretError> {
+        let range = scope.map_or_else(Range::all, |scope| Range::prefix(format!("{scope}/")));
         Ok(self
             .db
             .range::<SealedSecret>(range)
@@ -263,23 +301,29 @@ impl Secrets {
     }
 
     /// The secrets `project`'s services get in `environment`, in the clear, for
-    /// its agents' configuration only: the environment's shared ones, then the
-    /// project's own (which win over a shared one of the same name).
+    /// its agents' configuration only. Later ones win over earlier ones of the
+    /// same name, as variables do: the environment's shared ones, then those
+    /// of the data `stores` it uses there, then the project's own.
     pub async fn reveal(
         &self,
         environment: &str,
         project: &str,
+        stores: &[&str],
     ) -> Result<BTreeMap<String, String>, SecretError> {
         let mut values = BTreeMap::new();
-        let mut stored: Vec<SealedSecret> = self
+        let (own, shared): (Vec<SealedSecret>, Vec<SealedSecret>) = self
             .db
             .range::<SealedSecret>(Range::prefix(format!("{environment}/")))
             .await?
             .into_iter()
             .filter(|s| s.project.as_deref().is_none_or(|p| p == project))
-            .collect();
-        // Shared first, so the project's own override them.
-        stored.sort_by_key(|s| s.project.is_some());
+            .partition(|s| s.project.is_some());
+        let mut stored = shared;
+        for store in stores {
+            let prefix = format!("{}/", Scope::Store(store.to_string()));
+            stored.extend(self.db.range::<SealedSecret>(Range::prefix(prefix)).await?);
+        }
+        stored.extend(own);
         for sealed in stored {
             let name = Self::name(&sealed.scope(), &sealed.key);
             let undecryptable = || SecretError::Undecryptable(name.clone());
@@ -310,10 +354,7 @@ mod tests {
     use std::sync::Arc;
 
     fn shared(environment: &str) -> Scope {
-        Scope {
-            environment: environment.into(),
-            project: None,
-        }
+        Scope::shared(environment)
     }
 
     fn key_file(name: &str) -> std::path::PathBuf {
@@ -333,11 +374,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            secrets.reveal("staging", "hello").await.unwrap()["DB_PASSWORD"],
+            secrets.reveal("staging", "hello", &[]).await.unwrap()["DB_PASSWORD"],
             "canary-7f3a"
         );
         assert!(
-            secrets.reveal("prod1", "hello").await.unwrap().is_empty(),
+            secrets
+                .reveal("prod1", "hello", &[])
+                .await
+                .unwrap()
+                .is_empty(),
             "other environments get nothing"
         );
         let stored = store.range(Table::Secrets, Range::all()).await.unwrap();
@@ -363,11 +408,11 @@ mod tests {
         sealed.environment = "prod1".into();
         db.put(&sealed).await.unwrap();
         assert!(matches!(
-            secrets.reveal("prod1", "hello").await,
+            secrets.reveal("prod1", "hello", &[]).await,
             Err(SecretError::Undecryptable(_))
         ));
         // Nor one moved from a project's scope to the environment's.
-        let own = Scope {
+        let own = Scope::Environment {
             environment: "qaprod1".into(),
             project: Some("admin".into()),
         };
@@ -382,7 +427,7 @@ mod tests {
         sealed.project = None;
         db.put(&sealed).await.unwrap();
         assert!(matches!(
-            secrets.reveal("qaprod1", "hello").await,
+            secrets.reveal("qaprod1", "hello", &[]).await,
             Err(SecretError::Undecryptable(_))
         ));
         let _ = std::fs::remove_file(&path);
@@ -392,7 +437,7 @@ mod tests {
     async fn a_project_gets_the_shared_secrets_and_its_own_not_another_s() {
         let path = key_file("scoped");
         let secrets = Secrets::open(Db::memory(), &path).unwrap();
-        let of = |project: &str| Scope {
+        let of = |project: &str| Scope::Environment {
             environment: "prod1".into(),
             project: Some(project.into()),
         };
@@ -406,17 +451,61 @@ mod tests {
             .set(&of("admin"), "ADMIN_KEY", "admin's")
             .await
             .unwrap();
-        let hello = secrets.reveal("prod1", "hello").await.unwrap();
+        let hello = secrets.reveal("prod1", "hello", &[]).await.unwrap();
         assert_eq!(hello["REGION"], "eu");
         assert_eq!(hello["TOKEN"], "hello's", "its own wins over a shared one");
         assert!(
             !hello.contains_key("ADMIN_KEY"),
             "another project's: {hello:?}"
         );
-        let admin = secrets.reveal("prod1", "admin").await.unwrap();
+        let admin = secrets.reveal("prod1", "admin", &[]).await.unwrap();
         assert_eq!(
             (admin["TOKEN"].as_str(), admin["ADMIN_KEY"].as_str()),
             ("shared", "admin's")
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_store_s_secret_reaches_its_users_between_shared_and_own() {
+        let path = key_file("store");
+        let secrets = Secrets::open(Db::memory(), &path).unwrap();
+        let store = Scope::Store("hello-db".into());
+        let own = Scope::Environment {
+            environment: "prod1".into(),
+            project: Some("hello".into()),
+        };
+        secrets.set(&shared("prod1"), "A", "shared").await.unwrap();
+        secrets.set(&shared("prod1"), "B", "shared").await.unwrap();
+        secrets.set(&store, "B", "store's").await.unwrap();
+        secrets.set(&store, "C", "store's").await.unwrap();
+        secrets.set(&own, "C", "hello's").await.unwrap();
+        let hello = secrets
+            .reveal("prod1", "hello", &["hello-db"])
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                hello["A"].as_str(),
+                hello["B"].as_str(),
+                hello["C"].as_str()
+            ),
+            ("shared", "store's", "hello's"),
+            "shared < store < own"
+        );
+        let without = secrets.reveal("prod1", "admin", &[]).await.unwrap();
+        assert_eq!(without["B"], "shared", "a project without the store");
+        assert_eq!(
+            secrets.names(Some(&store)).await.unwrap(),
+            vec![
+                (store.clone(), "B".to_string()),
+                (store.clone(), "C".to_string())
+            ]
+        );
+        assert_eq!(
+            secrets.names(Some(&shared("prod1"))).await.unwrap().len(),
+            3,
+            "an environment's names are its own and its projects', not a store's"
         );
         let _ = std::fs::remove_file(&path);
     }

@@ -196,7 +196,7 @@ fn a_deployment_shows_the_configuration_it_pushed_with_secrets_masked() {
 /// A project's own secret reaches only that project's services; a shared one
 /// reaches every project of the environment.
 #[test]
-fn a_project_s_secret_reaches_only_that_project() {
+fn a_project_s_secret_reaches_only_that_project_and_a_store_s_every_user_of_it() {
     let fleet = format!(
         "{}\n[projects.admin]\ninstance_port = 8080\nservices = [{{ name = \"web\", command = \"bin/slipway-sample-app\" }}]\n\n[projects.admin.health_check]\npath = \"/health\"\nport = 8080\ninterval = \"200ms\"\n",
         slipway_coordinator::sample::SAMPLE_FLEET
@@ -259,4 +259,68 @@ fn a_project_s_secret_reaches_only_that_project() {
     );
     let unknown = c.cli_with_stdin(&["secret", "set", "staging", "X", "--project", "nope"], "x");
     assert_eq!(unknown.code, Some(5), "{}", unknown.stderr);
+
+    // A data store's secret: hello uses hello-db on qaprod1 (and prod1,
+    // prod2), hello-db-staging on staging; admin uses no store.
+    const STORE_CANARY: &str = "store-canary-91c2";
+    let set = c.cli_with_stdin(&["secret", "set", "hello-db", "DB_PASSWORD"], STORE_CANARY);
+    assert!(set.success, "{}", set.stderr);
+    let listed = c.ok(&["secret", "list", "hello-db", "-o", "json"]).json();
+    assert_eq!(
+        listed,
+        serde_json::json!([{"environment": null, "project": null, "data_store": "hello-db", "key": "DB_PASSWORD"}]),
+    );
+    let scoped = c.cli_with_stdin(
+        &["secret", "set", "hello-db", "X", "--project", "hello"],
+        "x",
+    );
+    assert!(
+        !scoped.success && scoped.stderr.contains("drop --project"),
+        "{}",
+        scoped.stderr
+    );
+    let neither = c.cli_with_stdin(&["secret", "set", "hello-dbb", "X"], "x");
+    assert_eq!(neither.code, Some(5), "{}", neither.stderr);
+    assert!(
+        neither
+            .stderr
+            .contains("data stores are hello-db, hello-db-staging"),
+        "{}",
+        neither.stderr
+    );
+    let shown = c
+        .ok(&[
+            "deploy", "hello", "v1", "--env", "qaprod1", "--wait", "-o", "json",
+        ])
+        .json();
+    assert_eq!(
+        shown["config"]["variables"]["DB_PASSWORD"], "***",
+        "{shown}"
+    );
+    let qaprod1 = c.environment("qaprod1")["instances"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        service_environment(&qaprod1).contains(&format!("DB_PASSWORD={STORE_CANARY}")),
+        "a user of the store gets its secret"
+    );
+    // Deployed after the store's secret was set, neither gets it.
+    for project in ["hello", "admin"] {
+        let pushed = c
+            .ok(&[
+                "deploy", project, "v1", "--env", "staging", "--wait", "-o", "json",
+            ])
+            .json();
+        assert_eq!(pushed["phase"], "succeeded", "{pushed}");
+        assert!(
+            pushed["config"]["variables"].get("DB_PASSWORD").is_none(),
+            "{project} on staging: {pushed}"
+        );
+    }
+    let staging = service_environment(&instance("hello"));
+    assert!(
+        !staging.is_empty() && !staging.contains(STORE_CANARY),
+        "staging's hello uses another store"
+    );
 }

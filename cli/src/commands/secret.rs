@@ -10,7 +10,8 @@ use crate::render::{Output, Table, print};
 /// Largest value read: the coordinator refuses more anyway.
 const MAX_VALUE: u64 = 64 * 1024;
 
-/// Which secret: an environment's shared one, or a project's own there.
+/// Which secret: an environment's shared one, a project's own there, or a
+/// data store's (`environment` then names the store).
 #[derive(Debug)]
 pub struct Named {
     pub environment: String,
@@ -108,8 +109,15 @@ pub async fn list(
     }
     let mut table = Table::new(["ENV", "PROJECT", "KEY", "VALUE"]);
     for secret in secrets {
-        let project = secret.project.unwrap_or_else(|| "(all)".into());
-        table.row([secret.environment, project, secret.key, "***".into()]);
+        // A data store's secret goes to every project using it, wherever.
+        let (environment, project) = match secret.data_store {
+            Some(store) => (format!("(store {store})"), "(its users)".to_string()),
+            None => (
+                secret.environment.unwrap_or_default(),
+                secret.project.unwrap_or_else(|| "(all)".into()),
+            ),
+        };
+        table.row([environment, project, secret.key, "***".into()]);
     }
     table.print(output.layout());
     Ok(())

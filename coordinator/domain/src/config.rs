@@ -447,6 +447,13 @@ impl Fleet {
         for (name, store) in &self.data_stores {
             let key = format!("data_stores.{name}");
             check_name(&key, name)?;
+            // `slipway secret set NAME ...` names an environment or a store.
+            if self.environments.contains_key(name) {
+                return fail(
+                    key,
+                    format!("{name:?} is also an environment: give the data store another name"),
+                );
+            }
             if store.environments.is_empty() {
                 return fail(
                     format!("{key}.environments"),
@@ -975,6 +982,19 @@ mod tests {
         ));
         assert!(
             message.contains("data_stores.hello-db.environments"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_data_store_is_not_named_like_an_environment() {
+        // `slipway secret set NAME KEY` takes either: they must not clash.
+        let text = sample()
+            .replace("[data_stores.hello-db-staging]", "[data_stores.staging]")
+            .replace("\"hello-db-staging\"]", "\"staging\"]");
+        let message = error(&text);
+        assert!(
+            message.contains("data_stores.staging") && message.contains("is also an environment"),
             "{message}"
         );
     }

@@ -18,7 +18,7 @@ use crate::coordinator::Coordinator;
 use crate::operations::Operations;
 use crate::pki::Role;
 use crate::revocation::Revocations;
-use crate::secrets::MASK;
+use crate::secrets::{MASK, Scope};
 
 /// Most audit entries one answer carries: with fields of at most 512
 /// characters, a page stays far below the 4 MB message limit.
@@ -155,16 +155,25 @@ fn page_token(token: &str) -> Result<Option<u64>, Status> {
 }
 
 /// A secret as answers show it: its name, never its value.
-fn masked(environment: &str, project: &str, key: &str) -> Secret {
+fn masked(scope: &Scope, key: &str) -> Secret {
+    let (environment, project, data_store) = match scope {
+        Scope::Environment {
+            environment,
+            project,
+        } => (environment.clone(), project.clone(), None),
+        Scope::Store(store) => (String::new(), None, Some(store.clone())),
+    };
     Secret {
-        environment: environment.to_string(),
+        environment,
         key: key.to_string(),
         value: MASK.to_string(),
-        project: project.to_string(),
+        project: project.unwrap_or_default(),
+        data_store: data_store.unwrap_or_default(),
     }
 }
 
-/// A secret as the audit log names it: `ENV/KEY` or `ENV/PROJECT/KEY`.
+/// A secret as the audit log names it: `ENV/KEY`, `ENV/PROJECT/KEY` or
+/// `STORE/KEY`.
 fn secret_target(environment: &str, project: &str, key: &str) -> String {
     if project.is_empty() {
         format!("{environment}/{key}")
@@ -573,7 +582,8 @@ impl OperatorService for OperatorApi {
         let target = secret_target(&r.environment, &r.project, &r.key);
         let outcome = async {
             caller.require(Role::Admin)?;
-            self.operations
+            let scope = self
+                .operations
                 .set_secret(
                     required("environment", &r.environment)?,
                     optional("project", &r.project)?,
@@ -582,7 +592,7 @@ impl OperatorService for OperatorApi {
                 )
                 .await?;
             info!(who = %caller, secret = %target, "secret set");
-            Ok(masked(&r.environment, &r.project, &r.key))
+            Ok(masked(&scope, &r.key))
         }
         .await;
         self.audited(
@@ -604,7 +614,8 @@ impl OperatorService for OperatorApi {
         let target = secret_target(&r.environment, &r.project, &r.key);
         let outcome = async {
             caller.require(Role::Admin)?;
-            self.operations
+            let scope = self
+                .operations
                 .delete_secret(
                     required("environment", &r.environment)?,
                     optional("project", &r.project)?,
@@ -612,7 +623,7 @@ impl OperatorService for OperatorApi {
                 )
                 .await?;
             info!(who = %caller, secret = %target, "secret deleted");
-            Ok(masked(&r.environment, &r.project, &r.key))
+            Ok(masked(&scope, &r.key))
         }
         .await;
         self.audited(
@@ -662,9 +673,7 @@ impl OperatorService for OperatorApi {
             .await?;
         let secrets = names
             .into_iter()
-            .map(|(scope, key)| {
-                masked(&scope.environment, &scope.project.unwrap_or_default(), &key)
-            })
+            .map(|(scope, key)| masked(&scope, &key))
             .collect();
         Ok(Response::new(ListSecretsResponse { secrets }))
     }
