@@ -314,6 +314,17 @@ impl Client {
         Ok(self.answer(answer)?.changes)
     }
 
+    /// Takes a new fleet file.
+    pub async fn fleet_apply(&mut self, text: String) -> Result<schema::FleetApplied, Failure> {
+        let answer = self.api.apply_fleet(pb::FleetFile { text }).await;
+        let applied = self.answer(answer)?;
+        Ok(schema::FleetApplied {
+            generation: applied.generation,
+            changes: applied.changes,
+            infra: applied.infra,
+        })
+    }
+
     pub async fn server_version(&mut self) -> Result<String, Failure> {
         let answer = self.api.version(pb::VersionRequest {}).await;
         Ok(self.answer(answer)?.version)
@@ -381,6 +392,7 @@ fn deployment(d: pb::Deployment) -> schema::Deployment {
             secrets: c.secrets,
             digest: c.digest,
         }),
+        fleet_generation: (d.fleet_generation > 0).then_some(d.fleet_generation),
     }
 }
 

@@ -161,10 +161,11 @@ enum Command {
     /// Load balancers and records the fleet file implies.
     #[command(subcommand)]
     Infra(InfraCommand),
-    /// The fleet file: what a new one would change.
+    /// The fleet file: what a new one would change, and taking it (admin).
     #[command(subcommand)]
     Fleet(FleetCommand),
-    /// Environment secrets (admin sets and deletes, anyone lists names; values are never shown).
+    /// Secrets of environments, projects and data stores (admin sets and
+    /// deletes, anyone lists names; values are never shown).
     #[command(subcommand)]
     Secret(SecretCommand),
     /// Revoke every certificate of an operator or an agent (instance id); admin.
@@ -292,6 +293,13 @@ enum FleetCommand {
     /// Validate FILE and show what it would change (projects, environments,
     /// data stores, each target's variables); changes nothing.
     Diff {
+        /// The new fleet file.
+        file: PathBuf,
+    },
+    /// Take FILE without a restart (admin): validated first and refused whole
+    /// if invalid; deployments from now on take it, those in progress keep
+    /// the fleet they started with. Audited.
+    Apply {
         /// The new fleet file.
         file: PathBuf,
     },
@@ -469,6 +477,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             audit::list(client, out, filter).await
         }
         Command::Fleet(FleetCommand::Diff { file }) => infra::fleet_diff(client, out, file).await,
+        Command::Fleet(FleetCommand::Apply { file }) => infra::fleet_apply(client, out, file).await,
         Command::Infra(InfraCommand::Plan) => infra::run(client, out, false).await,
         Command::Infra(InfraCommand::Apply) => infra::run(client, out, true).await,
         Command::Promote { project, to } => promote::promote(client, out, project, to).await,

@@ -59,6 +59,8 @@ pub struct Deployment {
     pub migration: Option<Migration>,
     /// The configuration it pushed; null until first pushed.
     pub config: Option<Config>,
+    /// The fleet generation it started with; null while queued.
+    pub fleet_generation: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,6 +219,16 @@ pub struct Secret {
     pub key: String,
 }
 
+/// `fleet apply`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetApplied {
+    /// The fleet generation now in force.
+    pub generation: u64,
+    pub changes: Vec<String>,
+    /// What `infra apply` would still make for it.
+    pub infra: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Revoked {
     pub name: String,
@@ -334,6 +346,7 @@ mod tests {
                 secrets: vec![],
                 digest: digest.into(),
             }),
+            fleet_generation: Some(1),
         }
     }
 

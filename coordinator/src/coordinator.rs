@@ -13,9 +13,9 @@ use crate::agents::{AgentHub, AgentRecords};
 use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::cloud::Cloud;
-use crate::config::Fleet;
 use crate::deployments::Deployments;
 use crate::executor::{Executor, LaunchTemplate};
+use crate::fleets::Fleets;
 use crate::lost::LostWatch;
 use crate::migrations::Migrations;
 use crate::operations::Operations;
@@ -44,7 +44,8 @@ pub struct Advertised {
 #[derive(Debug)]
 pub struct Parts {
     pub db: Db,
-    pub fleet: Fleet,
+    /// The fleet in force, taken at the start (`Fleets::open`).
+    pub fleets: Arc<Fleets>,
     pub cloud: Cloud,
     pub ca: Ca,
     pub secrets: Secrets,
@@ -55,7 +56,7 @@ pub struct Parts {
 
 /// Every subsystem, built once.
 pub struct Coordinator {
-    pub fleet: Arc<Fleet>,
+    pub fleets: Arc<Fleets>,
     /// The agents table, which the agent service checks a stream against.
     pub agent_records: AgentRecords,
     pub agents: Arc<AgentHub>,
@@ -83,7 +84,7 @@ impl Coordinator {
     pub fn new(parts: Parts) -> Arc<Self> {
         let Parts {
             db,
-            fleet,
+            fleets,
             cloud,
             ca,
             secrets,
@@ -91,7 +92,6 @@ impl Coordinator {
             advertised,
             clock,
         } = parts;
-        let fleet = Arc::new(fleet);
         let ca = Arc::new(ca);
         let secrets = Arc::new(secrets);
         let revocations = Arc::new(revocations);
@@ -112,7 +112,7 @@ impl Coordinator {
         let promotions = Arc::new(Promotions::new(
             db.clone(),
             cloud.dns.clone(),
-            fleet.clone(),
+            fleets.clone(),
             audit.clone(),
         ));
         let executor = Arc::new(Executor {
@@ -123,7 +123,7 @@ impl Coordinator {
             secrets: secrets.clone(),
             revocations: revocations.clone(),
             cloud: cloud.clone(),
-            fleet: fleet.clone(),
+            fleets: fleets.clone(),
             launch: LaunchTemplate {
                 coordinator: advertised.address,
                 server_name: advertised.server_name,
@@ -135,7 +135,7 @@ impl Coordinator {
             stopping: stopping.clone(),
         });
         let lost = Arc::new(LostWatch {
-            fleet: fleet.clone(),
+            fleets: fleets.clone(),
             deployments: deployments.clone(),
             releases: releases.clone(),
             load_balancer: cloud.load_balancer.clone(),
@@ -145,7 +145,7 @@ impl Coordinator {
             stopping: stopping.clone(),
         });
         let operations = Arc::new(Operations {
-            fleet: fleet.clone(),
+            fleets: fleets.clone(),
             clock,
             releases: releases.clone(),
             deployments: deployments.clone(),
@@ -157,7 +157,7 @@ impl Coordinator {
             agent_records: AgentRecords::new(db.clone()),
         });
         Arc::new(Coordinator {
-            fleet,
+            fleets,
             agent_records: AgentRecords::new(db),
             agents,
             tokens,

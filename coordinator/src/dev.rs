@@ -14,7 +14,6 @@ use slipway_common::profile::{ProfileFile, write_profile};
 use slipway_coordinator::cloud::Compute;
 
 use slipway_coordinator::cloud::local::LocalCloud;
-use slipway_coordinator::config::Fleet;
 use slipway_coordinator::pki::{Ca, Identity, Role, write_file, write_private};
 use slipway_coordinator::store::Db;
 
@@ -30,14 +29,14 @@ const SAMPLE_RELEASES: [(&str, bool, u32, bool); 4] = [
     ("v3-bad-migration", true, 3, true),
 ];
 
-/// Loads `DIR/fleet.toml`, writing the sample first if there is none.
-pub fn fleet(data_dir: &Path) -> anyhow::Result<Fleet> {
+/// `DIR/fleet.toml`, the sample written there first if there is none.
+pub fn fleet_file(data_dir: &Path) -> anyhow::Result<PathBuf> {
     let path = data_dir.join("fleet.toml");
     if !path.exists() {
         std::fs::write(&path, SAMPLE_FLEET)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(Fleet::load(&path)?)
+    Ok(path)
 }
 
 /// Reaches the local cloud in `dir`, starting it in a process of its own if it

@@ -26,6 +26,7 @@ use crate::deploy::machine::{
 use crate::deploy::{Deployment, LaunchedInstance, MigrationOutcome, MigrationRun, Phase};
 use crate::deployments::Deployments;
 use crate::faults;
+use crate::fleets::{Fleets, Generation};
 use crate::migrations::{MigrationDone, Migrations};
 use crate::revocation::Revocations;
 use crate::secrets::Secrets;
@@ -54,7 +55,8 @@ pub struct Executor {
     /// Terminated instances' agents are revoked.
     pub revocations: Arc<Revocations>,
     pub cloud: Cloud,
-    pub fleet: Arc<Fleet>,
+    /// The fleet each deployment started with.
+    pub fleets: Arc<Fleets>,
     pub launch: LaunchTemplate,
     pub clock: Arc<dyn Clock>,
     pub stopping: Stopping,
@@ -143,15 +145,17 @@ pub async fn tick(c: &Executor, id: &str) -> Result<Step, StepError> {
     if d.phase.is_finished() {
         return Ok(Step::Finished);
     }
-    let Some(project) = c.fleet.project(&d.project) else {
+    // The fleet it started with (the one in force while queued).
+    let fleet = c.fleets.generation(d.fleet_generation).await;
+    let Some(project) = fleet.fleet.project(&d.project) else {
         let reason = format!("project {} left the fleet file", d.project);
         enter(c, &mut d, Phase::RollingBack, Some(reason)).await?;
         return Ok(Step::Continue);
     };
     let limits = Limits {
         deadlines: project.deadlines,
-        agent_lost_after: c.fleet.coordinator.agent_lost_after,
-        migration: c
+        agent_lost_after: fleet.fleet.coordinator.agent_lost_after,
+        migration: fleet
             .fleet
             .migration_of(&d.project, &d.environment)
             .map(|(m, _)| MigrationLimits {
@@ -159,7 +163,7 @@ pub async fn tick(c: &Executor, id: &str) -> Result<Step, StepError> {
                 lock_wait: m.lock_wait,
             }),
     };
-    let result = step(c, &mut d, &limits).await;
+    let result = step(c, &mut d, &limits, &fleet).await;
     match result {
         Ok(step) => Ok(step),
         Err(StepError::Conflict) => Ok(Step::Continue),
@@ -231,7 +235,12 @@ fn rolls_back(d: &Deployment, e: &CloudError, limits: &Limits, now: Millis) -> b
 }
 
 /// Observes, decides and acts once.
-async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step, StepError> {
+async fn step(
+    c: &Executor,
+    d: &mut Deployment,
+    limits: &Limits,
+    fleet: &Generation,
+) -> Result<Step, StepError> {
     let id = d.id.clone();
     let id = id.as_str();
     let observed = observe(c, &mut *d).await?;
@@ -245,7 +254,12 @@ async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step,
         }
         Action::Advance(Phase::Draining) => switch(c, d, &observed, limits, &lb).await,
         Action::Advance(phase) => {
-            enter(c, d, *phase, None).await?;
+            // Leaving the queue, it takes the fleet in force for good.
+            let generation = fleet.number;
+            enter_with(c, d, *phase, None, |fresh, _| {
+                fresh.fleet_generation.get_or_insert(generation);
+            })
+            .await?;
             faults::point(d.phase, "entered").await;
             Ok(())
         }
@@ -273,7 +287,7 @@ async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step,
             .await
         }
         Action::BeginMigration => {
-            let store = c
+            let store = fleet
                 .fleet
                 .migration_of(&d.project, &d.environment)
                 .map(|(_, store)| store.to_string())
@@ -284,13 +298,13 @@ async fn step(c: &Executor, d: &mut Deployment, limits: &Limits) -> Result<Step,
             .await
         }
         Action::LockMigration => lock_migration(c, d, &observed.migration).await,
-        Action::StartMigration { instance } => start_migration(c, d, instance).await,
+        Action::StartMigration { instance } => start_migration(c, d, instance, &fleet.fleet).await,
         Action::EndMigration { outcome, output } => {
             end_migration(c, d, outcome.clone(), output.clone()).await
         }
-        Action::Launch { slots } => launch(c, d, slots).await,
+        Action::Launch { slots } => launch(c, d, slots, &fleet.fleet).await,
         Action::Configure { instances } => {
-            configure(c, d, instances).await;
+            configure(c, d, instances, &fleet.fleet).await;
             Ok(())
         }
         Action::Register { instances } => {
@@ -522,8 +536,9 @@ async fn start_migration(
     c: &Executor,
     d: &mut Deployment,
     instance: &str,
+    fleet: &Fleet,
 ) -> Result<(), StepError> {
-    let Some((migration, store)) = c.fleet.migration_of(&d.project, &d.environment) else {
+    let Some((migration, store)) = fleet.migration_of(&d.project, &d.environment) else {
         return Ok(());
     };
     let run_id = format!("{}/{store}", d.id);
@@ -644,7 +659,12 @@ async fn adopt_unrecorded(c: &Executor, d: &mut Deployment) -> Result<(), StepEr
     Ok(())
 }
 
-async fn launch(c: &Executor, d: &mut Deployment, slots: &[u32]) -> Result<(), StepError> {
+async fn launch(
+    c: &Executor,
+    d: &mut Deployment,
+    slots: &[u32],
+    fleet: &Fleet,
+) -> Result<(), StepError> {
     let lb = load_balancer_name(&d.project, &d.environment);
     if d.launched.is_empty() && c.cloud.load_balancer.describe(&lb).await?.is_none() {
         // Nothing launched yet: fail before making instances that could never serve.
@@ -662,8 +682,7 @@ async fn launch(c: &Executor, d: &mut Deployment, slots: &[u32]) -> Result<(), S
             .await?;
         *d = stored.ok_or(StepError::Vanished)?.0;
     }
-    let aws = c
-        .fleet
+    let aws = fleet
         .environments
         .get(&d.environment)
         .map(|e| e.aws.clone())
@@ -760,9 +779,8 @@ async fn record_launched(
     Ok(())
 }
 
-async fn configure(c: &Executor, d: &Deployment, instances: &[String]) {
-    let stores: Vec<&str> = c
-        .fleet
+async fn configure(c: &Executor, d: &Deployment, instances: &[String], fleet: &Fleet) {
+    let stores: Vec<&str> = fleet
         .data_stores_of(&d.project, &d.environment)
         .into_iter()
         .map(|(name, _)| name)
@@ -775,7 +793,7 @@ async fn configure(c: &Executor, d: &Deployment, instances: &[String]) {
         }
     };
     let secret_names: Vec<String> = secrets.keys().cloned().collect();
-    let Some(configuration) = Configuration::for_deployment(&c.fleet, d, secrets) else {
+    let Some(configuration) = Configuration::for_deployment(fleet, d, secrets) else {
         return;
     };
     // What it pushes, kept with the deployment (masked) before the first push.

@@ -5,7 +5,8 @@
 //!
 //! - `store`: the engines (sled; the domain's memory engine for tests).
 //! - `deployments` (the deployments table and its queue), `releases` (the
-//!   releases table): what the subsystems below share.
+//!   releases table), `fleets` (the fleet in force and those deployments
+//!   started with): what the subsystems below share.
 //! - `executor`: carries out the deploy machine's actions against the cloud, the
 //!   agents and the store; `scheduler`: one executor per active deployment,
 //!   owned in a `JoinSet`.
@@ -46,6 +47,7 @@ pub mod coordinator;
 pub mod deployments;
 pub mod executor;
 pub mod faults;
+pub mod fleets;
 pub mod grpc;
 pub mod lost;
 pub mod migrations;

@@ -16,10 +16,10 @@ use crate::clock::Clock;
 use crate::clock::Millis;
 use crate::cloud::LoadBalancer;
 use crate::cloud::{CloudError, load_balancer_name};
-use crate::config::Fleet;
 use crate::deploy::machine::MemberState;
 use crate::deploy::{Deployment, Phase};
 use crate::deployments::Deployments;
+use crate::fleets::Fleets;
 use crate::queue::ReleaseQueue;
 use crate::releases::Releases;
 use crate::stopping::Stopping;
@@ -30,7 +30,7 @@ pub const REPLACER: &str = "slipway (lost instance replacement)";
 
 /// What watching for lost instances takes.
 pub struct LostWatch {
-    pub fleet: Arc<Fleet>,
+    pub fleets: Arc<Fleets>,
     pub deployments: Arc<Deployments>,
     pub releases: Arc<Releases>,
     pub load_balancer: Arc<dyn LoadBalancer>,
@@ -40,28 +40,18 @@ pub struct LostWatch {
     pub stopping: Stopping,
 }
 
-/// Checks every target of every project that asks for replacement, once per
-/// heartbeat interval, for as long as the coordinator runs.
-/// None if no project asks for replacement.
-pub fn start_watch(coordinator: Arc<LostWatch>) -> Option<tokio::task::JoinHandle<()>> {
-    if !coordinator
-        .fleet
-        .projects
-        .values()
-        .any(|p| p.replace_lost_instances)
-    {
-        return None;
-    }
+/// Checks every target of every project that asks for replacement (in the
+/// fleet in force: `fleet apply` may ask for it later), once per heartbeat
+/// interval, for as long as the coordinator runs.
+pub fn start_watch(coordinator: Arc<LostWatch>) -> tokio::task::JoinHandle<()> {
     let started = Instant::now();
-    Some(tokio::spawn(async move {
-        let every = coordinator.fleet.coordinator.heartbeat_interval;
+    // `[coordinator]` changes only at a start.
+    let settings = coordinator.fleets.current().fleet.coordinator.clone();
+    tokio::spawn(async move {
+        let every = settings.heartbeat_interval;
         // After a start, an agent not heard from is not lost before it had
         // the time to redial, nor before the fleet's own limit.
-        let grace = coordinator
-            .fleet
-            .coordinator
-            .agent_lost_after
-            .max(REDIAL_GRACE);
+        let grace = settings.agent_lost_after.max(REDIAL_GRACE);
         // Attempted once each: a replacement that rolls back is left to operators.
         let mut attempted: BTreeSet<String> = BTreeSet::new();
         loop {
@@ -76,7 +66,7 @@ pub fn start_watch(coordinator: Arc<LostWatch>) -> Option<tokio::task::JoinHandl
                 error!(error = %e, "checking for lost instances failed; retrying");
             }
         }
-    }))
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,14 +84,18 @@ enum LostError {
 }
 
 async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result<(), LostError> {
+    let fleet = c.fleets.current().fleet;
+    if !fleet.projects.values().any(|p| p.replace_lost_instances) {
+        return Ok(());
+    }
     let deployments = c.deployments.history().await?;
     let queue = ReleaseQueue::new(&deployments);
-    let lost_after = c.fleet.coordinator.agent_lost_after.as_millis() as Millis;
-    for (project, settings) in &c.fleet.projects {
+    let lost_after = fleet.coordinator.agent_lost_after.as_millis() as Millis;
+    for (project, settings) in &fleet.projects {
         if !settings.replace_lost_instances {
             continue;
         }
-        for environment in c.fleet.environments.keys() {
+        for environment in fleet.environments.keys() {
             // A deployment in flight or queued replaces or retires instances itself.
             let busy = queue.targets().any(|t| {
                 t.target.project == *project

@@ -11,6 +11,7 @@ use crate::deploy::machine::{Connection, InstanceState, MemberState};
 use crate::deploy::{Deployment, Phase};
 use crate::deployments::Deployments;
 use crate::error::{Code, Coded};
+use crate::fleets::Fleets;
 use crate::pki::{Ca, Identity};
 use crate::promote::{self, Promotions, RecordState};
 use crate::queue::ReleaseQueue;
@@ -148,7 +149,7 @@ pub struct AgentStatus {
 
 /// What operators can ask, and what answering takes.
 pub struct Operations {
-    pub fleet: Arc<Fleet>,
+    pub fleets: Arc<Fleets>,
     pub clock: Arc<dyn Clock>,
     pub releases: Arc<Releases>,
     pub deployments: Arc<Deployments>,
@@ -167,11 +168,16 @@ impl std::fmt::Debug for Operations {
 }
 
 impl Operations {
+    /// The fleet in force: what operators ask about and new deployments take.
+    fn fleet(&self) -> Arc<Fleet> {
+        self.fleets.current().fleet
+    }
+
     fn check_project(&self, project: &str) -> Result<()> {
-        if self.fleet.project(project).is_none() {
+        if self.fleet().project(project).is_none() {
             return Err(OperationError::NotFound(format!(
                 "no project {project:?} in the fleet file: known are {}",
-                self.fleet
+                self.fleet()
                     .projects
                     .keys()
                     .cloned()
@@ -195,10 +201,10 @@ impl Operations {
     }
 
     fn check_environment(&self, environment: &str) -> Result<()> {
-        if !self.fleet.environments.contains_key(environment) {
+        if !self.fleet().environments.contains_key(environment) {
             return Err(OperationError::NotFound(format!(
                 "no environment {environment:?} in the fleet file: known are {}",
-                self.fleet
+                self.fleet()
                     .environments
                     .keys()
                     .cloned()
@@ -303,7 +309,7 @@ impl Operations {
         environment: &str,
     ) -> Result<Deployment> {
         let desired = self
-            .fleet
+            .fleet()
             .instance_count(&release.project, environment)
             .ok_or_else(|| OperationError::NotFound(format!("no environment {environment:?}")))?;
         Ok(self
@@ -467,13 +473,13 @@ impl Operations {
         let queue = ReleaseQueue::new(&history);
         let mut projects = Vec::new();
         for name in self
-            .fleet
+            .fleet()
             .projects
             .keys()
             .filter(|n| project.is_none_or(|p| *n == p))
         {
             let mut environments = Vec::new();
-            for env in self.fleet.environments.keys() {
+            for env in self.fleet().environments.keys() {
                 let mut status = self.environment_status(name, env).await?;
                 if let Some(line) = queue
                     .targets()
@@ -484,7 +490,7 @@ impl Operations {
                 }
                 environments.push(status);
             }
-            let public = match self.fleet.projects[name].public.is_some() {
+            let public = match self.fleet().projects[name].public.is_some() {
                 true => Some(self.public_record(name).await?),
                 false => None,
             };
@@ -522,7 +528,7 @@ impl Operations {
         // An agent that stopped heartbeating is lost even while its stream stays open.
         let now = self.clock.now();
         let lost_after =
-            self.fleet.coordinator.agent_lost_after.as_millis() as crate::clock::Millis;
+            self.fleet().coordinator.agent_lost_after.as_millis() as crate::clock::Millis;
         let instances = ids
             .iter()
             .map(|id| {
@@ -558,10 +564,10 @@ impl Operations {
     }
 
     /// The fleet file's public record of `project`.
-    fn public_config(&self, project: &str) -> Result<&crate::config::PublicRecord> {
-        self.fleet
+    fn public_config(&self, project: &str) -> Result<crate::config::PublicRecord> {
+        self.fleet()
             .project(project)
-            .and_then(|p| p.public.as_ref())
+            .and_then(|p| p.public.clone())
             .ok_or_else(|| {
                 OperationError::FailedPrecondition(format!(
                     "project {project} has no public record: add [projects.{project}.public] to the fleet file"
@@ -706,7 +712,7 @@ impl Operations {
         };
         let now = self.clock.now();
         let lost_after =
-            self.fleet.coordinator.agent_lost_after.as_millis() as crate::clock::Millis;
+            self.fleet().coordinator.agent_lost_after.as_millis() as crate::clock::Millis;
         Ok(records
             .into_iter()
             .filter(|record| alive.contains(&record.instance_id))
@@ -729,17 +735,50 @@ impl Operations {
     pub fn fleet_diff(&self, text: &str) -> Result<Vec<String>> {
         let new = Fleet::parse(text, "the new fleet file")
             .map_err(|e| OperationError::Invalid(e.to_string()))?;
-        Ok(crate::config_diff::diff(&self.fleet, &new))
+        Ok(crate::config_diff::diff(&self.fleet(), &new))
+    }
+
+    /// Takes `text` as the fleet in force (see `Fleets::apply`); returns the
+    /// generation now in force, what changed, and the infrastructure it
+    /// lacks (made by `infra apply`, as at a start).
+    pub async fn fleet_apply(
+        &self,
+        who: &Identity,
+        text: &str,
+    ) -> Result<(u64, Vec<String>, Vec<String>)> {
+        let deployments = self.deployments.history().await?;
+        let busy: Vec<String> = ReleaseQueue::new(&deployments)
+            .targets()
+            .filter(|t| t.active.is_some() || !t.waiting.is_empty())
+            .map(|t| format!("{}/{}", t.target.project, t.target.environment))
+            .collect();
+        let (generation, changes) = self
+            .fleets
+            .apply(text, &who.to_string(), &busy)
+            .await
+            .map_err(|e| match e {
+                crate::fleets::FleetError::Invalid(message) => OperationError::Invalid(message),
+                crate::fleets::FleetError::Store(e) => e.into(),
+            })?;
+        // Taken already: a cloud that cannot be read now only leaves the
+        // comparison to `infra plan`.
+        let infra = match crate::infra::plan(&generation.fleet, &self.cloud).await {
+            Ok(infra) => infra.iter().map(ToString::to_string).collect(),
+            Err(e) => vec![format!(
+                "cannot compare with the cloud now ({e}): run `slipway infra plan`"
+            )],
+        };
+        Ok((generation.number, changes, infra))
     }
 
     /// What infrastructure is missing or drifted; changes nothing.
     pub async fn infra_plan(&self) -> Result<Vec<crate::infra::Change>> {
-        Ok(crate::infra::plan(&self.fleet, &self.cloud).await?)
+        Ok(crate::infra::plan(&self.fleet(), &self.cloud).await?)
     }
 
     /// Makes the infrastructure match the fleet file; returns what it changed.
     pub async fn infra_apply(&self) -> Result<Vec<crate::infra::Change>> {
-        let changes = crate::infra::plan(&self.fleet, &self.cloud).await?;
+        let changes = crate::infra::plan(&self.fleet(), &self.cloud).await?;
         crate::infra::apply(&self.cloud, &changes).await?;
         Ok(changes)
     }
@@ -791,7 +830,7 @@ impl Operations {
     /// Where a secret goes: an environment (one project there, or all), or a
     /// data store (every project that uses it).
     fn secret_scope(&self, place: &str, project: Option<&str>) -> Result<Scope> {
-        if self.fleet.data_stores.contains_key(place) {
+        if self.fleet().data_stores.contains_key(place) {
             if project.is_some() {
                 return Err(OperationError::Invalid(format!(
                     "{place} is a data store: its secrets go to every project that uses it; drop --project"
@@ -811,16 +850,16 @@ impl Operations {
 
     /// `place` is an environment or a data store.
     fn check_place(&self, place: &str) -> Result<()> {
-        if self.fleet.environments.contains_key(place) {
+        if self.fleet().environments.contains_key(place) {
             return Ok(());
         }
         let known = |names: Vec<&String>| names.into_iter().cloned().collect::<Vec<_>>().join(", ");
         Err(OperationError::NotFound(format!(
             "no environment or data store {place:?} in the fleet file: environments are {}; data stores are {}",
-            known(self.fleet.environments.keys().collect()),
-            match self.fleet.data_stores.is_empty() {
+            known(self.fleet().environments.keys().collect()),
+            match self.fleet().data_stores.is_empty() {
                 true => "none".to_string(),
-                false => known(self.fleet.data_stores.keys().collect()),
+                false => known(self.fleet().data_stores.keys().collect()),
             }
         )))
     }

@@ -16,8 +16,8 @@ use crate::audit::AuditLog;
 use crate::clock::Millis;
 use crate::cloud::Dns;
 use crate::cloud::{CloudError, load_balancer_name};
-use crate::config::Fleet;
 use crate::faults;
+use crate::fleets::Fleets;
 use crate::store::Db;
 use crate::store::{Record, StoreError, Table};
 
@@ -78,7 +78,7 @@ impl crate::error::Coded for PromoteError {
 pub struct Promotions {
     db: Db,
     dns: Arc<dyn Dns>,
-    fleet: Arc<Fleet>,
+    fleets: Arc<Fleets>,
     audit: Arc<AuditLog>,
     /// One lock per project, held while a promotion reads and changes its
     /// public record and DNS.
@@ -94,11 +94,11 @@ impl std::fmt::Debug for Promotions {
 }
 
 impl Promotions {
-    pub fn new(db: Db, dns: Arc<dyn Dns>, fleet: Arc<Fleet>, audit: Arc<AuditLog>) -> Promotions {
+    pub fn new(db: Db, dns: Arc<dyn Dns>, fleets: Arc<Fleets>, audit: Arc<AuditLog>) -> Promotions {
         Promotions {
             db,
             dns,
-            fleet,
+            fleets,
             audit,
             locks: Default::default(),
             pending: tokio::sync::Notify::new(),
@@ -256,8 +256,8 @@ async fn finish(coordinator: &Promotions, project: &str) -> Result<(), PromoteEr
 
 /// Why the fleet file, edited since, no longer allows this promotion.
 fn outdated(coordinator: &Promotions, record: &RecordState) -> Option<String> {
-    let Some(public) = coordinator
-        .fleet
+    let fleet = coordinator.fleets.current().fleet;
+    let Some(public) = fleet
         .project(&record.project)
         .and_then(|p| p.public.as_ref())
     else {

@@ -14,6 +14,7 @@ use slipway_coordinator::clock::{Clock, SystemClock};
 use slipway_coordinator::cloud::Cloud;
 use slipway_coordinator::config::{Fleet, Provider};
 use slipway_coordinator::coordinator::{Advertised, Coordinator, Parts};
+use slipway_coordinator::fleets::Fleets;
 use slipway_coordinator::pki::{Ca, SERVER_NAME};
 use slipway_coordinator::store::{Db, SledStore};
 use slipway_coordinator::{grpc, infra};
@@ -61,16 +62,23 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // Absolute and canonical: `crate::data_dir::create` resolved it in main.
     let data_dir = &options.data_dir;
 
-    let fleet = match (&options.fleet, options.dev) {
-        (Some(path), _) => Fleet::load(path)?,
-        (None, true) => dev::fleet(data_dir)?,
+    let path = match (&options.fleet, options.dev) {
+        (Some(path), _) => path.clone(),
+        (None, true) => dev::fleet_file(data_dir)?,
         (None, false) => {
             anyhow::bail!("no fleet file: pass --fleet FILE, or --dev for the sample fleet")
         }
     };
+    // Refused before anything starts if it is not valid.
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read fleet file {}", path.display()))?;
+    let start = Fleet::parse(&text, &path.display().to_string())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = SledStore::open(&data_dir.join("store"))?;
     let db = Db::open(Arc::new(store)).await?;
+    // The start file, or a fleet applied over it since.
+    let fleets = Arc::new(Fleets::open(db.clone(), clock.clone(), start, &text).await?);
+    let fleet = fleets.current().fleet;
     let ca = Ca::load_or_create(&data_dir.join("ca"))?;
 
     let cloud = match fleet.cloud.provider {
@@ -141,7 +149,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         slipway_coordinator::revocation::Revocations::load(db.clone(), clock.clone()).await?;
     let coordinator = Coordinator::new(Parts {
         db,
-        fleet,
+        fleets,
         cloud,
         ca,
         secrets,
@@ -152,12 +160,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // The background tasks this process owns: the scheduler ends after a
     // graceful stop; the others are ended with the process's tasks below.
     let scheduler = coordinator.scheduler.start();
-    let mut background = vec![slipway_coordinator::promote::start_finisher(
-        &coordinator.promotions,
-    )];
-    background.extend(slipway_coordinator::lost::start_watch(
-        coordinator.lost.clone(),
-    ));
+    let background = vec![
+        slipway_coordinator::promote::start_finisher(&coordinator.promotions),
+        slipway_coordinator::lost::start_watch(coordinator.lost.clone()),
+    ];
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     crate::data_dir::write_address(data_dir, &advertised.address)
         .and_then(|()| crate::data_dir::write_pid(data_dir))

@@ -17,6 +17,7 @@ use slipway_coordinator::pki::Identity;
 use slipway_coordinator::release::Release;
 use slipway_coordinator::store::Table;
 use slipway_coordinator::tokens::JoinTokenRecord;
+use slipway_domain::sample::SAMPLE_FLEET;
 use support::{Sandbox, admin};
 
 #[tokio::test]
@@ -51,6 +52,50 @@ async fn a_crash_between_launch_and_its_record_adopts_the_instance() {
             .any(|t| t.instance_id.as_deref() == Some(instance.as_str())),
         "its join token is bound to it: {tokens:?}"
     );
+}
+
+#[tokio::test]
+async fn a_fleet_applied_mid_deployment_is_for_the_next_one() {
+    let s = Sandbox::new().await;
+    let first = s.deploy("v1", "staging").await;
+    let d = s.tick_until(&first, Phase::Booting, 10).await;
+    assert_eq!((d.phase, d.fleet_generation), (Phase::Booting, Some(1)));
+
+    // From now on a boot may take 2s, not 30s.
+    let text = SAMPLE_FLEET.replace("boot = \"30s\"", "boot = \"2s\"");
+    let (generation, changes, _) = s
+        .coordinator
+        .operations
+        .fleet_apply(&admin(), &text)
+        .await
+        .unwrap();
+    assert_eq!(
+        (generation, changes),
+        (2, vec!["project hello changed".to_string()])
+    );
+    let second = s.deploy("v1", "qaprod1").await;
+    let d = s.tick_until(&second, Phase::Booting, 10).await;
+    assert_eq!((d.phase, d.fleet_generation), (Phase::Booting, Some(2)));
+
+    // No agent ever calls: the second passes its boot deadline, the first
+    // (30s, as when it started) does not.
+    s.clock.advance(Duration::from_secs(5));
+    let d = s.tick_until(&second, Phase::RollingBack, 5).await;
+    assert_eq!(d.phase, Phase::RollingBack, "{:?}", d.reason);
+    for _ in 0..3 {
+        s.tick(&first).await.unwrap();
+    }
+    let d = s.stored(&first).await;
+    assert_eq!((d.phase, d.fleet_generation), (Phase::Booting, Some(1)));
+
+    // Refused whole, naming the key: nothing changes.
+    let bad = SAMPLE_FLEET.replace("boot = \"30s\"", "boot = \"soon\"");
+    let refused = s.coordinator.operations.fleet_apply(&admin(), &bad).await;
+    assert!(
+        matches!(&refused, Err(OperationError::Invalid(m)) if m.contains("boot")),
+        "{refused:?}"
+    );
+    assert_eq!(s.coordinator.fleets.current().number, 2);
 }
 
 #[tokio::test]

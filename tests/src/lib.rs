@@ -612,6 +612,17 @@ impl Coordinator {
             .to_string()
     }
 
+    /// Opens a request to `env`'s endpoint and leaves its headers unfinished:
+    /// the instance serving it holds the connection, so a deployment there
+    /// stays draining (for at most the fleet's `drain`) until it is dropped.
+    pub fn hold_request(&self, env: &str) -> std::net::TcpStream {
+        use std::io::Write;
+        let endpoint = self.endpoint(env);
+        let mut held = std::net::TcpStream::connect(&endpoint).expect("connect to the endpoint");
+        write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").expect("write half a request");
+        held
+    }
+
     pub fn deployment(&self, id: &str) -> Value {
         self.ok(&["show", id, "--output", "json"]).json()
     }

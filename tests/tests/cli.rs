@@ -163,9 +163,7 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     // on qaprod1's v1 instance keeps the first draining until it closes, so
     // the second is still queued when the cancel arrives.
     dev.ok(&["deploy", "hello", "v1", "--env", "qaprod1", "--wait"]);
-    let endpoint = dev.endpoint("qaprod1");
-    let mut held = std::net::TcpStream::connect(&endpoint).unwrap();
-    write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").unwrap();
+    let held = dev.hold_request("qaprod1");
     let first = dev.enqueue("v2", "qaprod1");
     let second = dev.enqueue("v1", "qaprod1");
     let qaprod1 = eventually(
@@ -228,6 +226,11 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
             .any(|c| c == "hello/prod1: ~ GREETING: hello from prod1 -> hello again from prod1"),
         "{fleet_changes}"
     );
+    let applied = docs.acted(
+        "fleet apply",
+        &dev.ok(&["fleet", "apply", new_fleet.to_str().unwrap(), "-o", "json"]),
+    );
+    assert_eq!(applied["generation"], 2, "{applied}");
     docs.acted("infra apply", &dev.ok(&["infra", "apply", "-o", "json"]));
     docs.acted(
         "secret set",
@@ -355,9 +358,7 @@ fn each_exit_code_is_produced_by_what_it_names() {
 
     // A request held open on staging's v1 instance keeps the next deployment
     // there draining (the fleet's drain deadline is far away) until it closes.
-    let endpoint = dev.endpoint("staging");
-    let mut held = std::net::TcpStream::connect(&endpoint).unwrap();
-    write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").unwrap();
+    let held = dev.hold_request("staging");
 
     // 7: --timeout passes; the deployment goes on.
     let timed_out = dev.exits(
@@ -694,9 +695,7 @@ fn a_wait_says_at_once_that_the_coordinator_went_away_and_follows_on_when_it_is_
     let mut dev = Coordinator::start_dev_with_fleet(&fleet);
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     // A request held open keeps v2's deployment draining while the coordinator is away.
-    let endpoint = dev.endpoint("staging");
-    let mut held = std::net::TcpStream::connect(&endpoint).unwrap();
-    write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").unwrap();
+    let held = dev.hold_request("staging");
     let id = dev.enqueue("v2", "staging");
     eventually("v2 to drain", Duration::from_secs(30), || {
         (dev.deployment(&id)["phase"] == "draining").then_some(())

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use slipway_coordinator::sample::SAMPLE_FLEET;
@@ -113,11 +112,9 @@ fn a_request_in_flight_on_an_old_instance_is_answered_before_it_retires() {
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     // Headers not finished: the old instance waits for the rest, holding the
     // connection open through the switch.
-    let endpoint = dev.endpoint("staging");
-    let mut held = TcpStream::connect(&endpoint).unwrap();
+    let mut held = dev.hold_request("staging");
     held.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").unwrap();
 
     let id = dev.enqueue("v2", "staging");
     eventually("v2 to drain the old instances", DEPLOY, || {
@@ -132,7 +129,7 @@ fn a_request_in_flight_on_an_old_instance_is_answered_before_it_retires() {
         .then_some(())
     });
     assert!(
-        get(&endpoint, "/").unwrap().contains("v2"),
+        get(&dev.endpoint("staging"), "/").unwrap().contains("v2"),
         "new requests go to v2 while the old instance drains"
     );
 

@@ -77,6 +77,13 @@ fn each_role_does_what_it_may_and_is_told_what_it_lacks() {
         "{}",
         infra.stderr
     );
+    let fleet_file = c.data_dir().join("fleet.toml");
+    let apply = c.cli_as(&ci, &["fleet", "apply", fleet_file.to_str().unwrap()]);
+    assert!(
+        apply.code == Some(4) && apply.stderr.contains("needs the admin role"),
+        "{}",
+        apply.stderr
+    );
     let issue = c.cli_as(
         &ci,
         &[

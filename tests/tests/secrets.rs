@@ -324,3 +324,104 @@ fn a_project_s_secret_reaches_only_that_project_and_a_store_s_every_user_of_it()
         "staging's hello uses another store"
     );
 }
+
+#[test]
+fn a_fleet_applied_without_a_restart_is_for_the_next_deployment_and_outlives_a_restart() {
+    use slipway_coordinator::sample::SAMPLE_FLEET;
+    use slipway_tests::TempDir;
+    use std::time::Duration;
+    // A drain long enough for a held request to keep a deployment in
+    // progress through a coordinator restart.
+    let fleet = SAMPLE_FLEET.replace("drain = \"10s\"", "drain = \"120s\"");
+    let mut c = Coordinator::start_dev_with_fleet(&fleet);
+    let dir = TempDir::new("fleet-apply");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+
+    // Invalid: refused whole, naming the key; a viewer may not apply at all.
+    let bad = file(
+        "bad.toml",
+        &fleet.replace("instance_port = 8080", "instance_prot = 8080"),
+    );
+    let refused = c.exits(4, &["fleet", "apply", &bad]);
+    assert!(
+        refused.stderr.contains("instance_prot"),
+        "{}",
+        refused.stderr
+    );
+    let restart_only = file(
+        "coordinator.toml",
+        &fleet.replace("agent_lost_after = \"4s\"", "agent_lost_after = \"9s\""),
+    );
+    let refused = c.exits(4, &["fleet", "apply", &restart_only]);
+    assert!(
+        refused.stderr.contains("[coordinator]"),
+        "{}",
+        refused.stderr
+    );
+
+    // A deployment in progress (a held request keeps it draining) when a
+    // fleet with another greeting for staging is applied.
+    let held = c.hold_request("staging");
+    let in_progress = c.enqueue("v2", "staging");
+    slipway_tests::eventually("v2 to be draining", Duration::from_secs(30), || {
+        (c.deployment(&in_progress)["phase"] == "draining").then_some(())
+    });
+    let good = file(
+        "fleet.toml",
+        &fleet.replace("hello from staging", "hello again from staging"),
+    );
+    let applied = c.ok(&["fleet", "apply", &good, "-o", "json"]).json();
+    assert_eq!(applied["generation"], 2, "{applied}");
+    assert!(
+        applied["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l
+                == "hello/staging: ~ GREETING: hello from staging -> hello again from staging"),
+        "{applied}"
+    );
+    assert_eq!(applied["infra"], serde_json::json!([]), "{applied}");
+
+    // A kill -9 and a start with the same start file: the applied fleet
+    // stays in force, and the deployment in progress keeps its own.
+    c.crash_and_restart();
+    drop(held);
+    let finished = c.wait_finished(&in_progress, Duration::from_secs(60));
+    assert_eq!(finished["phase"], "succeeded", "{finished}");
+    assert_eq!(finished["fleet_generation"], 1, "{finished}");
+    assert_eq!(
+        finished["config"]["variables"]["GREETING"], "hello from staging",
+        "{finished}"
+    );
+    let next = c
+        .ok(&[
+            "deploy", "hello", "v1", "--env", "staging", "--wait", "-o", "json",
+        ])
+        .json();
+    assert_eq!(next["fleet_generation"], 2, "{next}");
+    assert_eq!(
+        next["config"]["variables"]["GREETING"], "hello again from staging",
+        "{next}"
+    );
+    let body = slipway_tests::load::get(&c.endpoint("staging"), "/").unwrap();
+    assert!(body.contains("hello again from staging"), "{body}");
+
+    // Audited, with what changed; the refusals too.
+    let audit = c
+        .ok(&["audit", "--action", "fleet apply", "-o", "json"])
+        .json();
+    let entries = audit.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{audit}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["result"].as_str().unwrap().contains("generation 2: ")),
+        "{audit}"
+    );
+}

@@ -108,8 +108,12 @@ pub async fn show(
         }
     }
     if let Some(config) = &d.config {
+        let fleet = d
+            .fleet_generation
+            .map(|g| format!(", fleet generation {g}"))
+            .unwrap_or_default();
         println!(
-            "  config (digest {}):",
+            "  config (digest {}{fleet}):",
             &config.digest[..config.digest.len().min(16)]
         );
         for (key, value) in &config.variables {

@@ -1,4 +1,4 @@
-//! `slipway infra plan|apply` and `slipway fleet diff`.
+//! `slipway infra plan|apply` and `slipway fleet diff|apply`.
 
 use crate::client::Client;
 use crate::failure::Failure;
@@ -25,13 +25,7 @@ pub async fn fleet_diff(
     output: Output,
     file: std::path::PathBuf,
 ) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        Failure::usage(format!(
-            "cannot read the fleet file {}: {e}",
-            file.display()
-        ))
-    })?;
-    let changes = client.fleet_diff(text).await?;
+    let changes = client.fleet_diff(read(&file)?).await?;
     if output.structured() {
         return print(output, &changes);
     }
@@ -45,4 +39,48 @@ pub async fn fleet_diff(
         println!("{}", crate::render::text(change));
     }
     Ok(())
+}
+
+/// Takes a new fleet file, saying what changed and what infrastructure it
+/// still lacks.
+pub async fn fleet_apply(
+    client: &mut Client,
+    output: Output,
+    file: std::path::PathBuf,
+) -> Result<(), Failure> {
+    let applied = client.fleet_apply(read(&file)?).await?;
+    if output.structured() {
+        return print(output, &applied);
+    }
+    if applied.changes.is_empty() {
+        println!(
+            "no changes: {} is the fleet the coordinator runs (generation {})",
+            file.display(),
+            applied.generation
+        );
+        return Ok(());
+    }
+    for change in &applied.changes {
+        println!("{}", crate::render::text(change));
+    }
+    println!(
+        "fleet generation {} in force: deployments from now on take it; those in progress keep theirs",
+        applied.generation
+    );
+    if !applied.infra.is_empty() {
+        println!("the cloud lacks what it needs; `slipway infra apply` makes it:");
+        for change in &applied.infra {
+            println!("  {change}");
+        }
+    }
+    Ok(())
+}
+
+fn read(file: &std::path::Path) -> Result<String, Failure> {
+    std::fs::read_to_string(file).map_err(|e| {
+        Failure::usage(format!(
+            "cannot read the fleet file {}: {e}",
+            file.display()
+        ))
+    })
 }

@@ -10,7 +10,7 @@ use crate::config::Fleet;
 pub fn diff(old: &Fleet, new: &Fleet) -> Vec<String> {
     let mut changes = Vec::new();
     if old.coordinator != new.coordinator {
-        changes.push("coordinator settings changed".to_string());
+        changes.push("coordinator settings changed (takes a restart)".to_string());
     }
     if old.cloud != new.cloud {
         changes.push("cloud settings changed (takes a restart)".to_string());

@@ -2,7 +2,8 @@
 //! the fleet the domain's own tests plan against.
 
 /// The sample fleet written to `DIR/fleet.toml` on first start; edit it freely.
-pub const SAMPLE_FLEET: &str = r#"# Slipway's sample fleet. Edit it and restart the coordinator to apply.
+pub const SAMPLE_FLEET: &str = r#"# Slipway's sample fleet. Edit it, then `slipway fleet apply` it (or restart
+# the coordinator, which takes this file if it changed).
 
 [coordinator]
 heartbeat_interval = "1s"

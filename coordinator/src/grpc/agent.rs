@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::auth;
 use crate::agents::{AgentHello, AgentHub, AgentLink, AgentRecords};
 use crate::audit::AuditLog;
-use crate::config::Fleet;
+use crate::config::CoordinatorSettings;
 use crate::coordinator::Coordinator;
 use crate::pki::Ca;
 use crate::pki::{Identity, Role};
@@ -37,7 +37,8 @@ pub struct AgentApi {
     tokens: Arc<JoinTokens>,
     audit: Arc<AuditLog>,
     ca: Arc<Ca>,
-    fleet: Arc<Fleet>,
+    /// The coordinator's own settings, which change only at a start.
+    settings: CoordinatorSettings,
     agents: Arc<AgentHub>,
     /// The agents table: only instances Slipway launched may open a stream.
     agent_records: AgentRecords,
@@ -61,7 +62,7 @@ impl AgentApi {
             tokens: coordinator.tokens.clone(),
             audit: coordinator.audit.clone(),
             ca: coordinator.ca.clone(),
-            fleet: coordinator.fleet.clone(),
+            settings: coordinator.fleets.current().fleet.coordinator.clone(),
             agents: coordinator.agents.clone(),
             agent_records: coordinator.agent_records.clone(),
             revocations: coordinator.revocations.clone(),
@@ -199,7 +200,7 @@ impl AgentService for AgentApi {
             c.ca.sign_csr(
                 &request.csr_pem,
                 &identity,
-                c.fleet.coordinator.agent_certificate_lifetime,
+                c.settings.agent_certificate_lifetime,
             )
             .map_err(|e| super::status::of(&e))?;
         info!(instance = %request.instance_id, deployment_id = %token.deployment_id, "agent bootstrapped");
@@ -254,7 +255,7 @@ impl AgentService for AgentApi {
         let (sender, receiver) = mpsc::channel(32);
         let link = StreamLink(sender);
         if !link.send(ToAgent::Welcome {
-            heartbeat_interval: c.fleet.coordinator.heartbeat_interval,
+            heartbeat_interval: c.settings.heartbeat_interval,
         }) {
             return Err(Status::cancelled("stream closed"));
         }
@@ -324,7 +325,7 @@ impl AgentService for AgentApi {
             c.ca.sign_csr(
                 &csr_pem,
                 &caller.identity,
-                c.fleet.coordinator.agent_certificate_lifetime,
+                c.settings.agent_certificate_lifetime,
             )
             .map_err(|e| super::status::of(&e));
         let result = match &signed {

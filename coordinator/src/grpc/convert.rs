@@ -48,6 +48,7 @@ pub fn deployment(view: DeploymentView) -> pb::Deployment {
             secrets: c.secrets,
             digest: c.digest,
         }),
+        fleet_generation: d.fleet_generation.unwrap_or_default(),
     }
 }
 

@@ -130,6 +130,22 @@ impl Outcome for Deployment {
 impl Outcome for Release {}
 impl Outcome for PublicRecord {}
 impl Outcome for InfraChanges {}
+
+impl Outcome for FleetApplied {
+    /// The generation and what changed: the audit log keeps the history of
+    /// the fleet file.
+    fn outcome(&self) -> String {
+        const SHOWN: usize = 10;
+        if self.changes.is_empty() {
+            return format!("no changes: generation {} stays", self.generation);
+        }
+        let mut said = self.changes[..self.changes.len().min(SHOWN)].join("; ");
+        if self.changes.len() > SHOWN {
+            said.push_str(&format!("; and {} more", self.changes.len() - SHOWN));
+        }
+        format!("generation {}: {said}", self.generation)
+    }
+}
 impl Outcome for IssueCertificateResponse {}
 impl Outcome for Secret {}
 impl Outcome for RevokeResponse {}
@@ -152,6 +168,16 @@ fn page_token(token: &str) -> Result<Option<u64>, Status> {
             "page_token is not one this coordinator handed out: start from an empty one",
         )
     })
+}
+
+fn check_fleet_size(text: &str) -> Result<(), Status> {
+    if text.len() > MAX_FLEET_FILE {
+        return Err(Status::invalid_argument(format!(
+            "the fleet file is {} bytes: at most {MAX_FLEET_FILE}",
+            text.len()
+        )));
+    }
+    Ok(())
 }
 
 /// A secret as answers show it: its name, never its value.
@@ -642,14 +668,35 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<FleetChanges>, Status> {
         auth::require(&request, &self.revocations, Role::Viewer)?;
         let text = &request.get_ref().text;
-        if text.len() > MAX_FLEET_FILE {
-            return Err(Status::invalid_argument(format!(
-                "the fleet file is {} bytes: at most {MAX_FLEET_FILE}",
-                text.len()
-            )));
-        }
+        check_fleet_size(text)?;
         let changes = self.operations.fleet_diff(text)?;
         Ok(Response::new(FleetChanges { changes }))
+    }
+
+    async fn apply_fleet(
+        &self,
+        request: Request<FleetFile>,
+    ) -> Result<Response<FleetApplied>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let text = &request.get_ref().text;
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            check_fleet_size(text)?;
+            let (generation, changes, infra) =
+                self.operations.fleet_apply(&caller.identity, text).await?;
+            if !changes.is_empty() {
+                info!(who = %caller, generation, changes = changes.len(), "fleet applied");
+            }
+            Ok(FleetApplied {
+                generation,
+                changes,
+                infra,
+            })
+        }
+        .await;
+        self.audited(&caller, "fleet apply", ("fleet", About::default()), outcome)
+            .await
+            .map(Response::new)
     }
 
     async fn version(

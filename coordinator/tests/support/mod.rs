@@ -16,6 +16,7 @@ use slipway_coordinator::config::Fleet;
 use slipway_coordinator::coordinator::{Advertised, Coordinator, Parts};
 use slipway_coordinator::deploy::{Deployment, Phase};
 use slipway_coordinator::executor::{self, Step};
+use slipway_coordinator::fleets::Fleets;
 use slipway_coordinator::pki::{Ca, Identity, Role};
 use slipway_coordinator::revocation::Revocations;
 use slipway_coordinator::secrets::Secrets;
@@ -79,7 +80,11 @@ impl Sandbox {
             revocations: Revocations::load(db.clone(), clock.clone()).await.unwrap(),
             ca: Ca::load_or_create(&dir.join("ca")).unwrap(),
             db: db.clone(),
-            fleet,
+            fleets: Arc::new(
+                Fleets::open(db.clone(), clock.clone(), fleet, SAMPLE_FLEET)
+                    .await
+                    .unwrap(),
+            ),
             cloud,
             advertised: Advertised {
                 address: "https://127.0.0.1:7443".into(),

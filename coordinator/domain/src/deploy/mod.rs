@@ -135,6 +135,10 @@ pub struct Deployment {
     /// The configuration it pushed to its instances, stored when first pushed.
     #[serde(default)]
     pub config: Option<PushedConfig>,
+    /// The fleet generation it started with, stored as it leaves the queue;
+    /// it keeps that fleet to its end, whatever `fleet apply` takes meanwhile.
+    #[serde(default)]
+    pub fleet_generation: Option<u64>,
 }
 
 /// A deployment's resolved configuration as operators may see it: every
@@ -266,6 +270,7 @@ impl Deployment {
             replaces: vec![],
             migration: None,
             config: None,
+            fleet_generation: None,
             launch_attempted: false,
             drain_from: None,
         }

@@ -62,10 +62,12 @@ pub enum Table {
     MigrationLocks,
     /// Which release's migration ran on which data store, and where.
     Migrations,
+    /// Every fleet file taken (at a start or by `fleet apply`), by generation.
+    Fleets,
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -76,6 +78,7 @@ impl Table {
         Table::Revocations,
         Table::MigrationLocks,
         Table::Migrations,
+        Table::Fleets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +93,7 @@ impl Table {
             Table::Revocations => "revocations",
             Table::MigrationLocks => "migration_locks",
             Table::Migrations => "migrations",
+            Table::Fleets => "fleets",
         }
     }
 }
