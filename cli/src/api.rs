@@ -13,7 +13,79 @@ pub struct AuditPage {
     pub next_after_seq: Option<u64>,
 }
 
+/// Which events to watch.
+#[derive(Debug, Clone, Default)]
+pub struct EventsAsked {
+    /// After this sequence number (0: from the first).
+    pub after: u64,
+    /// Only those after the newest stored now.
+    pub from_now: bool,
+    pub since_ms: i64,
+    pub project: Option<String>,
+    pub environment: Option<String>,
+    pub deployment: Option<String>,
+    pub follow: bool,
+}
+
+/// Events as they come from one `WatchEvents` stream.
+pub struct EventFeed(tonic::Streaming<pb::Event>);
+
+impl EventFeed {
+    /// The next event; None when the stream ended.
+    pub async fn next(&mut self) -> Result<Option<schema::Event>, tonic::Status> {
+        Ok(self.0.message().await?.map(event))
+    }
+}
+
 impl Client {
+    /// Wakes the receiver at each event of `deployment` from now on, over a
+    /// stream of its own (reconnected after the last event seen if it
+    /// breaks), so a follower need not poll. Ends when the receiver is dropped.
+    pub fn wake_on_events(&self, deployment: &str) -> tokio::sync::mpsc::Receiver<()> {
+        let (wake, woken) = tokio::sync::mpsc::channel(1);
+        let mut api = self.api.clone();
+        let mut request = pb::WatchEventsRequest {
+            deployment: deployment.to_string(),
+            follow: true,
+            from_now: true,
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            while !wake.is_closed() {
+                if let Ok(answer) = api.watch_events(request.clone()).await {
+                    let mut stream = answer.into_inner();
+                    while let Ok(Some(event)) = stream.message().await {
+                        request.after = event.seq;
+                        request.from_now = false;
+                        // Full: a wake is pending already, which is enough.
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                            wake.try_send(())
+                        {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        });
+        woken
+    }
+
+    pub async fn watch_events(&mut self, asked: &EventsAsked) -> Result<EventFeed, tonic::Status> {
+        let request = pb::WatchEventsRequest {
+            after: asked.after,
+            since_ms: asked.since_ms,
+            project: asked.project.clone().unwrap_or_default(),
+            environment: asked.environment.clone().unwrap_or_default(),
+            deployment: asked.deployment.clone().unwrap_or_default(),
+            follow: asked.follow,
+            from_now: asked.from_now,
+        };
+        Ok(EventFeed(
+            self.api.watch_events(request).await?.into_inner(),
+        ))
+    }
+
     pub async fn register_release(
         &mut self,
         project: String,
@@ -490,6 +562,22 @@ fn audit_entry(e: pb::AuditEntry) -> schema::AuditEntry {
         version: present(e.version),
         deployment: present(e.deployment),
         hash: e.hash,
+    }
+}
+
+fn event(e: pb::Event) -> schema::Event {
+    schema::Event {
+        seq: e.seq,
+        at: rfc3339(e.at_ms),
+        at_ms: e.at_ms,
+        kind: e.kind,
+        project: present(e.project),
+        environment: present(e.environment),
+        version: present(e.version),
+        deployment: present(e.deployment),
+        who: present(e.who),
+        reason: present(e.reason),
+        summary: e.summary,
     }
 }
 

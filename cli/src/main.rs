@@ -35,7 +35,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use client::Client;
 use commands::deployment::Wait;
-use commands::{agent, audit, cert, deployment, infra, promote, release, secret, status};
+use commands::{agent, audit, cert, deployment, events, infra, promote, release, secret, status};
 use failure::{EXIT_CODES, Exit, Failure};
 use render::Output;
 
@@ -176,6 +176,27 @@ enum Command {
     /// Certificates for operators and CI jobs (admin).
     #[command(subcommand)]
     Cert(CertCommand),
+    /// What happened (deployments' phases, promotions, releases, fleet
+    /// changes, revocations), one line per event; `--follow` for live ones.
+    /// With `-o json`, one JSON object per line.
+    Events {
+        /// Keep printing events as they happen (Ctrl-C ends it).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// A sequence number (the events after it: the last one you saw),
+        /// or a duration (the events of the last 1h, say).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events about this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only events about this environment.
+        #[arg(long = "env")]
+        environment: Option<String>,
+        /// Only events about this deployment.
+        #[arg(long)]
+        deployment: Option<String>,
+    },
     /// The audit log of every mutating action; `audit verify` checks its hash chain.
     Audit {
         #[command(subcommand)]
@@ -452,6 +473,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 out: dir,
             };
             cert::issue(client, out, asked).await
+        }
+        Command::Events {
+            follow,
+            since,
+            project,
+            environment,
+            deployment,
+        } => {
+            let flags = events::Flags {
+                since,
+                project,
+                environment,
+                deployment,
+                follow,
+            };
+            events::run(client, out, flags).await
         }
         Command::Audit {
             command: Some(AuditCommand::Verify { anchor }),

@@ -63,6 +63,17 @@ pub fn age(ms: i64) -> String {
     crate::time_text::age(ms, now_ms())
 }
 
+/// The time `text` (a duration, like 1h or 30m) ago, in ms since the epoch.
+pub fn since(text: &str) -> Result<i64, Failure> {
+    let back = humantime::parse_duration(text).map_err(|e| {
+        Failure::usage(format!(
+            "--since {text:?} is not a duration ({e}): write it like 1h or 30m"
+        ))
+    })?;
+    let back = i64::try_from(back.as_millis()).unwrap_or(i64::MAX);
+    Ok(now_ms().saturating_sub(back).max(0))
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

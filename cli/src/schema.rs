@@ -219,6 +219,26 @@ pub struct Secret {
     pub key: String,
 }
 
+/// Something that happened: `events` prints one per line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// 1, 2, ...: the order events were stored in.
+    pub seq: u64,
+    pub at: String,
+    pub at_ms: i64,
+    /// `deployment.PHASE`, `deployment.cancel_requested`, `migration.finished`,
+    /// `release.registered`, `promotion.started`, `promotion.finished`,
+    /// `fleet.applied`, `certificate.revoked`.
+    pub kind: String,
+    pub project: Option<String>,
+    pub environment: Option<String>,
+    pub version: Option<String>,
+    pub deployment: Option<String>,
+    pub who: Option<String>,
+    pub reason: Option<String>,
+    pub summary: String,
+}
+
 /// `fleet apply`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetApplied {

@@ -14,6 +14,7 @@ use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::cloud::Cloud;
 use crate::deployments::Deployments;
+use crate::events::Events;
 use crate::executor::{Executor, LaunchTemplate};
 use crate::fleets::Fleets;
 use crate::lost::LostWatch;
@@ -46,6 +47,8 @@ pub struct Parts {
     pub db: Db,
     /// The fleet in force, taken at the start (`Fleets::open`).
     pub fleets: Arc<Fleets>,
+    /// What happened; the subsystems built before this one tell it too.
+    pub events: Arc<Events>,
     pub cloud: Cloud,
     pub ca: Ca,
     pub secrets: Secrets,
@@ -57,6 +60,7 @@ pub struct Parts {
 /// Every subsystem, built once.
 pub struct Coordinator {
     pub fleets: Arc<Fleets>,
+    pub events: Arc<Events>,
     /// The agents table, which the agent service checks a stream against.
     pub agent_records: AgentRecords,
     pub agents: Arc<AgentHub>,
@@ -85,6 +89,7 @@ impl Coordinator {
         let Parts {
             db,
             fleets,
+            events,
             cloud,
             ca,
             secrets,
@@ -103,17 +108,19 @@ impl Coordinator {
             JOIN_TOKEN_LIFETIME,
         ));
         let audit = Arc::new(AuditLog::new(db.clone(), clock.clone()));
-        let deployments = Arc::new(Deployments::new(db.clone(), clock.clone()));
+        let deployments = Arc::new(Deployments::new(db.clone(), clock.clone(), events.clone()));
         let releases = Arc::new(Releases::new(
             db.clone(),
             clock.clone(),
             cloud.compute.clone(),
+            events.clone(),
         ));
         let promotions = Arc::new(Promotions::new(
             db.clone(),
             cloud.dns.clone(),
             fleets.clone(),
             audit.clone(),
+            events.clone(),
         ));
         let executor = Arc::new(Executor {
             deployments: deployments.clone(),
@@ -158,6 +165,7 @@ impl Coordinator {
         });
         Arc::new(Coordinator {
             fleets,
+            events,
             agent_records: AgentRecords::new(db),
             agents,
             tokens,

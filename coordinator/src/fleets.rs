@@ -18,7 +18,8 @@ use tracing::{info, warn};
 
 use crate::clock::{Clock, Millis};
 use crate::config::{ConfigError, Fleet};
-use crate::store::{Db, Range, Record, StoreError, Table};
+use crate::events::{Event, Events};
+use crate::store::{Changes, Db, Range, Record, StoreError, Table};
 
 /// A fleet file as stored: its text, which generation it is, and whence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +66,7 @@ impl From<ConfigError> for FleetError {
 pub struct Fleets {
     db: Db,
     clock: Arc<dyn Clock>,
+    events: Arc<Events>,
     /// SHA-256 of the start file.
     start_file: String,
     current: RwLock<Generation>,
@@ -90,6 +92,7 @@ impl Fleets {
     pub async fn open(
         db: Db,
         clock: Arc<dyn Clock>,
+        events: Arc<Events>,
         start: Fleet,
         text: &str,
     ) -> Result<Fleets, StoreError> {
@@ -142,6 +145,7 @@ impl Fleets {
         Ok(Fleets {
             db,
             clock,
+            events,
             start_file,
             current: RwLock::new(current),
             earlier: Mutex::new(BTreeMap::new()),
@@ -258,15 +262,25 @@ impl Fleets {
             return Ok((current, changes));
         }
         let number = current.number + 1;
-        self.db
-            .put(&TakenFleet {
-                generation: number,
-                text: text.to_string(),
-                start_file: self.start_file.clone(),
-                by: by.to_string(),
-                at: self.clock.now(),
-            })
-            .await?;
+        let mut stored = Changes::default();
+        stored.put(&TakenFleet {
+            generation: number,
+            text: text.to_string(),
+            start_file: self.start_file.clone(),
+            by: by.to_string(),
+            at: self.clock.now(),
+        })?;
+        let told = Event {
+            who: Some(by.to_string()),
+            ..Event::new(
+                "fleet.applied",
+                format!(
+                    "fleet generation {number} applied by {by}: {}",
+                    changes.join("; ")
+                ),
+            )
+        };
+        self.events.commit(stored, vec![told]).await?;
         let taken = Generation {
             number,
             fleet: Arc::new(new),
@@ -309,7 +323,8 @@ mod tests {
 
     async fn open(db: &Db, text: &str) -> Fleets {
         let fleet = Fleet::parse(text, "fleet.toml").unwrap();
-        Fleets::open(db.clone(), clock(), fleet, text)
+        let events = Arc::new(Events::new(db.clone(), clock()));
+        Fleets::open(db.clone(), clock(), events, fleet, text)
             .await
             .unwrap()
     }

@@ -6,7 +6,8 @@
 //! - `store`: the engines (sled; the domain's memory engine for tests).
 //! - `deployments` (the deployments table and its queue), `releases` (the
 //!   releases table), `fleets` (the fleet in force and those deployments
-//!   started with): what the subsystems below share.
+//!   started with), `events` (what happened, numbered, stored with the change
+//!   itself): what the subsystems below share.
 //! - `executor`: carries out the deploy machine's actions against the cloud, the
 //!   agents and the store; `scheduler`: one executor per active deployment,
 //!   owned in a `JoinSet`.
@@ -45,6 +46,7 @@ pub mod audit;
 pub mod cloud;
 pub mod coordinator;
 pub mod deployments;
+pub mod events;
 pub mod executor;
 pub mod faults;
 pub mod fleets;

@@ -16,10 +16,11 @@ use crate::audit::AuditLog;
 use crate::clock::Millis;
 use crate::cloud::Dns;
 use crate::cloud::{CloudError, load_balancer_name};
+use crate::events::{Event, Events};
 use crate::faults;
 use crate::fleets::Fleets;
 use crate::store::Db;
-use crate::store::{Record, StoreError, Table};
+use crate::store::{Changes, Record, StoreError, Table};
 
 /// Who the audit log names for a promotion finished after a restart or a retry.
 pub const FINISHER: &str = "slipway (pending promotion)";
@@ -80,6 +81,7 @@ pub struct Promotions {
     dns: Arc<dyn Dns>,
     fleets: Arc<Fleets>,
     audit: Arc<AuditLog>,
+    events: Arc<Events>,
     /// One lock per project, held while a promotion reads and changes its
     /// public record and DNS.
     locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -94,12 +96,19 @@ impl std::fmt::Debug for Promotions {
 }
 
 impl Promotions {
-    pub fn new(db: Db, dns: Arc<dyn Dns>, fleets: Arc<Fleets>, audit: Arc<AuditLog>) -> Promotions {
+    pub fn new(
+        db: Db,
+        dns: Arc<dyn Dns>,
+        fleets: Arc<Fleets>,
+        audit: Arc<AuditLog>,
+        events: Arc<Events>,
+    ) -> Promotions {
         Promotions {
             db,
             dns,
             fleets,
             audit,
+            events,
             locks: Default::default(),
             pending: tokio::sync::Notify::new(),
         }
@@ -142,7 +151,11 @@ pub async fn store_intent(
     record: &RecordState,
 ) -> Result<(), StoreError> {
     debug_assert!(record.pending, "an intent is stored pending");
-    coordinator.db.put(record).await?;
+    let said = format!(
+        "{} → {}: promotion started (asked by {})",
+        record.name, record.environment, record.updated_by
+    );
+    store_telling(coordinator, record, "promotion.started", said).await?;
     faults::pause_at("promoting/recorded").await;
     Ok(())
 }
@@ -173,8 +186,30 @@ async fn mark_done(
     mut record: RecordState,
 ) -> Result<RecordState, StoreError> {
     record.pending = false;
-    coordinator.db.put(&record).await?;
+    let said = format!(
+        "{} → {}: promotion finished, DNS points there",
+        record.name, record.environment
+    );
+    store_telling(coordinator, &record, "promotion.finished", said).await?;
     Ok(record)
+}
+
+/// Stores `record` and its event together.
+async fn store_telling(
+    coordinator: &Promotions,
+    record: &RecordState,
+    kind: &str,
+    summary: String,
+) -> Result<(), StoreError> {
+    let mut changes = Changes::default();
+    changes.put(record)?;
+    let told = Event {
+        project: Some(record.project.clone()),
+        environment: Some(record.environment.clone()),
+        who: Some(record.updated_by.clone()),
+        ..Event::new(kind, summary)
+    };
+    coordinator.events.commit(changes, vec![told]).await
 }
 
 /// Starts the task that finishes pending promotions: those a crash left (at

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::cloud::{CloudError, Compute};
 use crate::error::{Code, Coded};
+use crate::events::{Event, Events};
 use crate::release::{Release, check_image_id, check_version};
-use crate::store::{Db, Range, StoreError};
+use crate::store::{Changes, Db, Range, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -44,6 +45,7 @@ pub struct Releases {
     db: Db,
     clock: Arc<dyn Clock>,
     compute: Arc<dyn crate::cloud::Compute>,
+    events: Arc<Events>,
 }
 
 impl std::fmt::Debug for Releases {
@@ -53,8 +55,18 @@ impl std::fmt::Debug for Releases {
 }
 
 impl Releases {
-    pub fn new(db: Db, clock: Arc<dyn Clock>, compute: Arc<dyn Compute>) -> Releases {
-        Releases { db, clock, compute }
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        compute: Arc<dyn Compute>,
+        events: Arc<Events>,
+    ) -> Releases {
+        Releases {
+            db,
+            clock,
+            compute,
+            events,
+        }
     }
 
     /// Registers `project@version`; its image is found by its tags unless
@@ -96,7 +108,21 @@ impl Releases {
             registered_at: self.clock.now(),
             registered_by: registered_by.to_string(),
         };
-        self.db.put(&release).await?;
+        let mut changes = Changes::default();
+        changes.put(&release)?;
+        let told = Event {
+            project: Some(release.project.clone()),
+            version: Some(release.version.clone()),
+            who: Some(release.registered_by.clone()),
+            ..Event::new(
+                "release.registered",
+                format!(
+                    "release {} {} registered ({}) by {}",
+                    release.project, release.version, release.image_id, release.registered_by
+                ),
+            )
+        };
+        self.events.commit(changes, vec![told]).await?;
         Ok(release)
     }
 

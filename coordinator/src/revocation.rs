@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::clock::{Clock, Millis};
-use crate::store::{Db, Record, StoreError, Table};
+use crate::events::{Event, Events};
+use crate::store::{Changes, Db, Record, StoreError, Table};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
@@ -30,14 +31,18 @@ impl Record for Revocation {
 
 #[derive(Debug)]
 pub struct Revocations {
-    db: Db,
     clock: Arc<dyn Clock>,
+    events: Arc<Events>,
     /// Checked on every handshake and RPC: kept in memory, written through.
     names: RwLock<HashSet<String>>,
 }
 
 impl Revocations {
-    pub async fn load(db: Db, clock: Arc<dyn Clock>) -> Result<Revocations, StoreError> {
+    pub async fn load(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        events: Arc<Events>,
+    ) -> Result<Revocations, StoreError> {
         let names = db
             .all::<Revocation>()
             .await?
@@ -45,21 +50,28 @@ impl Revocations {
             .map(|r| r.name)
             .collect();
         Ok(Revocations {
-            db,
             clock,
+            events,
             names: RwLock::new(names),
         })
     }
 
     /// Revokes `name`; durable when this returns.
     pub async fn revoke(&self, name: &str, by: &str) -> Result<(), StoreError> {
-        self.db
-            .put(&Revocation {
-                name: name.to_string(),
-                at: self.clock.now(),
-                by: by.to_string(),
-            })
-            .await?;
+        let mut changes = Changes::default();
+        changes.put(&Revocation {
+            name: name.to_string(),
+            at: self.clock.now(),
+            by: by.to_string(),
+        })?;
+        let told = Event {
+            who: Some(by.to_string()),
+            ..Event::new(
+                "certificate.revoked",
+                format!("every certificate of {name} revoked by {by}"),
+            )
+        };
+        self.events.commit(changes, vec![told]).await?;
         self.names
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -83,12 +95,18 @@ mod tests {
     #[tokio::test]
     async fn a_revocation_survives_a_reload() {
         let db = Db::memory();
-        let clock = Arc::new(SystemClock);
-        let revocations = Revocations::load(db.clone(), clock.clone()).await.unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let events = Arc::new(Events::new(db.clone(), clock.clone()));
+        let revocations = Revocations::load(db.clone(), clock.clone(), events.clone())
+            .await
+            .unwrap();
         assert!(!revocations.is_revoked("bob"));
         revocations.revoke("bob", "admin").await.unwrap();
         assert!(revocations.is_revoked("bob"));
-        let reloaded = Revocations::load(db, clock).await.unwrap();
+        let reloaded = Revocations::load(db, clock, events.clone()).await.unwrap();
         assert!(reloaded.is_revoked("bob"));
+        let told = events.after(0, 10).await.unwrap();
+        assert_eq!(told[0].kind, "certificate.revoked");
+        assert_eq!(told[0].who.as_deref(), Some("admin"));
     }
 }

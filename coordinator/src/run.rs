@@ -14,6 +14,7 @@ use slipway_coordinator::clock::{Clock, SystemClock};
 use slipway_coordinator::cloud::Cloud;
 use slipway_coordinator::config::{Fleet, Provider};
 use slipway_coordinator::coordinator::{Advertised, Coordinator, Parts};
+use slipway_coordinator::events::Events;
 use slipway_coordinator::fleets::Fleets;
 use slipway_coordinator::pki::{Ca, SERVER_NAME};
 use slipway_coordinator::store::{Db, SledStore};
@@ -77,7 +78,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let store = SledStore::open(&data_dir.join("store"))?;
     let db = Db::open(Arc::new(store)).await?;
     // The start file, or a fleet applied over it since.
-    let fleets = Arc::new(Fleets::open(db.clone(), clock.clone(), start, &text).await?);
+    let events = Arc::new(Events::new(db.clone(), clock.clone()));
+    let fleets =
+        Arc::new(Fleets::open(db.clone(), clock.clone(), events.clone(), start, &text).await?);
     let fleet = fleets.current().fleet;
     let ca = Ca::load_or_create(&data_dir.join("ca"))?;
 
@@ -145,11 +148,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // The key lives beside the store, not in it: a copy of the store reveals nothing.
     let secrets =
         slipway_coordinator::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))?;
-    let revocations =
-        slipway_coordinator::revocation::Revocations::load(db.clone(), clock.clone()).await?;
+    let revocations = slipway_coordinator::revocation::Revocations::load(
+        db.clone(),
+        clock.clone(),
+        events.clone(),
+    )
+    .await?;
     let coordinator = Coordinator::new(Parts {
         db,
         fleets,
+        events,
         cloud,
         ca,
         secrets,

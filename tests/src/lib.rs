@@ -254,6 +254,25 @@ impl CliChild {
     pub fn finish(self) -> CliRun {
         CliRun::from(self.0.wait_with_output().expect("slipway output"))
     }
+
+    /// Ctrl-C, as a person at the terminal would; then waits for it to exit.
+    pub fn interrupt(self) -> CliRun {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .expect("SIGINT");
+        self.finish()
+    }
+}
+
+/// Each line of `text` as JSON (`events -o json` prints one object per line).
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
+        })
+        .collect()
 }
 
 /// A `slipway-coordinator` process in its own data dir: `--dev` with its local

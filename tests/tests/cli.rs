@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use slipway_coordinator::sample::SAMPLE_FLEET;
-use slipway_tests::{CliRun, Coordinator, TempDir, binary, eventually, python_tool};
+use slipway_tests::{
+    CliRun, Coordinator, TempDir, binary, eventually, json_lines, phases, python_tool,
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -247,6 +249,12 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     let (_, issued) = issue(&dev, &dir, "vera", "viewer");
     docs.acted("cert issue", &issued);
     docs.acted("revoke", &dev.ok(&["revoke", "vera", "-o", "json"]));
+    // `events` prints one object per line: each is a document.
+    let events = dev.ok(&["events", "-o", "json"]).stdout;
+    assert!(events.lines().count() > 10, "{events}");
+    for line in events.lines() {
+        docs.0.push(("events".into(), line.to_string(), None));
+    }
     let audit = docs.read(&dev, "audit", &["audit"]);
     assert!(
         audit
@@ -726,4 +734,107 @@ fn a_wait_says_at_once_that_the_coordinator_went_away_and_follows_on_when_it_is_
     let back = followed.stdout.find("the coordinator is back").unwrap();
     let done = followed.stdout.find("succeeded: hello@v2").unwrap();
     assert!(lost < back && back < done, "{}", followed.stdout);
+}
+
+#[test]
+fn events_follow_a_deploy_phase_by_phase_and_resume_after_the_last_seen() {
+    let mut dev = Coordinator::start();
+    // Started before the deploy; from the first event, so none is missed
+    // however long it takes to connect.
+    let follower = dev.cli_in_background(&["events", "--follow", "-o", "json"]);
+    let deployed = dev
+        .ok(&[
+            "deploy", "hello", "v1", "--env", "staging", "--wait", "-o", "json",
+        ])
+        .json();
+    let id = deployed["id"].as_str().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let followed = follower.interrupt();
+    assert_eq!(
+        followed.code,
+        Some(0),
+        "Ctrl-C ends a follow: {}",
+        followed.stderr
+    );
+    let events = json_lines(&followed.stdout);
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every event once, in order: {}",
+        followed.stdout
+    );
+    // Each phase of the deployment, in order, within a second of its stored time.
+    let of_it: Vec<&Value> = events.iter().filter(|e| e["deployment"] == id).collect();
+    let kinds: Vec<String> = of_it
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .filter(|k| k != "migration.finished")
+        .collect();
+    let stored = phases(&deployed);
+    let expected: Vec<String> = stored
+        .iter()
+        .map(|(phase, _)| format!("deployment.{phase}"))
+        .collect();
+    assert_eq!(kinds, expected, "{}", followed.stdout);
+    for (event, (phase, at)) in of_it
+        .iter()
+        .filter(|e| e["kind"] != "migration.finished")
+        .zip(&stored)
+    {
+        let told = event["at_ms"].as_i64().unwrap();
+        assert!(
+            (told - at).abs() <= 1000,
+            "{phase} stored at {at}, told at {told}"
+        );
+    }
+
+    // Resumed after the third one it printed: the rest, none twice.
+    let rest = json_lines(&dev.ok(&["events", "--since", "3", "-o", "json"]).stdout);
+    assert_eq!(rest, events[3..].to_vec());
+
+    // A follow across a kill -9 of the coordinator goes on where it was.
+    let follower = dev.cli_in_background(&[
+        "events",
+        "--follow",
+        "--since",
+        &seqs.len().to_string(),
+        "-o",
+        "json",
+    ]);
+    // Connected (a CLI connects in milliseconds) before the kill.
+    std::thread::sleep(Duration::from_secs(1));
+    dev.crash_and_restart();
+    let again = dev
+        .ok(&[
+            "deploy", "hello", "v2", "--env", "staging", "--wait", "-o", "json",
+        ])
+        .json();
+    std::thread::sleep(Duration::from_millis(500));
+    let followed = follower.interrupt();
+    let after = json_lines(&followed.stdout);
+    let first = seqs.len() as u64 + 1;
+    let seqs: Vec<u64> = after.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (first..first + seqs.len() as u64).collect::<Vec<_>>(),
+        "{}{}",
+        followed.stdout,
+        followed.stderr
+    );
+    assert!(
+        after
+            .iter()
+            .any(|e| e["deployment"] == again["id"] && e["kind"] == "deployment.succeeded"),
+        "{}{}",
+        followed.stdout,
+        followed.stderr
+    );
+    // Filters, and the line a person reads.
+    let text = dev.ok(&["events", "--deployment", id]).stdout;
+    assert_eq!(text.lines().count(), of_it.len(), "{text}");
+    assert!(
+        text.contains(&format!("hello v1 → staging ({id}): succeeded")),
+        "{text}"
+    );
 }

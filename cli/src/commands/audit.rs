@@ -2,7 +2,7 @@
 
 use crate::client::Client;
 use crate::failure::{Exit, Failure};
-use crate::render::{Output, Table, now_ms, print, when};
+use crate::render::{Output, Table, print, when};
 use crate::schema::Anchor;
 
 /// Which entries `audit` lists.
@@ -19,15 +19,7 @@ pub struct Filter {
 pub async fn list(client: &mut Client, output: Output, filter: Filter) -> Result<(), Failure> {
     let since_ms = match &filter.since {
         None => 0,
-        Some(text) => {
-            let back = humantime::parse_duration(text).map_err(|e| {
-                Failure::usage(format!(
-                    "--since {text:?} is not a duration ({e}): write it like 1h or 30m"
-                ))
-            })?;
-            let back = i64::try_from(back.as_millis()).unwrap_or(i64::MAX);
-            now_ms().saturating_sub(back).max(0)
-        }
+        Some(text) => crate::render::since(text)?,
     };
     // Page by page: the log grows for years; each answer stays small.
     let mut entries = Vec::new();

@@ -11,6 +11,9 @@ use crate::schema::Deployment;
 /// How long to keep trying a coordinator that went away mid-wait.
 const REACH_FOR: Duration = Duration::from_secs(30);
 
+/// How often a follower asks for the deployment when no event woke it.
+const POLL: Duration = Duration::from_secs(1);
+
 /// A silent wait prints a line this often, so a person sees it is alive.
 const TICK: Duration = Duration::from_secs(15);
 
@@ -314,6 +317,9 @@ async fn follow(
     let mut away_since: Option<Instant> = None;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // Each of its events wakes the loop at once; the poll is for what is no
+    // event (what it waits on) and for noticing the coordinator went away.
+    let mut woken = client.wake_on_events(&last.id);
     let ended = loop {
         if !structured {
             for phase in last.phases.iter().skip(shown) {
@@ -366,7 +372,8 @@ async fn follow(
                     Exit::InFlight,
                 ));
             }
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = woken.recv() => {}
+            _ = tokio::time::sleep(POLL) => {}
         }
         match client.try_deployment(&last.id).await {
             Ok(current) => {

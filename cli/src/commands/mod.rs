@@ -5,6 +5,7 @@ pub mod agent;
 pub mod audit;
 pub mod cert;
 pub mod deployment;
+pub mod events;
 pub mod infra;
 pub mod promote;
 pub mod release;

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod auth;
 pub mod convert;
+pub mod events;
 pub mod limits;
 pub mod operator;
 pub mod status;

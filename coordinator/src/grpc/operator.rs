@@ -15,6 +15,7 @@ use super::convert;
 use crate::agents::AgentHub;
 use crate::audit::{About, Anchor, AuditLog};
 use crate::coordinator::Coordinator;
+use crate::grpc::events::{EventStream, Filter, Watchers};
 use crate::operations::Operations;
 use crate::pki::Role;
 use crate::revocation::Revocations;
@@ -40,6 +41,7 @@ pub struct OperatorApi {
     audit: Arc<AuditLog>,
     revocations: Arc<Revocations>,
     agents: Arc<AgentHub>,
+    watchers: Watchers,
 }
 
 impl OperatorApi {
@@ -49,6 +51,7 @@ impl OperatorApi {
             audit: coordinator.audit.clone(),
             revocations: coordinator.revocations.clone(),
             agents: coordinator.agents.clone(),
+            watchers: Watchers::new(coordinator.events.clone(), coordinator.stopping.clone()),
         }
     }
 
@@ -697,6 +700,25 @@ impl OperatorService for OperatorApi {
         self.audited(&caller, "fleet apply", ("fleet", About::default()), outcome)
             .await
             .map(Response::new)
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        auth::require(&request, &self.revocations, Role::Viewer)?;
+        let r = request.get_ref();
+        let owned = |field: &str, text: &str| optional(field, text).map(|t| t.map(str::to_string));
+        let filter = Filter {
+            since_ms: r.since_ms,
+            project: owned("project", &r.project)?,
+            environment: owned("environment", &r.environment)?,
+            deployment: owned("deployment", &r.deployment)?,
+        };
+        let after = (!r.from_now).then_some(r.after);
+        Ok(Response::new(self.watchers.watch(after, filter, r.follow)?))
     }
 
     async fn version(

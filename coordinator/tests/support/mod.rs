@@ -15,6 +15,7 @@ use slipway_coordinator::cloud::Cloud;
 use slipway_coordinator::config::Fleet;
 use slipway_coordinator::coordinator::{Advertised, Coordinator, Parts};
 use slipway_coordinator::deploy::{Deployment, Phase};
+use slipway_coordinator::events::Events;
 use slipway_coordinator::executor::{self, Step};
 use slipway_coordinator::fleets::Fleets;
 use slipway_coordinator::pki::{Ca, Identity, Role};
@@ -75,15 +76,25 @@ impl Sandbox {
         let store = Arc::new(MemoryStore::default());
         let db = Db::open(store.clone()).await.unwrap();
         let clock = Arc::new(ManualClock::at(START));
+        let events = Arc::new(Events::new(db.clone(), clock.clone()));
         let coordinator = Coordinator::new(Parts {
+            events: events.clone(),
             secrets: Secrets::open(db.clone(), &dir.join("secrets.key")).unwrap(),
-            revocations: Revocations::load(db.clone(), clock.clone()).await.unwrap(),
+            revocations: Revocations::load(db.clone(), clock.clone(), events.clone())
+                .await
+                .unwrap(),
             ca: Ca::load_or_create(&dir.join("ca")).unwrap(),
             db: db.clone(),
             fleets: Arc::new(
-                Fleets::open(db.clone(), clock.clone(), fleet, SAMPLE_FLEET)
-                    .await
-                    .unwrap(),
+                Fleets::open(
+                    db.clone(),
+                    clock.clone(),
+                    events.clone(),
+                    fleet,
+                    SAMPLE_FLEET,
+                )
+                .await
+                .unwrap(),
             ),
             cloud,
             advertised: Advertised {

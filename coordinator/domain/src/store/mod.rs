@@ -64,10 +64,12 @@ pub enum Table {
     Migrations,
     /// Every fleet file taken (at a start or by `fleet apply`), by generation.
     Fleets,
+    /// What happened, by sequence number.
+    Events,
 }
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -79,6 +81,7 @@ impl Table {
         Table::MigrationLocks,
         Table::Migrations,
         Table::Fleets,
+        Table::Events,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +97,7 @@ impl Table {
             Table::MigrationLocks => "migration_locks",
             Table::Migrations => "migrations",
             Table::Fleets => "fleets",
+            Table::Events => "events",
         }
     }
 }
