@@ -71,6 +71,44 @@ impl Client {
         woken
     }
 
+    pub async fn notifications(&mut self) -> Result<schema::Notifications, Failure> {
+        let answer = self.api.notifications(pb::NotificationsRequest {}).await;
+        let answer = self.answer(answer)?;
+        let when = |ms: i64| (ms > 0).then(|| rfc3339(ms));
+        Ok(schema::Notifications {
+            notifications: answer
+                .notifications
+                .into_iter()
+                .map(|n| schema::NotificationState {
+                    name: n.name,
+                    kind: n.kind,
+                    target: n.target,
+                    cursor: n.cursor,
+                    newest: n.newest,
+                    pending: n.pending,
+                    delivered: n.delivered,
+                    attempts: n.attempts,
+                    failing_since: when(n.failing_since_ms),
+                    last_error: present(n.last_error),
+                    last_attempt: when(n.last_attempt_ms),
+                })
+                .collect(),
+            undelivered: answer
+                .undelivered
+                .into_iter()
+                .map(|u| schema::Undelivered {
+                    notification: u.notification,
+                    seq: u.seq,
+                    delivery: u.delivery,
+                    kind: u.kind,
+                    attempts: u.attempts,
+                    last_error: u.last_error,
+                    at: rfc3339(u.at_ms),
+                })
+                .collect(),
+        })
+    }
+
     pub async fn watch_events(&mut self, asked: &EventsAsked) -> Result<EventFeed, tonic::Status> {
         let request = pb::WatchEventsRequest {
             after: asked.after,
@@ -586,6 +624,7 @@ fn secret(s: pb::Secret) -> schema::Secret {
         environment: present(s.environment),
         project: present(s.project),
         data_store: present(s.data_store),
+        notification: present(s.notification),
         key: s.key,
     }
 }

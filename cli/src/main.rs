@@ -197,6 +197,9 @@ enum Command {
         #[arg(long)]
         deployment: Option<String>,
     },
+    /// How notifications are delivered: each one's pending and failing
+    /// events, and those given up.
+    Notifications,
     /// The audit log of every mutating action; `audit verify` checks its hash chain.
     Audit {
         #[command(subcommand)]
@@ -490,6 +493,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             events::run(client, out, flags).await
         }
+        Command::Notifications => events::notifications(client, out).await,
         Command::Audit {
             command: Some(AuditCommand::Verify { anchor }),
             ..

@@ -216,6 +216,8 @@ pub struct Secret {
     pub project: Option<String>,
     /// A data store's secret goes to every project that uses the store.
     pub data_store: Option<String>,
+    /// A notification's secret: only its deliveries use it.
+    pub notification: Option<String>,
     pub key: String,
 }
 
@@ -237,6 +239,43 @@ pub struct Event {
     pub who: Option<String>,
     pub reason: Option<String>,
     pub summary: String,
+}
+
+/// `notifications`: each sink's delivery, and the events given up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notifications {
+    pub notifications: Vec<NotificationState>,
+    /// The newest first.
+    pub undelivered: Vec<Undelivered>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationState {
+    pub name: String,
+    pub kind: String,
+    /// The URL, or "(secret NAME)".
+    pub target: String,
+    /// The last event it dealt with, and the newest stored.
+    pub cursor: u64,
+    pub newest: u64,
+    /// Wanted events after the cursor (counted up to 1,000).
+    pub pending: u64,
+    pub delivered: u64,
+    pub attempts: u32,
+    pub failing_since: Option<String>,
+    pub last_error: Option<String>,
+    pub last_attempt: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Undelivered {
+    pub notification: String,
+    pub seq: u64,
+    pub delivery: String,
+    pub kind: String,
+    pub attempts: u32,
+    pub last_error: String,
+    pub at: String,
 }
 
 /// `fleet apply`.

@@ -19,6 +19,7 @@ use crate::executor::{Executor, LaunchTemplate};
 use crate::fleets::Fleets;
 use crate::lost::LostWatch;
 use crate::migrations::Migrations;
+use crate::notify::Notifier;
 use crate::operations::Operations;
 use crate::pki::Ca;
 use crate::promote::Promotions;
@@ -75,6 +76,7 @@ pub struct Coordinator {
     pub executor: Arc<Executor>,
     pub scheduler: Arc<Scheduler>,
     pub lost: Arc<LostWatch>,
+    pub notifier: Arc<Notifier>,
     pub stopping: Stopping,
 }
 
@@ -151,6 +153,15 @@ impl Coordinator {
             clock: clock.clone(),
             stopping: stopping.clone(),
         });
+        let notifier = Arc::new(Notifier {
+            db: db.clone(),
+            events: events.clone(),
+            fleets: fleets.clone(),
+            secrets: secrets.clone(),
+            audit: audit.clone(),
+            clock: clock.clone(),
+            stopping: stopping.clone(),
+        });
         let operations = Arc::new(Operations {
             fleets: fleets.clone(),
             clock,
@@ -179,6 +190,7 @@ impl Coordinator {
             scheduler: Scheduler::new(executor.clone()),
             executor,
             lost,
+            notifier,
             stopping,
         })
     }

@@ -12,7 +12,8 @@
 //!   agents and the store; `scheduler`: one executor per active deployment,
 //!   owned in a `JoinSet`.
 //! - `operations`: what operators can ask, in domain terms; `promote`: public
-//!   records; `lost`: replacing serving instances whose agents went silent.
+//!   records; `lost`: replacing serving instances whose agents went silent;
+//!   `notify`: delivering events to webhooks and chat, at least once.
 //! - `agents`: agent records and the hub of live agent streams (domain
 //!   messages only; the stream behind each is the gRPC layer's).
 //! - `pki` (the CA and identities), `tokens` (one-time join tokens),
@@ -53,6 +54,7 @@ pub mod fleets;
 pub mod grpc;
 pub mod lost;
 pub mod migrations;
+pub mod notify;
 pub mod operations;
 pub mod pki;
 pub mod promote;

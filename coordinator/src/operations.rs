@@ -830,37 +830,50 @@ impl Operations {
     /// Where a secret goes: an environment (one project there, or all), or a
     /// data store (every project that uses it).
     fn secret_scope(&self, place: &str, project: Option<&str>) -> Result<Scope> {
-        if self.fleet().data_stores.contains_key(place) {
-            if project.is_some() {
-                return Err(OperationError::Invalid(format!(
-                    "{place} is a data store: its secrets go to every project that uses it; drop --project"
-                )));
+        let fleet = self.fleet();
+        let (scope, what) = if fleet.data_stores.contains_key(place) {
+            (
+                Scope::Store(place.to_string()),
+                "a data store: its secrets go to every project that uses it",
+            )
+        } else if fleet.notifications.contains_key(place) {
+            (
+                Scope::Sink(place.to_string()),
+                "a notification: its secrets are its own",
+            )
+        } else {
+            self.check_place(place)?;
+            if let Some(project) = project {
+                self.check_project(project)?;
             }
-            return Ok(Scope::Store(place.to_string()));
+            return Ok(Scope::Environment {
+                environment: place.to_string(),
+                project: project.map(str::to_string),
+            });
+        };
+        if project.is_some() {
+            return Err(OperationError::Invalid(format!(
+                "{place} is {what}; drop --project"
+            )));
         }
-        self.check_place(place)?;
-        if let Some(project) = project {
-            self.check_project(project)?;
-        }
-        Ok(Scope::Environment {
-            environment: place.to_string(),
-            project: project.map(str::to_string),
-        })
+        Ok(scope)
     }
 
-    /// `place` is an environment or a data store.
+    /// `place` is an environment (else: what it could have been).
     fn check_place(&self, place: &str) -> Result<()> {
-        if self.fleet().environments.contains_key(place) {
+        let fleet = self.fleet();
+        if fleet.environments.contains_key(place) {
             return Ok(());
         }
-        let known = |names: Vec<&String>| names.into_iter().cloned().collect::<Vec<_>>().join(", ");
+        let known = |names: Vec<&String>| match names.is_empty() {
+            true => "none".to_string(),
+            false => names.into_iter().cloned().collect::<Vec<_>>().join(", "),
+        };
         Err(OperationError::NotFound(format!(
-            "no environment or data store {place:?} in the fleet file: environments are {}; data stores are {}",
-            known(self.fleet().environments.keys().collect()),
-            match self.fleet().data_stores.is_empty() {
-                true => "none".to_string(),
-                false => known(self.fleet().data_stores.keys().collect()),
-            }
+            "no environment, data store or notification {place:?} in the fleet file: environments are {}; data stores are {}; notifications are {}",
+            known(fleet.environments.keys().collect()),
+            known(fleet.data_stores.keys().collect()),
+            known(fleet.notifications.keys().collect()),
         )))
     }
 

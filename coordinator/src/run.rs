@@ -171,6 +171,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let background = vec![
         slipway_coordinator::promote::start_finisher(&coordinator.promotions),
         slipway_coordinator::lost::start_watch(coordinator.lost.clone()),
+        slipway_coordinator::notify::start(coordinator.notifier.clone()),
     ];
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     crate::data_dir::write_address(data_dir, &advertised.address)

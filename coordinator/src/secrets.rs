@@ -62,6 +62,9 @@ pub enum Scope {
     /// Every project that uses the data store, in each environment it names:
     /// its password, say, which qaprod1, prod1 and prod2 share with it.
     Store(String),
+    /// A notification's own (`[notifications.NAME]`): a signing key, a token.
+    /// Only the coordinator reads these; no agent gets them.
+    Sink(String),
 }
 
 impl Scope {
@@ -74,9 +77,9 @@ impl Scope {
     }
 }
 
-/// `ENV`, `ENV/PROJECT` or `store:NAME`: the prefix of a stored secret's name.
-/// A colon is in no environment's name, so a store's secrets and an
-/// environment's never share one.
+/// `ENV`, `ENV/PROJECT`, `store:NAME` or `sink:NAME`: the prefix of a stored
+/// secret's name. A colon is in no environment's name, so a store's, a sink's
+/// and an environment's secrets never share one.
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -86,15 +89,17 @@ impl std::fmt::Display for Scope {
             } => write!(f, "{environment}/{project}"),
             Scope::Environment { environment, .. } => f.write_str(environment),
             Scope::Store(store) => write!(f, "store:{store}"),
+            Scope::Sink(sink) => write!(f, "sink:{sink}"),
         }
     }
 }
 
 impl SealedSecret {
     fn scope(&self) -> Scope {
-        match &self.store {
-            Some(store) => Scope::Store(store.clone()),
-            None => Scope::Environment {
+        match (&self.store, &self.sink) {
+            (Some(store), _) => Scope::Store(store.clone()),
+            (None, Some(sink)) => Scope::Sink(sink.clone()),
+            (None, None) => Scope::Environment {
                 environment: self.environment.clone(),
                 project: self.project.clone(),
             },
@@ -113,6 +118,9 @@ pub struct SealedSecret {
     /// Set: a data store's secret, for every project that uses the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// Set: a notification's secret, for the coordinator's deliveries only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
     pub key: String,
     pub nonce: String,
     pub ciphertext: String,
@@ -217,18 +225,20 @@ impl Secrets {
                 &mut sealed,
             )
             .map_err(|_| SecretError::Invalid("encryption failed".into()))?;
-        let (environment, project, store) = match scope {
+        let (environment, project, store, sink) = match scope {
             Scope::Environment {
                 environment,
                 project,
-            } => (environment.clone(), project.clone(), None),
-            Scope::Store(store) => (String::new(), None, Some(store.clone())),
+            } => (environment.clone(), project.clone(), None, None),
+            Scope::Store(store) => (String::new(), None, Some(store.clone()), None),
+            Scope::Sink(sink) => (String::new(), None, None, Some(sink.clone())),
         };
         self.db
             .put(&SealedSecret {
                 environment,
                 project,
                 store,
+                sink,
                 key: key.to_string(),
                 nonce: hex::encode(nonce),
                 ciphertext: hex::encode(sealed),
@@ -276,7 +286,7 @@ impl Secrets {
         if self.db.get::<SealedSecret>(&name).await?.is_none() {
             let place = match scope {
                 Scope::Environment { environment, .. } => environment,
-                Scope::Store(store) => store,
+                Scope::Store(name) | Scope::Sink(name) => name,
             };
             return Err(SecretError::NotFound(format!(
                 "no secret {name}: list them with `slipway secret list {place}`"
@@ -310,7 +320,6 @@ impl Secrets {
         project: &str,
         stores: &[&str],
     ) -> Result<BTreeMap<String, String>, SecretError> {
-        let mut values = BTreeMap::new();
         let (own, shared): (Vec<SealedSecret>, Vec<SealedSecret>) = self
             .db
             .range::<SealedSecret>(Range::prefix(format!("{environment}/")))
@@ -324,6 +333,19 @@ impl Secrets {
             stored.extend(self.db.range::<SealedSecret>(Range::prefix(prefix)).await?);
         }
         stored.extend(own);
+        self.open_all(stored)
+    }
+
+    /// A notification's secrets, in the clear, for its deliveries only.
+    pub async fn reveal_sink(&self, sink: &str) -> Result<BTreeMap<String, String>, SecretError> {
+        let prefix = format!("{}/", Scope::Sink(sink.to_string()));
+        let stored = self.db.range::<SealedSecret>(Range::prefix(prefix)).await?;
+        self.open_all(stored)
+    }
+
+    /// Decrypts `stored`, later ones winning over earlier ones of a name.
+    fn open_all(&self, stored: Vec<SealedSecret>) -> Result<BTreeMap<String, String>, SecretError> {
+        let mut values = BTreeMap::new();
         for sealed in stored {
             let name = Self::name(&sealed.scope(), &sealed.key);
             let undecryptable = || SecretError::Undecryptable(name.clone());

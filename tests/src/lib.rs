@@ -11,6 +11,7 @@ pub mod aws;
 pub mod cloud;
 pub mod load;
 pub mod processes;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

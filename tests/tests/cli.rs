@@ -249,6 +249,7 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     let (_, issued) = issue(&dev, &dir, "vera", "viewer");
     docs.acted("cert issue", &issued);
     docs.acted("revoke", &dev.ok(&["revoke", "vera", "-o", "json"]));
+    docs.read(&dev, "notifications", &["notifications"]);
     // `events` prints one object per line: each is a document.
     let events = dev.ok(&["events", "-o", "json"]).stdout;
     assert!(events.lines().count() > 10, "{events}");

@@ -268,7 +268,7 @@ fn a_project_s_secret_reaches_only_that_project_and_a_store_s_every_user_of_it()
     let listed = c.ok(&["secret", "list", "hello-db", "-o", "json"]).json();
     assert_eq!(
         listed,
-        serde_json::json!([{"environment": null, "project": null, "data_store": "hello-db", "key": "DB_PASSWORD"}]),
+        serde_json::json!([{"environment": null, "project": null, "data_store": "hello-db", "notification": null, "key": "DB_PASSWORD"}]),
     );
     let scoped = c.cli_with_stdin(
         &["secret", "set", "hello-db", "X", "--project", "hello"],

@@ -1,5 +1,6 @@
 //! `slipway events`: what happened, one line per event; with `--follow`, as it
-//! happens, across coordinator restarts, none missed and none twice.
+//! happens, across coordinator restarts, none missed and none twice. And
+//! `slipway notifications`: how their delivery goes.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::api::EventsAsked;
 use crate::client::{Client, is_transport};
 use crate::failure::Failure;
-use crate::render::{Output, text, when};
+use crate::render::{Output, Table, print, text, when};
 use crate::schema::Event;
 
 /// How long `--follow` keeps trying a coordinator that went away.
@@ -122,4 +123,49 @@ fn print_event(output: Output, e: &Event) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// Each notification: delivered, pending, failing (and why); then the events
+/// given up.
+pub async fn notifications(client: &mut Client, output: Output) -> Result<(), Failure> {
+    let answer = client.notifications().await?;
+    if output.structured() {
+        return print(output, &answer);
+    }
+    if answer.notifications.is_empty() {
+        println!("no notifications: add [notifications.NAME] to the fleet file");
+    }
+    let mut table =
+        Table::new(["NAME", "KIND", "TARGET", "DELIVERED", "PENDING", "STATE"]).states(5);
+    for n in &answer.notifications {
+        let state = match (&n.last_error, n.attempts) {
+            (Some(error), attempts) if attempts > 0 => {
+                format!("failing ({attempts} attempts): {}", text(error))
+            }
+            _ => "ok".to_string(),
+        };
+        table.row([
+            n.name.clone(),
+            n.kind.clone(),
+            text(&n.target),
+            n.delivered.to_string(),
+            n.pending.to_string(),
+            state,
+        ]);
+    }
+    table.print(output.layout());
+    if !answer.undelivered.is_empty() {
+        println!("given up:");
+        for u in &answer.undelivered {
+            println!(
+                "  {} event {} ({}) after {} attempts: {}",
+                u.notification,
+                u.seq,
+                u.kind,
+                u.attempts,
+                text(&u.last_error)
+            );
+        }
+    }
+    Ok(())
 }

@@ -110,9 +110,10 @@ pub async fn list(
     let mut table = Table::new(["ENV", "PROJECT", "KEY", "VALUE"]);
     for secret in secrets {
         // A data store's secret goes to every project using it, wherever.
-        let (environment, project) = match secret.data_store {
-            Some(store) => (format!("(store {store})"), "(its users)".to_string()),
-            None => (
+        let (environment, project) = match (secret.data_store, secret.notification) {
+            (Some(store), _) => (format!("(store {store})"), "(its users)".to_string()),
+            (None, Some(sink)) => (format!("(notification {sink})"), "-".to_string()),
+            (None, None) => (
                 secret.environment.unwrap_or_default(),
                 secret.project.unwrap_or_else(|| "(all)".into()),
             ),

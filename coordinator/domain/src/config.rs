@@ -43,6 +43,99 @@ pub struct Fleet {
     /// qaprod1, prod1 and prod2 may share one.
     #[serde(default)]
     pub data_stores: BTreeMap<String, DataStore>,
+    /// Where events are told: `[notifications.NAME]`, each delivered at
+    /// least once, in order, from an outbox of its own.
+    #[serde(default)]
+    pub notifications: BTreeMap<String, Notification>,
+}
+
+/// What a notification delivers to.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// A JSON POST of the event, signed with HMAC-SHA256.
+    Webhook,
+    /// Slack's incoming-webhook format: one line a person reads.
+    Slack,
+}
+
+/// The kinds of events there are; a filter names some (or `PREFIX.*`).
+pub const EVENT_KINDS: &[&str] = &[
+    "deployment.queued",
+    "deployment.launching",
+    "deployment.booting",
+    "deployment.configuring",
+    "deployment.ready",
+    "deployment.migrating",
+    "deployment.attaching",
+    "deployment.draining",
+    "deployment.retiring",
+    "deployment.succeeded",
+    "deployment.rolling_back",
+    "deployment.rolled_back",
+    "deployment.cancelled",
+    "deployment.cancel_requested",
+    "migration.finished",
+    "release.registered",
+    "promotion.started",
+    "promotion.finished",
+    "fleet.applied",
+    "certificate.revoked",
+];
+
+/// A sink for events: `[notifications.NAME]`. Its secrets (`secret set NAME
+/// KEY`) are its own: a signing key, a token for a header, a URL that is a
+/// secret itself (Slack's).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    pub kind: SinkKind,
+    /// Where to POST: https, or http to this machine only. Or `url_secret`.
+    pub url: Option<String>,
+    /// The name of this sink's secret that holds the URL (Slack's carry a token).
+    pub url_secret: Option<String>,
+    /// The name of this sink's secret the body is signed with (webhook):
+    /// `X-Slipway-Signature: sha256=HMAC-SHA256(secret, body)`.
+    pub signing_secret: Option<String>,
+    /// Extra headers, as given.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Extra headers whose values are this sink's secrets (header → secret
+    /// name): an issue tracker's token, say.
+    #[serde(default)]
+    pub secret_headers: BTreeMap<String, String>,
+    /// Only events about these projects (empty: any).
+    #[serde(default)]
+    pub projects: Vec<String>,
+    /// Only events about these environments (empty: any).
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// Only these kinds, e.g. "deployment.rolled_back", or "deployment.*"
+    /// (empty: any).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// How long to keep retrying an event before it is given up (audited).
+    #[serde(deserialize_with = "duration", default = "default_give_up_after")]
+    pub give_up_after: Duration,
+}
+
+fn default_give_up_after() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl Notification {
+    /// Whether an event of `kind` about `project` in `environment` is for it.
+    pub fn wants(&self, kind: &str, project: Option<&str>, environment: Option<&str>) -> bool {
+        let named = |list: &[String], value: Option<&str>| {
+            list.is_empty() || value.is_some_and(|v| list.iter().any(|l| l == v))
+        };
+        let kinds = self.events.is_empty()
+            || self.events.iter().any(|k| match k.strip_suffix('*') {
+                Some(prefix) => kind.starts_with(prefix),
+                None => k == kind,
+            });
+        kinds && named(&self.projects, project) && named(&self.environments, environment)
+    }
 }
 
 /// A data store (a database) some environments share: `[data_stores.NAME]`.
@@ -469,6 +562,9 @@ impl Fleet {
                 }
             }
         }
+        for (name, sink) in &self.notifications {
+            self.check_notification(name, sink)?;
+        }
         for (name, project) in &self.projects {
             let key = format!("projects.{name}");
             check_name(&key, name)?;
@@ -732,6 +828,130 @@ fn check_name(key: &str, name: &str) -> Result<(), (String, String)> {
     }
 }
 
+impl Fleet {
+    fn check_notification(&self, name: &str, sink: &Notification) -> Result<(), (String, String)> {
+        let key = format!("notifications.{name}");
+        check_name(&key, name)?;
+        // `slipway secret set NAME ...` names an environment, a store or a sink.
+        if self.environments.contains_key(name) || self.data_stores.contains_key(name) {
+            return Err((
+                key,
+                format!(
+                    "{name:?} is also an environment or data store: give the notification another name"
+                ),
+            ));
+        }
+        match (&sink.url, &sink.url_secret) {
+            (Some(url), None) => check_url(&format!("{key}.url"), url)?,
+            (None, Some(secret)) => check_secret_name(&format!("{key}.url_secret"), secret)?,
+            _ => {
+                return Err((
+                    key,
+                    "give url, or url_secret (the name of its secret holding the URL)".into(),
+                ));
+            }
+        }
+        if let Some(secret) = &sink.signing_secret {
+            check_secret_name(&format!("{key}.signing_secret"), secret)?;
+        }
+        for secret in sink.secret_headers.values() {
+            check_secret_name(&format!("{key}.secret_headers"), secret)?;
+        }
+        for header in sink.headers.keys().chain(sink.secret_headers.keys()) {
+            let ok = !header.is_empty()
+                && header
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !header.to_ascii_lowercase().starts_with("x-slipway-")
+                && !header.eq_ignore_ascii_case("content-type");
+            if !ok {
+                return Err((
+                    format!("{key}.headers"),
+                    format!(
+                        "{header:?} is not a header it may set: letters, digits and '-', not X-Slipway-* or Content-Type"
+                    ),
+                ));
+            }
+        }
+        for project in &sink.projects {
+            if !self.projects.contains_key(project) {
+                return Err((format!("{key}.projects"), format!("no project {project:?}")));
+            }
+        }
+        for env in &sink.environments {
+            if !self.environments.contains_key(env) {
+                return Err((
+                    format!("{key}.environments"),
+                    format!("no environment {env:?}"),
+                ));
+            }
+        }
+        for kind in &sink.events {
+            let known = match kind.strip_suffix('*') {
+                Some(prefix) => EVENT_KINDS.iter().any(|k| k.starts_with(prefix)),
+                None => EVENT_KINDS.contains(&kind.as_str()),
+            };
+            if !known {
+                return Err((
+                    format!("{key}.events"),
+                    format!(
+                        "no event kind {kind:?}: use e.g. \"deployment.rolled_back\" or \"deployment.*\""
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A URL events may go to: https anywhere, plain http to this machine only
+/// (an event may carry a reason, an environment's name, a who).
+fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
+    let host = |rest: &str| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default().to_string(),
+            None => authority.split(':').next().unwrap_or_default().to_string(),
+        }
+    };
+    let ok = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => !host(rest).is_empty(),
+        (None, Some(rest)) => {
+            let host = host(rest);
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            key.to_string(),
+            format!("{url:?} must be an https:// URL (plain http only to this machine)"),
+        ))
+    }
+}
+
+/// A secret's name, as `secret set` takes it: an environment variable's.
+fn check_secret_name(key: &str, name: &str) -> Result<(), (String, String)> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            key.to_string(),
+            format!("{name:?} is not a secret name: A-Z, 0-9 and '_'"),
+        ))
+    }
+}
+
 fn check_port(key: &str, port: u16) -> Result<(), (String, String)> {
     if port == 0 {
         Err((key.to_string(), "0 is not a port: use 1-65535".into()))
@@ -984,6 +1204,55 @@ mod tests {
             message.contains("data_stores.hello-db.environments"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn notifications_are_checked_and_filter_what_they_get() {
+        let with = |sink: &str| format!("{}\n[notifications.ops]\n{sink}\n", sample());
+        let fleet = Fleet::parse(
+            &with("kind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\nevents = [\"deployment.*\"]\nenvironments = [\"prod1\"]"),
+            "fleet.toml",
+        )
+        .unwrap();
+        let ops = &fleet.notifications["ops"];
+        assert!(ops.wants("deployment.rolled_back", Some("hello"), Some("prod1")));
+        assert!(!ops.wants("deployment.rolled_back", Some("hello"), Some("staging")));
+        assert!(!ops.wants("release.registered", Some("hello"), Some("prod1")));
+        assert!(
+            !ops.wants("deployment.succeeded", None, None),
+            "no environment: not prod1's"
+        );
+        for (sink, named) in [
+            (
+                "kind = \"webhook\"\nurl = \"http://hooks.example.com/x\"",
+                "plain http only to this machine",
+            ),
+            ("kind = \"webhook\"", "give url, or url_secret"),
+            (
+                "kind = \"slack\"\nurl_secret = \"slack-url\"",
+                "not a secret name",
+            ),
+            (
+                "kind = \"webhook\"\nurl = \"https://x.example\"\nevents = [\"deployment.exploded\"]",
+                "no event kind",
+            ),
+            (
+                "kind = \"webhook\"\nurl = \"https://x.example\"\nheaders = { X-Slipway-Delivery = \"1\" }",
+                "not a header it may set",
+            ),
+            (
+                "kind = \"email\"\nurl = \"https://x.example\"",
+                "unknown variant",
+            ),
+        ] {
+            let message = error(&with(sink));
+            assert!(message.contains(named), "{sink}: {message}");
+        }
+        let clash = format!(
+            "{}\n[notifications.staging]\nkind = \"slack\"\nurl = \"https://x.example\"\n",
+            sample()
+        );
+        assert!(error(&clash).contains("also an environment or data store"));
     }
 
     #[test]

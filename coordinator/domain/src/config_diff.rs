@@ -28,6 +28,12 @@ pub fn diff(old: &Fleet, new: &Fleet) -> Vec<String> {
         &new.data_stores,
     );
     named(&mut changes, "project", &old.projects, &new.projects);
+    named(
+        &mut changes,
+        "notification",
+        &old.notifications,
+        &new.notifications,
+    );
     for project in new
         .projects
         .keys()

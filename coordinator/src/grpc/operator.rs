@@ -16,6 +16,7 @@ use crate::agents::AgentHub;
 use crate::audit::{About, Anchor, AuditLog};
 use crate::coordinator::Coordinator;
 use crate::grpc::events::{EventStream, Filter, Watchers};
+use crate::notify::Notifier;
 use crate::operations::Operations;
 use crate::pki::Role;
 use crate::revocation::Revocations;
@@ -42,6 +43,7 @@ pub struct OperatorApi {
     revocations: Arc<Revocations>,
     agents: Arc<AgentHub>,
     watchers: Watchers,
+    notifier: Arc<Notifier>,
 }
 
 impl OperatorApi {
@@ -52,6 +54,7 @@ impl OperatorApi {
             revocations: coordinator.revocations.clone(),
             agents: coordinator.agents.clone(),
             watchers: Watchers::new(coordinator.events.clone(), coordinator.stopping.clone()),
+            notifier: coordinator.notifier.clone(),
         }
     }
 
@@ -185,20 +188,23 @@ fn check_fleet_size(text: &str) -> Result<(), Status> {
 
 /// A secret as answers show it: its name, never its value.
 fn masked(scope: &Scope, key: &str) -> Secret {
-    let (environment, project, data_store) = match scope {
+    let mut secret = Secret {
+        key: key.to_string(),
+        value: MASK.to_string(),
+        ..Secret::default()
+    };
+    match scope {
         Scope::Environment {
             environment,
             project,
-        } => (environment.clone(), project.clone(), None),
-        Scope::Store(store) => (String::new(), None, Some(store.clone())),
-    };
-    Secret {
-        environment,
-        key: key.to_string(),
-        value: MASK.to_string(),
-        project: project.unwrap_or_default(),
-        data_store: data_store.unwrap_or_default(),
+        } => {
+            secret.environment = environment.clone();
+            secret.project = project.clone().unwrap_or_default();
+        }
+        Scope::Store(store) => secret.data_store = store.clone(),
+        Scope::Sink(sink) => secret.notification = sink.clone(),
     }
+    secret
 }
 
 /// A secret as the audit log names it: `ENV/KEY`, `ENV/PROJECT/KEY` or
@@ -700,6 +706,66 @@ impl OperatorService for OperatorApi {
         self.audited(&caller, "fleet apply", ("fleet", About::default()), outcome)
             .await
             .map(Response::new)
+    }
+
+    async fn notifications(
+        &self,
+        request: Request<NotificationsRequest>,
+    ) -> Result<Response<NotificationsResponse>, Status> {
+        auth::require(&request, &self.revocations, Role::Viewer)?;
+        let unavailable = |e: crate::store::StoreError| Status::unavailable(e.to_string());
+        let (states, given_up) = self.notifier.states().await.map_err(unavailable)?;
+        let newest = self.notifier.events.newest().await.map_err(unavailable)?;
+        let fleet = self.notifier.fleets.current().fleet;
+        let mut notifications = Vec::new();
+        for (name, sink) in &fleet.notifications {
+            let state = states
+                .iter()
+                .find(|s| &s.name == name)
+                .cloned()
+                .unwrap_or_default();
+            let pending = match state.name.is_empty() {
+                true => 0,
+                false => self
+                    .notifier
+                    .pending(&state, 1000)
+                    .await
+                    .map_err(unavailable)?,
+            };
+            notifications.push(NotificationState {
+                name: name.clone(),
+                kind: format!("{:?}", sink.kind).to_ascii_lowercase(),
+                target: match (&sink.url, &sink.url_secret) {
+                    (Some(url), _) => url.clone(),
+                    (None, Some(key)) => format!("(secret {key})"),
+                    (None, None) => String::new(),
+                },
+                cursor: state.cursor,
+                newest,
+                pending: pending as u64,
+                delivered: state.delivered,
+                attempts: state.attempts,
+                failing_since_ms: state.failing_since.unwrap_or_default(),
+                last_error: state.last_error.unwrap_or_default(),
+                last_attempt_ms: state.last_attempt_at.unwrap_or_default(),
+            });
+        }
+        let undelivered = given_up
+            .into_iter()
+            .map(|u| UndeliveredEvent {
+                notification: u.sink,
+                seq: u.seq,
+                delivery: u.delivery,
+                kind: u.kind,
+                attempts: u.attempts,
+                last_error: u.last_error,
+                at_ms: u.at,
+            })
+            .collect();
+        Ok(Response::new(NotificationsResponse {
+            notifications,
+            undelivered,
+        }))
     }
 
     type WatchEventsStream = EventStream;

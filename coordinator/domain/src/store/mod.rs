@@ -66,10 +66,14 @@ pub enum Table {
     Fleets,
     /// What happened, by sequence number.
     Events,
+    /// Each notification's cursor into the events, and how its delivery goes.
+    Sinks,
+    /// Events a notification gave up delivering.
+    Undelivered,
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 14] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -82,6 +86,8 @@ impl Table {
         Table::Migrations,
         Table::Fleets,
         Table::Events,
+        Table::Sinks,
+        Table::Undelivered,
     ];
 
     pub fn name(self) -> &'static str {
@@ -98,6 +104,8 @@ impl Table {
             Table::Migrations => "migrations",
             Table::Fleets => "fleets",
             Table::Events => "events",
+            Table::Sinks => "sinks",
+            Table::Undelivered => "undelivered",
         }
     }
 }
