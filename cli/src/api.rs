@@ -30,10 +30,17 @@ pub struct EventsAsked {
 /// Events as they come from one `WatchEvents` stream.
 pub struct EventFeed(tonic::Streaming<pb::Event>);
 
+/// How a stream of events failed: refused or unreachable when opened, or
+/// broken while read (a coordinator killed mid-stream).
+pub enum Broke {
+    Opening(tonic::Status),
+    Reading(tonic::Status),
+}
+
 impl EventFeed {
     /// The next event; None when the stream ended.
-    pub async fn next(&mut self) -> Result<Option<schema::Event>, tonic::Status> {
-        Ok(self.0.message().await?.map(event))
+    pub async fn next(&mut self) -> Result<Option<schema::Event>, Broke> {
+        Ok(self.0.message().await.map_err(Broke::Reading)?.map(event))
     }
 }
 
@@ -109,7 +116,7 @@ impl Client {
         })
     }
 
-    pub async fn watch_events(&mut self, asked: &EventsAsked) -> Result<EventFeed, tonic::Status> {
+    pub async fn watch_events(&mut self, asked: &EventsAsked) -> Result<EventFeed, Broke> {
         let request = pb::WatchEventsRequest {
             after: asked.after,
             since_ms: asked.since_ms,
@@ -119,9 +126,12 @@ impl Client {
             follow: asked.follow,
             from_now: asked.from_now,
         };
-        Ok(EventFeed(
-            self.api.watch_events(request).await?.into_inner(),
-        ))
+        let answer = self
+            .api
+            .watch_events(request)
+            .await
+            .map_err(Broke::Opening)?;
+        Ok(EventFeed(answer.into_inner()))
     }
 
     pub async fn register_release(

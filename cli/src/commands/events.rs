@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::api::EventsAsked;
+use crate::api::{Broke, EventsAsked};
 use crate::client::{Client, is_transport};
 use crate::failure::Failure;
 use crate::render::{Output, Table, print, text, when};
@@ -79,12 +79,6 @@ pub async fn run(client: &mut Client, output: Output, flags: Flags) -> Result<()
     }
 }
 
-/// How a stream of events failed.
-enum Broke {
-    Opening(tonic::Status),
-    Reading(tonic::Status),
-}
-
 /// Prints events from one stream until it ends; `asked.after` follows them.
 async fn stream(
     client: &mut Client,
@@ -92,11 +86,11 @@ async fn stream(
     asked: &mut EventsAsked,
     away_since: &mut Option<Instant>,
 ) -> Result<(), Broke> {
-    let mut feed = client.watch_events(asked).await.map_err(Broke::Opening)?;
+    let mut feed = client.watch_events(asked).await?;
     if away_since.take().is_some() && !output.structured() {
         eprintln!("(the coordinator is back)");
     }
-    while let Some(event) = feed.next().await.map_err(Broke::Reading)? {
+    while let Some(event) = feed.next().await? {
         asked.after = event.seq;
         print_event(output, &event);
     }
