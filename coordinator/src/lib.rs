@@ -53,6 +53,7 @@ pub mod faults;
 pub mod fleets;
 pub mod grpc;
 pub mod lost;
+pub mod mail;
 pub mod migrations;
 pub mod notify;
 pub mod operations;

@@ -29,6 +29,9 @@ use crate::store::{Changes, Db, Range, Record, StoreError, Table};
 pub const NOTIFIER: &str = "slipway (notifications)";
 /// How long a receiver may take to answer one delivery.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one attempt may take in all (an SMTP conversation is several
+/// exchanges, each bounded by `TIMEOUT`).
+const ATTEMPT: Duration = Duration::from_secs(30);
 /// Retries wait twice as long each time, from this to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -340,8 +343,20 @@ async fn give_up(n: &Notifier, name: &str, state: &mut SinkState, event: &Event,
     }
 }
 
-/// Sends `event` to the sink once. Err: why not, for the sink's state.
+/// Sends `event` to the sink once, within `ATTEMPT` whatever the receiver
+/// does. Err: why not, for the sink's state.
 async fn deliver(
+    n: &Notifier,
+    name: &str,
+    sink: &Notification,
+    event: &Event,
+) -> Result<(), String> {
+    tokio::time::timeout(ATTEMPT, deliver_once(n, name, sink, event))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {}s", ATTEMPT.as_secs())))
+}
+
+async fn deliver_once(
     n: &Notifier,
     name: &str,
     sink: &Notification,
@@ -357,6 +372,14 @@ async fn deliver(
             format!("its secret {key} is not set: `slipway secret set {name} {key}`")
         })
     };
+    let id = delivery_id(name, event.seq);
+    if sink.kind == SinkKind::Email {
+        let password = sink.password_secret.as_deref().map(secret).transpose()?;
+        return tokio::select! {
+            sent = crate::mail::send(sink, event, &id, password) => sent,
+            _ = n.stopping.asked() => Err("the coordinator is stopping".into()),
+        };
+    }
     let url = match (&sink.url, &sink.url_secret) {
         (Some(url), _) => url.clone(),
         (None, Some(key)) => secret(key)?,
@@ -364,14 +387,13 @@ async fn deliver(
     };
     let uri = slipway_common::webhook::check(&url)
         .map_err(|e| format!("its URL {}", e.replace(&url, "(the URL)")))?;
-    let id = delivery_id(name, event.seq);
     let body = match sink.kind {
         SinkKind::Webhook => serde_json::json!({
             "delivery": id,
             "notification": name,
             "event": json(event),
         }),
-        SinkKind::Slack => serde_json::json!({ "text": slack_line(event) }),
+        SinkKind::Slack | SinkKind::Email => serde_json::json!({ "text": slack_line(event) }),
     };
     let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
     let mut headers = vec![

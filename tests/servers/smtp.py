@@ -6,9 +6,13 @@ required before mail, and every message kept.
 
 Listens on 127.0.0.1 (a free port), prints the port on its first line of
 stdout, then serves until killed. Each message accepted is written to
-MAILDIR/N.json: the envelope (from, to), the login used and the raw message.
+MAILDIR/N.json: the envelope (from, to), the login used, whether TLS was on,
+the raw message, and its subject, Message-ID and text body as a mail reader
+decodes them.
 """
 
+import email
+import email.policy
 import json
 import os
 import socket
@@ -29,10 +33,14 @@ def main(maildir, cert, key, user, password):
         async def handle_DATA(self, server, session, envelope):
             nonlocal count
             count += 1
+            parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
             record = {
+                "subject": str(parsed["subject"]),
+                "message_id": str(parsed["message-id"]),
+                "body": parsed.get_body(("plain",)).get_content(),
                 "from": envelope.mail_from,
                 "to": envelope.rcpt_tos,
-                "login": session.login_data.decode() if isinstance(session.login_data, bytes) else session.login_data,
+                "login": session.auth_data.decode() if isinstance(session.auth_data, bytes) else None,
                 "tls": session.ssl is not None,
                 "message": envelope.content.decode("utf-8", "replace"),
             }
@@ -46,9 +54,10 @@ def main(maildir, cert, key, user, password):
         ok = isinstance(auth_data, LoginPassword) and (
             auth_data.login.decode() == user and auth_data.password.decode() == password
         )
-        if ok:
-            session.login_data = auth_data.login
-        return AuthResult(success=ok)
+        if not ok:
+            # Not handled here: aiosmtpd answers 535 itself.
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=auth_data.login)
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

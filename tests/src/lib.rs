@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod load;
 pub mod processes;
 pub mod receiver;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -237,3 +237,87 @@ give_up_after = "3s"
     let text = c.ok(&["notifications"]).stdout;
     assert!(text.contains("ops") && text.contains("given up:"), "{text}");
 }
+
+#[test]
+fn an_email_reaches_a_real_smtp_server_over_starttls_with_the_facts_in_it() {
+    let server = slipway_tests::smtp::SmtpServer::start("slipway", "m4il-pass");
+    let fleet = format!(
+        r#"{SAMPLE_FLEET}
+[notifications.changes]
+kind = "email"
+smtp = "127.0.0.1:{}"
+from = "slipway@example.com"
+to = ["changes@example.com", "ops@example.com"]
+username = "slipway"
+password_secret = "SMTP_PASSWORD"
+ca_file = "{}"
+events = ["deployment.rolled_back"]
+"#,
+        server.port,
+        server.ca_file.display()
+    );
+    let c = Coordinator::start_dev_with_fleet(&fleet);
+    // A wrong password first: refused, retried, and the reason shown.
+    let set = c.cli_with_stdin(&["secret", "set", "changes", "SMTP_PASSWORD"], "wrong");
+    assert!(set.success, "{}", set.stderr);
+    let image = c.ok(&["release", "list", "hello", "-o", "json"]).json()[0]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok(&["release", "add", "hello", "v9", "--image", &image]);
+    eventually("the notification to start", Duration::from_secs(20), || {
+        let listed = c.ok(&["notifications", "-o", "json"]).json();
+        (listed["notifications"][0]["cursor"].as_u64() > Some(0)).then_some(())
+    });
+    let bad = c.cli(&[
+        "deploy", "hello", "broken", "--env", "staging", "--wait", "-o", "json",
+    ]);
+    assert_eq!(bad.code, Some(3), "{}", bad.stderr);
+    let bad = bad.json();
+    let failing = eventually("a refused login shown", Duration::from_secs(30), || {
+        let listed = c.ok(&["notifications", "-o", "json"]).json();
+        let sink = listed["notifications"][0].clone();
+        (sink["attempts"].as_u64() > Some(0)).then_some(sink)
+    });
+    let error = failing["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("smtp 127.0.0.1:") && error.to_lowercase().contains("auth"),
+        "{failing}"
+    );
+    assert!(server.messages().is_empty());
+    c.cli_with_stdin(&["secret", "set", "changes", "SMTP_PASSWORD"], "m4il-pass");
+    let mail = eventually("the email", Duration::from_secs(30), || {
+        server.messages().into_iter().next()
+    });
+    assert_eq!(mail["tls"], true, "STARTTLS before anything: {mail}");
+    assert_eq!(mail["login"], "slipway", "{mail}");
+    assert_eq!(mail["from"], "slipway@example.com");
+    assert_eq!(
+        mail["to"],
+        serde_json::json!(["changes@example.com", "ops@example.com"])
+    );
+    let id = bad["id"].as_str().unwrap();
+    let reason = bad["reason"].as_str().unwrap();
+    assert_eq!(
+        mail["subject"],
+        format!("[slipway] hello broken → staging ({id}): rolled back: {reason}")
+    );
+    assert!(
+        mail["message_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("<changes-"),
+        "the delivery id, the same on every attempt: {mail}"
+    );
+    let body = mail["body"].as_str().unwrap();
+    for fact in [
+        format!("Deployment: {id}"),
+        "Project: hello".to_string(),
+        "Release: broken".to_string(),
+        "Environment: staging".to_string(),
+        format!("Reason: {reason}"),
+    ] {
+        assert!(body.contains(&fact), "{fact:?} not in:\n{body}");
+    }
+    assert_eq!(server.messages().len(), 1, "one event asked for, one email");
+}

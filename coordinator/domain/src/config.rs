@@ -57,6 +57,18 @@ pub enum SinkKind {
     Webhook,
     /// Slack's incoming-webhook format: one line a person reads.
     Slack,
+    /// A message over SMTP (STARTTLS required) to a list of addresses.
+    Email,
+}
+
+impl SinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Webhook => "webhook",
+            SinkKind::Slack => "slack",
+            SinkKind::Email => "email",
+        }
+    }
 }
 
 /// The kinds of events there are; a filter names some (or `PREFIX.*`).
@@ -90,7 +102,8 @@ pub const EVENT_KINDS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub struct Notification {
     pub kind: SinkKind,
-    /// Where to POST: https, or http to this machine only. Or `url_secret`.
+    /// Webhook, Slack: where to POST: https, or http to this machine only.
+    /// Or `url_secret`.
     pub url: Option<String>,
     /// The name of this sink's secret that holds the URL (Slack's carry a token).
     pub url_secret: Option<String>,
@@ -114,6 +127,18 @@ pub struct Notification {
     /// (empty: any).
     #[serde(default)]
     pub events: Vec<String>,
+    /// Email: the SMTP server, `HOST:PORT` (587, say); STARTTLS is required.
+    pub smtp: Option<String>,
+    /// Email: the sender, and the recipients (a change-management mailbox).
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Email: the login, its password in this sink's secret `password_secret`.
+    pub username: Option<String>,
+    pub password_secret: Option<String>,
+    /// Email: a PEM CA certificate to trust for the SMTP server, besides the
+    /// system's (a company's own CA, say).
+    pub ca_file: Option<std::path::PathBuf>,
     /// How long to keep retrying an event before it is given up (audited).
     #[serde(deserialize_with = "duration", default = "default_give_up_after")]
     pub give_up_after: Duration,
@@ -841,14 +866,36 @@ impl Fleet {
                 ),
             ));
         }
-        match (&sink.url, &sink.url_secret) {
-            (Some(url), None) => check_url(&format!("{key}.url"), url)?,
-            (None, Some(secret)) => check_secret_name(&format!("{key}.url_secret"), secret)?,
-            _ => {
-                return Err((
-                    key,
-                    "give url, or url_secret (the name of its secret holding the URL)".into(),
-                ));
+        match sink.kind {
+            SinkKind::Email => check_email(&key, sink)?,
+            SinkKind::Webhook | SinkKind::Slack => {
+                let email_only = [
+                    ("smtp", sink.smtp.is_some()),
+                    ("from", sink.from.is_some()),
+                    ("to", !sink.to.is_empty()),
+                    ("username", sink.username.is_some()),
+                    ("password_secret", sink.password_secret.is_some()),
+                    ("ca_file", sink.ca_file.is_some()),
+                ];
+                if let Some((field, _)) = email_only.iter().find(|(_, given)| *given) {
+                    return Err((
+                        format!("{key}.{field}"),
+                        format!("is for kind = \"email\", not {:?}", sink.kind.as_str()),
+                    ));
+                }
+                match (&sink.url, &sink.url_secret) {
+                    (Some(url), None) => check_url(&format!("{key}.url"), url)?,
+                    (None, Some(secret)) => {
+                        check_secret_name(&format!("{key}.url_secret"), secret)?
+                    }
+                    _ => {
+                        return Err((
+                            key,
+                            "give url, or url_secret (the name of its secret holding the URL)"
+                                .into(),
+                        ));
+                    }
+                }
             }
         }
         if let Some(secret) = &sink.signing_secret {
@@ -901,6 +948,55 @@ impl Fleet {
             }
         }
         Ok(())
+    }
+}
+
+/// An email sink: a server, a sender, recipients, a whole login or none.
+fn check_email(key: &str, sink: &Notification) -> Result<(), (String, String)> {
+    if sink.url.is_some() || sink.url_secret.is_some() || sink.signing_secret.is_some() {
+        return Err((
+            key.to_string(),
+            "url, url_secret and signing_secret are for webhooks; email takes smtp, from and to"
+                .into(),
+        ));
+    }
+    let server = sink.smtp.as_deref().unwrap_or_default();
+    let port = server.rsplit_once(':').and_then(|(host, port)| {
+        (!host.is_empty()).then_some(())?;
+        port.parse::<u16>().ok().filter(|p| *p > 0)
+    });
+    if port.is_none() {
+        return Err((
+            format!("{key}.smtp"),
+            format!("{server:?} is not HOST:PORT, e.g. \"smtp.example.com:587\""),
+        ));
+    }
+    let address = |field: &str, a: &str| {
+        let ok = a.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty() && !domain.is_empty() && !a.contains(char::is_whitespace)
+        });
+        match ok {
+            true => Ok(()),
+            false => Err((
+                format!("{key}.{field}"),
+                format!("{a:?} is not an email address"),
+            )),
+        }
+    };
+    address("from", sink.from.as_deref().unwrap_or_default())?;
+    if sink.to.is_empty() {
+        return Err((format!("{key}.to"), "name at least one recipient".into()));
+    }
+    for to in &sink.to {
+        address("to", to)?;
+    }
+    match (&sink.username, &sink.password_secret) {
+        (Some(_), Some(secret)) => check_secret_name(&format!("{key}.password_secret"), secret),
+        (None, None) => Ok(()),
+        _ => Err((
+            key.to_string(),
+            "give username and password_secret together, or neither".into(),
+        )),
     }
 }
 
@@ -1242,7 +1338,23 @@ mod tests {
             ),
             (
                 "kind = \"email\"\nurl = \"https://x.example\"",
-                "unknown variant",
+                "are for webhooks",
+            ),
+            (
+                "kind = \"email\"\nsmtp = \"mail.example.com\"\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]",
+                "is not HOST:PORT",
+            ),
+            (
+                "kind = \"email\"\nsmtp = \"mail.example.com:587\"\nfrom = \"a@b.c\"",
+                "at least one recipient",
+            ),
+            (
+                "kind = \"email\"\nsmtp = \"mail.example.com:587\"\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\nusername = \"u\"",
+                "together",
+            ),
+            (
+                "kind = \"slack\"\nurl = \"https://x.example\"\nto = [\"d@e.f\"]",
+                "is for kind = \"email\"",
             ),
         ] {
             let message = error(&with(sink));
@@ -1253,6 +1365,19 @@ mod tests {
             sample()
         );
         assert!(error(&clash).contains("also an environment or data store"));
+    }
+
+    #[test]
+    fn the_readme_s_notifications_are_a_valid_fleet_file_part() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("[notifications.change-mgmt]")
+            .expect("README example");
+        let block = &readme[start..];
+        let block = &block[..block.find("```").expect("end of the example")];
+        // Its projects and environments are the sample's (prod1, prod2).
+        let fleet = Fleet::parse(&format!("{}\n{block}", sample()), "README.md").unwrap();
+        assert_eq!(fleet.notifications.len(), 3);
     }
 
     #[test]

@@ -734,11 +734,12 @@ impl OperatorService for OperatorApi {
             };
             notifications.push(NotificationState {
                 name: name.clone(),
-                kind: format!("{:?}", sink.kind).to_ascii_lowercase(),
-                target: match (&sink.url, &sink.url_secret) {
-                    (Some(url), _) => url.clone(),
-                    (None, Some(key)) => format!("(secret {key})"),
-                    (None, None) => String::new(),
+                kind: sink.kind.as_str().to_string(),
+                target: match (&sink.url, &sink.url_secret, &sink.smtp) {
+                    (Some(url), _, _) => url.clone(),
+                    (None, Some(key), _) => format!("(secret {key})"),
+                    (None, None, Some(smtp)) => format!("{} via {smtp}", sink.to.join(", ")),
+                    (None, None, None) => String::new(),
                 },
                 cursor: state.cursor,
                 newest,
