@@ -3,16 +3,20 @@
 //!
 //!     cargo build --release --workspace --bins
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- [DEPLOYS]
+//!     cargo run --release -p slipway-tests --bin slipway-bench -- events [WATCHERS] [DEPLOYS]
 //!
 //! Measures the agent binary's size, idle RSS of an agent, the coordinator and
 //! the local cloud, and the wall time of one-instance deploys on the local cloud
-//! with the time spent in each phase.
+//! with the time spent in each phase. `events`: see `bench/events.rs`.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+#[path = "bench/events.rs"]
+mod events;
 
 use slipway_tests::processes::agent_pid;
 use slipway_tests::{Coordinator, bin_dir, phases, strings};
@@ -44,6 +48,12 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("events") {
+        let number =
+            |i: usize, default| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+        return events::run(number(2, 1000), number(3, 10));
+    }
     let deploys: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
