@@ -19,6 +19,7 @@
 mod boot;
 mod identity;
 mod migration;
+mod output;
 mod report;
 mod restarts;
 mod session;
@@ -100,7 +101,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.state_dir.clone(),
         credentials.clone(),
     ));
-    let supervisor = Supervisor::new(&args.root, &metadata.instance_id, &metadata.private_ip);
+    let supervisor = Supervisor::new(
+        &args.root,
+        &args.state_dir.join("logs"),
+        &metadata.instance_id,
+        &metadata.private_ip,
+    );
     run_forever(&user_data, &credentials, &metadata, supervisor).await;
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! them with the environment's variables, restarts one that exits as the
 //! project's restart policy says (with backoff, up to its limit),
 //! runs the health check, and publishes a report the session sends upstream.
+//! Each service's output goes to a log file of its own (`output`); an exit's
+//! report carries its last lines.
 //! Services outlive the coordinator connection: a reconnect never restarts them.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use tracing::{info, warn};
 
 use slipway_common::http_probe;
 
+use crate::output::Output;
 pub use crate::report::Report;
 use crate::restarts::{self, AfterExit, RestartBudget};
 
@@ -25,6 +28,8 @@ struct Running {
 
 pub struct Supervisor {
     root: PathBuf,
+    /// Where services' output is kept.
+    logs: PathBuf,
     private_ip: String,
     instance_id: String,
     report: watch::Sender<Report>,
@@ -39,9 +44,10 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(root: &Path, instance_id: &str, private_ip: &str) -> Arc<Self> {
+    pub fn new(root: &Path, logs: &Path, instance_id: &str, private_ip: &str) -> Arc<Self> {
         Arc::new(Supervisor {
             root: root.to_path_buf(),
+            logs: logs.to_path_buf(),
             private_ip: private_ip.to_string(),
             instance_id: instance_id.to_string(),
             report: watch::channel(Report::default()).0,
@@ -125,11 +131,15 @@ impl Supervisor {
             "starting services"
         );
         for (index, spec) in configure.services.iter().enumerate() {
+            let service = ServiceRun {
+                spec: spec.clone(),
+                policy: configure.restart,
+                env: env.clone(),
+                root: self.root.clone(),
+                output: Output::new(&self.logs, &spec.name),
+            };
             tokio::spawn(supervise(
-                spec.clone(),
-                configure.restart,
-                env.clone(),
-                self.root.clone(),
+                service,
                 index,
                 self.report.clone(),
                 stopped.clone(),
@@ -184,15 +194,28 @@ fn restart_budget(policy: &Restart) -> RestartBudget {
     RestartBudget::new(when, policy.limit, policy.window)
 }
 
-async fn supervise(
+/// One service of a configuration, and what it runs with.
+struct ServiceRun {
     spec: Service,
     policy: Restart,
     env: Vec<(String, String)>,
     root: PathBuf,
+    output: Output,
+}
+
+async fn supervise(
+    service: ServiceRun,
     index: usize,
     report: watch::Sender<Report>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let ServiceRun {
+        spec,
+        policy,
+        env,
+        root,
+        output,
+    } = service;
     let program = if Path::new(&spec.command).is_absolute() {
         PathBuf::from(&spec.command)
     } else {
@@ -200,12 +223,17 @@ async fn supervise(
     };
     let mut budget = restart_budget(&policy);
     loop {
-        let spawned = tokio::process::Command::new(&program)
-            .args(&spec.args)
-            .envs(env.iter().cloned())
-            .current_dir(&root)
-            .kill_on_drop(true)
-            .spawn();
+        let spawned = output.pipe().and_then(|(stdout, stderr)| {
+            tokio::process::Command::new(&program)
+                .args(&spec.args)
+                .envs(env.iter().cloned())
+                .current_dir(&root)
+                .stdin(std::process::Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                .kill_on_drop(true)
+                .spawn()
+        });
         let (detail, failed) = match spawned {
             Err(e) => (format!("cannot start {}: {e}", program.display()), true),
             Ok(mut child) => {
@@ -217,10 +245,14 @@ async fn supervise(
                     budget.restarts(),
                 );
                 tokio::select! {
-                    status = child.wait() => match status {
-                        Ok(status) => (status.to_string(), !status.success()),
-                        Err(e) => (e.to_string(), true),
-                    },
+                    status = child.wait() => {
+                        // Its last words are read in before they are told.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        match status {
+                            Ok(status) => (format!("{status}{}", output.told()), !status.success()),
+                            Err(e) => (e.to_string(), true),
+                        }
+                    }
                     _ = stop.changed() => {
                         let _ = child.kill().await;
                         set(&report, index, ServiceStatus::Stopped, "stopped".into(), budget.restarts());

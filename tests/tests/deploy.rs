@@ -150,6 +150,35 @@ fn a_request_in_flight_on_an_old_instance_is_answered_before_it_retires() {
 }
 
 #[test]
+fn a_service_that_keeps_exiting_rolls_back_with_its_last_lines() {
+    let fleet = SAMPLE_FLEET.replace(
+        "variables = { GREETING = \"hello from staging\" }",
+        "variables = { GREETING = \"hello from staging\", SAMPLE_EXIT = \"no database at HELLO_DB\" }",
+    );
+    assert!(fleet.contains("SAMPLE_EXIT"));
+    let dev = Coordinator::start_dev_with_fleet(&fleet);
+    let run = dev.cli(&[
+        "deploy", "hello", "v1", "--env", "staging", "--wait", "-o", "json",
+    ]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let d = run.json();
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("service web keeps exiting")
+            && reason.contains(
+                "last output: slipway-sample-app: starting | slipway-sample-app: cannot start: no database at HELLO_DB"
+            ),
+        "{reason}"
+    );
+    // `show` prints it for a person.
+    let shown = dev.ok(&["show", d["id"].as_str().unwrap()]).stdout;
+    assert!(
+        shown.contains("cannot start: no database at HELLO_DB"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn a_broken_release_rolls_back_and_staging_keeps_serving() {
     let dev = Coordinator::start();
     dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);

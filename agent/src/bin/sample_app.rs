@@ -158,6 +158,12 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("migrate") {
         return migrate(&manifest);
     }
+    // A release that cannot start, for the tests: it says why and exits.
+    if let Ok(why) = std::env::var("SAMPLE_EXIT") {
+        println!("slipway-sample-app: starting");
+        eprintln!("slipway-sample-app: cannot start: {why}");
+        return ExitCode::FAILURE;
+    }
     let app = App {
         store: std::env::var("HELLO_DB").ok(),
         version: field(&manifest, "version").unwrap_or("unknown").to_string(),
