@@ -24,6 +24,7 @@ mod report;
 mod restarts;
 mod session;
 mod supervisor;
+mod tail;
 
 /// Reported in hello, so operators see which agent each image carries.
 const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 
 use rand::Rng;
 use slipway_common::user_data::UserData;
-use slipway_domain::agent::{Configuration, MigrationCommand, ServiceReport};
+use slipway_domain::agent::{Configuration, LogChunk, MigrationCommand, ServiceReport, TailAsk};
 use slipway_domain::clock::{Clock, SystemClock};
 use slipway_proto::v1::agent_service_client::AgentServiceClient;
 use slipway_proto::v1::coordinator_message::Body as Down;
@@ -227,6 +227,9 @@ async fn session(
     *connected = true;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut sequence = 0u64;
+    // Requests for services' output, answered on this stream; they end with it.
+    let mut tails = crate::tail::Tails::new(supervisor.logs());
+    let (chunks, mut chunks_read) = mpsc::channel::<LogChunk>(64);
     loop {
         tokio::select! {
             message = inbound.message() => {
@@ -253,8 +256,13 @@ async fn session(
                         Ok(command) => supervisor.migrate(command),
                         Err(e) => warn!(error = %e, "migration refused"),
                     },
+                    Some(Down::Tail(tail)) => tails.start(TailAsk::from(tail), chunks.clone()),
+                    Some(Down::StopTail(stop)) => tails.stop(stop.request),
                     None => warn!("empty message from the coordinator"),
                 }
+            }
+            Some(chunk) = chunks_read.recv() => {
+                outbound.send(up(Up::Logs(pb::LogLines::from(&chunk)))).await?;
             }
             _ = heartbeat.tick() => {
                 sequence += 1;

@@ -56,6 +56,11 @@ impl Supervisor {
         })
     }
 
+    /// Where services' output is kept.
+    pub fn logs(&self) -> &Path {
+        &self.logs
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<Report> {
         self.report.subscribe()
     }

@@ -44,7 +44,50 @@ impl EventFeed {
     }
 }
 
+/// Which output `logs` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogsAsked {
+    pub project: String,
+    pub environment: String,
+    pub instance: Option<String>,
+    pub service: Option<String>,
+    pub lines: u32,
+    pub follow: bool,
+}
+
+/// Lines as they come from one `Logs` stream.
+pub struct LogFeed(tonic::Streaming<pb::LogLine>);
+
+impl LogFeed {
+    /// The next line; None when the stream ended.
+    pub async fn next(&mut self) -> Result<Option<schema::LogLine>, Broke> {
+        Ok(self
+            .0
+            .message()
+            .await
+            .map_err(Broke::Reading)?
+            .map(|l| schema::LogLine {
+                instance: l.instance,
+                service: l.service,
+                line: l.line,
+            }))
+    }
+}
+
 impl Client {
+    pub async fn logs(&mut self, asked: &LogsAsked) -> Result<LogFeed, Broke> {
+        let request = pb::LogsRequest {
+            project: asked.project.clone(),
+            environment: asked.environment.clone(),
+            instance: asked.instance.clone().unwrap_or_default(),
+            service: asked.service.clone().unwrap_or_default(),
+            lines: asked.lines,
+            follow: asked.follow,
+        };
+        let answer = self.api.logs(request).await.map_err(Broke::Opening)?;
+        Ok(LogFeed(answer.into_inner()))
+    }
+
     /// Wakes the receiver at each event of `deployment` from now on, over a
     /// stream of its own (reconnected after the last event seen if it
     /// breaks), so a follower need not poll. Ends when the receiver is dropped.

@@ -35,7 +35,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use client::Client;
 use commands::deployment::Wait;
-use commands::{agent, audit, cert, deployment, events, infra, promote, release, secret, status};
+use commands::{
+    agent, audit, cert, deployment, events, infra, logs, promote, release, secret, status,
+};
 use failure::{EXIT_CODES, Exit, Failure};
 use render::Output;
 
@@ -196,6 +198,26 @@ enum Command {
         /// Only events about this deployment.
         #[arg(long)]
         deployment: Option<String>,
+    },
+    /// Services' output from the running instances of a project in an
+    /// environment, each line with its instance; `--follow` for new lines.
+    /// With `-o json`, one JSON object per line.
+    Logs {
+        project: String,
+        #[arg(long = "env")]
+        environment: String,
+        /// Only this instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// The last lines of each service (at most 10000).
+        #[arg(long, default_value_t = 100)]
+        lines: u32,
+        /// Keep printing new lines as they are written (Ctrl-C ends it).
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// How notifications are delivered: each one's pending and failing
     /// events, and those given up.
@@ -494,6 +516,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             events::run(client, out, flags).await
         }
         Command::Notifications => events::notifications(client, out).await,
+        Command::Logs {
+            project,
+            environment,
+            instance,
+            service,
+            lines,
+            follow,
+        } => {
+            let asked = crate::api::LogsAsked {
+                project,
+                environment,
+                instance,
+                service,
+                lines,
+                follow,
+            };
+            logs::run(client, out, asked).await
+        }
         Command::Audit {
             command: Some(AuditCommand::Verify { anchor }),
             ..

@@ -241,6 +241,14 @@ pub struct Event {
     pub summary: String,
 }
 
+/// A line of a service's output: `logs` prints one per line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub instance: String,
+    pub service: String,
+    pub line: String,
+}
+
 /// `notifications`: each sink's delivery, and the events given up.
 #[derive(Debug, Clone, Serialize)]
 pub struct Notifications {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tracing::warn;
 
 use crate::clock::{Clock, Millis};
@@ -14,8 +14,12 @@ use crate::deploy::machine::AgentView;
 pub use crate::deploy::machine::REDIAL_GRACE;
 use crate::store::{Changes, Db, Record, StoreError, Table};
 use slipway_domain::agent::{
-    Closing, Configuration, MigrationCommand, MigrationState, ServiceReport, ToAgent,
+    Closing, Configuration, LogChunk, MigrationCommand, MigrationState, ServiceReport, TailAsk,
+    ToAgent,
 };
+
+/// Chunks of output queued for one reader before it loses lines.
+const TAIL_QUEUE: usize = 256;
 
 /// What the store keeps about an instance Slipway launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +98,9 @@ pub struct AgentHub {
     clock: Arc<dyn Clock>,
     sessions: Mutex<HashMap<String, Session>>,
     next_stream: Mutex<u64>,
+    /// Output requests in flight: request → (instance, where its lines go).
+    tails: Mutex<HashMap<u64, (String, mpsc::Sender<LogChunk>)>>,
+    next_tail: std::sync::atomic::AtomicU64,
     /// Woken on every agent event, so deployments react without polling delay.
     pub changed: Notify,
 }
@@ -110,6 +117,8 @@ impl AgentHub {
             clock,
             sessions: Mutex::default(),
             next_stream: Mutex::default(),
+            tails: Mutex::default(),
+            next_tail: std::sync::atomic::AtomicU64::new(1),
             changed: Notify::new(),
         }
     }
@@ -155,8 +164,86 @@ impl AgentHub {
         {
             session.link = None;
             session.view.connected = false;
+            // Its output requests end with it: their readers see the end.
+            self.tails_lock()
+                .retain(|_, (instance, _)| instance != instance_id);
         }
         self.changed.notify_waiters();
+    }
+
+    fn tails_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, (String, mpsc::Sender<LogChunk>)>> {
+        self.tails.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks `instance_id`'s agent for a service's output; the answer comes on
+    /// the receiver, which ends with a `done` chunk or when the agent goes.
+    /// None: the agent is not connected.
+    pub fn tail(
+        &self,
+        instance_id: &str,
+        service: Option<String>,
+        lines: u32,
+        follow: bool,
+    ) -> Option<(u64, mpsc::Receiver<LogChunk>)> {
+        let request = self
+            .next_tail
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, receiver) = mpsc::channel(TAIL_QUEUE);
+        self.tails_lock()
+            .insert(request, (instance_id.to_string(), sender));
+        let ask = TailAsk {
+            request,
+            service,
+            lines,
+            follow,
+        };
+        let sent = self
+            .sessions()
+            .get(instance_id)
+            .and_then(|s| s.link.as_ref())
+            .is_some_and(|link| link.send(ToAgent::Tail(ask)));
+        if !sent {
+            self.tails_lock().remove(&request);
+            return None;
+        }
+        Some((request, receiver))
+    }
+
+    /// Stops request `request` (its reader went away).
+    pub fn stop_tail(&self, request: u64) {
+        let Some((instance_id, _)) = self.tails_lock().remove(&request) else {
+            return;
+        };
+        if let Some(link) = self
+            .sessions()
+            .get(&instance_id)
+            .and_then(|s| s.link.as_ref())
+        {
+            link.send(ToAgent::StopTail(request));
+        }
+    }
+
+    /// Lines from `instance_id`'s agent: to the request's reader, if it is
+    /// still there and it is this agent's request. A reader that does not keep
+    /// up loses lines rather than grow the coordinator's memory.
+    pub fn log_lines(&self, instance_id: &str, chunk: LogChunk) {
+        let mut tails = self.tails_lock();
+        let Some((asked_of, sender)) = tails.get(&chunk.request) else {
+            return;
+        };
+        if asked_of != instance_id {
+            return;
+        }
+        let (request, done) = (chunk.request, chunk.done);
+        let gone = matches!(
+            sender.try_send(chunk),
+            Err(mpsc::error::TrySendError::Closed(_))
+        );
+        if done || gone {
+            tails.remove(&request);
+        }
     }
 
     fn update(&self, instance_id: &str, stream: u64, apply: impl FnOnce(&mut AgentView)) {

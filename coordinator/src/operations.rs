@@ -730,6 +730,40 @@ impl Operations {
             .collect())
     }
 
+    /// The instances whose agents `logs` asks: those of `project` on
+    /// `environment` that are connected, or the one named.
+    pub async fn log_sources(
+        &self,
+        project: &str,
+        environment: &str,
+        instance: Option<&str>,
+    ) -> Result<Vec<String>> {
+        self.check_environment(environment)?;
+        let running: Vec<String> = self
+            .agent_list(Some(project))
+            .await?
+            .into_iter()
+            .filter(|a| {
+                a.record.environment == environment && a.connection == Connection::Connected
+            })
+            .map(|a| a.record.instance_id)
+            .collect();
+        match instance {
+            None if running.is_empty() => Err(OperationError::NotFound(format!(
+                "no running instance of {project} on {environment} to read logs from"
+            ))),
+            None => Ok(running),
+            Some(id) if running.iter().any(|r| r == id) => Ok(vec![id.to_string()]),
+            Some(id) => Err(OperationError::NotFound(format!(
+                "no running instance {id} of {project} on {environment}: running are {}",
+                match running.is_empty() {
+                    true => "none".to_string(),
+                    false => running.join(", "),
+                }
+            ))),
+        }
+    }
+
     /// What `text`, a new fleet file, would change; refused whole, naming
     /// the key, if it is not valid.
     pub fn fleet_diff(&self, text: &str) -> Result<Vec<String>> {

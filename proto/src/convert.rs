@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use slipway_domain::agent::{
-    Configuration, MIGRATION_OUTPUT_LINES, MigrationCommand, MigrationState, ServiceReport,
-    ServiceState, ServiceStatus,
+    Configuration, LogChunk, MAX_TAIL_LINES, MIGRATION_OUTPUT_LINES, MigrationCommand,
+    MigrationState, ServiceReport, ServiceState, ServiceStatus, TailAsk,
 };
 use slipway_domain::config::{HealthCheck, Restart, RestartWhen, Service};
 
@@ -253,6 +253,59 @@ impl TryFrom<pb::Migrate> for MigrationCommand {
             command: m.command,
             args: m.args,
         })
+    }
+}
+
+impl From<&TailAsk> for pb::TailLogs {
+    fn from(t: &TailAsk) -> pb::TailLogs {
+        pb::TailLogs {
+            request: t.request,
+            service: t.service.clone().unwrap_or_default(),
+            lines: t.lines,
+            follow: t.follow,
+        }
+    }
+}
+
+/// From the coordinator: at most `MAX_TAIL_LINES` lines.
+impl From<pb::TailLogs> for TailAsk {
+    fn from(t: pb::TailLogs) -> TailAsk {
+        TailAsk {
+            request: t.request,
+            service: Some(t.service).filter(|s| !s.is_empty()),
+            lines: t.lines.min(MAX_TAIL_LINES),
+            follow: t.follow,
+        }
+    }
+}
+
+impl From<&LogChunk> for pb::LogLines {
+    fn from(c: &LogChunk) -> pb::LogLines {
+        pb::LogLines {
+            request: c.request,
+            service: c.service.clone(),
+            lines: c.lines.clone(),
+            done: c.done,
+            error: c.error.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// From an agent: lines cut to what is kept, at most `MAX_TAIL_LINES`.
+impl From<pb::LogLines> for LogChunk {
+    fn from(l: pb::LogLines) -> LogChunk {
+        LogChunk {
+            request: l.request,
+            service: cut(l.service),
+            lines: l
+                .lines
+                .into_iter()
+                .take(MAX_TAIL_LINES as usize)
+                .map(cut)
+                .collect(),
+            done: l.done,
+            error: Some(cut(l.error)).filter(|e| !e.is_empty()),
+        }
     }
 }
 

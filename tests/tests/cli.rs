@@ -256,6 +256,13 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     for line in events.lines() {
         docs.0.push(("events".into(), line.to_string(), None));
     }
+    let logs = dev
+        .ok(&["logs", "hello", "--env", "staging", "-o", "json"])
+        .stdout;
+    assert!(logs.lines().count() >= 1, "{logs}");
+    for line in logs.lines() {
+        docs.0.push(("logs".into(), line.to_string(), None));
+    }
     let audit = docs.read(&dev, "audit", &["audit"]);
     assert!(
         audit

@@ -207,3 +207,89 @@ fn status_and_agents_agree_that_a_frozen_agent_is_lost() {
         .unwrap_or_else(|| panic!("{instance} not in {agents}"));
     assert_eq!(listed["agent"], "lost", "{listed}");
 }
+
+#[test]
+fn logs_show_each_instance_s_output_and_follow_new_lines() {
+    use slipway_tests::json_lines;
+    use slipway_tests::load::get;
+    let dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
+    let endpoint = dev.endpoint("prod1");
+    get(&endpoint, "/first").unwrap();
+    let shown = eventually("the request in the logs", Duration::from_secs(20), || {
+        let out = dev.ok(&["logs", "hello", "--env", "prod1"]).stdout;
+        out.contains("v1 /first 200").then_some(out)
+    });
+    let instances: Vec<String> = dev.environment("prod1")["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(instances.len(), 2);
+    for id in &instances {
+        assert!(
+            shown.contains(&format!("{id} web | slipway-sample-app v1 listening on")),
+            "each instance's output, with its id: {shown}"
+        );
+    }
+    let one = json_lines(
+        &dev.ok(&[
+            "logs",
+            "hello",
+            "--env",
+            "prod1",
+            "--instance",
+            &instances[0],
+            "--lines",
+            "1",
+            "-o",
+            "json",
+        ])
+        .stdout,
+    );
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0]["instance"], instances[0].as_str());
+    assert_eq!(one[0]["service"], "web");
+
+    // Following: a request made after it started shows up.
+    let follower = dev.cli_in_background(&["logs", "hello", "--env", "prod1", "--follow"]);
+    std::thread::sleep(Duration::from_secs(1));
+    get(&endpoint, "/second").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let followed = follower.interrupt();
+    assert_eq!(followed.code, Some(0), "{}", followed.stderr);
+    assert!(
+        followed.stdout.contains("v1 /second 200"),
+        "{}",
+        followed.stdout
+    );
+
+    // Bad input: named, nothing asked of any agent.
+    let stranger = dev.exits(
+        5,
+        &[
+            "logs",
+            "hello",
+            "--env",
+            "prod1",
+            "--instance",
+            "i-0123456789abcdef0",
+        ],
+    );
+    assert!(
+        stranger.stderr.contains("running are"),
+        "{}",
+        stranger.stderr
+    );
+    dev.exits(5, &["logs", "helo", "--env", "prod1"]);
+    dev.exits(5, &["logs", "hello", "--env", "prod9"]);
+    dev.exits(4, &["logs", "hello", "--env", "prod1", "--lines", "20000"]);
+    let nope = dev
+        .ok(&["logs", "hello", "--env", "prod1", "--service", "nope"])
+        .stdout;
+    assert!(
+        nope.contains("no output kept for service \"nope\""),
+        "{nope}"
+    );
+}

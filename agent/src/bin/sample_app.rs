@@ -144,6 +144,10 @@ fn answer(app: &App, stream: TcpStream) -> std::io::Result<()> {
             ),
         ),
     };
+    // Requests other than the health check's, as an app's access log would.
+    if !path.starts_with("/health") {
+        println!("{} {path} {}", app.version, &status[..3]);
+    }
     let mut stream = stream;
     write!(
         stream,
@@ -180,6 +184,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    println!(
+        "slipway-sample-app {} listening on {ip}:{port}",
+        app.version
+    );
     let app = std::sync::Arc::new(app);
     for stream in listener.incoming().flatten() {
         let app = app.clone();

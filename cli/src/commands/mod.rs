@@ -7,6 +7,7 @@ pub mod cert;
 pub mod deployment;
 pub mod events;
 pub mod infra;
+pub mod logs;
 pub mod promote;
 pub mod release;
 pub mod secret;

@@ -72,9 +72,37 @@ pub enum ToAgent {
     Run(Box<Configuration>),
     /// Run a migration command once, with the running configuration's variables.
     Migrate(MigrationCommand),
+    /// Send a service's output: its last lines, then (following) new ones.
+    Tail(TailAsk),
+    /// Stop following request N.
+    StopTail(u64),
     /// The stream ends; the agent redials unless its certificate was revoked.
     Close(Closing),
 }
+
+/// Which output an operator asked an agent for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailAsk {
+    pub request: u64,
+    /// None: every service's.
+    pub service: Option<String>,
+    pub lines: u32,
+    pub follow: bool,
+}
+
+/// Lines of a service's output, in answer to a `TailAsk`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogChunk {
+    pub request: u64,
+    pub service: String,
+    pub lines: Vec<String>,
+    /// The answer is complete (not following, or stopped).
+    pub done: bool,
+    pub error: Option<String>,
+}
+
+/// Most lines an operator may ask for at once.
+pub const MAX_TAIL_LINES: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Closing {

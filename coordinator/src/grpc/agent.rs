@@ -115,6 +115,8 @@ fn wire(message: ToAgent) -> Vec<Result<CoordinatorMessage, Status>> {
             })),
         ],
         ToAgent::Migrate(command) => vec![down(Down::Migrate(pb::Migrate::from(&command)))],
+        ToAgent::Tail(ask) => vec![down(Down::Tail(pb::TailLogs::from(&ask)))],
+        ToAgent::StopTail(request) => vec![down(Down::StopTail(pb::StopTail { request }))],
         ToAgent::Close(closing) => vec![Err(match closing {
             Closing::Stopping => Status::unavailable(closing.to_string()),
             Closing::Revoked { .. } => Status::permission_denied(closing.to_string()),
@@ -292,6 +294,7 @@ impl AgentService for AgentApi {
                         Some(Body::Migrations(report)) => {
                             agents.migrations(&instance, stream, report.into())
                         }
+                        Some(Body::Logs(lines)) => agents.log_lines(&instance, lines.into()),
                         Some(Body::Hello(_)) | None => {
                             warn!(%instance, "unexpected message on an agent stream; ignoring it");
                         }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod convert;
 pub mod events;
 pub mod limits;
+pub mod logs;
 pub mod operator;
 pub mod status;
 pub mod throttle;

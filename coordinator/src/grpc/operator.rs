@@ -44,6 +44,7 @@ pub struct OperatorApi {
     agents: Arc<AgentHub>,
     watchers: Watchers,
     notifier: Arc<Notifier>,
+    stopping: crate::stopping::Stopping,
 }
 
 impl OperatorApi {
@@ -55,6 +56,7 @@ impl OperatorApi {
             agents: coordinator.agents.clone(),
             watchers: Watchers::new(coordinator.events.clone(), coordinator.stopping.clone()),
             notifier: coordinator.notifier.clone(),
+            stopping: coordinator.stopping.clone(),
         }
     }
 
@@ -767,6 +769,42 @@ impl OperatorService for OperatorApi {
             notifications,
             undelivered,
         }))
+    }
+
+    type LogsStream = crate::grpc::logs::LogStream;
+
+    async fn logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        auth::require(&request, &self.revocations, Role::Viewer)?;
+        let r = request.get_ref();
+        if r.lines > slipway_domain::agent::MAX_TAIL_LINES {
+            return Err(Status::invalid_argument(format!(
+                "lines is {}: at most {}",
+                r.lines,
+                slipway_domain::agent::MAX_TAIL_LINES
+            )));
+        }
+        let instances = self
+            .operations
+            .log_sources(
+                required("project", &r.project)?,
+                required("environment", &r.environment)?,
+                optional("instance", &r.instance)?,
+            )
+            .await?;
+        let asked = crate::grpc::logs::Asked {
+            instances,
+            service: optional("service", &r.service)?.map(str::to_string),
+            lines: if r.lines == 0 { 100 } else { r.lines },
+            follow: r.follow,
+        };
+        Ok(Response::new(crate::grpc::logs::stream(
+            self.agents.clone(),
+            self.stopping.clone(),
+            asked,
+        )))
     }
 
     type WatchEventsStream = EventStream;
