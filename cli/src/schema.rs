@@ -230,7 +230,7 @@ pub struct Event {
     pub at_ms: i64,
     /// `deployment.PHASE`, `deployment.cancel_requested`, `migration.finished`,
     /// `release.registered`, `promotion.started`, `promotion.finished`,
-    /// `fleet.applied`, `certificate.revoked`.
+    /// `fleet.applied`, `certificate.revoked`, `agent.lost`.
     pub kind: String,
     pub project: Option<String>,
     pub environment: Option<String>,

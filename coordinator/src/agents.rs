@@ -331,6 +331,14 @@ impl AgentHub {
         self.changed.notify_waiters();
     }
 
+    /// Every agent seen since the coordinator started, as last observed.
+    pub fn views(&self) -> Vec<(String, AgentView)> {
+        self.sessions()
+            .iter()
+            .map(|(id, s)| (id.clone(), s.view.clone()))
+            .collect()
+    }
+
     pub fn view(&self, instance_id: &str) -> Option<AgentView> {
         self.sessions().get(instance_id).map(|s| s.view.clone())
     }

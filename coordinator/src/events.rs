@@ -27,7 +27,8 @@ pub struct Event {
     /// `deployment.PHASE` (`deployment.queued`, ..., `deployment.succeeded`,
     /// `deployment.rolled_back`), `deployment.cancel_requested`,
     /// `migration.finished`, `release.registered`, `promotion.started`,
-    /// `promotion.finished`, `fleet.applied`, `certificate.revoked`.
+    /// `promotion.finished`, `fleet.applied`, `certificate.revoked`,
+    /// `agent.lost`.
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,

@@ -10,18 +10,21 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::agents::AgentHub;
+use crate::agents::AgentRecords;
 use crate::agents::REDIAL_GRACE;
 use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::clock::Millis;
 use crate::cloud::LoadBalancer;
 use crate::cloud::{CloudError, load_balancer_name};
-use crate::deploy::machine::MemberState;
+use crate::deploy::machine::{Connection, MemberState};
 use crate::deploy::{Deployment, Phase};
 use crate::deployments::Deployments;
+use crate::events::{Event, Events};
 use crate::fleets::Fleets;
 use crate::queue::ReleaseQueue;
 use crate::releases::Releases;
+use crate::revocation::Revocations;
 use crate::stopping::Stopping;
 use crate::store::StoreError;
 
@@ -35,6 +38,11 @@ pub struct LostWatch {
     pub releases: Arc<Releases>,
     pub load_balancer: Arc<dyn LoadBalancer>,
     pub agents: Arc<AgentHub>,
+    /// Whose instance a lost agent's is, for its event.
+    pub records: AgentRecords,
+    /// Instances Slipway terminated: their agents go silent, and are not lost.
+    pub revocations: Arc<Revocations>,
+    pub events: Arc<Events>,
     pub audit: Arc<AuditLog>,
     pub clock: Arc<dyn Clock>,
     pub stopping: Stopping,
@@ -54,6 +62,8 @@ pub fn start_watch(coordinator: Arc<LostWatch>) -> tokio::task::JoinHandle<()> {
         let grace = settings.agent_lost_after.max(REDIAL_GRACE);
         // Attempted once each: a replacement that rolls back is left to operators.
         let mut attempted: BTreeSet<String> = BTreeSet::new();
+        // Told once each while lost; told again if it comes back and is lost again.
+        let mut told: BTreeSet<String> = BTreeSet::new();
         loop {
             tokio::time::sleep(every).await;
             if coordinator.stopping.is_asked() {
@@ -61,6 +71,9 @@ pub fn start_watch(coordinator: Arc<LostWatch>) -> tokio::task::JoinHandle<()> {
             }
             if started.elapsed() < grace {
                 continue;
+            }
+            if let Err(e) = tell_lost(&coordinator, &mut told).await {
+                error!(error = %e, "telling of lost agents failed; retrying");
             }
             if let Err(e) = replace_lost(&coordinator, &mut attempted).await {
                 error!(error = %e, "checking for lost instances failed; retrying");
@@ -81,6 +94,54 @@ enum LostError {
         version: String,
         environment: String,
     },
+}
+
+/// Tells an `agent.lost` event for each agent that went silent past
+/// `agent_lost_after` (from what the hub last observed: no cloud call),
+/// unless Slipway terminated its instance.
+async fn tell_lost(c: &LostWatch, told: &mut BTreeSet<String>) -> Result<(), LostError> {
+    let lost_after = c
+        .fleets
+        .current()
+        .fleet
+        .coordinator
+        .agent_lost_after
+        .as_millis() as Millis;
+    let now = c.clock.now();
+    for (id, view) in c.agents.views() {
+        match Connection::of(Some(&view), now, lost_after) {
+            Connection::Connected => {
+                told.remove(&id);
+            }
+            Connection::Lost if !told.contains(&id) && !c.revocations.is_revoked(&id) => {
+                told.insert(id.clone());
+                let record = c.records.get(&id).await?;
+                let silent = (now - view.last_seen) as f64 / 1000.0;
+                let (project, environment, deployment) = match record {
+                    Some(r) => (Some(r.project), Some(r.environment), Some(r.deployment_id)),
+                    None => (None, None, None),
+                };
+                let whose = match (&project, &environment) {
+                    (Some(p), Some(e)) => format!(" ({p} on {e})"),
+                    _ => String::new(),
+                };
+                warn!(instance = %id, silent, "agent lost");
+                c.events
+                    .tell(vec![Event {
+                        project,
+                        environment,
+                        deployment,
+                        ..Event::new(
+                            "agent.lost",
+                            format!("the agent of {id}{whose} is lost: silent for {silent:.1}s"),
+                        )
+                    }])
+                    .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result<(), LostError> {

@@ -169,6 +169,30 @@ fn a_silent_agent_is_shown_lost_within_seconds_and_its_instance_replaced() {
                 .then_some(())
         },
     );
+    // Told as events: the agent lost (once, and only that one: the instance
+    // the replacement retired went silent too, but Slipway terminated it),
+    // then the replacement.
+    let events = slipway_tests::json_lines(&dev.ok(&["events", "-o", "json"]).stdout);
+    let lost: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "agent.lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(
+        lost[0]["summary"].as_str().unwrap().starts_with(&format!(
+            "the agent of {silent} (hello on staging) is lost: silent for"
+        )),
+        "{lost:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["deployment"] == id
+            && e["kind"] == "deployment.queued"
+            && e["summary"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("queued to replace lost {silent}"))),
+        "{events:?}"
+    );
     let audit = dev.ok(&["audit", "--output", "json"]).json();
     assert!(
         audit

@@ -93,6 +93,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "promotion.finished",
     "fleet.applied",
     "certificate.revoked",
+    "agent.lost",
 ];
 
 /// A sink for events: `[notifications.NAME]`. Its secrets (`secret set NAME
