@@ -203,7 +203,9 @@ enum Command {
     /// environment, each line with its instance; `--follow` for new lines.
     /// With `-o json`, one JSON object per line.
     Logs {
+        /// The project whose services' output to show.
         project: String,
+        /// The environment its instances run in.
         #[arg(long = "env")]
         environment: String,
         /// Only this instance.
