@@ -141,6 +141,26 @@ impl Client {
                     failing_since: when(n.failing_since_ms),
                     last_error: present(n.last_error),
                     last_attempt: when(n.last_attempt_ms),
+                    recent: n
+                        .recent
+                        .into_iter()
+                        .map(|a| schema::DeliveryAttempt {
+                            seq: a.seq,
+                            delivery: a.delivery,
+                            at: rfc3339(a.at_ms),
+                            error: present(a.error),
+                        })
+                        .collect(),
+                    next: n
+                        .next
+                        .into_iter()
+                        .map(|p| schema::PendingDelivery {
+                            seq: p.seq,
+                            delivery: p.delivery,
+                            kind: p.kind,
+                            summary: p.summary,
+                        })
+                        .collect(),
                 })
                 .collect(),
             undelivered: answer

@@ -273,6 +273,27 @@ pub struct NotificationState {
     pub failing_since: Option<String>,
     pub last_error: Option<String>,
     pub last_attempt: Option<String>,
+    /// The latest attempts, oldest first.
+    pub recent: Vec<DeliveryAttempt>,
+    /// The next pending events, the next to go first.
+    pub next: Vec<PendingDelivery>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryAttempt {
+    pub seq: u64,
+    pub delivery: String,
+    pub at: String,
+    /// Null: delivered.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingDelivery {
+    pub seq: u64,
+    pub delivery: String,
+    pub kind: String,
+    pub summary: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

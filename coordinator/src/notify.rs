@@ -53,7 +53,22 @@ pub struct SinkState {
     pub failing_since: Option<Millis>,
     pub last_error: Option<String>,
     pub last_attempt_at: Option<Millis>,
+    /// The latest attempts, oldest first (at most `KEPT_ATTEMPTS`).
+    #[serde(default)]
+    pub recent: Vec<Attempt>,
 }
+
+/// One delivery attempt and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub seq: u64,
+    pub at: Millis,
+    /// None: delivered.
+    pub error: Option<String>,
+}
+
+/// Attempts kept per sink, for `slipway notifications`.
+pub const KEPT_ATTEMPTS: usize = 20;
 
 impl Record for SinkState {
     const TABLE: Table = Table::Sinks;
@@ -120,23 +135,34 @@ impl Notifier {
         Ok((states, given_up))
     }
 
-    /// How many events after `state`'s cursor its sink wants (at most `cap`).
-    pub async fn pending(&self, state: &SinkState, cap: usize) -> Result<usize, StoreError> {
+    /// The events after `state`'s cursor its sink wants: how many (counted
+    /// up to `cap`), and the first `shown` of them, the next to go first.
+    pub async fn pending(
+        &self,
+        state: &SinkState,
+        cap: usize,
+        shown: usize,
+    ) -> Result<(usize, Vec<Event>), StoreError> {
         let fleet = self.fleets.current().fleet;
         let Some(sink) = fleet.notifications.get(&state.name) else {
-            return Ok(0);
+            return Ok((0, vec![]));
         };
-        let mut count = 0;
+        let (mut count, mut first) = (0, Vec::new());
         let mut after = state.cursor;
         loop {
             let page = self.events.after(after, PAGE).await?;
             let Some(last) = page.last() else {
-                return Ok(count);
+                return Ok((count, first));
             };
             after = last.seq;
-            count += page.iter().filter(|e| wanted(sink, e)).count();
+            for event in page.iter().filter(|e| wanted(sink, e)) {
+                count += 1;
+                if first.len() < shown {
+                    first.push(event.clone());
+                }
+            }
             if count >= cap {
-                return Ok(cap);
+                return Ok((cap, first));
             }
         }
     }
@@ -265,6 +291,13 @@ async fn attempt(
     let now = n.clock.now();
     let outcome = deliver(n, name, sink, event).await;
     state.last_attempt_at = Some(now);
+    state.recent.push(Attempt {
+        seq: event.seq,
+        at: now,
+        error: outcome.as_ref().err().cloned(),
+    });
+    let over = state.recent.len().saturating_sub(KEPT_ATTEMPTS);
+    state.recent.drain(..over);
     let pause = match outcome {
         Ok(()) => {
             state.cursor = event.seq;

@@ -34,6 +34,18 @@ fn acknowledged(receiver: &Receiver) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// One notification's state, as `slipway notifications -o json` lists it.
+fn sink(c: &Coordinator, name: &str) -> Value {
+    let listed = c.ok(&["notifications", "-o", "json"]).json();
+    listed["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no notification {name}: {listed}"))
+}
+
 #[test]
 fn webhooks_and_slack_get_each_event_at_least_once_in_order_through_failures_and_a_kill_9() {
     // The first three requests are answered 500.
@@ -155,6 +167,32 @@ give_up_after = "3s"
     }
     let reason = delivered[1].1["event"]["reason"].as_str().unwrap();
     assert!(!reason.is_empty(), "the rollback's reason rides along");
+    // Each attempt and how it went, as `notifications` lists them.
+    let ops = sink(&c, "ops");
+    let recent: Vec<(String, Value)> = ops["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["delivery"].as_str().unwrap().to_string(),
+                a["error"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(recent.len(), 5, "{ops}");
+    assert!(
+        recent[..3]
+            .iter()
+            .all(|(id, e)| *id == first_id && e.as_str().unwrap().contains("answered 500")),
+        "{ops}"
+    );
+    assert_eq!(
+        recent[3],
+        (first_id.as_str().unwrap().to_string(), Value::Null),
+        "{ops}"
+    );
+    assert_eq!(ops["delivered"], 2, "{ops}");
 
     // Slack: one line a person reads.
     let slack = eventually("the chat line", Duration::from_secs(20), || {
@@ -184,21 +222,19 @@ give_up_after = "3s"
         "a failing attempt at the third",
         Duration::from_secs(20),
         || {
-            let listed = c.ok(&["notifications", "-o", "json"]).json();
-            let ops = listed["notifications"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|n| n["name"] == "ops")
-                .cloned()
-                .unwrap();
+            let ops = sink(&c, "ops");
             (ops["attempts"].as_u64() > Some(0)
                 && ops["last_error"]
                     .as_str()
                     .unwrap_or("")
                     .contains("answered 500")
-                && ops["pending"] == 1)
-                .then_some(())
+                && ops["pending"] == 1
+                && ops["next"][0]["kind"] == "deployment.succeeded"
+                && ops["next"][0]["summary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(third["id"].as_str().unwrap()))
+            .then_some(())
         },
     );
     c.crash_and_restart();

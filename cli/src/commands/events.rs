@@ -148,6 +148,20 @@ pub async fn notifications(client: &mut Client, output: Output) -> Result<(), Fa
         ]);
     }
     table.print(output.layout());
+    for n in answer.notifications.iter().filter(|n| !n.next.is_empty()) {
+        let next = &n.next[0];
+        println!(
+            "{} next: event {} ({}) {}",
+            n.name,
+            next.seq,
+            next.kind,
+            text(&next.summary)
+        );
+        for a in n.recent.iter().rev().take(3) {
+            let how = a.error.as_deref().map_or("delivered".to_string(), text);
+            println!("  {} event {} at {}: {how}", n.name, a.seq, a.at);
+        }
+    }
     if !answer.undelivered.is_empty() {
         println!("given up:");
         for u in &answer.undelivered {

@@ -726,14 +726,33 @@ impl OperatorService for OperatorApi {
                 .find(|s| &s.name == name)
                 .cloned()
                 .unwrap_or_default();
-            let pending = match state.name.is_empty() {
-                true => 0,
+            let (pending, next) = match state.name.is_empty() {
+                true => (0, vec![]),
                 false => self
                     .notifier
-                    .pending(&state, 1000)
+                    .pending(&state, 1000, 20)
                     .await
                     .map_err(unavailable)?,
             };
+            let recent = state
+                .recent
+                .iter()
+                .map(|a| DeliveryAttempt {
+                    seq: a.seq,
+                    delivery: crate::notify::delivery_id(name, a.seq),
+                    at_ms: a.at,
+                    error: a.error.clone().unwrap_or_default(),
+                })
+                .collect();
+            let next = next
+                .into_iter()
+                .map(|e| PendingDelivery {
+                    seq: e.seq,
+                    delivery: crate::notify::delivery_id(name, e.seq),
+                    kind: e.kind,
+                    summary: e.summary,
+                })
+                .collect();
             notifications.push(NotificationState {
                 name: name.clone(),
                 kind: sink.kind.as_str().to_string(),
@@ -751,6 +770,8 @@ impl OperatorService for OperatorApi {
                 failing_since_ms: state.failing_since.unwrap_or_default(),
                 last_error: state.last_error.unwrap_or_default(),
                 last_attempt_ms: state.last_attempt_at.unwrap_or_default(),
+                recent,
+                next,
             });
         }
         let undelivered = given_up
