@@ -34,6 +34,30 @@ fn acknowledged(receiver: &Receiver) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Waits for every notification to have started. Each starts after the
+/// newest event it finds, so an event is made first: each is past it then,
+/// whichever side of it it started on.
+fn sinks_started(c: &Coordinator) {
+    let image = c.ok(&["release", "list", "hello", "-o", "json"]).json()[0]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok(&["release", "add", "hello", "v9", "--image", &image]);
+    eventually(
+        "the notifications to start",
+        Duration::from_secs(20),
+        || {
+            let listed = c.ok(&["notifications", "-o", "json"]).json();
+            (listed["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["cursor"].as_u64() > Some(0)))
+            .then_some(())
+        },
+    );
+}
+
 /// One notification's state, as `slipway notifications -o json` lists it.
 fn sink(c: &Coordinator, name: &str) -> Value {
     let listed = c.ok(&["notifications", "-o", "json"]).json();
@@ -84,26 +108,7 @@ give_up_after = "3s"
         let set = c.cli_with_stdin(&["secret", "set", sink, key], &value);
         assert!(set.success, "{}", set.stderr);
     }
-    // Each sink starts after the newest event it finds: let them start first
-    // (past this event, whichever side of it they started on).
-    let image = c.ok(&["release", "list", "hello", "-o", "json"]).json()[0]["image_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    c.ok(&["release", "add", "hello", "v9", "--image", &image]);
-    eventually(
-        "the notifications to start",
-        Duration::from_secs(20),
-        || {
-            let listed = c.ok(&["notifications", "-o", "json"]).json();
-            (listed["notifications"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|n| n["cursor"].as_u64() > Some(0)))
-            .then_some(())
-        },
-    );
+    sinks_started(&c);
 
     let good = c
         .ok(&[
@@ -296,15 +301,7 @@ events = ["deployment.rolled_back"]
     // A wrong password first: refused, retried, and the reason shown.
     let set = c.cli_with_stdin(&["secret", "set", "changes", "SMTP_PASSWORD"], "wrong");
     assert!(set.success, "{}", set.stderr);
-    let image = c.ok(&["release", "list", "hello", "-o", "json"]).json()[0]["image_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    c.ok(&["release", "add", "hello", "v9", "--image", &image]);
-    eventually("the notification to start", Duration::from_secs(20), || {
-        let listed = c.ok(&["notifications", "-o", "json"]).json();
-        (listed["notifications"][0]["cursor"].as_u64() > Some(0)).then_some(())
-    });
+    sinks_started(&c);
     let bad = c.cli(&[
         "deploy", "hello", "broken", "--env", "staging", "--wait", "-o", "json",
     ]);
