@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::audit::About;
 use crate::clock::Clock;
 use crate::deploy::{self, Deployment, MigrationOutcome, Phase};
 use crate::events::{Event, Events};
@@ -140,10 +141,12 @@ impl Deployments {
 /// What a change of a deployment from `before` (None: new) to `after` tells.
 fn events_of(before: Option<&Deployment>, after: &Deployment) -> Vec<Event> {
     let about = |kind: String, what: String, reason: Option<String>| Event {
-        project: Some(after.project.clone()),
-        environment: Some(after.environment.clone()),
-        version: Some(after.version.clone()),
-        deployment: Some(after.id.clone()),
+        about: About {
+            project: Some(after.project.clone()),
+            environment: Some(after.environment.clone()),
+            version: Some(after.version.clone()),
+            deployment: Some(after.id.clone()),
+        },
         who: Some(after.requested_by.clone()),
         reason,
         ..Event::new(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::audit::About;
 use crate::clock::{Clock, Millis};
 use crate::store::{Changes, Db, Range, Record, StoreError, Table};
 
@@ -30,14 +31,10 @@ pub struct Event {
     /// `promotion.finished`, `fleet.applied`, `certificate.revoked`,
     /// `agent.lost`.
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment: Option<String>,
+    /// The project, environment, release and deployment it is about, as the
+    /// audit log names them (stored flat, each field optional).
+    #[serde(flatten)]
+    pub about: About,
     /// Who asked for what this event follows from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub who: Option<String>,
@@ -67,10 +64,7 @@ impl Event {
             seq: 0,
             at: 0,
             kind: kind.into(),
-            project: None,
-            environment: None,
-            version: None,
-            deployment: None,
+            about: About::default(),
             who: None,
             reason: None,
             summary: summary.into(),

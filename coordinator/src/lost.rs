@@ -128,9 +128,12 @@ async fn tell_lost(c: &LostWatch, told: &mut BTreeSet<String>) -> Result<(), Los
                 warn!(instance = %id, silent, "agent lost");
                 c.events
                     .tell(vec![Event {
-                        project,
-                        environment,
-                        deployment,
+                        about: crate::audit::About {
+                            project,
+                            environment,
+                            deployment,
+                            version: None,
+                        },
                         ..Event::new(
                             "agent.lost",
                             format!("the agent of {id}{whose} is lost: silent for {silent:.1}s"),

@@ -80,10 +80,10 @@ fn body(e: &Event, delivery: &str) -> String {
             lines.push(format!("{name}: {value}"));
         }
     };
-    fact("Deployment", &e.deployment);
-    fact("Project", &e.project);
-    fact("Release", &e.version);
-    fact("Environment", &e.environment);
+    fact("Deployment", &e.about.deployment);
+    fact("Project", &e.about.project);
+    fact("Release", &e.about.version);
+    fact("Environment", &e.about.environment);
     fact("Reason", &e.reason);
     fact("Asked by", &e.who);
     lines.push(format!("Event: {} ({})", e.seq, e.kind));

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::audit::{About, AuditLog};
+use crate::audit::AuditLog;
 use crate::clock::{Clock, Millis};
 use crate::config::{Notification, SinkKind};
 use crate::events::{Event, Events};
@@ -169,7 +169,11 @@ impl Notifier {
 }
 
 fn wanted(sink: &Notification, e: &Event) -> bool {
-    sink.wants(&e.kind, e.project.as_deref(), e.environment.as_deref())
+    sink.wants(
+        &e.kind,
+        e.about.project.as_deref(),
+        e.about.environment.as_deref(),
+    )
 }
 
 /// Starts the task that keeps one delivery task per sink of the fleet in force.
@@ -352,12 +356,6 @@ async fn give_up(n: &Notifier, name: &str, state: &mut SinkState, event: &Event,
     if let Err(e) = stored.await {
         warn!(sink = %name, error = %e, "cannot record a notification given up");
     }
-    let about = About {
-        project: event.project.clone(),
-        environment: event.environment.clone(),
-        version: event.version.clone(),
-        deployment: event.deployment.clone(),
-    };
     let target = format!("{name}: event {} ({})", event.seq, event.kind);
     let result = format!("given up after {} attempts: {why}", record.attempts);
     if let Err(e) = n
@@ -368,7 +366,7 @@ async fn give_up(n: &Notifier, name: &str, state: &mut SinkState, event: &Event,
             "notification undelivered",
             &target,
             &result,
-            &about,
+            &event.about,
         )
         .await
     {
@@ -465,10 +463,10 @@ fn json(e: &Event) -> serde_json::Value {
         ).to_string(),
         "at_ms": e.at,
         "kind": e.kind,
-        "project": e.project,
-        "environment": e.environment,
-        "version": e.version,
-        "deployment": e.deployment,
+        "project": e.about.project,
+        "environment": e.about.environment,
+        "version": e.about.version,
+        "deployment": e.about.deployment,
         "who": e.who,
         "reason": e.reason,
         "summary": e.summary,

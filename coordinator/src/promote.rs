@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::audit::AuditLog;
+use crate::audit::{About, AuditLog};
 use crate::clock::Millis;
 use crate::cloud::Dns;
 use crate::cloud::{CloudError, load_balancer_name};
@@ -204,8 +204,11 @@ async fn store_telling(
     let mut changes = Changes::default();
     changes.put(record)?;
     let told = Event {
-        project: Some(record.project.clone()),
-        environment: Some(record.environment.clone()),
+        about: About {
+            project: Some(record.project.clone()),
+            environment: Some(record.environment.clone()),
+            ..About::default()
+        },
         who: Some(record.updated_by.clone()),
         ..Event::new(kind, summary)
     };

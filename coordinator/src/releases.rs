@@ -111,8 +111,11 @@ impl Releases {
         let mut changes = Changes::default();
         changes.put(&release)?;
         let told = Event {
-            project: Some(release.project.clone()),
-            version: Some(release.version.clone()),
+            about: crate::audit::About {
+                project: Some(release.project.clone()),
+                version: Some(release.version.clone()),
+                ..Default::default()
+            },
             who: Some(release.registered_by.clone()),
             ..Event::new(
                 "release.registered",

@@ -43,9 +43,9 @@ impl Filter {
             want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
         };
         e.at >= self.since_ms
-            && field(&self.project, &e.project)
-            && field(&self.environment, &e.environment)
-            && field(&self.deployment, &e.deployment)
+            && field(&self.project, &e.about.project)
+            && field(&self.environment, &e.about.environment)
+            && field(&self.deployment, &e.about.deployment)
     }
 }
 
@@ -179,10 +179,10 @@ pub fn wire(e: &Event) -> pb::Event {
         seq: e.seq,
         at_ms: e.at,
         kind: e.kind.clone(),
-        project: text(&e.project),
-        environment: text(&e.environment),
-        version: text(&e.version),
-        deployment: text(&e.deployment),
+        project: text(&e.about.project),
+        environment: text(&e.about.environment),
+        version: text(&e.about.version),
+        deployment: text(&e.about.deployment),
         who: text(&e.who),
         reason: text(&e.reason),
         summary: e.summary.clone(),
