@@ -43,7 +43,6 @@ use crate::session::{credentials, renew, run_forever};
 use crate::supervisor::Supervisor;
 use slipway_common::user_data::UserData;
 use slipway_domain::clock::{Clock, SystemClock};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,6 +72,9 @@ struct Args {
     /// The instance metadata service (host:port).
     #[arg(long, default_value = IMDS_ADDRESS)]
     imds: String,
+    /// plain (default) or json: one JSON object per line, for log shippers.
+    #[arg(long, env = "SLIPWAY_LOG_FORMAT")]
+    log_format: Option<String>,
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -157,15 +159,11 @@ async fn renew_forever(
 }
 
 fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_env("SLIPWAY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: the instance's log file gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let args = Args::parse();
+    if let Err(e) = slipway_common::logging::init(args.log_format.as_deref()) {
+        eprintln!("slipway-agent: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

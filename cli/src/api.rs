@@ -491,6 +491,42 @@ impl Client {
         })
     }
 
+    /// Mints a dashboard token and the URL that carries it.
+    pub async fn dashboard_url(&mut self, name: String) -> Result<schema::DashboardToken, Failure> {
+        let answer = self
+            .api
+            .dashboard_url(pb::DashboardUrlRequest { name })
+            .await;
+        Ok(dashboard_token(self.answer(answer)?))
+    }
+
+    pub async fn dashboard_tokens(&mut self) -> Result<Vec<schema::DashboardToken>, Failure> {
+        let answer = self
+            .api
+            .dashboard_tokens(pb::DashboardTokensRequest {})
+            .await;
+        Ok(self
+            .answer(answer)?
+            .tokens
+            .into_iter()
+            .map(dashboard_token)
+            .collect())
+    }
+
+    pub async fn revoke_dashboard(
+        &mut self,
+        id: Option<String>,
+    ) -> Result<schema::DashboardRevoked, Failure> {
+        let request = pb::RevokeDashboardRequest {
+            all: id.is_none(),
+            id: id.unwrap_or_default(),
+        };
+        let answer = self.api.revoke_dashboard(request).await;
+        Ok(schema::DashboardRevoked {
+            revoked: self.answer(answer)?.revoked,
+        })
+    }
+
     /// What a new fleet file would change.
     pub async fn fleet_diff(&mut self, text: String) -> Result<Vec<String>, Failure> {
         let answer = self.api.fleet_diff(pb::FleetFile { text }).await;
@@ -699,5 +735,17 @@ fn secret(s: pb::Secret) -> schema::Secret {
         data_store: present(s.data_store),
         notification: present(s.notification),
         key: s.key,
+    }
+}
+
+fn dashboard_token(t: pb::DashboardToken) -> schema::DashboardToken {
+    schema::DashboardToken {
+        url: present(t.url),
+        id: t.id,
+        name: t.name,
+        created_by: t.created_by,
+        created_at: rfc3339(t.created_at_ms),
+        created_at_ms: t.created_at_ms,
+        revoked: t.revoked,
     }
 }

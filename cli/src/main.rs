@@ -36,7 +36,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use client::Client;
 use commands::deployment::Wait;
 use commands::{
-    agent, audit, cert, deployment, events, infra, logs, promote, release, secret, status,
+    agent, audit, cert, dashboard, deployment, events, infra, logs, promote, release, secret,
+    status,
 };
 use failure::{EXIT_CODES, Exit, Failure};
 use render::Output;
@@ -170,6 +171,10 @@ enum Command {
     /// deletes, anyone lists names; values are never shown).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Read-only tokens for the dashboard and /metrics (admin): a URL for
+    /// the wall screen, the tokens, and ending them.
+    #[command(subcommand)]
+    Dashboard(DashboardCommand),
     /// Revoke every certificate of an operator or an agent (instance id); admin.
     Revoke {
         /// An operator's certificate name, or an agent's instance id.
@@ -337,6 +342,29 @@ enum AuditCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum DashboardCommand {
+    /// Mint a read-only token and print the dashboard URL that carries it
+    /// (shown once). Audited.
+    Url {
+        /// What it is for, shown in `dashboard tokens` (a screen's name, "prometheus").
+        #[arg(long, default_value = "dashboard")]
+        name: String,
+    },
+    /// Every dashboard token: id, name, who made it and when, whether revoked.
+    Tokens,
+    /// End a token (or all of them): its pages, streams and scrapes are
+    /// refused from then on. Audited.
+    Revoke {
+        /// The token's id, as `dashboard tokens` lists it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Revoke every token.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum FleetCommand {
     /// Validate FILE and show what it would change (projects, environments,
     /// data stores, each target's variables); changes nothing.
@@ -478,6 +506,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { project } => status::show(client, out, project).await,
         Command::Agents { project } => agent::list(client, out, project).await,
         Command::Revoke { name } => agent::revoke(client, out, name).await,
+        Command::Dashboard(DashboardCommand::Url { name }) => {
+            dashboard::url(client, out, name).await
+        }
+        Command::Dashboard(DashboardCommand::Tokens) => dashboard::tokens(client, out).await,
+        Command::Dashboard(DashboardCommand::Revoke { id, .. }) => {
+            dashboard::revoke(client, out, id).await
+        }
         Command::Secret(SecretCommand::Set { name }) => secret::set(client, out, name.into()).await,
         Command::Secret(SecretCommand::Delete { name }) => {
             secret::delete(client, out, name.into()).await

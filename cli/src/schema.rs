@@ -25,6 +25,24 @@ pub struct Release {
     pub registered_by: String,
 }
 
+/// A read-only dashboard token; `url` only when it was just minted.
+#[derive(Debug, Clone, Serialize)]
+pub struct DashboardToken {
+    pub id: String,
+    pub name: String,
+    pub url: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub created_at_ms: i64,
+    pub revoked: bool,
+}
+
+/// `dashboard revoke`: the tokens revoked now.
+#[derive(Debug, Clone, Serialize)]
+pub struct DashboardRevoked {
+    pub revoked: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseTime {
     pub phase: String,

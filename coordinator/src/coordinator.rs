@@ -13,11 +13,13 @@ use crate::agents::{AgentHub, AgentRecords};
 use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::cloud::Cloud;
+use crate::dashboard::access::DashboardAccess;
 use crate::deployments::Deployments;
 use crate::events::Events;
 use crate::executor::{Executor, LaunchTemplate};
 use crate::fleets::Fleets;
 use crate::lost::LostWatch;
+use crate::metrics::Metrics;
 use crate::migrations::Migrations;
 use crate::notify::Notifier;
 use crate::operations::Operations;
@@ -56,6 +58,10 @@ pub struct Parts {
     pub revocations: Revocations,
     pub advertised: Advertised,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub dashboard_access: Arc<DashboardAccess>,
+    /// Where the dashboard is served (`https://host:port`), if it is.
+    pub dashboard_address: Option<String>,
 }
 
 /// Every subsystem, built once.
@@ -77,6 +83,9 @@ pub struct Coordinator {
     pub scheduler: Arc<Scheduler>,
     pub lost: Arc<LostWatch>,
     pub notifier: Arc<Notifier>,
+    pub metrics: Arc<Metrics>,
+    pub dashboard_access: Arc<DashboardAccess>,
+    pub dashboard_address: Option<String>,
     pub stopping: Stopping,
 }
 
@@ -98,6 +107,9 @@ impl Coordinator {
             revocations,
             advertised,
             clock,
+            metrics,
+            dashboard_access,
+            dashboard_address,
         } = parts;
         let ca = Arc::new(ca);
         let secrets = Arc::new(secrets);
@@ -164,6 +176,7 @@ impl Coordinator {
             audit: audit.clone(),
             clock: clock.clone(),
             stopping: stopping.clone(),
+            metrics: metrics.clone(),
         });
         let operations = Arc::new(Operations {
             fleets: fleets.clone(),
@@ -194,6 +207,9 @@ impl Coordinator {
             executor,
             lost,
             notifier,
+            metrics,
+            dashboard_access,
+            dashboard_address,
             stopping,
         })
     }

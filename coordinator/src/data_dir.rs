@@ -96,8 +96,24 @@ pub fn write_address(dir: &Path, address: &str) -> std::io::Result<()> {
 
 /// The address the coordinator of `dir` last served on, if it ever started.
 pub fn address(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(ADDRESS_FILE)).ok()?;
+    read_address(dir, ADDRESS_FILE)
+}
+
+fn read_address(dir: &Path, file: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(file)).ok()?;
     Some(text.trim().to_string()).filter(|a| !a.is_empty())
+}
+
+/// Where the dev coordinator last served its dashboard: a wall screen's URL
+/// stays good across restarts.
+const DASHBOARD_FILE: &str = "dashboard.address";
+
+pub fn write_dashboard_address(dir: &Path, address: &str) -> std::io::Result<()> {
+    std::fs::write(dir.join(DASHBOARD_FILE), format!("{address}\n"))
+}
+
+pub fn dashboard_address(dir: &Path) -> Option<String> {
+    read_address(dir, DASHBOARD_FILE)
 }
 
 /// The coordinator process that serves `dir`, if one runs: the recorded pid,

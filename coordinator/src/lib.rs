@@ -13,7 +13,8 @@
 //!   owned in a `JoinSet`.
 //! - `operations`: what operators can ask, in domain terms; `promote`: public
 //!   records; `lost`: replacing serving instances whose agents went silent;
-//!   `notify`: delivering events to webhooks and chat, at least once.
+//!   `notify`: delivering events to webhooks, chat and email (`mail`), at
+//!   least once; `migrations`: which release's schema change ran where.
 //! - `agents`: agent records and the hub of live agent streams (domain
 //!   messages only; the stream behind each is the gRPC layer's).
 //! - `pki` (the CA and identities), `tokens` (one-time join tokens),
@@ -24,6 +25,10 @@
 //!   `faults`: named points where the fault-injection harness stops the process.
 //! - `coordinator`: the wiring, the one module that sees every subsystem; each
 //!   subsystem is built there with only the dependencies it takes.
+//! - `dashboard`: the read-only HTTPS port (the wall-screen board, its event
+//!   stream, `/metrics`) behind revocable dashboard tokens; `metrics`: the
+//!   counters and histograms it exposes; `admission`: what a peer that has
+//!   not authenticated may hold, on every port.
 //! - `grpc`: the TLS port and the agent and operator services: the only module
 //!   that sees the wire; each service takes the subsystems it serves.
 //!
@@ -42,10 +47,12 @@ pub use slipway_domain::{
     clock, config, config_diff, deploy, error, infra, queue, release, sample,
 };
 
+pub mod admission;
 pub mod agents;
 pub mod audit;
 pub mod cloud;
 pub mod coordinator;
+pub mod dashboard;
 pub mod deployments;
 pub mod events;
 pub mod executor;
@@ -54,6 +61,7 @@ pub mod fleets;
 pub mod grpc;
 pub mod lost;
 pub mod mail;
+pub mod metrics;
 pub mod migrations;
 pub mod notify;
 pub mod operations;

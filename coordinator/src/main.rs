@@ -36,6 +36,19 @@ struct Args {
     /// The https:// address agents dial, written into every launch (default: the listen address).
     #[arg(long)]
     advertise: Option<String>,
+    /// Serve the read-only dashboard and /metrics over HTTPS here (with --dev: a free port, printed).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// The dashboard's certificate chain (PEM), for browsers that do not trust Slipway's CA
+    /// (default: a certificate from the coordinator's CA). Needs --http-key.
+    #[arg(long, requires = "http_key")]
+    http_cert: Option<PathBuf>,
+    /// The private key (PEM) of --http-cert.
+    #[arg(long, requires = "http_cert")]
+    http_key: Option<PathBuf>,
+    /// plain (default) or json: one JSON object per line, for log shippers.
+    #[arg(long, global = true)]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -76,7 +89,7 @@ enum CaCommand {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = slipway_common::logging::init() {
+    if let Err(e) = slipway_common::logging::init(args.log_format.as_deref()) {
         eprintln!("slipway-coordinator: {e}");
         return ExitCode::from(2);
     }
@@ -130,6 +143,8 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
                 fleet: args.fleet,
                 dev: args.dev,
                 advertise: args.advertise,
+                http_listen: args.http_listen,
+                http_certificate: args.http_cert.zip(args.http_key),
             })
             .await
         }

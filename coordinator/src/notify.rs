@@ -109,6 +109,7 @@ pub struct Notifier {
     pub audit: Arc<AuditLog>,
     pub clock: Arc<dyn Clock>,
     pub stopping: Stopping,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -306,6 +307,7 @@ async fn attempt(
         Ok(()) => {
             state.cursor = event.seq;
             state.delivered += 1;
+            n.metrics.notifications_delivered.inc(&[name]);
             state.attempts = 0;
             state.failing_since = None;
             state.last_error = None;
@@ -313,6 +315,7 @@ async fn attempt(
         }
         Err(why) => {
             state.attempts += 1;
+            n.metrics.notification_attempts_failed.inc(&[name]);
             state.last_error = Some(why.clone());
             let since = *state.failing_since.get_or_insert(now);
             let overdue = now - since >= sink.give_up_after.as_millis() as Millis;
@@ -336,6 +339,7 @@ async fn attempt(
 
 /// Records `event` as never delivered to `name`, audits it, and moves on.
 async fn give_up(n: &Notifier, name: &str, state: &mut SinkState, event: &Event, why: &str) {
+    n.metrics.notifications_given_up.inc(&[name]);
     let record = Undelivered {
         sink: name.to_string(),
         seq: event.seq,

@@ -14,8 +14,12 @@ use slipway_coordinator::clock::{Clock, SystemClock};
 use slipway_coordinator::cloud::Cloud;
 use slipway_coordinator::config::{Fleet, Provider};
 use slipway_coordinator::coordinator::{Advertised, Coordinator, Parts};
+use slipway_coordinator::dashboard::access::DashboardAccess;
+use slipway_coordinator::dashboard::board::{Board, Sources};
+use slipway_coordinator::dashboard::{self, Dashboard};
 use slipway_coordinator::events::Events;
 use slipway_coordinator::fleets::Fleets;
+use slipway_coordinator::metrics::{Metrics, TimedStore};
 use slipway_coordinator::pki::{Ca, SERVER_NAME};
 use slipway_coordinator::store::{Db, SledStore};
 use slipway_coordinator::{grpc, infra};
@@ -38,6 +42,10 @@ pub struct Options {
     /// The address written into launches for agents to dial (`https://host:port`);
     /// default: the address listened on.
     pub advertise: Option<String>,
+    /// The dashboard's address, if it is served (with `dev`: a free port).
+    pub http_listen: Option<SocketAddr>,
+    /// The dashboard's own certificate and key files, instead of one from the CA.
+    pub http_certificate: Option<(PathBuf, PathBuf)>,
 }
 
 /// Raises the open-file limit to what the system allows: every agent holds a
@@ -75,8 +83,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read fleet file {}", path.display()))?;
     let start = Fleet::parse(&text, &path.display().to_string())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let metrics = Arc::new(Metrics::default());
     let store = SledStore::open(&data_dir.join("store"))?;
-    let db = Db::open(Arc::new(store)).await?;
+    let db = Db::open(Arc::new(TimedStore {
+        inner: Arc::new(store),
+        metrics: metrics.clone(),
+    }))
+    .await?;
     // The start file, or a fleet applied over it since.
     let events = Arc::new(Events::new(db.clone(), clock.clone()));
     let fleets =
@@ -125,6 +138,42 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     names.dedup();
     let server_cert = ca.issue_server(&names)?;
     let tls = grpc::tls_config(&server_cert, ca.cert_pem())?;
+    let http_listen = match (options.http_listen, options.dev) {
+        (Some(addr), _) => Some(addr),
+        // A free port the first time, then the same one: the wall screen's
+        // URL outlives a restart.
+        (None, true) => Some(SocketAddr::new(
+            listen.ip(),
+            crate::data_dir::dashboard_address(data_dir)
+                .and_then(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+                .unwrap_or(0),
+        )),
+        (None, false) => None,
+    };
+    let http = match http_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for the dashboard: pick another --http-listen")
+            })?;
+            let (cert_pem, key_pem) = match &options.http_certificate {
+                Some((cert, key)) => (
+                    std::fs::read_to_string(cert)
+                        .with_context(|| format!("cannot read --http-cert {}", cert.display()))?,
+                    std::fs::read_to_string(key)
+                        .with_context(|| format!("cannot read --http-key {}", key.display()))?,
+                ),
+                None => (server_cert.cert_pem.clone(), server_cert.key_pem.clone()),
+            };
+            let tls = dashboard::tls_config(&cert_pem, &key_pem).map_err(anyhow::Error::msg)?;
+            let address = format!("https://{}", listener.local_addr()?);
+            if options.dev {
+                crate::data_dir::write_dashboard_address(data_dir, &address)
+                    .with_context(|| format!("cannot write to data dir {}", data_dir.display()))?;
+            }
+            Some((listener, tls, address))
+        }
+        None => None,
+    };
     if let Some(advertise) = &options.advertise
         && !advertise.starts_with("https://")
     {
@@ -154,6 +203,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         events.clone(),
     )
     .await?;
+    let dashboard_access = Arc::new(DashboardAccess::load(db.clone(), clock.clone()).await?);
     let coordinator = Coordinator::new(Parts {
         db,
         fleets,
@@ -163,16 +213,60 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         secrets,
         revocations,
         advertised: advertised.clone(),
-        clock,
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        dashboard_access: dashboard_access.clone(),
+        dashboard_address: http.as_ref().map(|(_, _, address)| address.clone()),
     });
     // The background tasks this process owns: the scheduler ends after a
     // graceful stop; the others are ended with the process's tasks below.
     let scheduler = coordinator.scheduler.start();
-    let background = vec![
+    let mut background = vec![
         slipway_coordinator::promote::start_finisher(&coordinator.promotions),
         slipway_coordinator::lost::start_watch(coordinator.lost.clone()),
         slipway_coordinator::notify::start(coordinator.notifier.clone()),
+        slipway_coordinator::metrics::count_events(metrics.clone(), &coordinator.events),
     ];
+    let (dashboard_stop, dashboard_stopped) = tokio::sync::watch::channel(false);
+    if let Some((listener, tls, address)) = http {
+        let board = Board::open(Sources {
+            fleets: coordinator.fleets.clone(),
+            deployments: coordinator.deployments.clone(),
+            promotions: coordinator.promotions.clone(),
+            notifier: coordinator.notifier.clone(),
+            events: coordinator.events.clone(),
+            agents: coordinator.agents.clone(),
+            records: coordinator.agent_records.clone(),
+            revocations: coordinator.revocations.clone(),
+            clock: clock.clone(),
+            stopping: coordinator.stopping.clone(),
+        })
+        .await?;
+        background.push(dashboard::board::start(board.clone()));
+        let served = Arc::new(Dashboard {
+            board,
+            access: dashboard_access,
+            operations: coordinator.operations.clone(),
+            agents: coordinator.agents.clone(),
+            notifier: coordinator.notifier.clone(),
+            fleets: coordinator.fleets.clone(),
+            metrics,
+            clock,
+            streams: Arc::default(),
+        });
+        let mut stopped = dashboard_stopped.clone();
+        background.push(tokio::spawn(dashboard::serve(
+            listener,
+            tls,
+            served,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        )));
+        println!(
+            "dashboard and /metrics on {address} (slipway dashboard url prints a link to open)"
+        );
+    }
     info!(address = %advertised.address, data_dir = %data_dir.display(), "coordinator serving");
     crate::data_dir::write_address(data_dir, &advertised.address)
         .and_then(|()| crate::data_dir::write_pid(data_dir))
@@ -217,6 +311,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let (stopped, calls_ending) = tokio::sync::oneshot::channel::<()>();
     let graceful = async move {
         shutdown_signal().await;
+        let _ = dashboard_stop.send(true);
         let busy = stopping.stop(STOP_GRACE).await;
         if busy > 0 {
             warn!(

@@ -1,6 +1,19 @@
 //! The end-to-end harness: a real dev coordinator (its own local cloud process,
 //! agents, TLS, sled) in a temporary directory on port 0, the real CLI, and an
 //! HTTP load generator. Tests wait on conditions with deadlines, never on sleeps.
+//!
+//! - this module: temporary dirs, binaries (refused when older than their
+//!   sources), the `Coordinator` process and the CLI as a person runs them;
+//! - `cloud`: the local cloud's state as an outside reader sees it; `aws`
+//!   (feature `aws`): moto and the AWS SDK's own view;
+//! - `load`: HTTP load through a load balancer, counting every failure;
+//! - `processes`: finding and killing what a test started;
+//! - `receiver`, `smtp`: real webhook and SMTP servers (Python) for
+//!   notifications; `web`: HTTPS, server-sent events and a WebDriver client
+//!   driving headless Chromium for the dashboard.
+//!
+//! Tests depend on this crate; it uses the coordinator library for its types
+//! and the local cloud's client, never to run a coordinator in-process.
 
 #![forbid(unsafe_code)]
 // A harness for tests: failing loudly on a broken invariant is its job.
@@ -13,6 +26,7 @@ pub mod load;
 pub mod processes;
 pub mod receiver;
 pub mod smtp;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -642,6 +656,33 @@ impl Coordinator {
         let mut held = std::net::TcpStream::connect(&endpoint).expect("connect to the endpoint");
         write!(held, "GET / HTTP/1.1\r\nHost: {endpoint}\r\n").expect("write half a request");
         held
+    }
+
+    /// The CA file the coordinator's certificates (the dashboard's too) chain to.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.data_dir().join("ca").join("ca.pem")
+    }
+
+    /// `https://host:port` of the dev dashboard, as the coordinator recorded it.
+    pub fn dashboard(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("dashboard.address"))
+            .expect("the dev coordinator records its dashboard address")
+            .trim()
+            .to_string()
+    }
+
+    /// `slipway dashboard url --name NAME`: the URL with its token, and the token.
+    pub fn dashboard_url(&self, name: &str) -> (String, String) {
+        let minted = self
+            .ok(&["dashboard", "url", "--name", name, "-o", "json"])
+            .json();
+        let url = minted["url"].as_str().expect("url").to_string();
+        let token = url
+            .split_once("token=")
+            .expect("token in the URL")
+            .1
+            .to_string();
+        (url, token)
     }
 
     pub fn deployment(&self, id: &str) -> Value {

@@ -274,6 +274,21 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     );
     docs.read(&dev, "audit verify", &["audit", "verify"]);
     docs.read(&dev, "audit anchor", &["audit", "anchor"]);
+    let minted = docs.acted(
+        "dashboard url",
+        &dev.ok(&["dashboard", "url", "--name", "tv", "-o", "json"]),
+    );
+    docs.read(&dev, "dashboard tokens", &["dashboard", "tokens"]);
+    docs.acted(
+        "dashboard revoke",
+        &dev.ok(&[
+            "dashboard",
+            "revoke",
+            minted["id"].as_str().unwrap(),
+            "-o",
+            "json",
+        ]),
+    );
 
     // Every command the schema lists was run, and every command `--help` lists
     // prints a document the schema knows (or is one that prints none).

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod audit;
 pub mod cert;
+pub mod dashboard;
 pub mod deployment;
 pub mod events;
 pub mod infra;

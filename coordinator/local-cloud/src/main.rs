@@ -27,7 +27,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = slipway_common::logging::init() {
+    if let Err(e) = slipway_common::logging::init(None) {
         eprintln!("slipway-local-cloud: {e}");
         return ExitCode::from(2);
     }

@@ -48,6 +48,7 @@ pub struct AgentApi {
     refusals: super::throttle::AuditThrottle,
     /// Refused Bootstraps per address: past the limit, turned away unheard.
     refused_per_peer: super::throttle::RateLimit,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Refused Bootstraps one address may make a minute before it is turned away
@@ -69,7 +70,53 @@ impl AgentApi {
             stopping: coordinator.stopping.clone(),
             refusals: super::throttle::AuditThrottle::new(coordinator.audit.clone()),
             refused_per_peer: super::throttle::RateLimit::new(REFUSED_BOOTSTRAPS_PER_MINUTE),
+            metrics: coordinator.metrics.clone(),
         }
+    }
+}
+
+/// Longest hello field (image id, agent version, address) accepted.
+const MAX_HELLO_FIELD: usize = 128;
+/// Longest text kept from an agent's reports (a service's name or detail, a
+/// readiness detail): an agent cuts its own, but one that does not must not
+/// grow the hub, the log or a deployment's reason at will.
+const MAX_REPORTED: usize = 2048;
+/// Services kept from one report.
+const MAX_SERVICES: usize = 64;
+
+/// `text` cut at `max` bytes (on a character boundary), marked as cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// A service report with each field and the list bounded.
+fn bounded(mut report: ServiceReport) -> ServiceReport {
+    report.services.truncate(MAX_SERVICES);
+    for s in &mut report.services {
+        s.name = cut(std::mem::take(&mut s.name), MAX_HELLO_FIELD);
+        s.detail = cut(std::mem::take(&mut s.detail), MAX_REPORTED);
+    }
+    report
+}
+
+/// A message's kind, as `slipway_agent_stream_messages_total` counts it.
+fn kind_of(body: &Option<Body>) -> &'static str {
+    match body {
+        Some(Body::Hello(_)) => "hello",
+        Some(Body::Heartbeat(_)) => "heartbeat",
+        Some(Body::Services(_)) => "services",
+        Some(Body::Readiness(_)) => "readiness",
+        Some(Body::Migrations(_)) => "migrations",
+        Some(Body::Logs(_)) => "logs",
+        None => "empty",
     }
 }
 
@@ -233,11 +280,24 @@ impl AgentService for AgentApi {
             }
         };
         if hello.instance_id != identity.name {
-            warn!(certificate = %identity.name, claimed = %hello.instance_id, "agent claimed another instance");
+            let claimed = cut(hello.instance_id, MAX_HELLO_FIELD);
+            warn!(certificate = %identity.name, %claimed, "agent claimed another instance");
             return Err(Status::permission_denied(format!(
-                "this certificate belongs to {}, not {}",
-                identity.name, hello.instance_id
+                "this certificate belongs to {}, not {claimed}",
+                identity.name
             )));
+        }
+        for (field, value) in [
+            ("image_id", &hello.image_id),
+            ("agent_version", &hello.agent_version),
+            ("private_ip", &hello.private_ip),
+        ] {
+            if value.len() > MAX_HELLO_FIELD {
+                return Err(Status::invalid_argument(format!(
+                    "hello's {field} is {} bytes: at most {MAX_HELLO_FIELD}",
+                    value.len()
+                )));
+            }
         }
         let c = self;
         if c.stopping.is_asked() {
@@ -280,17 +340,27 @@ impl AgentService for AgentApi {
         }
         info!(%instance, "agent connected");
         let agents = self.agents.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             loop {
-                match inbound.message().await {
+                let message = inbound.message().await;
+                if let Ok(Some(m)) = &message {
+                    metrics.agent_messages.inc(&[kind_of(&m.body)]);
+                }
+                match message {
                     Ok(Some(message)) => match message.body {
                         Some(Body::Heartbeat(_)) => agents.heartbeat(&instance, stream),
-                        Some(Body::Services(report)) => {
-                            agents.services(&instance, stream, &ServiceReport::from(report))
-                        }
-                        Some(Body::Readiness(r)) => {
-                            agents.readiness(&instance, stream, r.ready, &r.detail)
-                        }
+                        Some(Body::Services(report)) => agents.services(
+                            &instance,
+                            stream,
+                            &bounded(ServiceReport::from(report)),
+                        ),
+                        Some(Body::Readiness(r)) => agents.readiness(
+                            &instance,
+                            stream,
+                            r.ready,
+                            &cut(r.detail, MAX_REPORTED),
+                        ),
                         Some(Body::Migrations(report)) => {
                             agents.migrations(&instance, stream, report.into())
                         }

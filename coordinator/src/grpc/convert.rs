@@ -204,6 +204,18 @@ fn connection(c: Connection) -> pb::AgentConnection {
     }
 }
 
+/// A dashboard token as listings show it: never its secret or its hash.
+pub fn dashboard_token(t: crate::dashboard::access::DashboardToken) -> pb::DashboardToken {
+    pb::DashboardToken {
+        id: t.id,
+        name: t.name,
+        url: String::new(),
+        created_by: t.created_by,
+        created_at_ms: t.created_at,
+        revoked: t.revoked,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

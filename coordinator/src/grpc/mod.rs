@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod auth;
 pub mod convert;
+pub mod counted;
 pub mod events;
 pub mod limits;
 pub mod logs;
@@ -31,6 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 use tracing::{debug, warn};
 
+use crate::admission::{Admission, Limits};
 use crate::coordinator::Coordinator;
 use crate::pki::KeyedCertificate;
 
@@ -105,7 +107,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let acceptor = TlsAcceptor::from(tls);
-    let admission = limits::Admission::new(limits::Limits::default());
+    let admission = Admission::new(Limits::default());
     let revoked_names = coordinator.clone();
     let revoked_attempts = throttle::AuditThrottle::new(coordinator.audit.clone());
     let (connections, incoming) = tokio::sync::mpsc::channel(64);
@@ -189,6 +191,7 @@ pub async fn serve(
         .timeout(REQUEST_TIMEOUT)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .layer(counted::CountLayer(coordinator.metrics.clone()))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             health_service,
             auth::require_certificate,

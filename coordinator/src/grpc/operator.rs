@@ -44,6 +44,8 @@ pub struct OperatorApi {
     agents: Arc<AgentHub>,
     watchers: Watchers,
     notifier: Arc<Notifier>,
+    dashboard: Arc<crate::dashboard::access::DashboardAccess>,
+    dashboard_address: Option<String>,
     stopping: crate::stopping::Stopping,
 }
 
@@ -56,6 +58,8 @@ impl OperatorApi {
             agents: coordinator.agents.clone(),
             watchers: Watchers::new(coordinator.events.clone(), coordinator.stopping.clone()),
             notifier: coordinator.notifier.clone(),
+            dashboard: coordinator.dashboard_access.clone(),
+            dashboard_address: coordinator.dashboard_address.clone(),
             stopping: coordinator.stopping.clone(),
         }
     }
@@ -157,6 +161,19 @@ impl Outcome for FleetApplied {
 impl Outcome for IssueCertificateResponse {}
 impl Outcome for Secret {}
 impl Outcome for RevokeResponse {}
+impl Outcome for DashboardToken {
+    fn outcome(&self) -> String {
+        format!("minted token {}", self.id)
+    }
+}
+impl Outcome for RevokeDashboardResponse {
+    fn outcome(&self) -> String {
+        match self.revoked.is_empty() {
+            true => "none revoked (already were)".to_string(),
+            false => format!("revoked {}", self.revoked.join(", ")),
+        }
+    }
+}
 
 /// The page size a caller asked for: 0 means the server's, and no more than it.
 fn page_size(asked: u32, max: usize) -> usize {
@@ -904,5 +921,99 @@ impl OperatorService for OperatorApi {
         self.audited(&caller, "revoke", (&name, About::default()), outcome)
             .await
             .map(Response::new)
+    }
+
+    async fn dashboard_url(
+        &self,
+        request: Request<DashboardUrlRequest>,
+    ) -> Result<Response<DashboardToken>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let name = request.into_inner().name;
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            let name = optional("name", &name)?.unwrap_or("dashboard");
+            let Some(address) = &self.dashboard_address else {
+                return Err(Status::failed_precondition(
+                    "this coordinator serves no dashboard: start it with --http-listen ADDR",
+                ));
+            };
+            let (token, secret) = self
+                .dashboard
+                .mint(name, &caller.to_string())
+                .await
+                .map_err(|e| super::status::of(&e))?;
+            // The token itself is never logged or audited: only its id.
+            info!(who = %caller, id = %token.id, %name, "dashboard token minted");
+            Ok(DashboardToken {
+                url: format!("{address}/?token={secret}"),
+                ..convert::dashboard_token(token)
+            })
+        }
+        .await;
+        self.audited(&caller, "dashboard url", (&name, About::default()), outcome)
+            .await
+            .map(Response::new)
+    }
+
+    async fn dashboard_tokens(
+        &self,
+        request: Request<DashboardTokensRequest>,
+    ) -> Result<Response<DashboardTokensResponse>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        caller.require(Role::Admin)?;
+        Ok(Response::new(DashboardTokensResponse {
+            tokens: self
+                .dashboard
+                .list()
+                .into_iter()
+                .map(convert::dashboard_token)
+                .collect(),
+        }))
+    }
+
+    async fn revoke_dashboard(
+        &self,
+        request: Request<RevokeDashboardRequest>,
+    ) -> Result<Response<RevokeDashboardResponse>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let r = request.into_inner();
+        let target = if r.all {
+            "all".to_string()
+        } else {
+            r.id.clone()
+        };
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            let id = match (optional("id", &r.id)?, r.all) {
+                (Some(_), true) | (None, false) => {
+                    return Err(Status::invalid_argument(
+                        "name one token id, or ask for all of them",
+                    ));
+                }
+                (id, _) => id,
+            };
+            let revoked = self
+                .dashboard
+                .revoke(id)
+                .await
+                .map_err(|e| super::status::of(&e))?
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "no dashboard token {:?}: list them with `slipway dashboard tokens`",
+                        r.id
+                    ))
+                })?;
+            info!(who = %caller, ?revoked, "dashboard tokens revoked");
+            Ok(RevokeDashboardResponse { revoked })
+        }
+        .await;
+        self.audited(
+            &caller,
+            "dashboard revoke",
+            (&target, About::default()),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 }

@@ -102,6 +102,16 @@ impl Sandbox {
                 server_name: "slipway-coordinator".into(),
             },
             clock: clock.clone(),
+            metrics: Arc::default(),
+            dashboard_access: Arc::new(
+                slipway_coordinator::dashboard::access::DashboardAccess::load(
+                    db.clone(),
+                    clock.clone(),
+                )
+                .await
+                .unwrap(),
+            ),
+            dashboard_address: None,
         });
         for version in ["v1", "v2"] {
             coordinator

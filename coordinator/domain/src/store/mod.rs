@@ -70,10 +70,12 @@ pub enum Table {
     Sinks,
     /// Events a notification gave up delivering.
     Undelivered,
+    /// Read-only dashboard tokens (their hashes), by id.
+    DashboardTokens,
 }
 
 impl Table {
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -88,6 +90,7 @@ impl Table {
         Table::Events,
         Table::Sinks,
         Table::Undelivered,
+        Table::DashboardTokens,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +109,7 @@ impl Table {
             Table::Events => "events",
             Table::Sinks => "sinks",
             Table::Undelivered => "undelivered",
+            Table::DashboardTokens => "dashboard_tokens",
         }
     }
 }

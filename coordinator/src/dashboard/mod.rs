@@ -1,0 +1,665 @@
+//! The dashboard port (`--http-listen`): the wall-screen board, a page per
+//! deployment and a history per target, the board's event stream, and
+//! `/metrics` for Prometheus. HTTPS only, and read-only: every route is a GET
+//! and none changes anything.
+//!
+//! Access is a dashboard token (`access`): on the board's first load the URL
+//! carries it (`?token=`), which is traded for an HttpOnly cookie and dropped
+//! from the address bar by a redirect; Prometheus sends it as a bearer token.
+//! The token is never logged. A connection counts as unauthenticated (the
+//! same `Admission` limits as the gRPC port) until a request on it shows a
+//! valid token, and is closed if none does within the limits' lifetime.
+//!
+//! - `access`: the tokens; `board`: what the screen shows, kept current from
+//!   the events; `pages`: the HTML; `assets/`: the board's page, script and
+//!   style, compiled into the binary (no build step).
+
+pub mod access;
+pub mod board;
+pub mod pages;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{debug, warn};
+
+use crate::admission::{Admission, Limits, Permit};
+use crate::agents::AgentHub;
+use crate::clock::{Clock, Millis};
+use crate::deploy::machine::Connection;
+use crate::fleets::Fleets;
+use crate::metrics::{Gauges, Metrics};
+use crate::notify::Notifier;
+use crate::operations::{OperationError, Operations};
+use access::DashboardAccess;
+use board::Board;
+
+const COOKIE: &str = "slipway_dashboard";
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's headers must arrive within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an open event stream checks its token is still valid.
+const RECHECK: Duration = Duration::from_secs(2);
+/// A comment line this often keeps idle streams open through proxies and
+/// lets a dead peer be noticed.
+const KEEPALIVE_EVERY: u32 = 8;
+/// Events a reconnecting page is sent at most, from its last sequence.
+const MISSED: usize = 100;
+/// Messages queued for one page before the stream waits for it.
+const STREAM_QUEUE: usize = 16;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// What the dashboard port serves from.
+pub struct Dashboard {
+    pub board: Arc<Board>,
+    pub access: Arc<DashboardAccess>,
+    pub operations: Arc<Operations>,
+    pub agents: Arc<AgentHub>,
+    pub notifier: Arc<Notifier>,
+    pub fleets: Arc<Fleets>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Event streams open now.
+    pub streams: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dashboard")
+    }
+}
+
+/// TLS for browsers: 1.2 and 1.3 (a TV's browser may lack 1.3), no client
+/// certificate, HTTP/1.1.
+pub fn tls_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the dashboard certificate is not PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("the dashboard certificate file holds no certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("the dashboard key is not a PEM private key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the dashboard certificate and key do not go together: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// One connection's standing: unauthenticated (holding an admission permit,
+/// with a deadline) until a request shows a valid token.
+struct Standing {
+    permit: Mutex<Option<Permit>>,
+    authenticated: AtomicBool,
+}
+
+impl Standing {
+    fn authenticated(&self) {
+        self.authenticated.store(true, Ordering::SeqCst);
+        self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// Serves the dashboard on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    dashboard: Arc<Dashboard>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let admission = Admission::new(Limits::default());
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "dashboard accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let Some(handshaking) = admission.handshake(peer.ip()) else {
+            debug!(%peer, "dashboard connection refused: too many handshakes in progress");
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let admission = admission.clone();
+        let dashboard = dashboard.clone();
+        connections.spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return debug!(%peer, error = %e, "dashboard tls handshake refused"),
+                Err(_) => return debug!(%peer, "dashboard tls handshake timed out"),
+            };
+            drop(handshaking);
+            let Some(permit) = admission.unauthenticated(peer.ip()) else {
+                return debug!(%peer, "dashboard connection closed: too many without a token");
+            };
+            connection(tls, peer, permit, admission.lifetime(), dashboard).await;
+        });
+    }
+    connections.abort_all();
+}
+
+async fn connection(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    permit: Permit,
+    lifetime: Duration,
+    dashboard: Arc<Dashboard>,
+) {
+    let standing = Arc::new(Standing {
+        permit: Mutex::new(Some(permit)),
+        authenticated: AtomicBool::new(false),
+    });
+    let for_requests = standing.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let dashboard = dashboard.clone();
+        let standing = for_requests.clone();
+        async move { Ok::<_, Infallible>(route(&dashboard, &standing, request).await) }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    let served = http.serve_connection(TokioIo::new(tls), service);
+    let deadline = async {
+        tokio::time::sleep(lifetime).await;
+        if standing.authenticated.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = served => if let Err(e) = result {
+            debug!(%peer, error = %e, "dashboard connection ended");
+        },
+        () = deadline => debug!(%peer, "dashboard connection closed: no token shown in time"),
+    }
+}
+
+fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()).boxed());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("text/plain")),
+    );
+    secure(headers);
+    response
+}
+
+/// Headers every answer carries: nothing cached, framed or sniffed, no
+/// referrer (a first load's URL carries the token), scripts only our own.
+fn secure(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'none'"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+
+fn unauthorized(html: bool) -> Response<Body> {
+    let mut response = match html {
+        true => full(StatusCode::UNAUTHORIZED, HTML, pages::unauthorized()),
+        false => full(
+            StatusCode::UNAUTHORIZED,
+            "text/plain; charset=utf-8",
+            "a dashboard token is needed: `slipway dashboard url` (admin) mints one; send it as `Authorization: Bearer TOKEN`\n",
+        ),
+    };
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"slipway\""),
+    );
+    response
+}
+
+/// The token a request shows: a bearer token, or the dashboard's cookie.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+/// The `token` parameter of a query string.
+fn query_token(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+}
+
+async fn route(
+    dashboard: &Dashboard,
+    standing: &Standing,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    if request.method() != Method::GET {
+        let mut response = full(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "the dashboard is read-only: only GET\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+    let path = request.uri().path().to_string();
+    // Assets hold no data: the page that says how to get a token uses them too.
+    match path.as_str() {
+        "/board.js" => {
+            return full(
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+                pages::BOARD_JS,
+            );
+        }
+        "/board.css" => return full(StatusCode::OK, "text/css; charset=utf-8", pages::BOARD_CSS),
+        _ => {}
+    }
+    // The first load trades the URL's token for a cookie, and the redirect
+    // takes it out of the address bar (and out of the browser's history).
+    if path == "/"
+        && let Some(token) = query_token(request.uri().query())
+    {
+        return match dashboard.access.check(token) {
+            Some(_) => {
+                standing.authenticated();
+                let mut response = full(StatusCode::SEE_OTHER, HTML, "");
+                let headers = response.headers_mut();
+                headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+                if let Ok(cookie) = HeaderValue::from_str(&format!(
+                    "{COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=31536000"
+                )) {
+                    headers.insert(header::SET_COOKIE, cookie);
+                }
+                response
+            }
+            None => unauthorized(true),
+        };
+    }
+    let html = !matches!(path.as_str(), "/metrics" | "/stream" | "/board.json");
+    let Some(token) = presented(request.headers()).and_then(|t| dashboard.access.check(t)) else {
+        return unauthorized(html);
+    };
+    standing.authenticated();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [""] => full(StatusCode::OK, HTML, pages::board()),
+        ["board.json"] => match serde_json::to_vec(&*dashboard.board.snapshot()) {
+            Ok(json) => full(StatusCode::OK, "application/json", json),
+            Err(e) => failed(&e.to_string()),
+        },
+        ["stream"] => {
+            let last = request
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            stream(dashboard, token.id, last)
+        }
+        ["metrics"] => metrics(dashboard).await,
+        ["deployments", id] => match dashboard.operations.deployment(&decode(id)).await {
+            Ok(view) => full(
+                StatusCode::OK,
+                HTML,
+                pages::deployment(&view, dashboard.clock.now()),
+            ),
+            Err(e) => operation_failed(&e),
+        },
+        ["targets", project, environment] => {
+            let (project, environment) = (decode(project), decode(environment));
+            match dashboard
+                .operations
+                .deployments(Some(&project), Some(&environment), 50, None)
+                .await
+            {
+                Ok((views, _)) => full(
+                    StatusCode::OK,
+                    HTML,
+                    pages::history(&project, &environment, &views),
+                ),
+                Err(e) => operation_failed(&e),
+            }
+        }
+        _ => full(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "no such page\n",
+        ),
+    }
+}
+
+/// A percent-encoded path segment, decoded (invalid sequences kept as they are).
+fn decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn failed(why: &str) -> Response<Body> {
+    warn!(error = why, "dashboard request failed");
+    full(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "text/plain; charset=utf-8",
+        "the coordinator could not answer; its log says why\n",
+    )
+}
+
+fn operation_failed(e: &OperationError) -> Response<Body> {
+    match e {
+        OperationError::NotFound(what) | OperationError::Invalid(what) => full(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            format!("{what}\n"),
+        ),
+        other => failed(&other.to_string()),
+    }
+}
+
+/// One server-sent event.
+fn sse(event: &str, id: Option<u64>, data: &str) -> Bytes {
+    let mut out = String::with_capacity(data.len() + 32);
+    if let Some(id) = id {
+        out.push_str(&format!("id: {id}\n"));
+    }
+    out.push_str(&format!("event: {event}\n"));
+    for line in data.lines() {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// The board's event stream for one page: the whole board, what a
+/// reconnecting page missed since `last`, then each update as it comes.
+fn stream(dashboard: &Dashboard, token: String, last: Option<u64>) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
+    let board = dashboard.board.clone();
+    let access = dashboard.access.clone();
+    let open = OpenStream::count(&dashboard.streams);
+    tokio::spawn(async move {
+        let _open = open;
+        let mut updates = board.subscribe();
+        let snapshot = board.snapshot();
+        let mut sent = vec![
+            Bytes::from_static(b"retry: 1000\n\n"),
+            sse("board", Some(snapshot.seq), &json(&*snapshot)),
+        ];
+        if let Some(last) = last.filter(|l| *l < snapshot.seq) {
+            match board.events_after(last, MISSED).await {
+                Ok(missed) => sent.push(sse("missed", None, &json(&missed))),
+                Err(e) => warn!(error = %e, "dashboard: cannot read missed events"),
+            }
+        }
+        for message in sent {
+            if tx.send(message).await.is_err() {
+                return;
+            }
+        }
+        let mut recheck = tokio::time::interval(RECHECK);
+        let mut quiet = 0u32;
+        loop {
+            let message = tokio::select! {
+                update = updates.recv() => match update {
+                    Ok(u) if u.layout_changed => {
+                        let s = board.snapshot();
+                        sse("board", Some(s.seq), &json(&*s))
+                    }
+                    Ok(u) => sse("update", Some(u.seq), &json(&*u)),
+                    // Too far behind for updates: the whole board again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let s = board.snapshot();
+                        sse("board", Some(s.seq), &json(&*s))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = recheck.tick() => {
+                    if !access.is_valid(&token) {
+                        let _ = tx.send(sse("revoked", None, "{}")).await;
+                        return;
+                    }
+                    quiet += 1;
+                    if quiet < KEEPALIVE_EVERY {
+                        continue;
+                    }
+                    Bytes::from_static(b": keepalive\n\n")
+                }
+                () = tx.closed() => return,
+            };
+            quiet = 0;
+            if tx.send(message).await.is_err() {
+                return;
+            }
+        }
+    });
+    let frames = ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    let body = StreamBody::new(frames).boxed();
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    secure(headers);
+    response
+}
+
+/// Counts an open event stream until its task ends.
+struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn count(streams: &Arc<AtomicUsize>) -> OpenStream {
+        streams.fetch_add(1, Ordering::SeqCst);
+        OpenStream(streams.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `/metrics`: the counters the coordinator keeps, and gauges read now.
+async fn metrics(d: &Dashboard) -> Response<Body> {
+    let mut out = String::new();
+    d.metrics.render(&mut out);
+    let board = d.board.snapshot();
+    Gauges {
+        name: "slipway_queue_depth",
+        help: "Deployments waiting behind the one in flight, by target.",
+        labels: &["project", "environment"],
+        values: board
+            .cells
+            .iter()
+            .map(|c| (target(c), c.queued as f64))
+            .collect(),
+    }
+    .render(&mut out);
+    Gauges {
+        name: "slipway_deployment_in_flight",
+        help: "Whether a deployment is in flight on the target (1) or not (0).",
+        labels: &["project", "environment"],
+        values: board
+            .cells
+            .iter()
+            .map(|c| (target(c), f64::from(u8::from(c.in_flight.is_some()))))
+            .collect(),
+    }
+    .render(&mut out);
+    let now: Millis = d.clock.now();
+    let lost_after = d
+        .fleets
+        .current()
+        .fleet
+        .coordinator
+        .agent_lost_after
+        .as_millis() as Millis;
+    let (mut connected, mut lost) = (0, 0);
+    for (_, view) in d.agents.views() {
+        match Connection::of(Some(&view), now, lost_after) {
+            Connection::Connected => connected += 1,
+            Connection::Lost => lost += 1,
+            Connection::Never => {}
+        }
+    }
+    Gauges {
+        name: "slipway_agents",
+        help: "Agents the coordinator has heard from, by whether they are connected or lost (silent past agent_lost_after).",
+        labels: &["state"],
+        values: vec![(vec!["connected"], connected as f64), (vec!["lost"], lost as f64)],
+    }
+    .render(&mut out);
+    let mut pending = Vec::new();
+    match d.notifier.states().await {
+        Ok((states, _)) => {
+            for state in &states {
+                match d.notifier.pending(state, 10_000, 0).await {
+                    Ok((n, _)) => pending.push((state.name.clone(), n as f64)),
+                    Err(e) => return failed(&e.to_string()),
+                }
+            }
+        }
+        Err(e) => return failed(&e.to_string()),
+    }
+    Gauges {
+        name: "slipway_notification_events_pending",
+        help: "Events a notification sink has yet to deliver (counted up to 10000).",
+        labels: &["sink"],
+        values: pending
+            .iter()
+            .map(|(s, n)| (vec![s.as_str()], *n))
+            .collect(),
+    }
+    .render(&mut out);
+    Gauges {
+        name: "slipway_dashboard_streams",
+        help: "Dashboard pages following the board's event stream now.",
+        labels: &[],
+        values: vec![(vec![], d.streams.load(Ordering::SeqCst) as f64)],
+    }
+    .render(&mut out);
+    Gauges {
+        name: "slipway_build_info",
+        help: "The coordinator's version.",
+        labels: &["version"],
+        values: vec![(vec![env!("CARGO_PKG_VERSION")], 1.0)],
+    }
+    .render(&mut out);
+    full(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        out,
+    )
+}
+
+fn target(c: &board::Cell) -> Vec<&str> {
+    vec![c.project.as_str(), c.environment.as_str()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_taken_from_a_bearer_header_or_the_cookie_only() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented(&headers), None);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("other=1; slipway_dashboard=sdt_a_b; x=2"),
+        );
+        assert_eq!(presented(&headers), Some("sdt_a_b"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sdt_c_d"),
+        );
+        assert_eq!(presented(&headers), Some("sdt_c_d"));
+        assert_eq!(query_token(Some("a=1&token=sdt_e_f")), Some("sdt_e_f"));
+        assert_eq!(query_token(Some("tokens=1")), None);
+    }
+
+    #[test]
+    fn a_server_sent_event_keeps_each_line_of_its_data() {
+        assert_eq!(
+            &sse("update", Some(7), "{\"a\":1}\n{\"b\":2}")[..],
+            b"id: 7\nevent: update\ndata: {\"a\":1}\ndata: {\"b\":2}\n\n"
+        );
+        assert_eq!(decode("prod%201%2F..%zz"), "prod 1/..%zz");
+    }
+}
