@@ -67,7 +67,7 @@ impl LogFeed {
             .await
             .map_err(Broke::Reading)?
             .map(|l| schema::LogLine {
-                instance: l.instance,
+                instance_id: l.instance,
                 service: l.service,
                 line: l.line,
             }))
@@ -125,6 +125,7 @@ impl Client {
         let answer = self.api.notifications(pb::NotificationsRequest {}).await;
         let answer = self.answer(answer)?;
         let when = |ms: i64| (ms > 0).then(|| rfc3339(ms));
+        let ms = |ms: i64| (ms > 0).then_some(ms);
         Ok(schema::Notifications {
             notifications: answer
                 .notifications
@@ -139,8 +140,10 @@ impl Client {
                     delivered: n.delivered,
                     attempts: n.attempts,
                     failing_since: when(n.failing_since_ms),
+                    failing_since_ms: ms(n.failing_since_ms),
                     last_error: present(n.last_error),
                     last_attempt: when(n.last_attempt_ms),
+                    last_attempt_ms: ms(n.last_attempt_ms),
                     recent: n
                         .recent
                         .into_iter()
@@ -148,6 +151,7 @@ impl Client {
                             seq: a.seq,
                             delivery: a.delivery,
                             at: rfc3339(a.at_ms),
+                            at_ms: a.at_ms,
                             error: present(a.error),
                         })
                         .collect(),
@@ -174,6 +178,7 @@ impl Client {
                     attempts: u.attempts,
                     last_error: u.last_error,
                     at: rfc3339(u.at_ms),
+                    at_ms: u.at_ms,
                 })
                 .collect(),
         })
@@ -602,7 +607,7 @@ fn deployment(d: pb::Deployment) -> schema::Deployment {
         migration: d.migration.map(|m| schema::Migration {
             store: m.store,
             state: m.state,
-            instance: present(m.instance),
+            instance_id: present(m.instance),
             detail: present(m.detail),
             output: m.output,
         }),
@@ -683,7 +688,7 @@ fn agent(a: pb::Agent) -> schema::Agent {
         instance_id: a.instance_id,
         project: a.project,
         environment: a.environment,
-        deployment_id: a.deployment_id,
+        deployment: a.deployment_id,
         last_seen: seen.map(rfc3339),
         last_seen_ms: seen,
         ready: a.ready,

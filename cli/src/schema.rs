@@ -98,7 +98,7 @@ pub struct Migration {
     /// waiting, running, succeeded, failed, skipped.
     pub state: String,
     /// The instance it runs on; null before it starts.
-    pub instance: Option<String>,
+    pub instance_id: Option<String>,
     /// Why it failed, or where it had already run.
     pub detail: Option<String>,
     /// The command's last lines of output.
@@ -166,7 +166,8 @@ pub struct Agent {
     pub instance_id: String,
     pub project: String,
     pub environment: String,
-    pub deployment_id: String,
+    /// The deployment that launched the instance.
+    pub deployment: String,
     /// connected, lost, never: the same answer as `status` gives.
     pub agent: String,
     pub last_seen: Option<String>,
@@ -262,7 +263,7 @@ pub struct Event {
 /// A line of a service's output: `logs` prints one per line.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLine {
-    pub instance: String,
+    pub instance_id: String,
     pub service: String,
     pub line: String,
 }
@@ -289,8 +290,10 @@ pub struct NotificationState {
     pub delivered: u64,
     pub attempts: u32,
     pub failing_since: Option<String>,
+    pub failing_since_ms: Option<i64>,
     pub last_error: Option<String>,
     pub last_attempt: Option<String>,
+    pub last_attempt_ms: Option<i64>,
     /// The latest attempts, oldest first.
     pub recent: Vec<DeliveryAttempt>,
     /// The next pending events, the next to go first.
@@ -302,6 +305,7 @@ pub struct DeliveryAttempt {
     pub seq: u64,
     pub delivery: String,
     pub at: String,
+    pub at_ms: i64,
     /// Null: delivered.
     pub error: Option<String>,
 }
@@ -323,6 +327,7 @@ pub struct Undelivered {
     pub attempts: u32,
     pub last_error: String,
     pub at: String,
+    pub at_ms: i64,
 }
 
 /// `fleet apply`.

@@ -188,6 +188,31 @@ impl Operations {
         Ok(())
     }
 
+    /// Filters a caller gave (`events --project … --env … --deployment …`)
+    /// name what exists: a typo is NotFound, naming what is known, not an
+    /// empty answer.
+    pub async fn check_filters(
+        &self,
+        project: Option<&str>,
+        environment: Option<&str>,
+        deployment: Option<&str>,
+    ) -> Result<()> {
+        if let Some(project) = project {
+            self.check_project(project)?;
+        }
+        if let Some(environment) = environment {
+            self.check_environment(environment)?;
+        }
+        if let Some(id) = deployment
+            && self.deployments.get(id).await?.is_none()
+        {
+            return Err(OperationError::NotFound(format!(
+                "no deployment {id:?}: list them with `slipway deployments`"
+            )));
+        }
+        Ok(())
+    }
+
     /// Deployers limited to some environments may change only those.
     fn check_may_act(who: &Identity, environment: &str) -> Result<()> {
         if who.may_act_on(environment) {

@@ -156,8 +156,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
+        // A caller's megabytes are not echoed back: the first 80 characters say which.
+        let shown: String = name.chars().take(80).collect();
+        let more = if name.chars().count() > 80 { "…" } else { "" };
         Err(format!(
-            "{name:?} is not a certificate name: use 1-64 of letters, digits, '.', '_', '@', '-'"
+            "{shown:?}{more} is not a certificate name: use 1-64 of letters, digits, '.', '_', '@', '-'"
         ))
     }
 }
@@ -501,6 +504,8 @@ mod tests {
         assert!(check_name("ci@example.com").is_ok());
         assert!(check_name("a/b").is_err());
         assert!(check_name("").is_err());
+        let refused = check_name(&"x".repeat(100_000)).unwrap_err();
+        assert!(refused.len() < 200, "{} bytes echoed", refused.len());
     }
 
     #[test]

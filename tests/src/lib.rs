@@ -126,6 +126,39 @@ fn newest_source(binary: &str) -> Option<(PathBuf, std::time::SystemTime)> {
     newest
 }
 
+/// Holds `(schema command, JSON text, YAML text if any)` documents to
+/// cli/schema.json in one run of the validator (tests/checks/json_schema.py,
+/// jsonschema with format checks); fails naming each problem.
+pub fn check_documents(cases: &[(String, String, Option<String>)]) {
+    use std::io::Write;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cases: Vec<Value> = cases
+        .iter()
+        .map(|(command, json, yaml)| serde_json::json!({"command": command, "json": json, "yaml": yaml}))
+        .collect();
+    let mut child = Command::new(python_tool("python"))
+        .arg(repo.join("tests/checks/json_schema.py"))
+        .arg(repo.join("cli/schema.json"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the JSON Schema validator");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&cases).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "documents that break cli/schema.json:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A Python tool the suite installs (`tests/run` puts them in `target/py`):
 /// that one if it is there, else whatever `PATH` finds.
 pub fn python_tool(name: &str) -> PathBuf {

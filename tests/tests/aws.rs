@@ -851,7 +851,7 @@ async fn a_migration_through_aws_runs_on_one_instance_of_two() {
     assert_eq!(done["phase"], "succeeded", "{done}");
     let migration = &done["migration"];
     assert_eq!(migration["state"], "succeeded", "{done}");
-    let ran_on = migration["instance"].as_str().unwrap();
+    let ran_on = migration["instance_id"].as_str().unwrap();
     let new: Vec<String> = strings(&done["new_instances"]);
     assert_eq!(new.len(), 2);
     assert!(

@@ -5,16 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use slipway_coordinator::sample::SAMPLE_FLEET;
-use slipway_tests::{
-    CliRun, Coordinator, TempDir, binary, eventually, json_lines, phases, python_tool,
-};
+use slipway_tests::{CliRun, Coordinator, TempDir, binary, eventually, json_lines, phases};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -53,34 +50,7 @@ impl Documents {
 
     /// Validates them all in one run of the validator; fails naming each problem.
     fn check(&self) {
-        let cases: Vec<Value> = self
-            .0
-            .iter()
-            .map(|(command, json, yaml)| {
-                serde_json::json!({"command": command, "json": json, "yaml": yaml})
-            })
-            .collect();
-        let mut child = Command::new(python_tool("python"))
-            .arg(repo().join("tests/checks/json_schema.py"))
-            .arg(repo().join("cli/schema.json"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run the JSON Schema validator");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(serde_json::to_string(&cases).unwrap().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "documents that break cli/schema.json:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        slipway_tests::check_documents(&self.0);
     }
 }
 
@@ -368,6 +338,15 @@ fn each_exit_code_is_produced_by_what_it_names() {
     dev.exits(5, &["status", "helo"]);
     dev.exits(5, &["secret", "list", "stagin"]);
     dev.exits(5, &["show", "d-999"]);
+    dev.exits(5, &["deployments", "--env", "stagin"]);
+    let events = dev.exits(5, &["events", "--project", "helo"]);
+    assert!(
+        events.stderr.contains("known are hello"),
+        "{}",
+        events.stderr
+    );
+    dev.exits(5, &["events", "--env", "prod3"]);
+    dev.exits(5, &["events", "--deployment", "d-999"]);
     let version = dev.exits(5, &["deploy", "hello", "v22", "--env", "staging"]);
     assert!(
         version.stderr.contains("known versions of hello") && version.stderr.contains("v2"),

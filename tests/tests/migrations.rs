@@ -67,7 +67,7 @@ fn a_shared_store_is_migrated_once_and_a_deployment_at_the_same_moment_waits_the
         "the deployment says the migration had already run"
     );
     assert_eq!(
-        migration(&skipped)["instance"],
+        migration(&skipped)["instance_id"],
         Value::Null,
         "it ran nowhere"
     );

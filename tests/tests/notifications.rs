@@ -277,6 +277,10 @@ give_up_after = "3s"
     assert!(!audit.as_array().unwrap().is_empty(), "{audit}");
     let text = c.ok(&["notifications"]).stdout;
     assert!(text.contains("ops") && text.contains("given up:"), "{text}");
+    // With attempts, failures and a given-up event in it, the document still
+    // holds to the schema (the CLI's own test sees only empty lists).
+    let document = c.ok(&["notifications", "-o", "json"]).stdout;
+    slipway_tests::check_documents(&[("notifications".into(), document, None)]);
 }
 
 #[test]

@@ -273,7 +273,7 @@ fn logs_show_each_instance_s_output_and_follow_new_lines() {
         .stdout,
     );
     assert_eq!(one.len(), 1, "{one:?}");
-    assert_eq!(one[0]["instance"], instances[0].as_str());
+    assert_eq!(one[0]["instance_id"], instances[0].as_str());
     assert_eq!(one[0]["service"], "web");
 
     // Following: a request made after it started shows up.

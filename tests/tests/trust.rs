@@ -180,11 +180,53 @@ async fn a_join_token_works_once_and_agents_stay_in_their_lane() {
         "{}",
         err.message()
     );
-    let err = AgentServiceClient::new(as_agent)
+    let err = AgentServiceClient::new(as_agent.clone())
         .connect(tokio_stream_once(hello("i-someone-else")))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+
+    // An agent's own megabytes go no further than the edge (hostile callers,
+    // item 5): a huge claimed id is not echoed back, a huge version is refused
+    // before the hub, the log or `slipway agents` see it.
+    let err = AgentServiceClient::new(as_agent.clone())
+        .connect(tokio_stream_once(hello(&"i".repeat(3_000_000))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "{}",
+        &err.message()[..200]
+    );
+    assert!(
+        err.message().len() < 400,
+        "{} bytes echoed",
+        err.message().len()
+    );
+    let mut huge = hello(&instance);
+    if let Some(agent_message::Body::Hello(h)) = &mut huge.body {
+        h.agent_version = "9".repeat(3_000_000);
+    }
+    let err = AgentServiceClient::new(as_agent)
+        .connect(tokio_stream_once(huge))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "{}",
+        &err.message()[..200]
+    );
+    assert!(
+        err.message()
+            .contains("agent_version is 3000000 bytes: at most 128"),
+        "{}",
+        err.message()
+    );
+    assert!(dev.log().len() < 1_000_000, "the log took the megabytes");
+    let agents = dev.ok(&["agents", "-o", "json"]).stdout;
+    assert!(!agents.contains("999999999"), "{agents}");
 }
 
 #[test]

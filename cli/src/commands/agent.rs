@@ -30,7 +30,7 @@ pub async fn list(
             a.instance_id,
             a.project,
             a.environment,
-            a.deployment_id,
+            a.deployment,
             or_dash(a.private_ip.as_deref()),
             a.agent,
             a.last_seen_ms

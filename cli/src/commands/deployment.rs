@@ -94,7 +94,7 @@ pub async fn show(
     }
     if let Some(m) = &d.migration {
         let on = m
-            .instance
+            .instance_id
             .as_deref()
             .map(|i| format!(" on {i}"))
             .unwrap_or_default();

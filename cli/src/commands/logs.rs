@@ -22,7 +22,12 @@ pub async fn run(client: &mut Client, output: Output, asked: LogsAsked) -> Resul
                     format!("---\n{}", crate::yaml::to_yaml(&json).trim_end())
                 }
                 Output::Text | Output::Wide => {
-                    format!("{} {} | {}", line.instance, line.service, text(&line.line))
+                    format!(
+                        "{} {} | {}",
+                        line.instance_id,
+                        line.service,
+                        text(&line.line)
+                    )
                 }
             };
             let mut out = std::io::stdout().lock();

@@ -860,6 +860,13 @@ impl OperatorService for OperatorApi {
             environment: owned("environment", &r.environment)?,
             deployment: owned("deployment", &r.deployment)?,
         };
+        self.operations
+            .check_filters(
+                filter.project.as_deref(),
+                filter.environment.as_deref(),
+                filter.deployment.as_deref(),
+            )
+            .await?;
         let after = (!r.from_now).then_some(r.after);
         Ok(Response::new(self.watchers.watch(after, filter, r.follow)?))
     }
