@@ -739,6 +739,76 @@ fn a_wait_says_at_once_that_the_coordinator_went_away_and_follows_on_when_it_is_
 }
 
 #[test]
+fn deploy_wait_says_the_deployment_goes_on_when_interrupted_or_when_the_coordinator_stays_away() {
+    let fleet = SAMPLE_FLEET.replace("drain = \"10s\"", "drain = \"120s\"");
+    let mut dev = Coordinator::start_dev_with_fleet(&fleet);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let held = dev.hold_request("staging");
+    let waiting = |dev: &Coordinator, version: &str| {
+        let waiter =
+            dev.cli_in_background(&["deploy", "hello", version, "--env", "staging", "--wait"]);
+        let id = eventually(
+            "the deployment to be queued",
+            Duration::from_secs(20),
+            || {
+                let listed = dev.ok(&["deployments", "-o", "json"]).json();
+                listed
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|d| d["version"] == version)
+                    .map(|d| d["id"].as_str().unwrap().to_string())
+            },
+        );
+        (waiter, id)
+    };
+    // Ctrl-C: 9, the deployment goes on, and how to follow or cancel it.
+    let (waiter, first) = waiting(&dev, "v2");
+    eventually("v2 to drain", Duration::from_secs(30), || {
+        (dev.deployment(&first)["phase"] == "draining").then_some(())
+    });
+    let interrupted = waiter.interrupt();
+    assert_eq!(
+        interrupted.code,
+        Some(9),
+        "{}{}",
+        interrupted.stdout,
+        interrupted.stderr
+    );
+    for told in [
+        format!("slipway show {first} --follow"),
+        format!("slipway cancel {first}"),
+    ] {
+        assert!(interrupted.stderr.contains(&told), "{}", interrupted.stderr);
+    }
+    assert_eq!(dev.deployment(&first)["finished"], false);
+    // The coordinator stopped (SIGTERM) and not back: said at once, then 9
+    // once the CLI gives up on it, with the same two commands.
+    let (waiter, second) = waiting(&dev, "v1");
+    dev.terminate(Duration::from_secs(45));
+    let gave_up = waiter.finish();
+    assert_eq!(
+        gave_up.code,
+        Some(9),
+        "{}{}",
+        gave_up.stdout,
+        gave_up.stderr
+    );
+    assert!(
+        gave_up.stdout.contains("lost the coordinator"),
+        "{}",
+        gave_up.stdout
+    );
+    for told in [
+        format!("slipway show {second} --follow"),
+        format!("slipway cancel {second}"),
+    ] {
+        assert!(gave_up.stderr.contains(&told), "{}", gave_up.stderr);
+    }
+    drop(held);
+}
+
+#[test]
 fn events_follow_a_deploy_phase_by_phase_and_resume_after_the_last_seen() {
     let mut dev = Coordinator::start();
     // Started before the deploy; from the first event, so none is missed
