@@ -9,10 +9,12 @@
 //! - `supervisor`: starts, restarts and stops services, and runs the health check;
 //!   `restarts`: when an exited service starts again (its restart budget);
 //!   `migration`: a migration command run once per run id, its output kept;
-//!   `report`: what the agent reports upstream.
+//!   `report`: what the agent reports upstream; `output`: each service's
+//!   output kept in a rotating log file; `tail`: reading those files for
+//!   `slipway logs`.
 //!
-//! Dependencies point down: `session` → `supervisor` → `restarts`, `migration`
-//! → `report`; `session` → `identity`, `boot`.
+//! Dependencies point down: `session` → `supervisor` → `restarts`, `migration`,
+//! `output` → `report`; `session` → `tail`, `identity`, `boot`.
 
 #![forbid(unsafe_code)]
 

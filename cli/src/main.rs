@@ -3,12 +3,13 @@
 //!
 //! - `main`: the arguments and the dispatch to a command.
 //! - `commands`: one module per noun (deployment, release, status, agent,
-//!   secret, cert, audit, infra, promote).
+//!   secret, cert, audit, infra, promote, events, logs, dashboard).
 //! - `api`: the coordinator's calls in the CLI's own types (`schema`), the only
 //!   module besides `client` that sees the wire; `client`: the connection and
 //!   what a failed call means; `failure`: a one-line failure and its exit code.
 //! - `render`: JSON, YAML (`yaml`), tables (`table`) and times (`time_text`).
-//! - `profile`: which coordinator and certificate.
+//! - `profile`: which coordinator and certificate; `webhook`: the one HTTP
+//!   client (an audit anchor posted to a URL).
 //!
 //! Dependencies point down: `main` → `commands` → `api` → `client`, and
 //! `commands` → `render` → `schema`, `failure`.

@@ -222,7 +222,10 @@ pub fn issue_operator(
             ca_dir.display()
         );
     }
-    let ca = Ca::load_or_create(&ca_dir)?;
+    let ca = Ca::load_or_create(
+        &ca_dir,
+        std::sync::Arc::new(slipway_coordinator::clock::SystemClock),
+    )?;
     let coordinator = match coordinator {
         Some(address) => address,
         None => crate::data_dir::address(data_dir)

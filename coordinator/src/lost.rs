@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tracing::{error, info, warn};
 
@@ -52,7 +51,7 @@ pub struct LostWatch {
 /// fleet in force: `fleet apply` may ask for it later), once per heartbeat
 /// interval, for as long as the coordinator runs.
 pub fn start_watch(coordinator: Arc<LostWatch>) -> tokio::task::JoinHandle<()> {
-    let started = Instant::now();
+    let started = coordinator.clock.now();
     // `[coordinator]` changes only at a start.
     let settings = coordinator.fleets.current().fleet.coordinator.clone();
     tokio::spawn(async move {
@@ -69,7 +68,7 @@ pub fn start_watch(coordinator: Arc<LostWatch>) -> tokio::task::JoinHandle<()> {
             if coordinator.stopping.is_asked() {
                 return;
             }
-            if started.elapsed() < grace {
+            if coordinator.clock.now() - started < crate::clock::millis(grace) {
                 continue;
             }
             if let Err(e) = tell_lost(&coordinator, &mut told).await {

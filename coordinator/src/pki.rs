@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{
@@ -17,7 +18,7 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::clock::Millis;
+use crate::clock::{Clock, Millis};
 
 /// The name every Slipway client checks on the coordinator's certificate, so
 /// clients need not know which address the coordinator is reached at.
@@ -182,6 +183,8 @@ pub struct Ca {
     cert_pem: String,
     fingerprint: String,
     issuer: Issuer<'static, KeyPair>,
+    /// What certificates' validity starts from.
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Ca {
@@ -192,7 +195,7 @@ impl fmt::Debug for Ca {
 
 impl Ca {
     /// Loads the CA from `dir`, or creates it there on first start.
-    pub fn load_or_create(dir: &Path) -> Result<Ca, PkiError> {
+    pub fn load_or_create(dir: &Path, clock: Arc<dyn Clock>) -> Result<Ca, PkiError> {
         let cert_path = dir.join("ca.pem");
         let key_path = dir.join("ca.key");
         let bad = |message: String| PkiError::BadCa {
@@ -210,6 +213,7 @@ impl Ca {
                 cert_pem,
                 fingerprint,
                 issuer,
+                clock,
             });
         }
         slipway_common::private_file::create_dir(dir).map_err(|source| PkiError::File {
@@ -226,7 +230,11 @@ impl Ca {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        validity(&mut params, Duration::from_secs(10 * 365 * 24 * 3600));
+        validity(
+            &mut params,
+            clock.now(),
+            Duration::from_secs(10 * 365 * 24 * 3600),
+        );
         let cert = params.self_signed(&key)?;
         write_private(&key_path, &key.serialize_pem())?;
         write_file(&cert_path, &cert.pem())?;
@@ -236,6 +244,7 @@ impl Ca {
             cert_pem,
             fingerprint,
             issuer: Issuer::new(params, key),
+            clock,
         })
     }
 
@@ -256,7 +265,11 @@ impl Ca {
         params.distinguished_name = name(SERVER_NAME, None);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        validity(&mut params, Duration::from_secs(90 * 24 * 3600));
+        validity(
+            &mut params,
+            self.clock.now(),
+            Duration::from_secs(90 * 24 * 3600),
+        );
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(KeyedCertificate {
             cert_pem: cert.pem(),
@@ -271,7 +284,7 @@ impl Ca {
         lifetime: Duration,
     ) -> Result<KeyedCertificate, PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let params = client_params(identity, lifetime);
+        let params = client_params(identity, self.clock.now(), lifetime);
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(KeyedCertificate {
             cert_pem: cert.pem(),
@@ -301,7 +314,7 @@ impl Ca {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
             PkiError::BadCsr(format!("{e}: send a PEM PKCS#10 request signed by its key"))
         })?;
-        let params = client_params(identity, lifetime);
+        let params = client_params(identity, self.clock.now(), lifetime);
         let expires_at = params.not_after.unix_timestamp() * 1000;
         let signed = CertificateSigningRequestParams {
             params,
@@ -312,7 +325,7 @@ impl Ca {
     }
 }
 
-fn client_params(identity: &Identity, lifetime: Duration) -> CertificateParams {
+fn client_params(identity: &Identity, now: Millis, lifetime: Duration) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(&identity.name, Some(identity.role));
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -322,7 +335,7 @@ fn client_params(identity: &Identity, lifetime: Duration) -> CertificateParams {
         .iter()
         .filter_map(|env| format!("{ENV_URI}{env}").try_into().ok().map(SanType::URI))
         .collect();
-    validity(&mut params, lifetime);
+    validity(&mut params, now, lifetime);
     params
 }
 
@@ -336,8 +349,9 @@ fn name(common_name: &str, role: Option<Role>) -> DistinguishedName {
     dn
 }
 
-fn validity(params: &mut CertificateParams, lifetime: Duration) {
-    let now = OffsetDateTime::now_utc();
+fn validity(params: &mut CertificateParams, now: Millis, lifetime: Duration) {
+    let now = OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     // A little slack for clocks that disagree by a few minutes.
     params.not_before = now - time::Duration::minutes(5);
     params.not_after = now + time::Duration::seconds(lifetime.as_secs() as i64);
@@ -423,6 +437,7 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("slipway-pki-{name}-{}", std::process::id()));
@@ -433,8 +448,8 @@ mod tests {
     #[test]
     fn the_ca_is_created_once_and_reloaded_with_the_same_fingerprint() {
         let dir = temp_dir("reload");
-        let first = Ca::load_or_create(&dir).unwrap();
-        let again = Ca::load_or_create(&dir).unwrap();
+        let first = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
+        let again = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
         assert_eq!(first.fingerprint(), again.fingerprint());
         assert!(first.fingerprint().starts_with("sha256:"));
         let mode = std::fs::metadata(dir.join("ca.key")).unwrap().permissions();
@@ -448,7 +463,7 @@ mod tests {
     #[test]
     fn a_signed_csr_carries_the_identity_given_not_the_one_asked_for() {
         let dir = temp_dir("csr");
-        let ca = Ca::load_or_create(&dir).unwrap();
+        let ca = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::default();
         params.distinguished_name = name("i-someone-else", Some(Role::Admin));
@@ -467,7 +482,7 @@ mod tests {
     #[test]
     fn garbage_is_not_a_csr() {
         let dir = temp_dir("garbage");
-        let ca = Ca::load_or_create(&dir).unwrap();
+        let ca = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
         let agent = Identity::new("i-1", Role::Agent);
         let err = ca
             .sign_csr("not a csr", &agent, Duration::from_secs(60))
@@ -483,7 +498,7 @@ mod tests {
     #[test]
     fn an_environment_restriction_survives_the_certificate() {
         let dir = temp_dir("envs");
-        let ca = Ca::load_or_create(&dir).unwrap();
+        let ca = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
         let ci = Identity {
             name: "ci-staging".into(),
             role: Role::Deployer,

@@ -95,7 +95,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let fleets =
         Arc::new(Fleets::open(db.clone(), clock.clone(), events.clone(), start, &text).await?);
     let fleet = fleets.current().fleet;
-    let ca = Ca::load_or_create(&data_dir.join("ca"))?;
+    let ca = Ca::load_or_create(&data_dir.join("ca"), clock.clone())?;
 
     let cloud = match fleet.cloud.provider {
         Provider::Local => {

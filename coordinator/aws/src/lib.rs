@@ -6,6 +6,17 @@
 //! Throttling (`RequestLimitExceeded`, `Throttling`, ...) is retried by the SDK's
 //! standard retry strategy, with exponential backoff and jitter; other errors end
 //! the step with AWS's own message.
+//!
+//! - this module: `AwsCloud`, the clients and their configuration;
+//! - `compute` (EC2: instances, images, tags), `elb` (classic load
+//!   balancers), `dns` (Route53 records): each implements one of the domain's
+//!   cloud traits;
+//! - `error`: the one mapping from an SDK error to the domain's `CloudError`;
+//! - `permissions`: the IAM actions the code calls, checked against the
+//!   documented policy.
+//!
+//! Dependencies point down: `compute`, `elb`, `dns` → `error` →
+//! `slipway-domain`; nothing here knows the coordinator.
 
 mod compute;
 mod dns;
