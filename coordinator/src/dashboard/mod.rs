@@ -147,6 +147,8 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         while connections.try_join_next().is_some() {}
+        // Small frames (an event, a page) go out at once, not after a delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let Some(handshaking) = admission.handshake(peer.ip()) else {
             debug!(%peer, "dashboard connection refused: too many handshakes in progress");
             continue;

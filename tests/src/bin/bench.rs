@@ -4,10 +4,12 @@
 //!     cargo build --release --workspace --bins
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- [DEPLOYS]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- events [WATCHERS] [DEPLOYS]
+//!     cargo run --release -p slipway-tests --bin slipway-bench -- dashboard [CLIENTS] [DEPLOYS]
 //!
 //! Measures the agent binary's size, idle RSS of an agent, the coordinator and
 //! the local cloud, and the wall time of one-instance deploys on the local cloud
-//! with the time spent in each phase. `events`: see `bench/events.rs`.
+//! with the time spent in each phase. `events`: see `bench/events.rs`;
+//! `dashboard`: see `bench/dashboard.rs`.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,6 +17,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+#[path = "bench/dashboard.rs"]
+mod dashboard;
 #[path = "bench/events.rs"]
 mod events;
 
@@ -53,6 +57,11 @@ fn main() {
         let number =
             |i: usize, default| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
         return events::run(number(2, 1000), number(3, 10));
+    }
+    if args.get(1).map(String::as_str) == Some("dashboard") {
+        let number =
+            |i: usize, default| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+        return dashboard::run(number(2, 200), number(3, 10));
     }
     let deploys: usize = std::env::args()
         .nth(1)
