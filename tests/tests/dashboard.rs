@@ -1,7 +1,8 @@
 //! The dashboard as its users meet it: a wall screen in a real headless
 //! Chromium that follows deploys live, Prometheus scraping `/metrics` with a
 //! bearer token (parsed by prometheus_client's own parser), the event stream
-//! a page reconnects to, and callers without a valid token.
+//! a page reconnects to, and callers without a valid token; and the JSON
+//! logs a log shipper reads.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -558,4 +559,56 @@ fn the_wall_screen_follows_a_deploy_live_and_turns_red_on_a_rollback() {
     let history = browser.run("return document.querySelectorAll('table tr').length;");
     assert!(history.as_u64().unwrap() >= 5, "{history}");
     println!("pages opened in {:?}", started.elapsed());
+}
+
+#[test]
+fn json_logs_behind_a_flag_for_the_coordinator_and_its_agents() {
+    let dev = Coordinator::start_with(
+        None,
+        vec![("SLIPWAY_LOG_FORMAT".to_string(), "json".to_string())],
+    );
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    // The log file holds the start-up lines printed for people too; every
+    // log line is one JSON object, none the plain format's.
+    let log = dev.log();
+    let records: Vec<Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(records.len() >= 5, "{log}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["level"].is_string() && r["fields"].is_object())
+    );
+    assert!(
+        !log.lines().any(|l| l.len() > 20
+            && l[..4].chars().all(|c| c.is_ascii_digit())
+            && l.contains(" INFO ")),
+        "a plain line: {log}"
+    );
+    let instances = dev.data_dir().join("cloud/instances");
+    let agent_logs: Vec<String> = std::fs::read_dir(&instances)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("agent.log")).ok())
+        .collect();
+    assert!(!agent_logs.is_empty());
+    for text in agent_logs {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        assert!(!lines.is_empty());
+        for line in lines {
+            let record: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(record["level"].is_string(), "{line}");
+        }
+    }
+    // A format it does not know is refused at start, naming the two it knows.
+    let refused = Command::new(slipway_tests::binary("slipway-coordinator"))
+        .args(["--log-format", "xml", "--dev"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("use plain or json"));
 }
