@@ -338,6 +338,8 @@ pub struct Coordinator {
     env: Vec<(String, String)>,
     /// A hard open-file limit to start the process under (`ulimit -n`).
     open_files: Option<u32>,
+    /// More arguments for every start.
+    args: Vec<String>,
 }
 
 impl Coordinator {
@@ -360,31 +362,38 @@ impl Coordinator {
 
     /// `--dev` under a hard limit of `limit` open files, as a small host has.
     pub fn start_with_open_files(limit: u32) -> Coordinator {
-        let mut dev = Coordinator {
-            dir: TempDir::new("coordinator"),
-            child: None,
-            listen: "127.0.0.1:0".into(),
-            fleet: None,
-            env: Vec::new(),
-            open_files: Some(limit),
-        };
-        dev.launch();
-        dev.learn_address();
-        dev
+        let mut dev = Coordinator::unstarted(TempDir::new("coordinator"), None, Vec::new());
+        dev.open_files = Some(limit);
+        dev.started()
+    }
+
+    /// `--dev` with more arguments on its command line (`--http-cert …`, say).
+    pub fn start_dev_with_args(args: &[&str]) -> Coordinator {
+        let mut dev = Coordinator::unstarted(TempDir::new("coordinator"), None, Vec::new());
+        dev.args = args.iter().map(|a| a.to_string()).collect();
+        dev.started()
     }
 
     fn launch_in(dir: TempDir, fleet: Option<PathBuf>, env: Vec<(String, String)>) -> Coordinator {
-        let mut dev = Coordinator {
+        Coordinator::unstarted(dir, fleet, env).started()
+    }
+
+    fn unstarted(dir: TempDir, fleet: Option<PathBuf>, env: Vec<(String, String)>) -> Coordinator {
+        Coordinator {
             dir,
             child: None,
             listen: "127.0.0.1:0".into(),
             fleet,
             env,
             open_files: None,
-        };
-        dev.launch();
-        dev.learn_address();
-        dev
+            args: Vec::new(),
+        }
+    }
+
+    fn started(mut self) -> Coordinator {
+        self.launch();
+        self.learn_address();
+        self
     }
 
     /// Keeps the port the first start picked, for restarts and clients.
@@ -442,6 +451,7 @@ impl Coordinator {
             .arg(self.data_dir())
             .arg("--listen")
             .arg(&self.listen)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -716,6 +726,32 @@ impl Coordinator {
             .1
             .to_string();
         (url, token)
+    }
+
+    /// The dashboard's board (`/board.json`), read with `token` as Prometheus
+    /// or a script would.
+    pub fn board(&self, token: &str) -> Value {
+        let reply = web::get(
+            &format!("{}/board.json", self.dashboard()),
+            &web::tls_config(&self.ca_pem()),
+            &[("Authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(reply.status, 200, "{reply:?}");
+        serde_json::from_str(&reply.body).expect("the board is JSON")
+    }
+
+    /// The board's cell of `project` in `environment`.
+    pub fn cell(&self, token: &str, project: &str, environment: &str) -> Value {
+        let board = self.board(token);
+        board["cells"]
+            .as_array()
+            .and_then(|cells| {
+                cells
+                    .iter()
+                    .find(|c| c["project"] == project && c["environment"] == environment)
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("no cell {project}/{environment}: {board}"))
     }
 
     pub fn deployment(&self, id: &str) -> Value {

@@ -612,3 +612,97 @@ fn json_logs_behind_a_flag_for_the_coordinator_and_its_agents() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("use plain or json"));
 }
+
+#[test]
+fn the_dashboard_may_have_a_certificate_of_its_own_and_a_bad_one_stops_the_start() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    // An operator's own CA (a company's, say) and a certificate from it.
+    let dir = slipway_tests::TempDir::new("dashboard-cert");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (ca_file, cert_file, key_file) = (
+        write("company-ca.pem", &ca.pem()),
+        write("dashboard.pem", &cert.pem()),
+        write("dashboard.key", &key.serialize_pem()),
+    );
+    let dev =
+        Coordinator::start_dev_with_args(&["--http-cert", &cert_file, "--http-key", &key_file]);
+    let (url, _) = dev.dashboard_url("tv");
+    // A browser that trusts the company's CA, not Slipway's, gets the page.
+    let company = web::tls_config(std::path::Path::new(&ca_file));
+    assert_eq!(web::get(&url, &company, &[]).status, 303);
+    let slipway = web::tls_config(&dev.ca_pem());
+    assert!(
+        web::try_request("GET", &url, &slipway, &[]).is_err(),
+        "served Slipway's certificate"
+    );
+    // Plain HTTP and garbage on the TLS port get no page, and it goes on serving.
+    for bytes in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"\x16\x03\x01\x00\x05hello",
+        b"\x00\xff\x00\xff",
+    ] {
+        use std::io::{Read, Write};
+        let address = dev.dashboard().trim_start_matches("https://").to_string();
+        let mut tcp = std::net::TcpStream::connect(address).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(12))).unwrap();
+        tcp.write_all(bytes).unwrap();
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer);
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("HTTP/1.1"),
+            "answered in plain text"
+        );
+    }
+    assert_eq!(web::get(&url, &company, &[]).status, 303);
+
+    // A key that is not the certificate's, or a file that is not PEM: the
+    // start fails, saying which.
+    let other = write("other.key", &KeyPair::generate().unwrap().serialize_pem());
+    let garbage = write("garbage.pem", "not a certificate");
+    for (cert, key, says) in [
+        (&cert_file, &other, "do not go together"),
+        (&garbage, &key_file, "holds no certificate"),
+    ] {
+        let data = dir.path().join(format!("data-{says}"));
+        let out = Command::new(slipway_tests::binary("slipway-coordinator"))
+            .args([
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-cert",
+                cert,
+                "--http-key",
+                key,
+                "--data-dir",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{stderr}");
+        let _ = Command::new(slipway_tests::binary("slipway-coordinator"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("down")
+            .output();
+    }
+    let lone = Command::new(slipway_tests::binary("slipway-coordinator"))
+        .args(["--dev", "--http-cert", &cert_file])
+        .output()
+        .unwrap();
+    assert_eq!(lone.status.code(), Some(2), "--http-cert needs --http-key");
+}

@@ -134,6 +134,16 @@ fn a_silent_agent_is_shown_lost_within_seconds_and_its_instance_replaced() {
         noticed < Duration::from_secs(8),
         "lost shown after {noticed:?}"
     );
+    // The wall screen names it in staging's cell.
+    let (_, token) = dev.dashboard_url("wall");
+    eventually(
+        "the board to show the lost agent",
+        Duration::from_secs(10),
+        || {
+            let cell = dev.cell(&token, "hello", "staging");
+            (cell["lost_agents"] == serde_json::json!([silent])).then_some(())
+        },
+    );
 
     let replacement = eventually("a replacement deployment", Duration::from_secs(30), || {
         let history = dev.ok(&["deployments", "--output", "json"]).json();
