@@ -86,7 +86,9 @@ fn sources_of(binary: &str) -> &'static [&'static str] {
             "proto",
         ],
         "slipway-local-cloud" => &["coordinator/local-cloud", DOMAIN, "common"],
-        "slipway-agent" | "slipway-sample-app" => &["agent", DOMAIN, "common", "proto"],
+        "slipway-agent" => &["agent", DOMAIN, "common", "proto"],
+        // Its own file only, of the agent crate's: cargo relinks it for that.
+        "slipway-sample-app" => &["agent/src/bin", DOMAIN, "common", "proto"],
         "slipway" => &["cli", DOMAIN, "common", "proto"],
         _ => &[],
     }

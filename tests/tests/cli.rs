@@ -147,6 +147,11 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
         },
     );
     assert_eq!(qaprod1["in_flight"]["environment"], "qaprod1", "{qaprod1}");
+    // A deployment in flight holds to the schema too, inside `status`.
+    docs.acted(
+        "status PROJECT",
+        &dev.ok(&["status", "hello", "-o", "json"]),
+    );
     docs.read(&dev, "queue", &["queue"]);
     docs.acted("cancel", &dev.ok(&["cancel", &second, "-o", "json"]));
     drop(held);
@@ -744,6 +749,8 @@ fn deploy_wait_says_the_deployment_goes_on_when_interrupted_or_when_the_coordina
     let mut dev = Coordinator::start_dev_with_fleet(&fleet);
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     let held = dev.hold_request("staging");
+    // The deployment a waiting CLI queued: the unfinished one of `version`
+    // (v1 also names the first, finished deploy).
     let waiting = |dev: &Coordinator, version: &str| {
         let waiter =
             dev.cli_in_background(&["deploy", "hello", version, "--env", "staging", "--wait"]);
@@ -756,7 +763,7 @@ fn deploy_wait_says_the_deployment_goes_on_when_interrupted_or_when_the_coordina
                     .as_array()
                     .unwrap()
                     .iter()
-                    .find(|d| d["version"] == version)
+                    .find(|d| d["version"] == version && d["finished"] == false)
                     .map(|d| d["id"].as_str().unwrap().to_string())
             },
         );
