@@ -563,6 +563,7 @@ fn release(r: pb::Release) -> schema::Release {
         registered_at: rfc3339(r.registered_at_ms),
         registered_at_ms: r.registered_at_ms,
         registered_by: r.registered_by,
+        owner_account: present(r.owner_account),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Release {
     pub registered_at: String,
     pub registered_at_ms: i64,
     pub registered_by: String,
+    /// On AWS, the account owning the image; null elsewhere.
+    pub owner_account: Option<String>,
 }
 
 /// A read-only dashboard token; `url` only when it was just minted.

@@ -230,6 +230,7 @@ mod tests {
             image_id: "ami-12345678".into(),
             registered_at: 0,
             registered_by: "ci".into(),
+            owner_account: None,
         };
         Deployment::queued(7, &release, "prod1", "ci".into(), 2, 0)
     }
@@ -298,6 +299,7 @@ mod tests {
             image_id: d.image_id.clone(),
             registered_at: 0,
             registered_by: "ci".into(),
+            owner_account: None,
         };
         let stored = deployments
             .enqueue("ci".into(), &release, "prod1", 2, |_| {})

@@ -194,6 +194,7 @@ pub async fn sample_releases(
             image_id,
             registered_at: clock.now(),
             registered_by: "slipway-dev".into(),
+            owner_account: None,
         })
         .await?;
     }

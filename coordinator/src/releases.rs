@@ -83,14 +83,15 @@ impl Releases {
         let image_id = match image_id {
             Some(id) => {
                 check_image_id(id).map_err(ReleaseError::InvalidImage)?;
-                // Caught here, not at deploy time: it exists, and it is ours.
-                self.compute.check_image(id).await?;
                 id.to_string()
             }
             None => self.compute.find_image(project, version).await?,
         };
         // Whatever a cloud's tags say, too: only an image id is ever stored.
         check_image_id(&image_id).map_err(ReleaseError::InvalidImage)?;
+        // Caught here, not at deploy time: it exists, and it is ours (its
+        // owner is recorded with the release).
+        let owner_account = self.compute.check_image(&image_id).await?;
         if let Some(existing) = self.get(project, version).await? {
             if existing.image_id == image_id {
                 return Ok(existing);
@@ -107,6 +108,7 @@ impl Releases {
             image_id,
             registered_at: self.clock.now(),
             registered_by: registered_by.to_string(),
+            owner_account,
         };
         let mut changes = Changes::default();
         changes.put(&release)?;

@@ -258,6 +258,8 @@ async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
             amis[version].as_str(),
             "the AMI is found by its tags"
         );
+        // moto's account: the image's owner, recorded with the release.
+        assert_eq!(release["owner_account"], "123456789012", "{release}");
     }
 
     // v1, then v2, to staging: the ELB holds exactly the new instance each time.

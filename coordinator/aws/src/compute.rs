@@ -82,7 +82,7 @@ impl AwsCloud {
 
 #[async_trait]
 impl Compute for AwsCloud {
-    async fn check_image(&self, image_id: &str) -> Result<(), CloudError> {
+    async fn check_image(&self, image_id: &str) -> Result<Option<String>, CloudError> {
         // This account's images only (`self`): one shared with it, or made
         // public by someone else, is not a release of this fleet. Asked as a
         // filter, not as ImageIds: an unknown id is then an empty answer, not
@@ -95,12 +95,12 @@ impl Compute for AwsCloud {
             .send()
             .await
             .map_err(|e| aws("DescribeImages", e))?;
-        if images.images().is_empty() {
-            return Err(CloudError::NotFound(format!(
+        match images.images().first() {
+            Some(image) => Ok(image.owner_id().map(str::to_string)),
+            None => Err(CloudError::NotFound(format!(
                 "no AMI {image_id} owned by this account: register images this fleet's account built (images shared by other accounts are refused)"
-            )));
+            ))),
         }
-        Ok(())
     }
 
     async fn find_image(&self, project: &str, version: &str) -> Result<String, CloudError> {

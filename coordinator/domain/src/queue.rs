@@ -86,6 +86,7 @@ mod tests {
             image_id: "ami-1".into(),
             registered_at: 0,
             registered_by: "ci".into(),
+            owner_account: None,
         };
         let mut d = Deployment::queued(seq, &release, env, "ci".into(), 1, 0);
         d.phase = phase;

@@ -15,6 +15,10 @@ pub struct Release {
     pub registered_at: Millis,
     /// The certificate identity that registered it.
     pub registered_by: String,
+    /// On AWS, the account that owns the image (always the fleet's own:
+    /// registering refuses any other); None where the cloud has no accounts.
+    #[serde(default)]
+    pub owner_account: Option<String>,
 }
 
 impl Record for Release {

@@ -138,12 +138,13 @@ fn instance(info: InstanceInfo) -> Instance {
 
 #[async_trait]
 impl Compute for LocalCloud {
-    async fn check_image(&self, image_id: &str) -> Result<(), CloudError> {
+    async fn check_image(&self, image_id: &str) -> Result<Option<String>, CloudError> {
         let request = Request::DescribeImage {
             image_id: image_id.to_string(),
         };
         match self.call(&request).await? {
-            Response::Images { ids } if !ids.is_empty() => Ok(()),
+            // One machine, no accounts.
+            Response::Images { ids } if !ids.is_empty() => Ok(None),
             Response::Images { .. } => Err(CloudError::NotFound(format!(
                 "image {image_id} does not exist in the local cloud: `slipway release list` shows the baked ones"
             ))),

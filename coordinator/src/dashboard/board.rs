@@ -420,6 +420,7 @@ mod tests {
             image_id: "ami-00000001".into(),
             registered_at: 0,
             registered_by: "ci".into(),
+            owner_account: None,
         };
         let mut d = Deployment::queued(seq, &release, env, "alice".into(), 1, at);
         d.phase = phase;

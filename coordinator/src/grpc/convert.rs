@@ -14,6 +14,7 @@ pub fn release(r: Release) -> pb::Release {
         image_id: r.image_id,
         registered_at_ms: r.registered_at,
         registered_by: r.registered_by,
+        owner_account: r.owner_account.unwrap_or_default(),
     }
 }
 

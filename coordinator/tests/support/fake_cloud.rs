@@ -76,8 +76,8 @@ impl FakeCloud {
 
 #[async_trait]
 impl Compute for FakeCloud {
-    async fn check_image(&self, _image_id: &str) -> Result<(), CloudError> {
-        Ok(())
+    async fn check_image(&self, _image_id: &str) -> Result<Option<String>, CloudError> {
+        Ok(None)
     }
 
     /// Every release has an image: an id made from its project and version.

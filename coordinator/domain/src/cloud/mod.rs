@@ -65,8 +65,9 @@ pub trait Compute: Send + Sync {
     /// The image tagged `slipway:project` = project and `slipway:version` = version.
     async fn find_image(&self, project: &str, version: &str) -> Result<String, CloudError>;
     /// Ok if `image_id` exists and this fleet may launch it: on AWS, an image
-    /// of the fleet's own account, never one someone else shared or made public.
-    async fn check_image(&self, image_id: &str) -> Result<(), CloudError>;
+    /// of the fleet's own account, never one someone else shared or made
+    /// public. Answers the owning account, where the cloud has accounts.
+    async fn check_image(&self, image_id: &str) -> Result<Option<String>, CloudError>;
     async fn launch(&self, request: LaunchRequest) -> Result<Instance, CloudError>;
     /// The instances among `ids` the cloud knows; unknown ones are left out.
     async fn describe(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError>;

@@ -216,6 +216,7 @@ pub(crate) fn test_deployment(phase: Phase, at: Millis, launched: &[&str]) -> De
         image_id: "ami-2".into(),
         registered_at: 0,
         registered_by: "ci".into(),
+        owner_account: None,
     };
     let mut d = Deployment::queued(7, &release, "staging", "admin".into(), 2, at);
     d.phase = phase;
