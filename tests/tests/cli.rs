@@ -431,6 +431,13 @@ fn each_exit_code_is_produced_by_what_it_names() {
         timed_out.stderr
     );
     assert_eq!(dev.deployment(&id)["finished"], false);
+    // Re-attached with `show --follow`, the same timeout means the same exit.
+    let again = dev.exits(7, &["show", &id, "--follow", "--timeout", "1s"]);
+    assert!(
+        again.stderr.contains(&format!("slipway cancel {id}")),
+        "{}",
+        again.stderr
+    );
 
     // 6: a deployment a follower waits on is cancelled.
     let behind = dev.enqueue("v1", "staging");
@@ -663,6 +670,18 @@ fn profiles_tables_colour_completion_and_secrets_behave_as_people_expect() {
             && script.contains("deployments"),
         "{script}"
     );
+    for (shell, says) in [("zsh", "#compdef slipway"), ("fish", "complete -c slipway")] {
+        let completion = Command::new(binary("slipway"))
+            .args(["completion", shell])
+            .env("SLIPWAY_PROFILE", "/nonexistent/profile.toml")
+            .output()
+            .unwrap();
+        let script = String::from_utf8_lossy(&completion.stdout);
+        assert!(
+            completion.status.success() && script.contains(says) && script.contains("dashboard"),
+            "{shell}: {script}"
+        );
+    }
     let version = dev.ok(&["version"]).stdout;
     assert!(
         version.contains(&format!("client: {}", env!("CARGO_PKG_VERSION")))

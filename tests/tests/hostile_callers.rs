@@ -182,6 +182,25 @@ async fn idle_connections_without_a_certificate_cannot_starve_the_coordinator() 
         started.elapsed()
     );
     drop(held);
+
+    // One that shows no certificate and says nothing is closed by the
+    // coordinator 30 s after its handshake (Limits::unauthenticated_lifetime).
+    let tcp = tokio::net::TcpStream::connect(&c.listen).await.unwrap();
+    let mut idle = connector.connect(name.clone(), tcp).await.unwrap();
+    let opened = std::time::Instant::now();
+    // The server speaks first (HTTP/2 settings); read until it closes.
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(45),
+        tokio::io::AsyncReadExt::read_to_end(&mut idle, &mut sink),
+    )
+    .await;
+    assert!(closed.is_ok(), "still open after 45 s");
+    let lived = opened.elapsed();
+    assert!(
+        lived >= Duration::from_secs(25) && lived < Duration::from_secs(40),
+        "an idle unauthenticated connection lived {lived:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
