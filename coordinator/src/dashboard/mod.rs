@@ -11,12 +11,15 @@
 //! valid token, and is closed if none does within the limits' lifetime.
 //!
 //! - `access`: the tokens; `board`: what the screen shows, kept current from
-//!   the events; `pages`: the HTML; `assets/`: the board's page, script and
-//!   style, compiled into the binary (no build step).
+//!   the events; `stream`: the board's event stream; `scrape`: `/metrics`;
+//!   `pages`: the HTML; `assets/`: the board's page, script and style,
+//!   compiled into the binary (no build step).
 
 pub mod access;
 pub mod board;
 pub mod pages;
+mod scrape;
+mod stream;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,24 +29,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
 use tokio_rustls::TlsAcceptor;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
 use crate::admission::{Admission, Limits, Permit};
 use crate::agents::AgentHub;
-use crate::clock::{Clock, Millis};
-use crate::deploy::machine::Connection;
+use crate::clock::Clock;
 use crate::fleets::Fleets;
-use crate::metrics::{Gauges, Metrics};
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::operations::{OperationError, Operations};
 use access::DashboardAccess;
@@ -54,16 +53,6 @@ const COOKIE: &str = "slipway_dashboard";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request's headers must arrive within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often an open event stream checks its token is still valid.
-const RECHECK: Duration = Duration::from_secs(2);
-/// A comment line this often keeps idle streams open through proxies and
-/// lets a dead peer be noticed.
-const KEEPALIVE_EVERY: u32 = 8;
-/// Events a reconnecting page is sent at most, from its last sequence.
-const MISSED: usize = 100;
-/// Messages queued for one page before the stream waits for it.
-const STREAM_QUEUE: usize = 16;
-
 type Body = BoxBody<Bytes, Infallible>;
 
 /// What the dashboard port serves from.
@@ -352,9 +341,9 @@ async fn route(
                 .get("last-event-id")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            stream(dashboard, token.id, last)
+            stream::stream(dashboard, token.id, last)
         }
-        ["metrics"] => metrics(dashboard).await,
+        ["metrics"] => scrape::metrics(dashboard).await,
         ["deployments", id] => match dashboard.operations.deployment(&decode(id)).await {
             Ok(view) => full(
                 StatusCode::OK,
@@ -427,213 +416,6 @@ fn operation_failed(e: &OperationError) -> Response<Body> {
     }
 }
 
-/// One server-sent event.
-fn sse(event: &str, id: Option<u64>, data: &str) -> Bytes {
-    let mut out = String::with_capacity(data.len() + 32);
-    if let Some(id) = id {
-        out.push_str(&format!("id: {id}\n"));
-    }
-    out.push_str(&format!("event: {event}\n"));
-    for line in data.lines() {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push('\n');
-    Bytes::from(out)
-}
-
-fn json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-}
-
-/// The board's event stream for one page: the whole board, what a
-/// reconnecting page missed since `last`, then each update as it comes.
-fn stream(dashboard: &Dashboard, token: String, last: Option<u64>) -> Response<Body> {
-    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
-    let board = dashboard.board.clone();
-    let access = dashboard.access.clone();
-    let open = OpenStream::count(&dashboard.streams);
-    tokio::spawn(async move {
-        let _open = open;
-        let mut updates = board.subscribe();
-        let snapshot = board.snapshot();
-        let mut sent = vec![
-            Bytes::from_static(b"retry: 1000\n\n"),
-            sse("board", Some(snapshot.seq), &json(&*snapshot)),
-        ];
-        if let Some(last) = last.filter(|l| *l < snapshot.seq) {
-            match board.events_after(last, MISSED).await {
-                Ok(missed) => sent.push(sse("missed", None, &json(&missed))),
-                Err(e) => warn!(error = %e, "dashboard: cannot read missed events"),
-            }
-        }
-        for message in sent {
-            if tx.send(message).await.is_err() {
-                return;
-            }
-        }
-        let mut recheck = tokio::time::interval(RECHECK);
-        let mut quiet = 0u32;
-        loop {
-            let message = tokio::select! {
-                update = updates.recv() => match update {
-                    Ok(u) if u.layout_changed => {
-                        let s = board.snapshot();
-                        sse("board", Some(s.seq), &json(&*s))
-                    }
-                    Ok(u) => sse("update", Some(u.seq), &json(&*u)),
-                    // Too far behind for updates: the whole board again.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let s = board.snapshot();
-                        sse("board", Some(s.seq), &json(&*s))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = recheck.tick() => {
-                    if !access.is_valid(&token) {
-                        let _ = tx.send(sse("revoked", None, "{}")).await;
-                        return;
-                    }
-                    quiet += 1;
-                    if quiet < KEEPALIVE_EVERY {
-                        continue;
-                    }
-                    Bytes::from_static(b": keepalive\n\n")
-                }
-                () = tx.closed() => return,
-            };
-            quiet = 0;
-            if tx.send(message).await.is_err() {
-                return;
-            }
-        }
-    });
-    let frames = ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
-    let body = StreamBody::new(frames).boxed();
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    secure(headers);
-    response
-}
-
-/// Counts an open event stream until its task ends.
-struct OpenStream(Arc<AtomicUsize>);
-
-impl OpenStream {
-    fn count(streams: &Arc<AtomicUsize>) -> OpenStream {
-        streams.fetch_add(1, Ordering::SeqCst);
-        OpenStream(streams.clone())
-    }
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// `/metrics`: the counters the coordinator keeps, and gauges read now.
-async fn metrics(d: &Dashboard) -> Response<Body> {
-    let mut out = String::new();
-    d.metrics.render(&mut out);
-    let board = d.board.snapshot();
-    Gauges {
-        name: "slipway_queue_depth",
-        help: "Deployments waiting behind the one in flight, by target.",
-        labels: &["project", "environment"],
-        values: board
-            .cells
-            .iter()
-            .map(|c| (target(c), c.queued as f64))
-            .collect(),
-    }
-    .render(&mut out);
-    Gauges {
-        name: "slipway_deployment_in_flight",
-        help: "Whether a deployment is in flight on the target (1) or not (0).",
-        labels: &["project", "environment"],
-        values: board
-            .cells
-            .iter()
-            .map(|c| (target(c), f64::from(u8::from(c.in_flight.is_some()))))
-            .collect(),
-    }
-    .render(&mut out);
-    let now: Millis = d.clock.now();
-    let lost_after = d
-        .fleets
-        .current()
-        .fleet
-        .coordinator
-        .agent_lost_after
-        .as_millis() as Millis;
-    let (mut connected, mut lost) = (0, 0);
-    for (_, view) in d.agents.views() {
-        match Connection::of(Some(&view), now, lost_after) {
-            Connection::Connected => connected += 1,
-            Connection::Lost => lost += 1,
-            Connection::Never => {}
-        }
-    }
-    Gauges {
-        name: "slipway_agents",
-        help: "Agents the coordinator has heard from, by whether they are connected or lost (silent past agent_lost_after).",
-        labels: &["state"],
-        values: vec![(vec!["connected"], connected as f64), (vec!["lost"], lost as f64)],
-    }
-    .render(&mut out);
-    let mut pending = Vec::new();
-    match d.notifier.states().await {
-        Ok((states, _)) => {
-            for state in &states {
-                match d.notifier.pending(state, 10_000, 0).await {
-                    Ok((n, _)) => pending.push((state.name.clone(), n as f64)),
-                    Err(e) => return failed(&e.to_string()),
-                }
-            }
-        }
-        Err(e) => return failed(&e.to_string()),
-    }
-    Gauges {
-        name: "slipway_notification_events_pending",
-        help: "Events a notification sink has yet to deliver (counted up to 10000).",
-        labels: &["sink"],
-        values: pending
-            .iter()
-            .map(|(s, n)| (vec![s.as_str()], *n))
-            .collect(),
-    }
-    .render(&mut out);
-    Gauges {
-        name: "slipway_dashboard_streams",
-        help: "Dashboard pages following the board's event stream now.",
-        labels: &[],
-        values: vec![(vec![], d.streams.load(Ordering::SeqCst) as f64)],
-    }
-    .render(&mut out);
-    Gauges {
-        name: "slipway_build_info",
-        help: "The coordinator's version.",
-        labels: &["version"],
-        values: vec![(vec![env!("CARGO_PKG_VERSION")], 1.0)],
-    }
-    .render(&mut out);
-    full(
-        StatusCode::OK,
-        "text/plain; version=0.0.4; charset=utf-8",
-        out,
-    )
-}
-
-fn target(c: &board::Cell) -> Vec<&str> {
-    vec![c.project.as_str(), c.environment.as_str()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,11 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn a_server_sent_event_keeps_each_line_of_its_data() {
-        assert_eq!(
-            &sse("update", Some(7), "{\"a\":1}\n{\"b\":2}")[..],
-            b"id: 7\nevent: update\ndata: {\"a\":1}\ndata: {\"b\":2}\n\n"
-        );
+    fn a_path_segment_is_percent_decoded() {
         assert_eq!(decode("prod%201%2F..%zz"), "prod 1/..%zz");
     }
 }
