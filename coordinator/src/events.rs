@@ -153,8 +153,17 @@ impl Events {
     /// Stored events after `after`, oldest first, at most `limit`.
     pub async fn after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.db
-            .range::<Event>(Range::all().from(Event::key_of(after + 1)).limit(limit))
+            .range::<Event>(
+                Range::all()
+                    .from(Event::key_of(after.saturating_add(1)))
+                    .limit(limit),
+            )
             .await
+    }
+
+    /// The event numbered `seq`, if there is one.
+    pub async fn get(&self, seq: u64) -> Result<Option<Event>, StoreError> {
+        self.db.get(&Event::key_of(seq)).await
     }
 
     /// Live events from now on. Subscribe before reading the store, so none

@@ -288,7 +288,11 @@ pub fn count_events(
         loop {
             let event = match told.recv().await {
                 Ok(event) => event,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                // Events were missed: a phase in progress can no longer be timed.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    entered.clear();
+                    continue;
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
             let (Some(phase), Some(id)) = (

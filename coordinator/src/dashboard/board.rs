@@ -122,13 +122,20 @@ pub fn cells(
     failed: &[FailedNotification],
 ) -> Vec<Cell> {
     let queue = ReleaseQueue::new(history);
+    // One pass over the history, not one per cell.
+    let mut by_target: BTreeMap<(&str, &str), Vec<&Deployment>> = BTreeMap::new();
+    for d in history {
+        by_target
+            .entry((d.project.as_str(), d.environment.as_str()))
+            .or_default()
+            .push(d);
+    }
     let mut cells = Vec::new();
     for project in projects {
         for environment in environments {
-            let here: Vec<&Deployment> = history
-                .iter()
-                .filter(|d| d.project == *project && d.environment == *environment)
-                .collect();
+            let here = by_target
+                .get(&(project.as_str(), environment.as_str()))
+                .map_or(&[][..], Vec::as_slice);
             let finished_at = |d: &Deployment| d.history.last().map_or(d.requested_at, |h| h.at);
             let succeeded = here.iter().rev().find(|d| d.phase == Phase::Succeeded);
             let line = queue
@@ -352,14 +359,21 @@ async fn failed_notifications(s: &Sources) -> Result<Vec<FailedNotification>, St
             ));
         }
     }
-    for u in &given_up {
+    // `states` holds the sinks of the fleet in force; a removed sink's old
+    // failures no longer colour the board.
+    for u in given_up
+        .iter()
+        .filter(|u| states.iter().any(|st| st.name == u.sink))
+    {
         wanted.push((u.sink.clone(), u.seq, u.at, u.last_error.clone()));
     }
     let mut failed = Vec::new();
     let seqs: BTreeSet<u64> = wanted.iter().map(|w| w.1).collect();
     let mut events = BTreeMap::new();
     for seq in seqs {
-        if let Some(e) = s.events.after(seq - 1, 1).await?.into_iter().next() {
+        // Read by its own key: a sequence number stored wrong (0, or one
+        // whose event is gone) names no event rather than the next one.
+        if let Some(e) = s.events.get(seq).await? {
             events.insert(seq, e);
         }
     }

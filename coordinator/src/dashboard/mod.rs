@@ -249,21 +249,24 @@ fn unauthorized(html: bool) -> Response<Body> {
     response
 }
 
-/// The token a request shows: a bearer token, or the dashboard's cookie.
-fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(bearer.trim());
-    }
-    headers
+/// The tokens a request shows: a bearer token (the scheme's name in any
+/// case, as RFC 7235 has it), then every dashboard cookie it carries (a stale
+/// one from another port must not hide a good one).
+fn presented(headers: &HeaderMap) -> Vec<&str> {
+    let bearer = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let cookies = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='));
+    bearer.chain(cookies).collect()
 }
 
 /// The `token` parameter of a query string.
@@ -303,7 +306,8 @@ async fn route(
         _ => {}
     }
     // The first load trades the URL's token for a cookie, and the redirect
-    // takes it out of the address bar (and out of the browser's history).
+    // takes it out of the address bar (a browser's history may still hold
+    // the first URL: revoke a token that was opened on a shared machine).
     if path == "/"
         && let Some(token) = query_token(request.uri().query())
     {
@@ -324,7 +328,10 @@ async fn route(
         };
     }
     let html = !matches!(path.as_str(), "/metrics" | "/stream" | "/board.json");
-    let Some(token) = presented(request.headers()).and_then(|t| dashboard.access.check(t)) else {
+    let Some(token) = presented(request.headers())
+        .into_iter()
+        .find_map(|t| dashboard.access.check(t))
+    else {
         return unauthorized(html);
     };
     standing.authenticated();
@@ -423,17 +430,17 @@ mod tests {
     #[test]
     fn a_token_is_taken_from_a_bearer_header_or_the_cookie_only() {
         let mut headers = HeaderMap::new();
-        assert_eq!(presented(&headers), None);
+        assert!(presented(&headers).is_empty());
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("other=1; slipway_dashboard=sdt_a_b; x=2"),
         );
-        assert_eq!(presented(&headers), Some("sdt_a_b"));
+        assert_eq!(presented(&headers), ["sdt_a_b"]);
         headers.insert(
             header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer sdt_c_d"),
+            HeaderValue::from_static("bearer sdt_c_d"),
         );
-        assert_eq!(presented(&headers), Some("sdt_c_d"));
+        assert_eq!(presented(&headers), ["sdt_c_d", "sdt_a_b"]);
         assert_eq!(query_token(Some("a=1&token=sdt_e_f")), Some("sdt_e_f"));
         assert_eq!(query_token(Some("tokens=1")), None);
     }

@@ -25,6 +25,8 @@ const RECHECK: Duration = Duration::from_secs(2);
 /// A comment line this often keeps idle streams open through proxies and
 /// lets a dead peer be noticed.
 const KEEPALIVE_EVERY: u32 = 8;
+/// A page that has not read its queued messages for this long is dropped.
+const SEND_PATIENCE: Duration = Duration::from_secs(30);
 /// Events a reconnecting page is sent at most, from its last sequence.
 const MISSED: usize = 100;
 /// Messages queued for one page before the stream waits for it.
@@ -47,7 +49,8 @@ fn sse(event: &str, id: Option<u64>, data: &str) -> Bytes {
 }
 
 fn json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    serde_json::to_string(value)
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
 }
 
 /// The board's event stream for one page: the whole board, what a
@@ -80,6 +83,19 @@ pub(super) fn stream(dashboard: &Dashboard, token: String, last: Option<u64>) ->
         let mut quiet = 0u32;
         loop {
             let message = tokio::select! {
+                // The token first: a revocation is never behind an update.
+                biased;
+                _ = recheck.tick() => {
+                    if !access.is_valid(&token) {
+                        let _ = tx.try_send(sse("revoked", None, "{}"));
+                        return;
+                    }
+                    quiet += 1;
+                    if quiet < KEEPALIVE_EVERY {
+                        continue;
+                    }
+                    Bytes::from_static(b": keepalive\n\n")
+                }
                 update = updates.recv() => match update {
                     Ok(u) if u.layout_changed => {
                         let s = board.snapshot();
@@ -93,21 +109,18 @@ pub(super) fn stream(dashboard: &Dashboard, token: String, last: Option<u64>) ->
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = recheck.tick() => {
-                    if !access.is_valid(&token) {
-                        let _ = tx.send(sse("revoked", None, "{}")).await;
-                        return;
-                    }
-                    quiet += 1;
-                    if quiet < KEEPALIVE_EVERY {
-                        continue;
-                    }
-                    Bytes::from_static(b": keepalive\n\n")
-                }
                 () = tx.closed() => return,
             };
             quiet = 0;
-            if tx.send(message).await.is_err() {
+            // Checked again at the send: a page that stopped reading gets
+            // nothing more once its token is revoked, and one that does not
+            // read for SEND_PATIENCE is dropped.
+            if !access.is_valid(&token) {
+                let _ = tx.try_send(sse("revoked", None, "{}"));
+                return;
+            }
+            let sent = tokio::time::timeout(SEND_PATIENCE, tx.send(message)).await;
+            if !matches!(sent, Ok(Ok(()))) {
                 return;
             }
         }

@@ -3,25 +3,71 @@
 //! The code is read from the response's headers: a failed unary call is a
 //! "trailers-only" response whose status is there; a call whose headers carry
 //! none succeeded, or is a stream that started (a stream failing later still
-//! counts as OK). Unknown methods count under one label, so a caller cannot
-//! grow the metrics with made-up paths.
+//! counts as OK). Only the methods the services define get a label of their
+//! own (read from the protocol's descriptor sets); any other path counts as
+//! `unknown`, so a caller without a certificate cannot grow the metrics with
+//! made-up paths.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use prost::Message;
+
 use crate::metrics::Metrics;
 
+/// `package.Service/Method` of every method served: Slipway's own, health's
+/// and reflection's.
+fn served_methods() -> BTreeSet<String> {
+    let mut methods = BTreeSet::new();
+    for set in [
+        slipway_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ] {
+        let Ok(files) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in files.file {
+            for service in &file.service {
+                for method in &service.method {
+                    methods.insert(format!(
+                        "{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    methods.insert("grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_string());
+    methods
+}
+
 #[derive(Debug, Clone)]
-pub struct CountLayer(pub Arc<Metrics>);
+pub struct CountLayer {
+    metrics: Arc<Metrics>,
+    methods: Arc<BTreeSet<String>>,
+}
+
+impl CountLayer {
+    pub fn new(metrics: Arc<Metrics>) -> CountLayer {
+        CountLayer {
+            metrics,
+            methods: Arc::new(served_methods()),
+        }
+    }
+}
 
 impl<S> tower::Layer<S> for CountLayer {
     type Service = Counted<S>;
     fn layer(&self, inner: S) -> Counted<S> {
         Counted {
             inner,
-            metrics: self.0.clone(),
+            metrics: self.metrics.clone(),
+            methods: self.methods.clone(),
         }
     }
 }
@@ -30,6 +76,7 @@ impl<S> tower::Layer<S> for CountLayer {
 pub struct Counted<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    methods: Arc<BTreeSet<String>>,
 }
 
 /// gRPC's status codes by number, as `tonic::Code` names them.
@@ -70,7 +117,11 @@ where
     }
 
     fn call(&mut self, request: hyper::http::Request<B>) -> Self::Future {
-        let path = request.uri().path().trim_start_matches('/').to_string();
+        let path = request.uri().path().trim_start_matches('/');
+        let method = match self.methods.get(path) {
+            Some(known) => known.clone(),
+            None => "unknown".to_string(),
+        };
         let metrics = self.metrics.clone();
         let answer = self.inner.call(request);
         Box::pin(async move {
@@ -81,14 +132,28 @@ where
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
                     .map_or("OK", code_name);
-                let known = path.starts_with("slipway.v1.") || path.starts_with("grpc.");
-                let method = match (known, code) {
-                    (true, c) if c != "Unimplemented" && path.len() <= 96 => path.as_str(),
-                    _ => "unknown",
-                };
-                metrics.rpcs.inc(&[method, code]);
+                metrics.rpcs.inc(&[&method, code]);
             }
             response
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_method_is_known_and_nothing_else() {
+        let methods = served_methods();
+        for known in [
+            "slipway.v1.OperatorService/Deploy",
+            "slipway.v1.AgentService/Connect",
+            "grpc.health.v1.Health/Check",
+        ] {
+            assert!(methods.contains(known), "{known}: {methods:?}");
+        }
+        assert!(!methods.contains("grpc.health.v1.Health/Made-up"));
+        assert!(methods.len() > 20 && methods.len() < 100, "{methods:?}");
     }
 }

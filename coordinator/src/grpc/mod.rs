@@ -191,7 +191,7 @@ pub async fn serve(
         .timeout(REQUEST_TIMEOUT)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-        .layer(counted::CountLayer(coordinator.metrics.clone()))
+        .layer(counted::CountLayer::new(coordinator.metrics.clone()))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             health_service,
             auth::require_certificate,

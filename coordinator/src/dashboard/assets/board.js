@@ -123,8 +123,11 @@ function apply(update) {
     if (old) old.replaceWith(drawCell(c));
   }
   if (update.public.length > 0) { board.public = update.public; drawPublic(); }
-  if (update.events.length > 0) {
-    board.recent = board.recent.concat(update.events).slice(-12);
+  // A page that connected mid-update may already show some of these.
+  const newest = board.recent.length > 0 ? board.recent[board.recent.length - 1].seq : 0;
+  const fresh = update.events.filter((e) => e.seq > newest);
+  if (fresh.length > 0) {
+    board.recent = board.recent.concat(fresh).slice(-12);
     drawRecent();
   }
   board.seq = update.seq;
