@@ -217,6 +217,25 @@ impl Client {
         Ok(release(self.answer(answer)?))
     }
 
+    pub async fn check_release(
+        &mut self,
+        project: String,
+        version: String,
+        name: String,
+        passed: bool,
+        url: Option<String>,
+    ) -> Result<schema::ReleaseCheck, Failure> {
+        let request = pb::CheckReleaseRequest {
+            project,
+            version,
+            name,
+            passed,
+            url: url.unwrap_or_default(),
+        };
+        let answer = self.api.check_release(request).await;
+        Ok(release_check(self.answer(answer)?))
+    }
+
     /// Every registered release (of `project`), page by page.
     pub async fn releases(
         &mut self,
@@ -564,6 +583,7 @@ fn release(r: pb::Release) -> schema::Release {
         registered_at_ms: r.registered_at_ms,
         registered_by: r.registered_by,
         owner_account: present(r.owner_account),
+        checks: r.checks.into_iter().map(release_check).collect(),
     }
 }
 
@@ -753,5 +773,18 @@ fn dashboard_token(t: pb::DashboardToken) -> schema::DashboardToken {
         created_at: rfc3339(t.created_at_ms),
         created_at_ms: t.created_at_ms,
         revoked: t.revoked,
+    }
+}
+
+fn release_check(c: pb::ReleaseCheck) -> schema::ReleaseCheck {
+    schema::ReleaseCheck {
+        project: c.project,
+        version: c.version,
+        name: c.name,
+        passed: c.passed,
+        url: present(c.url),
+        by: c.by,
+        at: rfc3339(c.at_ms),
+        at_ms: c.at_ms,
     }
 }

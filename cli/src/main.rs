@@ -402,10 +402,31 @@ enum ReleaseCommand {
         #[arg(long)]
         image: Option<String>,
     },
-    /// List registered releases.
+    /// List registered releases, with the checks recorded on each.
     List {
         /// Only this project.
         project: Option<String>,
+    },
+    /// Record a check's result on a release (CI: unit, integration, ...), so
+    /// "Test" is a recorded fact; environments' gates may require it.
+    /// Deployer without an environment scope; audited.
+    Check {
+        /// The project, as the fleet file names it.
+        project: String,
+        /// The release's version.
+        version: String,
+        /// The check's name: unit, integration, ...
+        #[arg(long)]
+        name: String,
+        /// It passed.
+        #[arg(long, conflicts_with = "failed", required_unless_present = "failed")]
+        passed: bool,
+        /// It failed.
+        #[arg(long)]
+        failed: bool,
+        /// Where its results are (the CI job's page).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -474,6 +495,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Release(ReleaseCommand::List { project }) => {
             release::list(client, out, project).await
         }
+        Command::Release(ReleaseCommand::Check {
+            project,
+            version,
+            name,
+            passed,
+            url,
+            ..
+        }) => release::check(client, out, project, version, name, passed, url).await,
         Command::Deploy {
             project,
             version,

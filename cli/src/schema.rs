@@ -25,6 +25,21 @@ pub struct Release {
     pub registered_by: String,
     /// On AWS, the account owning the image; null elsewhere.
     pub owner_account: Option<String>,
+    /// The checks recorded on it (each its latest result).
+    pub checks: Vec<ReleaseCheck>,
+}
+
+/// A check's result on a release: `release check`, and in `release list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseCheck {
+    pub project: String,
+    pub version: String,
+    pub name: String,
+    pub passed: bool,
+    pub url: Option<String>,
+    pub by: String,
+    pub at: String,
+    pub at_ms: i64,
 }
 
 /// A read-only dashboard token; `url` only when it was just minted.

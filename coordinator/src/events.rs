@@ -27,7 +27,7 @@ pub struct Event {
     pub at: Millis,
     /// `deployment.PHASE` (`deployment.queued`, ..., `deployment.succeeded`,
     /// `deployment.rolled_back`), `deployment.cancel_requested`,
-    /// `migration.finished`, `release.registered`, `promotion.started`,
+    /// `migration.finished`, `release.registered`, `release.checked`, `promotion.started`,
     /// `promotion.finished`, `fleet.applied`, `certificate.revoked`,
     /// `agent.lost`.
     pub kind: String,

@@ -16,7 +16,7 @@ use crate::pki::{Ca, Identity};
 use crate::promote::{self, Promotions, RecordState};
 use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
-use crate::releases::Releases;
+use crate::releases::{ReleaseCheck, Releases};
 use crate::secrets::{Scope, Secrets};
 use crate::store::StoreError;
 use slipway_domain::agent::ServiceState;
@@ -262,6 +262,56 @@ impl Operations {
             .map_err(OperationError::of)
     }
 
+    /// Attaches a check's result (CI's `unit`, `integration`) to a release;
+    /// a deployment a gate held on it is looked at again at once.
+    pub async fn record_check(
+        &self,
+        who: &Identity,
+        project: &str,
+        version: &str,
+        name: &str,
+        passed: bool,
+        url: Option<&str>,
+    ) -> Result<ReleaseCheck> {
+        // What opens production's gates is CI's word, as a release is.
+        if !who.environments.is_empty() {
+            return Err(OperationError::PermissionDenied(format!(
+                "{who} may deploy to {} only, so may not record checks (they open every environment's gates): CI records them with a deployer certificate that names no environment",
+                who.environments.join(", ")
+            )));
+        }
+        self.check_project(project)?;
+        crate::config::check_name("name", name).map_err(|(_, why)| OperationError::Invalid(why))?;
+        if let Some(url) = url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(OperationError::Invalid(format!(
+                "--url {url:?} is not a web address: give the CI job's http(s) URL"
+            )));
+        }
+        let check = ReleaseCheck {
+            project: project.to_string(),
+            version: version.to_string(),
+            name: name.to_string(),
+            passed,
+            url: url.map(str::to_string),
+            by: who.name.clone(),
+            at: self.clock.now(),
+        };
+        let recorded = self
+            .releases
+            .record_check(check)
+            .await
+            .map_err(OperationError::of)?;
+        self.deployments.queue_changed();
+        Ok(recorded)
+    }
+
+    /// The checks recorded on a release.
+    pub async fn release_checks(&self, project: &str, version: &str) -> Result<Vec<ReleaseCheck>> {
+        Ok(self.releases.checks(project, version).await?)
+    }
+
     async fn stored_release(&self, project: &str, version: &str) -> Result<Option<Release>> {
         Ok(self.releases.get(project, version).await?)
     }
@@ -274,12 +324,23 @@ impl Operations {
         project: Option<&str>,
         from: usize,
         limit: usize,
-    ) -> Result<(Vec<Release>, Option<usize>)> {
+    ) -> Result<(Vec<(Release, Vec<ReleaseCheck>)>, Option<usize>)> {
         if let Some(project) = project {
             self.check_project(project)?;
         }
         let all = self.releases.list(project).await?;
-        let page: Vec<Release> = all.iter().skip(from).take(limit).cloned().collect();
+        let mut checks = self.releases.checks_by_release(project).await?;
+        let page: Vec<(Release, Vec<ReleaseCheck>)> = all
+            .iter()
+            .skip(from)
+            .take(limit)
+            .map(|r| {
+                let of = checks
+                    .remove(&(r.project.clone(), r.version.clone()))
+                    .unwrap_or_default();
+                (r.clone(), of)
+            })
+            .collect();
         let next = (from + page.len() < all.len()).then_some(from + page.len());
         Ok((page, next))
     }
@@ -356,24 +417,27 @@ impl Operations {
     /// `deployment` with what it waits on; `all` is every deployment, oldest first.
     fn view(&self, deployment: Deployment, all: &[Deployment]) -> DeploymentView {
         let waiting_on = if deployment.phase == Phase::Queued {
-            Some(all).and_then(|all| {
-                let queue = ReleaseQueue::new(all);
-                let ahead = queue.ahead_of(&deployment.id);
-                ahead.first().map(|next| {
-                    format!(
-                        "queued behind {} ({}@{}, {}){}",
-                        next.id,
-                        next.project,
-                        next.version,
-                        next.phase,
-                        if ahead.len() > 1 {
-                            format!(" and {} more", ahead.len() - 1)
-                        } else {
-                            String::new()
-                        }
-                    )
+            Some(all)
+                .and_then(|all| {
+                    let queue = ReleaseQueue::new(all);
+                    let ahead = queue.ahead_of(&deployment.id);
+                    ahead.first().map(|next| {
+                        format!(
+                            "queued behind {} ({}@{}, {}){}",
+                            next.id,
+                            next.project,
+                            next.version,
+                            next.phase,
+                            if ahead.len() > 1 {
+                                format!(" and {} more", ahead.len() - 1)
+                            } else {
+                                String::new()
+                            }
+                        )
+                    })
                 })
-            })
+                // At the head of its queue: a gate may hold it.
+                .or_else(|| self.deployments.waiting_on(&deployment.id))
         } else {
             self.deployments.waiting_on(&deployment.id)
         };

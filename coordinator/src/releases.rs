@@ -1,14 +1,39 @@
 //! The releases table: registering a release (immutable once stored) and
-//! reading them back.
+//! reading them back; and the checks CI attaches to a release (`slipway
+//! release check`), which environments' gates require.
 
 use std::sync::Arc;
 
-use crate::clock::Clock;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, Millis};
 use crate::cloud::{CloudError, Compute};
 use crate::error::{Code, Coded};
 use crate::events::{Event, Events};
+use crate::gates::CheckResults;
 use crate::release::{Release, check_image_id, check_version};
-use crate::store::{Changes, Db, Range, StoreError};
+use crate::store::{Changes, Db, Range, Record, StoreError, Table};
+
+/// One named check's latest result on a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseCheck {
+    pub project: String,
+    pub version: String,
+    /// `unit`, `integration`, ...
+    pub name: String,
+    pub passed: bool,
+    /// Where its results are (the CI job's page).
+    pub url: Option<String>,
+    pub by: String,
+    pub at: Millis,
+}
+
+impl Record for ReleaseCheck {
+    const TABLE: Table = Table::ReleaseChecks;
+    fn key(&self) -> String {
+        format!("{}/{}/{}", self.project, self.version, self.name)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -24,6 +49,8 @@ pub enum ReleaseError {
         version: String,
         image: String,
     },
+    #[error("no release {project}@{version}: register it first with `slipway release add`")]
+    Unknown { project: String, version: String },
     #[error(transparent)]
     Cloud(#[from] CloudError),
     #[error(transparent)]
@@ -35,6 +62,7 @@ impl Coded for ReleaseError {
         match self {
             ReleaseError::InvalidVersion(_) | ReleaseError::InvalidImage(_) => Code::Invalid,
             ReleaseError::Immutable { .. } => Code::FailedPrecondition,
+            ReleaseError::Unknown { .. } => Code::NotFound,
             ReleaseError::Cloud(e) => e.code(),
             ReleaseError::Store(e) => e.code(),
         }
@@ -133,6 +161,81 @@ impl Releases {
 
     pub async fn get(&self, project: &str, version: &str) -> Result<Option<Release>, StoreError> {
         self.db.get(&Release::key_of(project, version)).await
+    }
+
+    /// Records a check's result on a registered release (a later result of
+    /// the same check replaces it; the audit log keeps each).
+    pub async fn record_check(&self, check: ReleaseCheck) -> Result<ReleaseCheck, ReleaseError> {
+        if self.get(&check.project, &check.version).await?.is_none() {
+            return Err(ReleaseError::Unknown {
+                project: check.project,
+                version: check.version,
+            });
+        }
+        let mut changes = Changes::default();
+        changes.put(&check)?;
+        let told = Event {
+            about: crate::audit::About {
+                project: Some(check.project.clone()),
+                version: Some(check.version.clone()),
+                ..Default::default()
+            },
+            who: Some(check.by.clone()),
+            ..Event::new(
+                "release.checked",
+                format!(
+                    "release {} {}: check {} {}",
+                    check.project,
+                    check.version,
+                    check.name,
+                    if check.passed { "passed" } else { "failed" }
+                ),
+            )
+        };
+        self.events.commit(changes, vec![told]).await?;
+        Ok(check)
+    }
+
+    /// The checks recorded on `project@version`, by name.
+    pub async fn checks(
+        &self,
+        project: &str,
+        version: &str,
+    ) -> Result<Vec<ReleaseCheck>, StoreError> {
+        self.db
+            .range(Range::prefix(format!("{project}/{version}/")))
+            .await
+    }
+
+    /// Every check recorded on `project`'s releases (every project's with
+    /// None), by release: one read for a whole listing.
+    pub async fn checks_by_release(
+        &self,
+        project: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<(String, String), Vec<ReleaseCheck>>, StoreError> {
+        let range = project.map_or_else(Range::all, |p| Range::prefix(format!("{p}/")));
+        let mut by_release = std::collections::BTreeMap::new();
+        for check in self.db.range::<ReleaseCheck>(range).await? {
+            by_release
+                .entry((check.project.clone(), check.version.clone()))
+                .or_insert_with(Vec::new)
+                .push(check);
+        }
+        Ok(by_release)
+    }
+
+    /// Each check's latest result on `project@version`, as gates read them.
+    pub async fn check_results(
+        &self,
+        project: &str,
+        version: &str,
+    ) -> Result<CheckResults, StoreError> {
+        Ok(self
+            .checks(project, version)
+            .await?
+            .into_iter()
+            .map(|c| (c.name, c.passed))
+            .collect())
     }
 
     /// Registered releases, by project and then in the order they were registered.

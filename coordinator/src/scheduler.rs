@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{error, info};
 
-use crate::deploy::Deployment;
+use crate::deploy::{Deployment, Phase};
 use crate::executor::{self, Executor};
 use crate::queue::ReleaseQueue;
+use crate::releases::Releases;
 use crate::store::StoreError;
 
 /// Longest pause between two looks at the queue when nothing wakes the scheduler.
@@ -20,6 +21,8 @@ const EVERY: Duration = Duration::from_secs(1);
 
 pub struct Scheduler {
     executor: Arc<Executor>,
+    /// The checks each release passed, which environments' gates ask for.
+    releases: Arc<Releases>,
     /// Deployments with a running executor.
     running: Mutex<HashSet<String>>,
 }
@@ -31,9 +34,10 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(executor: Arc<Executor>) -> Arc<Scheduler> {
+    pub fn new(executor: Arc<Executor>, releases: Arc<Releases>) -> Arc<Scheduler> {
         Arc::new(Scheduler {
             executor,
+            releases,
             running: Mutex::default(),
         })
     }
@@ -93,7 +97,16 @@ impl Scheduler {
         let history = self.executor.deployments.history().await?;
         let queue = ReleaseQueue::new(&history);
         let mut to_start: Vec<&Deployment> = queue.targets().filter_map(|t| t.active).collect();
-        to_start.extend(queue.startable());
+        for head in queue.startable() {
+            // A closed gate holds the head of its queue, saying why; it is
+            // asked again on every look at the queue.
+            let held = self.gate(head, &history).await?;
+            let opens = held.is_none();
+            self.executor.deployments.set_waiting_on(&head.id, held);
+            if opens {
+                to_start.push(head);
+            }
+        }
         for deployment in to_start {
             if !self.running().insert(deployment.id.clone()) {
                 continue;
@@ -105,5 +118,37 @@ impl Scheduler {
             deployments.insert(task.id(), deployment.id.clone());
         }
         Ok(())
+    }
+
+    /// Why `d` may not leave the queue yet (the gates of its environment in
+    /// the fleet in force), or None.
+    async fn gate(
+        &self,
+        d: &Deployment,
+        history: &[Deployment],
+    ) -> Result<Option<String>, StoreError> {
+        let fleet = self.executor.fleets.current().fleet;
+        let Some(environment) = fleet.environments.get(&d.environment) else {
+            return Ok(None);
+        };
+        if environment.requires_checks.is_empty() && environment.requires_success_in.is_empty() {
+            return Ok(None);
+        }
+        let checks = self.releases.check_results(&d.project, &d.version).await?;
+        let succeeded_in = |env: &str| {
+            history.iter().any(|h| {
+                h.project == d.project
+                    && h.version == d.version
+                    && h.environment == env
+                    && h.phase == Phase::Succeeded
+            })
+        };
+        Ok(crate::gates::closed(
+            environment,
+            &d.project,
+            &d.version,
+            &checks,
+            succeeded_in,
+        ))
     }
 }

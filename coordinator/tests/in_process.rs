@@ -350,7 +350,7 @@ async fn listings_come_in_pages_that_cover_everything_once() {
     while let Some(at) = from {
         let (page, next) = c.releases(Some("hello"), at, 2).await.unwrap();
         assert!(page.len() <= 2);
-        versions.extend(page.into_iter().map(|r| r.version));
+        versions.extend(page.into_iter().map(|(r, _)| r.version));
         from = next;
     }
     assert_eq!(versions, ["v1", "v2", "v3", "v4", "v5"]);

@@ -107,6 +107,22 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
 
     let version = docs.read(&dev, "version", &["version"]);
     assert_eq!(version["client"], version["server"], "{version}");
+    docs.acted(
+        "release check",
+        &dev.ok(&[
+            "release",
+            "check",
+            "hello",
+            "v1",
+            "--name",
+            "unit",
+            "--passed",
+            "--url",
+            "https://ci.example.com/1",
+            "-o",
+            "json",
+        ]),
+    );
     let releases = docs.read(&dev, "release list", &["release", "list", "hello"]);
     let image = releases[0]["image_id"].as_str().unwrap().to_string();
     docs.acted(

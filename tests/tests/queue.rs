@@ -125,3 +125,156 @@ fn cancelling_an_active_deployment_rolls_it_back() {
         "{d}"
     );
 }
+
+#[test]
+fn a_gated_deployment_waits_at_the_head_saying_why_and_starts_once_the_gates_open() {
+    let fleet = slipway_coordinator::sample::SAMPLE_FLEET.replace(
+        "[environments.prod1]\n",
+        "[environments.prod1]\nrequires_checks = [\"unit\", \"integration\"]\nrequires_success_in = [\"qaprod1\"]\n",
+    );
+    assert!(fleet.contains("requires_success_in"));
+    let dev = Coordinator::start_dev_with_fleet(&fleet);
+    let gated = dev.enqueue("v2", "prod1");
+    let reason = |dev: &Coordinator| {
+        dev.deployment(&gated)["waiting_on"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let both = "checks required on hello@v2: unit not reported, integration not reported; hello@v2 has not succeeded in qaprod1 yet";
+    eventually("the gates to be named", Duration::from_secs(10), || {
+        (reason(&dev).as_deref() == Some(both)).then_some(())
+    });
+    // `queue` says the same, and the deploy behind it is queued behind it.
+    let behind = dev.enqueue("v1", "prod1");
+    let queue = dev.ok(&["queue", "-o", "json"]).json();
+    let prod1 = queue
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["environment"] == "prod1")
+        .unwrap()
+        .clone();
+    assert_eq!(prod1["waiting"][0]["waiting_on"], both, "{prod1}");
+    assert_eq!(
+        prod1["waiting"][1]["waiting_on"],
+        format!("queued behind {gated} (hello@v2, queued)"),
+        "{prod1}"
+    );
+    // A wait on it times out (exit 7) saying which gate holds it; it stays queued.
+    let timed_out = dev.cli(&["show", &gated, "--follow", "--timeout", "3s"]);
+    assert_eq!(timed_out.code, Some(7), "{timed_out:?}");
+    assert!(
+        timed_out.stdout.contains("unit not reported"),
+        "{}",
+        timed_out.stdout
+    );
+    assert_eq!(dev.deployment(&gated)["phase"], "queued");
+
+    // A deployer limited to staging may not open production's gates.
+    let dir = slipway_tests::TempDir::new("gates");
+    let scoped = dir.path().join("ci-staging");
+    dev.ok(&[
+        "cert",
+        "issue",
+        "--name",
+        "ci-staging",
+        "--role",
+        "deployer",
+        "--env",
+        "staging",
+        "--out",
+        scoped.to_str().unwrap(),
+    ]);
+    let refused = dev.cli_as(
+        &scoped.join("profile.toml"),
+        &[
+            "release", "check", "hello", "v2", "--name", "unit", "--passed",
+        ],
+    );
+    assert_eq!(refused.code, Some(4), "{refused:?}");
+
+    // CI reports: a failure is named as such, then both pass.
+    dev.ok(&[
+        "release", "check", "hello", "v2", "--name", "unit", "--failed",
+    ]);
+    eventually(
+        "the failed check to be named",
+        Duration::from_secs(10),
+        || {
+            reason(&dev)
+                .filter(|r| r.contains("unit failed, integration not reported"))
+                .map(|_| ())
+        },
+    );
+    let check = dev
+        .ok(&[
+            "release",
+            "check",
+            "hello",
+            "v2",
+            "--name",
+            "unit",
+            "--passed",
+            "--url",
+            "https://ci.example.com/jobs/41",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(check["passed"], true);
+    dev.ok(&[
+        "release",
+        "check",
+        "hello",
+        "v2",
+        "--name",
+        "integration",
+        "--passed",
+    ]);
+    eventually(
+        "only the lifecycle gate left",
+        Duration::from_secs(10),
+        || {
+            (reason(&dev).as_deref() == Some("hello@v2 has not succeeded in qaprod1 yet"))
+                .then_some(())
+        },
+    );
+    let listed = dev.ok(&["release", "list", "hello", "-o", "json"]).json();
+    let v2 = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == "v2")
+        .unwrap()
+        .clone();
+    let names: Vec<(&str, bool)> = v2["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["passed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(names, [("integration", true), ("unit", true)], "{v2}");
+    assert_eq!(dev.deployment(&gated)["phase"], "queued");
+
+    // v2 succeeds in qaprod1: the prod1 deployment starts by itself, and the
+    // one behind it follows.
+    dev.ok(&["deploy", "hello", "v2", "--env", "qaprod1", "--wait"]);
+    let done = dev.wait_finished(&gated, DEADLINE);
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    // v1 never passed its checks: it waits in turn, saying so.
+    eventually(
+        "v1 to be held by the gates",
+        Duration::from_secs(10),
+        || {
+            dev.deployment(&behind)["waiting_on"]
+                .as_str()
+                .filter(|r| r.starts_with("checks required on hello@v1"))
+                .map(|_| ())
+        },
+    );
+    // Every check is in the audit log.
+    let audit = dev
+        .ok(&["audit", "--action", "release check", "-o", "json"])
+        .json();
+    assert_eq!(audit.as_array().unwrap().len(), 4, "{audit}");
+}

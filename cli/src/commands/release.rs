@@ -1,4 +1,4 @@
-//! `slipway release add|list`.
+//! `slipway release add|list|check`.
 
 use crate::client::Client;
 use crate::failure::Failure;
@@ -31,16 +31,53 @@ pub async fn list(
     if output.structured() {
         return print(output, &releases);
     }
-    let mut table = Table::new(["PROJECT", "VERSION", "IMAGE", "AGE", "BY"]);
+    let mut table = Table::new(["PROJECT", "VERSION", "IMAGE", "AGE", "BY", "CHECKS"]);
     for r in releases {
+        let checks = r
+            .checks
+            .iter()
+            .map(|c| format!("{} {}", c.name, if c.passed { "passed" } else { "failed" }))
+            .collect::<Vec<_>>()
+            .join(", ");
         table.row([
             r.project,
             r.version,
             r.image_id,
             age(r.registered_at_ms),
             r.registered_by,
+            if checks.is_empty() {
+                "-".into()
+            } else {
+                checks
+            },
         ]);
     }
     table.print(output.layout());
+    Ok(())
+}
+
+/// Records a check's result on a release.
+pub async fn check(
+    client: &mut Client,
+    output: Output,
+    project: String,
+    version: String,
+    name: String,
+    passed: bool,
+    url: Option<String>,
+) -> Result<(), Failure> {
+    let check = client
+        .check_release(project, version, name, passed, url)
+        .await?;
+    if output.structured() {
+        return print(output, &check);
+    }
+    println!(
+        "{}@{}: {} {}",
+        check.project,
+        check.version,
+        check.name,
+        if check.passed { "passed" } else { "failed" }
+    );
     Ok(())
 }

@@ -89,6 +89,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "deployment.cancel_requested",
     "migration.finished",
     "release.registered",
+    "release.checked",
     "promotion.started",
     "promotion.finished",
     "fleet.applied",
@@ -285,6 +286,14 @@ pub struct Environment {
     /// Another environment whose variables this one starts from (qaprod1
     /// from prod1), overriding some.
     pub inherits: Option<String>,
+    /// Checks (`slipway release check`) a release must have passed before it
+    /// is deployed here: `["unit", "integration"]` for production, say.
+    #[serde(default)]
+    pub requires_checks: Vec<String>,
+    /// Environments a release must have succeeded in first (prod1 and prod2
+    /// after qaprod1; qaprod1 after staging).
+    #[serde(default)]
+    pub requires_success_in: Vec<String>,
     #[serde(default)]
     pub aws: AwsPlacement,
 }
@@ -562,6 +571,40 @@ impl Fleet {
                 seen.push(parent);
                 next = found.inherits.as_deref();
             }
+            for check in &env.requires_checks {
+                check_name(&format!("environments.{name}.requires_checks"), check)?;
+            }
+            for first in &env.requires_success_in {
+                let key = format!("environments.{name}.requires_success_in");
+                if first == name {
+                    return fail(key, "an environment cannot come before itself".into());
+                }
+                if !self.environments.contains_key(first) {
+                    return fail(
+                        key,
+                        format!("no environment {first:?}: define [environments.{first}]"),
+                    );
+                }
+            }
+        }
+        // A circle of `requires_success_in` would hold every release forever.
+        for (name, env) in &self.environments {
+            let mut pending: Vec<&str> =
+                env.requires_success_in.iter().map(String::as_str).collect();
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(first) = pending.pop() {
+                if first == name {
+                    return fail(
+                        format!("environments.{name}.requires_success_in"),
+                        format!("{name} would have to succeed before itself: break the circle"),
+                    );
+                }
+                if seen.insert(first)
+                    && let Some(found) = self.environments.get(first)
+                {
+                    pending.extend(found.requires_success_in.iter().map(String::as_str));
+                }
+            }
         }
         for (name, store) in &self.data_stores {
             let key = format!("data_stores.{name}");
@@ -837,7 +880,7 @@ impl Fleet {
 }
 
 /// Names become tags, load balancer names and file names: keep them plain.
-fn check_name(key: &str, name: &str) -> Result<(), (String, String)> {
+pub fn check_name(key: &str, name: &str) -> Result<(), (String, String)> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name
@@ -1224,6 +1267,41 @@ mod tests {
         let fleet = Fleet::parse(FLEET, "fleet.toml").unwrap();
         let public = fleet.projects["hello"].public.as_ref().unwrap();
         assert_eq!(Fleet::zone_of(public), "example.com");
+    }
+
+    #[test]
+    fn gates_name_known_environments_and_no_circle() {
+        let gated = sample().replace(
+            "[environments.prod1]\n",
+            "[environments.prod1]\nrequires_checks = [\"unit\", \"integration\"]\nrequires_success_in = [\"qaprod1\"]\n",
+        );
+        let fleet = Fleet::parse(&gated, "fleet.toml").unwrap();
+        assert_eq!(fleet.environments["prod1"].requires_success_in, ["qaprod1"]);
+        let unknown = gated.replace(
+            "requires_success_in = [\"qaprod1\"]",
+            "requires_success_in = [\"qaprod9\"]",
+        );
+        let err = error(&unknown);
+        assert!(
+            err.contains("environments.prod1.requires_success_in") && err.contains("qaprod9"),
+            "{err}"
+        );
+        let itself = gated.replace(
+            "requires_success_in = [\"qaprod1\"]",
+            "requires_success_in = [\"prod1\"]",
+        );
+        assert!(error(&itself).contains("cannot come before itself"));
+        let circle = gated.replace(
+            "[environments.qaprod1]\n",
+            "[environments.qaprod1]\nrequires_success_in = [\"prod1\"]\n",
+        );
+        let err = error(&circle);
+        assert!(
+            err.contains("requires_success_in") && err.contains("break the circle"),
+            "{err}"
+        );
+        let bad_check = gated.replace("\"integration\"", "\"in tegration\"");
+        assert!(error(&bad_check).contains("environments.prod1.requires_checks"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::deploy::{Deployment, MigrationOutcome, MigrationRun, Phase};
 use crate::operations::{AgentStatus, DeploymentView, ProjectStatus, PublicRecordView, QueueLine};
 use crate::release::Release;
 
-pub fn release(r: Release) -> pb::Release {
+pub fn release(r: Release, checks: Vec<crate::releases::ReleaseCheck>) -> pb::Release {
     pb::Release {
         project: r.project,
         version: r.version,
@@ -15,6 +15,19 @@ pub fn release(r: Release) -> pb::Release {
         registered_at_ms: r.registered_at,
         registered_by: r.registered_by,
         owner_account: r.owner_account.unwrap_or_default(),
+        checks: checks.into_iter().map(release_check).collect(),
+    }
+}
+
+pub fn release_check(c: crate::releases::ReleaseCheck) -> pb::ReleaseCheck {
+    pb::ReleaseCheck {
+        project: c.project,
+        version: c.version,
+        name: c.name,
+        passed: c.passed,
+        url: c.url.unwrap_or_default(),
+        by: c.by,
+        at_ms: c.at,
     }
 }
 

@@ -161,6 +161,14 @@ impl Outcome for FleetApplied {
 impl Outcome for IssueCertificateResponse {}
 impl Outcome for Secret {}
 impl Outcome for RevokeResponse {}
+impl Outcome for ReleaseCheck {
+    fn outcome(&self) -> String {
+        match self.passed {
+            true => format!("{} passed", self.name),
+            false => format!("{} failed", self.name),
+        }
+    }
+}
 impl Outcome for DashboardToken {
     fn outcome(&self) -> String {
         format!("minted token {}", self.id)
@@ -272,7 +280,11 @@ impl OperatorService for OperatorApi {
                 .register_release(&caller.identity, required("project", &r.project)?, required("version", &r.version)?, optional("image_id", &r.image_id)?)
                 .await?;
             info!(who = %caller, project = %release.project, version = %release.version, image = %release.image_id, "release registered");
-            Ok(convert::release(release))
+            let checks = self
+                .operations
+                .release_checks(&release.project, &release.version)
+                .await?;
+            Ok(convert::release(release, checks))
         }
         .await;
         self.audited(
@@ -301,7 +313,10 @@ impl OperatorService for OperatorApi {
             )
             .await?;
         Ok(Response::new(ListReleasesResponse {
-            releases: releases.into_iter().map(convert::release).collect(),
+            releases: releases
+                .into_iter()
+                .map(|(release, checks)| convert::release(release, checks))
+                .collect(),
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
@@ -960,6 +975,40 @@ impl OperatorService for OperatorApi {
         self.audited(&caller, "dashboard url", (&name, About::default()), outcome)
             .await
             .map(Response::new)
+    }
+
+    async fn check_release(
+        &self,
+        request: Request<CheckReleaseRequest>,
+    ) -> Result<Response<ReleaseCheck>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let r = request.into_inner();
+        let target = format!("{}@{} {}", r.project, r.version, r.name);
+        let outcome = async {
+            caller.require(Role::Deployer)?;
+            let check = self
+                .operations
+                .record_check(
+                    &caller.identity,
+                    required("project", &r.project)?,
+                    required("version", &r.version)?,
+                    required("name", &r.name)?,
+                    r.passed,
+                    optional("url", &r.url)?,
+                )
+                .await?;
+            info!(who = %caller, project = %check.project, version = %check.version, name = %check.name, passed = check.passed, "release check recorded");
+            Ok(convert::release_check(check))
+        }
+        .await;
+        self.audited(
+            &caller,
+            "release check",
+            (&target, about(&r.project, "", &r.version)),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn dashboard_tokens(

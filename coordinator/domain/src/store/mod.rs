@@ -72,10 +72,12 @@ pub enum Table {
     Undelivered,
     /// Read-only dashboard tokens (their hashes), by id.
     DashboardTokens,
+    /// Check results (CI's unit, integration, ...) attached to releases.
+    ReleaseChecks,
 }
 
 impl Table {
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -91,6 +93,7 @@ impl Table {
         Table::Sinks,
         Table::Undelivered,
         Table::DashboardTokens,
+        Table::ReleaseChecks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -110,6 +113,7 @@ impl Table {
             Table::Sinks => "sinks",
             Table::Undelivered => "undelivered",
             Table::DashboardTokens => "dashboard_tokens",
+            Table::ReleaseChecks => "release_checks",
         }
     }
 }
