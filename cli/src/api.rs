@@ -292,6 +292,11 @@ impl Client {
         Ok(deployment(self.answer(answer)?))
     }
 
+    pub async fn approve(&mut self, id: String) -> Result<schema::Deployment, Failure> {
+        let answer = self.api.approve(pb::ApproveRequest { id }).await;
+        Ok(deployment(self.answer(answer)?))
+    }
+
     /// One deployment; `Err(status)` is kept for a caller that retries.
     pub async fn try_deployment(&mut self, id: &str) -> Result<schema::Deployment, tonic::Status> {
         let request = pb::GetDeploymentRequest { id: id.to_string() };
@@ -638,6 +643,7 @@ fn deployment(d: pb::Deployment) -> schema::Deployment {
             digest: c.digest,
         }),
         fleet_generation: (d.fleet_generation > 0).then_some(d.fleet_generation),
+        approved_by: present(d.approved_by),
     }
 }
 

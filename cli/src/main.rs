@@ -110,6 +110,13 @@ enum Command {
     },
     /// What runs on every target, and who waits behind it.
     Queue,
+    /// Approve a queued deployment its environment requires an approval for
+    /// (a deployer or admin of that environment other than its requester).
+    /// Audited.
+    Approve {
+        /// The deployment's id, e.g. d-12.
+        id: String,
+    },
     /// Cancel a queued deployment, or roll back one that does not serve yet.
     Cancel {
         /// The deployment's id, e.g. d-12.
@@ -522,6 +529,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Queue => deployment::queue(client, out).await,
         Command::Cancel { id } => deployment::cancel(client, out, id).await,
+        Command::Approve { id } => deployment::approve(client, out, id).await,
         Command::Show {
             id,
             follow,

@@ -96,6 +96,8 @@ pub struct Deployment {
     pub config: Option<Config>,
     /// The fleet generation it started with; null while queued.
     pub fleet_generation: Option<u64>,
+    /// Who approved it; null where none was needed or given yet.
+    pub approved_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -475,6 +477,7 @@ mod tests {
                 digest: digest.into(),
             }),
             fleet_generation: Some(1),
+            approved_by: None,
         }
     }
 

@@ -194,6 +194,19 @@ fn events_of(before: Option<&Deployment>, after: &Deployment) -> Vec<Event> {
             )
         });
     }
+    if let (Some(by), true) = (
+        &after.approved_by,
+        before.is_some_and(|b| b.approved_by.is_none()),
+    ) {
+        events.push(Event {
+            who: Some(by.clone()),
+            ..about(
+                "deployment.approved".into(),
+                format!("approved by {by}"),
+                None,
+            )
+        });
+    }
     let outcome = |d: Option<&Deployment>| d.and_then(|d| d.migration.as_ref()?.outcome.clone());
     if let (None, Some(outcome)) = (outcome(before), outcome(Some(after))) {
         let store = after

@@ -482,6 +482,55 @@ impl Operations {
         Ok(deployment)
     }
 
+    /// Approves a queued deployment whose environment requires it: by a
+    /// deployer or admin who may act on that environment and did not ask for
+    /// it. The scheduler looks at the queue again at once.
+    pub async fn approve(&self, who: &Identity, id: &str) -> Result<Deployment> {
+        let fleet = self.fleet();
+        let approved = self
+            .deployments
+            .update(id, |d| {
+                Self::check_may_act(who, &d.environment)?;
+                if d.requested_by == who.name {
+                    return Err(OperationError::PermissionDenied(format!(
+                        "{} asked for {id}, so may not approve it: another deployer of {} must",
+                        who.name, d.environment
+                    )));
+                }
+                if !fleet
+                    .environments
+                    .get(&d.environment)
+                    .is_some_and(|e| e.requires_approval)
+                {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "{} requires no approval: add requires_approval = true to [environments.{}]",
+                        d.environment, d.environment
+                    )));
+                }
+                if d.phase != Phase::Queued {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "deployment {id} has left the queue ({}): there is nothing to approve",
+                        d.phase
+                    )));
+                }
+                if let Some(by) = &d.approved_by {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "deployment {id} was already approved by {by}"
+                    )));
+                }
+                d.approved_by = Some(who.name.clone());
+                Ok(())
+            })
+            .await?;
+        let (deployment, ()) = approved.ok_or_else(|| {
+            OperationError::NotFound(format!(
+                "no deployment {id:?}: list them with `slipway deployments`"
+            ))
+        })?;
+        self.deployments.queue_changed();
+        Ok(deployment)
+    }
+
     pub async fn queue(&self) -> Result<Vec<QueueLine>> {
         let all = self.deployments.history().await?;
         let queue = ReleaseQueue::new(&all);

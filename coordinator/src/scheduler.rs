@@ -131,7 +131,10 @@ impl Scheduler {
         let Some(environment) = fleet.environments.get(&d.environment) else {
             return Ok(None);
         };
-        if environment.requires_checks.is_empty() && environment.requires_success_in.is_empty() {
+        if environment.requires_checks.is_empty()
+            && environment.requires_success_in.is_empty()
+            && !environment.requires_approval
+        {
             return Ok(None);
         }
         let checks = self.releases.check_results(&d.project, &d.version).await?;
@@ -143,12 +146,6 @@ impl Scheduler {
                     && h.phase == Phase::Succeeded
             })
         };
-        Ok(crate::gates::closed(
-            environment,
-            &d.project,
-            &d.version,
-            &checks,
-            succeeded_in,
-        ))
+        Ok(crate::gates::closed(environment, d, &checks, succeeded_in))
     }
 }

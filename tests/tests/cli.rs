@@ -101,7 +101,12 @@ fn issue(dev: &Coordinator, dir: &TempDir, name: &str, role: &str) -> (PathBuf, 
 
 #[test]
 fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
-    let dev = Coordinator::start();
+    // prod2 asks for an approval, so `approve` has something to approve.
+    let gated_fleet = SAMPLE_FLEET.replace(
+        "[environments.prod2]\n",
+        "[environments.prod2]\nrequires_approval = true\n",
+    );
+    let dev = Coordinator::start_dev_with_fleet(&gated_fleet);
     let dir = TempDir::new("cli-json");
     let mut docs = Documents::default();
 
@@ -229,8 +234,7 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     let new_fleet = dir.path().join("fleet.toml");
     std::fs::write(
         &new_fleet,
-        slipway_coordinator::sample::SAMPLE_FLEET
-            .replace("hello from prod1", "hello again from prod1"),
+        gated_fleet.replace("hello from prod1", "hello again from prod1"),
     )
     .unwrap();
     let fleet_changes = docs.read(
@@ -266,6 +270,13 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     );
     let (_, issued) = issue(&dev, &dir, "vera", "viewer");
     docs.acted("cert issue", &issued);
+    let (dora, _) = issue(&dev, &dir, "dora", "deployer");
+    let gated = dev.enqueue("v1", "prod2");
+    let approved = docs.acted(
+        "approve",
+        &dev.cli_as(&dora, &["approve", &gated, "-o", "json"]),
+    );
+    assert_eq!(approved["approved_by"], "dora", "{approved}");
     docs.acted("revoke", &dev.ok(&["revoke", "vera", "-o", "json"]));
     docs.read(&dev, "notifications", &["notifications"]);
     // `events` prints one object per line: each is a document.

@@ -278,3 +278,109 @@ fn a_gated_deployment_waits_at_the_head_saying_why_and_starts_once_the_gates_ope
         .json();
     assert_eq!(audit.as_array().unwrap().len(), 4, "{audit}");
 }
+
+#[test]
+fn an_approval_comes_from_another_deployer_of_that_environment_and_is_audited() {
+    let fleet = slipway_coordinator::sample::SAMPLE_FLEET.replace(
+        "[environments.prod2]\n",
+        "[environments.prod2]\nrequires_approval = true\n",
+    );
+    let dev = Coordinator::start_dev_with_fleet(&fleet);
+    let dir = slipway_tests::TempDir::new("approvals");
+    let issue = |name: &str, env: &str| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "cert", "issue", "--name", name, "--role", "deployer", "--out",
+        ];
+        args.push(out.to_str().unwrap());
+        if !env.is_empty() {
+            args.extend(["--env", env]);
+        }
+        dev.ok(&args);
+        out.join("profile.toml")
+    };
+    let (alice, bob, stan, ci) = (
+        issue("alice", "prod2"),
+        issue("bob", "prod2"),
+        issue("stan", "staging"),
+        issue("ci", ""),
+    );
+    let asked = dev.cli_as(
+        &alice,
+        &["deploy", "hello", "v1", "--env", "prod2", "-o", "json"],
+    );
+    let id = asked.json()["id"].as_str().unwrap().to_string();
+    eventually(
+        "the approval gate to be named",
+        Duration::from_secs(10),
+        || {
+            (dev.deployment(&id)["waiting_on"]
+                == format!(
+                    "approval by a deployer of prod2 other than alice (`slipway approve {id}`)"
+                ))
+            .then_some(())
+        },
+    );
+    // Not by its requester, not by a deployer of staging only, not by a viewer.
+    let own = dev.cli_as(&alice, &["approve", &id]);
+    assert_eq!(own.code, Some(4), "{own:?}");
+    assert!(own.stderr.contains("asked for"), "{}", own.stderr);
+    let elsewhere = dev.cli_as(&stan, &["approve", &id]);
+    assert_eq!(elsewhere.code, Some(4), "{elsewhere:?}");
+    assert!(
+        elsewhere.stderr.contains("may act on staging only"),
+        "{}",
+        elsewhere.stderr
+    );
+    assert_eq!(dev.deployment(&id)["phase"], "queued");
+    // An environment without the gate has nothing to approve.
+    let staging = dev.enqueue("v1", "staging");
+    let needless = dev.cli_as(&ci, &["approve", &staging]);
+    assert_eq!(needless.code, Some(4), "{needless:?}");
+    assert!(
+        needless.stderr.contains("staging requires no approval"),
+        "{}",
+        needless.stderr
+    );
+    // Another deployer of prod2 approves: it starts by itself.
+    let approved = dev.cli_as(&bob, &["approve", &id]);
+    assert!(approved.success, "{approved:?}");
+    assert!(
+        approved.stdout.contains("approved by bob"),
+        "{}",
+        approved.stdout
+    );
+    let done = dev.wait_finished(&id, DEADLINE);
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    assert_eq!(done["approved_by"], "bob");
+    let again = dev.cli_as(&bob, &["approve", &id]);
+    assert_eq!(again.code, Some(4), "a finished deployment: {again:?}");
+    // In the audit chain, refusals too, and told as an event.
+    let audit = dev
+        .ok(&["audit", "--action", "approve", "-o", "json"])
+        .json();
+    let results: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["who"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(results.len(), 5, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|(who, r)| *who == "bob" && *r == format!("approved {id}")),
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|(who, r)| *who == "alice" && r.contains("PermissionDenied")),
+        "{results:?}"
+    );
+    dev.ok(&["audit", "verify"]);
+    let events = dev
+        .ok(&["events", "--deployment", &id, "-o", "json"])
+        .stdout;
+    assert!(events.contains("\"deployment.approved\""), "{events}");
+}

@@ -67,6 +67,24 @@ pub async fn cancel(client: &mut Client, output: Output, id: String) -> Result<(
     Ok(())
 }
 
+/// Approves a queued deployment its environment's gate holds.
+pub async fn approve(client: &mut Client, output: Output, id: String) -> Result<(), Failure> {
+    let deployment = client.approve(id).await?;
+    if output.structured() {
+        return print(output, &deployment);
+    }
+    let now = match &deployment.waiting_on {
+        Some(waiting) => format!("still waiting: {}", text(waiting)),
+        None => "it leaves the queue when its turn comes".to_string(),
+    };
+    println!(
+        "{}: approved by {}; {now}",
+        deployment.id,
+        deployment.approved_by.as_deref().unwrap_or("you")
+    );
+    Ok(())
+}
+
 /// One deployment with its phase times; with `follow`, to its end.
 pub async fn show(
     client: &mut Client,

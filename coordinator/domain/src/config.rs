@@ -90,6 +90,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "migration.finished",
     "release.registered",
     "release.checked",
+    "deployment.approved",
     "promotion.started",
     "promotion.finished",
     "fleet.applied",
@@ -294,6 +295,10 @@ pub struct Environment {
     /// after qaprod1; qaprod1 after staging).
     #[serde(default)]
     pub requires_success_in: Vec<String>,
+    /// A deployment here waits for an approval (`slipway approve ID`) by a
+    /// deployer or admin of this environment other than its requester.
+    #[serde(default)]
+    pub requires_approval: bool,
     #[serde(default)]
     pub aws: AwsPlacement,
 }

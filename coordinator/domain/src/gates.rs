@@ -1,5 +1,6 @@
 //! Gates: what must be true before a release leaves the queue for an
-//! environment (`requires_checks`, `requires_success_in` in the fleet file).
+//! environment (`requires_checks`, `requires_success_in`, `requires_approval`
+//! in the fleet file).
 //! A gate never fails a deployment (DESIGN.md, settled questions): the
 //! deployment waits at the head of its target's queue, saying which gate holds
 //! it, and starts by itself once the gate opens; cancelling it lets the next
@@ -8,20 +9,21 @@
 use std::collections::BTreeMap;
 
 use crate::config::Environment;
+use crate::deploy::Deployment;
 
 /// The latest result of each named check on a release: passed or not.
 pub type CheckResults = BTreeMap<String, bool>;
 
-/// Why `project@version` may not start in an environment with `env`'s gates
-/// yet, or None when every gate is open. `succeeded_in` says whether the
+/// Why deployment `d` may not start in an environment with `env`'s gates
+/// yet, or None when every gate is open. `succeeded_in` says whether its
 /// release has succeeded in an environment.
 pub fn closed(
     env: &Environment,
-    project: &str,
-    version: &str,
+    d: &Deployment,
     checks: &CheckResults,
     succeeded_in: impl Fn(&str) -> bool,
 ) -> Option<String> {
+    let (project, version) = (&d.project, &d.version);
     let mut reasons = Vec::new();
     let missing: Vec<String> = env
         .requires_checks
@@ -50,6 +52,12 @@ pub fn closed(
             before.join(" and ")
         ));
     }
+    if env.requires_approval && d.approved_by.is_none() {
+        reasons.push(format!(
+            "approval by a deployer of {} other than {} (`slipway approve {}`)",
+            d.environment, d.requested_by, d.id
+        ));
+    }
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
@@ -64,8 +72,16 @@ mod tests {
             inherits: None,
             requires_checks: vec!["unit".into(), "integration".into()],
             requires_success_in: vec!["qaprod1".into()],
+            requires_approval: false,
             aws: Default::default(),
         }
+    }
+
+    /// `hello@v2` queued for prod1 by admin, `d-7`.
+    fn v2() -> Deployment {
+        let mut d = crate::deploy::test_deployment(crate::deploy::Phase::Queued, 0, &[]);
+        d.environment = "prod1".into();
+        d
     }
 
     #[test]
@@ -74,7 +90,7 @@ mod tests {
         checks.insert("unit".into(), false);
         let nowhere = |_: &str| false;
         assert_eq!(
-            closed(&prod(), "hello", "v2", &checks, nowhere).as_deref(),
+            closed(&prod(), &v2(), &checks, nowhere).as_deref(),
             Some(
                 "checks required on hello@v2: unit failed, integration not reported; hello@v2 has not succeeded in qaprod1 yet"
             )
@@ -82,21 +98,37 @@ mod tests {
         checks.insert("unit".into(), true);
         checks.insert("integration".into(), true);
         assert_eq!(
-            closed(&prod(), "hello", "v2", &checks, nowhere).as_deref(),
+            closed(&prod(), &v2(), &checks, nowhere).as_deref(),
             Some("hello@v2 has not succeeded in qaprod1 yet")
         );
-        assert_eq!(
-            closed(&prod(), "hello", "v2", &checks, |e| e == "qaprod1"),
-            None
-        );
+        assert_eq!(closed(&prod(), &v2(), &checks, |e| e == "qaprod1"), None);
         let open = Environment {
             requires_checks: vec![],
             requires_success_in: vec![],
             ..prod()
         };
+        assert_eq!(closed(&open, &v2(), &CheckResults::new(), nowhere), None);
+    }
+
+    #[test]
+    fn an_approval_gate_names_who_may_open_it_until_someone_does() {
+        let env = Environment {
+            requires_checks: vec![],
+            requires_success_in: vec![],
+            requires_approval: true,
+            ..prod()
+        };
+        let mut d = v2();
+        let nowhere = |_: &str| false;
         assert_eq!(
-            closed(&open, "hello", "v2", &CheckResults::new(), nowhere),
-            None
+            closed(&env, &d, &CheckResults::new(), nowhere).as_deref(),
+            Some(format!(
+                "approval by a deployer of prod1 other than {} (`slipway approve d-7`)",
+                d.requested_by
+            ))
+            .as_deref()
         );
+        d.approved_by = Some("bob".into());
+        assert_eq!(closed(&env, &d, &CheckResults::new(), nowhere), None);
     }
 }

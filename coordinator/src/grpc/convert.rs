@@ -63,6 +63,7 @@ pub fn deployment(view: DeploymentView) -> pb::Deployment {
             digest: c.digest,
         }),
         fleet_generation: d.fleet_generation.unwrap_or_default(),
+        approved_by: d.approved_by.unwrap_or_default(),
     }
 }
 

@@ -161,6 +161,19 @@ impl Outcome for FleetApplied {
 impl Outcome for IssueCertificateResponse {}
 impl Outcome for Secret {}
 impl Outcome for RevokeResponse {}
+/// An approval's answer: the audit log says "approved d-12", not "queued".
+struct Approved(Deployment);
+
+impl Outcome for Approved {
+    fn outcome(&self) -> String {
+        format!("approved {}", self.0.id)
+    }
+
+    fn about(&self) -> Option<About> {
+        self.0.about()
+    }
+}
+
 impl Outcome for ReleaseCheck {
     fn outcome(&self) -> String {
         match self.passed {
@@ -1009,6 +1022,39 @@ impl OperatorService for OperatorApi {
         )
         .await
         .map(Response::new)
+    }
+
+    async fn approve(
+        &self,
+        request: Request<ApproveRequest>,
+    ) -> Result<Response<Deployment>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let id = request.into_inner().id;
+        let outcome = async {
+            caller.require(Role::Deployer)?;
+            let approved = self
+                .operations
+                .approve(&caller.identity, required("id", &id)?)
+                .await?;
+            info!(who = %caller, deployment_id = %approved.id, "deployment approved");
+            let view = self.operations.deployment(&approved.id).await?;
+            Ok(Approved(convert::deployment(view)))
+        }
+        .await;
+        self.audited(
+            &caller,
+            "approve",
+            (
+                &id,
+                About {
+                    deployment: Some(id.clone()).filter(|i| !i.is_empty()),
+                    ..About::default()
+                },
+            ),
+            outcome,
+        )
+        .await
+        .map(|approved| Response::new(approved.0))
     }
 
     async fn dashboard_tokens(

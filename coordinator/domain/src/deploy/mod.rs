@@ -116,6 +116,9 @@ pub struct Deployment {
     /// before attaching so a resumed deployment drains the right ones.
     pub old_instances: Vec<String>,
     pub cancel_requested_by: Option<String>,
+    /// Who approved it, where its environment requires an approval.
+    #[serde(default)]
+    pub approved_by: Option<String>,
     /// Stored before the first launch request: from then on the cloud may hold
     /// instances of this deployment that `launched` does not list yet.
     #[serde(default)]
@@ -268,6 +271,7 @@ impl Deployment {
             launched: vec![],
             old_instances: vec![],
             cancel_requested_by: None,
+            approved_by: None,
             replaces: vec![],
             migration: None,
             config: None,
