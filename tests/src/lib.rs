@@ -703,6 +703,19 @@ impl Coordinator {
         held
     }
 
+    /// `slipway cert issue` as the admin: NAME with ROLE, limited to `envs`
+    /// (none: every environment), written under `dir`; returns its profile.
+    pub fn issue(&self, dir: &Path, name: &str, role: &str, envs: &[&str]) -> PathBuf {
+        let out = dir.join(name);
+        let mut args = vec!["cert", "issue", "--name", name, "--role", role];
+        for env in envs {
+            args.extend(["--env", env]);
+        }
+        args.extend(["--out", out.to_str().expect("a UTF-8 path")]);
+        self.ok(&args);
+        out.join("profile.toml")
+    }
+
     /// The CA file the coordinator's certificates (the dashboard's too) chain to.
     pub fn ca_pem(&self) -> PathBuf {
         self.data_dir().join("ca").join("ca.pem")

@@ -777,13 +777,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A dev coordinator whose staging serves v1 with a request held open on
+/// it, so the next deployment there stays draining (for at most 120 s) until
+/// the request is dropped.
+fn staging_on_v1_held_open() -> (Coordinator, std::net::TcpStream) {
+    let fleet = SAMPLE_FLEET.replace("drain = \"10s\"", "drain = \"120s\"");
+    let dev = Coordinator::start_dev_with_fleet(&fleet);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let held = dev.hold_request("staging");
+    (dev, held)
+}
+
 #[test]
 fn a_wait_says_at_once_that_the_coordinator_went_away_and_follows_on_when_it_is_back() {
-    let fleet = SAMPLE_FLEET.replace("drain = \"10s\"", "drain = \"120s\"");
-    let mut dev = Coordinator::start_dev_with_fleet(&fleet);
-    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     // A request held open keeps v2's deployment draining while the coordinator is away.
-    let held = dev.hold_request("staging");
+    let (mut dev, held) = staging_on_v1_held_open();
     let id = dev.enqueue("v2", "staging");
     eventually("v2 to drain", Duration::from_secs(30), || {
         (dev.deployment(&id)["phase"] == "draining").then_some(())
@@ -818,10 +826,7 @@ fn a_wait_says_at_once_that_the_coordinator_went_away_and_follows_on_when_it_is_
 
 #[test]
 fn deploy_wait_says_the_deployment_goes_on_when_interrupted_or_when_the_coordinator_stays_away() {
-    let fleet = SAMPLE_FLEET.replace("drain = \"10s\"", "drain = \"120s\"");
-    let mut dev = Coordinator::start_dev_with_fleet(&fleet);
-    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
-    let held = dev.hold_request("staging");
+    let (mut dev, held) = staging_on_v1_held_open();
     // The deployment a waiting CLI queued: the unfinished one of `version`
     // (v1 also names the first, finished deploy).
     let waiting = |dev: &Coordinator, version: &str| {

@@ -92,18 +92,8 @@ fn without_a_valid_token_pages_streams_and_metrics_answer_401_and_revoking_ends_
         401
     );
     // A viewer may not mint one.
-    let viewer = dev.dir.path().join("viewer");
-    dev.ok(&[
-        "cert",
-        "issue",
-        "--name",
-        "val",
-        "--role",
-        "viewer",
-        "--out",
-        viewer.to_str().unwrap(),
-    ]);
-    let refused = dev.cli_as(&viewer.join("profile.toml"), &["dashboard", "url"]);
+    let viewer = dev.issue(dev.dir.path(), "val", "viewer", &[]);
+    let refused = dev.cli_as(&viewer, &["dashboard", "url"]);
     assert_eq!(refused.code, Some(4), "{refused:?}");
 
     // The URL's token is traded for an HttpOnly cookie, and the redirect

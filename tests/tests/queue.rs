@@ -172,21 +172,9 @@ fn a_gated_deployment_waits_at_the_head_saying_why_and_starts_once_the_gates_ope
 
     // A deployer limited to staging may not open production's gates.
     let dir = slipway_tests::TempDir::new("gates");
-    let scoped = dir.path().join("ci-staging");
-    dev.ok(&[
-        "cert",
-        "issue",
-        "--name",
-        "ci-staging",
-        "--role",
-        "deployer",
-        "--env",
-        "staging",
-        "--out",
-        scoped.to_str().unwrap(),
-    ]);
+    let scoped = dev.issue(dir.path(), "ci-staging", "deployer", &["staging"]);
     let refused = dev.cli_as(
-        &scoped.join("profile.toml"),
+        &scoped,
         &[
             "release", "check", "hello", "v2", "--name", "unit", "--passed",
         ],
@@ -288,16 +276,8 @@ fn an_approval_comes_from_another_deployer_of_that_environment_and_is_audited() 
     let dev = Coordinator::start_dev_with_fleet(&fleet);
     let dir = slipway_tests::TempDir::new("approvals");
     let issue = |name: &str, env: &str| {
-        let out = dir.path().join(name);
-        let mut args = vec![
-            "cert", "issue", "--name", name, "--role", "deployer", "--out",
-        ];
-        args.push(out.to_str().unwrap());
-        if !env.is_empty() {
-            args.extend(["--env", env]);
-        }
-        dev.ok(&args);
-        out.join("profile.toml")
+        let envs: Vec<&str> = [env].into_iter().filter(|e| !e.is_empty()).collect();
+        dev.issue(dir.path(), name, "deployer", &envs)
     };
     let (alice, bob, stan, ci) = (
         issue("alice", "prod2"),
