@@ -27,6 +27,7 @@ pub struct Event {
     pub at: Millis,
     /// `deployment.PHASE` (`deployment.queued`, ..., `deployment.succeeded`,
     /// `deployment.rolled_back`), `deployment.cancel_requested`,
+    /// `deployment.approved`,
     /// `migration.finished`, `release.registered`, `release.checked`, `promotion.started`,
     /// `promotion.finished`, `fleet.applied`, `certificate.revoked`,
     /// `agent.lost`.

@@ -301,7 +301,8 @@ pub fn count_events(
             ) else {
                 continue;
             };
-            if phase == "cancel_requested" {
+            // Only phases: not a cancel asked for, not an approval.
+            if crate::deploy::Phase::parse(phase).is_none() {
                 continue;
             }
             if let Some((previous, at)) = entered.remove(id) {

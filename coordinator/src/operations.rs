@@ -438,6 +438,8 @@ impl Operations {
                 })
                 // At the head of its queue: a gate may hold it.
                 .or_else(|| self.deployments.waiting_on(&deployment.id))
+        } else if deployment.phase.is_finished() {
+            None
         } else {
             self.deployments.waiting_on(&deployment.id)
         };
@@ -477,6 +479,10 @@ impl Operations {
                 "no deployment {id:?}: list them with `slipway deployments`"
             ))
         })?;
+        if deployment.phase.is_finished() {
+            // A gate that held it holds nothing now.
+            self.deployments.set_waiting_on(id, None);
+        }
         self.deployments.queue_changed();
         self.agents.changed.notify_waiters();
         Ok(deployment)
@@ -491,7 +497,7 @@ impl Operations {
             .deployments
             .update(id, |d| {
                 Self::check_may_act(who, &d.environment)?;
-                if d.requested_by == who.name {
+                if crate::deploy::requester(d) == who.name {
                     return Err(OperationError::PermissionDenied(format!(
                         "{} asked for {id}, so may not approve it: another deployer of {} must",
                         who.name, d.environment
@@ -527,6 +533,9 @@ impl Operations {
                 "no deployment {id:?}: list them with `slipway deployments`"
             ))
         })?;
+        // The approval gate's reason goes now; the scheduler, woken, names
+        // any other gate still closed.
+        self.deployments.set_waiting_on(id, None);
         self.deployments.queue_changed();
         Ok(deployment)
     }

@@ -131,6 +131,11 @@ impl Scheduler {
         let Some(environment) = fleet.environments.get(&d.environment) else {
             return Ok(None);
         };
+        // Replacing lost instances with the release already serving there
+        // passed its gates once: self-healing waits for no one.
+        if !d.replaces.is_empty() {
+            return Ok(None);
+        }
         if environment.requires_checks.is_empty()
             && environment.requires_success_in.is_empty()
             && !environment.requires_approval

@@ -75,7 +75,7 @@ pub async fn approve(client: &mut Client, output: Output, id: String) -> Result<
     }
     let now = match &deployment.waiting_on {
         Some(waiting) => format!("still waiting: {}", text(waiting)),
-        None => "it leaves the queue when its turn comes".to_string(),
+        None => "it leaves the queue at its turn, once any other gate is open".to_string(),
     };
     println!(
         "{}: approved by {}; {now}",

@@ -55,7 +55,9 @@ pub fn closed(
     if env.requires_approval && d.approved_by.is_none() {
         reasons.push(format!(
             "approval by a deployer of {} other than {} (`slipway approve {}`)",
-            d.environment, d.requested_by, d.id
+            d.environment,
+            crate::deploy::requester(d),
+            d.id
         ));
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
@@ -127,6 +129,13 @@ mod tests {
                 d.requested_by
             ))
             .as_deref()
+        );
+        // A rollback says more in requested_by; the gate names the person.
+        d.requested_by = "alice (rollback from v3)".into();
+        assert_eq!(crate::deploy::requester(&d), "alice");
+        assert!(
+            closed(&env, &d, &CheckResults::new(), nowhere)
+                .is_some_and(|r| r.contains("other than alice (`slipway")),
         );
         d.approved_by = Some("bob".into());
         assert_eq!(closed(&env, &d, &CheckResults::new(), nowhere), None);

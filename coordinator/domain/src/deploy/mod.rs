@@ -35,6 +35,27 @@ pub enum Phase {
 }
 
 impl Phase {
+    pub const ALL: [Phase; 13] = [
+        Phase::Queued,
+        Phase::Launching,
+        Phase::Booting,
+        Phase::Configuring,
+        Phase::Ready,
+        Phase::Migrating,
+        Phase::Attaching,
+        Phase::Draining,
+        Phase::Retiring,
+        Phase::Succeeded,
+        Phase::RollingBack,
+        Phase::RolledBack,
+        Phase::Cancelled,
+    ];
+
+    /// The phase named `name` (`as_str`'s inverse).
+    pub fn parse(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Queued => "queued",
@@ -207,6 +228,12 @@ pub async fn history(db: &Db) -> Result<Vec<Deployment>, StoreError> {
     let mut all: Vec<Deployment> = db.all().await?;
     all.sort_by_key(|d| d.seq);
     Ok(all)
+}
+
+/// The certificate name of who asked for `d`: `requested_by` may say more
+/// ("alice (rollback from v3)"); certificate names hold no space.
+pub fn requester(d: &Deployment) -> &str {
+    d.requested_by.split(' ').next().unwrap_or_default()
 }
 
 /// A deployment of `hello@v2` to staging (2 instances), `d-7`, in `phase`
