@@ -264,7 +264,11 @@ fn a_gated_deployment_waits_at_the_head_saying_why_and_starts_once_the_gates_ope
     dev.ok(&["cancel", &behind]);
     let cancelled = dev.deployment(&behind);
     assert_eq!(cancelled["phase"], "cancelled");
-    assert_eq!(cancelled["waiting_on"], serde_json::Value::Null, "{cancelled}");
+    assert_eq!(
+        cancelled["waiting_on"],
+        serde_json::Value::Null,
+        "{cancelled}"
+    );
     // Every check is in the audit log.
     let audit = dev
         .ok(&["audit", "--action", "release check", "-o", "json"])
