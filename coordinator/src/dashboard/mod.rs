@@ -210,25 +210,23 @@ fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
 }
 
 /// Headers every answer carries: nothing cached, framed or sniffed, no
-/// referrer (a first load's URL carries the token), scripts only our own.
-fn secure(headers: &mut HeaderMap) {
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
+/// referrer (a first load's URL carries the token), scripts only our own,
+/// HTTPS from now on.
+const SECURE_HEADERS: [(header::HeaderName, &str); 5] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'none'"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000"),
-    );
+        "default-src 'self'; frame-ancestors 'none'; form-action 'none'",
+    ),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
+];
+
+fn secure(headers: &mut HeaderMap) {
+    for (name, value) in SECURE_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
 }
 
 const HTML: &str = "text/html; charset=utf-8";
