@@ -644,6 +644,7 @@ fn deployment(d: pb::Deployment) -> schema::Deployment {
         }),
         fleet_generation: (d.fleet_generation > 0).then_some(d.fleet_generation),
         approved_by: present(d.approved_by),
+        rollback_requested_by: present(d.rollback_requested_by),
     }
 }
 
@@ -697,6 +698,7 @@ fn project_status(p: pb::ProjectStatus) -> schema::Project {
                         state: i.state,
                         ready: i.ready,
                         in_service: i.in_service,
+                        standby: i.standby,
                         services: i.services.into_iter().map(service).collect(),
                     })
                     .collect(),

@@ -98,6 +98,9 @@ pub struct Deployment {
     pub fleet_generation: Option<u64>,
     /// Who approved it; null where none was needed or given yet.
     pub approved_by: Option<String>,
+    /// Who asked, while it was watching, to go back to its standby
+    /// instances; null if nobody did.
+    pub rollback_requested_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +147,9 @@ pub struct Instance {
     pub agent: String,
     pub ready: bool,
     pub in_service: bool,
+    /// Out of the load balancer, kept running while a deployment watches its
+    /// successors: `slipway rollback` re-attaches it.
+    pub standby: bool,
     pub services: Vec<Service>,
 }
 
@@ -478,6 +484,7 @@ mod tests {
             }),
             fleet_generation: Some(1),
             approved_by: None,
+            rollback_requested_by: None,
         }
     }
 

@@ -181,31 +181,27 @@ fn events_of(before: Option<&Deployment>, after: &Deployment) -> Vec<Event> {
         };
         events.push(about(format!("deployment.{phase}"), what, reason));
     }
-    if after.cancel_requested_by.is_some()
-        && before.is_some_and(|b| b.cancel_requested_by.is_none())
-    {
-        let by = after.cancel_requested_by.clone().unwrap_or_default();
-        events.push(Event {
-            who: Some(by.clone()),
-            ..about(
-                "deployment.cancel_requested".into(),
-                format!("cancel requested by {by}"),
-                None,
-            )
-        });
-    }
-    if let (Some(by), true) = (
-        &after.approved_by,
-        before.is_some_and(|b| b.approved_by.is_none()),
-    ) {
-        events.push(Event {
-            who: Some(by.clone()),
-            ..about(
-                "deployment.approved".into(),
-                format!("approved by {by}"),
-                None,
-            )
-        });
+    // Someone's act on it, told once: when the field is first set.
+    let acts: [(fn(&Deployment) -> &Option<String>, &str, &str); 3] = [
+        (
+            |d| &d.cancel_requested_by,
+            "deployment.cancel_requested",
+            "cancel requested by",
+        ),
+        (
+            |d| &d.rollback_requested_by,
+            "deployment.rollback_requested",
+            "rollback to the standby requested by",
+        ),
+        (|d| &d.approved_by, "deployment.approved", "approved by"),
+    ];
+    for (field, kind, said) in acts {
+        if let (Some(by), true) = (field(after), before.is_some_and(|b| field(b).is_none())) {
+            events.push(Event {
+                who: Some(by.clone()),
+                ..about(kind.into(), format!("{said} {by}"), None)
+            });
+        }
     }
     let outcome = |d: Option<&Deployment>| d.and_then(|d| d.migration.as_ref()?.outcome.clone());
     if let (None, Some(outcome)) = (outcome(before), outcome(Some(after))) {

@@ -153,6 +153,12 @@ pub async fn tick(c: &Executor, id: &str) -> Result<Step, StepError> {
         return Ok(Step::Continue);
     };
     let limits = Limits {
+        keep_previous: fleet
+            .fleet
+            .environments
+            .get(&d.environment)
+            .map(|e| e.keep_previous)
+            .unwrap_or_default(),
         deadlines: project.deadlines,
         agent_lost_after: fleet.fleet.coordinator.agent_lost_after,
         migration: fleet

@@ -103,6 +103,9 @@ pub struct InstanceStatus {
     pub agent: Connection,
     pub ready: bool,
     pub in_service: bool,
+    /// Out of the load balancer, kept running while a deployment watches its
+    /// successors: `rollback` re-attaches it.
+    pub standby: bool,
     pub services: Vec<ServiceState>,
 }
 
@@ -627,11 +630,15 @@ impl Operations {
         {
             let mut environments = Vec::new();
             for env in self.fleet().environments.keys() {
-                let mut status = self.environment_status(name, env).await?;
-                if let Some(line) = queue
+                let line = queue
                     .targets()
-                    .find(|l| l.target.project == *name && l.target.environment == *env)
-                {
+                    .find(|l| l.target.project == *name && l.target.environment == *env);
+                let standby = line
+                    .and_then(|l| l.active)
+                    .filter(|d| d.phase == Phase::Watching)
+                    .map_or(&[][..], |d| &d.old_instances[..]);
+                let mut status = self.environment_status(name, env, standby).await?;
+                if let Some(line) = line {
                     status.in_flight = line.active.map(|d| self.view(d.clone(), &history));
                     status.queued = line.waiting.len();
                 }
@@ -654,6 +661,7 @@ impl Operations {
         &self,
         project: &str,
         environment: &str,
+        standby: &[String],
     ) -> Result<EnvironmentStatus> {
         let lb = load_balancer_name(project, environment);
         let endpoint = self
@@ -666,7 +674,13 @@ impl Operations {
             Some(_) => self.cloud.load_balancer.members(&lb).await?,
             None => Default::default(),
         };
-        let ids: Vec<String> = members.keys().cloned().collect();
+        let mut ids: Vec<String> = members.keys().cloned().collect();
+        ids.extend(
+            standby
+                .iter()
+                .filter(|id| !members.contains_key(*id))
+                .cloned(),
+        );
         let described = if ids.is_empty() {
             vec![]
         } else {
@@ -696,6 +710,7 @@ impl Operations {
                         .unwrap_or_default(),
                     ready: view.is_some_and(|v| v.ready),
                     in_service: members.get(id) == Some(&MemberState::InService),
+                    standby: standby.contains(id) && !members.contains_key(id),
                 }
             })
             .collect();
@@ -810,6 +825,9 @@ impl Operations {
         self.check_project(project)?;
         self.check_environment(environment)?;
         Self::check_may_act(who, environment)?;
+        if let Some(watched) = self.roll_back_watched(who, project, environment).await? {
+            return Ok(watched);
+        }
         let mut versions = self.succeeded_versions(project, environment).await?;
         let current = versions.pop().ok_or_else(|| {
             OperationError::FailedPrecondition(format!(
@@ -835,6 +853,39 @@ impl Operations {
             environment,
         )
         .await
+    }
+
+    /// The deployment watching `project` on `environment`, asked to go back
+    /// to its standby instances: a rollback in seconds, with no launch. None
+    /// when nothing there is watching.
+    async fn roll_back_watched(
+        &self,
+        who: &Identity,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<Deployment>> {
+        let history = self.deployments.history().await?;
+        let Some(watching) = history.iter().find(|d| {
+            d.project == project && d.environment == environment && d.phase == Phase::Watching
+        }) else {
+            return Ok(None);
+        };
+        let asked = self
+            .deployments
+            .update(&watching.id, |d| {
+                // It may have left watching since it was read.
+                if d.phase != Phase::Watching {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "deployment {} left watching ({}) as the rollback arrived: run `slipway rollback {project} --env {environment}` again",
+                        d.id, d.phase
+                    )));
+                }
+                d.rollback_requested_by.get_or_insert_with(|| who.name.clone());
+                Ok(())
+            })
+            .await?;
+        self.agents.changed.notify_waiters();
+        Ok(asked.map(|(d, ())| d))
     }
 
     /// Agents of instances that still exist; terminated ones are history.

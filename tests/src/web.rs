@@ -14,7 +14,7 @@ use base64::Engine as _;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use serde_json::{Value, json};
 
-use crate::eventually;
+use crate::{TempDir, eventually};
 
 /// An answer: status, headers (names lower-case) and body.
 #[derive(Debug, Clone)]
@@ -302,6 +302,9 @@ pub struct Browser {
     driver: Child,
     base: String,
     session: String,
+    // Chromium's profile and its scoped temporary directories, removed with
+    // the browser rather than left in /tmp after every run.
+    _profile: TempDir,
 }
 
 fn plain(method: &str, url: &str, body: Option<Value>) -> Value {
@@ -338,8 +341,10 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let profile = TempDir::new("chromium");
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .env("TMPDIR", profile.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -357,7 +362,8 @@ impl Browser {
                 "goog:chromeOptions": {
                     "binary": "/usr/bin/chromium",
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--disable-dev-shm-usage", "--window-size=1920,1080"]
+                             "--disable-dev-shm-usage", "--window-size=1920,1080",
+                             format!("--user-data-dir={}", profile.path().join("profile").display())]
                 }
             }}})),
         );
@@ -369,6 +375,7 @@ impl Browser {
             driver,
             base,
             session,
+            _profile: profile,
         }
     }
 

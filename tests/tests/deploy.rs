@@ -301,3 +301,170 @@ fn agents_lists_the_live_agents_of_running_instances_only() {
     assert_eq!(list[0]["ready"], true);
     assert_eq!(list[0]["environment"], "staging");
 }
+
+/// The sample fleet with staging keeping its previous instances on standby
+/// for a minute after each switch.
+fn keeping_previous() -> String {
+    let fleet = SAMPLE_FLEET.replace(
+        "[environments.staging]\ninstances = 1\n",
+        "[environments.staging]\ninstances = 1\nkeep_previous = \"60s\"\n",
+    );
+    assert!(fleet.contains("keep_previous"));
+    fleet
+}
+
+fn staging_instances(dev: &Coordinator) -> Vec<serde_json::Value> {
+    dev.environment("staging")["instances"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn deployment_count(dev: &Coordinator) -> usize {
+    dev.ok(&["deployments", "-o", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn rollback_while_watching_puts_the_standby_back_in_seconds_without_a_launch() {
+    let dev = Coordinator::start_dev_with_fleet(&keeping_previous());
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let old: Vec<String> = staging_instances(&dev)
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap().to_string())
+        .collect();
+    let load = Load::start(&dev.endpoint("staging"));
+    load.wait_for_requests(20);
+    let id = dev.enqueue("v2", "staging");
+    eventually("v2 to be watched", DEPLOY, || {
+        (dev.deployment(&id)["phase"] == "watching").then_some(())
+    });
+
+    // The old instance runs on, out of the load balancer, and says so.
+    let standby = staging_instances(&dev)
+        .into_iter()
+        .find(|i| i["instance_id"] == old[0].as_str())
+        .expect("status lists the standby instance");
+    assert_eq!(standby["standby"], true, "{standby}");
+    assert_eq!(standby["in_service"], false, "{standby}");
+    let table = dev.ok(&["status", "hello"]).stdout;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&old[0]) && l.contains("standby")),
+        "{table}"
+    );
+    let mut watched = dev.deployment(&id);
+    assert!(
+        watched["waiting_on"]
+            .as_str()
+            .is_some_and(|w| w.contains(&format!("standby: {}", old[0]))),
+        "{watched}"
+    );
+    load.wait_for_requests(20);
+
+    let asked = unix_ms();
+    let run = dev.ok(&["rollback", "hello", "--env", "staging", "--wait"]);
+    assert!(
+        run.stdout.contains(&id) && run.stdout.contains("standby instances serve staging again"),
+        "{}",
+        run.stdout
+    );
+    load.wait_for_requests(20);
+    let report = load.finish();
+
+    report.assert_no_failures();
+    let back = report
+        .sent_at
+        .iter()
+        .zip(&report.bodies)
+        .find(|(at, body)| **at >= asked && body.contains("v1"))
+        .map(|(at, _)| at - asked)
+        .expect("v1 answered again");
+    assert!(
+        back < 2_000,
+        "v1 answered again {back} ms after the rollback"
+    );
+    assert!(report.last_body().contains("v1"), "{}", report.last_body());
+    watched = dev.deployment(&id);
+    assert_eq!(watched["phase"], "rolled_back", "{watched}");
+    assert_eq!(watched["rollback_requested_by"], "admin", "{watched}");
+    assert_eq!(
+        watched["reason"], "rolled back by admin while watching",
+        "{watched}"
+    );
+    // No instance launched: the same one serves, and no deployment was added.
+    let serving: Vec<String> = staging_instances(&dev)
+        .iter()
+        .filter(|i| i["in_service"] == true)
+        .map(|i| i["instance_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(serving, old);
+    assert_eq!(deployment_count(&dev), 2);
+    assert_eq!(dev.environment("staging")["active_version"], "v1");
+    let audit = dev.ok(&["audit", "-o", "json"]).json();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "rollback"
+                && e["result"] == format!("{id} goes back to its standby instances")
+                && e["deployment"] == id.as_str()),
+        "{audit}"
+    );
+}
+
+#[test]
+fn a_release_that_sickens_while_watched_goes_back_to_the_standby_by_itself() {
+    let fleet = keeping_previous();
+    let dev = Coordinator::start_dev_with_fleet(&fleet);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let old: Vec<String> = staging_instances(&dev)
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap().to_string())
+        .collect();
+    // Instances started from now on fail their health check 8 s in, after
+    // they took traffic; their `GET /` keeps answering.
+    let sickly = fleet.replace(
+        "GREETING = \"hello from staging\" }",
+        "GREETING = \"hello from staging\", SAMPLE_HEALTHY_FOR = \"8\" }",
+    );
+    assert_ne!(sickly, fleet);
+    let path = dev.data_dir().join("sickly.toml");
+    std::fs::write(&path, sickly).unwrap();
+    dev.ok(&["fleet", "apply", path.to_str().unwrap()]);
+    let load = Load::start(&dev.endpoint("staging"));
+    load.wait_for_requests(20);
+
+    let run = dev.exits(3, &["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    load.wait_for_requests(20);
+    let report = load.finish();
+
+    report.assert_no_failures();
+    assert!(
+        run.stdout.contains("watching") && run.stdout.contains("rolling_back"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("failed its health check") && run.stderr.contains("while watching"),
+        "the reason must say why: {}",
+        run.stderr
+    );
+    assert!(
+        report.bodies.iter().any(|b| b.contains("v2")),
+        "v2 served before it sickened"
+    );
+    assert!(report.last_body().contains("v1"), "{}", report.last_body());
+    let serving: Vec<String> = staging_instances(&dev)
+        .iter()
+        .filter(|i| i["in_service"] == true)
+        .map(|i| i["instance_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(serving, old, "the standby serves again");
+    assert_eq!(deployment_count(&dev), 2, "no deployment was added");
+}

@@ -3,7 +3,9 @@
 //! Reads `app.toml` (version, healthy, schema, migration) from its working
 //! directory (the image root) and listens on `$SLIPWAY_PRIVATE_IP:$PORT`.
 //! `GET /` answers with the version and the schema its data store has;
-//! `GET /health` answers 200, or 500 in a release baked unhealthy.
+//! `GET /health` answers 200, or 500 in a release baked unhealthy, or once
+//! `$SAMPLE_HEALTHY_FOR` seconds have passed since it started (an instance
+//! that sickens after taking traffic; `GET /` keeps answering).
 //!
 //! `slipway-sample-app migrate` is the release's migration: it brings the data
 //! store (`$HELLO_DB`, a plain file holding `schema = N`) up to the release's
@@ -15,10 +17,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
+use std::time::Instant;
 
 struct App {
     version: String,
     healthy: bool,
+    /// When its health check starts failing, if ever.
+    sickens_at: Option<std::time::Instant>,
     greeting: String,
     instance: String,
     /// The data store's file, if the project has one here.
@@ -125,7 +130,9 @@ fn answer(app: &App, stream: TcpStream) -> std::io::Result<()> {
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = match path {
-        "/health" if app.healthy => ("200 OK", "ok\n".to_string()),
+        "/health" if app.healthy && app.sickens_at.is_none_or(|at| Instant::now() < at) => {
+            ("200 OK", "ok\n".to_string())
+        }
         "/health" => (
             "500 Internal Server Error",
             "unhealthy by design\n".to_string(),
@@ -172,6 +179,10 @@ fn main() -> ExitCode {
         store: std::env::var("HELLO_DB").ok(),
         version: field(&manifest, "version").unwrap_or("unknown").to_string(),
         healthy: field(&manifest, "healthy") != Some("false"),
+        sickens_at: std::env::var("SAMPLE_HEALTHY_FOR")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|secs| Instant::now() + std::time::Duration::from_secs(secs)),
         greeting: std::env::var("GREETING").unwrap_or_else(|_| "hello".into()),
         instance: std::env::var("SLIPWAY_INSTANCE_ID").unwrap_or_default(),
     };

@@ -48,7 +48,38 @@ pub async fn rollback(
     wait: Wait,
 ) -> Result<(), Failure> {
     let deployment = client.rollback(project, environment).await?;
-    queued(client, output, deployment, wait).await
+    if deployment.rollback_requested_by.is_none() {
+        // No standby to go back to: a redeploy of the previous release.
+        return queued(client, output, deployment, wait).await;
+    }
+    // The deployment watching its new instances goes back to its standby ones:
+    // for this command, ending rolled back is the success.
+    if !wait.wait {
+        if output.structured() {
+            return print(output, &deployment);
+        }
+        println!(
+            "{}: going back to its standby instances (follow it: slipway show {} --follow)",
+            deployment.id, deployment.id
+        );
+        return Ok(());
+    }
+    if !output.structured() {
+        println!(
+            "{}: going back to its standby instances on {}",
+            deployment.id, deployment.environment
+        );
+    }
+    follow(client, output, deployment, wait.timeout, Goal::Standby).await
+}
+
+/// How a followed deployment should end for the command to succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    /// Succeeded: the release serves.
+    Serve,
+    /// Rolled back to the standby instances, as `rollback` asked.
+    Standby,
 }
 
 pub async fn cancel(client: &mut Client, output: Output, id: String) -> Result<(), Failure> {
@@ -97,7 +128,7 @@ pub async fn show(
         if !output.structured() {
             header(output, &d);
         }
-        return follow(client, output, d, timeout).await;
+        return follow(client, output, d, timeout, Goal::Serve).await;
     }
     if output.structured() {
         return print(output, &d);
@@ -308,7 +339,7 @@ async fn queued(
             deployment.id, deployment.project, deployment.version, deployment.environment
         );
     }
-    follow(client, output, deployment, wait.timeout).await
+    follow(client, output, deployment, wait.timeout, Goal::Serve).await
 }
 
 /// How to get back to a deployment the wait left behind.
@@ -326,6 +357,7 @@ async fn follow(
     output: Output,
     mut last: Deployment,
     timeout: Option<Duration>,
+    goal: Goal,
 ) -> Result<(), Failure> {
     let structured = output.structured();
     let started = Instant::now();
@@ -430,6 +462,28 @@ async fn follow(
     }
     let why = last.reason.as_deref().unwrap_or("no reason recorded");
     match last.phase.as_str() {
+        "rolled_back" if goal == Goal::Standby => {
+            if !structured {
+                println!(
+                    "{} {}: its standby instances serve {} again ({})",
+                    last.id,
+                    state(output, "rolled_back"),
+                    last.environment,
+                    render::text(why)
+                );
+            }
+            Ok(())
+        }
+        "succeeded" if goal == Goal::Standby => Err(Failure::new(
+            format!(
+                "{} succeeded before it could go back to its standby instances ({}): run `slipway rollback {} --env {}` again to redeploy the previous release",
+                last.id,
+                render::text(why),
+                last.project,
+                last.environment
+            ),
+            Exit::Failed,
+        )),
         "succeeded" => {
             if !structured {
                 println!(

@@ -144,7 +144,12 @@ fn instance_row(head: [String; 4], inst: &Instance) -> [String; 11] {
         inst.state.clone(),
         inst.agent.clone(),
         yes(inst.ready),
-        yes(inst.in_service),
+        // Out of the balancer on purpose: `rollback` puts it back.
+        if inst.standby {
+            "standby".to_string()
+        } else {
+            yes(inst.in_service)
+        },
         services(&inst.services),
     ]
 }

@@ -81,12 +81,14 @@ pub const EVENT_KINDS: &[&str] = &[
     "deployment.migrating",
     "deployment.attaching",
     "deployment.draining",
+    "deployment.watching",
     "deployment.retiring",
     "deployment.succeeded",
     "deployment.rolling_back",
     "deployment.rolled_back",
     "deployment.cancelled",
     "deployment.cancel_requested",
+    "deployment.rollback_requested",
     "migration.finished",
     "release.registered",
     "release.checked",
@@ -299,6 +301,12 @@ pub struct Environment {
     /// deployer or admin of this environment other than its requester.
     #[serde(default)]
     pub requires_approval: bool,
+    /// How long, after a switch, the previous instances stay running out of
+    /// the load balancer (standby) while the new ones are watched: a failure
+    /// or `slipway rollback` within it re-attaches them in seconds. "0s"
+    /// (the default) terminates them once drained.
+    #[serde(default, deserialize_with = "duration")]
+    pub keep_previous: Duration,
     #[serde(default)]
     pub aws: AwsPlacement,
 }

@@ -75,6 +75,7 @@ mod tests {
             requires_checks: vec!["unit".into(), "integration".into()],
             requires_success_in: vec!["qaprod1".into()],
             requires_approval: false,
+            keep_previous: Default::default(),
             aws: Default::default(),
         }
     }

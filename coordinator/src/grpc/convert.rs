@@ -64,6 +64,7 @@ pub fn deployment(view: DeploymentView) -> pb::Deployment {
         }),
         fleet_generation: d.fleet_generation.unwrap_or_default(),
         approved_by: d.approved_by.unwrap_or_default(),
+        rollback_requested_by: d.rollback_requested_by.unwrap_or_default(),
     }
 }
 
@@ -135,6 +136,7 @@ pub fn project_status(p: ProjectStatus) -> pb::ProjectStatus {
                         agent: connection(i.agent).into(),
                         ready: i.ready,
                         in_service: i.in_service,
+                        standby: i.standby,
                         services: i.services.iter().map(pb::ServiceState::from).collect(),
                     })
                     .collect(),
@@ -203,6 +205,7 @@ pub fn phase(p: Phase) -> pb::Phase {
         Phase::Migrating => pb::Phase::Migrating,
         Phase::Attaching => pb::Phase::Attaching,
         Phase::Draining => pb::Phase::Draining,
+        Phase::Watching => pb::Phase::Watching,
         Phase::Retiring => pb::Phase::Retiring,
         Phase::Succeeded => pb::Phase::Succeeded,
         Phase::RollingBack => pb::Phase::RollingBack,

@@ -127,6 +127,9 @@ impl Outcome for Deployment {
             Phase::Queued => format!("queued {}", self.id),
             Phase::Cancelled => format!("cancelled {}", self.id),
             _ if self.cancel_requested => format!("cancel requested: {} rolls back", self.id),
+            _ if !self.rollback_requested_by.is_empty() => {
+                format!("{} goes back to its standby instances", self.id)
+            }
             phase => format!(
                 "{} {}",
                 self.id,
@@ -510,7 +513,8 @@ impl OperatorService for OperatorApi {
                 required("project", &r.project)?,
                 required("environment", &r.environment)?,
             ).await?;
-            info!(who = %caller, deployment_id = %deployment.id, version = %deployment.version, "rollback queued");
+            let how = if deployment.rollback_requested_by.is_some() { "rollback to the standby asked" } else { "rollback queued" };
+            info!(who = %caller, deployment_id = %deployment.id, version = %deployment.version, "{how}");
             Ok(convert::bare_deployment(deployment))
         }
         .await;

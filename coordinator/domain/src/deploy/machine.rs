@@ -131,6 +131,9 @@ pub struct Limits {
     pub agent_lost_after: Duration,
     /// Set when the project migrates a data store before attaching.
     pub migration: Option<MigrationLimits>,
+    /// How long the old instances stay on standby while the new ones are
+    /// watched (the environment's `keep_previous`); zero skips watching.
+    pub keep_previous: Duration,
 }
 
 /// How long a migration may run, and wait for another's.
@@ -255,9 +258,14 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
             }
             match wait_for_drain(d, o, limits, &d.old_instances) {
                 Some(waiting) => Action::Wait(waiting),
+                // A replacement's old instances are lost ones: nothing to go back to.
+                None if !limits.keep_previous.is_zero() && d.replaces.is_empty() => {
+                    Action::Advance(Phase::Watching)
+                }
                 None => Action::Advance(Phase::Retiring),
             }
         }
+        Phase::Watching => watching(d, o, &new, limits),
         Phase::Retiring => {
             let alive = filter(&d.old_instances, |id| is_alive(o, id));
             if let Some(note) = cleanup_overdue(d, o, limits, &alive, "terminate them") {
@@ -291,6 +299,11 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
                     note: Some(note),
                 };
             }
+            if d.watched()
+                && let Some(restoring) = restore_standby(d, o)
+            {
+                return restoring;
+            }
             if !registered.is_empty() {
                 return Action::Deregister {
                     instances: registered,
@@ -310,6 +323,86 @@ pub fn next_action(d: &Deployment, o: &Observed, limits: &Limits) -> Action {
             }
         }
     }
+}
+
+/// Watching: the new instances serve, the old ones wait on standby. A
+/// rollback asked for, or a new instance failing, goes back to the standby;
+/// the window's end retires them.
+fn watching(d: &Deployment, o: &Observed, new: &[String], limits: &Limits) -> Action {
+    let standby = filter(&d.old_instances, |id| is_alive(o, id));
+    let trouble = match &d.rollback_requested_by {
+        Some(by) => Some(format!("rolled back by {by} while watching")),
+        None => unwell(d, o, new, limits).map(|why| format!("{why} while watching")),
+    };
+    if let Some(reason) = &trouble
+        && !standby.is_empty()
+    {
+        return Action::RollBack {
+            reason: reason.clone(),
+        };
+    }
+    let window = limits.keep_previous.as_millis() as Millis;
+    let left = window - (o.now - d.entered_at());
+    if left <= 0 {
+        return Action::Advance(Phase::Retiring);
+    }
+    Action::Wait(match trouble {
+        // Going back would leave nothing serving.
+        Some(reason) => format!("{reason}, but no standby instance is left to go back to"),
+        None => format!(
+            "watching {} for {:.0}s more; standby: {}",
+            new.join(", "),
+            left as f64 / 1000.0,
+            standby.join(", ")
+        ),
+    })
+}
+
+/// Why a serving new instance is failing: gone, agent lost, a service that
+/// keeps exiting, its health check failing, or out of the load balancer's service.
+fn unwell(d: &Deployment, o: &Observed, new: &[String], limits: &Limits) -> Option<String> {
+    if let Some(reason) = failed_instance(d, o, limits) {
+        return Some(reason);
+    }
+    new.iter().find_map(|id| {
+        let agent = o.agents.get(id);
+        if let Some(a) = agent.filter(|a| a.reported && !a.ready) {
+            let detail = match a.ready_detail.as_str() {
+                "" => String::new(),
+                detail => format!(" ({detail})"),
+            };
+            return Some(format!("instance {id} failed its health check{detail}"));
+        }
+        (o.members.get(id) == Some(&MemberState::OutOfService))
+            .then(|| format!("the load balancer took instance {id} out of service"))
+    })
+}
+
+/// Rolling back from watching: the standby instances back in the load
+/// balancer and in service before any new one leaves it, so no request finds
+/// it empty. None once they are (or none is left alive).
+fn restore_standby(d: &Deployment, o: &Observed) -> Option<Action> {
+    let standby = filter(&d.old_instances, |id| is_alive(o, id));
+    let detached = filter(&standby, |id| {
+        !matches!(
+            o.members.get(id),
+            Some(MemberState::InService | MemberState::OutOfService)
+        )
+    });
+    if !detached.is_empty() {
+        return Some(Action::Register {
+            instances: detached,
+        });
+    }
+    let out = filter(&standby, |id| {
+        o.members.get(id) != Some(&MemberState::InService)
+    });
+    (!out.is_empty()).then(|| {
+        Action::Wait(format!(
+            "waiting for the load balancer to put standby {} back in service",
+            out.join(", ")
+        ))
+    })
 }
 
 /// Whether the phase has run past `deadline`. The deadline counts from the
@@ -677,6 +770,7 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
+            keep_previous: Duration::ZERO,
             deadlines: Deadlines::default(),
             agent_lost_after: Duration::from_secs(5),
             migration: None,
@@ -1413,6 +1507,157 @@ mod tests {
             Action::Finish {
                 phase: Phase::Succeeded,
                 note: None,
+            }
+        );
+    }
+
+    fn watching_limits() -> Limits {
+        Limits {
+            keep_previous: Duration::from_secs(60),
+            ..limits()
+        }
+    }
+
+    /// `d-7` watching its `i-a` since T0, `i-old` on standby out of the
+    /// load balancer.
+    fn watching_deployment() -> (Deployment, Observed) {
+        let mut d = deployment(Phase::Watching, &["i-a"]);
+        d.old_instances = ids(&["i-old"]);
+        let mut o = observed(&[("i-a", agent(true))], &[("i-a", MemberState::InService)]);
+        o.instances.insert("i-old".into(), InstanceState::Running);
+        (d, o)
+    }
+
+    #[test]
+    fn a_drained_switch_watches_with_the_old_instances_on_standby_when_kept() {
+        let mut d = deployment(Phase::Draining, &["i-a"]);
+        d.old_instances = ids(&["i-old"]);
+        d.drain_from = Some(T0);
+        let o = observed(&[("i-a", agent(true))], &[("i-a", MemberState::InService)]);
+        assert_eq!(
+            next_action(&d, &o, &watching_limits()),
+            Action::Advance(Phase::Watching)
+        );
+        assert_eq!(
+            next_action(&d, &o, &limits()),
+            Action::Advance(Phase::Retiring),
+            "keep_previous = 0 retires at once"
+        );
+        d.replaces = ids(&["i-old"]);
+        assert_eq!(
+            next_action(&d, &o, &watching_limits()),
+            Action::Advance(Phase::Retiring),
+            "a replacement's old instances were lost: nothing to keep"
+        );
+    }
+
+    #[test]
+    fn watching_waits_out_the_window_then_retires() {
+        let (d, mut o) = watching_deployment();
+        let Action::Wait(why) = next_action(&d, &o, &watching_limits()) else {
+            panic!("watching must wait");
+        };
+        assert_eq!(why, "watching i-a for 59s more; standby: i-old");
+        o.now = T0 + 60_000;
+        o.agents.get_mut("i-a").unwrap().last_seen = o.now;
+        assert_eq!(
+            next_action(&d, &o, &watching_limits()),
+            Action::Advance(Phase::Retiring)
+        );
+    }
+
+    #[test]
+    fn a_failing_health_check_while_watching_rolls_back_to_the_standby() {
+        let (d, mut o) = watching_deployment();
+        let mut sick = agent(false);
+        sick.ready_detail = "GET /health answered 500".into();
+        o.agents.insert("i-a".into(), sick);
+        assert_eq!(
+            next_action(&d, &o, &watching_limits()),
+            Action::RollBack {
+                reason:
+                    "instance i-a failed its health check (GET /health answered 500) while watching"
+                        .into()
+            }
+        );
+        // Not yet reported on a fresh stream: not a failure.
+        o.agents.get_mut("i-a").unwrap().reported = false;
+        assert!(matches!(
+            next_action(&d, &o, &watching_limits()),
+            Action::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn a_lost_agent_or_an_out_of_service_member_while_watching_rolls_back() {
+        let (d, mut o) = watching_deployment();
+        o.now = T0 + 6_000;
+        let Action::RollBack { reason } = next_action(&d, &o, &watching_limits()) else {
+            panic!("a lost agent must roll back");
+        };
+        assert!(reason.starts_with("instance i-a lost"), "{reason}");
+        let (d, mut o) = watching_deployment();
+        o.members.insert("i-a".into(), MemberState::OutOfService);
+        assert_eq!(
+            next_action(&d, &o, &watching_limits()),
+            Action::RollBack {
+                reason: "the load balancer took instance i-a out of service while watching".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_asked_rollback_while_watching_goes_back_to_the_standby() {
+        let (mut d, o) = watching_deployment();
+        d.rollback_requested_by = Some("alice".into());
+        assert_eq!(
+            next_action(&d, &o, &watching_limits()),
+            Action::RollBack {
+                reason: "rolled back by alice while watching".into()
+            }
+        );
+    }
+
+    #[test]
+    fn with_no_standby_left_a_failure_while_watching_keeps_the_new_instances() {
+        let (mut d, mut o) = watching_deployment();
+        d.rollback_requested_by = Some("alice".into());
+        o.instances.insert("i-old".into(), InstanceState::Gone);
+        let Action::Wait(why) = next_action(&d, &o, &watching_limits()) else {
+            panic!("nothing to go back to: it must not roll back");
+        };
+        assert!(why.contains("no standby instance is left"), "{why}");
+    }
+
+    #[test]
+    fn rolling_back_from_watching_puts_the_standby_in_service_before_taking_new_ones_out() {
+        let (mut d, mut o) = watching_deployment();
+        d.enter(Phase::RollingBack, T0 + 500);
+        assert_eq!(
+            next_action(&d, &o, &watching_limits()),
+            Action::Register {
+                instances: ids(&["i-old"])
+            }
+        );
+        o.members.insert("i-old".into(), MemberState::OutOfService);
+        let Action::Wait(why) = next_action(&d, &o, &watching_limits()) else {
+            panic!("must wait for the standby to be in service");
+        };
+        assert!(why.contains("standby i-old"), "{why}");
+        o.members.insert("i-old".into(), MemberState::InService);
+        assert_eq!(
+            next_action(&d, &o, &watching_limits()),
+            Action::Deregister {
+                instances: ids(&["i-a"])
+            }
+        );
+        // A standby that died meanwhile is not waited for.
+        o.members.remove("i-old");
+        o.instances.insert("i-old".into(), InstanceState::Gone);
+        assert_eq!(
+            next_action(&d, &o, &watching_limits()),
+            Action::Deregister {
+                instances: ids(&["i-a"])
             }
         );
     }

@@ -27,6 +27,10 @@ pub enum Phase {
     Migrating,
     Attaching,
     Draining,
+    /// The new instances serve; the old ones wait out of the load balancer
+    /// (standby) for the environment's `keep_previous`, so a failure or a
+    /// `rollback` re-attaches them in seconds.
+    Watching,
     Retiring,
     Succeeded,
     RollingBack,
@@ -35,7 +39,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 13] = [
+    pub const ALL: [Phase; 14] = [
         Phase::Queued,
         Phase::Launching,
         Phase::Booting,
@@ -44,6 +48,7 @@ impl Phase {
         Phase::Migrating,
         Phase::Attaching,
         Phase::Draining,
+        Phase::Watching,
         Phase::Retiring,
         Phase::Succeeded,
         Phase::RollingBack,
@@ -66,6 +71,7 @@ impl Phase {
             Phase::Migrating => "migrating",
             Phase::Attaching => "attaching",
             Phase::Draining => "draining",
+            Phase::Watching => "watching",
             Phase::Retiring => "retiring",
             Phase::Succeeded => "succeeded",
             Phase::RollingBack => "rolling_back",
@@ -87,9 +93,13 @@ impl Phase {
         !self.is_finished() && self != Phase::Queued
     }
 
-    /// The new instances serve traffic from here on: failures no longer roll back.
+    /// The new instances serve traffic from here on: a cancel no longer rolls
+    /// back, and failures roll back only while watching (to the standby).
     pub fn is_past_point_of_no_return(self) -> bool {
-        matches!(self, Phase::Draining | Phase::Retiring | Phase::Succeeded)
+        matches!(
+            self,
+            Phase::Draining | Phase::Watching | Phase::Retiring | Phase::Succeeded
+        )
     }
 }
 
@@ -137,6 +147,9 @@ pub struct Deployment {
     /// before attaching so a resumed deployment drains the right ones.
     pub old_instances: Vec<String>,
     pub cancel_requested_by: Option<String>,
+    /// Who asked, while it was watching, to go back to the standby instances.
+    #[serde(default)]
+    pub rollback_requested_by: Option<String>,
     /// Who approved it, where its environment requires an approval.
     #[serde(default)]
     pub approved_by: Option<String>,
@@ -298,6 +311,7 @@ impl Deployment {
             launched: vec![],
             old_instances: vec![],
             cancel_requested_by: None,
+            rollback_requested_by: None,
             approved_by: None,
             replaces: vec![],
             migration: None,
@@ -324,6 +338,12 @@ impl Deployment {
     /// one test behind every deadline.
     pub fn overdue(&self, now: Millis, limit: std::time::Duration) -> bool {
         now - self.entered_at() > limit.as_millis() as Millis
+    }
+
+    /// Whether it watched its new instances with the old ones on standby: a
+    /// rollback from there re-attaches those first.
+    pub fn watched(&self) -> bool {
+        self.history.iter().any(|e| e.phase == Phase::Watching)
     }
 
     pub fn new_instance_ids(&self) -> Vec<String> {
