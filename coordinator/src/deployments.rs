@@ -182,7 +182,8 @@ fn events_of(before: Option<&Deployment>, after: &Deployment) -> Vec<Event> {
         events.push(about(format!("deployment.{phase}"), what, reason));
     }
     // Someone's act on it, told once: when the field is first set.
-    let acts: [(fn(&Deployment) -> &Option<String>, &str, &str); 3] = [
+    type Who = fn(&Deployment) -> &Option<String>;
+    let acts: [(Who, &str, &str); 3] = [
         (
             |d| &d.cancel_requested_by,
             "deployment.cancel_requested",

@@ -384,6 +384,8 @@ fn rollback_while_watching_puts_the_standby_back_in_seconds_without_a_launch() {
         .find(|(at, body)| **at >= asked && body.contains("v1"))
         .map(|(at, _)| at - asked)
         .expect("v1 answered again");
+    // The figure for BENCHMARKS.md (run with --no-capture); the bound is the issue's.
+    println!("v1 answered again {back} ms after the rollback was asked");
     assert!(
         back < 2_000,
         "v1 answered again {back} ms after the rollback"
