@@ -292,6 +292,18 @@ impl Client {
         Ok(deployment(self.answer(answer)?))
     }
 
+    pub async fn override_freeze(
+        &mut self,
+        id: String,
+        reason: String,
+    ) -> Result<schema::Deployment, Failure> {
+        let answer = self
+            .api
+            .override_freeze(pb::OverrideFreezeRequest { id, reason })
+            .await;
+        Ok(deployment(self.answer(answer)?))
+    }
+
     pub async fn approve(&mut self, id: String) -> Result<schema::Deployment, Failure> {
         let answer = self.api.approve(pb::ApproveRequest { id }).await;
         Ok(deployment(self.answer(answer)?))
@@ -645,6 +657,7 @@ fn deployment(d: pb::Deployment) -> schema::Deployment {
         fleet_generation: (d.fleet_generation > 0).then_some(d.fleet_generation),
         approved_by: present(d.approved_by),
         rollback_requested_by: present(d.rollback_requested_by),
+        passes_freeze: present(d.passes_freeze),
     }
 }
 

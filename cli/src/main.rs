@@ -117,6 +117,15 @@ enum Command {
         /// The deployment's id, e.g. d-12.
         id: String,
     },
+    /// Let one queued deployment through its environment's freeze window now
+    /// (admin). Audited with the reason.
+    OverrideFreeze {
+        /// The deployment's id, e.g. d-12.
+        id: String,
+        /// Why it cannot wait for the window's end (an incident, say).
+        #[arg(long)]
+        reason: String,
+    },
     /// Cancel a queued deployment, or roll back one that does not serve yet.
     Cancel {
         /// The deployment's id, e.g. d-12.
@@ -530,6 +539,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Queue => deployment::queue(client, out).await,
         Command::Cancel { id } => deployment::cancel(client, out, id).await,
         Command::Approve { id } => deployment::approve(client, out, id).await,
+        Command::OverrideFreeze { id, reason } => {
+            deployment::override_freeze(client, out, id, reason).await
+        }
         Command::Show {
             id,
             follow,

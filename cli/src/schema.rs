@@ -101,6 +101,9 @@ pub struct Deployment {
     /// Who asked, while it was watching, to go back to its standby
     /// instances; null if nobody did.
     pub rollback_requested_by: Option<String>,
+    /// Why it passes its environment's freeze windows (a rollback, or an
+    /// admin's override and its reason); null if it does not.
+    pub passes_freeze: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -485,6 +488,7 @@ mod tests {
             fleet_generation: Some(1),
             approved_by: None,
             rollback_requested_by: None,
+            passes_freeze: None,
         }
     }
 

@@ -183,7 +183,7 @@ fn events_of(before: Option<&Deployment>, after: &Deployment) -> Vec<Event> {
     }
     // Someone's act on it, told once: when the field is first set.
     type Who = fn(&Deployment) -> &Option<String>;
-    let acts: [(Who, &str, &str); 3] = [
+    let acts: [(Who, &str, &str); 4] = [
         (
             |d| &d.cancel_requested_by,
             "deployment.cancel_requested",
@@ -195,12 +195,21 @@ fn events_of(before: Option<&Deployment>, after: &Deployment) -> Vec<Event> {
             "rollback to the standby requested by",
         ),
         (|d| &d.approved_by, "deployment.approved", "approved by"),
+        (
+            |d| &d.freeze_overridden_by,
+            "deployment.freeze_overridden",
+            "freeze overridden by",
+        ),
     ];
     for (field, kind, said) in acts {
         if let (Some(by), true) = (field(after), before.is_some_and(|b| field(b).is_none())) {
+            // An override carries the admin's reason.
+            let reason = (kind == "deployment.freeze_overridden")
+                .then(|| after.passes_freeze.clone())
+                .flatten();
             events.push(Event {
                 who: Some(by.clone()),
-                ..about(kind.into(), format!("{said} {by}"), None)
+                ..about(kind.into(), format!("{said} {by}"), reason)
             });
         }
     }

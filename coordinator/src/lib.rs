@@ -44,7 +44,7 @@
 
 // The domain's modules, at the paths the coordinator has always used.
 pub use slipway_domain::{
-    clock, config, config_diff, deploy, error, gates, infra, queue, release, sample,
+    clock, config, config_diff, deploy, error, freeze, gates, infra, queue, release, sample,
 };
 
 pub mod admission;

@@ -363,7 +363,8 @@ impl Operations {
         let Some(release) = self.stored_release(project, version).await? else {
             return Err(self.no_release(project, version).await?);
         };
-        self.enqueue(who.name.clone(), &release, environment).await
+        self.enqueue(who.name.clone(), &release, environment, |_| {})
+            .await
     }
 
     /// Names the newest known versions, so a typo reads as one; registering
@@ -396,6 +397,7 @@ impl Operations {
         requested_by: String,
         release: &Release,
         environment: &str,
+        shape: impl FnOnce(&mut Deployment),
     ) -> Result<Deployment> {
         let desired = self
             .fleet()
@@ -403,7 +405,7 @@ impl Operations {
             .ok_or_else(|| OperationError::NotFound(format!("no environment {environment:?}")))?;
         Ok(self
             .deployments
-            .enqueue(requested_by, release, environment, desired, |_| {})
+            .enqueue(requested_by, release, environment, desired, shape)
             .await?)
     }
 
@@ -538,6 +540,62 @@ impl Operations {
         })?;
         // The approval gate's reason goes now; the scheduler, woken, names
         // any other gate still closed.
+        self.deployments.set_waiting_on(id, None);
+        self.deployments.queue_changed();
+        Ok(deployment)
+    }
+
+    /// Lets one queued deployment through its environment's freeze window
+    /// now, by an admin who says why (the RPC checks the role and audits it).
+    pub async fn override_freeze(
+        &self,
+        who: &Identity,
+        id: &str,
+        reason: &str,
+    ) -> Result<Deployment> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control)
+        {
+            return Err(OperationError::Invalid(
+                "say why the freeze is overridden (--reason, 1 to 200 printable characters): it goes in the audit log".into(),
+            ));
+        }
+        let fleet = self.fleet();
+        let now = self.clock.now();
+        let changed = self
+            .deployments
+            .update(id, |d| {
+                if d.phase != Phase::Queued {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "deployment {id} has left the queue ({}): no freeze holds it",
+                        d.phase
+                    )));
+                }
+                if let Some(passes) = &d.passes_freeze {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "deployment {id} already passes freezes: {passes}"
+                    )));
+                }
+                let frozen = fleet
+                    .environments
+                    .get(&d.environment)
+                    .and_then(|e| crate::freeze::frozen(&e.freeze, now));
+                if frozen.is_none() {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "{} is not frozen now: there is no freeze to override",
+                        d.environment
+                    )));
+                }
+                d.passes_freeze = Some(format!("freeze overridden by {}: {reason}", who.name));
+                d.freeze_overridden_by = Some(who.name.clone());
+                Ok(())
+            })
+            .await?;
+        let (deployment, ()) = changed.ok_or_else(|| {
+            OperationError::NotFound(format!(
+                "no deployment {id:?}: list them with `slipway deployments`"
+            ))
+        })?;
         self.deployments.set_waiting_on(id, None);
         self.deployments.queue_changed();
         Ok(deployment)
@@ -847,10 +905,13 @@ impl Operations {
                     "release {project}@{previous} is no longer registered"
                 ))
             })?;
+        // A rollback passes freeze windows (DESIGN.md): the rollback RPC's
+        // audit entry records it.
         self.enqueue(
             format!("{} (rollback from {current})", who.name),
             &release,
             environment,
+            |d| d.passes_freeze = Some(format!("a rollback by {}", who.name)),
         )
         .await
     }

@@ -94,20 +94,7 @@ impl Scheduler {
         executors: &mut JoinSet<()>,
         deployments: &mut HashMap<tokio::task::Id, String>,
     ) -> Result<(), StoreError> {
-        let history = self.executor.deployments.history().await?;
-        let queue = ReleaseQueue::new(&history);
-        let mut to_start: Vec<&Deployment> = queue.targets().filter_map(|t| t.active).collect();
-        for head in queue.startable() {
-            // A closed gate holds the head of its queue, saying why; it is
-            // asked again on every look at the queue.
-            let held = self.gate(head, &history).await?;
-            let opens = held.is_none();
-            self.executor.deployments.set_waiting_on(&head.id, held);
-            if opens {
-                to_start.push(head);
-            }
-        }
-        for deployment in to_start {
+        for deployment in self.runnable().await? {
             if !self.running().insert(deployment.id.clone()) {
                 continue;
             }
@@ -118,6 +105,25 @@ impl Scheduler {
             deployments.insert(task.id(), deployment.id.clone());
         }
         Ok(())
+    }
+
+    /// The deployments that may run now: the active ones, and the head of
+    /// every idle target's queue whose gates are open. A closed gate holds
+    /// its head, saying why; the gates are asked again on every look.
+    pub async fn runnable(&self) -> Result<Vec<Deployment>, StoreError> {
+        let history = self.executor.deployments.history().await?;
+        let queue = ReleaseQueue::new(&history);
+        let mut runnable: Vec<Deployment> =
+            queue.targets().filter_map(|t| t.active.cloned()).collect();
+        for head in queue.startable() {
+            let held = self.gate(head, &history).await?;
+            let opens = held.is_none();
+            self.executor.deployments.set_waiting_on(&head.id, held);
+            if opens {
+                runnable.push(head.clone());
+            }
+        }
+        Ok(runnable)
     }
 
     /// Why `d` may not leave the queue yet (the gates of its environment in
@@ -139,6 +145,7 @@ impl Scheduler {
         if environment.requires_checks.is_empty()
             && environment.requires_success_in.is_empty()
             && !environment.requires_approval
+            && environment.freeze.is_empty()
         {
             return Ok(None);
         }
@@ -151,6 +158,13 @@ impl Scheduler {
                     && h.phase == Phase::Succeeded
             })
         };
-        Ok(crate::gates::closed(environment, d, &checks, succeeded_in))
+        let now = self.executor.clock.now();
+        Ok(crate::gates::closed(
+            environment,
+            d,
+            &checks,
+            succeeded_in,
+            now,
+        ))
     }
 }

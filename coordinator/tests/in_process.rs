@@ -355,3 +355,112 @@ async fn listings_come_in_pages_that_cover_everything_once() {
     }
     assert_eq!(versions, ["v1", "v2", "v3", "v4", "v5"]);
 }
+
+#[tokio::test]
+async fn a_deploy_queued_in_a_freeze_waits_for_its_end_and_starts_at_that_moment() {
+    let s = Sandbox::new().await;
+    // START is Monday 2026-11-30 00:00 UTC, 00:00 in Lisbon (WET, UTC+0).
+    let frozen = SAMPLE_FLEET.replace(
+        "[environments.staging]\n",
+        "[environments.staging]\nfreeze = [{ every = \"Mon 00:00 - Mon 06:00\", zone = \"Europe/Lisbon\", name = \"maintenance\" }]\n",
+    );
+    assert_ne!(frozen, SAMPLE_FLEET);
+    s.coordinator
+        .operations
+        .fleet_apply(&admin(), &frozen)
+        .await
+        .unwrap();
+    let id = s.deploy("v1", "staging").await;
+    let other = s.deploy("v1", "qaprod1").await;
+    let runnable = |ids: Vec<slipway_coordinator::deploy::Deployment>| -> Vec<String> {
+        ids.into_iter().map(|d| d.id).collect()
+    };
+
+    let scheduler = &s.coordinator.scheduler;
+    assert_eq!(
+        runnable(scheduler.runnable().await.unwrap()),
+        [other.clone()]
+    );
+    let view = s.coordinator.operations.deployment(&id).await.unwrap();
+    assert_eq!(
+        view.waiting_on.as_deref(),
+        Some("frozen until Mon 06:00 WET (maintenance)")
+    );
+    // A millisecond before the end it still waits; at the end it goes.
+    s.clock
+        .advance(Duration::from_secs(6 * 3600) - Duration::from_millis(1));
+    assert_eq!(
+        runnable(scheduler.runnable().await.unwrap()),
+        [other.clone()]
+    );
+    s.clock.advance(Duration::from_millis(1));
+    let mut now = runnable(scheduler.runnable().await.unwrap());
+    now.sort();
+    let mut both = vec![other, id.clone()];
+    both.sort();
+    assert_eq!(now, both);
+    let view = s.coordinator.operations.deployment(&id).await.unwrap();
+    assert_eq!(view.waiting_on, None);
+}
+
+#[tokio::test]
+async fn a_freeze_override_needs_a_frozen_queued_deployment_and_a_reason() {
+    let s = Sandbox::new().await;
+    let frozen = SAMPLE_FLEET.replace(
+        "[environments.staging]\n",
+        "[environments.staging]\nfreeze = [{ every = \"Mon 00:00 - Mon 06:00\" }]\n",
+    );
+    s.coordinator
+        .operations
+        .fleet_apply(&admin(), &frozen)
+        .await
+        .unwrap();
+    let ops = &s.coordinator.operations;
+    let id = s.deploy("v1", "staging").await;
+    let unfrozen = s.deploy("v1", "qaprod1").await;
+    let refused = |e: OperationError| e.to_string();
+
+    let no_reason = ops.override_freeze(&admin(), &id, "  ").await.unwrap_err();
+    assert!(refused(no_reason).contains("say why"));
+    let not_frozen = ops
+        .override_freeze(&admin(), &unfrozen, "incident 7")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(not_frozen),
+        "qaprod1 is not frozen now: there is no freeze to override"
+    );
+    let passed = ops
+        .override_freeze(&admin(), &id, "incident 7")
+        .await
+        .unwrap();
+    assert_eq!(
+        passed.passes_freeze.as_deref(),
+        Some("freeze overridden by admin: incident 7")
+    );
+    let twice = ops
+        .override_freeze(&admin(), &id, "again")
+        .await
+        .unwrap_err();
+    assert!(refused(twice).contains("already passes freezes"));
+    let runnable: Vec<String> = s
+        .coordinator
+        .scheduler
+        .runnable()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert!(runnable.contains(&id), "{runnable:?}");
+    let events = s.coordinator.events.after(0, 100).await.unwrap();
+    let told = events
+        .iter()
+        .find(|e| e.kind == "deployment.freeze_overridden")
+        .expect("a deployment.freeze_overridden event");
+    assert_eq!(told.who.as_deref(), Some("admin"));
+    assert_eq!(
+        told.reason.as_deref(),
+        Some("freeze overridden by admin: incident 7")
+    );
+}

@@ -116,6 +116,34 @@ pub async fn approve(client: &mut Client, output: Output, id: String) -> Result<
     Ok(())
 }
 
+/// Lets a queued deployment through its environment's freeze window.
+pub async fn override_freeze(
+    client: &mut Client,
+    output: Output,
+    id: String,
+    reason: String,
+) -> Result<(), Failure> {
+    let deployment = client.override_freeze(id, reason).await?;
+    if output.structured() {
+        return print(output, &deployment);
+    }
+    let now = match &deployment.waiting_on {
+        Some(waiting) => format!("still waiting: {}", text(waiting)),
+        None => "it leaves the queue at its turn, once any other gate is open".to_string(),
+    };
+    println!(
+        "{}: {}; {now}",
+        deployment.id,
+        text(
+            deployment
+                .passes_freeze
+                .as_deref()
+                .unwrap_or("passes the freeze")
+        )
+    );
+    Ok(())
+}
+
 /// One deployment with its phase times; with `follow`, to its end.
 pub async fn show(
     client: &mut Client,

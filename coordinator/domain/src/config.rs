@@ -93,6 +93,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "release.registered",
     "release.checked",
     "deployment.approved",
+    "deployment.freeze_overridden",
     "promotion.started",
     "promotion.finished",
     "fleet.applied",
@@ -307,6 +308,11 @@ pub struct Environment {
     /// (the default) terminates them once drained.
     #[serde(default, deserialize_with = "duration")]
     pub keep_previous: Duration,
+    /// Windows in which nothing is deployed or promoted here: a deployment
+    /// queued in one waits for its end (rollbacks pass; an admin may pass
+    /// one through with `slipway override-freeze`).
+    #[serde(default)]
+    pub freeze: Vec<crate::freeze::Freeze>,
     #[serde(default)]
     pub aws: AwsPlacement,
 }

@@ -1,6 +1,6 @@
 //! Gates: what must be true before a release leaves the queue for an
-//! environment (`requires_checks`, `requires_success_in`, `requires_approval`
-//! in the fleet file).
+//! environment (`freeze`, `requires_checks`, `requires_success_in`,
+//! `requires_approval` in the fleet file).
 //! A gate never fails a deployment (DESIGN.md, settled questions): the
 //! deployment waits at the head of its target's queue, saying which gate holds
 //! it, and starts by itself once the gate opens; cancelling it lets the next
@@ -8,23 +8,30 @@
 
 use std::collections::BTreeMap;
 
+use crate::clock::Millis;
 use crate::config::Environment;
 use crate::deploy::Deployment;
 
 /// The latest result of each named check on a release: passed or not.
 pub type CheckResults = BTreeMap<String, bool>;
 
-/// Why deployment `d` may not start in an environment with `env`'s gates
-/// yet, or None when every gate is open. `succeeded_in` says whether its
+/// Why deployment `d` may not start at `now` in an environment with `env`'s
+/// gates, or None when every gate is open. `succeeded_in` says whether its
 /// release has succeeded in an environment.
 pub fn closed(
     env: &Environment,
     d: &Deployment,
     checks: &CheckResults,
     succeeded_in: impl Fn(&str) -> bool,
+    now: Millis,
 ) -> Option<String> {
     let (project, version) = (&d.project, &d.version);
     let mut reasons = Vec::new();
+    if d.passes_freeze.is_none()
+        && let Some(frozen) = crate::freeze::frozen(&env.freeze, now)
+    {
+        reasons.push(frozen.said);
+    }
     let missing: Vec<String> = env
         .requires_checks
         .iter()
@@ -76,6 +83,7 @@ mod tests {
             requires_success_in: vec!["qaprod1".into()],
             requires_approval: false,
             keep_previous: Default::default(),
+            freeze: vec![],
             aws: Default::default(),
         }
     }
@@ -93,7 +101,7 @@ mod tests {
         checks.insert("unit".into(), false);
         let nowhere = |_: &str| false;
         assert_eq!(
-            closed(&prod(), &v2(), &checks, nowhere).as_deref(),
+            closed(&prod(), &v2(), &checks, nowhere, 0).as_deref(),
             Some(
                 "checks required on hello@v2: unit failed, integration not reported; hello@v2 has not succeeded in qaprod1 yet"
             )
@@ -101,16 +109,16 @@ mod tests {
         checks.insert("unit".into(), true);
         checks.insert("integration".into(), true);
         assert_eq!(
-            closed(&prod(), &v2(), &checks, nowhere).as_deref(),
+            closed(&prod(), &v2(), &checks, nowhere, 0).as_deref(),
             Some("hello@v2 has not succeeded in qaprod1 yet")
         );
-        assert_eq!(closed(&prod(), &v2(), &checks, |e| e == "qaprod1"), None);
+        assert_eq!(closed(&prod(), &v2(), &checks, |e| e == "qaprod1", 0), None);
         let open = Environment {
             requires_checks: vec![],
             requires_success_in: vec![],
             ..prod()
         };
-        assert_eq!(closed(&open, &v2(), &CheckResults::new(), nowhere), None);
+        assert_eq!(closed(&open, &v2(), &CheckResults::new(), nowhere, 0), None);
     }
 
     #[test]
@@ -124,7 +132,7 @@ mod tests {
         let mut d = v2();
         let nowhere = |_: &str| false;
         assert_eq!(
-            closed(&env, &d, &CheckResults::new(), nowhere).as_deref(),
+            closed(&env, &d, &CheckResults::new(), nowhere, 0).as_deref(),
             Some(format!(
                 "approval by a deployer of prod1 other than {} (`slipway approve d-7`)",
                 d.requested_by
@@ -135,10 +143,48 @@ mod tests {
         d.requested_by = "alice (rollback from v3)".into();
         assert_eq!(crate::deploy::requester(&d), "alice");
         assert!(
-            closed(&env, &d, &CheckResults::new(), nowhere)
+            closed(&env, &d, &CheckResults::new(), nowhere, 0)
                 .is_some_and(|r| r.contains("other than alice (`slipway")),
         );
         d.approved_by = Some("bob".into());
-        assert_eq!(closed(&env, &d, &CheckResults::new(), nowhere), None);
+        assert_eq!(closed(&env, &d, &CheckResults::new(), nowhere, 0), None);
+    }
+
+    #[test]
+    fn a_freeze_holds_until_its_end_and_rollbacks_or_overrides_pass_it() {
+        let weekend: crate::freeze::Freeze = toml::from_str::<toml::Value>(
+            r#"w = { every = "Fri 16:00 - Mon 08:00", zone = "UTC" }"#,
+        )
+        .unwrap()["w"]
+            .clone()
+            .try_into()
+            .unwrap();
+        let env = Environment {
+            requires_checks: vec![],
+            requires_success_in: vec![],
+            freeze: vec![weekend],
+            ..prod()
+        };
+        // Saturday 2026-12-05 12:00 UTC, and the Monday 08:00 it ends.
+        let (saturday, monday) = (1_796_472_000_000, 1_796_630_400_000);
+        let mut d = v2();
+        let nowhere = |_: &str| false;
+        assert_eq!(
+            closed(&env, &d, &CheckResults::new(), nowhere, saturday).as_deref(),
+            Some("frozen until Mon 08:00 UTC")
+        );
+        assert_eq!(
+            closed(&env, &d, &CheckResults::new(), nowhere, monday - 1).as_deref(),
+            Some("frozen until Mon 08:00 UTC")
+        );
+        assert_eq!(
+            closed(&env, &d, &CheckResults::new(), nowhere, monday),
+            None
+        );
+        d.passes_freeze = Some("a rollback".into());
+        assert_eq!(
+            closed(&env, &d, &CheckResults::new(), nowhere, saturday),
+            None
+        );
     }
 }

@@ -30,6 +30,7 @@ pub mod config;
 pub mod config_diff;
 pub mod deploy;
 pub mod error;
+pub mod freeze;
 pub mod gates;
 pub mod infra;
 pub mod queue;

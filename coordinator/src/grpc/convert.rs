@@ -65,6 +65,7 @@ pub fn deployment(view: DeploymentView) -> pb::Deployment {
         fleet_generation: d.fleet_generation.unwrap_or_default(),
         approved_by: d.approved_by.unwrap_or_default(),
         rollback_requested_by: d.rollback_requested_by.unwrap_or_default(),
+        passes_freeze: d.passes_freeze.unwrap_or_default(),
     }
 }
 

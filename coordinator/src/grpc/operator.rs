@@ -8,7 +8,7 @@ use slipway_domain::agent::Closing;
 use slipway_proto::v1::operator_service_server::OperatorService;
 use slipway_proto::v1::*;
 use tonic::{Request, Response, Status};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::auth::{self, Caller};
 use super::convert;
@@ -166,6 +166,19 @@ impl Outcome for Secret {}
 impl Outcome for RevokeResponse {}
 /// An approval's answer: the audit log says "approved d-12", not "queued".
 struct Approved(Deployment);
+
+/// A deployment let through a freeze, with the admin's reason for the audit.
+struct FreezeOverridden(Deployment);
+
+impl Outcome for FreezeOverridden {
+    fn outcome(&self) -> String {
+        format!("{} passes: {}", self.0.id, self.0.passes_freeze)
+    }
+
+    fn about(&self) -> Option<About> {
+        self.0.about()
+    }
+}
 
 impl Outcome for Approved {
     fn outcome(&self) -> String {
@@ -1059,6 +1072,39 @@ impl OperatorService for OperatorApi {
         )
         .await
         .map(|approved| Response::new(approved.0))
+    }
+
+    async fn override_freeze(
+        &self,
+        request: Request<OverrideFreezeRequest>,
+    ) -> Result<Response<Deployment>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let r = request.into_inner();
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            let passed = self
+                .operations
+                .override_freeze(&caller.identity, required("id", &r.id)?, &r.reason)
+                .await?;
+            warn!(who = %caller, deployment_id = %passed.id, "freeze overridden");
+            let view = self.operations.deployment(&passed.id).await?;
+            Ok(FreezeOverridden(convert::deployment(view)))
+        }
+        .await;
+        self.audited(
+            &caller,
+            "override-freeze",
+            (
+                &r.id,
+                About {
+                    deployment: Some(r.id.clone()).filter(|i| !i.is_empty()),
+                    ..About::default()
+                },
+            ),
+            outcome,
+        )
+        .await
+        .map(|passed| Response::new(passed.0))
     }
 
     async fn dashboard_tokens(

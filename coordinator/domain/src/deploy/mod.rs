@@ -153,6 +153,13 @@ pub struct Deployment {
     /// Who approved it, where its environment requires an approval.
     #[serde(default)]
     pub approved_by: Option<String>,
+    /// Why it passes its environment's freeze windows: a rollback, or an
+    /// admin's override with the reason they gave.
+    #[serde(default)]
+    pub passes_freeze: Option<String>,
+    /// The admin who let it through a freeze window.
+    #[serde(default)]
+    pub freeze_overridden_by: Option<String>,
     /// Stored before the first launch request: from then on the cloud may hold
     /// instances of this deployment that `launched` does not list yet.
     #[serde(default)]
@@ -313,6 +320,8 @@ impl Deployment {
             cancel_requested_by: None,
             rollback_requested_by: None,
             approved_by: None,
+            passes_freeze: None,
+            freeze_overridden_by: None,
             replaces: vec![],
             migration: None,
             config: None,
