@@ -207,11 +207,18 @@ impl Client {
         project: String,
         version: String,
         image: Option<String>,
+        provenance: schema::Provenance,
     ) -> Result<schema::Release, Failure> {
         let request = pb::RegisterReleaseRequest {
             project,
             version,
             image_id: image.unwrap_or_default(),
+            provenance: Some(pb::Provenance {
+                commit: provenance.commit.unwrap_or_default(),
+                repository: provenance.repository.unwrap_or_default(),
+                build_url: provenance.build_url.unwrap_or_default(),
+                built_by: provenance.built_by.unwrap_or_default(),
+            }),
         };
         let answer = self.api.register_release(request).await;
         Ok(release(self.answer(answer)?))
@@ -601,6 +608,16 @@ fn release(r: pb::Release) -> schema::Release {
         registered_by: r.registered_by,
         owner_account: present(r.owner_account),
         checks: r.checks.into_iter().map(release_check).collect(),
+        provenance: r.provenance.map(provenance),
+    }
+}
+
+fn provenance(p: pb::Provenance) -> schema::Provenance {
+    schema::Provenance {
+        commit: present(p.commit),
+        repository: present(p.repository),
+        build_url: present(p.build_url),
+        built_by: present(p.built_by),
     }
 }
 
@@ -658,6 +675,7 @@ fn deployment(d: pb::Deployment) -> schema::Deployment {
         approved_by: present(d.approved_by),
         rollback_requested_by: present(d.rollback_requested_by),
         passes_freeze: present(d.passes_freeze),
+        provenance: d.provenance.map(provenance),
     }
 }
 

@@ -406,6 +406,24 @@ enum InfraCommand {
     Apply,
 }
 
+/// Where a release came from; the image's tags (slipway:commit, ...) fill in
+/// what is not given, and refuse what they contradict.
+#[derive(Debug, clap::Args)]
+struct ProvenanceArgs {
+    /// The commit the image was built from (hex).
+    #[arg(long)]
+    commit: Option<String>,
+    /// The source repository's URL.
+    #[arg(long)]
+    repository: Option<String>,
+    /// The CI build that made the image.
+    #[arg(long)]
+    build_url: Option<String>,
+    /// Who or what built it (a CI job, a person).
+    #[arg(long)]
+    built_by: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum ReleaseCommand {
     /// Register PROJECT at VERSION; its image is found by tags unless --image names it.
@@ -417,6 +435,8 @@ enum ReleaseCommand {
         /// The machine image (ami-…); default: the one tagged slipway:project and slipway:version.
         #[arg(long)]
         image: Option<String>,
+        #[command(flatten)]
+        provenance: ProvenanceArgs,
     },
     /// List registered releases, with the checks recorded on each.
     List {
@@ -507,7 +527,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             project,
             version,
             image,
-        }) => release::add(client, out, project, version, image).await,
+            provenance,
+        }) => {
+            let provenance = release::Provenance {
+                commit: provenance.commit,
+                repository: provenance.repository,
+                build_url: provenance.build_url,
+                built_by: provenance.built_by,
+            };
+            release::add(client, out, project, version, image, provenance).await
+        }
         Command::Release(ReleaseCommand::List { project }) => {
             release::list(client, out, project).await
         }

@@ -27,6 +27,41 @@ pub struct Release {
     pub owner_account: Option<String>,
     /// The checks recorded on it (each its latest result).
     pub checks: Vec<ReleaseCheck>,
+    /// Where it came from; null when nothing is recorded.
+    pub provenance: Option<Provenance>,
+}
+
+/// Where a release came from: its image's tags, or what `release add` was
+/// given. Each part null when unknown.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Provenance {
+    pub commit: Option<String>,
+    pub repository: Option<String>,
+    pub build_url: Option<String>,
+    pub built_by: Option<String>,
+}
+
+impl Provenance {
+    /// "commit 3f2c1ab of https://…", "build https://…", "built by ci": the
+    /// parts known, one line each, for people.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(commit) = &self.commit {
+            lines.push(match &self.repository {
+                Some(repo) => format!("commit {commit} of {repo}"),
+                None => format!("commit {commit}"),
+            });
+        } else if let Some(repo) = &self.repository {
+            lines.push(format!("from {repo}"));
+        }
+        if let Some(build) = &self.build_url {
+            lines.push(format!("build {build}"));
+        }
+        if let Some(by) = &self.built_by {
+            lines.push(format!("built by {by}"));
+        }
+        lines.iter().map(|l| crate::render::text(l)).collect()
+    }
 }
 
 /// A check's result on a release: `release check`, and in `release list`.
@@ -104,6 +139,8 @@ pub struct Deployment {
     /// Why it passes its environment's freeze windows (a rollback, or an
     /// admin's override and its reason); null if it does not.
     pub passes_freeze: Option<String>,
+    /// Its release's provenance; null when nothing is recorded.
+    pub provenance: Option<Provenance>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -489,6 +526,7 @@ mod tests {
             approved_by: None,
             rollback_requested_by: None,
             passes_freeze: None,
+            provenance: None,
         }
     }
 

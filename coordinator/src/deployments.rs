@@ -250,6 +250,7 @@ mod tests {
             registered_at: 0,
             registered_by: "ci".into(),
             owner_account: None,
+            provenance: Default::default(),
         };
         Deployment::queued(7, &release, "prod1", "ci".into(), 2, 0)
     }
@@ -319,6 +320,7 @@ mod tests {
             registered_at: 0,
             registered_by: "ci".into(),
             owner_account: None,
+            provenance: Default::default(),
         };
         let stored = deployments
             .enqueue("ci".into(), &release, "prod1", 2, |_| {})

@@ -195,6 +195,7 @@ pub async fn sample_releases(
             registered_at: clock.now(),
             registered_by: "slipway-dev".into(),
             owner_account: None,
+            provenance: Default::default(),
         })
         .await?;
     }

@@ -249,6 +249,7 @@ impl Operations {
         project: &str,
         version: &str,
         image_id: Option<&str>,
+        provenance: &crate::release::Provenance,
     ) -> Result<Release> {
         // A release runs wherever it is deployed later, prod included: a
         // deployer limited to some environments may deploy, not register.
@@ -260,7 +261,7 @@ impl Operations {
         }
         self.check_project(project)?;
         self.releases
-            .register(&who.name, project, version, image_id)
+            .register(&who.name, project, version, image_id, provenance)
             .await
             .map_err(OperationError::of)
     }

@@ -11,7 +11,7 @@ use crate::cloud::{CloudError, Compute};
 use crate::error::{Code, Coded};
 use crate::events::{Event, Events};
 use crate::gates::CheckResults;
-use crate::release::{Release, check_image_id, check_version};
+use crate::release::{Provenance, Release, check_image_id, check_version};
 use crate::store::{Changes, Db, Range, Record, StoreError, Table};
 
 /// One named check's latest result on a release.
@@ -41,6 +41,9 @@ pub enum ReleaseError {
     InvalidVersion(String),
     #[error("{0}")]
     InvalidImage(String),
+    /// Malformed provenance, or provenance its image's tags deny.
+    #[error("{0}")]
+    Provenance(String),
     #[error(
         "release {project}@{version} is already image {image}: releases are immutable; build a new version"
     )]
@@ -60,7 +63,9 @@ pub enum ReleaseError {
 impl Coded for ReleaseError {
     fn code(&self) -> Code {
         match self {
-            ReleaseError::InvalidVersion(_) | ReleaseError::InvalidImage(_) => Code::Invalid,
+            ReleaseError::InvalidVersion(_)
+            | ReleaseError::InvalidImage(_)
+            | ReleaseError::Provenance(_) => Code::Invalid,
             ReleaseError::Immutable { .. } => Code::FailedPrecondition,
             ReleaseError::Unknown { .. } => Code::NotFound,
             ReleaseError::Cloud(e) => e.code(),
@@ -98,16 +103,20 @@ impl Releases {
     }
 
     /// Registers `project@version`; its image is found by its tags unless
-    /// `image_id` names it. Registering the same image again answers the stored
-    /// release; another image for a stored version is refused.
+    /// `image_id` names it. Its provenance is `given` completed by the image's
+    /// tags; a part they disagree on is refused. Registering the same image
+    /// again answers the stored release; another image, or other provenance,
+    /// for a stored version is refused.
     pub async fn register(
         &self,
         registered_by: &str,
         project: &str,
         version: &str,
         image_id: Option<&str>,
+        given: &Provenance,
     ) -> Result<Release, ReleaseError> {
         check_version(version).map_err(ReleaseError::InvalidVersion)?;
+        given.check(false).map_err(ReleaseError::Provenance)?;
         let image_id = match image_id {
             Some(id) => {
                 check_image_id(id).map_err(ReleaseError::InvalidImage)?;
@@ -119,9 +128,17 @@ impl Releases {
         check_image_id(&image_id).map_err(ReleaseError::InvalidImage)?;
         // Caught here, not at deploy time: it exists, and it is ours (its
         // owner is recorded with the release).
-        let owner_account = self.compute.check_image(&image_id).await?;
+        let facts = self.compute.check_image(&image_id).await?;
+        let tagged = Provenance::from_tags(&facts.tags);
+        tagged.check(true).map_err(ReleaseError::Provenance)?;
+        let provenance = Provenance::agreed(given, &tagged, &format!("image {image_id} is tagged"))
+            .map_err(ReleaseError::Provenance)?;
         if let Some(existing) = self.get(project, version).await? {
             if existing.image_id == image_id {
+                // Given again, provenance must say what was stored.
+                let stored = format!("release {project}@{version} was registered with");
+                Provenance::agreed(given, &existing.provenance, &stored)
+                    .map_err(ReleaseError::Provenance)?;
                 return Ok(existing);
             }
             return Err(ReleaseError::Immutable {
@@ -136,7 +153,8 @@ impl Releases {
             image_id,
             registered_at: self.clock.now(),
             registered_by: registered_by.to_string(),
-            owner_account,
+            owner_account: facts.owner_account,
+            provenance,
         };
         let mut changes = Changes::default();
         changes.put(&release)?;

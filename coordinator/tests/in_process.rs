@@ -224,12 +224,24 @@ async fn a_release_is_immutable() {
     let s = Sandbox::new().await;
     let c = &s.coordinator.operations;
     let first = c
-        .register_release(&admin(), "hello", "v3", Some("ami-0aaaaaaa"))
+        .register_release(
+            &admin(),
+            "hello",
+            "v3",
+            Some("ami-0aaaaaaa"),
+            &Default::default(),
+        )
         .await
         .unwrap();
     s.clock.advance(Duration::from_secs(60));
     let again = c
-        .register_release(&admin(), "hello", "v3", Some("ami-0aaaaaaa"))
+        .register_release(
+            &admin(),
+            "hello",
+            "v3",
+            Some("ami-0aaaaaaa"),
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -237,7 +249,13 @@ async fn a_release_is_immutable() {
         "the same registration is answered, not repeated"
     );
     let other = c
-        .register_release(&admin(), "hello", "v3", Some("ami-0bbbbbbb"))
+        .register_release(
+            &admin(),
+            "hello",
+            "v3",
+            Some("ami-0bbbbbbb"),
+            &Default::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -245,7 +263,13 @@ async fn a_release_is_immutable() {
         "{other}"
     );
     let path = c
-        .register_release(&admin(), "hello", "v4", Some("/some/dir"))
+        .register_release(
+            &admin(),
+            "hello",
+            "v4",
+            Some("/some/dir"),
+            &Default::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -283,7 +307,13 @@ async fn a_deployer_limited_to_staging_is_refused_prod1_and_registering() {
         "the refused cancel changed nothing"
     );
     let refused = c
-        .register_release(&ci, "hello", "v9", Some("ami-0ccccccc"))
+        .register_release(
+            &ci,
+            "hello",
+            "v9",
+            Some("ami-0ccccccc"),
+            &Default::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -342,9 +372,15 @@ async fn listings_come_in_pages_that_cover_everything_once() {
     assert_eq!(seen, queued, "newest first, each once");
 
     for version in ["v3", "v4", "v5"] {
-        c.register_release(&admin(), "hello", version, Some("ami-0aaaaaaa"))
-            .await
-            .unwrap();
+        c.register_release(
+            &admin(),
+            "hello",
+            version,
+            Some("ami-0aaaaaaa"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
     }
     let (mut versions, mut from) = (Vec::new(), Some(0));
     while let Some(at) = from {

@@ -102,9 +102,10 @@ fn issue(dev: &Coordinator, dir: &TempDir, name: &str, role: &str) -> (PathBuf, 
 #[test]
 fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     // prod2 asks for an approval, so `approve` has something to approve.
+    // prod2 is frozen for good, so `override-freeze` has something to pass.
     let gated_fleet = SAMPLE_FLEET.replace(
         "[environments.prod2]\n",
-        "[environments.prod2]\nrequires_approval = true\n",
+        "[environments.prod2]\nrequires_approval = true\nfreeze = [{ from = \"2020-01-01 00:00\", until = \"2099-01-01 00:00\" }]\n",
     );
     let dev = Coordinator::start_dev_with_fleet(&gated_fleet);
     let dir = TempDir::new("cli-json");
@@ -130,12 +131,37 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     );
     let releases = docs.read(&dev, "release list", &["release", "list", "hello"]);
     let image = releases[0]["image_id"].as_str().unwrap().to_string();
-    docs.acted(
+    let added = docs.acted(
         "release add",
         &dev.ok(&[
-            "release", "add", "hello", "v9", "--image", &image, "-o", "json",
+            "release",
+            "add",
+            "hello",
+            "v9",
+            "--image",
+            &image,
+            "--commit",
+            "3f2c1ab9d0e4",
+            "--repository",
+            "https://git.example.com/team/hello",
+            "--build-url",
+            "https://ci.example.com/jobs/41",
+            "--built-by",
+            "ci",
+            "-o",
+            "json",
         ]),
     );
+    assert_eq!(added["provenance"]["commit"], "3f2c1ab9d0e4", "{added}");
+    // A deployment of it carries where it came from.
+    let v9 = dev
+        .ok(&["deploy", "hello", "v9", "--env", "qaprod1", "-o", "json"])
+        .json();
+    assert_eq!(
+        v9["provenance"]["build_url"], "https://ci.example.com/jobs/41",
+        "{v9}"
+    );
+    dev.ok(&["cancel", v9["id"].as_str().unwrap()]);
     let deployed = docs.acted(
         "deploy",
         &dev.ok(&[
@@ -277,6 +303,21 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
         &dev.cli_as(&dora, &["approve", &gated, "-o", "json"]),
     );
     assert_eq!(approved["approved_by"], "dora", "{approved}");
+    let passed = docs.acted(
+        "override-freeze",
+        &dev.ok(&[
+            "override-freeze",
+            &gated,
+            "--reason",
+            "incident 7",
+            "-o",
+            "json",
+        ]),
+    );
+    assert_eq!(
+        passed["passes_freeze"], "freeze overridden by admin: incident 7",
+        "{passed}"
+    );
     docs.acted("revoke", &dev.ok(&["revoke", "vera", "-o", "json"]));
     docs.read(&dev, "notifications", &["notifications"]);
     // `events` prints one object per line: each is a document.

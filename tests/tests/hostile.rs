@@ -119,6 +119,7 @@ async fn oversized_and_out_of_range_fields_are_refused_and_change_nothing() {
         project: "hello".into(),
         version: "x".repeat(5 * 1024 * 1024),
         image_id: String::new(),
+        provenance: None,
     };
     let err = api.register_release(huge).await.unwrap_err();
     assert!(
@@ -130,6 +131,7 @@ async fn oversized_and_out_of_range_fields_are_refused_and_change_nothing() {
         project: "hello".into(),
         version: "v".repeat(200),
         image_id: String::new(),
+        provenance: None,
     };
     let err = api.register_release(long).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

@@ -293,6 +293,7 @@ async fn the_audit_log_releases_and_deployments_come_in_pages_and_the_cli_reads_
                 project: format!("nope{i}"),
                 version: "v1".into(),
                 image_id: String::new(),
+                provenance: None,
             })
             .await;
         assert!(refused.is_err());
@@ -303,11 +304,31 @@ async fn the_audit_log_releases_and_deployments_come_in_pages_and_the_cli_reads_
             project: "p".repeat(100 * 1024),
             version: "v1".into(),
             image_id: String::new(),
+            provenance: None,
         })
         .await
         .unwrap_err();
     assert_eq!(huge.code(), tonic::Code::InvalidArgument);
     assert!(huge.message().len() < 200, "{}", huge.message().len());
+    // So is provenance: 100 KB of build URL is refused, shown cut.
+    let long_url = api
+        .register_release(RegisterReleaseRequest {
+            project: "hello".into(),
+            version: "v1".into(),
+            image_id: String::new(),
+            provenance: Some(slipway_proto::v1::Provenance {
+                build_url: format!("https://ci/{}", "x".repeat(100 * 1024)),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(long_url.code(), tonic::Code::InvalidArgument);
+    assert!(
+        long_url.message().contains("--build-url") && long_url.message().len() < 300,
+        "{}",
+        long_url.message()
+    );
     assert!(huge.message().contains("at most 256"), "{}", huge.message());
     assert!(c.log().len() < 1024 * 1024, "the log did not take it in");
     let first = api
@@ -362,6 +383,7 @@ async fn the_audit_log_releases_and_deployments_come_in_pages_and_the_cli_reads_
             project: "hello".into(),
             version: format!("r{i}"),
             image_id: image.clone(),
+            provenance: None,
         })
         .await
         .unwrap();

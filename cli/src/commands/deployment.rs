@@ -162,6 +162,12 @@ pub async fn show(
         return print(output, &d);
     }
     header(output, &d);
+    for line in d.provenance.iter().flat_map(|p| p.lines()) {
+        println!("  {line}");
+    }
+    if let Some(passes) = &d.passes_freeze {
+        println!("  passes freezes: {}", text(passes));
+    }
     for p in &d.phases {
         println!(
             "  {:>8} {}",

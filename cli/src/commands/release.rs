@@ -2,7 +2,8 @@
 
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::render::{Output, Table, age, print};
+use crate::render::{Output, Table, age, or_dash, print, text};
+pub use crate::schema::Provenance;
 
 pub async fn add(
     client: &mut Client,
@@ -10,8 +11,11 @@ pub async fn add(
     project: String,
     version: String,
     image: Option<String>,
+    provenance: Provenance,
 ) -> Result<(), Failure> {
-    let release = client.register_release(project, version, image).await?;
+    let release = client
+        .register_release(project, version, image, provenance)
+        .await?;
     if output.structured() {
         return print(output, &release);
     }
@@ -19,6 +23,11 @@ pub async fn add(
         "registered {}@{} (image {})",
         release.project, release.version, release.image_id
     );
+    if let Some(p) = &release.provenance {
+        for line in p.lines() {
+            println!("  {line}");
+        }
+    }
     Ok(())
 }
 
@@ -31,7 +40,9 @@ pub async fn list(
     if output.structured() {
         return print(output, &releases);
     }
-    let mut table = Table::new(["PROJECT", "VERSION", "IMAGE", "AGE", "BY", "CHECKS"]);
+    let mut table = Table::new([
+        "PROJECT", "VERSION", "IMAGE", "COMMIT", "AGE", "BY", "CHECKS",
+    ]);
     for r in releases {
         let checks = r
             .checks
@@ -39,10 +50,17 @@ pub async fn list(
             .map(|c| format!("{} {}", c.name, if c.passed { "passed" } else { "failed" }))
             .collect::<Vec<_>>()
             .join(", ");
+        let commit = r.provenance.as_ref().and_then(|p| p.commit.as_deref());
         table.row([
             r.project,
             r.version,
             r.image_id,
+            // Short, as git shows it; `-o json` has the whole hash.
+            or_dash(
+                commit
+                    .map(|c| text(&c.chars().take(12).collect::<String>()))
+                    .as_deref(),
+            ),
             age(r.registered_at_ms),
             r.registered_by,
             if checks.is_empty() {

@@ -10,7 +10,7 @@ use base64::Engine;
 
 use super::AwsCloud;
 use super::error::aws;
-use slipway_domain::cloud::{CloudError, Compute, Instance, LaunchRequest};
+use slipway_domain::cloud::{CloudError, Compute, ImageFacts, Instance, LaunchRequest};
 use slipway_domain::deploy::machine::InstanceState;
 
 use slipway_domain::cloud::tags::{self, LAUNCH as LAUNCH_TAG};
@@ -82,7 +82,7 @@ impl AwsCloud {
 
 #[async_trait]
 impl Compute for AwsCloud {
-    async fn check_image(&self, image_id: &str) -> Result<Option<String>, CloudError> {
+    async fn check_image(&self, image_id: &str) -> Result<ImageFacts, CloudError> {
         // This account's images only (`self`): one shared with it, or made
         // public by someone else, is not a release of this fleet. Asked as a
         // filter, not as ImageIds: an unknown id is then an empty answer, not
@@ -96,7 +96,14 @@ impl Compute for AwsCloud {
             .await
             .map_err(|e| aws("DescribeImages", e))?;
         match images.images().first() {
-            Some(image) => Ok(image.owner_id().map(str::to_string)),
+            Some(image) => Ok(ImageFacts {
+                owner_account: image.owner_id().map(str::to_string),
+                tags: image
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                    .collect(),
+            }),
             None => Err(CloudError::NotFound(format!(
                 "no AMI {image_id} owned by this account: register images this fleet's account built (images shared by other accounts are refused)"
             ))),

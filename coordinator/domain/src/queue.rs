@@ -87,6 +87,7 @@ mod tests {
             registered_at: 0,
             registered_by: "ci".into(),
             owner_account: None,
+            provenance: Default::default(),
         };
         let mut d = Deployment::queued(seq, &release, env, "ci".into(), 1, 0);
         d.phase = phase;

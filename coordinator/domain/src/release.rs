@@ -19,6 +19,129 @@ pub struct Release {
     /// registering refuses any other); None where the cloud has no accounts.
     #[serde(default)]
     pub owner_account: Option<String>,
+    /// Where it came from: its commit, repository, CI build and builder.
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+/// Where a release came from, so every running binary leads back to its
+/// source: read from the image's tags (`slipway:commit`, ...) or given to
+/// `release add`; each part optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The commit the image was built from (hex, 7 to 64 digits).
+    pub commit: Option<String>,
+    /// The source repository (https:// or ssh URL).
+    pub repository: Option<String>,
+    /// The CI build that made the image (an http(s) URL).
+    pub build_url: Option<String>,
+    /// Who or what built it (a CI job, a person).
+    pub built_by: Option<String>,
+}
+
+/// The image tags provenance is read from, in `Provenance`'s field order.
+pub const PROVENANCE_TAGS: [&str; 4] = [
+    "slipway:commit",
+    "slipway:repository",
+    "slipway:build-url",
+    "slipway:built-by",
+];
+
+/// The flag of `release add` that gives each part, in the same order.
+const PROVENANCE_FLAGS: [&str; 4] = ["--commit", "--repository", "--build-url", "--built-by"];
+
+impl Provenance {
+    fn fields(&self) -> [&Option<String>; 4] {
+        [
+            &self.commit,
+            &self.repository,
+            &self.build_url,
+            &self.built_by,
+        ]
+    }
+
+    fn from_fields([commit, repository, build_url, built_by]: [Option<String>; 4]) -> Provenance {
+        Provenance {
+            commit,
+            repository,
+            build_url,
+            built_by,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields().iter().all(|f| f.is_none())
+    }
+
+    /// What an image's tags say.
+    pub fn from_tags(tags: &std::collections::BTreeMap<String, String>) -> Provenance {
+        Provenance::from_fields(PROVENANCE_TAGS.map(|key| tags.get(key).cloned()))
+    }
+
+    /// Each part well formed; `source` says where the bad one came from
+    /// ("--commit", or the image's tag).
+    pub fn check(&self, from_tags: bool) -> Result<(), String> {
+        for (i, value) in self.fields().iter().enumerate() {
+            let Some(value) = value else { continue };
+            let source = if from_tags {
+                format!("the image's tag {}", PROVENANCE_TAGS[i])
+            } else {
+                PROVENANCE_FLAGS[i].to_string()
+            };
+            let shown: String = value.chars().take(80).collect();
+            let ok = match i {
+                0 => {
+                    (7..=64).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_hexdigit())
+                }
+                1 => url_like(value, &["https://", "http://", "ssh://", "git@"]),
+                2 => url_like(value, &["https://", "http://"]),
+                _ => {
+                    !value.is_empty() && value.len() <= 128 && !value.chars().any(char::is_control)
+                }
+            };
+            if !ok {
+                let want = [
+                    "a commit hash (7 to 64 hex digits)",
+                    "a repository URL (https://, ssh:// or git@…, at most 512 characters)",
+                    "a build URL (https://…, at most 512 characters)",
+                    "a name (1 to 128 printable characters)",
+                ][i];
+                return Err(format!("{source} is {shown:?}: give {want}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `given` completed by `known` (an image's tags, or a stored release): a
+    /// part both name must agree, or the release would claim a source its
+    /// image denies. `known_as` starts the refusal ("image ami-… is tagged").
+    pub fn agreed(
+        given: &Provenance,
+        known: &Provenance,
+        known_as: &str,
+    ) -> Result<Provenance, String> {
+        let mut parts: [Option<String>; 4] = Default::default();
+        for (i, (g, t)) in given.fields().iter().zip(known.fields()).enumerate() {
+            if let (Some(g), Some(t)) = (g, t)
+                && g != t
+            {
+                return Err(format!(
+                    "{known_as} {}={t} but {} {g} was given: leave {} out, or register the image built from {g}",
+                    PROVENANCE_TAGS[i], PROVENANCE_FLAGS[i], PROVENANCE_FLAGS[i]
+                ));
+            }
+            parts[i] = (*g).clone().or_else(|| t.clone());
+        }
+        Ok(Provenance::from_fields(parts))
+    }
+}
+
+fn url_like(value: &str, schemes: &[&str]) -> bool {
+    value.len() <= 512
+        && schemes
+            .iter()
+            .any(|s| value.starts_with(s) && value.len() > s.len())
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 impl Record for Release {
@@ -72,6 +195,96 @@ pub fn check_image_id(image_id: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn given(commit: &str, build: &str) -> Provenance {
+        Provenance {
+            commit: Some(commit.into()),
+            build_url: Some(build.into()),
+            ..Provenance::default()
+        }
+    }
+
+    #[test]
+    fn provenance_from_tags_and_flags_must_agree_and_completes_each_other() {
+        let tags = std::collections::BTreeMap::from([
+            ("slipway:commit".to_string(), "3f2c1ab".to_string()),
+            ("slipway:built-by".to_string(), "ci".to_string()),
+        ]);
+        let tagged = Provenance::from_tags(&tags);
+        let both = Provenance::agreed(
+            &given("3f2c1ab", "https://ci/41"),
+            &tagged,
+            "image ami-12345678 is tagged",
+        )
+        .unwrap();
+        assert_eq!(both.commit.as_deref(), Some("3f2c1ab"));
+        assert_eq!(both.build_url.as_deref(), Some("https://ci/41"));
+        assert_eq!(both.built_by.as_deref(), Some("ci"));
+        let error = Provenance::agreed(
+            &given("9d8e7f6", "https://ci/41"),
+            &tagged,
+            "image ami-12345678 is tagged",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "image ami-12345678 is tagged slipway:commit=3f2c1ab but --commit 9d8e7f6 was given: leave --commit out, or register the image built from 9d8e7f6"
+        );
+    }
+
+    #[test]
+    fn malformed_provenance_is_refused_naming_its_source() {
+        let cases = [
+            (
+                given("xyz", "https://ci/1"),
+                false,
+                "--commit is \"xyz\": give a commit hash",
+            ),
+            (
+                given("3f2c1ab", "ftp://ci/1"),
+                false,
+                "--build-url is \"ftp://ci/1\"",
+            ),
+            (
+                given("3f2c1ab", "https://ci/ 1"),
+                true,
+                "the image's tag slipway:build-url",
+            ),
+            (
+                Provenance {
+                    repository: Some("/etc/passwd".into()),
+                    ..Provenance::default()
+                },
+                false,
+                "--repository is \"/etc/passwd\"",
+            ),
+            (
+                Provenance {
+                    built_by: Some("a\nb".into()),
+                    ..Provenance::default()
+                },
+                false,
+                "--built-by",
+            ),
+        ];
+        for (p, from_tags, says) in cases {
+            let error = p.check(from_tags).expect_err(says);
+            assert!(error.contains(says), "{error}");
+        }
+        assert!(
+            given("3f2c1ab", "https://ci.example.com/jobs/41")
+                .check(false)
+                .is_ok()
+        );
+        assert!(
+            Provenance {
+                repository: Some("git@github.com:team/hello.git".into()),
+                ..Provenance::default()
+            }
+            .check(false)
+            .is_ok()
+        );
+    }
 
     #[test]
     fn only_machine_image_ids_are_image_ids() {

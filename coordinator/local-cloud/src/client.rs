@@ -14,7 +14,7 @@ use crate::protocol::{
     Request, Response,
 };
 use slipway_domain::cloud::{
-    CloudError, Compute, Dns, Instance, LaunchRequest, LoadBalancer, LoadBalancerSpec,
+    CloudError, Compute, Dns, ImageFacts, Instance, LaunchRequest, LoadBalancer, LoadBalancerSpec,
     LoadBalancerState,
 };
 use slipway_domain::deploy::machine::{InstanceState, MemberState};
@@ -138,14 +138,17 @@ fn instance(info: InstanceInfo) -> Instance {
 
 #[async_trait]
 impl Compute for LocalCloud {
-    async fn check_image(&self, image_id: &str) -> Result<Option<String>, CloudError> {
+    async fn check_image(&self, image_id: &str) -> Result<ImageFacts, CloudError> {
         let request = Request::DescribeImage {
             image_id: image_id.to_string(),
         };
         match self.call(&request).await? {
             // One machine, no accounts.
-            Response::Images { ids } if !ids.is_empty() => Ok(None),
-            Response::Images { .. } => Err(CloudError::NotFound(format!(
+            Response::Image { tags: Some(tags) } => Ok(ImageFacts {
+                owner_account: None,
+                tags,
+            }),
+            Response::Image { tags: None } => Err(CloudError::NotFound(format!(
                 "image {image_id} does not exist in the local cloud: `slipway release list` shows the baked ones"
             ))),
             other => Err(unexpected(other)),

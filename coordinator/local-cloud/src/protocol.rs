@@ -23,7 +23,7 @@ pub enum Request {
     FindImages {
         tags: BTreeMap<String, String>,
     },
-    /// Whether an image of that id exists (answered with `Images`).
+    /// An image's tags, if it exists (answered with `Image`).
     DescribeImage {
         image_id: String,
     },
@@ -138,6 +138,10 @@ pub enum Response {
     Ok,
     Images {
         ids: Vec<String>,
+    },
+    /// An image's tags; None when there is no such image.
+    Image {
+        tags: Option<BTreeMap<String, String>>,
     },
     Instance {
         instance: InstanceInfo,

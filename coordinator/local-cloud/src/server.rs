@@ -143,9 +143,8 @@ impl CloudServer {
                 if let Err(why) = slipway_domain::release::check_image_id(&image_id) {
                     return invalid(why);
                 }
-                let exists = image::manifest(&self.images().join(&image_id)).is_some();
-                Response::Images {
-                    ids: exists.then_some(image_id).into_iter().collect(),
+                Response::Image {
+                    tags: image::manifest(&self.images().join(&image_id)).map(|m| m.tags),
                 }
             }
             Request::FindImages { tags } => match image::find(&self.images(), &tags) {

@@ -435,6 +435,7 @@ mod tests {
             registered_at: 0,
             registered_by: "ci".into(),
             owner_account: None,
+            provenance: Default::default(),
         };
         let mut d = Deployment::queued(seq, &release, env, "alice".into(), 1, at);
         d.phase = phase;

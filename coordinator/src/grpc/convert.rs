@@ -5,7 +5,7 @@ use slipway_proto::v1 as pb;
 use crate::deploy::machine::Connection;
 use crate::deploy::{Deployment, MigrationOutcome, MigrationRun, Phase};
 use crate::operations::{AgentStatus, DeploymentView, ProjectStatus, PublicRecordView, QueueLine};
-use crate::release::Release;
+use crate::release::{Provenance, Release};
 
 pub fn release(r: Release, checks: Vec<crate::releases::ReleaseCheck>) -> pb::Release {
     pb::Release {
@@ -16,6 +16,29 @@ pub fn release(r: Release, checks: Vec<crate::releases::ReleaseCheck>) -> pb::Re
         registered_by: r.registered_by,
         owner_account: r.owner_account.unwrap_or_default(),
         checks: checks.into_iter().map(release_check).collect(),
+        provenance: provenance(r.provenance),
+    }
+}
+
+/// None when nothing is recorded, so clients show nothing.
+pub fn provenance(p: Provenance) -> Option<pb::Provenance> {
+    (!p.is_empty()).then(|| pb::Provenance {
+        commit: p.commit.unwrap_or_default(),
+        repository: p.repository.unwrap_or_default(),
+        build_url: p.build_url.unwrap_or_default(),
+        built_by: p.built_by.unwrap_or_default(),
+    })
+}
+
+/// From the wire: an empty part is no part.
+pub fn provenance_from(p: Option<pb::Provenance>) -> Provenance {
+    let p = p.unwrap_or_default();
+    let part = |s: String| Some(s).filter(|s| !s.is_empty());
+    Provenance {
+        commit: part(p.commit),
+        repository: part(p.repository),
+        build_url: part(p.build_url),
+        built_by: part(p.built_by),
     }
 }
 
@@ -66,6 +89,7 @@ pub fn deployment(view: DeploymentView) -> pb::Deployment {
         approved_by: d.approved_by.unwrap_or_default(),
         rollback_requested_by: d.rollback_requested_by.unwrap_or_default(),
         passes_freeze: d.passes_freeze.unwrap_or_default(),
+        provenance: provenance(d.provenance.unwrap_or_default()),
     }
 }
 

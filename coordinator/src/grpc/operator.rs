@@ -306,7 +306,13 @@ impl OperatorService for OperatorApi {
             caller.require(Role::Deployer)?;
             let release = self
                 .operations
-                .register_release(&caller.identity, required("project", &r.project)?, required("version", &r.version)?, optional("image_id", &r.image_id)?)
+                .register_release(
+                    &caller.identity,
+                    required("project", &r.project)?,
+                    required("version", &r.version)?,
+                    optional("image_id", &r.image_id)?,
+                    &convert::provenance_from(r.provenance.clone()),
+                )
                 .await?;
             info!(who = %caller, project = %release.project, version = %release.version, image = %release.image_id, "release registered");
             let checks = self

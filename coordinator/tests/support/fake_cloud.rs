@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use slipway_coordinator::cloud::{
-    CloudError, Compute, Dns, Instance, LaunchRequest, LoadBalancer, LoadBalancerSettings,
-    LoadBalancerSpec, LoadBalancerState,
+    CloudError, Compute, Dns, ImageFacts, Instance, LaunchRequest, LoadBalancer,
+    LoadBalancerSettings, LoadBalancerSpec, LoadBalancerState,
 };
 use slipway_coordinator::deploy::machine::{InstanceState, MemberState};
 
@@ -76,8 +76,8 @@ impl FakeCloud {
 
 #[async_trait]
 impl Compute for FakeCloud {
-    async fn check_image(&self, _image_id: &str) -> Result<Option<String>, CloudError> {
-        Ok(None)
+    async fn check_image(&self, _image_id: &str) -> Result<ImageFacts, CloudError> {
+        Ok(ImageFacts::default())
     }
 
     /// Every release has an image: an id made from its project and version.

@@ -116,7 +116,7 @@ impl Sandbox {
         for version in ["v1", "v2"] {
             coordinator
                 .operations
-                .register_release(&admin(), "hello", version, None)
+                .register_release(&admin(), "hello", version, None, &Default::default())
                 .await
                 .unwrap();
         }

@@ -66,8 +66,8 @@ pub trait Compute: Send + Sync {
     async fn find_image(&self, project: &str, version: &str) -> Result<String, CloudError>;
     /// Ok if `image_id` exists and this fleet may launch it: on AWS, an image
     /// of the fleet's own account, never one someone else shared or made
-    /// public. Answers the owning account, where the cloud has accounts.
-    async fn check_image(&self, image_id: &str) -> Result<Option<String>, CloudError>;
+    /// public. Answers its owning account (where the cloud has accounts) and tags.
+    async fn check_image(&self, image_id: &str) -> Result<ImageFacts, CloudError>;
     async fn launch(&self, request: LaunchRequest) -> Result<Instance, CloudError>;
     /// The instances among `ids` the cloud knows; unknown ones are left out.
     async fn describe(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError>;
@@ -78,6 +78,15 @@ pub trait Compute: Send + Sync {
         &self,
         tags: &BTreeMap<String, String>,
     ) -> Result<Vec<Instance>, CloudError>;
+}
+
+/// What the cloud says about an image a release names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// The account that owns it, where the cloud has accounts.
+    pub owner_account: Option<String>,
+    /// Its tags (`slipway:commit`, ...: where it came from).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// How a load balancer listens, checks instances and drains them: what

@@ -160,6 +160,9 @@ pub struct Deployment {
     /// The admin who let it through a freeze window.
     #[serde(default)]
     pub freeze_overridden_by: Option<String>,
+    /// Its release's provenance, copied when queued (releases are immutable).
+    #[serde(default)]
+    pub provenance: Option<crate::release::Provenance>,
     /// Stored before the first launch request: from then on the cloud may hold
     /// instances of this deployment that `launched` does not list yet.
     #[serde(default)]
@@ -267,6 +270,7 @@ pub(crate) fn test_deployment(phase: Phase, at: Millis, launched: &[&str]) -> De
         registered_at: 0,
         registered_by: "ci".into(),
         owner_account: None,
+        provenance: Default::default(),
     };
     let mut d = Deployment::queued(7, &release, "staging", "admin".into(), 2, at);
     d.phase = phase;
@@ -322,6 +326,7 @@ impl Deployment {
             approved_by: None,
             passes_freeze: None,
             freeze_overridden_by: None,
+            provenance: (!release.provenance.is_empty()).then(|| release.provenance.clone()),
             replaces: vec![],
             migration: None,
             config: None,
