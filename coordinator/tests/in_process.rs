@@ -415,7 +415,7 @@ async fn a_deploy_queued_in_a_freeze_waits_for_its_end_and_starts_at_that_moment
     let scheduler = &s.coordinator.scheduler;
     assert_eq!(
         runnable(scheduler.runnable().await.unwrap()),
-        [other.clone()]
+        std::slice::from_ref(&other)
     );
     let view = s.coordinator.operations.deployment(&id).await.unwrap();
     assert_eq!(
@@ -427,7 +427,7 @@ async fn a_deploy_queued_in_a_freeze_waits_for_its_end_and_starts_at_that_moment
         .advance(Duration::from_secs(6 * 3600) - Duration::from_millis(1));
     assert_eq!(
         runnable(scheduler.runnable().await.unwrap()),
-        [other.clone()]
+        std::slice::from_ref(&other)
     );
     s.clock.advance(Duration::from_millis(1));
     let mut now = runnable(scheduler.runnable().await.unwrap());

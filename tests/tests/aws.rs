@@ -246,9 +246,38 @@ async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
         images.insert(ami.clone(), bake(dir.path(), version, healthy));
         amis.insert(version, ami);
     }
+    // CI tags v2's image with where it came from; `release add` reads it.
+    let provenance = [
+        ("slipway:commit", "3f2c1ab9d0e4"),
+        ("slipway:repository", "https://git.example.com/team/hello"),
+        ("slipway:build-url", "https://ci.example.com/jobs/41"),
+        ("slipway:built-by", "ci"),
+    ];
+    let mut tagging = ec2.create_tags().resources(&amis["v2"]);
+    for (key, value) in provenance {
+        tagging = tagging.tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build(),
+        );
+    }
+    tagging.send().await.expect("CreateTags");
     let _boot = BootSimulator::start(&moto.endpoint, images);
     let c = coordinator(&dir, &moto.endpoint);
     c.ok(&["infra", "apply"]);
+    // Given provenance the image's tags contradict is refused, naming both.
+    let contradicted = c.exits(
+        4,
+        &["release", "add", "hello", "v2", "--commit", "9d8e7f6a5b4c"],
+    );
+    assert!(
+        contradicted
+            .stderr
+            .contains("is tagged slipway:commit=3f2c1ab9d0e4 but --commit 9d8e7f6a5b4c was given"),
+        "{}",
+        contradicted.stderr
+    );
     for version in ["v1", "v2", "broken"] {
         let release = c
             .ok(&["release", "add", "hello", version, "--output", "json"])
@@ -260,6 +289,15 @@ async fn deploys_promotion_and_rollback_run_through_aws_on_moto() {
         );
         // moto's account: the image's owner, recorded with the release.
         assert_eq!(release["owner_account"], "123456789012", "{release}");
+        if version == "v2" {
+            let p = &release["provenance"];
+            assert_eq!(p["commit"], "3f2c1ab9d0e4", "{release}");
+            assert_eq!(p["repository"], "https://git.example.com/team/hello");
+            assert_eq!(p["build_url"], "https://ci.example.com/jobs/41");
+            assert_eq!(p["built_by"], "ci");
+        } else {
+            assert_eq!(release["provenance"], serde_json::Value::Null);
+        }
     }
 
     // v1, then v2, to staging: the ELB holds exactly the new instance each time.
