@@ -790,6 +790,7 @@ fn event(e: pb::Event) -> schema::Event {
         who: present(e.who),
         reason: present(e.reason),
         summary: e.summary,
+        provenance: e.provenance.map(provenance),
     }
 }
 

@@ -323,6 +323,8 @@ pub struct Event {
     pub who: Option<String>,
     pub reason: Option<String>,
     pub summary: String,
+    /// Where the release it is about came from; null where not recorded.
+    pub provenance: Option<Provenance>,
 }
 
 /// A line of a service's output: `logs` prints one per line.

@@ -149,6 +149,7 @@ fn events_of(before: Option<&Deployment>, after: &Deployment) -> Vec<Event> {
         },
         who: Some(after.requested_by.clone()),
         reason,
+        provenance: after.provenance.clone(),
         ..Event::new(
             kind,
             format!(

@@ -27,7 +27,8 @@ pub struct Event {
     pub at: Millis,
     /// `deployment.PHASE` (`deployment.queued`, ..., `deployment.succeeded`,
     /// `deployment.rolled_back`), `deployment.cancel_requested`,
-    /// `deployment.approved`,
+    /// `deployment.approved`, `deployment.rollback_requested`,
+    /// `deployment.freeze_overridden`,
     /// `migration.finished`, `release.registered`, `release.checked`, `promotion.started`,
     /// `promotion.finished`, `fleet.applied`, `certificate.revoked`,
     /// `agent.lost`.
@@ -44,6 +45,9 @@ pub struct Event {
     pub reason: Option<String>,
     /// One line a person reads: "hello v2 → prod1 rolled back: ...".
     pub summary: String,
+    /// Where the release it is about came from, where recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::release::Provenance>,
 }
 
 impl Record for Event {
@@ -69,6 +73,7 @@ impl Event {
             who: None,
             reason: None,
             summary: summary.into(),
+            provenance: None,
         }
     }
 }

@@ -86,6 +86,11 @@ fn body(e: &Event, delivery: &str) -> String {
     fact("Environment", &e.about.environment);
     fact("Reason", &e.reason);
     fact("Asked by", &e.who);
+    let p = e.provenance.clone().unwrap_or_default();
+    fact("Commit", &p.commit);
+    fact("Repository", &p.repository);
+    fact("Build", &p.build_url);
+    fact("Built by", &p.built_by);
     lines.push(format!("Event: {} ({})", e.seq, e.kind));
     lines.push(format!(
         "At: {}",

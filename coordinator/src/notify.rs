@@ -474,15 +474,26 @@ fn json(e: &Event) -> serde_json::Value {
         "who": e.who,
         "reason": e.reason,
         "summary": e.summary,
+        "provenance": e.provenance,
     })
 }
 
 /// One line a person reads in a chat channel.
 fn slack_line(e: &Event) -> String {
-    match &e.who {
+    let mut line = match &e.who {
         Some(who) if !e.summary.contains(who.as_str()) => format!("{} (asked by {who})", e.summary),
         _ => e.summary.clone(),
+    };
+    // Where it came from, linked as Slack writes links.
+    if let Some(p) = &e.provenance {
+        if let Some(commit) = &p.commit {
+            line.push_str(&format!(" · commit {}", &commit[..commit.len().min(12)]));
+        }
+        if let Some(build) = &p.build_url {
+            line.push_str(&format!(" · <{build}|build>"));
+        }
     }
+    line
 }
 
 #[cfg(test)]

@@ -137,8 +137,13 @@ impl Releases {
             if existing.image_id == image_id {
                 // Given again, provenance must say what was stored.
                 let stored = format!("release {project}@{version} was registered with");
-                Provenance::agreed(given, &existing.provenance, &stored)
+                let merged = Provenance::agreed(given, &existing.provenance, &stored)
                     .map_err(ReleaseError::Provenance)?;
+                if merged != existing.provenance {
+                    return Err(ReleaseError::Provenance(format!(
+                        "release {project}@{version} was registered without that provenance, and releases are immutable: register the image as a new version"
+                    )));
+                }
                 return Ok(existing);
             }
             return Err(ReleaseError::Immutable {
@@ -165,6 +170,7 @@ impl Releases {
                 ..Default::default()
             },
             who: Some(release.registered_by.clone()),
+            provenance: (!release.provenance.is_empty()).then(|| release.provenance.clone()),
             ..Event::new(
                 "release.registered",
                 format!(

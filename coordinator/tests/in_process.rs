@@ -248,6 +248,19 @@ async fn a_release_is_immutable() {
         again, first,
         "the same registration is answered, not repeated"
     );
+    // Provenance cannot be added afterwards: that would change the release.
+    let later = slipway_coordinator::release::Provenance {
+        commit: Some("3f2c1ab".into()),
+        ..Default::default()
+    };
+    let added = c
+        .register_release(&admin(), "hello", "v3", Some("ami-0aaaaaaa"), &later)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&added, OperationError::Invalid(m) if m.contains("registered without that provenance")),
+        "{added}"
+    );
     let other = c
         .register_release(
             &admin(),

@@ -323,6 +323,15 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     // `events` prints one object per line: each is a document.
     let events = dev.ok(&["events", "-o", "json"]).stdout;
     assert!(events.lines().count() > 10, "{events}");
+    // Events about v9 say where it came from; the others say nothing.
+    for event in json_lines(&events) {
+        let about_v9 = event["version"] == "v9";
+        assert_eq!(
+            event["provenance"]["commit"] == "3f2c1ab9d0e4",
+            about_v9,
+            "{event}"
+        );
+    }
     for line in events.lines() {
         docs.0.push(("events".into(), line.to_string(), None));
     }

@@ -218,9 +218,32 @@ give_up_after = "3s"
 
     // A receiver that fails while the coordinator is killed: nothing lost.
     hook.fail(true);
+    // v2's image again, registered by CI with where it came from.
+    let v2 = c.ok(&["release", "list", "hello", "-o", "json"]).json();
+    let v2_image = v2
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == "v2")
+        .unwrap()["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok(&[
+        "release",
+        "add",
+        "hello",
+        "v2-ci",
+        "--image",
+        &v2_image,
+        "--commit",
+        "9d8e7f6a5b4c",
+        "--build-url",
+        "https://ci.example.com/jobs/7",
+    ]);
     let third = c
         .ok(&[
-            "deploy", "hello", "v2", "--env", "staging", "--wait", "-o", "json",
+            "deploy", "hello", "v2-ci", "--env", "staging", "--wait", "-o", "json",
         ])
         .json();
     eventually(
@@ -253,6 +276,10 @@ give_up_after = "3s"
         },
     );
     assert_eq!(all[2].1["event"]["deployment"], third["id"]);
+    let provenance = &all[2].1["event"]["provenance"];
+    assert_eq!(provenance["commit"], "9d8e7f6a5b4c", "{provenance}");
+    assert_eq!(provenance["build_url"], "https://ci.example.com/jobs/7");
+    assert_eq!(all[0].1["event"]["provenance"], Value::Null);
     let ids: Vec<&String> = all.iter().map(|(id, _)| id).collect();
     let unique: BTreeSet<&String> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "acknowledged once each: {ids:?}");

@@ -46,6 +46,8 @@ pub struct Cell {
     pub environment: String,
     /// The release that last succeeded here, and when it did.
     pub release: Option<String>,
+    /// The commit it was built from, where recorded.
+    pub commit: Option<String>,
     pub release_since_ms: Option<Millis>,
     pub in_flight: Option<Flight>,
     /// Deployments queued behind the one in flight.
@@ -181,6 +183,7 @@ pub fn cells(
                 project: project.clone(),
                 environment: environment.clone(),
                 release: succeeded.map(|d| d.version.clone()),
+                commit: succeeded.and_then(|d| d.provenance.as_ref()?.commit.clone()),
                 release_since_ms: last_success_at,
                 in_flight,
                 queued: line.map_or(0, |l| l.waiting.len()),

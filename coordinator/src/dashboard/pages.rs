@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use crate::clock::Millis;
 use crate::operations::DeploymentView;
+use crate::release::Provenance;
 
 pub const BOARD_JS: &str = include_str!("assets/board.js");
 pub const BOARD_CSS: &str = include_str!("assets/board.css");
@@ -113,6 +114,9 @@ pub fn deployment(view: &DeploymentView, now: Millis) -> String {
         p = segment(&d.project),
         e = segment(&d.environment),
     );
+    if let Some(p) = &d.provenance {
+        let _ = write!(body, "<p class=\"provenance\">{}</p>", provenance(p));
+    }
     if let Some(reason) = &d.reason {
         let _ = write!(body, "<p class=\"alarm\">{}</p>", escape(reason));
     }
@@ -148,6 +152,41 @@ pub fn deployment(view: &DeploymentView, now: Millis) -> String {
     page(&format!("{} · Slipway", d.id), &body)
 }
 
+/// A URL as a link if it is a web address (the only kind a browser should
+/// follow from here), else as text.
+fn link(url: &str) -> String {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        format!(
+            "<a href=\"{u}\" rel=\"noreferrer\">{u}</a>",
+            u = escape(url)
+        )
+    } else {
+        escape(url)
+    }
+}
+
+/// Where a release came from: commit, repository and CI build, linked.
+fn provenance(p: &Provenance) -> String {
+    let mut parts = Vec::new();
+    if let Some(commit) = &p.commit {
+        let of = p
+            .repository
+            .as_deref()
+            .map(|r| format!(" of {}", link(r)))
+            .unwrap_or_default();
+        parts.push(format!("commit <code>{}</code>{of}", escape(commit)));
+    } else if let Some(repository) = &p.repository {
+        parts.push(format!("from {}", link(repository)));
+    }
+    if let Some(build) = &p.build_url {
+        parts.push(format!("build {}", link(build)));
+    }
+    if let Some(by) = &p.built_by {
+        parts.push(format!("built by {}", escape(by)));
+    }
+    parts.join("; ")
+}
+
 /// A target's deployments, newest first.
 pub fn history(project: &str, environment: &str, views: &[DeploymentView]) -> String {
     let mut body = format!(
@@ -165,11 +204,17 @@ pub fn history(project: &str, environment: &str, views: &[DeploymentView]) -> St
             .map_or_else(|| "—".to_string(), |h| duration(h.at - d.requested_at));
         let _ = write!(
             body,
-            "<tr><td><a href=\"/deployments/{link}\">{id}</a></td><td>{version}</td>\
+            "<tr><td><a href=\"/deployments/{link}\">{id}</a></td><td>{version}{commit}</td>\
              <td class=\"phase-{phase}\">{phase}</td><td>{at}</td><td>{who}</td><td>{took}</td></tr>",
             link = segment(&d.id),
             id = escape(&d.id),
             version = escape(&d.version),
+            commit = d
+                .provenance
+                .as_ref()
+                .and_then(|p| p.commit.as_deref())
+                .map(|c| format!(" <code>{}</code>", escape(&c[..c.len().min(12)])))
+                .unwrap_or_default(),
             phase = escape(d.phase.as_str()),
             at = utc(d.requested_at),
             who = escape(&d.requested_by),
@@ -193,6 +238,23 @@ mod tests {
             "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;"
         );
         assert_eq!(segment("a/../b c"), "a%2F..%2Fb%20c");
+    }
+
+    #[test]
+    fn provenance_links_web_addresses_only() {
+        let p = Provenance {
+            commit: Some("3f2c1ab".into()),
+            repository: Some("git@example.com:team/hello.git".into()),
+            build_url: Some("https://ci.example.com/jobs/41?a=1&b=\"2\"".into()),
+            built_by: Some("<ci>".into()),
+        };
+        assert_eq!(
+            provenance(&p),
+            "commit <code>3f2c1ab</code> of git@example.com:team/hello.git; \
+             build <a href=\"https://ci.example.com/jobs/41?a=1&amp;b=&quot;2&quot;\" rel=\"noreferrer\">https://ci.example.com/jobs/41?a=1&amp;b=&quot;2&quot;</a>; \
+             built by &lt;ci&gt;"
+        );
+        assert_eq!(link("javascript:alert(1)"), "javascript:alert(1)");
     }
 
     #[test]

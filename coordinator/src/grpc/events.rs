@@ -186,5 +186,6 @@ pub fn wire(e: &Event) -> pb::Event {
         who: text(&e.who),
         reason: text(&e.reason),
         summary: e.summary.clone(),
+        provenance: e.provenance.clone().and_then(super::convert::provenance),
     }
 }

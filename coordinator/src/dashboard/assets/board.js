@@ -50,6 +50,8 @@ function drawCell(c) {
   if (c.in_flight) a.classList.add("busy");
   const top = el("div");
   top.appendChild(el("span", "release", c.release || "—"));
+  // Short, as git shows it: which source the running binaries came from.
+  if (c.commit) top.appendChild(el("span", "commit", c.commit.slice(0, 7)));
   if (c.release_since_ms) {
     const s = el("span", "age");
     s.dataset.since = String(c.release_since_ms);
