@@ -717,6 +717,7 @@ fn project_status(p: pb::ProjectStatus) -> schema::Project {
             .map(|e| schema::Environment {
                 name: e.name,
                 active_version: present(e.active_version),
+                active_provenance: e.active_provenance.map(provenance),
                 load_balancer: e.load_balancer,
                 endpoint: present(e.endpoint),
                 instances: e

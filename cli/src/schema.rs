@@ -197,6 +197,8 @@ pub struct Instance {
 pub struct Environment {
     pub name: String,
     pub active_version: Option<String>,
+    /// Where the active release came from; null where not recorded.
+    pub active_provenance: Option<Provenance>,
     pub load_balancer: String,
     pub endpoint: Option<String>,
     pub instances: Vec<Instance>,

@@ -113,6 +113,8 @@ pub struct InstanceStatus {
 pub struct EnvironmentStatus {
     pub name: String,
     pub active_version: Option<String>,
+    /// Where the active release came from, where recorded.
+    pub active_provenance: Option<crate::release::Provenance>,
     pub load_balancer: String,
     pub endpoint: Option<String>,
     pub instances: Vec<InstanceStatus>,
@@ -696,7 +698,10 @@ impl Operations {
                     .and_then(|l| l.active)
                     .filter(|d| d.phase == Phase::Watching)
                     .map_or(&[][..], |d| &d.old_instances[..]);
-                let mut status = self.environment_status(name, env, standby).await?;
+                let active = history.iter().rev().find(|d| {
+                    d.project == *name && d.environment == *env && d.phase == Phase::Succeeded
+                });
+                let mut status = self.environment_status(name, env, standby, active).await?;
                 if let Some(line) = line {
                     status.in_flight = line.active.map(|d| self.view(d.clone(), &history));
                     status.queued = line.waiting.len();
@@ -721,6 +726,7 @@ impl Operations {
         project: &str,
         environment: &str,
         standby: &[String],
+        active: Option<&Deployment>,
     ) -> Result<EnvironmentStatus> {
         let lb = load_balancer_name(project, environment);
         let endpoint = self
@@ -775,7 +781,8 @@ impl Operations {
             .collect();
         Ok(EnvironmentStatus {
             name: environment.to_string(),
-            active_version: self.succeeded_versions(project, environment).await?.pop(),
+            active_version: active.map(|d| d.version.clone()),
+            active_provenance: active.and_then(|d| d.provenance.clone()),
             load_balancer: lb,
             endpoint,
             instances,

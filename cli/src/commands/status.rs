@@ -95,7 +95,17 @@ fn print_project(output: Output, p: &Project) {
     for e in &p.environments {
         let head = [
             e.name.clone(),
-            or_dash(e.active_version.as_deref()),
+            // With its commit, short as git shows it: what source serves here.
+            match (
+                &e.active_version,
+                e.active_provenance.as_ref().and_then(|p| p.commit.as_ref()),
+            ) {
+                (Some(version), Some(commit)) => text(&format!(
+                    "{version} {}",
+                    commit.chars().take(7).collect::<String>()
+                )),
+                (version, _) => or_dash(version.as_deref()),
+            },
             in_flight(e),
             or_dash(e.endpoint.as_deref()),
         ];

@@ -149,6 +149,7 @@ pub fn project_status(p: ProjectStatus) -> pb::ProjectStatus {
             .map(|e| pb::EnvironmentStatus {
                 name: e.name,
                 active_version: e.active_version.unwrap_or_default(),
+                active_provenance: e.active_provenance.and_then(provenance),
                 load_balancer: e.load_balancer,
                 endpoint: e.endpoint.unwrap_or_default(),
                 instances: e
