@@ -403,10 +403,12 @@ impl Client {
         &mut self,
         project: String,
         environment: String,
+        override_freeze: Option<String>,
     ) -> Result<schema::PublicRecord, Failure> {
         let request = pb::PromoteRequest {
             project,
             environment,
+            override_freeze: override_freeze.unwrap_or_default(),
         };
         let answer = self.api.promote(request).await;
         Ok(public_record(self.answer(answer)?))
@@ -705,6 +707,7 @@ fn public_record(r: pb::PublicRecord) -> schema::PublicRecord {
         previous_environment: present(r.previous_environment),
         pending: r.pending,
         dns_error: present(r.dns_error),
+        awaiting_approval: present(r.awaiting_approval),
     }
 }
 

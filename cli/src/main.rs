@@ -177,6 +177,9 @@ enum Command {
         /// The environment (production cluster) to point it at.
         #[arg(long)]
         to: String,
+        /// Promote while a freeze window holds it (admin), saying why; audited.
+        #[arg(long, value_name = "REASON")]
+        override_freeze: Option<String>,
     },
     /// Load balancers and records the fleet file implies.
     #[command(subcommand)]
@@ -677,7 +680,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Fleet(FleetCommand::Apply { file }) => infra::fleet_apply(client, out, file).await,
         Command::Infra(InfraCommand::Plan) => infra::run(client, out, false).await,
         Command::Infra(InfraCommand::Apply) => infra::run(client, out, true).await,
-        Command::Promote { project, to } => promote::promote(client, out, project, to).await,
+        Command::Promote {
+            project,
+            to,
+            override_freeze,
+        } => promote::promote(client, out, project, to, override_freeze).await,
         Command::Version | Command::Completion { .. } => Ok(()),
     }
 }

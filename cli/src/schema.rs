@@ -219,6 +219,9 @@ pub struct PublicRecord {
     /// Stored, but DNS is not yet confirmed to point there.
     pub pending: bool,
     pub dns_error: Option<String>,
+    /// A promotion asked for that waits for another deployer's approval;
+    /// null when none waits.
+    pub awaiting_approval: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

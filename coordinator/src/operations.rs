@@ -132,6 +132,8 @@ pub struct PublicRecordView {
     pub previous_environment: Option<String>,
     /// Stored, but DNS not yet confirmed to point there (see `promote`).
     pub pending: bool,
+    /// A promotion asked for that waits for another deployer's approval.
+    pub awaiting_approval: Option<String>,
     /// Why DNS could not be read, if it could not.
     pub dns_error: Option<String>,
 }
@@ -819,15 +821,22 @@ impl Operations {
             dns_error,
             pending: stored.as_ref().is_some_and(|r| r.pending),
             previous_environment: stored.and_then(|r| r.previous_environment),
+            awaiting_approval: None,
         })
     }
 
     /// Points the project's public record at `environment`'s cluster.
+    /// Freeze windows hold a promotion when either environment of the
+    /// record is frozen (an admin may pass one, saying why: with two clusters
+    /// every promotion is a flip back, so none is exempt). Where the
+    /// environment requires an approval, the promotion waits for another of
+    /// its deployers to ask for the same one.
     pub async fn promote(
         &self,
         who: &Identity,
         project: &str,
         environment: &str,
+        override_freeze: Option<&str>,
     ) -> Result<PublicRecordView> {
         self.check_project(project)?;
         self.check_environment(environment)?;
@@ -850,6 +859,18 @@ impl Operations {
         }
         let _one_at_a_time = self.promotions.lock(project).await;
         let stored = self.promotions.record(project).await?;
+        self.check_promotion_freeze(
+            who,
+            project,
+            environment,
+            &public.environments,
+            override_freeze,
+        )?;
+        if let Some(waiting) = self.promotion_approval(who, project, environment).await? {
+            let mut view = self.public_record(project).await?;
+            view.awaiting_approval = Some(waiting);
+            return Ok(view);
+        }
         // Where DNS last surely pointed: a pending promotion never confirmed its
         // environment, so its previous one is it.
         let (confirmed, earlier) = match &stored {
@@ -879,6 +900,74 @@ impl Operations {
             )));
         }
         self.public_record(project).await
+    }
+
+    /// Refuses a promotion while a freeze window holds any environment of the
+    /// public record, unless an admin gives a reason to pass it.
+    fn check_promotion_freeze(
+        &self,
+        who: &Identity,
+        project: &str,
+        environment: &str,
+        environments: &[String],
+        override_freeze: Option<&str>,
+    ) -> Result<()> {
+        let fleet = self.fleet();
+        let now = self.clock.now();
+        let Some((frozen_env, frozen)) = environments.iter().find_map(|e| {
+            let env = fleet.environments.get(e)?;
+            crate::freeze::frozen(&env.freeze, now).map(|f| (e, f))
+        }) else {
+            return Ok(());
+        };
+        let Some(reason) = override_freeze else {
+            return Err(OperationError::FailedPrecondition(format!(
+                "{frozen_env} is {}: {project} is not promoted until then; an admin may pass it with `slipway promote {project} --to {environment} --override-freeze REASON`",
+                frozen.said
+            )));
+        };
+        if who.role != crate::pki::Role::Admin {
+            return Err(OperationError::PermissionDenied(format!(
+                "{who} may not override a freeze: an admin may"
+            )));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control)
+        {
+            return Err(OperationError::Invalid(
+                "say why the freeze is overridden (--override-freeze REASON, 1 to 200 printable characters): it goes in the audit log".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where `environment` requires an approval: None once another of its
+    /// deployers asked for the same promotion within the hour (the request is
+    /// then used up), else what the promotion waits for (the request stored).
+    async fn promotion_approval(
+        &self,
+        who: &Identity,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<String>> {
+        let required = self
+            .fleet()
+            .environments
+            .get(environment)
+            .is_some_and(|e| e.requires_approval);
+        if !required {
+            return Ok(None);
+        }
+        let asked = self
+            .promotions
+            .ask(project, environment, &who.name, self.clock.now())
+            .await?;
+        Ok(match asked {
+            promote::Asked::Approved { .. } => None,
+            promote::Asked::Waiting { requested_by } => Some(format!(
+                "{environment} requires an approval: {project} is promoted when a deployer of {environment} other than {requested_by} runs `slipway promote {project} --to {environment}` (within an hour)"
+            )),
+        })
     }
 
     /// Enqueues the release that ran on the target before the current one.

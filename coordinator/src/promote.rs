@@ -51,6 +51,36 @@ impl Record for RecordState {
     }
 }
 
+/// A promotion asked for where the environment requires an approval: it
+/// happens when another deployer of that environment asks for the same one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionRequest {
+    pub project: String,
+    pub environment: String,
+    pub requested_by: String,
+    pub requested_at: Millis,
+}
+
+impl Record for PromotionRequest {
+    const TABLE: Table = Table::PromotionRequests;
+    fn key(&self) -> String {
+        self.project.clone()
+    }
+}
+
+/// How long a promotion request waits for its approval: an approval days
+/// later would approve a situation nobody remembers.
+pub const REQUEST_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// What asking for a promotion that needs an approval came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    /// Another deployer had asked for the same within the hour: it goes ahead.
+    Approved { requested_by: String },
+    /// It waits for someone other than `requested_by` to ask for it too.
+    Waiting { requested_by: String },
+}
+
 impl RecordState {
     pub fn load_balancer(&self) -> String {
         load_balancer_name(&self.project, &self.environment)
@@ -112,6 +142,73 @@ impl Promotions {
             locks: Default::default(),
             pending: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Asks, as `who` at `now`, for `project`'s record to point at
+    /// `environment` where that needs an approval: a live request of someone
+    /// else's for the same is approved (and used up); otherwise the request is
+    /// `who`'s, stored and told, or an earlier one of theirs kept.
+    pub async fn ask(
+        &self,
+        project: &str,
+        environment: &str,
+        who: &str,
+        now: Millis,
+    ) -> Result<Asked, StoreError> {
+        let lifetime = REQUEST_LIFETIME.as_millis() as Millis;
+        let stored: Option<PromotionRequest> = self.db.get(project).await?;
+        let live =
+            stored.filter(|r| r.environment == environment && now - r.requested_at < lifetime);
+        let about = About {
+            project: Some(project.to_string()),
+            environment: Some(environment.to_string()),
+            ..Default::default()
+        };
+        let mut changes = Changes::default();
+        let (asked, told) = match live {
+            Some(r) if r.requested_by != who => {
+                changes.delete::<PromotionRequest>(project);
+                let said = format!(
+                    "{project} → {environment}: {}'s promotion approved by {who}",
+                    r.requested_by
+                );
+                (
+                    Asked::Approved {
+                        requested_by: r.requested_by,
+                    },
+                    Event::new("promotion.approved", said),
+                )
+            }
+            Some(r) => {
+                return Ok(Asked::Waiting {
+                    requested_by: r.requested_by,
+                });
+            }
+            None => {
+                changes.put(&PromotionRequest {
+                    project: project.to_string(),
+                    environment: environment.to_string(),
+                    requested_by: who.to_string(),
+                    requested_at: now,
+                })?;
+                let said = format!(
+                    "{project} → {environment}: promotion asked by {who}, waiting for an approval"
+                );
+                (
+                    Asked::Waiting {
+                        requested_by: who.to_string(),
+                    },
+                    Event::new("promotion.requested", said),
+                )
+            }
+        };
+        let told = Event {
+            about,
+            who: Some(who.to_string()),
+            ..told
+        };
+        self.events.commit(changes, vec![told]).await?;
+        Ok(asked)
     }
 
     /// Serializes promotions of `project`; other projects' go on meanwhile (a

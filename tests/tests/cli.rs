@@ -201,7 +201,17 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
     docs.acted(
         "promote",
-        &dev.ok(&["promote", "hello", "--to", "prod1", "-o", "json"]),
+        &dev.ok(&[
+            "promote",
+            "hello",
+            "--to",
+            "prod1",
+            // prod2, the other end of the record, is frozen.
+            "--override-freeze",
+            "the schema test",
+            "-o",
+            "json",
+        ]),
     );
 
     // Two on qaprod1: the first in flight, the second queued behind it, as

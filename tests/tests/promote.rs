@@ -2,8 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use slipway_tests::Coordinator;
+use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_tests::load::get;
+use slipway_tests::{Coordinator, TempDir};
 
 #[test]
 fn promote_to_prod2_and_back_switches_the_public_port() {
@@ -95,4 +96,141 @@ fn a_pending_promotion_the_edited_fleet_file_no_longer_allows_is_not_finished() 
         .json();
     assert_eq!(record["pending"], false, "{record}");
     assert_eq!(record["environment"], "prod1", "{record}");
+}
+
+#[test]
+fn approvals_and_freezes_gate_promotion_and_an_admin_passes_a_freeze_saying_why() {
+    let dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
+    dev.ok(&["deploy", "hello", "v2", "--env", "prod2", "--wait"]);
+    let public = dev
+        .ok(&["promote", "hello", "--to", "prod1", "-o", "json"])
+        .json()["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let apply = |name: &str, fleet: &str| {
+        let path = dev.data_dir().join(name);
+        std::fs::write(&path, fleet).unwrap();
+        dev.ok(&["fleet", "apply", path.to_str().unwrap()]);
+    };
+    let approving = SAMPLE_FLEET.replace(
+        "[environments.prod2]\n",
+        "[environments.prod2]\nrequires_approval = true\n",
+    );
+    assert_ne!(approving, SAMPLE_FLEET);
+    apply("approving.toml", &approving);
+    let dir = TempDir::new("promotions");
+    let alice = dev.issue(dir.path(), "alice", "deployer", &["prod1", "prod2"]);
+    let bob = dev.issue(dir.path(), "bob", "deployer", &["prod1", "prod2"]);
+
+    // Asked for by alice, it waits; asking again changes nothing.
+    for _ in 0..2 {
+        let asked = dev.cli_as(&alice, &["promote", "hello", "--to", "prod2"]);
+        assert!(asked.success, "{asked:?}");
+        assert!(
+            asked.stdout.contains(
+                "not promoted yet: prod2 requires an approval: hello is promoted when a deployer of prod2 other than alice runs `slipway promote hello --to prod2`"
+            ),
+            "{}",
+            asked.stdout
+        );
+        assert!(get(&public, "/").unwrap().contains("prod1"));
+    }
+    // Bob asking for the same is the approval: it happens.
+    let approved = dev.cli_as(&bob, &["promote", "hello", "--to", "prod2", "-o", "json"]);
+    assert!(approved.success, "{approved:?}");
+    assert_eq!(approved.json()["environment"], "prod2");
+    assert_eq!(
+        approved.json()["awaiting_approval"],
+        serde_json::Value::Null
+    );
+    assert!(get(&public, "/").unwrap().contains("prod2"));
+    let events = dev
+        .ok(&["events", "--project", "hello", "-o", "json"])
+        .stdout;
+    assert!(
+        events.contains("\"promotion.requested\"") && events.contains("\"promotion.approved\""),
+        "{events}"
+    );
+
+    // prod1 frozen: no promotion either way, unless an admin says why.
+    let frozen = approving.replace(
+        "[environments.prod1]\n",
+        "[environments.prod1]\nfreeze = [{ from = \"2020-01-01 00:00\", until = \"2099-01-01 00:00\", name = \"code freeze\" }]\n",
+    );
+    apply("frozen.toml", &frozen);
+    let held = dev.cli_as(&bob, &["promote", "hello", "--to", "prod1"]);
+    assert_eq!(held.code, Some(4), "{held:?}");
+    assert!(
+        held.stderr.contains(
+            "prod1 is frozen until 2099-01-01 00:00 UTC (code freeze): hello is not promoted until then"
+        ),
+        "{}",
+        held.stderr
+    );
+    let not_admin = dev.cli_as(
+        &bob,
+        &[
+            "promote",
+            "hello",
+            "--to",
+            "prod1",
+            "--override-freeze",
+            "incident 7",
+        ],
+    );
+    assert_eq!(not_admin.code, Some(4), "{not_admin:?}");
+    assert!(
+        not_admin.stderr.contains("may not override a freeze"),
+        "{}",
+        not_admin.stderr
+    );
+    let no_reason = dev.cli(&[
+        "promote",
+        "hello",
+        "--to",
+        "prod1",
+        "--override-freeze",
+        " ",
+    ]);
+    assert_eq!(no_reason.code, Some(4), "{no_reason:?}");
+    assert!(get(&public, "/").unwrap().contains("prod2"));
+    dev.ok(&[
+        "promote",
+        "hello",
+        "--to",
+        "prod1",
+        "--override-freeze",
+        "incident 7",
+    ]);
+    assert!(get(&public, "/").unwrap().contains("prod1"));
+
+    let audit = dev
+        .ok(&["audit", "--action", "promote", "-o", "json"])
+        .json();
+    let results: Vec<(String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["who"].as_str().unwrap().to_string(),
+                e["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("alice", "waits for an approval"),
+        ("bob", "ok"),
+        ("admin", "promoted past a freeze: incident 7"),
+    ] {
+        assert!(
+            results
+                .iter()
+                .any(|(w, r)| w == expected.0 && r == expected.1),
+            "{expected:?} in {results:?}"
+        );
+    }
+    dev.ok(&["audit", "verify"]);
 }

@@ -373,3 +373,78 @@ fn an_approval_comes_from_another_deployer_of_that_environment_and_is_audited() 
         .stdout;
     assert!(events.contains("\"deployment.approved\""), "{events}");
 }
+
+#[test]
+fn a_freeze_holds_deploys_rollbacks_pass_it_and_an_admins_override_is_audited() {
+    let dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    let frozen = slipway_coordinator::sample::SAMPLE_FLEET.replace(
+        "[environments.staging]\n",
+        "[environments.staging]\nfreeze = [{ from = \"2020-01-01 00:00\", until = \"2099-01-01 00:00\", name = \"code freeze\" }]\n",
+    );
+    let path = dev.data_dir().join("frozen.toml");
+    std::fs::write(&path, frozen).unwrap();
+    dev.ok(&["fleet", "apply", path.to_str().unwrap()]);
+
+    let id = dev.enqueue("v1", "staging");
+    let said = "frozen until 2099-01-01 00:00 UTC (code freeze)";
+    eventually("the freeze to be named", Duration::from_secs(10), || {
+        (dev.deployment(&id)["waiting_on"] == said).then_some(())
+    });
+    let waited = dev.exits(7, &["show", &id, "--follow", "--timeout", "2s"]);
+    assert!(waited.stdout.contains(said), "{}", waited.stdout);
+    assert_eq!(dev.deployment(&id)["phase"], "queued");
+
+    // Only an admin passes it, and only saying why.
+    let dir = slipway_tests::TempDir::new("freeze");
+    let dora = dev.issue(dir.path(), "dora", "deployer", &[]);
+    let refused = dev.cli_as(&dora, &["override-freeze", &id, "--reason", "please"]);
+    assert_eq!(refused.code, Some(4), "{refused:?}");
+    let silent = dev.cli(&["override-freeze", &id, "--reason", ""]);
+    assert_eq!(silent.code, Some(4), "{silent:?}");
+    assert!(silent.stderr.contains("say why"), "{}", silent.stderr);
+    let passed = dev.ok(&["override-freeze", &id, "--reason", "incident 7"]);
+    assert!(
+        passed
+            .stdout
+            .contains("freeze overridden by admin: incident 7"),
+        "{}",
+        passed.stdout
+    );
+    let done = dev.wait_finished(&id, DEADLINE);
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    let audit = dev
+        .ok(&["audit", "--action", "override-freeze", "-o", "json"])
+        .json();
+    let results: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["who"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    assert!(
+        results.contains(&(
+            "admin",
+            &format!("{id} passes: freeze overridden by admin: incident 7")
+        )),
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|(who, r)| *who == "dora" && r.contains("PermissionDenied")),
+        "{results:?}"
+    );
+
+    // A rollback passes the freeze by itself.
+    let rolled = dev
+        .ok(&[
+            "rollback", "hello", "--env", "staging", "--wait", "-o", "json",
+        ])
+        .json();
+    assert_eq!(rolled["phase"], "succeeded", "{rolled}");
+    assert_eq!(rolled["version"], "v2");
+    assert_eq!(rolled["passes_freeze"], "a rollback by admin");
+    dev.ok(&["audit", "verify"]);
+}

@@ -94,6 +94,8 @@ pub const EVENT_KINDS: &[&str] = &[
     "release.checked",
     "deployment.approved",
     "deployment.freeze_overridden",
+    "promotion.requested",
+    "promotion.approved",
     "promotion.started",
     "promotion.finished",
     "fleet.applied",

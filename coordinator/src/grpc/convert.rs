@@ -137,6 +137,7 @@ pub fn public_record(r: PublicRecordView) -> pb::PublicRecord {
         previous_environment: r.previous_environment.unwrap_or_default(),
         pending: r.pending,
         dns_error: r.dns_error.unwrap_or_default(),
+        awaiting_approval: r.awaiting_approval.unwrap_or_default(),
     }
 }
 

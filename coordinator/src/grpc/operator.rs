@@ -143,6 +143,24 @@ impl Outcome for Deployment {
 }
 
 impl Outcome for Release {}
+/// A promotion's answer, with the reason an admin gave to pass a freeze.
+struct Promoted {
+    record: PublicRecord,
+    freeze_overridden: Option<String>,
+}
+
+impl Outcome for Promoted {
+    fn outcome(&self) -> String {
+        if !self.record.awaiting_approval.is_empty() {
+            return "waits for an approval".to_string();
+        }
+        match &self.freeze_overridden {
+            Some(reason) => format!("promoted past a freeze: {reason}"),
+            None => "ok".to_string(),
+        }
+    }
+}
+
 impl Outcome for PublicRecord {}
 impl Outcome for InfraChanges {}
 
@@ -496,16 +514,23 @@ impl OperatorService for OperatorApi {
         let target = format!("{} -> {}", r.project, r.environment);
         let outcome = async {
             caller.require(Role::Deployer)?;
+            let override_freeze = optional("override_freeze", &r.override_freeze)?;
             let record = self
                 .operations
                 .promote(
                     &caller.identity,
                     required("project", &r.project)?,
                     required("environment", &r.environment)?,
+                    override_freeze,
                 )
                 .await?;
-            info!(who = %caller, project = %record.project, to = ?record.environment, "promoted");
-            Ok(convert::public_record(record))
+            if record.awaiting_approval.is_none() {
+                info!(who = %caller, project = %record.project, to = ?record.environment, "promoted");
+            }
+            Ok(Promoted {
+                record: convert::public_record(record),
+                freeze_overridden: override_freeze.map(str::to_string),
+            })
         }
         .await;
         self.audited(
@@ -515,7 +540,7 @@ impl OperatorService for OperatorApi {
             outcome,
         )
         .await
-        .map(Response::new)
+        .map(|promoted| Response::new(promoted.record))
     }
 
     async fn rollback(

@@ -74,10 +74,12 @@ pub enum Table {
     DashboardTokens,
     /// Check results (CI's unit, integration, ...) attached to releases.
     ReleaseChecks,
+    /// Promotions waiting for an approval, by project.
+    PromotionRequests,
 }
 
 impl Table {
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 17] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -94,6 +96,7 @@ impl Table {
         Table::Undelivered,
         Table::DashboardTokens,
         Table::ReleaseChecks,
+        Table::PromotionRequests,
     ];
 
     pub fn name(self) -> &'static str {
@@ -114,6 +117,7 @@ impl Table {
             Table::Undelivered => "undelivered",
             Table::DashboardTokens => "dashboard_tokens",
             Table::ReleaseChecks => "release_checks",
+            Table::PromotionRequests => "promotion_requests",
         }
     }
 }
