@@ -174,6 +174,18 @@ impl std::fmt::Debug for Operations {
     }
 }
 
+/// An admin's reason for passing a freeze, as `flag` gave it: it goes in
+/// the audit log, so it must say something, on one line.
+fn override_reason<'a>(reason: &'a str, flag: &str) -> Result<&'a str> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return Err(OperationError::Invalid(format!(
+            "say why the freeze is overridden ({flag}, 1 to 200 printable characters): it goes in the audit log"
+        )));
+    }
+    Ok(reason)
+}
+
 impl Operations {
     /// The fleet in force: what operators ask about and new deployments take.
     fn fleet(&self) -> Arc<Fleet> {
@@ -558,13 +570,7 @@ impl Operations {
         id: &str,
         reason: &str,
     ) -> Result<Deployment> {
-        let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control)
-        {
-            return Err(OperationError::Invalid(
-                "say why the freeze is overridden (--reason, 1 to 200 printable characters): it goes in the audit log".into(),
-            ));
-        }
+        let reason = override_reason(reason, "--reason")?;
         let fleet = self.fleet();
         let now = self.clock.now();
         let changed = self
@@ -931,14 +937,7 @@ impl Operations {
                 "{who} may not override a freeze: an admin may"
             )));
         }
-        let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control)
-        {
-            return Err(OperationError::Invalid(
-                "say why the freeze is overridden (--override-freeze REASON, 1 to 200 printable characters): it goes in the audit log".into(),
-            ));
-        }
-        Ok(())
+        override_reason(reason, "--override-freeze REASON").map(|_| ())
     }
 
     /// Where `environment` requires an approval: None once another of its
