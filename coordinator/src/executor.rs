@@ -428,7 +428,9 @@ async fn enter_with(
     let stored = c
         .deployments
         .update(&d.id, |fresh| {
-            if fresh.phase != from {
+            // A rollback asked for since this tick read it (watching ends,
+            // say, as someone asks to go back): decide again, or it is lost.
+            if fresh.phase != from || fresh.rollback_requested_by != d.rollback_requested_by {
                 return Err(StepError::Conflict);
             }
             if reason.is_some() {

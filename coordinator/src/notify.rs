@@ -480,20 +480,32 @@ fn json(e: &Event) -> serde_json::Value {
 
 /// One line a person reads in a chat channel.
 fn slack_line(e: &Event) -> String {
-    let mut line = match &e.who {
+    let said = match &e.who {
         Some(who) if !e.summary.contains(who.as_str()) => format!("{} (asked by {who})", e.summary),
         _ => e.summary.clone(),
     };
+    // Stored text is text: `<!channel>` in a reason must not ping anyone.
+    let mut line = slack_escape(&said);
     // Where it came from, linked as Slack writes links.
     if let Some(p) = &e.provenance {
         if let Some(commit) = &p.commit {
-            line.push_str(&format!(" · commit {}", &commit[..commit.len().min(12)]));
+            line.push_str(&format!(
+                " · commit {}",
+                slack_escape(&commit[..commit.len().min(12)])
+            ));
         }
         if let Some(build) = &p.build_url {
-            line.push_str(&format!(" · <{build}|build>"));
+            line.push_str(&format!(" · <{}|build>", slack_escape(build)));
         }
     }
     line
+}
+
+/// Text as Slack's message format needs it: its three control characters escaped.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -522,5 +534,15 @@ mod tests {
         );
         e.summary = "hello v1 → staging (d-1): queued (asked by ci-staging)".into();
         assert_eq!(slack_line(&e), e.summary);
+        e.summary = "hello v1 → staging (d-1): rolled back: <!channel> & more".into();
+        e.provenance = Some(crate::release::Provenance {
+            commit: Some("3f2c1ab".into()),
+            build_url: Some("https://ci/1?a=1&b=2".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            slack_line(&e),
+            "hello v1 → staging (d-1): rolled back: &lt;!channel&gt; &amp; more (asked by ci-staging) · commit 3f2c1ab · <https://ci/1?a=1&amp;b=2|build>"
+        );
     }
 }

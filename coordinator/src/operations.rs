@@ -134,6 +134,8 @@ pub struct PublicRecordView {
     pub pending: bool,
     /// A promotion asked for that waits for another deployer's approval.
     pub awaiting_approval: Option<String>,
+    /// The admin's reason, where this promotion passed a freeze.
+    pub freeze_overridden: Option<String>,
     /// Why DNS could not be read, if it could not.
     pub dns_error: Option<String>,
 }
@@ -582,23 +584,25 @@ impl Operations {
                         d.phase
                     )));
                 }
-                if let Some(passes) = &d.passes_freeze {
-                    return Err(OperationError::FailedPrecondition(format!(
-                        "deployment {id} already passes freezes: {passes}"
-                    )));
-                }
                 let frozen = fleet
                     .environments
                     .get(&d.environment)
                     .and_then(|e| crate::freeze::frozen(&e.freeze, now));
-                if frozen.is_none() {
+                let Some(frozen) = frozen else {
                     return Err(OperationError::FailedPrecondition(format!(
                         "{} is not frozen now: there is no freeze to override",
                         d.environment
                     )));
+                };
+                if crate::gates::passes_freeze(d, frozen.until) {
+                    return Err(OperationError::FailedPrecondition(format!(
+                        "deployment {id} already passes this freeze: {}",
+                        d.passes_freeze.as_deref().unwrap_or_default()
+                    )));
                 }
                 d.passes_freeze = Some(format!("freeze overridden by {}: {reason}", who.name));
                 d.freeze_overridden_by = Some(who.name.clone());
+                d.freeze_override_until = Some(frozen.until);
                 Ok(())
             })
             .await?;
@@ -828,6 +832,7 @@ impl Operations {
             pending: stored.as_ref().is_some_and(|r| r.pending),
             previous_environment: stored.and_then(|r| r.previous_environment),
             awaiting_approval: None,
+            freeze_overridden: None,
         })
     }
 
@@ -865,7 +870,7 @@ impl Operations {
         }
         let _one_at_a_time = self.promotions.lock(project).await;
         let stored = self.promotions.record(project).await?;
-        self.check_promotion_freeze(
+        let passed_freeze = self.check_promotion_freeze(
             who,
             project,
             environment,
@@ -905,11 +910,14 @@ impl Operations {
                 "{e}: the promotion to {environment} is stored and the coordinator retries it until it is done (`slipway status {project}` shows it pending){back}"
             )));
         }
-        self.public_record(project).await
+        let mut view = self.public_record(project).await?;
+        view.freeze_overridden = passed_freeze;
+        Ok(view)
     }
 
     /// Refuses a promotion while a freeze window holds any environment of the
-    /// public record, unless an admin gives a reason to pass it.
+    /// public record, unless an admin gives a reason to pass it; answers the
+    /// reason when a freeze was passed.
     fn check_promotion_freeze(
         &self,
         who: &Identity,
@@ -917,27 +925,32 @@ impl Operations {
         environment: &str,
         environments: &[String],
         override_freeze: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
+        // Asked to override, an admin must ask, saying why, frozen or not.
+        let reason = match override_freeze {
+            Some(_) if who.role != crate::pki::Role::Admin => {
+                return Err(OperationError::PermissionDenied(format!(
+                    "{who} may not override a freeze: an admin may"
+                )));
+            }
+            Some(reason) => Some(override_reason(reason, "--override-freeze REASON")?),
+            None => None,
+        };
         let fleet = self.fleet();
         let now = self.clock.now();
         let Some((frozen_env, frozen)) = environments.iter().find_map(|e| {
             let env = fleet.environments.get(e)?;
             crate::freeze::frozen(&env.freeze, now).map(|f| (e, f))
         }) else {
-            return Ok(());
+            return Ok(None);
         };
-        let Some(reason) = override_freeze else {
-            return Err(OperationError::FailedPrecondition(format!(
+        match reason {
+            Some(reason) => Ok(Some(reason.to_string())),
+            None => Err(OperationError::FailedPrecondition(format!(
                 "{frozen_env} is {}: {project} is not promoted until then; an admin may pass it with `slipway promote {project} --to {environment} --override-freeze REASON`",
                 frozen.said
-            )));
-        };
-        if who.role != crate::pki::Role::Admin {
-            return Err(OperationError::PermissionDenied(format!(
-                "{who} may not override a freeze: an admin may"
-            )));
+            ))),
         }
-        override_reason(reason, "--override-freeze REASON").map(|_| ())
     }
 
     /// Where `environment` requires an approval: None once another of its
@@ -979,10 +992,24 @@ impl Operations {
         self.check_project(project)?;
         self.check_environment(environment)?;
         Self::check_may_act(who, environment)?;
-        if let Some(watched) = self.roll_back_watched(who, project, environment).await? {
-            return Ok(watched);
+        let history = self.deployments.history().await?;
+        let here = |d: &&Deployment| d.project == project && d.environment == environment;
+        let active = history.iter().filter(here).find(|d| d.phase.is_active());
+        if let Some(active) = active
+            && let Some(back) = self.roll_back_to_standby(who, active).await?
+        {
+            return Ok(back);
         }
-        let mut versions = self.succeeded_versions(project, environment).await?;
+        // What serves, newest last: a deployment that switched already serves.
+        let mut versions: Vec<String> = history
+            .iter()
+            .filter(here)
+            .filter(|d| d.phase == Phase::Succeeded)
+            .map(|d| d.version.clone())
+            .collect();
+        if let Some(switched) = active.filter(|d| d.phase.is_past_point_of_no_return()) {
+            versions.push(switched.version.clone());
+        }
         let current = versions.pop().ok_or_else(|| {
             OperationError::FailedPrecondition(format!(
                 "{project} never deployed to {environment}: nothing to roll back"
@@ -1012,29 +1039,45 @@ impl Operations {
         .await
     }
 
-    /// The deployment watching `project` on `environment`, asked to go back
-    /// to its standby instances: a rollback in seconds, with no launch. None
-    /// when nothing there is watching.
-    async fn roll_back_watched(
+    /// `active`, the deployment running on the target, asked to go back to
+    /// its standby instances: a rollback in seconds, with no launch. One
+    /// watching goes back now; one draining into a watch, once it watches;
+    /// one already going back to them is this rollback. None when it has no
+    /// standby to go back to (then the previous release is redeployed).
+    async fn roll_back_to_standby(
         &self,
         who: &Identity,
-        project: &str,
-        environment: &str,
+        active: &Deployment,
     ) -> Result<Option<Deployment>> {
-        let history = self.deployments.history().await?;
-        let Some(watching) = history.iter().find(|d| {
-            d.project == project && d.environment == environment && d.phase == Phase::Watching
-        }) else {
-            return Ok(None);
+        let keeps = self
+            .fleet()
+            .environments
+            .get(&active.environment)
+            .is_some_and(|e| !e.keep_previous.is_zero());
+        let goes_back = match active.phase {
+            Phase::Watching => true,
+            Phase::Draining => keeps && active.replaces.is_empty(),
+            Phase::RollingBack => active.watched(),
+            _ => false,
         };
+        if !goes_back {
+            return Ok(None);
+        }
+        // With no standby left, going back would leave nothing serving.
+        if active.phase != Phase::RollingBack {
+            let standby = self.cloud.compute.describe(&active.old_instances).await?;
+            if standby.iter().all(|i| i.state == InstanceState::Gone) {
+                return Ok(None);
+            }
+        }
         let asked = self
             .deployments
-            .update(&watching.id, |d| {
-                // It may have left watching since it was read.
-                if d.phase != Phase::Watching {
+            .update(&active.id, |d| {
+                // It may have moved on since it was read.
+                if d.phase != active.phase {
                     return Err(OperationError::FailedPrecondition(format!(
-                        "deployment {} left watching ({}) as the rollback arrived: run `slipway rollback {project} --env {environment}` again",
-                        d.id, d.phase
+                        "deployment {} moved on to {} as the rollback arrived: see `slipway show {}` before rolling back again",
+                        d.id, d.phase, d.id
                     )));
                 }
                 d.rollback_requested_by.get_or_insert_with(|| who.name.clone());

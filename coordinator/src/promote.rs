@@ -64,7 +64,13 @@ pub struct PromotionRequest {
 impl Record for PromotionRequest {
     const TABLE: Table = Table::PromotionRequests;
     fn key(&self) -> String {
-        self.project.clone()
+        PromotionRequest::key_of(&self.project, &self.environment)
+    }
+}
+
+impl PromotionRequest {
+    pub fn key_of(project: &str, environment: &str) -> String {
+        format!("{project}/{environment}")
     }
 }
 
@@ -156,9 +162,9 @@ impl Promotions {
         now: Millis,
     ) -> Result<Asked, StoreError> {
         let lifetime = REQUEST_LIFETIME.as_millis() as Millis;
-        let stored: Option<PromotionRequest> = self.db.get(project).await?;
-        let live =
-            stored.filter(|r| r.environment == environment && now - r.requested_at < lifetime);
+        let key = PromotionRequest::key_of(project, environment);
+        let stored: Option<PromotionRequest> = self.db.get(&key).await?;
+        let live = stored.filter(|r| now - r.requested_at < lifetime);
         let about = About {
             project: Some(project.to_string()),
             environment: Some(environment.to_string()),
@@ -167,7 +173,7 @@ impl Promotions {
         let mut changes = Changes::default();
         let (asked, told) = match live {
             Some(r) if r.requested_by != who => {
-                changes.delete::<PromotionRequest>(project);
+                changes.delete::<PromotionRequest>(&key);
                 let said = format!(
                     "{project} → {environment}: {}'s promotion approved by {who}",
                     r.requested_by

@@ -132,13 +132,15 @@ impl Releases {
         let tagged = Provenance::from_tags(&facts.tags);
         tagged.check(true).map_err(ReleaseError::Provenance)?;
         let provenance = Provenance::agreed(given, &tagged, &format!("image {image_id} is tagged"))
-            .map_err(ReleaseError::Provenance)?;
+            .map_err(ReleaseError::Provenance)?
+            .normalized();
         if let Some(existing) = self.get(project, version).await? {
             if existing.image_id == image_id {
                 // Given again, provenance must say what was stored.
                 let stored = format!("release {project}@{version} was registered with");
                 let merged = Provenance::agreed(given, &existing.provenance, &stored)
-                    .map_err(ReleaseError::Provenance)?;
+                    .map_err(ReleaseError::Provenance)?
+                    .normalized();
                 if merged != existing.provenance {
                     return Err(ReleaseError::Provenance(format!(
                         "release {project}@{version} was registered without that provenance, and releases are immutable: register the image as a new version"

@@ -491,7 +491,7 @@ async fn a_freeze_override_needs_a_frozen_queued_deployment_and_a_reason() {
         .override_freeze(&admin(), &id, "again")
         .await
         .unwrap_err();
-    assert!(refused(twice).contains("already passes freezes"));
+    assert!(refused(twice).contains("already passes this freeze"));
     let runnable: Vec<String> = s
         .coordinator
         .scheduler

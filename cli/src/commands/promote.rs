@@ -1,7 +1,7 @@
 //! `slipway promote PROJECT --to ENV`.
 
 use crate::client::Client;
-use crate::failure::Failure;
+use crate::failure::{Exit, Failure};
 use crate::render::{Output, print, text};
 
 pub async fn promote(
@@ -13,10 +13,16 @@ pub async fn promote(
 ) -> Result<(), Failure> {
     let record = client.promote(project, to, override_freeze).await?;
     if output.structured() {
-        return print(output, &record);
+        print(output, &record)?;
     }
+    // Held by the approval gate: CI must not take it for done.
     if let Some(waiting) = &record.awaiting_approval {
-        println!("not promoted yet: {}", text(waiting));
+        return Err(Failure::new(
+            format!("not promoted yet: {}", text(waiting)),
+            Exit::Refused,
+        ));
+    }
+    if output.structured() {
         return Ok(());
     }
     println!(

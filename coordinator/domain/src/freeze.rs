@@ -141,9 +141,10 @@ fn weekday(day: &str, text: &str) -> Result<Weekday, String> {
         ("sat", Weekday::Saturday),
         ("sun", Weekday::Sunday),
     ];
+    // "Fri" or "Friday", any case; "Frisbee" is no day.
     let lower = day.to_ascii_lowercase();
     DAYS.iter()
-        .find(|(short, _)| lower.len() >= 3 && lower.starts_with(short))
+        .find(|(short, d)| lower == *short || lower == format!("{d:?}").to_ascii_lowercase())
         .map(|(_, d)| *d)
         .ok_or_else(|| format!("freeze every {text:?}: {day:?} is not a weekday (Mon … Sun)"))
 }
@@ -214,8 +215,9 @@ impl Freeze {
 pub fn frozen(windows: &[Freeze], now: Millis) -> Option<Frozen> {
     let now = Timestamp::from_millisecond(now).ok()?;
     let mut until: Option<(Timestamp, &Freeze)> = None;
-    // Each pass moves the end on; a chain longer than the windows is a loop.
-    for _ in 0..=windows.len() {
+    // Each pass moves the end on, to the end of a window that holds there;
+    // weekly windows recur, so bound the passes, not by the window count.
+    for _ in 0..64 {
         let at = until.map_or(now, |(t, _)| t);
         let later = windows
             .iter()
@@ -328,6 +330,10 @@ mod tests {
             (
                 r#"{ every = "Fry 16:00 - Mon 08:00" }"#,
                 "\"Fry\" is not a weekday",
+            ),
+            (
+                r#"{ every = "Frisbee 16:00 - Mon 08:00" }"#,
+                "\"Frisbee\" is not a weekday",
             ),
             (
                 r#"{ every = "Fri 25:00 - Mon 08:00" }"#,

@@ -15,6 +15,16 @@ use crate::deploy::Deployment;
 /// The latest result of each named check on a release: passed or not.
 pub type CheckResults = BTreeMap<String, bool>;
 
+/// Whether `d` passes a freeze that holds until `until`: a rollback passes
+/// any; an admin's override, the windows it was given for.
+pub fn passes_freeze(d: &Deployment, until: Millis) -> bool {
+    match (&d.passes_freeze, d.freeze_override_until) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(_), Some(limit)) => until <= limit,
+    }
+}
+
 /// Why deployment `d` may not start at `now` in an environment with `env`'s
 /// gates, or None when every gate is open. `succeeded_in` says whether its
 /// release has succeeded in an environment.
@@ -27,8 +37,8 @@ pub fn closed(
 ) -> Option<String> {
     let (project, version) = (&d.project, &d.version);
     let mut reasons = Vec::new();
-    if d.passes_freeze.is_none()
-        && let Some(frozen) = crate::freeze::frozen(&env.freeze, now)
+    if let Some(frozen) = crate::freeze::frozen(&env.freeze, now)
+        && !passes_freeze(d, frozen.until)
     {
         reasons.push(frozen.said);
     }
@@ -181,9 +191,22 @@ mod tests {
             closed(&env, &d, &CheckResults::new(), nowhere, monday),
             None
         );
-        d.passes_freeze = Some("a rollback".into());
+        // An override passes this weekend's window, not next weekend's.
+        d.passes_freeze = Some("freeze overridden by alice: incident 7".into());
+        d.freeze_override_until = Some(monday);
         assert_eq!(
             closed(&env, &d, &CheckResults::new(), nowhere, saturday),
+            None
+        );
+        let next_saturday = saturday + 7 * 24 * 3_600_000;
+        assert_eq!(
+            closed(&env, &d, &CheckResults::new(), nowhere, next_saturday).as_deref(),
+            Some("frozen until Mon 08:00 UTC")
+        );
+        d.passes_freeze = Some("a rollback".into());
+        d.freeze_override_until = None;
+        assert_eq!(
+            closed(&env, &d, &CheckResults::new(), nowhere, next_saturday),
             None
         );
     }

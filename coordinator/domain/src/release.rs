@@ -73,6 +73,12 @@ impl Provenance {
         self.fields().iter().all(|f| f.is_none())
     }
 
+    /// Stored as one form: commits in lower case.
+    pub fn normalized(mut self) -> Provenance {
+        self.commit = self.commit.map(|c| c.to_ascii_lowercase());
+        self
+    }
+
     /// What an image's tags say.
     pub fn from_tags(tags: &std::collections::BTreeMap<String, String>) -> Provenance {
         Provenance::from_fields(PROVENANCE_TAGS.map(|key| tags.get(key).cloned()))
@@ -123,25 +129,43 @@ impl Provenance {
         let mut parts: [Option<String>; 4] = Default::default();
         for (i, (g, t)) in given.fields().iter().zip(known.fields()).enumerate() {
             if let (Some(g), Some(t)) = (g, t)
-                && g != t
+                && !same(i, g, t)
             {
                 return Err(format!(
                     "{known_as} {}={t} but {} {g} was given: leave {} out, or register the image built from {g}",
                     PROVENANCE_TAGS[i], PROVENANCE_FLAGS[i], PROVENANCE_FLAGS[i]
                 ));
             }
-            parts[i] = (*g).clone().or_else(|| t.clone());
+            // The longer of two agreeing commits says more.
+            parts[i] = match ((*g).clone(), t.clone()) {
+                (Some(g), Some(t)) if t.len() > g.len() => Some(t),
+                (g, t) => g.or(t),
+            };
         }
         Ok(Provenance::from_fields(parts))
     }
 }
 
+/// Whether two values of part `i` say the same: commits compare without
+/// case, and a short hash agrees with the full one it starts.
+fn same(i: usize, a: &str, b: &str) -> bool {
+    if i != 0 {
+        return a == b;
+    }
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    a.starts_with(&b) || b.starts_with(&a)
+}
+
+/// A URL of one of `schemes`, without what would break out of a link in
+/// HTML or chat markup (`<>"'|`, spaces).
 fn url_like(value: &str, schemes: &[&str]) -> bool {
     value.len() <= 512
         && schemes
             .iter()
             .any(|s| value.starts_with(s) && value.len() > s.len())
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !value.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '\'' | '|')
+        })
 }
 
 impl Record for Release {
@@ -230,6 +254,15 @@ mod tests {
             error,
             "image ami-12345678 is tagged slipway:commit=3f2c1ab but --commit 9d8e7f6 was given: leave --commit out, or register the image built from 9d8e7f6"
         );
+        // CI gives the full hash where the tag has the short one: the same commit.
+        let full = Provenance::agreed(
+            &given("3F2C1AB9D0E4F5A6B7C8", "https://ci/41"),
+            &tagged,
+            "image ami-12345678 is tagged",
+        )
+        .unwrap()
+        .normalized();
+        assert_eq!(full.commit.as_deref(), Some("3f2c1ab9d0e4f5a6b7c8"));
     }
 
     #[test]
@@ -249,6 +282,11 @@ mod tests {
                 given("3f2c1ab", "https://ci/ 1"),
                 true,
                 "the image's tag slipway:build-url",
+            ),
+            (
+                given("3f2c1ab", "https://x|b><!channel>"),
+                false,
+                "--build-url",
             ),
             (
                 Provenance {

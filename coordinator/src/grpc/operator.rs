@@ -514,22 +514,21 @@ impl OperatorService for OperatorApi {
         let target = format!("{} -> {}", r.project, r.environment);
         let outcome = async {
             caller.require(Role::Deployer)?;
-            let override_freeze = optional("override_freeze", &r.override_freeze)?;
             let record = self
                 .operations
                 .promote(
                     &caller.identity,
                     required("project", &r.project)?,
                     required("environment", &r.environment)?,
-                    override_freeze,
+                    optional("override_freeze", &r.override_freeze)?,
                 )
                 .await?;
             if record.awaiting_approval.is_none() {
                 info!(who = %caller, project = %record.project, to = ?record.environment, "promoted");
             }
             Ok(Promoted {
+                freeze_overridden: record.freeze_overridden.clone(),
                 record: convert::public_record(record),
-                freeze_overridden: override_freeze.map(str::to_string),
             })
         }
         .await;

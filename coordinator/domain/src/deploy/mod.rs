@@ -160,6 +160,10 @@ pub struct Deployment {
     /// The admin who let it through a freeze window.
     #[serde(default)]
     pub freeze_overridden_by: Option<String>,
+    /// The end of the freeze the override was given for: a later window
+    /// holds it again. None with `passes_freeze`: a rollback, which passes all.
+    #[serde(default)]
+    pub freeze_override_until: Option<Millis>,
     /// Its release's provenance, copied when queued (releases are immutable).
     #[serde(default)]
     pub provenance: Option<crate::release::Provenance>,
@@ -326,6 +330,7 @@ impl Deployment {
             approved_by: None,
             passes_freeze: None,
             freeze_overridden_by: None,
+            freeze_override_until: None,
             provenance: (!release.provenance.is_empty()).then(|| release.provenance.clone()),
             replaces: vec![],
             migration: None,
