@@ -68,6 +68,16 @@ const CANCEL_POINTS: &[&str] = &[
     "rolling_back/terminated",
 ];
 
+/// With `keep_previous`: a healthy release killed while it watches, and one
+/// rolled back to its standby (`slipway rollback`) killed on its way back.
+const WATCH_POINTS: &[&str] = &["watching/entered"];
+const STANDBY_POINTS: &[&str] = &[
+    "rolling_back/entered",
+    "rolling_back/registered",
+    "rolling_back/deregistered",
+    "rolling_back/terminated",
+];
+
 const INSTANCES: usize = 2;
 const LOAD_BALANCER: &str = "slipway-hello-staging";
 /// The HTTP load covers a whole run, stress runs of an hour or more included.
@@ -171,6 +181,38 @@ impl Harness {
         });
         self.acknowledged.push(id.clone());
         self.dev.ok(&["cancel", &id]);
+        self.dev.pause_at(point, |_| ());
+        self.dev.crash_and_restart();
+        self.settle(&label, &id, &["rolled_back"]);
+    }
+
+    /// From now on the old instances stay on standby for `window` after
+    /// each switch; the fleet file in the data dir says so too, so a restart
+    /// keeps it.
+    fn keep_previous(&mut self, window: &str) {
+        let fleet = fleet().replace(
+            "[environments.staging]\n",
+            &format!("[environments.staging]\nkeep_previous = \"{window}\"\n"),
+        );
+        let path = self.dev.data_dir().join("fleet.toml");
+        std::fs::write(&path, fleet).unwrap();
+        self.dev.ok(&["fleet", "apply", path.to_str().unwrap()]);
+    }
+
+    /// A deploy of `version` paused as it starts watching, rolled back to its
+    /// standby by an operator, and killed at `point` on its way back: the
+    /// standby must serve again and the new instances go.
+    fn run_rolled_back_to_standby(&mut self, version: &str, point: &'static str) {
+        self.runs += 1;
+        let label = format!(
+            "run {} ({version} rolled back to its standby, kill at {point})",
+            self.runs
+        );
+        let id = self
+            .dev
+            .pause_at("watching/entered", |dev| dev.enqueue(version, "staging"));
+        self.acknowledged.push(id.clone());
+        self.dev.ok(&["rollback", "hello", "--env", "staging"]);
         self.dev.pause_at(point, |_| ());
         self.dev.crash_and_restart();
         self.settle(&label, &id, &["rolled_back"]);
@@ -374,9 +416,23 @@ fn kill_9_at_every_step_and_at_random_moments_loses_nothing() {
         harness.run(version, Kill::After(delay));
     }
 
+    harness.keep_previous("3s");
+    for point in WATCH_POINTS {
+        let version = harness.next_healthy();
+        harness.run(version, Kill::At(point));
+    }
+    for point in STANDBY_POINTS {
+        let version = harness.next_healthy();
+        harness.run_rolled_back_to_standby(version, point);
+    }
+
     let report = load.finish();
-    let points =
-        HEALTHY_POINTS.len() + ROLLBACK_POINTS.len() + CANCEL_POINTS.len() + MIGRATION_POINTS.len();
+    let points = HEALTHY_POINTS.len()
+        + ROLLBACK_POINTS.len()
+        + CANCEL_POINTS.len()
+        + MIGRATION_POINTS.len()
+        + WATCH_POINTS.len()
+        + STANDBY_POINTS.len();
     println!(
         "fault harness: {} runs ({points} fault points, {random_runs} random kills), {} violations, {} requests with {} failures, {:.0} s",
         harness.runs,
