@@ -188,6 +188,13 @@ fn override_reason<'a>(reason: &'a str, flag: &str) -> Result<&'a str> {
     Ok(reason)
 }
 
+/// No deployment `id`: what to tell the caller.
+fn no_deployment(id: &str) -> OperationError {
+    OperationError::NotFound(format!(
+        "no deployment {id:?}: list them with `slipway deployments`"
+    ))
+}
+
 impl Operations {
     /// The fleet in force: what operators ask about and new deployments take.
     fn fleet(&self) -> Arc<Fleet> {
@@ -227,9 +234,7 @@ impl Operations {
         if let Some(id) = deployment
             && self.deployments.get(id).await?.is_none()
         {
-            return Err(OperationError::NotFound(format!(
-                "no deployment {id:?}: list them with `slipway deployments`"
-            )));
+            return Err(no_deployment(id));
         }
         Ok(())
     }
@@ -429,11 +434,11 @@ impl Operations {
     }
 
     pub async fn deployment(&self, id: &str) -> Result<DeploymentView> {
-        let deployment = self.deployments.get(id).await?.ok_or_else(|| {
-            OperationError::NotFound(format!(
-                "no deployment {id:?}: list them with `slipway deployments`"
-            ))
-        })?;
+        let deployment = self
+            .deployments
+            .get(id)
+            .await?
+            .ok_or_else(|| no_deployment(id))?;
         let all = self.deployments.history().await?;
         Ok(self.view(deployment, &all))
     }
@@ -498,11 +503,7 @@ impl Operations {
             }
             Ok(())
         }).await?;
-        let (deployment, ()) = cancelled.ok_or_else(|| {
-            OperationError::NotFound(format!(
-                "no deployment {id:?}: list them with `slipway deployments`"
-            ))
-        })?;
+        let (deployment, ()) = cancelled.ok_or_else(|| no_deployment(id))?;
         if deployment.phase.is_finished() {
             // A gate that held it holds nothing now.
             self.deployments.set_waiting_on(id, None);
@@ -517,48 +518,51 @@ impl Operations {
     /// it. The scheduler looks at the queue again at once.
     pub async fn approve(&self, who: &Identity, id: &str) -> Result<Deployment> {
         let fleet = self.fleet();
-        let approved = self
-            .deployments
-            .update(id, |d| {
-                Self::check_may_act(who, &d.environment)?;
-                if crate::deploy::requester(d) == who.name {
-                    return Err(OperationError::PermissionDenied(format!(
-                        "{} asked for {id}, so may not approve it: another deployer of {} must",
-                        who.name, d.environment
-                    )));
-                }
-                if !fleet
-                    .environments
-                    .get(&d.environment)
-                    .is_some_and(|e| e.requires_approval)
-                {
-                    return Err(OperationError::FailedPrecondition(format!(
-                        "{} requires no approval: add requires_approval = true to [environments.{}]",
-                        d.environment, d.environment
-                    )));
-                }
-                if d.phase != Phase::Queued {
-                    return Err(OperationError::FailedPrecondition(format!(
-                        "deployment {id} has left the queue ({}): there is nothing to approve",
-                        d.phase
-                    )));
-                }
-                if let Some(by) = &d.approved_by {
-                    return Err(OperationError::FailedPrecondition(format!(
-                        "deployment {id} was already approved by {by}"
-                    )));
-                }
-                d.approved_by = Some(who.name.clone());
-                Ok(())
-            })
-            .await?;
-        let (deployment, ()) = approved.ok_or_else(|| {
-            OperationError::NotFound(format!(
-                "no deployment {id:?}: list them with `slipway deployments`"
-            ))
-        })?;
-        // The approval gate's reason goes now; the scheduler, woken, names
-        // any other gate still closed.
+        self.open_gate(id, |d| {
+            Self::check_may_act(who, &d.environment)?;
+            if crate::deploy::requester(d) == who.name {
+                return Err(OperationError::PermissionDenied(format!(
+                    "{} asked for {id}, so may not approve it: another deployer of {} must",
+                    who.name, d.environment
+                )));
+            }
+            if !fleet
+                .environments
+                .get(&d.environment)
+                .is_some_and(|e| e.requires_approval)
+            {
+                return Err(OperationError::FailedPrecondition(format!(
+                    "{} requires no approval: add requires_approval = true to [environments.{}]",
+                    d.environment, d.environment
+                )));
+            }
+            if d.phase != Phase::Queued {
+                return Err(OperationError::FailedPrecondition(format!(
+                    "deployment {id} has left the queue ({}): there is nothing to approve",
+                    d.phase
+                )));
+            }
+            if let Some(by) = &d.approved_by {
+                return Err(OperationError::FailedPrecondition(format!(
+                    "deployment {id} was already approved by {by}"
+                )));
+            }
+            d.approved_by = Some(who.name.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes queued deployment `id` so that one of its gates opens; the
+    /// gate's reason goes now, and the scheduler, woken, names any other
+    /// gate still closed.
+    async fn open_gate(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Deployment) -> Result<()>,
+    ) -> Result<Deployment> {
+        let changed = self.deployments.update(id, change).await?;
+        let (deployment, ()) = changed.ok_or_else(|| no_deployment(id))?;
         self.deployments.set_waiting_on(id, None);
         self.deployments.queue_changed();
         Ok(deployment)
@@ -575,45 +579,35 @@ impl Operations {
         let reason = override_reason(reason, "--reason")?;
         let fleet = self.fleet();
         let now = self.clock.now();
-        let changed = self
-            .deployments
-            .update(id, |d| {
-                if d.phase != Phase::Queued {
-                    return Err(OperationError::FailedPrecondition(format!(
-                        "deployment {id} has left the queue ({}): no freeze holds it",
-                        d.phase
-                    )));
-                }
-                let frozen = fleet
-                    .environments
-                    .get(&d.environment)
-                    .and_then(|e| crate::freeze::frozen(&e.freeze, now));
-                let Some(frozen) = frozen else {
-                    return Err(OperationError::FailedPrecondition(format!(
-                        "{} is not frozen now: there is no freeze to override",
-                        d.environment
-                    )));
-                };
-                if crate::gates::passes_freeze(d, frozen.until) {
-                    return Err(OperationError::FailedPrecondition(format!(
-                        "deployment {id} already passes this freeze: {}",
-                        d.passes_freeze.as_deref().unwrap_or_default()
-                    )));
-                }
-                d.passes_freeze = Some(format!("freeze overridden by {}: {reason}", who.name));
-                d.freeze_overridden_by = Some(who.name.clone());
-                d.freeze_override_until = Some(frozen.until);
-                Ok(())
-            })
-            .await?;
-        let (deployment, ()) = changed.ok_or_else(|| {
-            OperationError::NotFound(format!(
-                "no deployment {id:?}: list them with `slipway deployments`"
-            ))
-        })?;
-        self.deployments.set_waiting_on(id, None);
-        self.deployments.queue_changed();
-        Ok(deployment)
+        self.open_gate(id, |d| {
+            if d.phase != Phase::Queued {
+                return Err(OperationError::FailedPrecondition(format!(
+                    "deployment {id} has left the queue ({}): no freeze holds it",
+                    d.phase
+                )));
+            }
+            let frozen = fleet
+                .environments
+                .get(&d.environment)
+                .and_then(|e| crate::freeze::frozen(&e.freeze, now));
+            let Some(frozen) = frozen else {
+                return Err(OperationError::FailedPrecondition(format!(
+                    "{} is not frozen now: there is no freeze to override",
+                    d.environment
+                )));
+            };
+            if crate::gates::passes_freeze(d, frozen.until) {
+                return Err(OperationError::FailedPrecondition(format!(
+                    "deployment {id} already passes this freeze: {}",
+                    d.passes_freeze.as_deref().unwrap_or_default()
+                )));
+            }
+            d.passes_freeze = Some(format!("freeze overridden by {}: {reason}", who.name));
+            d.freeze_overridden_by = Some(who.name.clone());
+            d.freeze_override_until = Some(frozen.until);
+            Ok(())
+        })
+        .await
     }
 
     pub async fn queue(&self) -> Result<Vec<QueueLine>> {

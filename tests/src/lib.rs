@@ -773,6 +773,20 @@ impl Coordinator {
         self.ok(&["show", id, "--output", "json"]).json()
     }
 
+    /// Who did `action` and how it ended, as the audit log says, oldest first.
+    pub fn audit_results(&self, action: &str) -> Vec<(String, String)> {
+        let audit = self.ok(&["audit", "--action", action, "-o", "json"]).json();
+        audit
+            .as_array()
+            .expect("audit entries")
+            .iter()
+            .map(|e| {
+                let text = |field: &str| e[field].as_str().unwrap_or_default().to_string();
+                (text("who"), text("result"))
+            })
+            .collect()
+    }
+
     /// Queues a deployment without waiting; returns its id.
     pub fn enqueue(&self, version: &str, env: &str) -> String {
         let queued = self

@@ -206,20 +206,7 @@ fn approvals_and_freezes_gate_promotion_and_an_admin_passes_a_freeze_saying_why(
     ]);
     assert!(get(&public, "/").unwrap().contains("prod1"));
 
-    let audit = dev
-        .ok(&["audit", "--action", "promote", "-o", "json"])
-        .json();
-    let results: Vec<(String, String)> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["who"].as_str().unwrap().to_string(),
-                e["result"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let results = dev.audit_results("promote");
     for expected in [
         ("alice", "waits for an approval"),
         ("bob", "ok"),

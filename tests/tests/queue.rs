@@ -345,26 +345,18 @@ fn an_approval_comes_from_another_deployer_of_that_environment_and_is_audited() 
     let again = dev.cli_as(&bob, &["approve", &id]);
     assert_eq!(again.code, Some(4), "a finished deployment: {again:?}");
     // In the audit chain, refusals too, and told as an event.
-    let audit = dev
-        .ok(&["audit", "--action", "approve", "-o", "json"])
-        .json();
-    let results: Vec<(&str, &str)> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["who"].as_str().unwrap(), e["result"].as_str().unwrap()))
-        .collect();
+    let results = dev.audit_results("approve");
     assert_eq!(results.len(), 5, "{results:?}");
     assert!(
         results
             .iter()
-            .any(|(who, r)| *who == "bob" && *r == format!("approved {id}")),
+            .any(|(who, r)| who == "bob" && *r == format!("approved {id}")),
         "{results:?}"
     );
     assert!(
         results
             .iter()
-            .any(|(who, r)| *who == "alice" && r.contains("PermissionDenied")),
+            .any(|(who, r)| who == "alice" && r.contains("PermissionDenied")),
         "{results:?}"
     );
     dev.ok(&["audit", "verify"]);
@@ -414,26 +406,18 @@ fn a_freeze_holds_deploys_rollbacks_pass_it_and_an_admins_override_is_audited() 
     );
     let done = dev.wait_finished(&id, DEADLINE);
     assert_eq!(done["phase"], "succeeded", "{done}");
-    let audit = dev
-        .ok(&["audit", "--action", "override-freeze", "-o", "json"])
-        .json();
-    let results: Vec<(&str, &str)> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["who"].as_str().unwrap(), e["result"].as_str().unwrap()))
-        .collect();
+    let results = dev.audit_results("override-freeze");
     assert!(
         results.contains(&(
-            "admin",
-            &format!("{id} passes: freeze overridden by admin: incident 7")
+            "admin".to_string(),
+            format!("{id} passes: freeze overridden by admin: incident 7")
         )),
         "{results:?}"
     );
     assert!(
         results
             .iter()
-            .any(|(who, r)| *who == "dora" && r.contains("PermissionDenied")),
+            .any(|(who, r)| who == "dora" && r.contains("PermissionDenied")),
         "{results:?}"
     );
 

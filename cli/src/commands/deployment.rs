@@ -104,14 +104,11 @@ pub async fn approve(client: &mut Client, output: Output, id: String) -> Result<
     if output.structured() {
         return print(output, &deployment);
     }
-    let now = match &deployment.waiting_on {
-        Some(waiting) => format!("still waiting: {}", text(waiting)),
-        None => "it leaves the queue at its turn, once any other gate is open".to_string(),
-    };
     println!(
-        "{}: approved by {}; {now}",
+        "{}: approved by {}; {}",
         deployment.id,
-        deployment.approved_by.as_deref().unwrap_or("you")
+        deployment.approved_by.as_deref().unwrap_or("you"),
+        after_gate(&deployment)
     );
     Ok(())
 }
@@ -127,21 +124,26 @@ pub async fn override_freeze(
     if output.structured() {
         return print(output, &deployment);
     }
-    let now = match &deployment.waiting_on {
-        Some(waiting) => format!("still waiting: {}", text(waiting)),
-        None => "it leaves the queue at its turn, once any other gate is open".to_string(),
-    };
     println!(
-        "{}: {}; {now}",
+        "{}: {}; {}",
         deployment.id,
         text(
             deployment
                 .passes_freeze
                 .as_deref()
                 .unwrap_or("passes the freeze")
-        )
+        ),
+        after_gate(&deployment)
     );
     Ok(())
+}
+
+/// What a deployment whose gate just opened does next.
+fn after_gate(deployment: &Deployment) -> String {
+    match &deployment.waiting_on {
+        Some(waiting) => format!("still waiting: {}", text(waiting)),
+        None => "it leaves the queue at its turn, once any other gate is open".to_string(),
+    }
 }
 
 /// One deployment with its phase times; with `follow`, to its end.
