@@ -405,13 +405,11 @@ async fn listings_come_in_pages_that_cover_everything_once() {
     assert_eq!(versions, ["v1", "v2", "v3", "v4", "v5"]);
 }
 
-#[tokio::test]
-async fn a_deploy_queued_in_a_freeze_waits_for_its_end_and_starts_at_that_moment() {
-    let s = Sandbox::new().await;
-    // START is Monday 2026-11-30 00:00 UTC, 00:00 in Lisbon (WET, UTC+0).
+/// Applies the sample fleet with staging frozen by `window`.
+async fn freeze_staging(s: &Sandbox, window: &str) {
     let frozen = SAMPLE_FLEET.replace(
         "[environments.staging]\n",
-        "[environments.staging]\nfreeze = [{ every = \"Mon 00:00 - Mon 06:00\", zone = \"Europe/Lisbon\", name = \"maintenance\" }]\n",
+        &format!("[environments.staging]\nfreeze = [{window}]\n"),
     );
     assert_ne!(frozen, SAMPLE_FLEET);
     s.coordinator
@@ -419,6 +417,17 @@ async fn a_deploy_queued_in_a_freeze_waits_for_its_end_and_starts_at_that_moment
         .fleet_apply(&admin(), &frozen)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_deploy_queued_in_a_freeze_waits_for_its_end_and_starts_at_that_moment() {
+    let s = Sandbox::new().await;
+    // START is Monday 2026-11-30 00:00 UTC, 00:00 in Lisbon (WET, UTC+0).
+    freeze_staging(
+        &s,
+        r#"{ every = "Mon 00:00 - Mon 06:00", zone = "Europe/Lisbon", name = "maintenance" }"#,
+    )
+    .await;
     let id = s.deploy("v1", "staging").await;
     let other = s.deploy("v1", "qaprod1").await;
     let runnable = |ids: Vec<slipway_coordinator::deploy::Deployment>| -> Vec<String> {
@@ -455,15 +464,7 @@ async fn a_deploy_queued_in_a_freeze_waits_for_its_end_and_starts_at_that_moment
 #[tokio::test]
 async fn a_freeze_override_needs_a_frozen_queued_deployment_and_a_reason() {
     let s = Sandbox::new().await;
-    let frozen = SAMPLE_FLEET.replace(
-        "[environments.staging]\n",
-        "[environments.staging]\nfreeze = [{ every = \"Mon 00:00 - Mon 06:00\" }]\n",
-    );
-    s.coordinator
-        .operations
-        .fleet_apply(&admin(), &frozen)
-        .await
-        .unwrap();
+    freeze_staging(&s, r#"{ every = "Mon 00:00 - Mon 06:00" }"#).await;
     let ops = &s.coordinator.operations;
     let id = s.deploy("v1", "staging").await;
     let unfrozen = s.deploy("v1", "qaprod1").await;

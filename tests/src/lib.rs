@@ -773,6 +773,14 @@ impl Coordinator {
         self.ok(&["show", id, "--output", "json"]).json()
     }
 
+    /// Takes `fleet` as an operator does: written to `DATA_DIR/NAME`, then
+    /// `slipway fleet apply` (`fleet.toml` keeps it across restarts too).
+    pub fn apply_fleet(&self, name: &str, fleet: &str) {
+        let path = self.data_dir().join(name);
+        std::fs::write(&path, fleet).expect("write the fleet file");
+        self.ok(&["fleet", "apply", path.to_str().expect("a UTF-8 path")]);
+    }
+
     /// Who did `action` and how it ended, as the audit log says, oldest first.
     pub fn audit_results(&self, action: &str) -> Vec<(String, String)> {
         let audit = self.ok(&["audit", "--action", action, "-o", "json"]).json();

@@ -436,9 +436,7 @@ fn a_release_that_sickens_while_watched_goes_back_to_the_standby_by_itself() {
         "GREETING = \"hello from staging\", SAMPLE_HEALTHY_FOR = \"8\" }",
     );
     assert_ne!(sickly, fleet);
-    let path = dev.data_dir().join("sickly.toml");
-    std::fs::write(&path, sickly).unwrap();
-    dev.ok(&["fleet", "apply", path.to_str().unwrap()]);
+    dev.apply_fleet("sickly.toml", &sickly);
     let load = Load::start(&dev.endpoint("staging"));
     load.wait_for_requests(20);
 

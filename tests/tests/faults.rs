@@ -194,9 +194,7 @@ impl Harness {
             "[environments.staging]\n",
             &format!("[environments.staging]\nkeep_previous = \"{window}\"\n"),
         );
-        let path = self.dev.data_dir().join("fleet.toml");
-        std::fs::write(&path, fleet).unwrap();
-        self.dev.ok(&["fleet", "apply", path.to_str().unwrap()]);
+        self.dev.apply_fleet("fleet.toml", &fleet);
     }
 
     /// A deploy of `version` paused as it starts watching, rolled back to its

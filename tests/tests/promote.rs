@@ -6,6 +6,21 @@ use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_tests::load::get;
 use slipway_tests::{Coordinator, TempDir};
 
+/// A dev coordinator with v1 on prod1, v2 on prod2 and the public record on
+/// prod1; and the public endpoint.
+fn v1_public_v2_ready() -> (Coordinator, String) {
+    let dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
+    dev.ok(&["deploy", "hello", "v2", "--env", "prod2", "--wait"]);
+    let public = dev
+        .ok(&["promote", "hello", "--to", "prod1", "-o", "json"])
+        .json()["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (dev, public)
+}
+
 #[test]
 fn promote_to_prod2_and_back_switches_the_public_port() {
     let dev = Coordinator::start();
@@ -56,15 +71,7 @@ fn promote_to_prod2_and_back_switches_the_public_port() {
 /// visible, for an operator, and DNS stays where it was.
 #[test]
 fn a_pending_promotion_the_edited_fleet_file_no_longer_allows_is_not_finished() {
-    let mut dev = Coordinator::start();
-    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
-    dev.ok(&["deploy", "hello", "v2", "--env", "prod2", "--wait"]);
-    let public = dev
-        .ok(&["promote", "hello", "--to", "prod1", "--output", "json"])
-        .json()["endpoint"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut dev, public) = v1_public_v2_ready();
     let cli = dev.pause_at("promoting/recorded", |dev| {
         dev.cli_in_background(&["promote", "hello", "--to", "prod2"])
     });
@@ -100,26 +107,13 @@ fn a_pending_promotion_the_edited_fleet_file_no_longer_allows_is_not_finished() 
 
 #[test]
 fn approvals_and_freezes_gate_promotion_and_an_admin_passes_a_freeze_saying_why() {
-    let dev = Coordinator::start();
-    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
-    dev.ok(&["deploy", "hello", "v2", "--env", "prod2", "--wait"]);
-    let public = dev
-        .ok(&["promote", "hello", "--to", "prod1", "-o", "json"])
-        .json()["endpoint"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let apply = |name: &str, fleet: &str| {
-        let path = dev.data_dir().join(name);
-        std::fs::write(&path, fleet).unwrap();
-        dev.ok(&["fleet", "apply", path.to_str().unwrap()]);
-    };
+    let (dev, public) = v1_public_v2_ready();
     let approving = SAMPLE_FLEET.replace(
         "[environments.prod2]\n",
         "[environments.prod2]\nrequires_approval = true\n",
     );
     assert_ne!(approving, SAMPLE_FLEET);
-    apply("approving.toml", &approving);
+    dev.apply_fleet("approving.toml", &approving);
     let dir = TempDir::new("promotions");
     let alice = dev.issue(dir.path(), "alice", "deployer", &["prod1", "prod2"]);
     let bob = dev.issue(dir.path(), "bob", "deployer", &["prod1", "prod2"]);
@@ -159,7 +153,7 @@ fn approvals_and_freezes_gate_promotion_and_an_admin_passes_a_freeze_saying_why(
         "[environments.prod1]\n",
         "[environments.prod1]\nfreeze = [{ from = \"2020-01-01 00:00\", until = \"2099-01-01 00:00\", name = \"code freeze\" }]\n",
     );
-    apply("frozen.toml", &frozen);
+    dev.apply_fleet("frozen.toml", &frozen);
     let held = dev.cli_as(&bob, &["promote", "hello", "--to", "prod1"]);
     assert_eq!(held.code, Some(4), "{held:?}");
     assert!(

@@ -375,9 +375,7 @@ fn a_freeze_holds_deploys_rollbacks_pass_it_and_an_admins_override_is_audited() 
         "[environments.staging]\n",
         "[environments.staging]\nfreeze = [{ from = \"2020-01-01 00:00\", until = \"2099-01-01 00:00\", name = \"code freeze\" }]\n",
     );
-    let path = dev.data_dir().join("frozen.toml");
-    std::fs::write(&path, frozen).unwrap();
-    dev.ok(&["fleet", "apply", path.to_str().unwrap()]);
+    dev.apply_fleet("frozen.toml", &frozen);
 
     let id = dev.enqueue("v1", "staging");
     let said = "frozen until 2099-01-01 00:00 UTC (code freeze)";
