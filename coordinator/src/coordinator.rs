@@ -189,6 +189,7 @@ impl Coordinator {
             ca: ca.clone(),
             secrets,
             agent_records: AgentRecords::new(db.clone()),
+            revocations: revocations.clone(),
         });
         Arc::new(Coordinator {
             fleets,

@@ -11,10 +11,11 @@ use tokio::sync::Notify;
 
 use crate::audit::About;
 use crate::clock::Clock;
-use crate::deploy::{self, Deployment, MigrationOutcome, Phase};
+use crate::deploy::index::{self, Indexed};
+use crate::deploy::{Deployment, MigrationOutcome, Phase};
 use crate::events::{Event, Events};
 use crate::release::Release;
-use crate::store::{Changes, Db, StoreError};
+use crate::store::{Changes, Db, Range, StoreError};
 
 pub struct Deployments {
     db: Db,
@@ -50,9 +51,188 @@ impl Deployments {
         self.db.get(id).await
     }
 
-    /// Every deployment, oldest first.
-    pub async fn history(&self) -> Result<Vec<Deployment>, StoreError> {
-        deploy::history(&self.db).await
+    /// Indexes every deployment of a store written before the index (one
+    /// pass, once): from then on every read below is a short range.
+    pub async fn build_index(&self) -> Result<(), StoreError> {
+        if self.db.get::<Indexed>(index::BUILT).await?.is_some() {
+            return Ok(());
+        }
+        let all: Vec<Deployment> = self.db.all().await?;
+        for chunk in all.chunks(500) {
+            let mut changes = Changes::default();
+            for d in chunk {
+                indexed(&mut changes, None, d)?;
+            }
+            self.db.commit(changes).await?;
+        }
+        self.db
+            .put(&Indexed {
+                key: index::BUILT.into(),
+                id: String::new(),
+                version: String::new(),
+            })
+            .await
+    }
+
+    /// The queue: every deployment not finished, oldest first.
+    pub async fn unfinished(&self) -> Result<Vec<Deployment>, StoreError> {
+        self.pointed(Range::prefix(index::UNFINISHED)).await
+    }
+
+    /// What serves the target: its latest successful deployment.
+    pub async fn serving(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<Deployment>, StoreError> {
+        self.latest(index::succeeded(project, environment)).await
+    }
+
+    /// The target's latest deployment that succeeded or rolled back.
+    pub async fn latest_outcome(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<Deployment>, StoreError> {
+        self.latest(index::outcome(project, environment)).await
+    }
+
+    /// Whether `project@version` ever succeeded in `environment`.
+    pub async fn succeeded_in(
+        &self,
+        project: &str,
+        version: &str,
+        environment: &str,
+    ) -> Result<bool, StoreError> {
+        let prefix = index::release(project, version, environment);
+        Ok(!self
+            .db
+            .range::<Indexed>(Range::prefix(prefix).limit(1))
+            .await?
+            .is_empty())
+    }
+
+    /// The newest version that served the target before, other than `current`.
+    pub async fn served_before(
+        &self,
+        project: &str,
+        environment: &str,
+        current: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let prefix = index::succeeded(project, environment);
+        let mut range = Range::prefix(prefix.clone()).newest_first().limit(64);
+        loop {
+            let page: Vec<Indexed> = self.db.range(range.clone()).await?;
+            if let Some(found) = page.iter().find(|e| e.version != current) {
+                return Ok(Some(found.version.clone()));
+            }
+            // Redeploys of one version: read on below the last one seen.
+            let Some(last) = page.last().filter(|_| page.len() == 64) else {
+                return Ok(None);
+            };
+            let Some(below) = seq_of(&last.key).checked_sub(1) else {
+                return Ok(None);
+            };
+            range = range.from(index::at(&prefix, below));
+        }
+    }
+
+    /// History, newest first: at most `limit` deployments of the project (and
+    /// environment) if given, older than sequence number `before` if given.
+    pub async fn page(
+        &self,
+        project: Option<&str>,
+        environment: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let prefix = match (project, environment) {
+            (Some(p), Some(e)) => index::target(p, e),
+            (Some(p), None) => index::project(p),
+            (None, None) => index::ALL.to_string(),
+            // No index by environment alone: the newest of each project's
+            // target there, merged (a bounded number of targets).
+            (None, Some(e)) => {
+                let mut merged = Vec::new();
+                for p in self.projects_in(e).await? {
+                    let prefix = index::target(&p, e);
+                    merged.extend(self.newest(prefix, before, limit).await?);
+                }
+                merged.sort_by_key(|d| std::cmp::Reverse(d.seq));
+                merged.truncate(limit);
+                return Ok(merged);
+            }
+        };
+        self.newest(prefix, before, limit).await
+    }
+
+    /// The newest `limit` deployments of index `prefix` older than `before`.
+    async fn newest(
+        &self,
+        prefix: String,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let mut range = Range::prefix(prefix.clone()).newest_first().limit(limit);
+        if let Some(before) = before {
+            match before.checked_sub(1) {
+                Some(below) => range = range.from(index::at(&prefix, below)),
+                None => return Ok(vec![]),
+            }
+        }
+        self.pointed(range).await
+    }
+
+    /// The projects that ever deployed to `environment`.
+    async fn projects_in(&self, environment: &str) -> Result<Vec<String>, StoreError> {
+        let mut projects = Vec::new();
+        let mut next = "target/".to_string();
+        // One short read per project: skip to the key after each project's entries.
+        loop {
+            let Some(entry) = self
+                .db
+                .range::<Indexed>(Range::prefix("target/").from(next.clone()).limit(1))
+                .await?
+                .pop()
+            else {
+                return Ok(projects);
+            };
+            let project = entry.key["target/".len()..]
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            next = format!("target/{project}0");
+            if !self
+                .db
+                .range::<Indexed>(Range::prefix(index::target(&project, environment)).limit(1))
+                .await?
+                .is_empty()
+            {
+                projects.push(project);
+            }
+        }
+    }
+
+    /// The deployment the newest entry of `prefix` points to.
+    async fn latest(&self, prefix: String) -> Result<Option<Deployment>, StoreError> {
+        Ok(self
+            .pointed(Range::prefix(prefix).newest_first().limit(1))
+            .await?
+            .pop())
+    }
+
+    /// The deployments the index entries of `range` point to, in its order.
+    async fn pointed(&self, range: Range) -> Result<Vec<Deployment>, StoreError> {
+        let entries: Vec<Indexed> = self.db.range(range).await?;
+        let mut found = Vec::with_capacity(entries.len());
+        for entry in entries {
+            // Written in one batch with its entries: it is there.
+            if let Some(d) = self.db.get(&entry.id).await? {
+                found.push(d);
+            }
+        }
+        Ok(found)
     }
 
     /// Stores a new queued deployment of `release` onto `environment`, changed
@@ -73,6 +253,7 @@ impl Deployments {
         shape(&mut deployment);
         let mut changes = Changes::default();
         changes.put(&deployment)?;
+        indexed(&mut changes, None, &deployment)?;
         self.events
             .commit(changes, events_of(None, &deployment))
             .await?;
@@ -105,6 +286,7 @@ impl Deployments {
         let before = deployment.clone();
         let value = change(&mut deployment)?;
         also.put(&deployment)?;
+        indexed(&mut also, Some(&before), &deployment)?;
         self.events
             .commit(also, events_of(Some(&before), &deployment))
             .await?;
@@ -136,6 +318,30 @@ impl Deployments {
     pub fn queue_notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.queue_changed.notified()
     }
+}
+
+/// Adds the index changes of `before` (None: new) becoming `after`.
+fn indexed(
+    changes: &mut Changes,
+    before: Option<&Deployment>,
+    after: &Deployment,
+) -> Result<(), StoreError> {
+    let (gone, added) = index::changes(before, after);
+    for key in gone {
+        changes.delete::<Indexed>(&key);
+    }
+    for entry in &added {
+        changes.put(entry)?;
+    }
+    Ok(())
+}
+
+/// The sequence number an index key ends in.
+fn seq_of(key: &str) -> u64 {
+    key.rsplit('/')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default()
 }
 
 /// What a change of a deployment from `before` (None: new) to `after` tells.
@@ -354,5 +560,208 @@ mod tests {
             ],
             "no gap where the failed write was"
         );
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn deployments(db: Db) -> Deployments {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::at(0));
+        let events = Arc::new(Events::new(db.clone(), clock.clone()));
+        Deployments::new(db, clock, events)
+    }
+
+    fn release(project: &str, version: &str) -> Release {
+        Release {
+            project: project.into(),
+            version: version.into(),
+            image_id: "ami-12345678".into(),
+            registered_at: 0,
+            registered_by: "ci".into(),
+            owner_account: None,
+            provenance: Default::default(),
+        }
+    }
+
+    /// Enqueues `project@version` onto `environment` and moves it to `phase`.
+    async fn deploy(
+        ds: &Deployments,
+        project: &str,
+        version: &str,
+        environment: &str,
+        phase: Phase,
+    ) -> Deployment {
+        let d = ds
+            .enqueue(
+                "ci".into(),
+                &release(project, version),
+                environment,
+                1,
+                |_| {},
+            )
+            .await
+            .unwrap();
+        ds.update(&d.id, |d| {
+            d.phase = phase;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+    }
+
+    fn ids(list: &[Deployment]) -> Vec<&str> {
+        list.iter().map(|d| d.id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn what_serves_what_waits_and_what_succeeded_where() {
+        let ds = deployments(Db::memory());
+        let v1 = deploy(&ds, "hello", "v1", "staging", Phase::Succeeded).await;
+        deploy(&ds, "hello", "v2", "staging", Phase::RolledBack).await;
+        let running = deploy(&ds, "hello", "v3", "staging", Phase::Booting).await;
+        let queued = deploy(&ds, "hello", "v4", "staging", Phase::Queued).await;
+        deploy(&ds, "other", "v9", "staging", Phase::Succeeded).await;
+
+        let serving = ds.serving("hello", "staging").await.unwrap().unwrap();
+        assert_eq!(
+            serving.id, v1.id,
+            "the latest success, not the rollback after it"
+        );
+        let outcome = ds
+            .latest_outcome("hello", "staging")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome.version, "v2");
+        assert_eq!(
+            ids(&ds.unfinished().await.unwrap()),
+            [&running.id, &queued.id]
+        );
+        assert!(ds.succeeded_in("hello", "v1", "staging").await.unwrap());
+        assert!(!ds.succeeded_in("hello", "v2", "staging").await.unwrap());
+        assert!(!ds.succeeded_in("hello", "v1", "prod1").await.unwrap());
+        assert_eq!(ds.serving("hello", "prod1").await.unwrap(), None);
+
+        // Finishing leaves the queue.
+        ds.update(&running.id, |d| {
+            d.phase = Phase::Succeeded;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(ids(&ds.unfinished().await.unwrap()), [&queued.id]);
+        assert_eq!(
+            ds.serving("hello", "staging")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            "v3"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_version_before_is_found_past_many_redeploys_of_the_current_one() {
+        let ds = deployments(Db::memory());
+        deploy(&ds, "hello", "v1", "staging", Phase::Succeeded).await;
+        for _ in 0..70 {
+            deploy(&ds, "hello", "v2", "staging", Phase::Succeeded).await;
+        }
+        let before = ds.served_before("hello", "staging", "v2").await.unwrap();
+        assert_eq!(before.as_deref(), Some("v1"));
+        assert_eq!(
+            ds.served_before("hello", "staging", "v3")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("v2"),
+            "a switched deployment's version is not stored as succeeded yet"
+        );
+        assert_eq!(
+            ds.served_before("hello", "prod1", "v2").await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn history_pages_by_project_target_and_environment() {
+        let ds = deployments(Db::memory());
+        let mut made = Vec::new();
+        for (project, environment) in [
+            ("hello", "staging"),
+            ("web", "staging"),
+            ("hello", "prod1"),
+            ("web-admin", "staging"),
+            ("hello", "staging"),
+        ] {
+            made.push(deploy(&ds, project, "v1", environment, Phase::Succeeded).await);
+        }
+        let id = |i: usize| made[i].id.as_str();
+        let page = |p, e, before, limit| ds.page(p, e, before, limit);
+        assert_eq!(
+            ids(&page(None, None, None, 2).await.unwrap()),
+            [id(4), id(3)]
+        );
+        assert_eq!(
+            ids(&page(None, None, Some(made[3].seq), 10).await.unwrap()),
+            [id(2), id(1), id(0)],
+            "older than a sequence number"
+        );
+        assert_eq!(
+            ids(&page(Some("hello"), None, None, 10).await.unwrap()),
+            [id(4), id(2), id(0)]
+        );
+        assert_eq!(
+            ids(&page(Some("hello"), Some("staging"), None, 10)
+                .await
+                .unwrap()),
+            [id(4), id(0)]
+        );
+        assert_eq!(
+            ids(&page(None, Some("staging"), None, 3).await.unwrap()),
+            [id(4), id(3), id(1)],
+            "an environment across projects, 'web' and 'web-admin' apart"
+        );
+        assert_eq!(
+            ids(&page(None, Some("staging"), Some(made[1].seq), 10)
+                .await
+                .unwrap()),
+            [id(0)]
+        );
+        assert!(page(None, None, Some(0), 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_the_index_is_indexed_once_at_start() {
+        let db = Db::memory();
+        let ds = deployments(db.clone());
+        // Written as an older coordinator did: the deployment alone.
+        let mut old = Deployment::queued(3, &release("hello", "v1"), "staging", "ci".into(), 1, 0);
+        old.phase = Phase::Succeeded;
+        db.put(&old).await.unwrap();
+        let mut waiting =
+            Deployment::queued(4, &release("hello", "v2"), "staging", "ci".into(), 1, 0);
+        waiting.phase = Phase::Queued;
+        db.put(&waiting).await.unwrap();
+        assert_eq!(ds.serving("hello", "staging").await.unwrap(), None);
+
+        ds.build_index().await.unwrap();
+        assert_eq!(
+            ds.serving("hello", "staging").await.unwrap().unwrap().id,
+            old.id
+        );
+        assert_eq!(ids(&ds.unfinished().await.unwrap()), [&waiting.id]);
+
+        // Built once: a later start leaves a deleted entry deleted.
+        let mut changes = Changes::default();
+        changes.delete::<Indexed>(&index::at(index::UNFINISHED, 4));
+        db.commit(changes).await.unwrap();
+        ds.build_index().await.unwrap();
+        assert!(ds.unfinished().await.unwrap().is_empty());
     }
 }

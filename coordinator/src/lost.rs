@@ -17,7 +17,6 @@ use crate::clock::Millis;
 use crate::cloud::LoadBalancer;
 use crate::cloud::{CloudError, load_balancer_name};
 use crate::deploy::machine::{Connection, MemberState};
-use crate::deploy::{Deployment, Phase};
 use crate::deployments::Deployments;
 use crate::events::{Event, Events};
 use crate::fleets::Fleets;
@@ -151,8 +150,8 @@ async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result
     if !fleet.projects.values().any(|p| p.replace_lost_instances) {
         return Ok(());
     }
-    let deployments = c.deployments.history().await?;
-    let queue = ReleaseQueue::new(&deployments);
+    let unfinished = c.deployments.unfinished().await?;
+    let queue = ReleaseQueue::new(&unfinished);
     let lost_after = fleet.coordinator.agent_lost_after.as_millis() as Millis;
     for (project, settings) in &fleet.projects {
         if !settings.replace_lost_instances {
@@ -168,7 +167,7 @@ async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result
             if busy {
                 continue;
             }
-            let Some(serving) = serving(&deployments, project, environment) else {
+            let Some(serving) = c.deployments.serving(project, environment).await? else {
                 continue;
             };
             let members = c
@@ -229,18 +228,4 @@ async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result
         }
     }
     Ok(())
-}
-
-/// The deployment whose release serves a target: its last success.
-fn serving<'a>(
-    deployments: &'a [Deployment],
-    project: &str,
-    environment: &str,
-) -> Option<&'a Deployment> {
-    deployments
-        .iter()
-        .filter(|d| {
-            d.project == project && d.environment == environment && d.phase == Phase::Succeeded
-        })
-        .max_by_key(|d| d.seq)
 }

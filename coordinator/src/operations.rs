@@ -168,6 +168,7 @@ pub struct Operations {
     pub ca: Arc<Ca>,
     pub secrets: Arc<Secrets>,
     pub agent_records: AgentRecords,
+    pub revocations: Arc<crate::revocation::Revocations>,
 }
 
 impl std::fmt::Debug for Operations {
@@ -439,31 +440,33 @@ impl Operations {
             .get(id)
             .await?
             .ok_or_else(|| no_deployment(id))?;
-        let all = self.deployments.history().await?;
-        Ok(self.view(deployment, &all))
+        // Only a queued one waits behind others: the queue is read for it alone.
+        let unfinished = match deployment.phase {
+            Phase::Queued => self.deployments.unfinished().await?,
+            _ => vec![],
+        };
+        Ok(self.view(deployment, &ReleaseQueue::new(&unfinished)))
     }
 
-    /// `deployment` with what it waits on; `all` is every deployment, oldest first.
-    fn view(&self, deployment: Deployment, all: &[Deployment]) -> DeploymentView {
+    /// `deployment` with what it waits on in `queue`.
+    fn view(&self, deployment: Deployment, queue: &ReleaseQueue) -> DeploymentView {
         let waiting_on = if deployment.phase == Phase::Queued {
-            Some(all)
-                .and_then(|all| {
-                    let queue = ReleaseQueue::new(all);
-                    let ahead = queue.ahead_of(&deployment.id);
-                    ahead.first().map(|next| {
-                        format!(
-                            "queued behind {} ({}@{}, {}){}",
-                            next.id,
-                            next.project,
-                            next.version,
-                            next.phase,
-                            if ahead.len() > 1 {
-                                format!(" and {} more", ahead.len() - 1)
-                            } else {
-                                String::new()
-                            }
-                        )
-                    })
+            let ahead = queue.ahead_of(&deployment.id);
+            ahead
+                .first()
+                .map(|next| {
+                    format!(
+                        "queued behind {} ({}@{}, {}){}",
+                        next.id,
+                        next.project,
+                        next.version,
+                        next.phase,
+                        if ahead.len() > 1 {
+                            format!(" and {} more", ahead.len() - 1)
+                        } else {
+                            String::new()
+                        }
+                    )
                 })
                 // At the head of its queue: a gate may hold it.
                 .or_else(|| self.deployments.waiting_on(&deployment.id))
@@ -611,18 +614,18 @@ impl Operations {
     }
 
     pub async fn queue(&self) -> Result<Vec<QueueLine>> {
-        let all = self.deployments.history().await?;
-        let queue = ReleaseQueue::new(&all);
+        let unfinished = self.deployments.unfinished().await?;
+        let queue = ReleaseQueue::new(&unfinished);
         Ok(queue
             .targets()
             .map(|line| QueueLine {
                 project: line.target.project.clone(),
                 environment: line.target.environment.clone(),
-                active: line.active.map(|d| self.view(d.clone(), &all)),
+                active: line.active.map(|d| self.view(d.clone(), &queue)),
                 waiting: line
                     .waiting
                     .iter()
-                    .map(|d| self.view((*d).clone(), &all))
+                    .map(|d| self.view((*d).clone(), &queue))
                     .collect(),
             })
             .collect())
@@ -644,50 +647,31 @@ impl Operations {
         if let Some(environment) = environment {
             self.check_environment(environment)?;
         }
-        let history = self.deployments.history().await?;
-        let mut page: Vec<&Deployment> = history
-            .iter()
-            .rev()
-            .filter(|d| {
-                project.is_none_or(|p| d.project == p)
-                    && environment.is_none_or(|e| d.environment == e)
-                    && before.is_none_or(|b| d.seq < b)
-            })
-            .take(limit + 1)
-            .collect();
+        let mut page = self
+            .deployments
+            .page(project, environment, before, limit + 1)
+            .await?;
         let next = if page.len() > limit {
             page.truncate(limit);
             page.last().map(|d| d.seq)
         } else {
             None
         };
-        let views = page
-            .into_iter()
-            .map(|d| self.view(d.clone(), &history))
-            .collect();
+        let unfinished = match page.iter().any(|d| d.phase == Phase::Queued) {
+            true => self.deployments.unfinished().await?,
+            false => vec![],
+        };
+        let queue = ReleaseQueue::new(&unfinished);
+        let views = page.into_iter().map(|d| self.view(d, &queue)).collect();
         Ok((views, next))
-    }
-
-    /// The version a target last deployed successfully.
-    async fn succeeded_versions(&self, project: &str, environment: &str) -> Result<Vec<String>> {
-        Ok(self
-            .deployments
-            .history()
-            .await?
-            .into_iter()
-            .filter(|d| {
-                d.project == project && d.environment == environment && d.phase == Phase::Succeeded
-            })
-            .map(|d| d.version)
-            .collect())
     }
 
     pub async fn status(&self, project: Option<&str>) -> Result<Vec<ProjectStatus>> {
         if let Some(project) = project {
             self.check_project(project)?;
         }
-        let history = self.deployments.history().await?;
-        let queue = ReleaseQueue::new(&history);
+        let unfinished = self.deployments.unfinished().await?;
+        let queue = ReleaseQueue::new(&unfinished);
         let mut projects = Vec::new();
         for name in self
             .fleet()
@@ -704,12 +688,12 @@ impl Operations {
                     .and_then(|l| l.active)
                     .filter(|d| d.phase == Phase::Watching)
                     .map_or(&[][..], |d| &d.old_instances[..]);
-                let active = history.iter().rev().find(|d| {
-                    d.project == *name && d.environment == *env && d.phase == Phase::Succeeded
-                });
-                let mut status = self.environment_status(name, env, standby, active).await?;
+                let active = self.deployments.serving(name, env).await?;
+                let mut status = self
+                    .environment_status(name, env, standby, active.as_ref())
+                    .await?;
                 if let Some(line) = line {
-                    status.in_flight = line.active.map(|d| self.view(d.clone(), &history));
+                    status.in_flight = line.active.map(|d| self.view(d.clone(), &queue));
                     status.queued = line.waiting.len();
                 }
                 environments.push(status);
@@ -854,9 +838,10 @@ impl Operations {
             )));
         }
         if self
-            .succeeded_versions(project, environment)
+            .deployments
+            .serving(project, environment)
             .await?
-            .is_empty()
+            .is_none()
         {
             return Err(OperationError::FailedPrecondition(format!(
                 "{environment} runs no release of {project}: deploy one there first"
@@ -986,30 +971,34 @@ impl Operations {
         self.check_project(project)?;
         self.check_environment(environment)?;
         Self::check_may_act(who, environment)?;
-        let history = self.deployments.history().await?;
-        let here = |d: &&Deployment| d.project == project && d.environment == environment;
-        let active = history.iter().filter(here).find(|d| d.phase.is_active());
+        let unfinished = self.deployments.unfinished().await?;
+        let active = unfinished
+            .iter()
+            .find(|d| d.project == project && d.environment == environment && d.phase.is_active());
         if let Some(active) = active
             && let Some(back) = self.roll_back_to_standby(who, active).await?
         {
             return Ok(back);
         }
-        // What serves, newest last: a deployment that switched already serves.
-        let mut versions: Vec<String> = history
-            .iter()
-            .filter(here)
-            .filter(|d| d.phase == Phase::Succeeded)
-            .map(|d| d.version.clone())
-            .collect();
-        if let Some(switched) = active.filter(|d| d.phase.is_past_point_of_no_return()) {
-            versions.push(switched.version.clone());
-        }
-        let current = versions.pop().ok_or_else(|| {
+        // What serves: a deployment that switched already serves.
+        let switched = active
+            .filter(|d| d.phase.is_past_point_of_no_return())
+            .map(|d| d.version.clone());
+        let serving = self
+            .deployments
+            .serving(project, environment)
+            .await?
+            .map(|d| d.version);
+        let current = switched.or(serving).ok_or_else(|| {
             OperationError::FailedPrecondition(format!(
                 "{project} never deployed to {environment}: nothing to roll back"
             ))
         })?;
-        let previous = versions.into_iter().rev().find(|v| *v != current).ok_or_else(|| {
+        let served_before = self
+            .deployments
+            .served_before(project, environment, &current)
+            .await?;
+        let previous = served_before.ok_or_else(|| {
             OperationError::FailedPrecondition(format!(
                 "{project} on {environment} has run only {current}: there is no earlier release to go back to"
             ))
@@ -1088,7 +1077,10 @@ impl Operations {
             self.check_project(project)?;
         }
         let mut records: Vec<AgentRecord> = self.agent_records.all().await?;
-        records.retain(|r| project.is_none_or(|p| r.project == p));
+        // Slipway revokes what it terminates: only the others are asked about.
+        records.retain(|r| {
+            project.is_none_or(|p| r.project == p) && !self.revocations.is_revoked(&r.instance_id)
+        });
         let ids: Vec<String> = records.iter().map(|r| r.instance_id.clone()).collect();
         let alive: Vec<String> = if ids.is_empty() {
             vec![]
@@ -1172,8 +1164,8 @@ impl Operations {
         who: &Identity,
         text: &str,
     ) -> Result<(u64, Vec<String>, Vec<String>)> {
-        let deployments = self.deployments.history().await?;
-        let busy: Vec<String> = ReleaseQueue::new(&deployments)
+        let unfinished = self.deployments.unfinished().await?;
+        let busy: Vec<String> = ReleaseQueue::new(&unfinished)
             .targets()
             .filter(|t| t.active.is_some() || !t.waiting.is_empty())
             .map(|t| format!("{}/{}", t.target.project, t.target.environment))

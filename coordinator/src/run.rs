@@ -218,6 +218,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         dashboard_access: dashboard_access.clone(),
         dashboard_address: http.as_ref().map(|(_, _, address)| address.clone()),
     });
+    // Stores from before the indexes get them, once.
+    coordinator.deployments.build_index().await?;
+    coordinator.tokens.build_index().await?;
     // The background tasks this process owns: the scheduler ends after a
     // graceful stop; the others are ended with the process's tasks below.
     let scheduler = coordinator.scheduler.start();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{error, info};
 
-use crate::deploy::{Deployment, Phase};
+use crate::deploy::Deployment;
 use crate::executor::{self, Executor};
 use crate::queue::ReleaseQueue;
 use crate::releases::Releases;
@@ -111,12 +111,12 @@ impl Scheduler {
     /// every idle target's queue whose gates are open. A closed gate holds
     /// its head, saying why; the gates are asked again on every look.
     pub async fn runnable(&self) -> Result<Vec<Deployment>, StoreError> {
-        let history = self.executor.deployments.history().await?;
-        let queue = ReleaseQueue::new(&history);
+        let unfinished = self.executor.deployments.unfinished().await?;
+        let queue = ReleaseQueue::new(&unfinished);
         let mut runnable: Vec<Deployment> =
             queue.targets().filter_map(|t| t.active.cloned()).collect();
         for head in queue.startable() {
-            let held = self.gate(head, &history).await?;
+            let held = self.gate(head).await?;
             let opens = held.is_none();
             self.executor.deployments.set_waiting_on(&head.id, held);
             if opens {
@@ -128,11 +128,7 @@ impl Scheduler {
 
     /// Why `d` may not leave the queue yet (the gates of its environment in
     /// the fleet in force), or None.
-    async fn gate(
-        &self,
-        d: &Deployment,
-        history: &[Deployment],
-    ) -> Result<Option<String>, StoreError> {
+    async fn gate(&self, d: &Deployment) -> Result<Option<String>, StoreError> {
         let fleet = self.executor.fleets.current().fleet;
         let Some(environment) = fleet.environments.get(&d.environment) else {
             return Ok(None);
@@ -150,14 +146,18 @@ impl Scheduler {
             return Ok(None);
         }
         let checks = self.releases.check_results(&d.project, &d.version).await?;
-        let succeeded_in = |env: &str| {
-            history.iter().any(|h| {
-                h.project == d.project
-                    && h.version == d.version
-                    && h.environment == env
-                    && h.phase == Phase::Succeeded
-            })
-        };
+        let mut succeeded = Vec::new();
+        for env in &environment.requires_success_in {
+            if self
+                .executor
+                .deployments
+                .succeeded_in(&d.project, &d.version, env)
+                .await?
+            {
+                succeeded.push(env.as_str());
+            }
+        }
+        let succeeded_in = |env: &str| succeeded.contains(&env);
         let now = self.executor.clock.now();
         Ok(crate::gates::closed(
             environment,

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::clock::{Clock, Millis, millis};
-use crate::store::{Changes, Db, Record, StoreError, Table};
+use crate::store::{Changes, Db, Range, Record, StoreError, Table};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinTokenRecord {
@@ -37,6 +37,49 @@ impl Record for JoinTokenRecord {
     fn key(&self) -> String {
         self.hash.clone()
     }
+}
+
+/// A token made for a launch slot: binding a launch finds every token of its
+/// slot (one per attempt) without reading the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct TokenSlot {
+    deployment_id: String,
+    slot: u32,
+    hash: String,
+}
+
+impl Record for TokenSlot {
+    const TABLE: Table = Table::TokenSlots;
+    fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            slot_prefix(&self.deployment_id, self.slot),
+            self.hash
+        )
+    }
+}
+
+impl TokenSlot {
+    fn of(record: &JoinTokenRecord) -> TokenSlot {
+        TokenSlot {
+            deployment_id: record.deployment_id.clone(),
+            slot: record.slot,
+            hash: record.hash.clone(),
+        }
+    }
+
+    /// Marks a store whose token slots cover every token (see `build_index`).
+    fn built() -> TokenSlot {
+        TokenSlot {
+            deployment_id: "~built".into(),
+            slot: 1,
+            hash: String::new(),
+        }
+    }
+}
+
+fn slot_prefix(deployment_id: &str, slot: u32) -> String {
+    format!("{deployment_id}/{slot:05}")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,23 +140,24 @@ impl JoinTokens {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
-        self.db
-            .put(&JoinTokenRecord {
-                hash: hash(&token),
-                deployment_id: deployment_id.to_string(),
-                slot,
-                instance_id: None,
-                expires_at: self.clock.now() + millis(self.lifetime),
-                used_at: None,
-                key: None,
-            })
-            .await?;
+        let record = JoinTokenRecord {
+            hash: hash(&token),
+            deployment_id: deployment_id.to_string(),
+            slot,
+            instance_id: None,
+            expires_at: self.clock.now() + millis(self.lifetime),
+            used_at: None,
+            key: None,
+        };
+        let mut changes = Changes::default();
+        changes.put(&record)?.put(&TokenSlot::of(&record))?;
+        self.db.commit(changes).await?;
         Ok(token)
     }
 
     /// Adds to `changes` the binding of the tokens made for (deployment, slot)
-    /// to the instance the cloud launched.
-    // Reads every token: tokens are kept forever today (retention is #21's).
+    /// to the instance the cloud launched: every attempt's, since a launch
+    /// retried after a crash returns the instance the first attempt made.
     pub async fn bind(
         &self,
         changes: &mut Changes,
@@ -121,9 +165,15 @@ impl JoinTokens {
         slot: u32,
         instance_id: &str,
     ) -> Result<(), StoreError> {
-        for mut record in self.db.all::<JoinTokenRecord>().await? {
-            if record.deployment_id == deployment_id
-                && record.slot == slot
+        let made: Vec<TokenSlot> = self
+            .db
+            .range(Range::prefix(format!(
+                "{}/",
+                slot_prefix(deployment_id, slot)
+            )))
+            .await?;
+        for made in made {
+            if let Some(mut record) = self.db.get::<JoinTokenRecord>(&made.hash).await?
                 && record.instance_id.is_none()
             {
                 record.instance_id = Some(instance_id.to_string());
@@ -131,6 +181,28 @@ impl JoinTokens {
             }
         }
         Ok(())
+    }
+
+    /// Records the slot of every token of a store written before the slots
+    /// were (one pass, once).
+    pub async fn build_index(&self) -> Result<(), StoreError> {
+        if self
+            .db
+            .get::<TokenSlot>(&TokenSlot::built().key())
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let all: Vec<JoinTokenRecord> = self.db.all().await?;
+        for chunk in all.chunks(500) {
+            let mut changes = Changes::default();
+            for record in chunk {
+                changes.put(&TokenSlot::of(record))?;
+            }
+            self.db.commit(changes).await?;
+        }
+        self.db.put(&TokenSlot::built()).await
     }
 
     /// Uses a token for `instance_id` and the key `key` (its SHA-256); it never

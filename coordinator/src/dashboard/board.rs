@@ -113,9 +113,10 @@ pub struct FailedNotification {
     pub error: String,
 }
 
-/// The cells of every project in every environment: pure, from the history
-/// of deployments (oldest first), the lost agents by target and the failed
-/// notifications.
+/// The cells of every project in every environment: pure, from the
+/// deployments (oldest first; the unfinished ones and each target's latest
+/// success and latest outcome are enough, older history changes nothing), the
+/// lost agents by target and the failed notifications.
 pub fn cells(
     projects: &[String],
     environments: &[String],
@@ -299,23 +300,31 @@ async fn compute(s: &Sources, seq: u64) -> Result<Snapshot, StoreError> {
     let fleet = s.fleets.current().fleet;
     let projects: Vec<String> = fleet.projects.keys().cloned().collect();
     let environments: Vec<String> = fleet.environments.keys().cloned().collect();
-    let history = s.deployments.history().await?;
+    // What the cells read, not the whole history: a bounded read per target.
+    let mut history = s.deployments.unfinished().await?;
+    for project in &projects {
+        for environment in &environments {
+            let serving = s.deployments.serving(project, environment).await?;
+            let outcome = s.deployments.latest_outcome(project, environment).await?;
+            for d in serving.into_iter().chain(outcome) {
+                if !history.iter().any(|h| h.seq == d.seq) {
+                    history.push(d);
+                }
+            }
+        }
+    }
+    history.sort_by_key(|d| d.seq);
     let now = s.clock.now();
     let lost_after = fleet.coordinator.agent_lost_after.as_millis() as Millis;
-    let records: BTreeMap<String, (String, String)> = s
-        .records
-        .all()
-        .await?
-        .into_iter()
-        .map(|r| (r.instance_id, (r.project, r.environment)))
-        .collect();
     let mut lost: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for (id, view) in s.agents.views() {
         if Connection::of(Some(&view), now, lost_after) == Connection::Lost
             && !s.revocations.is_revoked(&id)
-            && let Some(target) = records.get(&id)
+            && let Some(record) = s.records.get(&id).await?
         {
-            lost.entry(target.clone()).or_default().push(id);
+            lost.entry((record.project, record.environment))
+                .or_default()
+                .push(id);
         }
     }
     let failed = failed_notifications(s).await?;

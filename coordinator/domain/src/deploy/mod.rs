@@ -2,6 +2,7 @@
 //! DESIGN.md by a pure state machine (`machine`); the coordinator's executor
 //! performs its actions against the cloud.
 
+pub mod index;
 pub mod machine;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::release::Release;
-use crate::store::{Db, Record, StoreError, Table};
+use crate::store::{Record, Table};
 
 /// Where a deployment is. Every phase change is stored before its effect starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -247,14 +248,6 @@ pub enum MigrationOutcome {
     Skipped {
         ran_in: String,
     },
-}
-
-/// Every stored deployment, oldest first.
-// A full read: the scheduler and the views call it; indexes by target are #15's.
-pub async fn history(db: &Db) -> Result<Vec<Deployment>, StoreError> {
-    let mut all: Vec<Deployment> = db.all().await?;
-    all.sort_by_key(|d| d.seq);
-    Ok(all)
 }
 
 /// The certificate name of who asked for `d`: `requested_by` may say more

@@ -2,6 +2,7 @@
 //! told to fail writes, as a full disk or a crash mid-step would.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -41,6 +42,27 @@ impl MemoryStore {
     pub fn fail_next_writes(&self, count: usize) {
         self.state().failing_writes = count;
     }
+}
+
+/// The key bounds of `range`: from its prefix (or its start, going up) to
+/// past its prefix (or its start, going down); None if none is in it.
+fn bounds(range: &Range) -> Option<(Bound<String>, Bound<String>)> {
+    let past_prefix = match range.prefix.is_empty() {
+        true => Bound::Unbounded,
+        false => Bound::Excluded(format!("{}\u{10FFFF}", range.prefix)),
+    };
+    let (lower, upper) = match (&range.start, range.reverse) {
+        (Some(start), false) => (start.clone().max(range.prefix.clone()), past_prefix),
+        (Some(start), true) => (range.prefix.clone(), Bound::Included(start.clone())),
+        (None, _) => (range.prefix.clone(), past_prefix),
+    };
+    // BTreeMap::range panics on bounds that cross.
+    let crossed = match &upper {
+        Bound::Included(upper) => lower > *upper,
+        Bound::Excluded(upper) => lower >= *upper,
+        Bound::Unbounded => false,
+    };
+    (!crossed).then_some((Bound::Included(lower), upper))
 }
 
 #[async_trait]
@@ -99,24 +121,24 @@ impl Store for MemoryStore {
         let Some(entries) = state.tables.get(&table) else {
             return Ok(vec![]);
         };
+        // Only the keys between the range's bounds are looked at, as a real
+        // engine's ordered index would.
+        let Some(bounds) = bounds(&range) else {
+            return Ok(vec![]);
+        };
+        let within = entries.range::<String, _>(bounds);
         let matching = |(k, _): &(&String, &Vec<u8>)| range.contains(k);
         let limit = range.limit.unwrap_or(usize::MAX);
         let pairs = |(k, v): (&String, &Vec<u8>)| (k.clone(), v.clone());
         Ok(if range.reverse {
-            entries
-                .iter()
+            within
                 .rev()
                 .filter(matching)
                 .take(limit)
                 .map(pairs)
                 .collect()
         } else {
-            entries
-                .iter()
-                .filter(matching)
-                .take(limit)
-                .map(pairs)
-                .collect()
+            within.filter(matching).take(limit).map(pairs).collect()
         })
     }
 

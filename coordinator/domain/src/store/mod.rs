@@ -76,10 +76,14 @@ pub enum Table {
     ReleaseChecks,
     /// Promotions waiting for an approval, by project.
     PromotionRequests,
+    /// Deployments by target, by state and by outcome (`deploy::index`).
+    DeploymentIndex,
+    /// The join tokens made for each launch slot (their hashes), by deployment and slot.
+    TokenSlots,
 }
 
 impl Table {
-    pub const ALL: [Table; 17] = [
+    pub const ALL: [Table; 19] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -97,6 +101,8 @@ impl Table {
         Table::DashboardTokens,
         Table::ReleaseChecks,
         Table::PromotionRequests,
+        Table::DeploymentIndex,
+        Table::TokenSlots,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +124,8 @@ impl Table {
             Table::DashboardTokens => "dashboard_tokens",
             Table::ReleaseChecks => "release_checks",
             Table::PromotionRequests => "promotion_requests",
+            Table::DeploymentIndex => "deployment_index",
+            Table::TokenSlots => "token_slots",
         }
     }
 }

@@ -96,6 +96,39 @@ pub async fn check_engine(store: &dyn Store) {
         Vec::<String>::new(),
         "an empty range"
     );
+    // What indexes ask: a prefix read newest first, from a start key in it.
+    assert_eq!(
+        keys(
+            range(Range::prefix("a").newest_first().limit(1))
+                .await
+                .expect("range")
+        ),
+        ["a/x"],
+        "the newest of a prefix, with keys after it in the table"
+    );
+    assert_eq!(
+        keys(
+            range(Range::prefix("a").from("a/w").newest_first())
+                .await
+                .expect("range")
+        ),
+        ["a"],
+        "a prefix, newest first below a start key"
+    );
+    assert_eq!(
+        keys(
+            range(Range::prefix("b").from("a").newest_first())
+                .await
+                .expect("range")
+        ),
+        Vec::<String>::new(),
+        "a start key below the prefix, going down: nothing"
+    );
+    assert_eq!(
+        keys(range(Range::prefix("a/").from("0")).await.expect("range")),
+        ["a/x"],
+        "a start key below the prefix, going up: the whole prefix"
+    );
 
     let first = store.next_id().await.expect("next id");
     assert!(
