@@ -22,6 +22,7 @@ use crate::lost::LostWatch;
 use crate::metrics::Metrics;
 use crate::migrations::Migrations;
 use crate::notify::Notifier;
+use crate::observed::Observer;
 use crate::operations::Operations;
 use crate::pki::Ca;
 use crate::promote::Promotions;
@@ -82,6 +83,7 @@ pub struct Coordinator {
     pub executor: Arc<Executor>,
     pub scheduler: Arc<Scheduler>,
     pub lost: Arc<LostWatch>,
+    pub observer: Arc<Observer>,
     pub notifier: Arc<Notifier>,
     pub metrics: Arc<Metrics>,
     pub dashboard_access: Arc<DashboardAccess>,
@@ -136,6 +138,7 @@ impl Coordinator {
             audit.clone(),
             events.clone(),
         ));
+        let observer = Arc::new(Observer::new(cloud.clone(), fleets.clone(), clock.clone()));
         let executor = Arc::new(Executor {
             deployments: deployments.clone(),
             migrations: Arc::new(Migrations::new(db.clone())),
@@ -144,6 +147,7 @@ impl Coordinator {
             secrets: secrets.clone(),
             revocations: revocations.clone(),
             cloud: cloud.clone(),
+            observer: observer.clone(),
             fleets: fleets.clone(),
             launch: LaunchTemplate {
                 coordinator: advertised.address,
@@ -190,6 +194,7 @@ impl Coordinator {
             secrets,
             agent_records: AgentRecords::new(db.clone()),
             revocations: revocations.clone(),
+            observer: observer.clone(),
         });
         Arc::new(Coordinator {
             fleets,
@@ -207,6 +212,7 @@ impl Coordinator {
             scheduler: Scheduler::new(executor.clone(), releases.clone()),
             executor,
             lost,
+            observer,
             notifier,
             metrics,
             dashboard_access,

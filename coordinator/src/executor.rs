@@ -55,6 +55,8 @@ pub struct Executor {
     /// Terminated instances' agents are revoked.
     pub revocations: Arc<Revocations>,
     pub cloud: Cloud,
+    /// Told of every step that may have changed a target's load balancer.
+    pub observer: Arc<crate::observed::Observer>,
     /// The fleet each deployment started with.
     pub fleets: Arc<Fleets>,
     pub launch: LaunchTemplate,
@@ -328,6 +330,9 @@ async fn step(
         Action::Deregister { instances } => deregister(c, d, &lb, instances).await,
         Action::Terminate { instances } => terminate(c, instances).await,
     };
+    // Launched, registered, deregistered or terminated (or half of it):
+    // operators' reads look at the target again.
+    c.observer.changed(&lb);
     result?;
     match action {
         Action::RollBack { .. } | Action::BeginAttach { .. } | Action::BeginMigration => {

@@ -64,6 +64,7 @@ pub mod mail;
 pub mod metrics;
 pub mod migrations;
 pub mod notify;
+pub mod observed;
 pub mod operations;
 pub mod pki;
 pub mod promote;

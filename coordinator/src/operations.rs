@@ -169,6 +169,8 @@ pub struct Operations {
     pub secrets: Arc<Secrets>,
     pub agent_records: AgentRecords,
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// What was last seen of the load balancers: `status` asks no cloud per request.
+    pub observer: Arc<crate::observed::Observer>,
 }
 
 impl std::fmt::Debug for Operations {
@@ -672,33 +674,55 @@ impl Operations {
         }
         let unfinished = self.deployments.unfinished().await?;
         let queue = ReleaseQueue::new(&unfinished);
-        let mut projects = Vec::new();
-        for name in self
-            .fleet()
+        let fleet = self.fleet();
+        let names: Vec<&String> = fleet
             .projects
             .keys()
             .filter(|n| project.is_none_or(|p| *n == p))
-        {
+            .collect();
+        let line = |name: &str, env: &str| {
+            queue
+                .targets()
+                .find(|l| l.target.project == name && l.target.environment == env)
+        };
+        let standby = |name: &str, env: &str| {
+            line(name, env)
+                .and_then(|l| l.active)
+                .filter(|d| d.phase == Phase::Watching)
+                .map_or(vec![], |d| d.old_instances.clone())
+        };
+        // Every load balancer shown, from what was last seen of them all.
+        let wanted: Vec<(String, Vec<String>)> = names
+            .iter()
+            .flat_map(|name| {
+                fleet
+                    .environments
+                    .keys()
+                    .map(|env| (load_balancer_name(name, env), standby(name, env)))
+            })
+            .collect();
+        let seen = self.observer.seen(&wanted).await?;
+        let mut projects = Vec::new();
+        for name in names {
             let mut environments = Vec::new();
-            for env in self.fleet().environments.keys() {
-                let line = queue
-                    .targets()
-                    .find(|l| l.target.project == *name && l.target.environment == *env);
-                let standby = line
-                    .and_then(|l| l.active)
-                    .filter(|d| d.phase == Phase::Watching)
-                    .map_or(&[][..], |d| &d.old_instances[..]);
+            for env in fleet.environments.keys() {
+                let line = line(name, env);
                 let active = self.deployments.serving(name, env).await?;
-                let mut status = self
-                    .environment_status(name, env, standby, active.as_ref())
-                    .await?;
+                let lb = load_balancer_name(name, env);
+                let mut status = self.environment_status(
+                    env,
+                    lb.clone(),
+                    &standby(name, env),
+                    active.as_ref(),
+                    seen.get(&lb).cloned().unwrap_or_default(),
+                );
                 if let Some(line) = line {
                     status.in_flight = line.active.map(|d| self.view(d.clone(), &queue));
                     status.queued = line.waiting.len();
                 }
                 environments.push(status);
             }
-            let public = match self.fleet().projects[name].public.is_some() {
+            let public = match fleet.projects[name].public.is_some() {
                 true => Some(self.public_record(name).await?),
                 false => None,
             };
@@ -711,24 +735,22 @@ impl Operations {
         Ok(projects)
     }
 
-    async fn environment_status(
+    /// One environment of a project: `seen` of its load balancer `lb`, its
+    /// agents as they are now.
+    fn environment_status(
         &self,
-        project: &str,
         environment: &str,
+        lb: String,
         standby: &[String],
         active: Option<&Deployment>,
-    ) -> Result<EnvironmentStatus> {
-        let lb = load_balancer_name(project, environment);
-        let endpoint = self
-            .cloud
-            .load_balancer
-            .describe(&lb)
-            .await?
-            .map(|state| state.endpoint);
-        let members = match endpoint {
-            Some(_) => self.cloud.load_balancer.members(&lb).await?,
-            None => Default::default(),
-        };
+        seen: crate::observed::Seen,
+    ) -> EnvironmentStatus {
+        let crate::observed::Seen {
+            endpoint,
+            members,
+            instances: described,
+            ..
+        } = seen;
         let mut ids: Vec<String> = members.keys().cloned().collect();
         ids.extend(
             standby
@@ -736,11 +758,6 @@ impl Operations {
                 .filter(|id| !members.contains_key(*id))
                 .cloned(),
         );
-        let described = if ids.is_empty() {
-            vec![]
-        } else {
-            self.cloud.compute.describe(&ids).await?
-        };
         // An agent that stopped heartbeating is lost even while its stream stays open.
         let now = self.clock.now();
         let lost_after =
@@ -748,7 +765,7 @@ impl Operations {
         let instances = ids
             .iter()
             .map(|id| {
-                let cloud = described.iter().find(|i| &i.id == id);
+                let cloud = described.get(id);
                 let view = self.agents.view(id);
                 InstanceStatus {
                     instance_id: id.clone(),
@@ -769,7 +786,7 @@ impl Operations {
                 }
             })
             .collect();
-        Ok(EnvironmentStatus {
+        EnvironmentStatus {
             name: environment.to_string(),
             active_version: active.map(|d| d.version.clone()),
             active_provenance: active.and_then(|d| d.provenance.clone()),
@@ -778,7 +795,7 @@ impl Operations {
             instances,
             in_flight: None,
             queued: 0,
-        })
+        }
     }
 
     /// The fleet file's public record of `project`.

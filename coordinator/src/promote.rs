@@ -7,7 +7,7 @@
 //! works. A newer promotion replaces a pending one.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -123,6 +123,9 @@ pub struct Promotions {
     locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the task that finishes pending promotions (`start_finisher`).
     pending: tokio::sync::Notify,
+    /// What DNS last said of each record, and when: `status` asks DNS at most
+    /// once per record in `observed::MAX_AGE`, and again after a promotion.
+    endpoints: std::sync::Mutex<std::collections::HashMap<String, (Instant, Option<String>)>>,
 }
 
 impl std::fmt::Debug for Promotions {
@@ -147,6 +150,7 @@ impl Promotions {
             events,
             locks: Default::default(),
             pending: tokio::sync::Notify::new(),
+            endpoints: Default::default(),
         }
     }
 
@@ -235,9 +239,25 @@ impl Promotions {
         self.db.get(project).await
     }
 
-    /// Where DNS sends `record`'s users now.
+    /// Where DNS sends `record`'s users, as last seen.
     pub async fn endpoint(&self, record: &str) -> Result<Option<String>, CloudError> {
-        self.dns.endpoint(record).await
+        let seen = self.seen_endpoints().get(record).cloned();
+        if let Some((at, endpoint)) = seen
+            && at.elapsed() < crate::observed::MAX_AGE
+        {
+            return Ok(endpoint);
+        }
+        let endpoint = self.dns.endpoint(record).await?;
+        self.seen_endpoints()
+            .insert(record.to_string(), (Instant::now(), endpoint.clone()));
+        Ok(endpoint)
+    }
+
+    fn seen_endpoints(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Instant, Option<String>)>>
+    {
+        self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Has the finisher retry pending promotions now.
@@ -278,7 +298,10 @@ async fn point_dns(coordinator: &Promotions, record: &RecordState) -> Result<(),
     let load_balancer = record.load_balancer();
     let dns = &coordinator.dns;
     if dns.target(&record.name).await?.as_deref() != Some(load_balancer.as_str()) {
+        // Whatever the answer, DNS may have changed: look again when asked.
+        coordinator.seen_endpoints().remove(&record.name);
         dns.upsert(&record.name, &load_balancer).await?;
+        coordinator.seen_endpoints().remove(&record.name);
         faults::pause_at("promoting/changed").await;
     }
     Ok(())

@@ -227,6 +227,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let mut background = vec![
         slipway_coordinator::promote::start_finisher(&coordinator.promotions),
         slipway_coordinator::lost::start_watch(coordinator.lost.clone()),
+        slipway_coordinator::observed::start(coordinator.observer.clone()),
         slipway_coordinator::notify::start(coordinator.notifier.clone()),
         slipway_coordinator::metrics::count_events(metrics.clone(), &coordinator.events),
     ];

@@ -514,3 +514,56 @@ async fn a_freeze_override_needs_a_frozen_queued_deployment_and_a_reason() {
         Some("freeze overridden by admin: incident 7")
     );
 }
+
+/// `status` reads what was last seen of the load balancers: at rest it asks
+/// the cloud nothing; a deployment step that changed a target, or age, has
+/// that target looked at again, once, whoever asks meanwhile.
+#[tokio::test]
+async fn status_asks_the_cloud_only_about_what_changed_or_aged() {
+    let s = Sandbox::new().await;
+    let observer = &s.coordinator.observer;
+    let status = || s.coordinator.operations.status(None);
+    let fleet = s.coordinator.fleets.current().fleet;
+    let lbs = (fleet.projects.len() * fleet.environments.len()) as u64;
+
+    status().await.unwrap();
+    let first = observer.calls();
+    // Never seen: each load balancer described once and asked for its members.
+    assert_eq!(first, 2 * lbs, "no instance yet: nothing to describe");
+    for _ in 0..5 {
+        status().await.unwrap();
+    }
+    assert_eq!(
+        observer.calls(),
+        first,
+        "at rest, no cloud call per request"
+    );
+
+    // A launch changes staging: the next status looks at it alone.
+    let id = s.deploy("v1", "staging").await;
+    let d = s.tick_until(&id, Phase::Booting, 10).await;
+    let before = observer.calls();
+    let (a, b) = tokio::join!(status(), status());
+    let staging = a.unwrap()[0]
+        .environments
+        .iter()
+        .find(|e| e.name == "staging")
+        .cloned()
+        .unwrap();
+    b.unwrap();
+    assert_eq!(
+        observer.calls() - before,
+        1,
+        "two readers of a changed target share one look; not a member of the balancer yet, so nothing to describe"
+    );
+    assert!(staging.instances.is_empty(), "launched, not registered");
+
+    // What aged is looked at again: every balancer's members, one description
+    // of all their instances (here none), and never a balancer's address again.
+    s.clock
+        .advance(slipway_coordinator::observed::MAX_AGE + std::time::Duration::from_millis(1));
+    let before = observer.calls();
+    status().await.unwrap();
+    assert_eq!(observer.calls() - before, lbs);
+    assert_eq!(d.launched.len(), 1);
+}
