@@ -76,6 +76,24 @@ impl Record for AuditEntry {
 }
 
 impl AuditEntry {
+    /// The entry that follows `last` (None: the first), hashed into the chain.
+    pub fn after(last: Option<&AuditEntry>, at: Millis, fields: Fields<'_>) -> AuditEntry {
+        let mut entry = AuditEntry {
+            seq: last.map_or(1, |e| e.seq + 1),
+            at,
+            who: bounded(fields.who),
+            certificate: bounded(fields.certificate),
+            action: bounded(fields.action),
+            target: bounded(fields.target),
+            result: bounded(fields.result),
+            about: fields.about.bounded(),
+            prev_hash: last.map_or_else(|| GENESIS.to_string(), |e| e.hash.clone()),
+            hash: String::new(),
+        };
+        entry.hash = entry.content_hash();
+        entry
+    }
+
     fn content_hash(&self) -> String {
         let mut content = serde_json::json!([
             self.seq,
@@ -95,6 +113,17 @@ impl AuditEntry {
         }
         hex::encode(Sha256::digest(content.to_string().as_bytes()))
     }
+}
+
+/// What a caller says in an entry (`AuditEntry::after`).
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    pub who: &'a str,
+    pub certificate: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub result: &'a str,
+    pub about: &'a About,
 }
 
 /// The first entry that does not belong to an intact chain, and why.
@@ -168,19 +197,18 @@ impl AuditLog {
             .range::<AuditEntry>(Range::all().newest_first().limit(1))
             .await?
             .pop();
-        let mut entry = AuditEntry {
-            seq: last.as_ref().map_or(1, |e| e.seq + 1),
-            at: self.clock.now(),
-            who: bounded(who),
-            certificate: bounded(certificate),
-            action: bounded(action),
-            target: bounded(target),
-            result: bounded(result),
-            about: about.bounded(),
-            prev_hash: last.map_or_else(|| GENESIS.to_string(), |e| e.hash),
-            hash: String::new(),
-        };
-        entry.hash = entry.content_hash();
+        let entry = AuditEntry::after(
+            last.as_ref(),
+            self.clock.now(),
+            Fields {
+                who,
+                certificate,
+                action,
+                target,
+                result,
+                about,
+            },
+        );
         self.db.put(&entry).await?;
         Ok(entry)
     }

@@ -369,6 +369,31 @@ impl Coordinator {
         dev.started()
     }
 
+    /// `--dev` in `dir`, which may hold a store already (a benchmark's, filled).
+    pub fn start_in(dir: TempDir, fleet: &str) -> Coordinator {
+        std::fs::write(dir.path().join("fleet.toml"), fleet).expect("fleet file");
+        Coordinator::launch_in(dir, None, Vec::new())
+    }
+
+    /// A gRPC channel to the operator API as the dev admin (lazy: it connects
+    /// on first use, inside a Tokio runtime).
+    pub fn admin_channel(&self) -> tonic::transport::Channel {
+        use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+        let read = |path: &str| std::fs::read_to_string(self.data_dir().join(path)).unwrap();
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("ca/ca.pem")))
+            .identity(Identity::from_pem(
+                read("operators/admin/cert.pem"),
+                read("operators/admin/key.pem"),
+            ))
+            .domain_name("slipway-coordinator");
+        Channel::from_shared(format!("https://{}", self.listen))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect_lazy()
+    }
+
     /// `--dev` with more arguments on its command line (`--http-cert …`, say).
     pub fn start_dev_with_args(args: &[&str]) -> Coordinator {
         let mut dev = Coordinator::unstarted(TempDir::new("coordinator"), None, Vec::new());

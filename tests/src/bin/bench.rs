@@ -5,11 +5,14 @@
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- [DEPLOYS]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- events [WATCHERS] [DEPLOYS]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- dashboard [CLIENTS] [DEPLOYS]
+//!     cargo run --release -p slipway-tests --bin slipway-bench -- history [DEPLOYMENTS] [AUDIT]
+//!     cargo run --release -p slipway-tests --bin slipway-bench -- enqueue [CLIENTS] [SECONDS]
 //!
 //! Measures the agent binary's size, idle RSS of an agent, the coordinator and
 //! the local cloud, and the wall time of one-instance deploys on the local cloud
 //! with the time spent in each phase. `events`: see `bench/events.rs`;
-//! `dashboard`: see `bench/dashboard.rs`.
+//! `dashboard`: see `bench/dashboard.rs`; `history`: see `bench/history.rs`;
+//! `enqueue`: see `bench/enqueue.rs`.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,8 +22,12 @@ use std::time::{Duration, Instant};
 
 #[path = "bench/dashboard.rs"]
 mod dashboard;
+#[path = "bench/enqueue.rs"]
+mod enqueue;
 #[path = "bench/events.rs"]
 mod events;
+#[path = "bench/history.rs"]
+mod history;
 
 use slipway_tests::processes::agent_pid;
 use slipway_tests::{Coordinator, bin_dir, phases, strings};
@@ -57,6 +64,16 @@ fn main() {
         let number =
             |i: usize, default| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
         return events::run(number(2, 1000), number(3, 10));
+    }
+    if args.get(1).map(String::as_str) == Some("enqueue") {
+        let number =
+            |i: usize, default| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+        return enqueue::run(number(2, 50), number(3, 10) as u64);
+    }
+    if args.get(1).map(String::as_str) == Some("history") {
+        let number =
+            |i: usize, default| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+        return history::run(number(2, 100_000), number(3, 1_000_000));
     }
     if args.get(1).map(String::as_str) == Some("dashboard") {
         let number =

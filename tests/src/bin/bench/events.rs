@@ -14,7 +14,7 @@ use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_proto::v1::WatchEventsRequest;
 use slipway_proto::v1::operator_service_client::OperatorServiceClient;
 use slipway_tests::{Coordinator, phases};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 use crate::{median, rss_kib};
 
@@ -43,22 +43,6 @@ fn deploy_times(dev: &Coordinator, deploys: usize) -> (BTreeMap<String, f64>, f6
         .map(|(phase, values)| (phase, median(values)))
         .collect();
     (medians, median(walls))
-}
-
-fn admin_channel(c: &Coordinator) -> Channel {
-    let read = |path: &str| std::fs::read_to_string(c.data_dir().join(path)).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read("ca/ca.pem")))
-        .identity(Identity::from_pem(
-            read("operators/admin/cert.pem"),
-            read("operators/admin/key.pem"),
-        ))
-        .domain_name("slipway-coordinator");
-    Channel::from_shared(format!("https://{}", c.listen))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_lazy()
 }
 
 pub fn run(watchers: usize, deploys: usize) {
@@ -97,7 +81,7 @@ pub fn run(watchers: usize, deploys: usize) {
     let pid = dev.pid().unwrap();
     let before = rss_kib(pid);
     let channels: Vec<Channel> = (0..watchers.div_ceil(10).max(1))
-        .map(|_| runtime.block_on(async { admin_channel(&dev) }))
+        .map(|_| runtime.block_on(async { dev.admin_channel() }))
         .collect();
     let mut streams = Vec::new();
     runtime.block_on(async {
