@@ -11,6 +11,8 @@ use slipway_coordinator::deploy::machine::MemberState;
 
 pub struct CloudView {
     cloud: LocalCloud,
+    /// The local cloud's own directory (DATA_DIR/cloud).
+    dir: std::path::PathBuf,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -19,6 +21,7 @@ impl CloudView {
     pub fn new(data_dir: &Path) -> CloudView {
         CloudView {
             cloud: LocalCloud::new(&data_dir.join("cloud")),
+            dir: data_dir.join("cloud"),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -48,6 +51,47 @@ impl CloudView {
         self.runtime
             .block_on(self.cloud.target(record))
             .expect("record target")
+    }
+
+    /// Bakes an image of the sample app as `project` at `version` (healthy or
+    /// answering 500 on its health check), from the agent and app binaries of
+    /// a sample image the dev coordinator baked; returns its id. What CI's
+    /// image build does, on the local cloud.
+    pub fn bake(&self, project: &str, version: &str, healthy: bool) -> String {
+        let images = self.dir.join("images");
+        let sample = std::fs::read_dir(&images)
+            .expect("the local cloud's images")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("bin/slipway-sample-app").exists())
+            .expect("a sample image baked by the dev coordinator");
+        let source = self.dir.join(format!("bake-{project}-{version}"));
+        let _ = std::fs::remove_dir_all(&source);
+        std::fs::create_dir_all(source.join("bin")).expect("bake dir");
+        for binary in ["slipway-agent", "slipway-sample-app"] {
+            std::fs::copy(
+                sample.join("bin").join(binary),
+                source.join("bin").join(binary),
+            )
+            .expect("copy a sample binary");
+        }
+        std::fs::write(
+            source.join("app.toml"),
+            format!(
+                "version = \"{version}\"\nhealthy = {healthy}\nschema = 1\nmigration = \"ok\"\n"
+            ),
+        )
+        .expect("app.toml");
+        let tags = BTreeMap::from([
+            ("slipway:project".to_string(), project.to_string()),
+            ("slipway:version".to_string(), version.to_string()),
+        ]);
+        let id = self
+            .runtime
+            .block_on(self.cloud.import_image(&source, tags))
+            .expect("import the image");
+        let _ = std::fs::remove_dir_all(&source);
+        id
     }
 
     pub fn registrations(&self) -> Vec<Registration> {

@@ -94,6 +94,12 @@ impl Load {
 
     /// A load that stops by itself after `limit` if the test has not finished it.
     pub fn start_for(endpoint: &str, limit: Duration) -> Load {
+        Load::start_paced(endpoint, limit, Duration::from_millis(2))
+    }
+
+    /// A load that pauses `pause` between requests: many endpoints loaded at
+    /// once on a small machine.
+    pub fn start_paced(endpoint: &str, limit: Duration, pause: Duration) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(LoadReport::default()));
         let (stop_flag, shared, endpoint) = (stop.clone(), report.clone(), endpoint.to_string());
@@ -114,7 +120,7 @@ impl Load {
                         .push(format!("+{:.2}s {e}", started.elapsed().as_secs_f64())),
                 }
                 drop(report);
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(pause);
             }
         });
         Load {
