@@ -5,6 +5,8 @@
 //! It runs in a test group of its own (`.config/nextest.toml`): 36 agents,
 //! their services and 36 loads want the machine to themselves.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
