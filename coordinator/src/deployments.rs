@@ -79,6 +79,63 @@ impl Deployments {
         self.pointed(Range::prefix(index::UNFINISHED)).await
     }
 
+    /// The head of every target's line: the deployment running there, or
+    /// the first waiting. One short read per target, whatever the queue's length.
+    pub async fn heads(&self) -> Result<Vec<Deployment>, StoreError> {
+        let mut heads = Vec::new();
+        let mut next = index::QUEUE.to_string();
+        loop {
+            let Some(entry) = self
+                .db
+                .range::<Indexed>(Range::prefix(index::QUEUE).from(next).limit(1))
+                .await?
+                .pop()
+            else {
+                return Ok(heads);
+            };
+            // Past this target's entries: its prefix, then a byte above every digit.
+            let target = entry.key.rsplit_once('/').map_or("", |(t, _)| t);
+            next = format!("{target}/~");
+            if let Some(d) = self.db.get(&entry.id).await? {
+                heads.push(d);
+            }
+        }
+    }
+
+    /// How many deployments the target's line holds, the running one included
+    /// (its entries are counted, the deployments not read).
+    pub async fn line_len(&self, project: &str, environment: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .db
+            .range::<Indexed>(Range::prefix(index::queue(project, environment)))
+            .await?
+            .len())
+    }
+
+    /// Who is ahead of queued `d` on its target: how many, and the nearest.
+    pub async fn ahead_of(
+        &self,
+        d: &Deployment,
+    ) -> Result<(usize, Option<Deployment>), StoreError> {
+        let prefix = index::queue(&d.project, &d.environment);
+        let Some(below) = d.seq.checked_sub(1) else {
+            return Ok((0, None));
+        };
+        let ahead: Vec<Indexed> = self
+            .db
+            .range(
+                Range::prefix(prefix.clone())
+                    .from(index::at(&prefix, below))
+                    .newest_first(),
+            )
+            .await?;
+        let nearest = match ahead.first() {
+            Some(entry) => self.db.get(&entry.id).await?,
+            None => None,
+        };
+        Ok((ahead.len(), nearest))
+    }
+
     /// What serves the target: its latest successful deployment.
     pub async fn serving(
         &self,
@@ -647,6 +704,31 @@ mod index_tests {
         assert!(!ds.succeeded_in("hello", "v1", "prod1").await.unwrap());
         assert_eq!(ds.serving("hello", "prod1").await.unwrap(), None);
 
+        // Each target's line: its head (the running one), its length, who is ahead.
+        let web = deploy(&ds, "web", "v1", "prod1", Phase::Queued).await;
+        let admin = deploy(&ds, "web-admin", "v1", "prod1", Phase::Queued).await;
+        let web_next = deploy(&ds, "web", "v2", "prod1", Phase::Queued).await;
+        let heads = ds.heads().await.unwrap();
+        let mut head_ids = ids(&heads);
+        head_ids.sort();
+        let mut expected = vec![running.id.as_str(), web.id.as_str(), admin.id.as_str()];
+        expected.sort();
+        assert_eq!(
+            head_ids, expected,
+            "one head per target, 'web' and 'web-admin' apart"
+        );
+        assert_eq!(ds.line_len("hello", "staging").await.unwrap(), 2);
+        assert_eq!(ds.line_len("web", "prod1").await.unwrap(), 2);
+        assert_eq!(ds.line_len("web", "staging").await.unwrap(), 0);
+        let (count, nearest) = ds.ahead_of(&queued).await.unwrap();
+        assert_eq!(
+            (count, nearest.map(|d| d.id)),
+            (1, Some(running.id.clone()))
+        );
+        let (count, nearest) = ds.ahead_of(&web_next).await.unwrap();
+        assert_eq!((count, nearest.map(|d| d.id)), (1, Some(web.id.clone())));
+        assert_eq!(ds.ahead_of(&web).await.unwrap().0, 0);
+
         // Finishing leaves the queue.
         ds.update(&running.id, |d| {
             d.phase = Phase::Succeeded;
@@ -654,7 +736,11 @@ mod index_tests {
         })
         .await
         .unwrap();
-        assert_eq!(ids(&ds.unfinished().await.unwrap()), [&queued.id]);
+        assert_eq!(
+            ids(&ds.unfinished().await.unwrap()),
+            [&queued.id, &web.id, &admin.id, &web_next.id]
+        );
+        assert!(ids(&ds.heads().await.unwrap()).contains(&queued.id.as_str()));
         assert_eq!(
             ds.serving("hello", "staging")
                 .await

@@ -20,7 +20,6 @@ use crate::deploy::machine::{Connection, MemberState};
 use crate::deployments::Deployments;
 use crate::events::{Event, Events};
 use crate::fleets::Fleets;
-use crate::queue::ReleaseQueue;
 use crate::releases::Releases;
 use crate::revocation::Revocations;
 use crate::stopping::Stopping;
@@ -150,8 +149,7 @@ async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result
     if !fleet.projects.values().any(|p| p.replace_lost_instances) {
         return Ok(());
     }
-    let unfinished = c.deployments.unfinished().await?;
-    let queue = ReleaseQueue::new(&unfinished);
+    let heads = c.deployments.heads().await?;
     let lost_after = fleet.coordinator.agent_lost_after.as_millis() as Millis;
     for (project, settings) in &fleet.projects {
         if !settings.replace_lost_instances {
@@ -159,11 +157,9 @@ async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result
         }
         for environment in fleet.environments.keys() {
             // A deployment in flight or queued replaces or retires instances itself.
-            let busy = queue.targets().any(|t| {
-                t.target.project == *project
-                    && t.target.environment == *environment
-                    && (t.active.is_some() || !t.waiting.is_empty())
-            });
+            let busy = heads
+                .iter()
+                .any(|h| h.project == *project && h.environment == *environment);
             if busy {
                 continue;
             }

@@ -442,20 +442,24 @@ impl Operations {
             .get(id)
             .await?
             .ok_or_else(|| no_deployment(id))?;
-        // Only a queued one waits behind others: the queue is read for it alone.
-        let unfinished = match deployment.phase {
-            Phase::Queued => self.deployments.unfinished().await?,
-            _ => vec![],
-        };
-        Ok(self.view(deployment, &ReleaseQueue::new(&unfinished)))
+        self.view_alone(deployment).await
     }
 
-    /// `deployment` with what it waits on in `queue`.
-    fn view(&self, deployment: Deployment, queue: &ReleaseQueue) -> DeploymentView {
+    /// `deployment` with what it waits on, reading its own target's line only.
+    async fn view_alone(&self, deployment: Deployment) -> Result<DeploymentView> {
+        let (count, nearest) = match deployment.phase {
+            Phase::Queued => self.deployments.ahead_of(&deployment).await?,
+            _ => (0, None),
+        };
+        Ok(self.view(deployment, (count, nearest.as_ref())))
+    }
+
+    /// `deployment` with what it waits on; `ahead`: for a queued one, how
+    /// many are ahead of it on its target, and the nearest.
+    fn view(&self, deployment: Deployment, ahead: (usize, Option<&Deployment>)) -> DeploymentView {
         let waiting_on = if deployment.phase == Phase::Queued {
-            let ahead = queue.ahead_of(&deployment.id);
-            ahead
-                .first()
+            let (count, nearest) = ahead;
+            nearest
                 .map(|next| {
                     format!(
                         "queued behind {} ({}@{}, {}){}",
@@ -463,8 +467,8 @@ impl Operations {
                         next.project,
                         next.version,
                         next.phase,
-                        if ahead.len() > 1 {
-                            format!(" and {} more", ahead.len() - 1)
+                        if count > 1 {
+                            format!(" and {} more", count - 1)
                         } else {
                             String::new()
                         }
@@ -623,11 +627,14 @@ impl Operations {
             .map(|line| QueueLine {
                 project: line.target.project.clone(),
                 environment: line.target.environment.clone(),
-                active: line.active.map(|d| self.view(d.clone(), &queue)),
+                active: line.active.map(|d| self.view(d.clone(), (0, None))),
                 waiting: line
                     .waiting
                     .iter()
-                    .map(|d| self.view((*d).clone(), &queue))
+                    .map(|d| {
+                        let ahead = queue.ahead_of(&d.id);
+                        self.view((*d).clone(), (ahead.len(), ahead.first().copied()))
+                    })
                     .collect(),
             })
             .collect())
@@ -659,12 +666,10 @@ impl Operations {
         } else {
             None
         };
-        let unfinished = match page.iter().any(|d| d.phase == Phase::Queued) {
-            true => self.deployments.unfinished().await?,
-            false => vec![],
-        };
-        let queue = ReleaseQueue::new(&unfinished);
-        let views = page.into_iter().map(|d| self.view(d, &queue)).collect();
+        let mut views = Vec::with_capacity(page.len());
+        for d in page {
+            views.push(self.view_alone(d).await?);
+        }
         Ok((views, next))
     }
 
@@ -672,22 +677,22 @@ impl Operations {
         if let Some(project) = project {
             self.check_project(project)?;
         }
-        let unfinished = self.deployments.unfinished().await?;
-        let queue = ReleaseQueue::new(&unfinished);
+        // Each target's head (the running deployment, if any) and line length:
+        // bounded by targets, not by how many wait.
+        let heads = self.deployments.heads().await?;
         let fleet = self.fleet();
         let names: Vec<&String> = fleet
             .projects
             .keys()
             .filter(|n| project.is_none_or(|p| *n == p))
             .collect();
-        let line = |name: &str, env: &str| {
-            queue
-                .targets()
-                .find(|l| l.target.project == name && l.target.environment == env)
+        let running = |name: &str, env: &str| {
+            heads
+                .iter()
+                .find(|d| d.project == name && d.environment == env && d.phase.is_active())
         };
         let standby = |name: &str, env: &str| {
-            line(name, env)
-                .and_then(|l| l.active)
+            running(name, env)
                 .filter(|d| d.phase == Phase::Watching)
                 .map_or(vec![], |d| d.old_instances.clone())
         };
@@ -706,7 +711,6 @@ impl Operations {
         for name in names {
             let mut environments = Vec::new();
             for env in fleet.environments.keys() {
-                let line = line(name, env);
                 let active = self.deployments.serving(name, env).await?;
                 let lb = load_balancer_name(name, env);
                 let mut status = self.environment_status(
@@ -716,9 +720,14 @@ impl Operations {
                     active.as_ref(),
                     seen.get(&lb).cloned().unwrap_or_default(),
                 );
-                if let Some(line) = line {
-                    status.in_flight = line.active.map(|d| self.view(d.clone(), &queue));
-                    status.queued = line.waiting.len();
+                if heads
+                    .iter()
+                    .any(|d| d.project == *name && d.environment == *env)
+                {
+                    let running = running(name, env);
+                    status.in_flight = running.map(|d| self.view(d.clone(), (0, None)));
+                    status.queued = self.deployments.line_len(name, env).await?
+                        - usize::from(running.is_some());
                 }
                 environments.push(status);
             }
@@ -988,8 +997,8 @@ impl Operations {
         self.check_project(project)?;
         self.check_environment(environment)?;
         Self::check_may_act(who, environment)?;
-        let unfinished = self.deployments.unfinished().await?;
-        let active = unfinished
+        let heads = self.deployments.heads().await?;
+        let active = heads
             .iter()
             .find(|d| d.project == project && d.environment == environment && d.phase.is_active());
         if let Some(active) = active
@@ -1181,11 +1190,12 @@ impl Operations {
         who: &Identity,
         text: &str,
     ) -> Result<(u64, Vec<String>, Vec<String>)> {
-        let unfinished = self.deployments.unfinished().await?;
-        let busy: Vec<String> = ReleaseQueue::new(&unfinished)
-            .targets()
-            .filter(|t| t.active.is_some() || !t.waiting.is_empty())
-            .map(|t| format!("{}/{}", t.target.project, t.target.environment))
+        let busy: Vec<String> = self
+            .deployments
+            .heads()
+            .await?
+            .iter()
+            .map(|d| format!("{}/{}", d.project, d.environment))
             .collect();
         let (generation, changes) = self
             .fleets

@@ -10,9 +10,8 @@ use std::time::Duration;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{error, info};
 
-use crate::deploy::Deployment;
+use crate::deploy::{Deployment, Phase};
 use crate::executor::{self, Executor};
-use crate::queue::ReleaseQueue;
 use crate::releases::Releases;
 use crate::store::StoreError;
 
@@ -111,17 +110,19 @@ impl Scheduler {
     /// every idle target's queue whose gates are open. A closed gate holds
     /// its head, saying why; the gates are asked again on every look.
     pub async fn runnable(&self) -> Result<Vec<Deployment>, StoreError> {
-        let unfinished = self.executor.deployments.unfinished().await?;
-        let queue = ReleaseQueue::new(&unfinished);
-        let mut runnable: Vec<Deployment> =
-            queue.targets().filter_map(|t| t.active.cloned()).collect();
-        for head in queue.startable() {
-            let held = self.gate(head).await?;
-            let opens = held.is_none();
-            self.executor.deployments.set_waiting_on(&head.id, held);
-            if opens {
-                runnable.push(head.clone());
+        // Only a line's head ever starts, so the running deployment is its
+        // head: one read per target, however long the lines.
+        let mut runnable = Vec::new();
+        for head in self.executor.deployments.heads().await? {
+            if head.phase == Phase::Queued {
+                let held = self.gate(&head).await?;
+                let opens = held.is_none();
+                self.executor.deployments.set_waiting_on(&head.id, held);
+                if !opens {
+                    continue;
+                }
             }
+            runnable.push(head);
         }
         Ok(runnable)
     }

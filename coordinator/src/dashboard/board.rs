@@ -113,14 +113,19 @@ pub struct FailedNotification {
     pub error: String,
 }
 
+/// How many deployments each target's line holds, the running one included.
+pub type Lines = BTreeMap<(String, String), usize>;
+
 /// The cells of every project in every environment: pure, from the
-/// deployments (oldest first; the unfinished ones and each target's latest
-/// success and latest outcome are enough, older history changes nothing), the
-/// lost agents by target and the failed notifications.
+/// deployments (oldest first; each line's head and each target's latest
+/// success and latest outcome are enough, older history changes nothing),
+/// the length of each target's line, the lost agents by target and the
+/// failed notifications.
 pub fn cells(
     projects: &[String],
     environments: &[String],
     history: &[Deployment],
+    lines: &Lines,
     lost: &BTreeMap<(String, String), Vec<String>>,
     failed: &[FailedNotification],
 ) -> Vec<Cell> {
@@ -144,6 +149,7 @@ pub fn cells(
             let line = queue
                 .targets()
                 .find(|l| l.target.project == *project && l.target.environment == *environment);
+            let in_flight_here = line.is_some_and(|l| l.active.is_some());
             let in_flight = line.and_then(|l| l.active).map(|d| Flight {
                 id: d.id.clone(),
                 version: d.version.clone(),
@@ -187,7 +193,9 @@ pub fn cells(
                 commit: succeeded.and_then(|d| d.provenance.as_ref()?.commit.clone()),
                 release_since_ms: last_success_at,
                 in_flight,
-                queued: line.map_or(0, |l| l.waiting.len()),
+                queued: lines
+                    .get(&(project.clone(), environment.clone()))
+                    .map_or(0, |len| len - usize::from(in_flight_here)),
                 lost_agents: lost
                     .get(&(project.clone(), environment.clone()))
                     .cloned()
@@ -301,7 +309,15 @@ async fn compute(s: &Sources, seq: u64) -> Result<Snapshot, StoreError> {
     let projects: Vec<String> = fleet.projects.keys().cloned().collect();
     let environments: Vec<String> = fleet.environments.keys().cloned().collect();
     // What the cells read, not the whole history: a bounded read per target.
-    let mut history = s.deployments.unfinished().await?;
+    let mut history = s.deployments.heads().await?;
+    let mut lines = Lines::new();
+    for head in &history {
+        let len = s
+            .deployments
+            .line_len(&head.project, &head.environment)
+            .await?;
+        lines.insert((head.project.clone(), head.environment.clone()), len);
+    }
     for project in &projects {
         for environment in &environments {
             let serving = s.deployments.serving(project, environment).await?;
@@ -348,7 +364,7 @@ async fn compute(s: &Sources, seq: u64) -> Result<Snapshot, StoreError> {
     Ok(Snapshot {
         seq: seq.max(recent.last().map_or(0, |e| e.seq)),
         at_ms: now,
-        cells: cells(&projects, &environments, &history, &lost, &failed),
+        cells: cells(&projects, &environments, &history, &lines, &lost, &failed),
         projects,
         environments,
         public,
@@ -461,10 +477,17 @@ mod tests {
     fn board(history: &[Deployment], failed: &[FailedNotification]) -> Vec<Cell> {
         let mut lost = BTreeMap::new();
         lost.insert(("hello".into(), "prod1".into()), vec!["i-1".to_string()]);
+        let mut lines = Lines::new();
+        for d in history.iter().filter(|d| !d.phase.is_finished()) {
+            *lines
+                .entry((d.project.clone(), d.environment.clone()))
+                .or_default() += 1;
+        }
         cells(
             &["hello".into()],
             &["prod1".into(), "staging".into()],
             history,
+            &lines,
             &lost,
             failed,
         )

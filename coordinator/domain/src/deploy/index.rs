@@ -7,6 +7,8 @@
 //! - `all/SEQ`: every deployment (history pages);
 //! - `project/P/SEQ`, `target/P/E/SEQ`: history pages of a project, a target;
 //! - `unfinished/SEQ`: the queue (dropped when the deployment finishes);
+//! - `queue/P/E/SEQ`: one target's line, the same way: its first entry is
+//!   the deployment running there, if any (only a line's head ever starts);
 //! - `succeeded/P/E/SEQ`: what serves a target, and what served before;
 //! - `outcome/P/E/SEQ`: the latest succeeded or rolled back (the board's alarm);
 //! - `release/P/V/E/SEQ`: whether a release succeeded in an environment (gates).
@@ -36,10 +38,16 @@ impl Record for Indexed {
 }
 
 /// Marks a store whose index covers every deployment (see `Deployments::open`).
-pub const BUILT: &str = "~built/1";
+pub const BUILT: &str = "~built/2";
 
 pub const ALL: &str = "all/";
 pub const UNFINISHED: &str = "unfinished/";
+
+pub const QUEUE: &str = "queue/";
+
+pub fn queue(project: &str, environment: &str) -> String {
+    format!("queue/{project}/{environment}/")
+}
 
 pub fn project(project: &str) -> String {
     format!("project/{project}/")
@@ -72,6 +80,7 @@ pub fn entries(d: &Deployment) -> Vec<Indexed> {
     let mut prefixes = vec![ALL.to_string(), project(p), target(p, e)];
     if !d.phase.is_finished() {
         prefixes.push(UNFINISHED.into());
+        prefixes.push(queue(p, e));
     }
     if d.phase == Phase::Succeeded {
         prefixes.push(succeeded(p, e));
@@ -126,6 +135,7 @@ mod tests {
                 format!("project/hello/{seq}"),
                 format!("target/hello/staging/{seq}"),
                 format!("unfinished/{seq}"),
+                format!("queue/hello/staging/{seq}"),
             ]
         );
         assert!(added.iter().all(|e| e.id == "d-7" && e.version == "v2"));
@@ -137,7 +147,13 @@ mod tests {
         let mut done = running.clone();
         done.phase = Phase::Succeeded;
         let (gone, added) = changes(Some(&running), &done);
-        assert_eq!(gone, [format!("unfinished/{seq}")]);
+        assert_eq!(
+            gone,
+            [
+                format!("unfinished/{seq}"),
+                format!("queue/hello/staging/{seq}")
+            ]
+        );
         assert_eq!(
             keys(&added),
             [

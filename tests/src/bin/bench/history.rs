@@ -29,16 +29,36 @@ const CALLS: usize = 200;
 const PROJECTS: usize = 9;
 const ENVIRONMENTS: [&str; 4] = ["staging", "qaprod1", "prod1", "prod2"];
 
-/// The sample fleet with prod2 gated, so the measured enqueues stay queued.
+/// The sample fleet with prod2 gated, so the measured enqueues stay queued,
+/// and eight more projects like `hello`: the original team's 36 targets.
 pub fn fleet() -> String {
-    SAMPLE_FLEET.replace(
+    let mut fleet = SAMPLE_FLEET.replace(
         "[environments.prod2]\n",
         "[environments.prod2]\nrequires_approval = true\n",
-    )
+    );
+    for n in 1..PROJECTS {
+        fleet += &format!(
+            "\n[projects.project-{n}]\ninstance_port = 8080\n\
+             services = [{{ name = \"web\", command = \"bin/slipway-sample-app\" }}]\n\
+             [projects.project-{n}.health_check]\npath = \"/health\"\nport = 8080\n"
+        );
+    }
+    fleet
+}
+
+/// The fleet's projects: the sample's `hello`, then `project-1`...
+fn project(n: usize) -> String {
+    match n {
+        0 => "hello".into(),
+        n => format!("project-{n}"),
+    }
 }
 
 pub fn run(deployments: usize, audit: usize) {
-    println!("calls over one connection, {CALLS} each: median / p99 ms\n");
+    println!(
+        "calls over one connection, {CALLS} each, {PROJECTS} projects × {} environments: median / p99 ms\n",
+        ENVIRONMENTS.len()
+    );
     println!("| call | empty store | {deployments} deployments, {audit} audit entries |");
     println!("|---|---|---|");
     let empty = measure(TempDir::new("bench-empty"));
@@ -136,7 +156,7 @@ fn fill(dir: &TempDir, deployments: usize, audit: usize) {
             // Ids as the coordinator hands them out, so later ones follow on.
             let seq = db.next_id().await.unwrap();
             let release = Release {
-                project: format!("project-{}", n % PROJECTS),
+                project: project(n % PROJECTS),
                 version: format!("v{}", n / PROJECTS),
                 image_id: "ami-00000001".into(),
                 registered_at: at,
@@ -176,7 +196,7 @@ fn fill(dir: &TempDir, deployments: usize, audit: usize) {
                     who: "ci (deployer)",
                     certificate: "sha256:0000",
                     action: "deploy",
-                    target: &format!("project-{}@v{} -> staging", n % PROJECTS, n),
+                    target: &format!("{}@v{n} -> staging", project(n % PROJECTS)),
                     result: "ok",
                     about: &About::default(),
                 },
