@@ -9,8 +9,9 @@
 //! show is not among what was seen, or when what was seen is older than
 //! `MAX_AGE`; the background refresh keeps every target younger than that.
 //! One look at N targets costs N member calls (ELB health is one call per load
-//! balancer), one instance description for all of them, and, the first time
-//! only, one description of each load balancer (its address never changes).
+//! balancer), one instance description per 200 of their instances, and, the
+//! first time only, one description of each load balancer (its address never
+//! changes).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -28,6 +29,9 @@ use crate::fleets::Fleets;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// What was seen longer ago than this is looked at again before it is shown.
 pub const MAX_AGE: Duration = Duration::from_secs(15);
+
+/// Instances described in one call.
+const DESCRIBE_AT_ONCE: usize = 200;
 
 /// One target's load balancer as last seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -199,12 +203,12 @@ impl Observer {
             ));
         }
         let ids: Vec<String> = ids.into_iter().collect();
-        let described = if ids.is_empty() {
-            vec![]
-        } else {
+        let mut described = Vec::new();
+        // EC2 takes at most 200 values in a filter.
+        for chunk in ids.chunks(DESCRIBE_AT_ONCE) {
             self.count();
-            self.cloud.compute.describe(&ids).await?
-        };
+            described.extend(self.cloud.compute.describe(chunk).await?);
+        }
         let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
         for (lb, mut target) in looked {
             for instance in &described {
