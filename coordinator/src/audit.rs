@@ -77,7 +77,12 @@ impl Record for AuditEntry {
 
 impl AuditEntry {
     /// The entry that follows `last` (None: the first), hashed into the chain.
-    pub fn after(last: Option<&AuditEntry>, at: Millis, fields: Fields<'_>) -> AuditEntry {
+    pub fn after(
+        last: Option<&AuditEntry>,
+        at: Millis,
+        fields: Fields<'_>,
+        about: &About,
+    ) -> AuditEntry {
         let mut entry = AuditEntry {
             seq: last.map_or(1, |e| e.seq + 1),
             at,
@@ -86,7 +91,7 @@ impl AuditEntry {
             action: bounded(fields.action),
             target: bounded(fields.target),
             result: bounded(fields.result),
-            about: fields.about.bounded(),
+            about: about.bounded(),
             prev_hash: last.map_or_else(|| GENESIS.to_string(), |e| e.hash.clone()),
             hash: String::new(),
         };
@@ -123,7 +128,6 @@ pub struct Fields<'a> {
     pub action: &'a str,
     pub target: &'a str,
     pub result: &'a str,
-    pub about: &'a About,
 }
 
 /// The first entry that does not belong to an intact chain, and why.
@@ -206,8 +210,8 @@ impl AuditLog {
                 action,
                 target,
                 result,
-                about,
             },
+            about,
         );
         self.db.put(&entry).await?;
         Ok(entry)

@@ -68,14 +68,7 @@ impl RateLimit {
 }
 
 /// One audit entry, as `AuditLog::append` takes it.
-#[derive(Debug)]
-pub struct Entry<'a> {
-    pub who: &'a str,
-    pub certificate: &'a str,
-    pub action: &'a str,
-    pub target: &'a str,
-    pub result: &'a str,
-}
+pub use crate::audit::Fields as Entry;
 
 impl AuditThrottle {
     pub fn new(audit: Arc<AuditLog>) -> AuditThrottle {

@@ -205,8 +205,8 @@ fn fill(dir: &TempDir, deployments: usize, audit: usize) {
                     action: "deploy",
                     target: &format!("{}@v{n} -> staging", project(n % PROJECTS)),
                     result: "ok",
-                    about: &About::default(),
                 },
+                &About::default(),
             );
             changes.put(&entry).unwrap();
             last = Some(entry);
