@@ -249,21 +249,44 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
         &["deployments", "hello", "--env", "staging"],
     );
     docs.read(&dev, "status", &["status"]);
-    let status = docs.read(&dev, "status PROJECT", &["status", "hello"]);
-    let agents = docs.read(&dev, "agents", &["agents", "hello"]);
+    docs.read(&dev, "status PROJECT", &["status", "hello"]);
+    docs.read(&dev, "agents", &["agents", "hello"]);
 
-    // One answer for an agent's state: `status` and `agents` agree.
-    for env in status["environments"].as_array().unwrap() {
-        for instance in env["instances"].as_array().unwrap() {
-            let agent = agents
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["instance_id"] == instance["instance_id"])
-                .unwrap_or_else(|| panic!("{instance} not in agents: {agents}"));
-            assert_eq!(agent["agent"], instance["agent"], "{agent} vs {instance}");
-            assert_eq!(instance["services"][0]["name"], "web", "{instance}");
+    // One answer for an agent's state: `status` and `agents` agree. Each
+    // reads the agent as it is at that moment, so `agents` is read between
+    // two `status` runs and compared only when no agent changed state between
+    // them (a CI machine once stalled an agent's heartbeats past
+    // `agent_lost_after` for a moment).
+    let agent_states = |status: &Value| -> Vec<(String, String)> {
+        let mut states = Vec::new();
+        for env in status["environments"].as_array().unwrap() {
+            for instance in env["instances"].as_array().unwrap() {
+                assert_eq!(instance["services"][0]["name"], "web", "{instance}");
+                states.push((
+                    instance["instance_id"].as_str().unwrap().to_string(),
+                    instance["agent"].as_str().unwrap().to_string(),
+                ));
+            }
         }
+        states
+    };
+    let (states, agents) = (0..5)
+        .find_map(|_| {
+            let before = agent_states(&dev.ok(&["status", "hello", "-o", "json"]).json());
+            let agents = dev.ok(&["agents", "hello", "-o", "json"]).json();
+            let after = agent_states(&dev.ok(&["status", "hello", "-o", "json"]).json());
+            (before == after).then_some((after, agents))
+        })
+        .expect("an agent changed state between every two `status` runs");
+    assert!(!states.is_empty(), "status shows no instance of hello");
+    for (id, state) in &states {
+        let agent = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["instance_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not in agents: {agents}"));
+        assert_eq!(agent["agent"], state.as_str(), "{agent} vs {id}: {state}");
     }
 
     docs.read(&dev, "infra plan", &["infra", "plan"]);
