@@ -44,8 +44,15 @@ impl SledStore {
         &self.trees[Table::ALL.len()]
     }
 
+    /// Waits for the disk. On a multi-threaded runtime the wait is handed
+    /// off the worker (`block_in_place`), so a slow fsync does not hold up
+    /// the tasks queued behind it: agents' heartbeats, above all.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(io)
+        let flush = || self.db.flush().map(|_| ()).map_err(io);
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(flush),
+            _ => flush(),
+        }
     }
 }
 
