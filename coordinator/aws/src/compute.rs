@@ -15,6 +15,9 @@ use slipway_domain::deploy::machine::InstanceState;
 
 use slipway_domain::cloud::tags::{self, LAUNCH as LAUNCH_TAG};
 
+/// The most values one EC2 filter takes.
+const FILTER_VALUES: usize = 200;
+
 fn filter(name: &str, values: &[&str]) -> Filter {
     let mut builder = Filter::builder().name(name);
     for value in values {
@@ -194,10 +197,17 @@ impl Compute for AwsCloud {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        // A filter, unlike InstanceIds, does not fail the whole call on one unknown id.
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        self.instances_matching(vec![filter("instance-id", &ids)])
-            .await
+        // A filter, unlike InstanceIds, does not fail the whole call on one
+        // unknown id; it takes at most 200 values, so more ids take more calls.
+        let mut described = Vec::new();
+        for chunk in ids.chunks(FILTER_VALUES) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            described.extend(
+                self.instances_matching(vec![filter("instance-id", &chunk)])
+                    .await?,
+            );
+        }
+        Ok(described)
     }
 
     async fn find_instances(

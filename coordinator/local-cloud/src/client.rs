@@ -21,6 +21,8 @@ use slipway_domain::deploy::machine::{InstanceState, MemberState};
 
 /// Longest a request may take; baking an image copies files, the rest is quick.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Instances described in one request: about 250 bytes each in the answer.
+const DESCRIBE_AT_ONCE: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct LocalCloud {
@@ -93,6 +95,8 @@ impl LocalCloud {
     }
 
     /// Every instance carrying `tags`, terminated ones too (they stay listed).
+    /// Ask with a tag: every instance of a big fleet is more than an answer's
+    /// line may hold (MAX_LINE).
     pub async fn all_instances(
         &self,
         tags: &BTreeMap<String, String>,
@@ -190,10 +194,23 @@ impl Compute for LocalCloud {
     }
 
     async fn describe(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError> {
-        match self.call(&Request::Describe { ids: ids.to_vec() }).await? {
-            Response::Instances { instances } => Ok(instances.into_iter().map(instance).collect()),
-            other => Err(unexpected(other)),
+        // Each answer stays well under a line's limit (MAX_LINE) however
+        // many instances are asked about.
+        let mut described = Vec::new();
+        for chunk in ids.chunks(DESCRIBE_AT_ONCE) {
+            match self
+                .call(&Request::Describe {
+                    ids: chunk.to_vec(),
+                })
+                .await?
+            {
+                Response::Instances { instances } => {
+                    described.extend(instances.into_iter().map(instance));
+                }
+                other => return Err(unexpected(other)),
+            }
         }
+        Ok(described)
     }
 
     async fn terminate(&self, ids: &[String]) -> Result<(), CloudError> {
