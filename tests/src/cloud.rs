@@ -94,6 +94,30 @@ impl CloudView {
         id
     }
 
+    /// Bakes an image with no agent in it (the local cloud boots nothing
+    /// for its instances: `hollow` plays their agents) as `project` at
+    /// `version`; returns its id.
+    pub fn bake_hollow(&self, project: &str, version: &str) -> String {
+        let source = self.dir.join(format!("bake-hollow-{project}-{version}"));
+        let _ = std::fs::remove_dir_all(&source);
+        std::fs::create_dir_all(&source).expect("bake dir");
+        std::fs::write(
+            source.join("app.toml"),
+            format!("version = \"{version}\"\nagent = \"none\"\n"),
+        )
+        .expect("app.toml");
+        let tags = BTreeMap::from([
+            ("slipway:project".to_string(), project.to_string()),
+            ("slipway:version".to_string(), version.to_string()),
+        ]);
+        let id = self
+            .runtime
+            .block_on(self.cloud.import_image(&source, tags))
+            .expect("import the image");
+        let _ = std::fs::remove_dir_all(&source);
+        id
+    }
+
     pub fn registrations(&self) -> Vec<Registration> {
         self.runtime
             .block_on(self.cloud.registrations())

@@ -6,6 +6,8 @@
 //!   sources), the `Coordinator` process and the CLI as a person runs them;
 //! - `cloud`: the local cloud's state as an outside reader sees it; `aws`
 //!   (feature `aws`): moto and the AWS SDK's own view;
+//! - `hollow`: thousands of agents played by one process, for instances of
+//!   images without an agent (the 10,000-agent benchmark);
 //! - `load`: HTTP load through a load balancer, counting every failure;
 //! - `processes`: finding and killing what a test started;
 //! - `receiver`, `smtp`: real webhook and SMTP servers (Python) for
@@ -22,6 +24,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod cloud;
+pub mod hollow;
 pub mod load;
 pub mod processes;
 pub mod receiver;

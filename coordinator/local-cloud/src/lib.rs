@@ -8,7 +8,8 @@
 //! no control port is open to the network), through the same traits as AWS.
 //!
 //! - an instance is a `slipway-agent` process from its image, on its own loopback
-//!   address (127.x.y.z), given what EC2 user-data would carry;
+//!   address (127.x.y.z), given what EC2 user-data would carry; an image
+//!   without an agent boots none, and its user-data waits for whoever plays it;
 //! - an image is an immutable, content-addressed directory;
 //! - a load balancer is a TCP proxy that forwards only to registered instances and
 //!   lets open connections finish on deregister;
@@ -30,3 +31,9 @@ pub use client::LocalCloud;
 
 /// The socket file inside the local cloud's directory.
 pub const SOCKET: &str = "cloud.sock";
+/// Where an image keeps its agent; an image without one boots no agent.
+pub const AGENT: &str = "bin/slipway-agent";
+/// Each instance's directory, `INSTANCES/<instance id>`, inside the local cloud's.
+pub const INSTANCES: &str = "instances";
+/// The instance's user-data, inside its directory (owner-only: it holds the join token).
+pub const USER_DATA: &str = "user-data";

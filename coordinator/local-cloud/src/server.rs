@@ -20,11 +20,11 @@ use tracing::{info, warn};
 
 use crate::image;
 use crate::proxy::{Balancer, PublicListener};
-use slipway_local_cloud::SOCKET;
 use slipway_local_cloud::protocol::{
     ErrorKind, InstanceInfo, InstanceStatus, LoadBalancerInfo, MAX_LINE, RecordInfo, Registration,
     Request, Response,
 };
+use slipway_local_cloud::{AGENT, INSTANCES, SOCKET, USER_DATA};
 
 /// How long a terminated instance gets to stop before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -60,7 +60,7 @@ impl CloudServer {
 /// Runs the local cloud in `dir` until asked to shut down.
 pub async fn run(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("images"))?;
-    std::fs::create_dir_all(dir.join("instances"))?;
+    std::fs::create_dir_all(dir.join(INSTANCES))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     // Every path handed to an instance's agent is derived from it: absolute.
     let dir = &dir.canonicalize()?;
@@ -306,16 +306,26 @@ impl CloudServer {
         let Some(ip) = free_loopback_address(&state) else {
             return invalid("no free loopback address for a new instance".into());
         };
-        let instance_dir = self.dir.join("instances").join(&id);
-        let spawned = spawn_agent(&image_dir, &instance_dir, &id, &ip, &user_data);
-        let (child, process_group) = match spawned {
-            Ok(child) => {
-                let pid = child.id().map(|p| p as i32);
-                (Some(child), pid)
-            }
+        let instance_dir = self.dir.join(INSTANCES).join(&id);
+        let user_data_file = match write_user_data(&instance_dir, &user_data) {
+            Ok(file) => file,
             Err(e) => return invalid(format!("cannot boot instance from {image_id}: {e}")),
         };
-        info!(instance = %id, %ip, image = %image_id, "instance launched");
+        // An image without an agent boots and runs nothing, as an AMI without
+        // one would on EC2: its user-data waits in the instance's directory
+        // for whoever plays the agent (the 10,000-agent load tool does).
+        let (child, process_group) = if image_dir.join(AGENT).exists() {
+            match spawn_agent(&image_dir, &instance_dir, &id, &ip, &user_data_file) {
+                Ok(child) => {
+                    let pid = child.id().map(|p| p as i32);
+                    (Some(child), pid)
+                }
+                Err(e) => return invalid(format!("cannot boot instance from {image_id}: {e}")),
+            }
+        } else {
+            (None, None)
+        };
+        info!(instance = %id, %ip, image = %image_id, agent = child.is_some(), "instance launched");
         let info = InstanceInfo {
             id: id.clone(),
             image_id,
@@ -418,22 +428,28 @@ async fn stop_group(group: Option<i32>, child: Option<tokio::process::Child>) {
     }
 }
 
+/// What EC2 user-data would carry, in `instance_dir/user-data`, readable by
+/// its owner only (it holds the instance's join token).
+fn write_user_data(instance_dir: &Path, user_data: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(instance_dir)?;
+    let file = instance_dir.join(USER_DATA);
+    std::fs::write(&file, user_data)?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 fn spawn_agent(
     image_dir: &Path,
     instance_dir: &Path,
     id: &str,
     ip: &str,
-    user_data: &str,
+    user_data_file: &Path,
 ) -> std::io::Result<tokio::process::Child> {
-    std::fs::create_dir_all(instance_dir)?;
-    let user_data_file = instance_dir.join("user-data");
-    std::fs::write(&user_data_file, user_data)?;
-    std::fs::set_permissions(&user_data_file, std::fs::Permissions::from_mode(0o600))?;
     let log = std::fs::File::create(instance_dir.join("agent.log"))?;
-    let mut command = tokio::process::Command::new(image_dir.join("bin/slipway-agent"));
+    let mut command = tokio::process::Command::new(image_dir.join(AGENT));
     command
         .arg("--user-data-file")
-        .arg(&user_data_file)
+        .arg(user_data_file)
         .arg("--instance-id")
         .arg(id)
         .arg("--private-ip")
