@@ -7,12 +7,13 @@
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- dashboard [CLIENTS] [DEPLOYS]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- history [DEPLOYMENTS] [AUDIT]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- enqueue [CLIENTS] [SECONDS]
+//!     cargo run --release -p slipway-tests --bin slipway-bench -- agents [AGENTS]
 //!
 //! Measures the agent binary's size, idle RSS of an agent, the coordinator and
 //! the local cloud, and the wall time of one-instance deploys on the local cloud
 //! with the time spent in each phase. `events`: see `bench/events.rs`;
 //! `dashboard`: see `bench/dashboard.rs`; `history`: see `bench/history.rs`;
-//! `enqueue`: see `bench/enqueue.rs`.
+//! `enqueue`: see `bench/enqueue.rs`; `agents`: see `bench/agents.rs`.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +21,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+#[path = "bench/agents.rs"]
+mod agents;
 #[path = "bench/dashboard.rs"]
 mod dashboard;
 #[path = "bench/enqueue.rs"]
@@ -74,6 +77,9 @@ fn main() {
         let number =
             |i: usize, default| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
         return history::run(number(2, 100_000), number(3, 1_000_000));
+    }
+    if args.get(1).map(String::as_str) == Some("agents") {
+        return agents::run(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10_000));
     }
     if args.get(1).map(String::as_str) == Some("dashboard") {
         let number =
