@@ -65,47 +65,51 @@ impl CloudView {
             .map(|e| e.path())
             .find(|p| p.join("bin/slipway-sample-app").exists())
             .expect("a sample image baked by the dev coordinator");
-        let source = self.dir.join(format!("bake-{project}-{version}"));
-        let _ = std::fs::remove_dir_all(&source);
-        std::fs::create_dir_all(source.join("bin")).expect("bake dir");
-        for binary in ["slipway-agent", "slipway-sample-app"] {
-            std::fs::copy(
-                sample.join("bin").join(binary),
-                source.join("bin").join(binary),
-            )
-            .expect("copy a sample binary");
-        }
-        std::fs::write(
-            source.join("app.toml"),
-            format!(
+        self.bake_from(
+            project,
+            version,
+            &format!(
                 "version = \"{version}\"\nhealthy = {healthy}\nschema = 1\nmigration = \"ok\"\n"
             ),
+            |source| {
+                std::fs::create_dir_all(source.join("bin")).expect("bake dir");
+                for binary in ["slipway-agent", "slipway-sample-app"] {
+                    std::fs::copy(
+                        sample.join("bin").join(binary),
+                        source.join("bin").join(binary),
+                    )
+                    .expect("copy a sample binary");
+                }
+            },
         )
-        .expect("app.toml");
-        let tags = BTreeMap::from([
-            ("slipway:project".to_string(), project.to_string()),
-            ("slipway:version".to_string(), version.to_string()),
-        ]);
-        let id = self
-            .runtime
-            .block_on(self.cloud.import_image(&source, tags))
-            .expect("import the image");
-        let _ = std::fs::remove_dir_all(&source);
-        id
     }
 
     /// Bakes an image with no agent in it (the local cloud boots nothing
     /// for its instances: `hollow` plays their agents) as `project` at
     /// `version`; returns its id.
     pub fn bake_hollow(&self, project: &str, version: &str) -> String {
-        let source = self.dir.join(format!("bake-hollow-{project}-{version}"));
+        self.bake_from(
+            project,
+            version,
+            &format!("version = \"{version}\"\nagent = \"none\"\n"),
+            |_| {},
+        )
+    }
+
+    /// An image of `app_toml` and what `fill` puts beside it, tagged as
+    /// `project`'s release `version`; its id.
+    fn bake_from(
+        &self,
+        project: &str,
+        version: &str,
+        app_toml: &str,
+        fill: impl FnOnce(&Path),
+    ) -> String {
+        let source = self.dir.join(format!("bake-{project}-{version}"));
         let _ = std::fs::remove_dir_all(&source);
         std::fs::create_dir_all(&source).expect("bake dir");
-        std::fs::write(
-            source.join("app.toml"),
-            format!("version = \"{version}\"\nagent = \"none\"\n"),
-        )
-        .expect("app.toml");
+        fill(&source);
+        std::fs::write(source.join("app.toml"), app_toml).expect("app.toml");
         let tags = BTreeMap::from([
             ("slipway:project".to_string(), project.to_string()),
             ("slipway:version".to_string(), version.to_string()),
