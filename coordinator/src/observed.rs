@@ -9,7 +9,8 @@
 //! show is not among what was seen, or when what was seen is older than
 //! `MAX_AGE`; the background refresh keeps every target younger than that.
 //! One look at N targets costs N member calls (ELB health is one call per load
-//! balancer), one instance description per 200 of their instances, and, the
+//! balancer), one description of all their instances (which the AWS adapter
+//! sends 200 ids to a call), and, the
 //! first time only, one description of each load balancer (its address never
 //! changes).
 
@@ -29,9 +30,6 @@ use crate::fleets::Fleets;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// What was seen longer ago than this is looked at again before it is shown.
 pub const MAX_AGE: Duration = Duration::from_secs(15);
-
-/// Instances described in one call.
-const DESCRIBE_AT_ONCE: usize = 200;
 
 /// One target's load balancer as last seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -203,12 +201,12 @@ impl Observer {
             ));
         }
         let ids: Vec<String> = ids.into_iter().collect();
-        let mut described = Vec::new();
-        // EC2 takes at most 200 values in a filter.
-        for chunk in ids.chunks(DESCRIBE_AT_ONCE) {
+        let described = if ids.is_empty() {
+            Vec::new()
+        } else {
             self.count();
-            described.extend(self.cloud.compute.describe(chunk).await?);
-        }
+            self.cloud.compute.describe(&ids).await?
+        };
         let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
         for (lb, mut target) in looked {
             for instance in &described {
