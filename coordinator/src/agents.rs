@@ -246,18 +246,28 @@ impl AgentHub {
         }
     }
 
-    fn update(&self, instance_id: &str, stream: u64, apply: impl FnOnce(&mut AgentView)) {
+    /// Marks the agent heard from and applies what it said.
+    fn touch(&self, instance_id: &str, stream: u64, apply: impl FnOnce(&mut AgentView)) {
         if let Some(session) = self.sessions().get_mut(instance_id)
             && session.stream == stream
         {
             session.view.last_seen = self.clock.now();
             apply(&mut session.view);
         }
+    }
+
+    /// `touch`, then wakes whoever waits on agents (deployments' executors).
+    fn update(&self, instance_id: &str, stream: u64, apply: impl FnOnce(&mut AgentView)) {
+        self.touch(instance_id, stream, apply);
         self.changed.notify_waiters();
     }
 
+    /// A heartbeat wakes nobody: it changes only `last_seen`, which matters
+    /// as time passes (an agent lost), and executors look again every tick
+    /// anyway. Waking every running deployment at each of 10,000 agents'
+    /// heartbeats re-ran their steps 10,000 times a second.
     pub fn heartbeat(&self, instance_id: &str, stream: u64) {
-        self.update(instance_id, stream, |_| {});
+        self.touch(instance_id, stream, |_| {});
     }
 
     pub fn services(&self, instance_id: &str, stream: u64, report: &ServiceReport) {
@@ -332,6 +342,20 @@ impl AgentHub {
     }
 
     /// Every agent seen since the coordinator started, as last observed.
+    /// The agents lost at `now` (silent past `lost_after`, or disconnected),
+    /// with when each was last heard from. Read in place: a fleet of 10,000
+    /// is looked at every second, and few of them are lost.
+    pub fn lost(&self, now: Millis, lost_after: Millis) -> Vec<(String, Millis)> {
+        self.sessions()
+            .iter()
+            .filter(|(_, s)| {
+                crate::deploy::machine::Connection::of(Some(&s.view), now, lost_after)
+                    == crate::deploy::machine::Connection::Lost
+            })
+            .map(|(id, s)| (id.clone(), s.view.last_seen))
+            .collect()
+    }
+
     pub fn views(&self) -> Vec<(String, AgentView)> {
         self.sessions()
             .iter()
