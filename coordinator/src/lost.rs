@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::clock::Millis;
 use crate::cloud::LoadBalancer;
 use crate::cloud::{CloudError, load_balancer_name};
-use crate::deploy::machine::{Connection, MemberState};
+use crate::deploy::machine::MemberState;
 use crate::deployments::Deployments;
 use crate::events::{Event, Events};
 use crate::fleets::Fleets;
@@ -105,41 +105,39 @@ async fn tell_lost(c: &LostWatch, told: &mut BTreeSet<String>) -> Result<(), Los
         .agent_lost_after
         .as_millis() as Millis;
     let now = c.clock.now();
-    for (id, view) in c.agents.views() {
-        match Connection::of(Some(&view), now, lost_after) {
-            Connection::Connected => {
-                told.remove(&id);
-            }
-            Connection::Lost if !told.contains(&id) && !c.revocations.is_revoked(&id) => {
-                told.insert(id.clone());
-                let record = c.records.get(&id).await?;
-                let silent = (now - view.last_seen) as f64 / 1000.0;
-                let (project, environment, deployment) = match record {
-                    Some(r) => (Some(r.project), Some(r.environment), Some(r.deployment_id)),
-                    None => (None, None, None),
-                };
-                let whose = match (&project, &environment) {
-                    (Some(p), Some(e)) => format!(" ({p} on {e})"),
-                    _ => String::new(),
-                };
-                warn!(instance = %id, silent, "agent lost");
-                c.events
-                    .tell(vec![Event {
-                        about: crate::audit::About {
-                            project,
-                            environment,
-                            deployment,
-                            version: None,
-                        },
-                        ..Event::new(
-                            "agent.lost",
-                            format!("the agent of {id}{whose} is lost: silent for {silent:.1}s"),
-                        )
-                    }])
-                    .await?;
-            }
-            _ => {}
+    let lost = c.agents.lost(now, lost_after);
+    // One that is back is told again if it is lost again.
+    told.retain(|id| lost.iter().any(|(lost, _)| lost == id));
+    for (id, last_seen) in lost {
+        if told.contains(&id) || c.revocations.is_revoked(&id) {
+            continue;
         }
+        told.insert(id.clone());
+        let record = c.records.get(&id).await?;
+        let silent = (now - last_seen) as f64 / 1000.0;
+        let (project, environment, deployment) = match record {
+            Some(r) => (Some(r.project), Some(r.environment), Some(r.deployment_id)),
+            None => (None, None, None),
+        };
+        let whose = match (&project, &environment) {
+            (Some(p), Some(e)) => format!(" ({p} on {e})"),
+            _ => String::new(),
+        };
+        warn!(instance = %id, silent, "agent lost");
+        c.events
+            .tell(vec![Event {
+                about: crate::audit::About {
+                    project,
+                    environment,
+                    deployment,
+                    version: None,
+                },
+                ..Event::new(
+                    "agent.lost",
+                    format!("the agent of {id}{whose} is lost: silent for {silent:.1}s"),
+                )
+            }])
+            .await?;
     }
     Ok(())
 }

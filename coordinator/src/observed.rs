@@ -207,22 +207,24 @@ impl Observer {
             self.count();
             self.cloud.compute.describe(&ids).await?
         };
+        // Each target takes its own instances from what was described: a
+        // lookup per instance, not a pass over the whole fleet per target.
+        let described: BTreeMap<&str, &Instance> =
+            described.iter().map(|i| (i.id.as_str(), i)).collect();
         let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
         for (lb, mut target) in looked {
-            for instance in &described {
-                if target.members.contains_key(&instance.id)
-                    || target.instances.contains_key(&instance.id)
-                {
-                    target
-                        .instances
-                        .insert(instance.id.clone(), instance.clone());
-                }
-            }
-            for id in target.members.keys() {
-                target
-                    .instances
-                    .entry(id.clone())
-                    .or_insert_with(|| gone(id));
+            let ids: BTreeSet<String> = target
+                .members
+                .keys()
+                .chain(target.instances.keys())
+                .cloned()
+                .collect();
+            for id in ids {
+                let instance = described
+                    .get(id.as_str())
+                    .map(|i| (*i).clone())
+                    .unwrap_or_else(|| gone(&id));
+                target.instances.insert(id, instance);
             }
             seen.insert(lb, target);
         }
