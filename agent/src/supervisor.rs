@@ -24,6 +24,8 @@ use crate::restarts::{self, AfterExit, RestartBudget};
 struct Running {
     version: u64,
     stop: watch::Sender<bool>,
+    /// Ends once every task of this configuration has, its processes killed.
+    ended: tokio::task::JoinHandle<()>,
 }
 
 pub struct Supervisor {
@@ -110,53 +112,69 @@ impl Supervisor {
             .clone()
             .filter(|c| c.version == version)
             .ok_or_else(|| format!("start of configuration {version}, which never arrived"))?;
-        if let Some(old) = running.take() {
+        // The old configuration's services stop first: until their processes
+        // are gone they hold its ports, and their last reports must not land
+        // in the new configuration's.
+        let previous = running.take().map(|old| {
             let _ = old.stop.send(true);
-        }
-        let (stop, stopped) = watch::channel(false);
-        self.report.send_modify(|r| {
-            r.config_version = version;
-            r.ready = false;
-            r.ready_detail = "starting".into();
-            r.services = configure
-                .services
-                .iter()
-                .map(|s| ServiceState {
-                    name: s.name.clone(),
-                    status: ServiceStatus::Starting,
-                    restarts: 0,
-                    detail: String::new(),
-                })
-                .collect();
+            old.ended
         });
+        let (stop, stopped) = watch::channel(false);
+        let report = self.report.clone();
         let env = self.environment(&configure);
-        info!(
-            version,
-            services = configure.services.len(),
-            "starting services"
-        );
-        for (index, spec) in configure.services.iter().enumerate() {
-            let service = ServiceRun {
-                spec: spec.clone(),
-                policy: configure.restart,
-                env: env.clone(),
-                root: self.root.clone(),
-                output: Output::new(&self.logs, &spec.name),
-            };
-            tokio::spawn(supervise(
-                service,
-                index,
-                self.report.clone(),
-                stopped.clone(),
-            ));
-        }
-        tokio::spawn(check_health(
-            configure.health_check.clone(),
+        let (root, logs, ip) = (
+            self.root.clone(),
+            self.logs.clone(),
             self.private_ip.clone(),
-            self.report.clone(),
-            stopped,
-        ));
-        *running = Some(Running { version, stop });
+        );
+        let ended = tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            report.send_modify(|r| {
+                r.config_version = version;
+                r.ready = false;
+                r.ready_detail = "starting".into();
+                r.services = configure
+                    .services
+                    .iter()
+                    .map(|s| ServiceState {
+                        name: s.name.clone(),
+                        status: ServiceStatus::Starting,
+                        restarts: 0,
+                        detail: String::new(),
+                    })
+                    .collect();
+            });
+            info!(
+                version,
+                services = configure.services.len(),
+                "starting services"
+            );
+            let mut tasks = tokio::task::JoinSet::new();
+            for (index, spec) in configure.services.iter().enumerate() {
+                let service = ServiceRun {
+                    spec: spec.clone(),
+                    policy: configure.restart,
+                    env: env.clone(),
+                    root: root.clone(),
+                    output: Output::new(&logs, &spec.name),
+                };
+                tasks.spawn(supervise(service, index, report.clone(), stopped.clone()));
+            }
+            tasks.spawn(check_health(
+                configure.health_check.clone(),
+                ip,
+                report,
+                stopped,
+            ));
+            while tasks.join_next().await.is_some() {}
+        });
+        *running = Some(Running {
+            version,
+            stop,
+            ended,
+        });
         Ok(())
     }
 

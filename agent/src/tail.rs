@@ -138,19 +138,49 @@ async fn answer(logs: PathBuf, ask: TailAsk, out: mpsc::Sender<LogChunk>) {
 /// The last `n` lines of `file` (with its rotated `.1` before it) and the
 /// current file's length, where following starts.
 fn last_lines(file: &Path, n: usize) -> (Vec<String>, u64) {
-    let mut older = file.as_os_str().to_owned();
-    older.push(".1");
-    let text = |path: &Path| std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned());
-    let current = text(file).unwrap_or_default();
-    let mut lines: Vec<String> = current.lines().map(str::to_string).collect();
+    let (mut lines, len) = tail_of(file, n);
     if lines.len() < n {
-        let before = text(Path::new(&older)).unwrap_or_default();
-        let mut all: Vec<String> = before.lines().map(str::to_string).collect();
-        all.extend(lines);
-        lines = all;
+        let mut older = file.as_os_str().to_owned();
+        older.push(".1");
+        let (mut before, _) = tail_of(Path::new(&older), n - lines.len());
+        before.extend(lines);
+        lines = before;
+    }
+    (lines, len)
+}
+
+/// Bytes read at a time from the end of a file.
+const BLOCK: u64 = 64 * 1024;
+
+/// The last `n` lines of `path` and its length. It reads backwards a block at
+/// a time until it holds `n` whole lines, so a tail costs about the lines it
+/// returns, not the file: a service's log is up to 4 MiB, on every instance.
+fn tail_of(path: &Path, n: usize) -> (Vec<String>, u64) {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return (vec![], 0);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut start = len;
+    let mut bytes: Vec<u8> = Vec::new();
+    // n lines need n + 1 newlines before the end, the first ending the line
+    // cut in two where reading started (unless it started at the top).
+    while start > 0 && bytes.iter().filter(|b| **b == b'\n').count() <= n {
+        let from = start.saturating_sub(BLOCK);
+        let mut block = vec![0; (start - from) as usize];
+        if f.seek(SeekFrom::Start(from)).is_err() || f.read_exact(&mut block).is_err() {
+            break;
+        }
+        block.extend_from_slice(&bytes);
+        bytes = block;
+        start = from;
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0);
     }
     let skip = lines.len().saturating_sub(n);
-    (lines.split_off(skip), current.len() as u64)
+    (lines[skip..].iter().map(|l| l.to_string()).collect(), len)
 }
 
 /// Complete lines written to `file` since `offset`; a shorter file was
@@ -207,6 +237,29 @@ mod tests {
         std::fs::write(&file, "h\n").unwrap();
         assert_eq!(new_lines(&file, &mut offset, &mut partial), ["h"]);
         assert_eq!(services(&dir), ["web"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_last_lines_of_a_file_many_blocks_long_are_read_from_its_end() {
+        let dir = std::env::temp_dir().join(format!("slipway-tail-big-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("talker.log");
+        let text: String = (1..=100_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&file, format!("{text}partial")).unwrap();
+        let (lines, offset) = last_lines(&file, 3);
+        assert_eq!(lines, ["line 99999", "line 100000", "partial"]);
+        assert_eq!(offset, text.len() as u64 + 7);
+        // Across a block boundary, and more lines than a block holds.
+        let (lines, _) = last_lines(&file, 20_000);
+        assert_eq!(lines.len(), 20_000);
+        assert_eq!(lines[0], "line 80002");
+        assert_eq!(lines[19_998], "line 100000");
+        // A file shorter than asked for gives what it has, the older file's first.
+        std::fs::write(dir.join("talker.log.1"), "old 1\nold 2\n").unwrap();
+        std::fs::write(&file, "new\n").unwrap();
+        assert_eq!(last_lines(&file, 10).0, ["old 1", "old 2", "new"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

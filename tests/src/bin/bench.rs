@@ -8,12 +8,14 @@
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- history [DEPLOYMENTS] [AUDIT]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- enqueue [CLIENTS] [SECONDS]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- agents [AGENTS]
+//!     cargo run --release -p slipway-tests --bin slipway-bench -- agent-life [CYCLES] [AGENT] [WHAT]
 //!
 //! Measures the agent binary's size, idle RSS of an agent, the coordinator and
 //! the local cloud, and the wall time of one-instance deploys on the local cloud
 //! with the time spent in each phase. `events`: see `bench/events.rs`;
 //! `dashboard`: see `bench/dashboard.rs`; `history`: see `bench/history.rs`;
-//! `enqueue`: see `bench/enqueue.rs`; `agents`: see `bench/agents.rs`.
+//! `enqueue`: see `bench/enqueue.rs`; `agents`: see `bench/agents.rs`;
+//! `agent-life`: see `bench/agent_life.rs`.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,6 +23,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+#[path = "bench/agent_life.rs"]
+mod agent_life;
 #[path = "bench/agents.rs"]
 mod agents;
 #[path = "bench/dashboard.rs"]
@@ -80,6 +84,14 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("agents") {
         return agents::run(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10_000));
+    }
+    if args.get(1).map(String::as_str) == Some("agent-life") {
+        let cycles = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
+        return agent_life::run(
+            cycles,
+            args.get(3).map(Into::into),
+            args.get(4).map(String::as_str),
+        );
     }
     if args.get(1).map(String::as_str) == Some("dashboard") {
         let number =
