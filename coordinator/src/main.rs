@@ -1,5 +1,6 @@
 //! `slipway-coordinator`: runs the coordinator; `down` stops it and its local
-//! cloud; `ca issue` makes operator certificates on the coordinator host.
+//! cloud; `ca issue` makes operator certificates on the coordinator host;
+//! `store copy` moves the embedded store into PostgreSQL.
 
 #![forbid(unsafe_code)]
 
@@ -7,6 +8,7 @@
 mod data_dir;
 mod dev;
 mod run;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +51,14 @@ struct Args {
     /// plain (default) or json: one JSON object per line, for log shippers.
     #[arg(long, global = true)]
     log_format: Option<String>,
+    /// The store: postgres://USER@HOST:PORT/DATABASE?sslmode=require for several
+    /// coordinators (password from PGPASSWORD); default: embedded, in the data directory.
+    #[arg(long, env = "SLIPWAY_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// The CA certificates (PEM) PostgreSQL's TLS is checked against (RDS has its own),
+    /// instead of the system's.
+    #[arg(long, global = true)]
+    store_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -60,6 +70,22 @@ enum Command {
     /// The coordinator's certificate authority (on the coordinator host).
     #[command(subcommand)]
     Ca(CaCommand),
+    /// The store itself.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy a stopped coordinator's embedded store into an empty PostgreSQL database.
+    Copy {
+        /// The data directory whose store to copy.
+        #[arg(long)]
+        from: PathBuf,
+        /// postgres://USER@HOST:PORT/DATABASE (password from PGPASSWORD).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,12 +140,9 @@ fn main() -> ExitCode {
 async fn dispatch(args: Args) -> anyhow::Result<()> {
     // Resolved once, here: every path handed on is absolute (a relative one
     // means something else in the local cloud's and the agents' directories).
-    let data_dir = match &args.command {
-        None => data_dir::create(&args.data_dir),
-        Some(_) => data_dir::resolve(&args.data_dir),
-    }?;
+    let existing = || data_dir::resolve(&args.data_dir);
     match args.command {
-        Some(Command::Down) => dev::down(&data_dir).await,
+        Some(Command::Down) => dev::down(&existing()?).await,
         Some(Command::Ca(CaCommand::Issue {
             name,
             role,
@@ -128,7 +151,7 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
             coordinator,
             out,
         })) => dev::issue_operator(
-            &data_dir,
+            &existing()?,
             &name,
             &role,
             &environments,
@@ -136,15 +159,26 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
             coordinator,
             &out,
         ),
+        Some(Command::Store(StoreCommand::Copy { from, to })) => {
+            let to = storage::StoreFlags {
+                url: Some(to),
+                ca: args.store_ca,
+            };
+            storage::copy(&data_dir::resolve(&from)?, &to).await
+        }
         None => {
             run::run(run::Options {
-                data_dir,
+                data_dir: data_dir::create(&args.data_dir)?,
                 listen: args.listen,
                 fleet: args.fleet,
                 dev: args.dev,
                 advertise: args.advertise,
                 http_listen: args.http_listen,
                 http_certificate: args.http_cert.zip(args.http_key),
+                store: storage::StoreFlags {
+                    url: args.store,
+                    ca: args.store_ca,
+                },
             })
             .await
         }

@@ -355,6 +355,10 @@ impl Store for TimedStore {
         self.inner.next_id().await
     }
 
+    async fn raise_ids(&self, above: u64) -> Result<(), StoreError> {
+        self.inner.raise_ids(above).await
+    }
+
     async fn claim_epoch(&self) -> Result<Epoch, StoreError> {
         self.inner.claim_epoch().await
     }

@@ -21,7 +21,7 @@ use slipway_coordinator::events::Events;
 use slipway_coordinator::fleets::Fleets;
 use slipway_coordinator::metrics::{Metrics, TimedStore};
 use slipway_coordinator::pki::{Ca, SERVER_NAME};
-use slipway_coordinator::store::{Db, SledStore};
+use slipway_coordinator::store::Db;
 use slipway_coordinator::{grpc, infra};
 
 /// How long a graceful stop waits for deployments to finish their current step.
@@ -46,6 +46,8 @@ pub struct Options {
     pub http_listen: Option<SocketAddr>,
     /// The dashboard's own certificate and key files, instead of one from the CA.
     pub http_certificate: Option<(PathBuf, PathBuf)>,
+    /// Which store: embedded in the data directory, or PostgreSQL.
+    pub store: crate::storage::StoreFlags,
 }
 
 /// Raises the open-file limit to what the system allows: every agent holds a
@@ -84,9 +86,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let start = Fleet::parse(&text, &path.display().to_string())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::default());
-    let store = SledStore::open(&data_dir.join("store"))?;
+    let (store, store_shown) = crate::storage::open(&options.store, data_dir).await?;
+    info!(store = %store_shown, "store open");
     let db = Db::open(Arc::new(TimedStore {
-        inner: Arc::new(store),
+        inner: store,
         metrics: metrics.clone(),
     }))
     .await?;

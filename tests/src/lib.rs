@@ -26,6 +26,8 @@ pub mod aws;
 pub mod cloud;
 pub mod hollow;
 pub mod load;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod processes;
 pub mod receiver;
 pub mod smtp;

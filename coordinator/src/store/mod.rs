@@ -1,8 +1,19 @@
 //! Durable state: the domain's `Store` trait and typed tables, and the engines
-//! the coordinator opens (sled embedded; the in-memory one for tests).
+//! the coordinator opens (sled embedded; PostgreSQL with the `postgres`
+//! feature; the in-memory one for tests).
 
+mod copy;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+mod schema;
 mod sled;
 
+pub use copy::{Copied, copy};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, Target};
+#[cfg(feature = "postgres")]
+pub use schema::VERSION as POSTGRES_SCHEMA_VERSION;
 pub use sled::SledStore;
 pub use slipway_domain::store::*;
 

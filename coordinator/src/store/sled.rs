@@ -44,6 +44,20 @@ impl SledStore {
         &self.trees[Table::ALL.len()]
     }
 
+    /// The meta tree, with the id counter set up: a store from before the
+    /// counter continues above every id sled's generate_id handed out (it
+    /// returns at least that many).
+    fn counter(&self) -> Result<&::sled::Tree, StoreError> {
+        let meta = self.meta();
+        if meta.get(LAST_ID).map_err(io)?.is_none() {
+            let above = self.db.generate_id().map_err(io)?;
+            let _ = meta
+                .compare_and_swap(LAST_ID, None::<&[u8]>, Some(&above.to_be_bytes()[..]))
+                .map_err(io)?;
+        }
+        Ok(meta)
+    }
+
     /// Waits for the disk. On a multi-threaded runtime the wait is handed
     /// off the worker (`block_in_place`), so a slow fsync does not hold up
     /// the tasks queued behind it: agents' heartbeats, above all.
@@ -147,15 +161,7 @@ impl Store for SledStore {
         // A counter of our own, flushed with each id, so ids stay dense across
         // restarts (sled's generate_id jumps by its persistence interval, a
         // million, at every restart: d-22, then d-2000001).
-        let meta = self.meta();
-        if meta.get(LAST_ID).map_err(io)?.is_none() {
-            // A store from before the counter: continue above every id
-            // generate_id handed out (it returns at least that many).
-            let above = self.db.generate_id().map_err(io)?;
-            let _ = meta
-                .compare_and_swap(LAST_ID, None::<&[u8]>, Some(&above.to_be_bytes()[..]))
-                .map_err(io)?;
-        }
+        let meta = self.counter()?;
         let id = meta
             .update_and_fetch(LAST_ID, |old| {
                 Some((read_counter(old) + 1).to_be_bytes().to_vec())
@@ -163,6 +169,15 @@ impl Store for SledStore {
             .map_err(io)?;
         self.flush()?;
         Ok(read_counter(id))
+    }
+
+    async fn raise_ids(&self, above: u64) -> Result<(), StoreError> {
+        self.counter()?
+            .update_and_fetch(LAST_ID, |old| {
+                Some(read_counter(old).max(above).to_be_bytes().to_vec())
+            })
+            .map_err(io)?;
+        self.flush()
     }
 
     async fn claim_epoch(&self) -> Result<Epoch, StoreError> {

@@ -148,6 +148,12 @@ impl Store for MemoryStore {
         Ok(state.ids)
     }
 
+    async fn raise_ids(&self, above: u64) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.ids = state.ids.max(above);
+        Ok(())
+    }
+
     async fn claim_epoch(&self) -> Result<Epoch, StoreError> {
         let mut state = self.state();
         state.epoch += 1;

@@ -1,6 +1,6 @@
 //! Durable state behind one narrow trait, so the engine (sled embedded, an
-//! in-memory one for tests, PostgreSQL later) can change without touching the
-//! rest.
+//! in-memory one for tests, PostgreSQL for several coordinators) can change
+//! without touching the rest.
 //!
 //! - `Store`: the byte-level engine: point reads, ordered range reads, and
 //!   batches of writes that commit together and carry the writer's epoch.
@@ -35,6 +35,9 @@ pub enum StoreError {
         key: String,
         message: String,
     },
+    /// The store's layout is one this build cannot use.
+    #[error("store at {path} cannot be used: {message}")]
+    Schema { path: String, message: String },
     /// A writer from an older epoch: another coordinator took over since.
     #[error(
         "this coordinator's writes (epoch {epoch}) were fenced off: another coordinator took over at epoch {current}"
@@ -215,6 +218,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// A number never handed out before by this store, increasing.
     async fn next_id(&self) -> Result<u64, StoreError>;
+    /// From now on `next_id` returns more than `above` (never lowers it): a
+    /// copied store goes on from the ids its source handed out.
+    async fn raise_ids(&self, above: u64) -> Result<(), StoreError>;
     /// Starts a new writer epoch, higher than any before, and returns it:
     /// batches of older epochs are refused from now on.
     async fn claim_epoch(&self) -> Result<Epoch, StoreError>;

@@ -1,5 +1,5 @@
 //! The checks every engine passes, so a new engine proves itself the same way
-//! (`MemoryStore` here, sled in the coordinator, PostgreSQL later). Call it from
+//! (`MemoryStore` here, sled and PostgreSQL in the coordinator). Call it from
 //! the engine's own tests on an empty store.
 
 // Test code shipped for engines' tests: a failure is a panic naming the check.
@@ -130,10 +130,51 @@ pub async fn check_engine(store: &dyn Store) {
         "a start key below the prefix, going up: the whole prefix"
     );
 
+    // Keys order by their bytes on every engine, whatever a database's
+    // collation would say ("B" before "a", "é" after both).
+    store
+        .write(batch(vec![
+            put(Table::Events, "é", "3"),
+            put(Table::Events, "a", "2"),
+            put(Table::Events, "B", "1"),
+            // In one batch, the later write to a key wins.
+            put(Table::Events, "twice", "first"),
+            put(Table::Events, "twice", "second"),
+            put(Table::Events, "gone", "put"),
+            Write::Delete {
+                table: Table::Events,
+                key: "gone".into(),
+            },
+        ]))
+        .await
+        .expect("a batch writing one key twice");
+    assert_eq!(
+        keys(
+            store
+                .range(Table::Events, Range::all())
+                .await
+                .expect("range")
+        ),
+        vec!["B", "a", "twice", "é"],
+        "byte order, and a put then delete in one batch leaves nothing"
+    );
+    assert_eq!(
+        store.get(Table::Events, "twice").await.expect("get"),
+        Some(b"second".to_vec()),
+        "the later write in a batch wins"
+    );
+
     let first = store.next_id().await.expect("next id");
     assert!(
         store.next_id().await.expect("next id") > first,
         "ids increase"
+    );
+    store.raise_ids(first + 1000).await.expect("raise ids");
+    store.raise_ids(first).await.expect("a lower raise");
+    assert_eq!(
+        store.next_id().await.expect("next id"),
+        first + 1001,
+        "ids go on above a raise, and a lower one changes nothing"
     );
 
     let newer = store.claim_epoch().await.expect("claim a newer epoch");

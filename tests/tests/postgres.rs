@@ -1,0 +1,321 @@
+//! The PostgreSQL store against a real server of the test's own (Debian's
+//! PostgreSQL in a temporary directory on a free port; `tests/src/postgres.rs`).
+
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use slipway_coordinator::store::{
+    Batch, POSTGRES_SCHEMA_VERSION, PostgresStore, Store, Table, Target, Write,
+};
+use slipway_tests::postgres::Postgres;
+use slipway_tests::{Coordinator, binary};
+
+async fn open(url: &str) -> PostgresStore {
+    PostgresStore::open(Target::parse(url, None).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_engine_passes_the_engine_suite_and_keeps_it_across_a_server_restart() {
+    let mut server = Postgres::start();
+    let url = server.database("suite");
+    let store = open(&url).await;
+    slipway_coordinator::store::suite::check_engine(&store).await;
+    let epoch = store.claim_epoch().await.unwrap();
+    let id = store.next_id().await.unwrap();
+
+    // A crash of the server (immediate stop, no checkpoint) loses nothing
+    // that was acknowledged; the pool's broken connections are replaced.
+    server.stop();
+    let down = store
+        .get(Table::Releases, "b")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        down.contains("127.0.0.1") || down.contains("connection"),
+        "a store that is down says so: {down}"
+    );
+    server.start_again();
+    assert_eq!(
+        store.get(Table::Releases, "b").await.unwrap(),
+        Some(b"6".to_vec()),
+        "an acknowledged write survives the crash\n{}",
+        server.log()
+    );
+    assert!(
+        store.claim_epoch().await.unwrap() > epoch,
+        "epochs keep increasing"
+    );
+    assert_eq!(store.next_id().await.unwrap(), id + 1, "ids stay dense");
+
+    // A second coordinator's store on the same database sees the same state.
+    let other = open(&url).await;
+    assert_eq!(
+        other.get(Table::Releases, "b").await.unwrap(),
+        Some(b"6".to_vec())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_starting_together_create_the_schema_once_and_a_newer_one_is_refused() {
+    let server = Postgres::start();
+    let url = server.database("schema");
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::open(Target::parse(&url, None)?).await })
+        })
+        .collect();
+    for open in opens {
+        open.await
+            .unwrap()
+            .expect("every start finds or makes the schema");
+    }
+    assert_eq!(
+        server.psql("schema", "SELECT version FROM slipway_schema"),
+        POSTGRES_SCHEMA_VERSION.to_string(),
+        "one row, at this build's version"
+    );
+
+    let newer = POSTGRES_SCHEMA_VERSION + 1;
+    server.psql(
+        "schema",
+        &format!("UPDATE slipway_schema SET version = {newer}"),
+    );
+    let err = PostgresStore::open(Target::parse(&url, None).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("schema is version {newer}"))
+            && err.contains(&format!("this coordinator's {POSTGRES_SCHEMA_VERSION}")),
+        "names both versions: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_fails_midway_commits_nothing() {
+    let server = Postgres::start();
+    let store = open(&server.database("atomic")).await;
+    let epoch = store.claim_epoch().await.unwrap();
+    // PostgreSQL refuses a NUL in text: the second write fails in the server,
+    // after the first was applied inside the transaction.
+    let failed = store
+        .write(Batch {
+            epoch,
+            writes: vec![
+                Write::Put {
+                    table: Table::Releases,
+                    key: "kept-out".into(),
+                    value: b"1".to_vec(),
+                },
+                Write::Put {
+                    table: Table::Releases,
+                    key: "nul\0key".into(),
+                    value: b"2".to_vec(),
+                },
+            ],
+        })
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(store.get(Table::Releases, "kept-out").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_against_the_store_ca_and_bad_addresses_say_what_is_wrong() {
+    let server = Postgres::start_tls();
+    server.psql("postgres", "CREATE DATABASE secure");
+    let ca = std::fs::read_to_string(server.ca_file.as_ref().unwrap()).unwrap();
+
+    let store =
+        PostgresStore::open(Target::parse(&server.url("secure", "require"), Some(&ca)).unwrap())
+            .await
+            .expect("TLS verified against the given CA");
+    let epoch = store.claim_epoch().await.unwrap();
+    store
+        .write(Batch {
+            epoch,
+            writes: vec![Write::Put {
+                table: Table::Releases,
+                key: "over-tls".into(),
+                value: b"1".to_vec(),
+            }],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        server.psql(
+            "secure",
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE s.ssl AND a.datname = 'secure' AND pid <> pg_backend_pid()"
+        ),
+        "1",
+        "the store's connection is encrypted"
+    );
+
+    // The system's roots do not know the server's CA.
+    let err = PostgresStore::open(Target::parse(&server.url("secure", "require"), None).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("certificate") && err.contains("127.0.0.1"),
+        "an untrusted server certificate is refused: {err}"
+    );
+
+    // A database that is not there, and a port nobody listens on.
+    let err = PostgresStore::open(Target::parse(&server.url("nope", "disable"), None).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"nope\" does not exist"), "{err}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = PostgresStore::open(
+        Target::parse(
+            &format!("postgres://slipway:secret@127.0.0.1:{closed}/x?sslmode=disable"),
+            None,
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&format!("127.0.0.1:{closed}")) && !err.contains("secret"),
+        "names the address, never the password: {err}"
+    );
+}
+
+/// What operators read back from a coordinator and a copy must keep:
+/// releases; each deployment's id, version and target; the queued ids; the
+/// audit log. (Phases are left out: what was in flight moves on meanwhile.)
+fn history(dev: &Coordinator) -> (Value, Vec<Value>, Vec<Value>, Vec<Value>) {
+    let json = |args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(["--output", "json"]);
+        dev.ok(&args).json()
+    };
+    let fields = |list: Value, keys: &[&str]| -> Vec<Value> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|item| keys.iter().map(|k| item[*k].clone()).collect())
+            .collect()
+    };
+    // Each target's line: the active deployment, then those waiting.
+    let queue: Vec<Value> = json(&["queue"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|line| {
+            let waiting = line["waiting"].as_array().unwrap().iter();
+            std::iter::once(&line["active"])
+                .chain(waiting)
+                .map(|d| d["id"].clone())
+                .filter(|id| !id.is_null())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (
+        json(&["release", "list"]),
+        fields(
+            json(&["deployments"]),
+            &["id", "version", "project", "environment"],
+        ),
+        queue,
+        json(&["audit"]).as_array().unwrap().clone(),
+    )
+}
+
+#[test]
+fn store_copy_moves_a_coordinators_history_into_postgres_where_it_goes_on() {
+    let server = Postgres::start();
+    let url = server.database("grown");
+    let mut dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    // One deployment in flight (broken stays in flight for 10 s), one queued.
+    let active = dev.enqueue("broken", "staging");
+    let queued = dev.enqueue("v2", "staging");
+    let before = history(&dev);
+    dev.terminate(Duration::from_secs(60));
+
+    let copy = std::process::Command::new(binary("slipway-coordinator"))
+        .args(["store", "copy", "--from"])
+        .arg(dev.data_dir())
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&copy.stdout).to_string();
+    assert!(
+        copy.status.success() && said.contains("copied") && said.contains("deployments 3"),
+        "{said}{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    // A second copy would merge two histories: refused.
+    let again = std::process::Command::new(binary("slipway-coordinator"))
+        .args(["store", "copy", "--from"])
+        .arg(dev.data_dir())
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    let refused = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && refused.contains("copy into an empty database"),
+        "{refused}"
+    );
+
+    // The same data directory (its CA and secrets key), the store in PostgreSQL.
+    dev.set_env("SLIPWAY_STORE", Some(&url));
+    dev.crash_and_restart();
+    assert!(
+        dev.log().contains(&format!(
+            "postgres://slipway@127.0.0.1:{}/grown",
+            server.port
+        )),
+        "the coordinator says which store it runs on"
+    );
+    let after = history(&dev);
+    assert_eq!(after.0, before.0, "the same releases");
+    assert_eq!(after.1, before.1, "the same deployments");
+    // The queue as it was, less what finished while the copy was made.
+    assert!(
+        !after.2.is_empty() && before.2.ends_with(&after.2),
+        "the same queue: {:?} then {:?}",
+        before.2,
+        after.2
+    );
+    assert_eq!(
+        after.3.get(..before.3.len()),
+        Some(before.3.as_slice()),
+        "the audit log goes on from the copied one"
+    );
+    dev.ok(&["audit", "verify"]);
+
+    // What was in flight and queued goes on, in order, in PostgreSQL.
+    let broken = dev.wait_finished(&active, Duration::from_secs(120));
+    assert_eq!(broken["phase"], "rolled_back", "{broken}");
+    let v2 = dev.wait_finished(&queued, Duration::from_secs(120));
+    assert_eq!(v2["phase"], "succeeded", "{v2}");
+    let next = dev.enqueue("v1", "staging");
+    assert!(
+        ![active.as_str(), queued.as_str()].contains(&next.as_str()),
+        "a new id after the copied ones: {next}"
+    );
+    let stored = server.psql(
+        "grown",
+        &format!(
+            "SELECT count(*) FROM slipway_entries WHERE tbl = 'deployments' AND key = '{next}'"
+        ),
+    );
+    assert_eq!(stored, "1", "the new deployment is stored in PostgreSQL");
+    dev.wait_finished(&next, Duration::from_secs(120));
+}
