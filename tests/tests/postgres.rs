@@ -82,6 +82,22 @@ async fn coordinators_starting_together_create_the_schema_once_and_a_newer_one_i
         "one row, at this build's version"
     );
 
+    // A store the release before the lease left (version 1) is brought up to date.
+    server.psql(
+        "schema",
+        "DROP TABLE slipway_lease; UPDATE slipway_schema SET version = 1",
+    );
+    let upgraded = open(&url).await;
+    assert_eq!(
+        server.psql("schema", "SELECT version FROM slipway_schema"),
+        POSTGRES_SCHEMA_VERSION.to_string()
+    );
+    use slipway_coordinator::store::Leases;
+    upgraded
+        .take_lease("after-upgrade", "https://a:7443", Duration::from_secs(5))
+        .await
+        .expect("the upgraded store has the lease table");
+
     let newer = POSTGRES_SCHEMA_VERSION + 1;
     server.psql(
         "schema",
@@ -318,4 +334,94 @@ fn store_copy_moves_a_coordinators_history_into_postgres_where_it_goes_on() {
     );
     assert_eq!(stored, "1", "the new deployment is stored in PostgreSQL");
     dev.wait_finished(&next, Duration::from_secs(120));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_coordinator_holds_the_lease_and_a_takeover_fences_off_the_one_before() {
+    use slipway_coordinator::store::{Leases, StoreError};
+    let server = Postgres::start();
+    let url = server.database("lease");
+    let (a, b) = (open(&url).await, open(&url).await);
+    let length = Duration::from_millis(1500);
+
+    let first = a.take_lease("a#1", "https://a:7443", length).await.unwrap();
+    assert_eq!(first.holder, "a#1");
+    let seen = b.take_lease("b#1", "https://b:7443", length).await.unwrap();
+    assert_eq!(
+        (seen.holder.as_str(), seen.address.as_str(), seen.epoch),
+        ("a#1", "https://a:7443", first.epoch),
+        "a standby is told who leads and where"
+    );
+    assert!(!seen.remaining.is_zero() && seen.remaining <= length);
+    let renewed = a.take_lease("a#1", "https://a:7443", length).await.unwrap();
+    assert_eq!(renewed.epoch, first.epoch, "a renewal keeps the epoch");
+    let write = |epoch| Batch {
+        epoch,
+        writes: vec![Write::Put {
+            table: Table::Releases,
+            key: "by-leader".into(),
+            value: epoch.to_string().into_bytes(),
+        }],
+    };
+    a.write(write(first.epoch)).await.unwrap();
+
+    // A lapses (it stopped renewing); B takes over with a newer epoch, and
+    // A's writes are refused from then on, whatever A believes.
+    let lapsed = eventually_async(Duration::from_secs(10), || async {
+        let lease = b.take_lease("b#1", "https://b:7443", length).await.unwrap();
+        (lease.holder == "b#1").then_some(lease)
+    })
+    .await;
+    assert!(
+        lapsed.epoch > first.epoch,
+        "a change of hands claims an epoch"
+    );
+    assert_eq!(
+        a.write(write(first.epoch)).await,
+        Err(StoreError::Fenced {
+            epoch: first.epoch,
+            current: lapsed.epoch
+        })
+    );
+    let told = a.take_lease("a#1", "https://a:7443", length).await.unwrap();
+    assert_eq!(
+        told.holder, "b#1",
+        "the old leader learns it lost the lease"
+    );
+
+    // A graceful stop gives the lease up: the standby need not wait it out.
+    b.release_lease("b#1").await.unwrap();
+    let back = a
+        .take_lease("a#2", "https://a:7443", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(back.holder, "a#2");
+    assert!(back.epoch > lapsed.epoch);
+    a.release_lease("someone-else").await.unwrap();
+    assert_eq!(
+        b.take_lease("b#2", "https://b:7443", length)
+            .await
+            .unwrap()
+            .holder,
+        "a#2",
+        "only the holder can give it up"
+    );
+}
+
+/// Polls `check` until it gives Some, or panics after `deadline`.
+async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
+    deadline: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let give_up = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "not within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

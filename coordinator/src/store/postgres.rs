@@ -16,13 +16,14 @@
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config, GenericClient, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use slipway_domain::store::{Batch, Epoch, Range, Store, StoreError, Table, Write};
+use slipway_domain::store::{Batch, Epoch, Lease, Leases, Range, Store, StoreError, Table, Write};
 
 use super::schema;
 
@@ -436,6 +437,89 @@ impl Store for PostgresStore {
 
     async fn claim_epoch(&self) -> Result<Epoch, StoreError> {
         self.bump(EPOCH).await
+    }
+}
+
+#[async_trait]
+impl Leases for PostgresStore {
+    async fn take_lease(
+        &self,
+        holder: &str,
+        address: &str,
+        length: Duration,
+    ) -> Result<Lease, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.client.transaction().await.map_err(io)?;
+        // The row lock orders every taker; the first ever creates the row.
+        let current = tx
+            .query_opt(
+                "SELECT holder, address, epoch, \
+                 GREATEST(0, EXTRACT(EPOCH FROM expires_at - now()) * 1000)::bigint \
+                 FROM slipway_lease WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(io)?
+            .map(|row| Lease {
+                holder: row.get(0),
+                address: row.get(1),
+                epoch: row.get::<_, i64>(2) as Epoch,
+                remaining: Duration::from_millis(row.get::<_, i64>(3) as u64),
+            });
+        if let Some(lease) = &current
+            && lease.holder != holder
+            && !lease.remaining.is_zero()
+        {
+            let lease = lease.clone();
+            tx.commit().await.map_err(io)?;
+            conn.done();
+            return Ok(lease);
+        }
+        let epoch = match &current {
+            // Renewed: the same epoch, so its batches keep landing.
+            Some(lease) if lease.holder == holder => lease.epoch,
+            // A change of hands fences off every batch of the one before.
+            _ => tx
+                .query_one(
+                    "UPDATE slipway_meta SET value = value + 1 WHERE name = $1 RETURNING value",
+                    &[&EPOCH],
+                )
+                .await
+                .map_err(io)?
+                .get::<_, i64>(0) as Epoch,
+        };
+        let millis = length.as_millis() as i64;
+        tx.execute(
+            "INSERT INTO slipway_lease (id, holder, address, epoch, expires_at) \
+             VALUES (1, $1, $2, $3, now() + $4::bigint * interval '1 millisecond') \
+             ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, \
+             address = EXCLUDED.address, epoch = EXCLUDED.epoch, \
+             expires_at = EXCLUDED.expires_at",
+            &[&holder, &address, &(epoch as i64), &millis],
+        )
+        .await
+        .map_err(io)?;
+        tx.commit().await.map_err(io)?;
+        conn.done();
+        Ok(Lease {
+            holder: holder.to_string(),
+            address: address.to_string(),
+            epoch,
+            remaining: length,
+        })
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        let conn = self.pool.get().await?;
+        conn.client
+            .execute(
+                "UPDATE slipway_lease SET expires_at = now() WHERE id = 1 AND holder = $1",
+                &[&holder],
+            )
+            .await
+            .map_err(io)?;
+        conn.done();
+        Ok(())
     }
 }
 

@@ -25,6 +25,15 @@ const STEPS: &[&str] = &[
      );
      CREATE TABLE slipway_meta (name text PRIMARY KEY, value bigint NOT NULL);
      INSERT INTO slipway_meta (name, value) VALUES ('epoch', 0), ('last_id', 0);",
+    // 2: the leader lease of several coordinators: one row, timed by the
+    // database's clock.
+    "CREATE TABLE slipway_lease (
+         id integer PRIMARY KEY CHECK (id = 1),
+         holder text NOT NULL,
+         address text NOT NULL,
+         epoch bigint NOT NULL,
+         expires_at timestamptz NOT NULL
+     );",
 ];
 
 /// The version this build writes.

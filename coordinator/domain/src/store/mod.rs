@@ -14,6 +14,7 @@
 
 mod db;
 mod gate;
+mod lease;
 mod memory;
 pub mod suite;
 
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 
 pub use db::{Changes, Db, Record};
 pub use gate::Gate;
+pub use lease::{Lease, Leases};
 pub use memory::MemoryStore;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -270,7 +270,10 @@ async fn life(cycles: u64, agent: PathBuf, parts: Parts) {
         .port();
 
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+    // A process group of its own: the services it leaves are stopped with it.
+    use std::os::unix::process::CommandExt;
     let mut child = std::process::Command::new(&agent)
+        .process_group(0)
         .args(["--user-data-file", user_data_file.to_str().unwrap()])
         .args(["--instance-id", INSTANCE, "--private-ip", "127.0.0.1"])
         .args(["--image-id", "ami-agentlife"])
@@ -355,7 +358,8 @@ async fn life(cycles: u64, agent: PathBuf, parts: Parts) {
         }
     }
     sample(pushes, tails, &mut samples);
-    let _ = child.kill();
+    let group = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
 
     let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
