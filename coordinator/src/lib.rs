@@ -59,6 +59,7 @@ pub mod executor;
 pub mod faults;
 pub mod fleets;
 pub mod grpc;
+pub mod leadership;
 pub mod lost;
 pub mod mail;
 pub mod metrics;

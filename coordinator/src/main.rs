@@ -55,6 +55,10 @@ struct Args {
     /// coordinators (password from PGPASSWORD); default: embedded, in the data directory.
     #[arg(long, env = "SLIPWAY_STORE", hide_env_values = true)]
     store: Option<String>,
+    /// With a PostgreSQL store: how long the leader's lease lasts. A standby takes over
+    /// within about this long of the leader's end (it waits a sixth more).
+    #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
+    lease: std::time::Duration,
     /// The CA certificates (PEM) PostgreSQL's TLS is checked against (RDS has its own),
     /// instead of the system's.
     #[arg(long, global = true)]
@@ -179,6 +183,7 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
                     url: args.store,
                     ca: args.store_ca,
                 },
+                lease: args.lease,
             })
             .await
         }

@@ -19,6 +19,7 @@ use slipway_coordinator::dashboard::board::{Board, Sources};
 use slipway_coordinator::dashboard::{self, Dashboard};
 use slipway_coordinator::events::Events;
 use slipway_coordinator::fleets::Fleets;
+use slipway_coordinator::leadership::{self, LeaseTerms, Tenure};
 use slipway_coordinator::metrics::{Metrics, TimedStore};
 use slipway_coordinator::pki::{Ca, SERVER_NAME};
 use slipway_coordinator::store::Db;
@@ -48,6 +49,8 @@ pub struct Options {
     pub http_certificate: Option<(PathBuf, PathBuf)>,
     /// Which store: embedded in the data directory, or PostgreSQL.
     pub store: crate::storage::StoreFlags,
+    /// The leader lease's length, with a PostgreSQL store.
+    pub lease: std::time::Duration,
 }
 
 /// Raises the open-file limit to what the system allows: every agent holds a
@@ -86,13 +89,37 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let start = Fleet::parse(&text, &path.display().to_string())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::default());
-    let (store, store_shown) = crate::storage::open(&options.store, data_dir).await?;
-    info!(store = %store_shown, "store open");
-    let db = Db::open(Arc::new(TimedStore {
-        inner: store,
+    let opened = crate::storage::open(&options.store, data_dir).await?;
+    info!(store = %opened.shown, "store open");
+    let timed = Arc::new(TimedStore {
+        inner: opened.store,
         metrics: metrics.clone(),
-    }))
-    .await?;
+    });
+    // With a shared store, wait as a standby until this process leads.
+    let terms = LeaseTerms {
+        length: options.lease,
+    };
+    let lease_address = options
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", options.listen));
+    let holder = format!("{lease_address}#{:016x}", rand::random::<u64>());
+    let (db, tenure, kept) = match &opened.leases {
+        None => (Db::open(timed).await?, Tenure::sole(), None),
+        Some(leases) => {
+            let (lease, tenure) =
+                leadership::wait_for_lease(leases.as_ref(), &holder, &lease_address, terms).await?;
+            // Kept from now on, through the rest of the start too.
+            let kept = tokio::spawn(leadership::keep(
+                leases.clone(),
+                holder.clone(),
+                lease_address.clone(),
+                terms,
+                tenure.clone(),
+            ));
+            (Db::with_epoch(timed, lease.epoch), tenure, Some(kept))
+        }
+    };
     // The start file, or a fleet applied over it since.
     let events = Arc::new(Events::new(db.clone(), clock.clone()));
     let fleets =
@@ -121,6 +148,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         }
         Provider::Aws => aws_cloud(&fleet).await?,
     };
+
+    let cloud = leadership::fenced_cloud(cloud, tenure.clone());
 
     let listen = match options.dev {
         true => dev_listen(
@@ -338,8 +367,22 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let _ = calls_ending.await;
         tokio::time::sleep(CALLS_GRACE).await;
     };
+    // Once the lease is lost, the leader stops at once (every step is
+    // stored: the new leader resumes them).
+    let lost = async {
+        match kept {
+            Some(kept) => kept
+                .await
+                .map_or_else(|e| e.to_string(), |lost| lost.to_string()),
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         served = grpc::serve(listener, tls, coordinator, graceful) => served?,
+        lost = lost => anyhow::bail!(
+            "stopped acting: {lost}. Every step is stored, so the coordinator that leads now resumes it; \
+             start this one again to stand by"
+        ),
         () = give_up => warn!(
             grace = ?CALLS_GRACE,
             "open calls did not end after the stop; exiting without them"
@@ -352,6 +395,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         warn!("the scheduler still had executors running at exit: a restart resumes them");
     }
     crate::data_dir::remove_pid(data_dir);
+    if let Some(leases) = &opened.leases
+        && let Err(e) = leases.release_lease(&holder).await
+    {
+        warn!(error = %e, "cannot give up the lease: a standby takes over when it runs out");
+    }
     info!(
         "coordinator stopped: every deployment's state is stored and a restart resumes it; instances keep running"
     );

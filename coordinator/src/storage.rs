@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use slipway_coordinator::store::{SledStore, Store};
+use slipway_coordinator::store::{Leases, SledStore, Store};
 
 /// The store flags, as given.
 #[derive(Debug, Clone, Default)]
@@ -18,20 +18,33 @@ pub struct StoreFlags {
     pub ca: Option<PathBuf>,
 }
 
-/// The store, and how to name it in messages (never with a password).
-pub async fn open(flags: &StoreFlags, data_dir: &Path) -> anyhow::Result<(Arc<dyn Store>, String)> {
+/// An open store.
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    /// Its leader lease, where several coordinators may share it; none for
+    /// the embedded store, which one process alone can open.
+    pub leases: Option<Arc<dyn Leases>>,
+    /// How to name it in messages (never with a password).
+    pub shown: String,
+}
+
+pub async fn open(flags: &StoreFlags, data_dir: &Path) -> anyhow::Result<Opened> {
     match &flags.url {
         None => {
             let path = data_dir.join("store");
             let store = SledStore::open(&path)?;
-            Ok((Arc::new(store), path.display().to_string()))
+            Ok(Opened {
+                store: Arc::new(store),
+                leases: None,
+                shown: path.display().to_string(),
+            })
         }
         Some(url) => open_url(url, flags.ca.as_deref()).await,
     }
 }
 
 #[cfg(feature = "postgres")]
-async fn open_url(url: &str, ca: Option<&Path>) -> anyhow::Result<(Arc<dyn Store>, String)> {
+async fn open_url(url: &str, ca: Option<&Path>) -> anyhow::Result<Opened> {
     use slipway_coordinator::store::{PostgresStore, Target};
     postgres_scheme(url)?;
     let ca_pem = ca
@@ -45,12 +58,16 @@ async fn open_url(url: &str, ca: Option<&Path>) -> anyhow::Result<(Arc<dyn Store
     let target = Target::parse(url, ca_pem.as_deref())?
         .password_if_missing(std::env::var("PGPASSWORD").ok());
     let shown = target.to_string();
-    let store = PostgresStore::open(target).await?;
-    Ok((Arc::new(store), shown))
+    let store = Arc::new(PostgresStore::open(target).await?);
+    Ok(Opened {
+        store: store.clone(),
+        leases: Some(store),
+        shown,
+    })
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_url(url: &str, _ca: Option<&Path>) -> anyhow::Result<(Arc<dyn Store>, String)> {
+async fn open_url(url: &str, _ca: Option<&Path>) -> anyhow::Result<Opened> {
     postgres_scheme(url)?;
     bail!(
         "this coordinator was built without PostgreSQL: build it with `cargo build --release --features postgres`"
@@ -84,7 +101,11 @@ pub async fn copy(from: &Path, to: &StoreFlags) -> anyhow::Result<()> {
     if to.url.is_none() {
         bail!("--to names the PostgreSQL store to copy into: postgres://USER@HOST:PORT/DATABASE");
     }
-    let (target, shown) = open(to, from).await?;
+    let Opened {
+        store: target,
+        shown,
+        ..
+    } = open(to, from).await?;
     let copied = slipway_coordinator::store::copy(&source, target.as_ref(), &shown).await?;
     let tables: Vec<String> = copied
         .tables

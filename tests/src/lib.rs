@@ -447,11 +447,8 @@ impl Coordinator {
         self.data_dir().join("profile.toml")
     }
 
-    fn launch(&mut self) {
-        // The address file outlives a stop (a restart keeps its port): this
-        // start has written it once it is newer than the start.
-        let address = self.data_dir().join("coordinator.address");
-        let launched = std::time::SystemTime::now();
+    /// The command line of this coordinator's process, logging to its log.
+    fn command(&self) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -478,7 +475,7 @@ impl Coordinator {
             }
         }
         command.envs(self.env.iter().cloned());
-        let child = command
+        command
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--listen")
@@ -486,9 +483,31 @@ impl Coordinator {
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
-            .stderr(log)
+            .stderr(log);
+        command
+    }
+
+    /// A second coordinator process on the same data directory and store
+    /// (PostgreSQL): it stands by until it holds the lease. `adopt` makes it
+    /// this coordinator's process once the first is gone.
+    pub fn start_standby(&self) -> Child {
+        self.command()
             .spawn()
-            .expect("start slipway-coordinator");
+            .expect("start a standby slipway-coordinator")
+    }
+
+    /// Takes `standby` as this coordinator's process (after its leader died).
+    pub fn adopt(&mut self, standby: Child) {
+        assert!(self.child.is_none(), "the leader's process is still held");
+        self.child = Some(standby);
+    }
+
+    fn launch(&mut self) {
+        // The address file outlives a stop (a restart keeps its port): this
+        // start has written it once it is newer than the start.
+        let address = self.data_dir().join("coordinator.address");
+        let launched = std::time::SystemTime::now();
+        let child = self.command().spawn().expect("start slipway-coordinator");
         self.child = Some(child);
         eventually(
             "the coordinator to write its address",

@@ -425,3 +425,73 @@ async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[test]
+fn a_standby_takes_over_a_deploy_when_the_leader_is_killed_and_traffic_never_fails() {
+    use slipway_coordinator::deploy::machine::InstanceState;
+    use slipway_tests::cloud::CloudView;
+    use slipway_tests::load::Load;
+
+    let server = Postgres::start();
+    let url = server.database("ha");
+    let mut dev = Coordinator::start_with(None, vec![("SLIPWAY_STORE".into(), url)]);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    // A second coordinator on the same store and data directory stands by.
+    let from = dev.log_len();
+    let standby = dev.start_standby();
+    dev.wait_for_log(
+        from,
+        "standby: another coordinator leads",
+        Duration::from_secs(60),
+    );
+    let load = Load::start(&dev.endpoint("staging"));
+    load.wait_for_requests(20);
+
+    let id = dev.enqueue("v2", "staging");
+    slipway_tests::eventually("the deploy to launch", Duration::from_secs(60), || {
+        let phase = dev.deployment(&id)["phase"].as_str().unwrap().to_string();
+        (phase != "queued").then_some(())
+    });
+    let from = dev.log_len();
+    let killed = std::time::Instant::now();
+    dev.kill();
+    dev.adopt(standby);
+    dev.wait_for_log(
+        from,
+        "this coordinator holds the lease and acts",
+        Duration::from_secs(30),
+    );
+    let took_over = killed.elapsed();
+    dev.wait_for_log(from, "coordinator serving", Duration::from_secs(30));
+    let serving = killed.elapsed();
+    println!("the standby acted {took_over:?} and served {serving:?} after the leader's kill");
+    // A lease of 6 s and a sixth more: within 10 s here; generous for CI.
+    assert!(
+        serving < Duration::from_secs(20),
+        "the standby took {serving:?} to take over"
+    );
+
+    let done = dev.wait_finished(&id, Duration::from_secs(120));
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    let report = load.finish();
+    report.assert_no_failures();
+    assert!(report.last_body().contains("v2"), "{}", report.last_body());
+
+    // Nothing orphaned, nothing launched twice.
+    let cloud = CloudView::new(dev.data_dir());
+    let instances = cloud.instances("hello", "staging");
+    let live: Vec<_> = instances
+        .iter()
+        .filter(|i| i.state != InstanceState::Gone)
+        .collect();
+    let launched = instances
+        .iter()
+        .filter(|i| i.tags["slipway:deployment"] == id)
+        .count();
+    assert!(
+        !live.is_empty()
+            && live.iter().all(|i| i.tags["slipway:deployment"] == id)
+            && launched == live.len(),
+        "live: {live:?}; launched by {id}: {launched}"
+    );
+}
