@@ -80,6 +80,11 @@ impl Tenure {
         self.until.fetch_max(ms, Ordering::SeqCst);
     }
 
+    /// When it ends, as things stand.
+    fn deadline(&self) -> Instant {
+        self.base + Duration::from_millis(self.until.load(Ordering::SeqCst))
+    }
+
     pub fn acting(&self) -> bool {
         (self.base.elapsed().as_millis() as u64) < self.until.load(Ordering::SeqCst)
     }
@@ -164,31 +169,35 @@ pub async fn keep(
     terms: LeaseTerms,
     tenure: Arc<Tenure>,
 ) -> Lost {
-    let mut last_error = String::from("none yet");
+    let mut last_error = String::from("the store did not answer in time");
     loop {
-        tokio::time::sleep(terms.every()).await;
-        let asked = Instant::now();
-        // A renewal that hangs is given up after a renewal's pace, so the
-        // tenure is checked on time.
-        let renewal = leases.take_lease(&holder, &address, terms.length);
-        match tokio::time::timeout(terms.every(), renewal).await {
-            Ok(Ok(lease)) if lease.holder == holder => {
-                tenure.extend_to(asked + terms.length - terms.margin());
-            }
-            Ok(Ok(lease)) => {
-                return Lost::TakenBy {
-                    address: lease.address,
-                    epoch: lease.epoch,
-                };
-            }
-            Ok(Err(e)) => {
-                warn!(error = %e, "cannot renew the lease; retrying until it runs out");
-                last_error = e.to_string();
-            }
-            Err(_) => last_error = "the store did not answer in time".into(),
+        // Whatever it waits for, it returns the moment the tenure ends: a
+        // renewal hung on a cut network must not keep the leader acting.
+        let ended = tokio::time::sleep_until(tenure.deadline().into());
+        tokio::select! {
+            () = tokio::time::sleep(terms.every()) => {}
+            () = ended => return Lost::Lapsed { last_error },
         }
-        if !tenure.acting() {
-            return Lost::Lapsed { last_error };
+        let asked = Instant::now();
+        let renewal = leases.take_lease(&holder, &address, terms.length);
+        let ended = tokio::time::sleep_until(tenure.deadline().into());
+        tokio::select! {
+            renewed = renewal => match renewed {
+                Ok(lease) if lease.holder == holder => {
+                    tenure.extend_to(asked + terms.length - terms.margin());
+                }
+                Ok(lease) => {
+                    return Lost::TakenBy {
+                        address: lease.address,
+                        epoch: lease.epoch,
+                    };
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot renew the lease; retrying until it runs out");
+                    last_error = e.to_string();
+                }
+            },
+            () = ended => return Lost::Lapsed { last_error },
         }
     }
 }

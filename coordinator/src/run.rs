@@ -379,10 +379,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     };
     tokio::select! {
         served = grpc::serve(listener, tls, coordinator, graceful) => served?,
-        lost = lost => anyhow::bail!(
+        lost = lost => {
+            tracing::error!(%lost, "stopped acting");
+            anyhow::bail!(
             "stopped acting: {lost}. Every step is stored, so the coordinator that leads now resumes it; \
              start this one again to stand by"
-        ),
+            )
+        }
         () = give_up => warn!(
             grace = ?CALLS_GRACE,
             "open calls did not end after the stop; exiting without them"

@@ -488,12 +488,25 @@ impl Coordinator {
     }
 
     /// A second coordinator process on the same data directory and store
-    /// (PostgreSQL): it stands by until it holds the lease. `adopt` makes it
-    /// this coordinator's process once the first is gone.
-    pub fn start_standby(&self) -> Child {
-        self.command()
+    /// (PostgreSQL), with `env` over this one's: it stands by until it holds
+    /// the lease. `adopt` makes it this coordinator's process once the first
+    /// is gone.
+    pub fn start_standby(&self, env: &[(&str, &str)]) -> Child {
+        let mut command = self.command();
+        command.envs(env.iter().copied());
+        command
             .spawn()
             .expect("start a standby slipway-coordinator")
+    }
+
+    /// Waits for the process to exit on its own; how it exited.
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("a running coordinator");
+        let status = eventually("the coordinator to exit", deadline, || {
+            child.try_wait().expect("wait for the coordinator")
+        });
+        self.child = None;
+        status
     }
 
     /// Takes `standby` as this coordinator's process (after its leader died).

@@ -2,10 +2,14 @@
 //! (tests/run installs it), a cluster of its own in a temporary directory on a
 //! free loopback port, stopped and removed when dropped. `initdb` refuses to
 //! run as root, so as root the cluster belongs to the `postgres` user the
-//! package creates.
+//! package creates. `Proxy` stands between a coordinator and the server, to
+//! cut it off.
 
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
@@ -236,6 +240,54 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         if self.running {
             let _ = self.stop_command().output();
+        }
+    }
+}
+
+/// A TCP proxy in front of the server that a test can cut, as a network
+/// partition would: open connections are shut, new ones are accepted and
+/// then left hanging, never forwarded.
+pub struct Proxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn to(server: &Postgres) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        let port = listener.local_addr().expect("proxy address").port();
+        let upstream = format!("127.0.0.1:{}", server.port);
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (is_cut, held) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if is_cut.load(Ordering::SeqCst) {
+                    held.lock().unwrap().push(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                }
+                held.lock().unwrap().extend([client, server]);
+            }
+        });
+        Proxy { port, cut, open }
+    }
+
+    /// Cuts every connection, and every one from now on.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
         }
     }
 }

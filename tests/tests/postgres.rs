@@ -438,7 +438,7 @@ fn a_standby_takes_over_a_deploy_when_the_leader_is_killed_and_traffic_never_fai
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     // A second coordinator on the same store and data directory stands by.
     let from = dev.log_len();
-    let standby = dev.start_standby();
+    let standby = dev.start_standby(&[]);
     dev.wait_for_log(
         from,
         "standby: another coordinator leads",
@@ -494,4 +494,71 @@ fn a_standby_takes_over_a_deploy_when_the_leader_is_killed_and_traffic_never_fai
             && launched == live.len(),
         "live: {live:?}; launched by {id}: {launched}"
     );
+}
+
+/// The log line's time (every line starts with it), for ordering what two
+/// processes writing one log did.
+fn logged_at(log: &str, from: usize, text: &str) -> String {
+    let line = log[from..]
+        .lines()
+        .find(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no {text:?} in the log:\n{}", &log[from..]));
+    line.split(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn a_leader_cut_off_from_postgres_stops_acting_before_the_standby_starts() {
+    use slipway_tests::load::Load;
+    use slipway_tests::postgres::Proxy;
+
+    let server = Postgres::start();
+    let direct = server.database("cut");
+    let proxy = Proxy::to(&server);
+    let through_proxy = format!(
+        "postgres://slipway@127.0.0.1:{}/cut?sslmode=disable",
+        proxy.port
+    );
+    let mut dev = Coordinator::start_with(None, vec![("SLIPWAY_STORE".into(), through_proxy)]);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let from = dev.log_len();
+    let standby = dev.start_standby(&[("SLIPWAY_STORE", &direct)]);
+    dev.wait_for_log(
+        from,
+        "standby: another coordinator leads",
+        Duration::from_secs(60),
+    );
+    let load = Load::start(&dev.endpoint("staging"));
+    load.wait_for_requests(20);
+    let id = dev.enqueue("v2", "staging");
+    slipway_tests::eventually("the deploy to launch", Duration::from_secs(60), || {
+        let phase = dev.deployment(&id)["phase"].as_str().unwrap().to_string();
+        (phase != "queued").then_some(())
+    });
+
+    let from = dev.log_len();
+    proxy.cut();
+    // The leader cannot renew: it stops (exits) when its tenure ends, which
+    // is before its lease lapses in the database.
+    let status = dev.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    dev.adopt(standby);
+    dev.wait_for_log(from, "coordinator serving", Duration::from_secs(30));
+    let log = dev.log();
+    let stopped = logged_at(&log, from, "stopped acting");
+    let acted = logged_at(&log, from, "this coordinator holds the lease and acts");
+    assert!(
+        stopped < acted,
+        "the old leader stopped at {stopped}, the new one acted at {acted}"
+    );
+    assert!(
+        log[from..].contains("the lease could not be renewed"),
+        "{}",
+        &log[from..]
+    );
+
+    let done = dev.wait_finished(&id, Duration::from_secs(120));
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    let report = load.finish();
+    report.assert_no_failures();
+    assert!(report.last_body().contains("v2"), "{}", report.last_body());
 }

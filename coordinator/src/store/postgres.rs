@@ -65,6 +65,11 @@ impl Target {
                 "not a PostgreSQL address: {e} (postgres://USER:PASSWORD@HOST:PORT/DATABASE)"
             ),
         })?;
+        let mut config = config;
+        if config.get_connect_timeout().is_none() {
+            // A partition must not hang a call forever.
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
         let shown = shown(&config);
         let tls = match config.get_ssl_mode() {
             tokio_postgres::config::SslMode::Disable => None,
