@@ -376,8 +376,13 @@ impl Coordinator {
 
     /// `--dev` in `dir`, which may hold a store already (a benchmark's, filled).
     pub fn start_in(dir: TempDir, fleet: &str) -> Coordinator {
+        Coordinator::start_in_with(dir, fleet, Vec::new())
+    }
+
+    /// `start_in` with an environment of its own (`SLIPWAY_STORE`, say).
+    pub fn start_in_with(dir: TempDir, fleet: &str, env: Vec<(String, String)>) -> Coordinator {
         std::fs::write(dir.path().join("fleet.toml"), fleet).expect("fleet file");
-        Coordinator::launch_in(dir, None, Vec::new())
+        Coordinator::launch_in(dir, None, env)
     }
 
     /// A gRPC channel to the operator API as the dev admin (lazy: it connects

@@ -562,3 +562,59 @@ fn a_leader_cut_off_from_postgres_stops_acting_before_the_standby_starts() {
     report.assert_no_failures();
     assert!(report.last_body().contains("v2"), "{}", report.last_body());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_committing_side_by_side_are_still_fenced_the_moment_an_epoch_is_claimed() {
+    use slipway_coordinator::store::StoreError;
+    let server = Postgres::start();
+    let store = std::sync::Arc::new(open(&server.database("fence")).await);
+    let old = store.claim_epoch().await.unwrap();
+    let claimed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, claimed) = (store.clone(), claimed.clone());
+            tokio::spawn(async move {
+                let mut after_claim = Vec::new();
+                // Until five batches each have begun after the claim.
+                for i in 0.. {
+                    if after_claim.len() == 5 {
+                        break;
+                    }
+                    let started_after = claimed.load(std::sync::atomic::Ordering::SeqCst);
+                    let result = store
+                        .write(Batch {
+                            epoch: old,
+                            writes: vec![Write::Put {
+                                table: Table::Events,
+                                key: format!("{w}-{i}"),
+                                value: b"x".to_vec(),
+                            }],
+                        })
+                        .await;
+                    if started_after {
+                        after_claim.push(result);
+                    }
+                }
+                after_claim
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let new = store.claim_epoch().await.unwrap();
+    claimed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut refused = 0;
+    for writer in writers {
+        for result in writer.await.unwrap() {
+            assert_eq!(
+                result,
+                Err(StoreError::Fenced {
+                    epoch: old,
+                    current: new
+                }),
+                "a batch begun after the claim returned"
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 8 * 5, "every batch begun after the claim");
+}

@@ -14,13 +14,14 @@
 //! - Commit returns once PostgreSQL has made it durable (`synchronous_commit`
 //!   as the server has it; on RDS Multi-AZ, on both zones).
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, Config, GenericClient, NoTls};
+use tokio_postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use slipway_domain::store::{Batch, Epoch, Lease, Leases, Range, Store, StoreError, Table, Write};
@@ -310,25 +311,31 @@ fn after_prefix(prefix: &str) -> Option<String> {
     None
 }
 
-async fn apply(tx: &impl GenericClient, write: &Write) -> Result<(), tokio_postgres::Error> {
-    match write {
-        Write::Put { table, key, value } => {
-            tx.execute(
-                "INSERT INTO slipway_entries (tbl, key, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
-                &[&table.name(), key, value],
-            )
-            .await?;
-        }
-        Write::Delete { table, key } => {
-            tx.execute(
-                "DELETE FROM slipway_entries WHERE tbl = $1 AND key = $2",
-                &[&table.name(), key],
-            )
-            .await?;
+/// What a batch leaves behind, key by key: the later write to a key wins, so
+/// each key is written once (`ON CONFLICT` takes a row once per statement).
+/// Puts as (table, key, value); deletes as (table, key).
+#[allow(clippy::type_complexity)]
+fn outcome(writes: &[Write]) -> (Vec<(&str, &str, &[u8])>, Vec<(&str, &str)>) {
+    let mut last: BTreeMap<(&str, &str), Option<&[u8]>> = BTreeMap::new();
+    for write in writes {
+        match write {
+            Write::Put { table, key, value } => {
+                last.insert((table.name(), key.as_str()), Some(value.as_slice()));
+            }
+            Write::Delete { table, key } => {
+                last.insert((table.name(), key.as_str()), None);
+            }
         }
     }
-    Ok(())
+    let mut puts = Vec::new();
+    let mut deletes = Vec::new();
+    for ((table, key), value) in last {
+        match value {
+            Some(value) => puts.push((table, key, value)),
+            None => deletes.push((table, key)),
+        }
+    }
+    (puts, deletes)
 }
 
 #[async_trait]
@@ -350,9 +357,12 @@ impl Store for PostgresStore {
     async fn write(&self, batch: Batch) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;
         let tx = conn.client.transaction().await.map_err(io)?;
+        // A shared lock: batches commit side by side, while an epoch claim
+        // (an exclusive lock) waits for those in flight and every later
+        // batch reads the epoch it set.
         let current = tx
             .query_one(
-                "SELECT value FROM slipway_meta WHERE name = $1 FOR UPDATE",
+                "SELECT value FROM slipway_meta WHERE name = $1 FOR SHARE",
                 &[&EPOCH],
             )
             .await
@@ -366,15 +376,36 @@ impl Store for PostgresStore {
             });
         }
         if batch.epoch > current {
+            // An epoch this store never handed out (not one of its claims).
             tx.execute(
-                "UPDATE slipway_meta SET value = $2 WHERE name = $1",
+                "UPDATE slipway_meta SET value = GREATEST(value, $2) WHERE name = $1",
                 &[&EPOCH, &(batch.epoch as i64)],
             )
             .await
             .map_err(io)?;
         }
-        for write in &batch.writes {
-            apply(&tx, write).await.map_err(io)?;
+        let (puts, deletes) = outcome(&batch.writes);
+        if !puts.is_empty() {
+            let (tables, keys, values): (Vec<&str>, Vec<&str>, Vec<&[u8]>) =
+                puts.into_iter().collect();
+            tx.execute(
+                "INSERT INTO slipway_entries (tbl, key, value) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
+                 ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&tables, &keys, &values],
+            )
+            .await
+            .map_err(io)?;
+        }
+        if !deletes.is_empty() {
+            let (tables, keys): (Vec<&str>, Vec<&str>) = deletes.into_iter().unzip();
+            tx.execute(
+                "DELETE FROM slipway_entries WHERE (tbl, key) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[]))",
+                &[&tables, &keys],
+            )
+            .await
+            .map_err(io)?;
         }
         tx.commit().await.map_err(io)?;
         conn.done();

@@ -6,7 +6,7 @@
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- events [WATCHERS] [DEPLOYS]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- dashboard [CLIENTS] [DEPLOYS]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- history [DEPLOYMENTS] [AUDIT]
-//!     cargo run --release -p slipway-tests --bin slipway-bench -- enqueue [CLIENTS] [SECONDS]
+//!     cargo run --release -p slipway-tests --bin slipway-bench -- enqueue [CLIENTS] [SECONDS] [postgres]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- agents [AGENTS]
 //!     cargo run --release -p slipway-tests --bin slipway-bench -- agent-life [CYCLES] [AGENT] [WHAT]
 //!
@@ -75,7 +75,11 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("enqueue") {
         let number =
             |i: usize, default| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
-        return enqueue::run(number(2, 50), number(3, 10) as u64);
+        return enqueue::run(
+            number(2, 50),
+            number(3, 10) as u64,
+            args.get(4).map(String::as_str),
+        );
     }
     if args.get(1).map(String::as_str) == Some("history") {
         let number =

@@ -6,6 +6,11 @@
 //! prod2 requires an approval, so every deployment stays queued and the
 //! figure is the enqueue alone. Prints acknowledged enqueues per second and
 //! the latency spread.
+//!
+//! `enqueue CLIENTS SECONDS postgres` runs the coordinator on a PostgreSQL
+//! server of its own (Debian's, as the tests start it) instead of the
+//! embedded store: build the benchmark and the coordinator with
+//! `--features postgres` for it.
 
 use std::time::{Duration, Instant};
 
@@ -13,8 +18,15 @@ use slipway_proto::v1::DeployRequest;
 use slipway_proto::v1::operator_service_client::OperatorServiceClient;
 use slipway_tests::{Coordinator, TempDir};
 
-pub fn run(clients: usize, seconds: u64) {
-    let dev = Coordinator::start_in(TempDir::new("bench-enqueue"), &crate::history::fleet());
+pub fn run(clients: usize, seconds: u64, store: Option<&str>) {
+    let (_server, env) = match store {
+        None => (None, Vec::new()),
+        Some("postgres") => postgres(),
+        Some(other) => panic!("the store is postgres or left out, not {other:?}"),
+    };
+    let dev =
+        Coordinator::start_in_with(TempDir::new("bench-enqueue"), &crate::history::fleet(), env);
+    println!("store: {}", store.unwrap_or("embedded (sled)"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (acknowledged, mut latencies, took) = runtime.block_on(async {
         let until = Instant::now() + Duration::from_secs(seconds);
@@ -67,4 +79,23 @@ pub fn run(clients: usize, seconds: u64) {
         })
         .unwrap_or(0);
     println!("queued afterwards: {waiting} (every acknowledged enqueue is there)");
+}
+
+/// A PostgreSQL server of the benchmark's own, and the coordinator's
+/// environment that points at it.
+#[cfg(feature = "postgres")]
+fn postgres() -> (
+    Option<slipway_tests::postgres::Postgres>,
+    Vec<(String, String)>,
+) {
+    let server = slipway_tests::postgres::Postgres::start();
+    let url = server.database("bench");
+    (Some(server), vec![("SLIPWAY_STORE".into(), url)])
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres() -> (Option<()>, Vec<(String, String)>) {
+    panic!(
+        "build with --features postgres: cargo build --release -p slipway-tests --features postgres --bins"
+    )
 }
