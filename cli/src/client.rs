@@ -16,8 +16,41 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects now, so an unreachable coordinator is named before anything else.
-    pub async fn connect(profile: Profile) -> Result<Client, Failure> {
+    /// Connects now, so an unreachable coordinator is named before anything
+    /// else: the profile's coordinator, else each of its others in turn.
+    pub async fn connect(mut profile: Profile) -> Result<Client, Failure> {
+        let addresses: Vec<String> = std::iter::once(profile.coordinator.clone())
+            .chain(profile.others.iter().cloned())
+            .collect();
+        let mut failures = Vec::new();
+        for address in addresses {
+            profile.coordinator = address;
+            match Client::connect_to(&profile).await {
+                Ok(channel) => {
+                    return Ok(Client {
+                        api: OperatorServiceClient::new(channel),
+                        profile,
+                    });
+                }
+                Err(failure) if failure.exit == Exit::Unreachable => failures.push(failure),
+                Err(failure) => return Err(failure),
+            }
+        }
+        match failures.len() {
+            1 => Err(failures.remove(0)),
+            _ => Err(Failure::new(
+                failures
+                    .iter()
+                    .map(|f| f.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                Exit::Unreachable,
+            )),
+        }
+    }
+
+    /// A channel to `profile.coordinator`.
+    async fn connect_to(profile: &Profile) -> Result<Channel, Failure> {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&profile.ca_pem))
             .identity(Identity::from_pem(&profile.cert_pem, &profile.key_pem))
@@ -28,18 +61,14 @@ impl Client {
                 Exit::Failed,
             )
         };
-        let channel = Channel::from_shared(profile.coordinator.clone())
+        Channel::from_shared(profile.coordinator.clone())
             .map_err(|e| invalid("the coordinator address is invalid", &e))?
             .tls_config(tls)
             .map_err(|e| invalid("the certificates are unusable", &e))?
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
-            .map_err(|e| unreachable(&profile, &source_chain(&e)))?;
-        Ok(Client {
-            api: OperatorServiceClient::new(channel),
-            profile,
-        })
+            .map_err(|e| unreachable(profile, &source_chain(&e)))
     }
 
     /// The answer of a call, or what its failure means for the user.

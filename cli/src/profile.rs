@@ -12,7 +12,10 @@ pub const DEFAULT_PROFILE: &str = ".slipway/profile.toml";
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub path: PathBuf,
+    /// The coordinator to call (after `Client::connect`, the one that answered).
     pub coordinator: String,
+    /// More coordinators on the same store, tried in order after `coordinator`.
+    pub others: Vec<String>,
     pub server_name: String,
     pub ca_pem: String,
     pub cert_pem: String,
@@ -39,12 +42,13 @@ pub fn load(path: &Path) -> anyhow::Result<Profile> {
             e.to_string().trim().replace('\n', " ")
         )
     })?;
-    if !file.coordinator.starts_with("https://") {
-        bail!(
-            "{}: coordinator {:?} must start with https:// (Slipway has no plaintext port)",
-            path.display(),
-            file.coordinator
-        );
+    for address in std::iter::once(&file.coordinator).chain(&file.other_coordinators) {
+        if !address.starts_with("https://") {
+            bail!(
+                "{}: coordinator {address:?} must start with https:// (Slipway has no plaintext port)",
+                path.display(),
+            );
+        }
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let pem = |key: &str, inline: Option<String>, file: Option<&Path>| match (inline, file) {
@@ -79,6 +83,7 @@ pub fn load(path: &Path) -> anyhow::Result<Profile> {
         )?,
         key_pem: pem("key", file.key_pem, file.key.as_deref())?,
         coordinator: file.coordinator,
+        others: file.other_coordinators,
         server_name: file.server_name,
     })
 }

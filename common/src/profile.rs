@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub struct ProfileFile {
     /// `https://host:port` of the coordinator.
     pub coordinator: String,
+    /// More coordinators on the same store (PostgreSQL), tried in order
+    /// when `coordinator` does not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_coordinators: Vec<String>,
     /// The name on the coordinator's certificate.
     pub server_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,6 +52,7 @@ pub fn write_bundle(
     crate::private_file::write(&dir.join("key.pem"), key_pem.as_bytes())?;
     let profile = ProfileFile {
         coordinator: coordinator.to_string(),
+        other_coordinators: Vec::new(),
         server_name: server_name.to_string(),
         ca: Some("ca.pem".into()),
         certificate: Some("cert.pem".into()),

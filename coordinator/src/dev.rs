@@ -262,6 +262,7 @@ pub fn profile(data_dir: &Path, ca: &Ca, address: &str) -> anyhow::Result<PathBu
     let path = data_dir.join("profile.toml");
     let profile = ProfileFile {
         coordinator: address.to_string(),
+        other_coordinators: Vec::new(),
         server_name: slipway_coordinator::pki::SERVER_NAME.to_string(),
         ca: Some("ca/ca.pem".into()),
         certificate: Some("operators/admin/cert.pem".into()),

@@ -1078,3 +1078,51 @@ fn events_follow_a_deploy_phase_by_phase_and_resume_after_the_last_seen() {
         "{text}"
     );
 }
+
+#[test]
+fn a_profile_with_several_coordinators_reaches_whichever_answers() {
+    let dev = Coordinator::start();
+    let closed = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("https://127.0.0.1:{port}")
+    };
+    let (down, also_down) = (closed(), closed());
+    let live = format!("https://{}", dev.listen);
+    let profile = std::fs::read_to_string(dev.profile()).unwrap();
+    let with = |name: &str, first: &str, others: &[&str]| {
+        let text = profile.replace(&format!("coordinator = \"{live}\""), "")
+            + &format!("coordinator = \"{first}\"\nother_coordinators = {others:?}\n");
+        let path = dev.data_dir().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+
+    // The first one down: the next one answers.
+    let first_down = with("first-down.toml", &down, &[&live]);
+    let run = dev.cli_as(&first_down, &["status", "hello", "-o", "json"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    // The other one down: the first answers, the other is never needed.
+    let other_down = with("other-down.toml", &live, &[&down]);
+    assert_eq!(dev.cli_as(&other_down, &["status", "hello"]).code, Some(0));
+    // Every one down: unreachable (8), naming each.
+    let all_down = with("all-down.toml", &down, &[&also_down]);
+    let run = dev.cli_as(&all_down, &["status", "hello"]);
+    assert_eq!(run.code, Some(8), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&down) && run.stderr.contains(&also_down),
+        "{}",
+        run.stderr
+    );
+    // A plaintext one among them is refused before any call.
+    let plain = with("plain.toml", &live, &["http://127.0.0.1:1"]);
+    let run = dev.cli_as(&plain, &["status", "hello"]);
+    assert!(
+        run.stderr.contains("must start with https://"),
+        "{}",
+        run.stderr
+    );
+}
