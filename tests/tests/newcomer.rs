@@ -115,8 +115,10 @@ impl Folder {
             .spawn()
             .expect("bash");
         let profile = self.dir.path().join(&self.data_dir).join("profile.toml");
+        // Ready as a person sees it: the profile written and the start-up
+        // lines printed (the profile comes a moment before the last of them).
         eventually(
-            "the coordinator to write its profile",
+            "the coordinator to write its profile and say where it keeps its data",
             Duration::from_secs(90),
             || {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -125,7 +127,8 @@ impl Folder {
                         std::fs::read_to_string(self.terminal()).unwrap_or_default()
                     );
                 }
-                profile.exists().then_some(())
+                let printed = std::fs::read_to_string(self.terminal()).unwrap_or_default();
+                (profile.exists() && printed.contains("data dir: ")).then_some(())
             },
         );
         child
