@@ -10,6 +10,7 @@ use serde_json::Value;
 use slipway_coordinator::store::{
     Batch, POSTGRES_SCHEMA_VERSION, PostgresStore, Store, Table, Target, Write,
 };
+use slipway_tests::load::Load;
 use slipway_tests::postgres::Postgres;
 use slipway_tests::{Coordinator, binary};
 
@@ -426,19 +427,18 @@ async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
-#[test]
-fn a_standby_takes_over_a_deploy_when_the_leader_is_killed_and_traffic_never_fails() {
-    use slipway_coordinator::deploy::machine::InstanceState;
-    use slipway_tests::cloud::CloudView;
-    use slipway_tests::load::Load;
-
-    let server = Postgres::start();
-    let url = server.database("ha");
-    let mut dev = Coordinator::start_with(None, vec![("SLIPWAY_STORE".into(), url)]);
+/// A leader on store `leader_store` that served v1, a standby on
+/// `standby_store` (the same database) waiting, HTTP load on staging, and v2's
+/// deployment launched: its id.
+fn deploying_with_a_standby(
+    leader_store: &str,
+    standby_store: &str,
+) -> (Coordinator, std::process::Child, Load, String) {
+    let dev = Coordinator::start_with(None, vec![("SLIPWAY_STORE".into(), leader_store.into())]);
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
-    // A second coordinator on the same store and data directory stands by.
+    // A second coordinator on the same data directory stands by.
     let from = dev.log_len();
-    let standby = dev.start_standby(&[]);
+    let standby = dev.start_standby(&[("SLIPWAY_STORE", standby_store)]);
     dev.wait_for_log(
         from,
         "standby: another coordinator leads",
@@ -446,12 +446,22 @@ fn a_standby_takes_over_a_deploy_when_the_leader_is_killed_and_traffic_never_fai
     );
     let load = Load::start(&dev.endpoint("staging"));
     load.wait_for_requests(20);
-
     let id = dev.enqueue("v2", "staging");
     slipway_tests::eventually("the deploy to launch", Duration::from_secs(60), || {
         let phase = dev.deployment(&id)["phase"].as_str().unwrap().to_string();
         (phase != "queued").then_some(())
     });
+    (dev, standby, load, id)
+}
+
+#[test]
+fn a_standby_takes_over_a_deploy_when_the_leader_is_killed_and_traffic_never_fails() {
+    use slipway_coordinator::deploy::machine::InstanceState;
+    use slipway_tests::cloud::CloudView;
+
+    let server = Postgres::start();
+    let url = server.database("ha");
+    let (mut dev, standby, load, id) = deploying_with_a_standby(&url, &url);
     let from = dev.log_len();
     let killed = std::time::Instant::now();
     dev.kill();
@@ -508,7 +518,6 @@ fn logged_at(log: &str, from: usize, text: &str) -> String {
 
 #[test]
 fn a_leader_cut_off_from_postgres_stops_acting_before_the_standby_starts() {
-    use slipway_tests::load::Load;
     use slipway_tests::postgres::Proxy;
 
     let server = Postgres::start();
@@ -518,22 +527,7 @@ fn a_leader_cut_off_from_postgres_stops_acting_before_the_standby_starts() {
         "postgres://slipway@127.0.0.1:{}/cut?sslmode=disable",
         proxy.port
     );
-    let mut dev = Coordinator::start_with(None, vec![("SLIPWAY_STORE".into(), through_proxy)]);
-    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
-    let from = dev.log_len();
-    let standby = dev.start_standby(&[("SLIPWAY_STORE", &direct)]);
-    dev.wait_for_log(
-        from,
-        "standby: another coordinator leads",
-        Duration::from_secs(60),
-    );
-    let load = Load::start(&dev.endpoint("staging"));
-    load.wait_for_requests(20);
-    let id = dev.enqueue("v2", "staging");
-    slipway_tests::eventually("the deploy to launch", Duration::from_secs(60), || {
-        let phase = dev.deployment(&id)["phase"].as_str().unwrap().to_string();
-        (phase != "queued").then_some(())
-    });
+    let (mut dev, standby, load, id) = deploying_with_a_standby(&through_proxy, &direct);
 
     let from = dev.log_len();
     proxy.cut();

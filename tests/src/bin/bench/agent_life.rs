@@ -180,14 +180,7 @@ fn configuration(version: u64, port: u16) -> pb::Configure {
 
 /// Anonymous resident memory (heap and stacks: what a leak grows), KiB.
 fn anon_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    super::status_kib(pid, "RssAnon:")
 }
 
 /// Which parts of a life a run goes through.
