@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod boot;
+mod coordinators;
 mod identity;
 mod migration;
 mod output;
@@ -40,6 +41,7 @@ use clap::Parser;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::coordinators::Coordinators;
 use crate::identity::{AgentCredentials, verify_ca};
 use crate::session::{credentials, renew, run_forever};
 use crate::supervisor::Supervisor;
@@ -97,11 +99,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ => imds.metadata().await?,
     };
     tracing::info!(instance = %metadata.instance_id, ip = %metadata.private_ip, "agent starting");
+    let coordinators = Arc::new(Coordinators::new(&user_data));
     let credentials = Arc::new(RwLock::new(
-        credentials(&user_data, &metadata.instance_id, &args.state_dir).await?,
+        credentials(
+            &user_data,
+            &coordinators,
+            &metadata.instance_id,
+            &args.state_dir,
+        )
+        .await?,
     ));
     tokio::spawn(renew_forever(
         user_data.clone(),
+        coordinators.clone(),
         metadata.instance_id.clone(),
         args.state_dir.clone(),
         credentials.clone(),
@@ -112,7 +122,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &metadata.instance_id,
         &metadata.private_ip,
     );
-    run_forever(&user_data, &credentials, &metadata, supervisor).await;
+    run_forever(
+        &user_data,
+        &coordinators,
+        &credentials,
+        &metadata,
+        supervisor,
+    )
+    .await;
     Ok(())
 }
 
@@ -123,6 +140,7 @@ const RENEW_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Renews the certificate two thirds into its life, retrying until it works.
 async fn renew_forever(
     user_data: UserData,
+    coordinators: Arc<Coordinators>,
     instance_id: String,
     state_dir: PathBuf,
     credentials: Arc<RwLock<AgentCredentials>>,
@@ -135,7 +153,15 @@ async fn renew_forever(
             .clone();
         let wait = (current.renew_at_ms() - SystemClock.now()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        match renew(&user_data, &instance_id, &state_dir, &current).await {
+        match renew(
+            &user_data,
+            &coordinators,
+            &instance_id,
+            &state_dir,
+            &current,
+        )
+        .await
+        {
             Ok(renewed) => {
                 *credentials.write().unwrap_or_else(|e| e.into_inner()) = renewed;
                 retry = RENEW_RETRY_FIRST;

@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::AGENT_VERSION;
 use crate::boot::InstanceMetadata;
+use crate::coordinators::Coordinators;
 use crate::identity::{self, AgentCredentials, Signed};
 use crate::supervisor::{Report, Supervisor};
 
@@ -36,8 +37,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest the agent keeps retrying a token the coordinator has not bound yet.
 const BOOTSTRAP_PATIENCE: Duration = Duration::from_secs(60);
 
-/// A TLS endpoint to the coordinator, verified against the user-data CA.
+/// A TLS endpoint to the coordinator at `address`, verified against the
+/// user-data CA.
 fn endpoint(
+    address: &str,
     user_data: &UserData,
     credentials: Option<&AgentCredentials>,
 ) -> anyhow::Result<Endpoint> {
@@ -50,8 +53,8 @@ fn endpoint(
             &c.key_pem,
         ));
     }
-    Ok(Channel::from_shared(user_data.coordinator.clone())
-        .with_context(|| format!("coordinator address {:?} is invalid", user_data.coordinator))?
+    Ok(Channel::from_shared(address.to_string())
+        .with_context(|| format!("coordinator address {address:?} is invalid"))?
         .tls_config(tls)?
         .connect_timeout(Duration::from_secs(5)))
 }
@@ -66,6 +69,7 @@ fn signed(response: BootstrapResponse) -> Signed {
 /// The stored certificate if it is still valid, else a new one through Bootstrap.
 pub async fn credentials(
     user_data: &UserData,
+    coordinators: &Coordinators,
     instance_id: &str,
     state_dir: &Path,
 ) -> anyhow::Result<AgentCredentials> {
@@ -73,8 +77,6 @@ pub async fn credentials(
         return Ok(stored);
     }
     let (key, csr_pem) = identity::key_and_csr(instance_id)?;
-    let channel = endpoint(user_data, None)?.connect_lazy();
-    let mut client = AgentServiceClient::new(channel);
     let request = BootstrapRequest {
         instance_id: instance_id.to_string(),
         join_token: user_data.join_token.clone(),
@@ -82,7 +84,17 @@ pub async fn credentials(
     };
     let started = std::time::Instant::now();
     let response = loop {
-        match client.bootstrap(request.clone()).await {
+        let address = coordinators.current();
+        let channel = endpoint(&address, user_data, None)?.connect_lazy();
+        let answer = AgentServiceClient::new(channel)
+            .bootstrap(request.clone())
+            .await;
+        if let Err(status) = &answer
+            && status.code() == Code::Unavailable
+        {
+            coordinators.move_on(&address, Some(status));
+        }
+        match answer {
             Ok(response) => break response.into_inner(),
             // Not yet bound to this instance, or the coordinator is briefly away
             // (a crash mid-answer shows as a transport error). A retry sends the
@@ -115,16 +127,30 @@ pub async fn credentials(
 /// Renews the certificate over mTLS with the current one, before it expires.
 pub async fn renew(
     user_data: &UserData,
+    coordinators: &Coordinators,
     instance_id: &str,
     state_dir: &Path,
     current: &AgentCredentials,
 ) -> anyhow::Result<AgentCredentials> {
     let (key, csr_pem) = identity::key_and_csr(instance_id)?;
-    let channel = endpoint(user_data, Some(current))?.connect().await?;
+    let address = coordinators.current();
+    let channel = match endpoint(&address, user_data, Some(current))?
+        .connect()
+        .await
+    {
+        Ok(channel) => channel,
+        Err(e) => {
+            coordinators.move_on(&address, None);
+            return Err(e.into());
+        }
+    };
     let response = AgentServiceClient::new(channel)
         .renew(RenewRequest { csr_pem })
         .await
         .map_err(|status| {
+            if status.code() == Code::Unavailable {
+                coordinators.move_on(&address, Some(&status));
+            }
             anyhow::anyhow!(
                 "renewal refused ({:?}): {}",
                 status.code(),
@@ -144,6 +170,7 @@ pub async fn renew(
 /// Keeps a session open for as long as the agent lives.
 pub async fn run_forever(
     user_data: &UserData,
+    coordinators: &Coordinators,
     credentials: &RwLock<AgentCredentials>,
     metadata: &InstanceMetadata,
     supervisor: Arc<Supervisor>,
@@ -156,9 +183,25 @@ pub async fn run_forever(
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let mut connected = false;
-        match session(user_data, &current, metadata, &supervisor, &mut connected).await {
+        let address = coordinators.current();
+        let session = session(
+            &address,
+            user_data,
+            &current,
+            metadata,
+            &supervisor,
+            &mut connected,
+        );
+        match session.await {
             Ok(()) => info!("coordinator closed the stream; reconnecting"),
-            Err(e) => warn!(error = %e, "connection to the coordinator failed"),
+            Err(e) => {
+                warn!(coordinator = %address, error = %e, "connection to the coordinator failed");
+                // Not the stream breaking later (the same coordinator is
+                // tried again first): it could not be opened here.
+                if !connected {
+                    coordinators.move_on(&address, e.downcast_ref::<tonic::Status>());
+                }
+            }
         }
         // A stream that was open counts as a success even if it broke (the
         // coordinator crashed, say): without this reset, every restart a
@@ -194,13 +237,16 @@ fn report_messages(report: &Report) -> [AgentMessage; 3] {
 }
 
 async fn session(
+    address: &str,
     user_data: &UserData,
     credentials: &AgentCredentials,
     metadata: &InstanceMetadata,
     supervisor: &Arc<Supervisor>,
     connected: &mut bool,
 ) -> anyhow::Result<()> {
-    let channel = endpoint(user_data, Some(credentials))?.connect().await?;
+    let channel = endpoint(address, user_data, Some(credentials))?
+        .connect()
+        .await?;
     let mut client = AgentServiceClient::new(channel);
     let (outbound, receiver) = mpsc::channel(32);
     outbound
@@ -223,7 +269,7 @@ async fn session(
         .connect(ReceiverStream::new(receiver))
         .await?
         .into_inner();
-    info!(coordinator = %user_data.coordinator, "connected");
+    info!(coordinator = %address, "connected");
     *connected = true;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut sequence = 0u64;

@@ -84,7 +84,10 @@ impl Client {
             lines: asked.lines,
             follow: asked.follow,
         };
-        let answer = self.api.logs(request).await.map_err(Broke::Opening)?;
+        let answer = self
+            .call(request, |mut api, r| async move { api.logs(r).await })
+            .await
+            .map_err(Broke::Opening)?;
         Ok(LogFeed(answer.into_inner()))
     }
 
@@ -122,7 +125,11 @@ impl Client {
     }
 
     pub async fn notifications(&mut self) -> Result<schema::Notifications, Failure> {
-        let answer = self.api.notifications(pb::NotificationsRequest {}).await;
+        let answer = self
+            .call(pb::NotificationsRequest {}, |mut api, r| async move {
+                api.notifications(r).await
+            })
+            .await;
         let answer = self.answer(answer)?;
         let when = |ms: i64| (ms > 0).then(|| rfc3339(ms));
         let ms = |ms: i64| (ms > 0).then_some(ms);
@@ -195,8 +202,10 @@ impl Client {
             from_now: asked.from_now,
         };
         let answer = self
-            .api
-            .watch_events(request)
+            .call(
+                request,
+                |mut api, r| async move { api.watch_events(r).await },
+            )
             .await
             .map_err(Broke::Opening)?;
         Ok(EventFeed(answer.into_inner()))
@@ -220,7 +229,11 @@ impl Client {
                 built_by: provenance.built_by.unwrap_or_default(),
             }),
         };
-        let answer = self.api.register_release(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move {
+                api.register_release(r).await
+            })
+            .await;
         Ok(release(self.answer(answer)?))
     }
 
@@ -239,7 +252,12 @@ impl Client {
             passed,
             url: url.unwrap_or_default(),
         };
-        let answer = self.api.check_release(request).await;
+        let answer = self
+            .call(
+                request,
+                |mut api, r| async move { api.check_release(r).await },
+            )
+            .await;
         Ok(release_check(self.answer(answer)?))
     }
 
@@ -256,7 +274,12 @@ impl Client {
                 limit: 0,
                 page_token,
             };
-            let answer = self.api.list_releases(request).await;
+            let answer = self
+                .call(
+                    request,
+                    |mut api, r| async move { api.list_releases(r).await },
+                )
+                .await;
             let page = self.answer(answer)?;
             releases.extend(page.releases.into_iter().map(release));
             if page.next_page_token.is_empty() {
@@ -277,7 +300,9 @@ impl Client {
             version,
             environment,
         };
-        let answer = self.api.deploy(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move { api.deploy(r).await })
+            .await;
         Ok(deployment(self.answer(answer)?))
     }
 
@@ -290,12 +315,18 @@ impl Client {
             project,
             environment,
         };
-        let answer = self.api.rollback(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move { api.rollback(r).await })
+            .await;
         Ok(deployment(self.answer(answer)?))
     }
 
     pub async fn cancel(&mut self, id: String) -> Result<schema::Deployment, Failure> {
-        let answer = self.api.cancel(pb::CancelRequest { id }).await;
+        let answer = self
+            .call(pb::CancelRequest { id }, |mut api, r| async move {
+                api.cancel(r).await
+            })
+            .await;
         Ok(deployment(self.answer(answer)?))
     }
 
@@ -312,14 +343,23 @@ impl Client {
     }
 
     pub async fn approve(&mut self, id: String) -> Result<schema::Deployment, Failure> {
-        let answer = self.api.approve(pb::ApproveRequest { id }).await;
+        let answer = self
+            .call(pb::ApproveRequest { id }, |mut api, r| async move {
+                api.approve(r).await
+            })
+            .await;
         Ok(deployment(self.answer(answer)?))
     }
 
     /// One deployment; `Err(status)` is kept for a caller that retries.
     pub async fn try_deployment(&mut self, id: &str) -> Result<schema::Deployment, tonic::Status> {
         let request = pb::GetDeploymentRequest { id: id.to_string() };
-        let reply = self.api.get_deployment(request).await?;
+        let reply = self
+            .call(
+                request,
+                |mut api, r| async move { api.get_deployment(r).await },
+            )
+            .await?;
         Ok(deployment(reply.into_inner()))
     }
 
@@ -349,7 +389,12 @@ impl Client {
                 limit: wanted,
                 page_token,
             };
-            let answer = self.api.deployments(request).await;
+            let answer = self
+                .call(
+                    request,
+                    |mut api, r| async move { api.deployments(r).await },
+                )
+                .await;
             let page = self.answer(answer)?;
             deployments.extend(page.deployments.into_iter().map(deployment));
             let enough = limit > 0 && deployments.len() >= limit as usize;
@@ -361,7 +406,11 @@ impl Client {
     }
 
     pub async fn queue(&mut self) -> Result<Vec<schema::QueueTarget>, Failure> {
-        let answer = self.api.queue(pb::QueueRequest {}).await;
+        let answer = self
+            .call(pb::QueueRequest {}, |mut api, r| async move {
+                api.queue(r).await
+            })
+            .await;
         Ok(self
             .answer(answer)?
             .targets
@@ -382,7 +431,9 @@ impl Client {
         let request = pb::StatusRequest {
             project: project.unwrap_or_default(),
         };
-        let answer = self.api.status(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move { api.status(r).await })
+            .await;
         Ok(self
             .answer(answer)?
             .projects
@@ -395,7 +446,9 @@ impl Client {
         let request = pb::AgentsRequest {
             project: project.unwrap_or_default(),
         };
-        let answer = self.api.agents(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move { api.agents(r).await })
+            .await;
         Ok(self.answer(answer)?.agents.into_iter().map(agent).collect())
     }
 
@@ -410,16 +463,24 @@ impl Client {
             environment,
             override_freeze: override_freeze.unwrap_or_default(),
         };
-        let answer = self.api.promote(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move { api.promote(r).await })
+            .await;
         Ok(public_record(self.answer(answer)?))
     }
 
     /// With `apply`, makes the changes; else only lists them.
     pub async fn infra(&mut self, apply: bool) -> Result<Vec<String>, Failure> {
         let answer = if apply {
-            self.api.infra_apply(pb::InfraRequest {}).await
+            self.call(pb::InfraRequest {}, |mut api, r| async move {
+                api.infra_apply(r).await
+            })
+            .await
         } else {
-            self.api.infra_plan(pb::InfraRequest {}).await
+            self.call(pb::InfraRequest {}, |mut api, r| async move {
+                api.infra_plan(r).await
+            })
+            .await
         };
         Ok(self.answer(answer)?.changes)
     }
@@ -434,7 +495,9 @@ impl Client {
             after_seq,
             limit: 0,
         };
-        let answer = self.api.audit(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move { api.audit(r).await })
+            .await;
         let page = self.answer(answer)?;
         Ok(AuditPage {
             entries: page.entries.into_iter().map(audit_entry).collect(),
@@ -452,7 +515,12 @@ impl Client {
             anchor_seq,
             anchor_hash,
         };
-        let answer = self.api.audit_verify(request).await;
+        let answer = self
+            .call(
+                request,
+                |mut api, r| async move { api.audit_verify(r).await },
+            )
+            .await;
         let v = self.answer(answer)?;
         Ok(schema::AuditVerdict {
             intact: v.intact,
@@ -479,7 +547,11 @@ impl Client {
             days,
             csr_pem,
         };
-        let answer = self.api.issue_certificate(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move {
+                api.issue_certificate(r).await
+            })
+            .await;
         let issued = self.answer(answer)?;
         Ok((issued.certificate_pem, issued.ca_pem, issued.expires_at_ms))
     }
@@ -497,7 +569,9 @@ impl Client {
             value,
             project: project.unwrap_or_default(),
         };
-        let answer = self.api.set_secret(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move { api.set_secret(r).await })
+            .await;
         Ok(secret(self.answer(answer)?))
     }
 
@@ -512,7 +586,12 @@ impl Client {
             key,
             project: project.unwrap_or_default(),
         };
-        let answer = self.api.delete_secret(request).await;
+        let answer = self
+            .call(
+                request,
+                |mut api, r| async move { api.delete_secret(r).await },
+            )
+            .await;
         Ok(secret(self.answer(answer)?))
     }
 
@@ -523,7 +602,12 @@ impl Client {
         let request = pb::ListSecretsRequest {
             environment: environment.unwrap_or_default(),
         };
-        let answer = self.api.list_secrets(request).await;
+        let answer = self
+            .call(
+                request,
+                |mut api, r| async move { api.list_secrets(r).await },
+            )
+            .await;
         Ok(self
             .answer(answer)?
             .secrets
@@ -533,7 +617,11 @@ impl Client {
     }
 
     pub async fn revoke(&mut self, name: String) -> Result<schema::Revoked, Failure> {
-        let answer = self.api.revoke(pb::RevokeRequest { name }).await;
+        let answer = self
+            .call(pb::RevokeRequest { name }, |mut api, r| async move {
+                api.revoke(r).await
+            })
+            .await;
         let revoked = self.answer(answer)?;
         Ok(schema::Revoked {
             name: revoked.name,
@@ -571,7 +659,11 @@ impl Client {
             all: id.is_none(),
             id: id.unwrap_or_default(),
         };
-        let answer = self.api.revoke_dashboard(request).await;
+        let answer = self
+            .call(request, |mut api, r| async move {
+                api.revoke_dashboard(r).await
+            })
+            .await;
         Ok(schema::DashboardRevoked {
             revoked: self.answer(answer)?.revoked,
         })
@@ -579,13 +671,21 @@ impl Client {
 
     /// What a new fleet file would change.
     pub async fn fleet_diff(&mut self, text: String) -> Result<Vec<String>, Failure> {
-        let answer = self.api.fleet_diff(pb::FleetFile { text }).await;
+        let answer = self
+            .call(pb::FleetFile { text }, |mut api, r| async move {
+                api.fleet_diff(r).await
+            })
+            .await;
         Ok(self.answer(answer)?.changes)
     }
 
     /// Takes a new fleet file.
     pub async fn fleet_apply(&mut self, text: String) -> Result<schema::FleetApplied, Failure> {
-        let answer = self.api.apply_fleet(pb::FleetFile { text }).await;
+        let answer = self
+            .call(pb::FleetFile { text }, |mut api, r| async move {
+                api.apply_fleet(r).await
+            })
+            .await;
         let applied = self.answer(answer)?;
         Ok(schema::FleetApplied {
             generation: applied.generation,
@@ -595,7 +695,11 @@ impl Client {
     }
 
     pub async fn server_version(&mut self) -> Result<String, Failure> {
-        let answer = self.api.version(pb::VersionRequest {}).await;
+        let answer = self
+            .call(pb::VersionRequest {}, |mut api, r| async move {
+                api.version(r).await
+            })
+            .await;
         Ok(self.answer(answer)?.version)
     }
 }

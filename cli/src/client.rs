@@ -49,6 +49,46 @@ impl Client {
         }
     }
 
+    /// Makes a call. When a standby answers that only the leader takes it,
+    /// makes it again at the leader it names (once), and calls the leader from
+    /// then on: the caller's own certificate reaches the leader, so its role
+    /// check and audit entry stay the caller's.
+    pub(crate) async fn call<Q, T, F, Fut>(
+        &mut self,
+        request: Q,
+        rpc: F,
+    ) -> Result<tonic::Response<T>, tonic::Status>
+    where
+        Q: Clone,
+        F: Fn(OperatorServiceClient<Channel>, Q) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let answer = rpc(self.api.clone(), request.clone()).await;
+        let leader = match &answer {
+            Err(status) => status
+                .metadata()
+                .get(slipway_common::LEADER_METADATA)
+                .and_then(|named| slipway_common::leader_address(named.as_bytes())),
+            Ok(_) => None,
+        };
+        let Some(leader) = leader.filter(|named| *named != self.profile.coordinator) else {
+            return answer;
+        };
+        let mut profile = self.profile.clone();
+        profile.coordinator = leader;
+        match Client::connect_to(&profile).await {
+            Ok(channel) => {
+                self.api = OperatorServiceClient::new(channel);
+                self.profile = profile;
+                rpc(self.api.clone(), request).await
+            }
+            Err(failure) => Err(tonic::Status::unavailable(format!(
+                "{} stands by and sends this call to the leader, but {}",
+                self.profile.coordinator, failure.message
+            ))),
+        }
+    }
+
     /// A channel to `profile.coordinator`.
     async fn connect_to(profile: &Profile) -> Result<Channel, Failure> {
         let tls = ClientTlsConfig::new()

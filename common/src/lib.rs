@@ -19,3 +19,16 @@ pub mod process;
 pub mod profile;
 pub mod user_data;
 pub mod webhook;
+
+/// The gRPC metadata key with which a standby coordinator names the leader's
+/// address (`https://host:port`) when it refuses a call only the leader takes:
+/// the CLI and the agent then call the leader, whose certificate they check
+/// against the same CA as ever.
+pub const LEADER_METADATA: &str = "slipway-leader";
+
+/// The leader's address in a `LEADER_METADATA` value, if it is an https:// one
+/// (nothing else is ever called).
+pub fn leader_address(value: &[u8]) -> Option<String> {
+    let named = std::str::from_utf8(value).ok()?;
+    named.starts_with("https://").then(|| named.to_string())
+}

@@ -21,12 +21,22 @@ pub struct UserData {
     pub ca_fingerprint: String,
     /// One-time token, bound to this instance, to get the first certificate.
     pub join_token: String,
+    /// The other coordinators sharing the store (`https://host:port` each),
+    /// tried in turn when `coordinator` does not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_coordinators: Vec<String>,
 }
 
 impl UserData {
     pub fn to_toml(&self) -> String {
         // A struct of strings always serializes.
         toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Every coordinator, the one written first first.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.coordinator.as_str())
+            .chain(self.other_coordinators.iter().map(String::as_str))
     }
 
     pub fn parse(text: &str) -> Result<UserData, String> {
@@ -38,10 +48,12 @@ impl UserData {
         }
         let data: UserData =
             toml::from_str(text).map_err(|e| format!("user-data is not Slipway's: {e}"))?;
-        if !data.coordinator.starts_with("https://") {
+        if let Some(plain) = data
+            .addresses()
+            .find(|address| !address.starts_with("https://"))
+        {
             return Err(format!(
-                "user-data coordinator {:?} must be an https:// address",
-                data.coordinator
+                "user-data coordinator {plain:?} must be an https:// address"
             ));
         }
         if data.ca_pem.contains("PRIVATE KEY") {
@@ -62,12 +74,34 @@ mod tests {
             ca_pem: "-----BEGIN CERTIFICATE-----\n...".into(),
             ca_fingerprint: "sha256:00".into(),
             join_token: "abc".into(),
+            other_coordinators: vec![],
         }
     }
 
     #[test]
     fn user_data_round_trips() {
         assert_eq!(UserData::parse(&sample().to_toml()).unwrap(), sample());
+    }
+
+    #[test]
+    fn several_coordinators_round_trip_and_one_alone_writes_no_list() {
+        let mut several = sample();
+        several.other_coordinators = vec!["https://10.0.2.7:7443".into()];
+        let text = several.to_toml();
+        assert_eq!(UserData::parse(&text).unwrap(), several);
+        assert_eq!(
+            UserData::parse(&text)
+                .unwrap()
+                .addresses()
+                .collect::<Vec<_>>(),
+            ["https://127.0.0.1:7443", "https://10.0.2.7:7443"]
+        );
+        assert!(!sample().to_toml().contains("other_coordinators"));
+        several
+            .other_coordinators
+            .push("http://10.0.3.9:7443".into());
+        let err = UserData::parse(&several.to_toml()).unwrap_err();
+        assert!(err.contains("http://10.0.3.9:7443"), "{err}");
     }
 
     #[test]

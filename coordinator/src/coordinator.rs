@@ -42,6 +42,9 @@ pub const JOIN_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 pub struct Advertised {
     /// `https://host:port`.
     pub address: String,
+    /// The other coordinators on the same store (`--peer`), which agents try
+    /// in turn when this one does not answer.
+    pub others: Vec<String>,
     pub server_name: String,
 }
 
@@ -151,6 +154,7 @@ impl Coordinator {
             fleets: fleets.clone(),
             launch: LaunchTemplate {
                 coordinator: advertised.address,
+                other_coordinators: advertised.others,
                 server_name: advertised.server_name,
                 ca_pem: ca.cert_pem().to_string(),
                 ca_fingerprint: ca.fingerprint().to_string(),

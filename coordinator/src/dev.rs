@@ -250,7 +250,12 @@ pub fn issue_operator(
 }
 
 /// Writes `DIR/profile.toml` and an admin certificate for the CLI.
-pub fn profile(data_dir: &Path, ca: &Ca, address: &str) -> anyhow::Result<PathBuf> {
+pub fn profile(
+    data_dir: &Path,
+    ca: &Ca,
+    address: &str,
+    others: &[String],
+) -> anyhow::Result<PathBuf> {
     let operator_dir = data_dir.join("operators").join("admin");
     if !operator_dir.join("cert.pem").exists() {
         slipway_common::private_file::create_dir(&operator_dir)?;
@@ -262,7 +267,7 @@ pub fn profile(data_dir: &Path, ca: &Ca, address: &str) -> anyhow::Result<PathBu
     let path = data_dir.join("profile.toml");
     let profile = ProfileFile {
         coordinator: address.to_string(),
-        other_coordinators: Vec::new(),
+        other_coordinators: others.to_vec(),
         server_name: slipway_coordinator::pki::SERVER_NAME.to_string(),
         ca: Some("ca/ca.pem".into()),
         certificate: Some("operators/admin/cert.pem".into()),

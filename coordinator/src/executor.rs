@@ -40,6 +40,8 @@ use crate::tokens::JoinTokens;
 pub struct LaunchTemplate {
     /// `https://host:port`.
     pub coordinator: String,
+    /// The other coordinators on the same store, which agents try in turn.
+    pub other_coordinators: Vec<String>,
     pub server_name: String,
     pub ca_pem: String,
     pub ca_fingerprint: String,
@@ -708,6 +710,7 @@ async fn launch(
             ca_pem: c.launch.ca_pem.clone(),
             ca_fingerprint: c.launch.ca_fingerprint.clone(),
             join_token: token,
+            other_coordinators: c.launch.other_coordinators.clone(),
         };
         let tags = BTreeMap::from([
             (

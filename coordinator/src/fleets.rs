@@ -142,7 +142,63 @@ impl Fleets {
             }
         };
         info!(generation = current.number, "fleet in force");
-        Ok(Fleets {
+        Ok(Fleets::with(db, clock, events, start_file, current))
+    }
+
+    /// A standby's view, which writes nothing: the newest fleet stored (the
+    /// leader's), or the start file while none is. `reload` keeps it current.
+    pub async fn follow(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        events: Arc<Events>,
+        start: Fleet,
+        text: &str,
+    ) -> Result<Fleets, StoreError> {
+        let start = Generation {
+            number: 0,
+            fleet: Arc::new(start),
+        };
+        let fleets = Fleets::with(db, clock, events, sha256(text), start);
+        fleets.reload().await?;
+        Ok(fleets)
+    }
+
+    /// Takes the newest stored generation if it is newer than the one in
+    /// force: how a standby follows the leader's applies.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let newest = self
+            .db
+            .range::<TakenFleet>(Range::all().newest_first().limit(1))
+            .await?
+            .pop();
+        let Some(taken) = newest.filter(|t| t.generation > self.current().number) else {
+            return Ok(());
+        };
+        match Fleet::parse(
+            &taken.text,
+            &format!("fleet generation {}", taken.generation),
+        ) {
+            Ok(fleet) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Generation {
+                    number: taken.generation,
+                    fleet: Arc::new(fleet),
+                };
+            }
+            Err(e) => {
+                warn!(generation = taken.generation, error = %e, "the stored fleet does not parse here; keeping the one in force")
+            }
+        }
+        Ok(())
+    }
+
+    fn with(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        events: Arc<Events>,
+        start_file: String,
+        current: Generation,
+    ) -> Fleets {
+        Fleets {
             db,
             clock,
             events,
@@ -150,7 +206,7 @@ impl Fleets {
             current: RwLock::new(current),
             earlier: Mutex::new(BTreeMap::new()),
             applying: tokio::sync::Mutex::new(()),
-        })
+        }
     }
 
     async fn take(

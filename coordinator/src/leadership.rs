@@ -75,6 +75,14 @@ impl Tenure {
         })
     }
 
+    /// A tenure over before it began: a standby's, which may not act at all.
+    pub fn none() -> Arc<Tenure> {
+        Arc::new(Tenure {
+            base: Instant::now(),
+            until: AtomicU64::new(0),
+        })
+    }
+
     fn extend_to(&self, deadline: Instant) {
         let ms = deadline.saturating_duration_since(self.base).as_millis() as u64;
         self.until.fetch_max(ms, Ordering::SeqCst);
@@ -100,18 +108,31 @@ impl Tenure {
 }
 
 /// Waits as a standby until `holder` holds the lease; returns it and the
-/// tenure it starts.
+/// tenure it starts. Meanwhile `leader` says where the coordinator that holds
+/// it takes calls (None while nobody does), for the standby to redirect to.
 pub async fn wait_for_lease(
     leases: &dyn Leases,
     holder: &str,
     address: &str,
     terms: LeaseTerms,
+    leader: &tokio::sync::watch::Sender<Option<String>>,
 ) -> Result<(Lease, Arc<Tenure>), StoreError> {
     let mut told = None;
     loop {
         let asked = Instant::now();
-        let lease = leases.take_lease(holder, address, terms.length).await?;
+        let lease = match leases.take_lease(holder, address, terms.length).await {
+            Ok(lease) => lease,
+            // A standby outlives a store that is away for a while: it keeps
+            // answering what it can and asks again.
+            Err(e) => {
+                warn!(error = %e, "standby: cannot reach the store's lease; asking again");
+                leader.send_replace(None);
+                tokio::time::sleep(terms.every()).await;
+                continue;
+            }
+        };
         if lease.holder == holder {
+            leader.send_replace(None);
             // The previous holder's tenure ended by its own clock before the
             // lease lapsed by the database's; the margin covers clocks that
             // run at different rates.
@@ -123,6 +144,7 @@ pub async fn wait_for_lease(
             let tenure = Tenure::until(asked + terms.length - terms.margin());
             return Ok((lease, Arc::new(tenure)));
         }
+        leader.send_replace(Some(lease.address.clone()));
         if told.as_ref() != Some(&lease.holder) {
             info!(leader = %lease.address, epoch = lease.epoch, "standby: another coordinator leads; waiting for its lease");
             told = Some(lease.holder.clone());

@@ -59,6 +59,10 @@ struct Args {
     /// within about this long of the leader's end (it waits a sixth more).
     #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
     lease: std::time::Duration,
+    /// With a PostgreSQL store: another coordinator's https:// address (repeat for each).
+    /// Agents are given every address, and the dev profile lists them.
+    #[arg(long = "peer", env = "SLIPWAY_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
     /// The CA certificates (PEM) PostgreSQL's TLS is checked against (RDS has its own),
     /// instead of the system's.
     #[arg(long, global = true)]
@@ -184,6 +188,7 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
                     ca: args.store_ca,
                 },
                 lease: args.lease,
+                peers: args.peers,
             })
             .await
         }

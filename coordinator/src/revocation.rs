@@ -31,10 +31,20 @@ impl Record for Revocation {
 
 #[derive(Debug)]
 pub struct Revocations {
+    db: Db,
     clock: Arc<dyn Clock>,
     events: Arc<Events>,
     /// Checked on every handshake and RPC: kept in memory, written through.
     names: RwLock<HashSet<String>>,
+}
+
+async fn stored(db: &Db) -> Result<HashSet<String>, StoreError> {
+    Ok(db
+        .all::<Revocation>()
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .collect())
 }
 
 impl Revocations {
@@ -43,17 +53,20 @@ impl Revocations {
         clock: Arc<dyn Clock>,
         events: Arc<Events>,
     ) -> Result<Revocations, StoreError> {
-        let names = db
-            .all::<Revocation>()
-            .await?
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
+        let names = stored(&db).await?;
         Ok(Revocations {
+            db,
             clock,
             events,
             names: RwLock::new(names),
         })
+    }
+
+    /// Reads the revocations again: how a standby learns of the leader's.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let names = stored(&self.db).await?;
+        *self.names.write().unwrap_or_else(|e| e.into_inner()) = names;
+        Ok(())
     }
 
     /// Revokes `name`; durable when this returns.

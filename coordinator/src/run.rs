@@ -51,6 +51,9 @@ pub struct Options {
     pub store: crate::storage::StoreFlags,
     /// The leader lease's length, with a PostgreSQL store.
     pub lease: std::time::Duration,
+    /// The other coordinators on the same store (`https://host:port`), written
+    /// into launches and the dev profile beside this one's address.
+    pub peers: Vec<String>,
 }
 
 /// Raises the open-file limit to what the system allows: every agent holds a
@@ -70,6 +73,30 @@ fn raise_open_files() -> u64 {
     }
 }
 
+/// What the start-up has settled before this process leads or stands by.
+struct Setting<'a> {
+    options: &'a Options,
+    /// The start fleet file, as text and parsed.
+    text: String,
+    start: Fleet,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    /// Bound once: a standby serves on it, and keeps it when it comes to lead.
+    listener: Arc<TcpListener>,
+    advertised: Advertised,
+}
+
+/// A coordinator built, ready to serve.
+struct Assembled {
+    coordinator: Arc<Coordinator>,
+    tls: Arc<rustls::ServerConfig>,
+    /// The dashboard's port, its TLS and address (a leader's only).
+    http: Option<(TcpListener, Arc<rustls::ServerConfig>, String)>,
+    dashboard_access: Arc<DashboardAccess>,
+    /// The dev CLI profile written (a dev leader's only).
+    profile: Option<PathBuf>,
+}
+
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let open_files = raise_open_files();
     info!(open_files, "open-file limit");
@@ -87,6 +114,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read fleet file {}", path.display()))?;
     let start = Fleet::parse(&text, &path.display().to_string())?;
+    for address in options.advertise.iter().chain(&options.peers) {
+        if !address.starts_with("https://") {
+            anyhow::bail!(
+                "coordinator address {address:?} (--advertise, --peer) must be an https:// address agents can reach"
+            );
+        }
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::default());
     let opened = crate::storage::open(&options.store, data_dir).await?;
@@ -95,61 +129,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         inner: opened.store,
         metrics: metrics.clone(),
     });
-    // With a shared store, wait as a standby until this process leads.
-    let terms = LeaseTerms {
-        length: options.lease,
-    };
-    let lease_address = options
-        .advertise
-        .clone()
-        .unwrap_or_else(|| format!("https://{}", options.listen));
-    let holder = format!("{lease_address}#{:016x}", rand::random::<u64>());
-    let (db, tenure, kept) = match &opened.leases {
-        None => (Db::open(timed).await?, Tenure::sole(), None),
-        Some(leases) => {
-            let (lease, tenure) =
-                leadership::wait_for_lease(leases.as_ref(), &holder, &lease_address, terms).await?;
-            // Kept from now on, through the rest of the start too.
-            let kept = tokio::spawn(leadership::keep(
-                leases.clone(),
-                holder.clone(),
-                lease_address.clone(),
-                terms,
-                tenure.clone(),
-            ));
-            (Db::with_epoch(timed, lease.epoch), tenure, Some(kept))
-        }
-    };
-    // The start file, or a fleet applied over it since.
-    let events = Arc::new(Events::new(db.clone(), clock.clone()));
-    let fleets =
-        Arc::new(Fleets::open(db.clone(), clock.clone(), events.clone(), start, &text).await?);
-    let fleet = fleets.current().fleet;
-    let ca = Ca::load_or_create(&data_dir.join("ca"), clock.clone())?;
-
-    let cloud = match fleet.cloud.provider {
-        Provider::Local => {
-            let local = dev::local_cloud(&data_dir.join("cloud")).await?;
-            if options.dev {
-                dev::sample_releases(data_dir, &local, &db, clock.as_ref()).await?;
-            }
-            let local = Arc::new(local);
-            let cloud = Cloud {
-                compute: local.clone(),
-                load_balancer: local.clone(),
-                dns: local,
-            };
-            // The local cloud keeps nothing across its own restarts: provision on every start.
-            infra::apply(&cloud, &infra::plan(&fleet, &cloud).await?).await?;
-            cloud
-        }
-        Provider::Aws if options.dev => {
-            anyhow::bail!("--dev runs on the local cloud: drop cloud.provider = \"aws\" or --dev")
-        }
-        Provider::Aws => aws_cloud(&fleet).await?,
-    };
-
-    let cloud = leadership::fenced_cloud(cloud, tenure.clone());
 
     let listen = match options.dev {
         true => dev_listen(
@@ -162,94 +141,76 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         format!("cannot listen on {listen}: is another coordinator running? pick another --listen")
     })?;
     let addr = listener.local_addr()?;
-    let mut names = vec![
-        SERVER_NAME.to_string(),
-        "localhost".to_string(),
-        addr.ip().to_string(),
-    ];
-    names.dedup();
-    let server_cert = ca.issue_server(&names)?;
-    let tls = grpc::tls_config(&server_cert, ca.cert_pem())?;
-    let http_listen = match (options.http_listen, options.dev) {
-        (Some(addr), _) => Some(addr),
-        // A free port the first time, then the same one: the wall screen's
-        // URL outlives a restart.
-        (None, true) => Some(SocketAddr::new(
-            listen.ip(),
-            crate::data_dir::dashboard_address(data_dir)
-                .and_then(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
-                .unwrap_or(0),
-        )),
-        (None, false) => None,
-    };
-    let http = match http_listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen on {addr} for the dashboard: pick another --http-listen")
-            })?;
-            let (cert_pem, key_pem) = match &options.http_certificate {
-                Some((cert, key)) => (
-                    std::fs::read_to_string(cert)
-                        .with_context(|| format!("cannot read --http-cert {}", cert.display()))?,
-                    std::fs::read_to_string(key)
-                        .with_context(|| format!("cannot read --http-key {}", key.display()))?,
-                ),
-                None => (server_cert.cert_pem.clone(), server_cert.key_pem.clone()),
-            };
-            let tls = dashboard::tls_config(&cert_pem, &key_pem).map_err(anyhow::Error::msg)?;
-            let address = format!("https://{}", listener.local_addr()?);
-            if options.dev {
-                crate::data_dir::write_dashboard_address(data_dir, &address)
-                    .with_context(|| format!("cannot write to data dir {}", data_dir.display()))?;
-            }
-            Some((listener, tls, address))
-        }
-        None => None,
-    };
-    if let Some(advertise) = &options.advertise
-        && !advertise.starts_with("https://")
-    {
-        anyhow::bail!("--advertise {advertise:?} must be an https:// address agents can reach");
-    }
     let advertised = Advertised {
         address: options
             .advertise
             .clone()
             .unwrap_or_else(|| format!("https://{addr}")),
+        others: options.peers.clone(),
         server_name: SERVER_NAME.to_string(),
     };
-    // Only the embedded default writes an admin certificate: a production
-    // coordinator leaves no admin key on its host; its operators get theirs
-    // from `ca issue` (printed below).
-    let profile = match options.dev {
-        true => Some(dev::profile(data_dir, &ca, &advertised.address)?),
-        false => None,
-    };
-
-    // The key lives beside the store, not in it: a copy of the store reveals nothing.
-    let secrets =
-        slipway_coordinator::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))?;
-    let revocations = slipway_coordinator::revocation::Revocations::load(
-        db.clone(),
-        clock.clone(),
-        events.clone(),
-    )
-    .await?;
-    let dashboard_access = Arc::new(DashboardAccess::load(db.clone(), clock.clone()).await?);
-    let coordinator = Coordinator::new(Parts {
-        db,
-        fleets,
-        events,
-        cloud,
-        ca,
-        secrets,
-        revocations,
-        advertised: advertised.clone(),
+    let setting = Setting {
+        options: &options,
+        text,
+        start,
         clock: clock.clone(),
         metrics: metrics.clone(),
-        dashboard_access: dashboard_access.clone(),
-        dashboard_address: http.as_ref().map(|(_, _, address)| address.clone()),
-    });
+        listener: Arc::new(listener),
+        advertised: advertised.clone(),
+    };
+
+    // With a shared store, stand by (answering reads) until this process leads.
+    let terms = LeaseTerms {
+        length: options.lease,
+    };
+    let holder = format!("{}#{:016x}", advertised.address, rand::random::<u64>());
+    let (db, tenure, kept) = match &opened.leases {
+        None => (Db::open(timed).await?, Tenure::sole(), None),
+        Some(leases) => {
+            let (leader, follows) = tokio::sync::watch::channel(None);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            // Epoch 0: the store refuses every write a standby might attempt.
+            let reads = Db::with_epoch(timed.clone(), 0);
+            let mut standby = std::pin::pin!(stand_by(&setting, reads, follows, stopped, terms));
+            let waited = leadership::wait_for_lease(
+                leases.as_ref(),
+                &holder,
+                &advertised.address,
+                terms,
+                &leader,
+            );
+            let (lease, tenure) = tokio::select! {
+                waited = waited => waited?,
+                stood = &mut standby => {
+                    stood?;
+                    anyhow::bail!("the standby stopped serving before this coordinator led");
+                }
+            };
+            // Kept from now on, through the rest of the start too.
+            let kept = tokio::spawn(leadership::keep(
+                leases.clone(),
+                holder.clone(),
+                advertised.address.clone(),
+                terms,
+                tenure.clone(),
+            ));
+            // Calls in flight on the standby finish; new ones wait in the
+            // listener's backlog for the leader.
+            let _ = stop.send(true);
+            match tokio::time::timeout(CALLS_GRACE, standby).await {
+                Ok(stood) => stood?,
+                Err(_) => warn!("the standby's open calls did not end; leading without them"),
+            }
+            (Db::with_epoch(timed, lease.epoch), tenure, Some(kept))
+        }
+    };
+    let Assembled {
+        coordinator,
+        tls,
+        http,
+        dashboard_access,
+        profile,
+    } = assemble(&setting, db, tenure, true).await?;
     // Stores from before the indexes get them, once.
     coordinator.deployments.build_index().await?;
     coordinator.tokens.build_index().await?;
@@ -377,8 +338,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
+    let leads = grpc::standby::StandbyLayer { leader: None };
     tokio::select! {
-        served = grpc::serve(listener, tls, coordinator, graceful) => served?,
+        served = grpc::serve(setting.listener.clone(), tls, coordinator, leads, graceful) => served?,
         lost = lost => {
             tracing::error!(%lost, "stopped acting");
             anyhow::bail!(
@@ -407,6 +369,208 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "coordinator stopped: every deployment's state is stored and a restart resumes it; instances keep running"
     );
     Ok(())
+}
+
+/// Serves reads as a standby until `stop`: a coordinator built on a store
+/// handle that may not write and a cloud it may not change, which takes the
+/// leader's fleet applies and revocations as they are stored.
+async fn stand_by(
+    setting: &Setting<'_>,
+    reads: Db,
+    leader: tokio::sync::watch::Receiver<Option<String>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    terms: LeaseTerms,
+) -> anyhow::Result<()> {
+    let Assembled {
+        coordinator, tls, ..
+    } = assemble(setting, reads, Tenure::none(), false).await?;
+    info!(
+        address = %setting.advertised.address,
+        "standby serving reads; writes and agents are sent to the leader"
+    );
+    let observer = slipway_coordinator::observed::start(coordinator.observer.clone());
+    let following = coordinator.clone();
+    let follow = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(terms.every()).await;
+            if let Err(e) = following.revocations.reload().await {
+                warn!(error = %e, "standby: cannot read the revocations");
+            }
+            if let Err(e) = following.fleets.reload().await {
+                warn!(error = %e, "standby: cannot read the fleet in force");
+            }
+        }
+    });
+    let standby = grpc::standby::StandbyLayer {
+        leader: Some(leader),
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let served = grpc::serve(setting.listener.clone(), tls, coordinator, standby, stopped).await;
+    observer.abort();
+    follow.abort();
+    Ok(served?)
+}
+
+/// Builds the coordinator on `db`. A leader (`leads`) also provisions the
+/// local cloud, registers the dev samples, writes the dev profile and opens
+/// the dashboard's port; a standby does none of that.
+async fn assemble(
+    setting: &Setting<'_>,
+    db: Db,
+    tenure: Arc<Tenure>,
+    leads: bool,
+) -> anyhow::Result<Assembled> {
+    let options = setting.options;
+    let data_dir = &options.data_dir;
+    let clock = setting.clock.clone();
+    // The start file, or a fleet applied over it since.
+    let events = Arc::new(Events::new(db.clone(), clock.clone()));
+    let start = setting.start.clone();
+    let fleets = match leads {
+        true => {
+            Fleets::open(
+                db.clone(),
+                clock.clone(),
+                events.clone(),
+                start,
+                &setting.text,
+            )
+            .await?
+        }
+        false => {
+            Fleets::follow(
+                db.clone(),
+                clock.clone(),
+                events.clone(),
+                start,
+                &setting.text,
+            )
+            .await?
+        }
+    };
+    let fleets = Arc::new(fleets);
+    let fleet = fleets.current().fleet;
+    let ca = Ca::load_or_create(&data_dir.join("ca"), clock.clone())?;
+
+    let cloud = match fleet.cloud.provider {
+        Provider::Local => {
+            let local = dev::local_cloud(&data_dir.join("cloud")).await?;
+            if options.dev && leads {
+                dev::sample_releases(data_dir, &local, &db, clock.as_ref()).await?;
+            }
+            let local = Arc::new(local);
+            let cloud = Cloud {
+                compute: local.clone(),
+                load_balancer: local.clone(),
+                dns: local,
+            };
+            // The local cloud keeps nothing across its own restarts: provision on every start.
+            if leads {
+                infra::apply(&cloud, &infra::plan(&fleet, &cloud).await?).await?;
+            }
+            cloud
+        }
+        Provider::Aws if options.dev => {
+            anyhow::bail!("--dev runs on the local cloud: drop cloud.provider = \"aws\" or --dev")
+        }
+        Provider::Aws => aws_cloud(&fleet).await?,
+    };
+
+    let cloud = leadership::fenced_cloud(cloud, tenure);
+
+    let addr = setting.listener.local_addr()?;
+    let mut names = vec![
+        SERVER_NAME.to_string(),
+        "localhost".to_string(),
+        addr.ip().to_string(),
+    ];
+    names.dedup();
+    let server_cert = ca.issue_server(&names)?;
+    let tls = grpc::tls_config(&server_cert, ca.cert_pem())?;
+    let http_listen = match (options.http_listen, options.dev) {
+        _ if !leads => None,
+        (Some(addr), _) => Some(addr),
+        // A free port the first time, then the same one: the wall screen's
+        // URL outlives a restart.
+        (None, true) => Some(SocketAddr::new(
+            addr.ip(),
+            crate::data_dir::dashboard_address(data_dir)
+                .and_then(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+                .unwrap_or(0),
+        )),
+        (None, false) => None,
+    };
+    let http = match http_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for the dashboard: pick another --http-listen")
+            })?;
+            let (cert_pem, key_pem) = match &options.http_certificate {
+                Some((cert, key)) => (
+                    std::fs::read_to_string(cert)
+                        .with_context(|| format!("cannot read --http-cert {}", cert.display()))?,
+                    std::fs::read_to_string(key)
+                        .with_context(|| format!("cannot read --http-key {}", key.display()))?,
+                ),
+                None => (server_cert.cert_pem.clone(), server_cert.key_pem.clone()),
+            };
+            let tls = dashboard::tls_config(&cert_pem, &key_pem).map_err(anyhow::Error::msg)?;
+            let address = format!("https://{}", listener.local_addr()?);
+            if options.dev {
+                crate::data_dir::write_dashboard_address(data_dir, &address)
+                    .with_context(|| format!("cannot write to data dir {}", data_dir.display()))?;
+            }
+            Some((listener, tls, address))
+        }
+        None => None,
+    };
+    let advertised = setting.advertised.clone();
+    // Only the embedded default writes an admin certificate: a production
+    // coordinator leaves no admin key on its host; its operators get theirs
+    // from `ca issue` (printed below).
+    let profile = match options.dev && leads {
+        true => Some(dev::profile(
+            data_dir,
+            &ca,
+            &advertised.address,
+            &advertised.others,
+        )?),
+        false => None,
+    };
+
+    // The key lives beside the store, not in it: a copy of the store reveals nothing.
+    let secrets =
+        slipway_coordinator::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))?;
+    let revocations = slipway_coordinator::revocation::Revocations::load(
+        db.clone(),
+        clock.clone(),
+        events.clone(),
+    )
+    .await?;
+    let dashboard_access = Arc::new(DashboardAccess::load(db.clone(), clock.clone()).await?);
+    let coordinator = Coordinator::new(Parts {
+        db,
+        fleets,
+        events,
+        cloud,
+        ca,
+        secrets,
+        revocations,
+        advertised,
+        clock,
+        metrics: setting.metrics.clone(),
+        dashboard_access: dashboard_access.clone(),
+        dashboard_address: http.as_ref().map(|(_, _, address)| address.clone()),
+    });
+    Ok(Assembled {
+        coordinator,
+        tls,
+        http,
+        dashboard_access,
+        profile,
+    })
 }
 
 #[cfg(feature = "aws")]

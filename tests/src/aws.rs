@@ -3,7 +3,6 @@
 //! sample images registered as AMIs.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +15,9 @@ use aws_sdk_ec2::config::Credentials;
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, InstanceStateName, Tag};
 use base64::Engine;
 
-use crate::{TempDir, binary, eventually};
+use crate::{TempDir, binary, eventually, free_port};
 
 pub const REGION: &str = "us-east-1";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// A moto server on loopback, stopped on drop.
 pub struct Moto {

@@ -224,6 +224,14 @@ impl Drop for TempDir {
 }
 
 /// Polls `check` until it returns Some or the deadline passes.
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 pub fn eventually<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
@@ -388,6 +396,12 @@ impl Coordinator {
     /// A gRPC channel to the operator API as the dev admin (lazy: it connects
     /// on first use, inside a Tokio runtime).
     pub fn admin_channel(&self) -> tonic::transport::Channel {
+        self.admin_channel_at(&self.listen)
+    }
+
+    /// `admin_channel` to the coordinator at `listen` (host:port), another
+    /// one on the same data directory.
+    pub fn admin_channel_at(&self, listen: &str) -> tonic::transport::Channel {
         use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
         let read = |path: &str| std::fs::read_to_string(self.data_dir().join(path)).unwrap();
         let tls = ClientTlsConfig::new()
@@ -397,7 +411,7 @@ impl Coordinator {
                 read("operators/admin/key.pem"),
             ))
             .domain_name("slipway-coordinator");
-        Channel::from_shared(format!("https://{}", self.listen))
+        Channel::from_shared(format!("https://{listen}"))
             .unwrap()
             .tls_config(tls)
             .unwrap()
@@ -434,7 +448,9 @@ impl Coordinator {
     }
 
     /// Keeps the port the first start picked, for restarts and clients.
-    fn learn_address(&mut self) {
+    /// Reads where the coordinator serves from its profile again (a standby
+    /// that took over serves on its own port).
+    pub fn learn_address(&mut self) {
         let profile = std::fs::read_to_string(self.profile()).expect("profile");
         let address = profile
             .lines()
@@ -454,6 +470,10 @@ impl Coordinator {
 
     /// The command line of this coordinator's process, logging to its log.
     fn command(&self) -> Command {
+        self.command_listening(&self.listen)
+    }
+
+    fn command_listening(&self, listen: &str) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -484,7 +504,7 @@ impl Coordinator {
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--listen")
-            .arg(&self.listen)
+            .arg(listen)
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -493,11 +513,11 @@ impl Coordinator {
     }
 
     /// A second coordinator process on the same data directory and store
-    /// (PostgreSQL), with `env` over this one's: it stands by until it holds
-    /// the lease. `adopt` makes it this coordinator's process once the first
-    /// is gone.
-    pub fn start_standby(&self, env: &[(&str, &str)]) -> Child {
-        let mut command = self.command();
+    /// (PostgreSQL), listening on `listen`, with `env` over this one's: it
+    /// stands by until it holds the lease. `adopt` makes it this coordinator's
+    /// process once the first is gone.
+    pub fn start_standby(&self, listen: &str, env: &[(&str, &str)]) -> Child {
+        let mut command = self.command_listening(listen);
         command.envs(env.iter().copied());
         command
             .spawn()

@@ -427,23 +427,44 @@ async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
-/// A leader on store `leader_store` that served v1, a standby on
-/// `standby_store` (the same database) waiting, HTTP load on staging, and v2's
-/// deployment launched: its id.
-fn deploying_with_a_standby(
+/// A leader on `leader_store` that served v1, and a standby on the same data
+/// directory and `standby_store` (the same database), serving reads on a port
+/// of its own. Each is given the other as `--peer`, so launches list both.
+fn leader_and_standby(
     leader_store: &str,
     standby_store: &str,
-) -> (Coordinator, std::process::Child, Load, String) {
-    let dev = Coordinator::start_with(None, vec![("SLIPWAY_STORE".into(), leader_store.into())]);
+) -> (Coordinator, std::process::Child, String) {
+    let standby_listen = format!("127.0.0.1:{}", slipway_tests::free_port());
+    let dev = Coordinator::start_with(
+        None,
+        vec![
+            ("SLIPWAY_STORE".into(), leader_store.into()),
+            ("SLIPWAY_PEERS".into(), format!("https://{standby_listen}")),
+        ],
+    );
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
-    // A second coordinator on the same data directory stands by.
     let from = dev.log_len();
-    let standby = dev.start_standby(&[("SLIPWAY_STORE", standby_store)]);
+    let leader = format!("https://{}", dev.listen);
+    let standby = dev.start_standby(
+        &standby_listen,
+        &[("SLIPWAY_STORE", standby_store), ("SLIPWAY_PEERS", &leader)],
+    );
     dev.wait_for_log(
         from,
         "standby: another coordinator leads",
         Duration::from_secs(60),
     );
+    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    (dev, standby, format!("https://{standby_listen}"))
+}
+
+/// `leader_and_standby`, HTTP load on staging, and v2's deployment launched:
+/// its id.
+fn deploying_with_a_standby(
+    leader_store: &str,
+    standby_store: &str,
+) -> (Coordinator, std::process::Child, Load, String) {
+    let (dev, standby, _) = leader_and_standby(leader_store, standby_store);
     let load = Load::start(&dev.endpoint("staging"));
     load.wait_for_requests(20);
     let id = dev.enqueue("v2", "staging");
@@ -474,6 +495,7 @@ fn a_standby_takes_over_a_deploy_when_the_leader_is_killed_and_traffic_never_fai
     let took_over = killed.elapsed();
     dev.wait_for_log(from, "coordinator serving", Duration::from_secs(30));
     let serving = killed.elapsed();
+    dev.learn_address();
     println!("the standby acted {took_over:?} and served {serving:?} after the leader's kill");
     // A lease of 6 s and a sixth more: within 10 s here; generous for CI.
     assert!(
@@ -537,6 +559,7 @@ fn a_leader_cut_off_from_postgres_stops_acting_before_the_standby_starts() {
     assert!(!status.success());
     dev.adopt(standby);
     dev.wait_for_log(from, "coordinator serving", Duration::from_secs(30));
+    dev.learn_address();
     let log = dev.log();
     let stopped = logged_at(&log, from, "stopped acting");
     let acted = logged_at(&log, from, "this coordinator holds the lease and acts");
@@ -611,4 +634,165 @@ async fn batches_committing_side_by_side_are_still_fenced_the_moment_an_epoch_is
         }
     }
     assert_eq!(refused, 8 * 5, "every batch begun after the claim");
+}
+
+/// A copy of the dev profile that calls `first`, then `others`.
+fn profile_calling(
+    dev: &Coordinator,
+    name: &str,
+    first: &str,
+    others: &[&str],
+) -> std::path::PathBuf {
+    let profile = std::fs::read_to_string(dev.profile()).unwrap();
+    let kept: String = profile
+        .lines()
+        .filter(|l| !l.starts_with("coordinator =") && !l.starts_with("other_coordinators ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dev.data_dir().join(name);
+    std::fs::write(
+        &path,
+        format!("coordinator = \"{first}\"\nother_coordinators = {others:?}\n{kept}"),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_standby_answers_reads_and_sends_writes_to_the_leader_and_the_cli_works_while_either_is_down() {
+    use slipway_proto::v1::agent_service_client::AgentServiceClient;
+    use slipway_proto::v1::operator_service_client::OperatorServiceClient;
+    use slipway_proto::v1::{BootstrapRequest, DeployRequest, StatusRequest};
+
+    let server = Postgres::start();
+    let url = server.database("two");
+    let (mut dev, mut standby, standby_address) = leader_and_standby(&url, &url);
+    let leader_address = format!("https://{}", dev.listen);
+    // The leader's dev profile lists the standby after it.
+    let written = std::fs::read_to_string(dev.profile()).unwrap();
+    assert!(
+        written.contains(&format!("other_coordinators = [\"{standby_address}\"]")),
+        "{written}"
+    );
+
+    // An independent gRPC client at the standby: it answers `status` from the
+    // store itself, and refuses a deploy and an agent's bootstrap by naming
+    // the leader.
+    let standby_listen = standby_address.trim_start_matches("https://").to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let channel = runtime.block_on(async { dev.admin_channel_at(&standby_listen) });
+    let (status, deploy, bootstrap) = runtime.block_on(async {
+        let mut operator = OperatorServiceClient::new(channel.clone());
+        let status = operator
+            .status(StatusRequest {
+                project: "hello".into(),
+            })
+            .await;
+        let deploy = operator
+            .deploy(DeployRequest {
+                project: "hello".into(),
+                version: "v1".into(),
+                environment: "staging".into(),
+            })
+            .await;
+        let bootstrap = AgentServiceClient::new(channel)
+            .bootstrap(BootstrapRequest::default())
+            .await;
+        (status, deploy, bootstrap)
+    });
+    let status = status.expect("the standby answers status").into_inner();
+    let staging = status.projects[0]
+        .environments
+        .iter()
+        .find(|e| e.name == "staging")
+        .unwrap();
+    assert_eq!(staging.active_version, "v1", "{status:?}");
+    for refused in [deploy.unwrap_err(), bootstrap.unwrap_err()] {
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert_eq!(
+            refused.metadata().get("slipway-leader").unwrap(),
+            leader_address.as_str(),
+            "{refused:?}"
+        );
+    }
+
+    // The CLI at the standby first: `status` is answered there, and a deploy
+    // is followed to the leader, which audits it as the caller's.
+    let standby_first = profile_calling(
+        &dev,
+        "standby-first.toml",
+        &standby_address,
+        &[&leader_address],
+    );
+    let run = dev.cli_as(&standby_first, &["status", "hello", "-o", "json"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = dev.cli_as(
+        &standby_first,
+        &[
+            "deploy", "hello", "v2", "--env", "staging", "--wait", "-o", "json",
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let audit = dev
+        .ok(&["audit", "--action", "deploy", "-o", "json"])
+        .json();
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["target"] == "hello@v2 -> staging")
+        .unwrap_or_else(|| panic!("no deploy of v2 audited: {audit}"));
+    assert_eq!(
+        (&entry["who"], &entry["role"]),
+        (&"admin".into(), &"admin".into())
+    );
+
+    // The standby down: the same profile goes on to the leader.
+    standby.kill().unwrap();
+    standby.wait().unwrap();
+    let run = dev.cli_as(
+        &standby_first,
+        &["deploy", "hello", "v1", "--env", "staging", "--wait"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+
+    // A standby again, then the leader down: reads are answered at once (by
+    // the standby, before it takes over), and writes once it has.
+    let from = dev.log_len();
+    let standby = dev.start_standby(
+        &standby_listen,
+        &[
+            ("SLIPWAY_STORE", url.as_str()),
+            ("SLIPWAY_PEERS", leader_address.as_str()),
+        ],
+    );
+    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    dev.kill();
+    dev.adopt(standby);
+    let leader_first = profile_calling(
+        &dev,
+        "leader-first.toml",
+        &leader_address,
+        &[&standby_address],
+    );
+    let run = dev.cli_as(&leader_first, &["status", "hello", "-o", "json"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        !dev.log()[from..].contains("this coordinator holds the lease"),
+        "the standby took over before the read: it was not answered by a standby"
+    );
+    let staging = run.json()["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "staging")
+        .cloned()
+        .unwrap();
+    assert_eq!(staging["active_version"], "v1", "{staging}");
+    dev.wait_for_log(from, "coordinator serving", Duration::from_secs(30));
+    let run = dev.cli_as(
+        &leader_first,
+        &["deploy", "hello", "v2", "--env", "staging", "--wait"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
 }

@@ -14,6 +14,7 @@ pub mod events;
 pub mod limits;
 pub mod logs;
 pub mod operator;
+pub mod standby;
 pub mod status;
 pub mod throttle;
 
@@ -99,11 +100,13 @@ fn revoked_peer(
         .then_some(identity.name)
 }
 
-/// Serves every service on `listener` until `shutdown` completes.
+/// Serves every service on `listener` until `shutdown` completes; a standby
+/// (`standby.leader` set) answers reads only.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     tls: Arc<rustls::ServerConfig>,
     coordinator: Arc<Coordinator>,
+    standby: standby::StandbyLayer,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let acceptor = TlsAcceptor::from(tls);
@@ -195,6 +198,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .layer(counted::CountLayer::new(coordinator.metrics.clone()))
+        .layer(standby)
         .add_service(tonic::service::interceptor::InterceptedService::new(
             health_service,
             auth::require_certificate,

@@ -99,6 +99,7 @@ impl Sandbox {
             cloud,
             advertised: Advertised {
                 address: "https://127.0.0.1:7443".into(),
+                others: vec![],
                 server_name: "slipway-coordinator".into(),
             },
             clock: clock.clone(),

@@ -226,6 +226,7 @@ async fn life(cycles: u64, agent: PathBuf, parts: Parts) {
         ca_pem: ca.cert_pem().to_string(),
         ca_fingerprint: ca.fingerprint().to_string(),
         join_token: JOIN_TOKEN.into(),
+        other_coordinators: vec![],
     };
     let stand = Arc::new(Stand {
         ca,
