@@ -82,10 +82,17 @@ impl Client {
                 self.profile = profile;
                 rpc(self.api.clone(), request).await
             }
-            Err(failure) => Err(tonic::Status::unavailable(format!(
-                "{} stands by and sends this call to the leader, but {}",
-                self.profile.coordinator, failure.message
-            ))),
+            Err(failure) => {
+                let mut unreachable = tonic::Status::unavailable(format!(
+                    "{} stands by and sends this call to the leader, but {}",
+                    self.profile.coordinator, failure.message
+                ));
+                unreachable.metadata_mut().insert(
+                    slipway_common::LEADER_METADATA,
+                    tonic::metadata::MetadataValue::from_static(""),
+                );
+                Err(unreachable)
+            }
         }
     }
 
@@ -126,7 +133,13 @@ impl Client {
             return unreachable(&self.profile, &source_chain(status));
         }
         use tonic::Code;
+        // A standby that could not pass the call to a leader: none acts, or
+        // the one it names is away (a takeover is under way).
+        let from_standby = status
+            .metadata()
+            .contains_key(slipway_common::LEADER_METADATA);
         let exit = match status.code() {
+            Code::Unavailable if from_standby => Exit::Unreachable,
             Code::NotFound => Exit::NotFound,
             Code::PermissionDenied
             | Code::Unauthenticated

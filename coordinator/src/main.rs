@@ -57,7 +57,7 @@ struct Args {
     store: Option<String>,
     /// With a PostgreSQL store: how long the leader's lease lasts. A standby takes over
     /// within about this long of the leader's end (it waits a sixth more).
-    #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLIPWAY_LEASE", default_value = "6s", value_parser = humantime::parse_duration)]
     lease: std::time::Duration,
     /// With a PostgreSQL store: another coordinator's https:// address (repeat for each).
     /// Agents are given every address, and the dev profile lists them.

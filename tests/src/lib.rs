@@ -635,17 +635,24 @@ impl Coordinator {
     }
 
     /// Waits until the log, after its first `from` bytes, contains `text`.
+    /// On a timeout, the panic shows the last lines logged since `from`.
     pub fn wait_for_log(&self, from: usize, text: &str, deadline: Duration) {
-        eventually(
-            &format!("the coordinator to log {text:?}"),
-            deadline,
-            || {
-                self.log()
-                    .get(from..)
-                    .is_some_and(|new| new.contains(text))
-                    .then_some(())
-            },
-        );
+        let started = std::time::Instant::now();
+        loop {
+            let log = self.log();
+            let new = log.get(from..).unwrap_or_default();
+            if new.contains(text) {
+                return;
+            }
+            if started.elapsed() > deadline {
+                let lines: Vec<&str> = new.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                panic!(
+                    "timed out after {deadline:?} waiting for the coordinator to log {text:?}; its last lines since:\n{tail}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGTERM, then waits for the process to exit; its exit status.

@@ -6,6 +6,10 @@
 //! same way: the restarted coordinator finishes a stored one, DNS always agrees
 //! with the stored record, and traffic through the public name never fails.
 //!
+//! With two coordinators on PostgreSQL (feature `postgres`), the kill is of the
+//! leader at each step of a healthy deploy and of a rollback, and a standby
+//! takes over instead of a restart, under the same checks.
+//!
 //! CI runs every fault point once and a few random kills. The stress mode runs
 //! more random kills: `SLIPWAY_FAULT_RUNS=200 cargo nextest run -p slipway-tests
 //! --test faults` (figures in docs/faults.md). `SLIPWAY_FAULT_SEED` replays the
@@ -106,7 +110,11 @@ enum Kill {
 }
 
 struct Harness {
+    /// The coordinator that leads (with `failover`, the process changes).
     dev: Coordinator,
+    /// Set when two coordinators share PostgreSQL: a kill is then of the
+    /// leader, and the standby takes over rather than a restart.
+    failover: Option<Failover>,
     cloud: CloudView,
     releases: Value,
     /// Every deployment the CLI got an id for.
@@ -119,7 +127,10 @@ struct Harness {
 
 impl Harness {
     fn start() -> Harness {
-        let dev = Coordinator::start_dev_with_fleet(&fleet());
+        Harness::start_with(Coordinator::start_dev_with_fleet(&fleet()), None)
+    }
+
+    fn start_with(dev: Coordinator, failover: Option<Failover>) -> Harness {
         let cloud = CloudView::new(dev.data_dir());
         let first = dev.enqueue("v1", "staging");
         let done = dev.wait_finished(&first, Duration::from_secs(60));
@@ -127,6 +138,7 @@ impl Harness {
         let releases = dev.ok(&["release", "list", "--output", "json"]).json();
         Harness {
             dev,
+            failover,
             cloud,
             releases,
             acknowledged: vec![first.clone()],
@@ -153,9 +165,7 @@ impl Harness {
             Kill::After(delay) => format!("run {} ({version}, kill after {delay:?})", self.runs),
         };
         let id = match kill {
-            Kill::At(point) => self
-                .dev
-                .pause_at(point, |dev| dev.enqueue(version, "staging")),
+            Kill::At(point) => self.pause_at(point, |dev| dev.enqueue(version, "staging")),
             Kill::After(delay) => {
                 let id = self.dev.enqueue(version, "staging");
                 std::thread::sleep(delay);
@@ -163,8 +173,26 @@ impl Harness {
             }
         };
         self.acknowledged.push(id.clone());
-        self.dev.crash_and_restart();
+        self.crash();
         self.settle(&label, &id, expected);
+    }
+
+    /// Makes the coordinator that will act pause at `point`, then does `start`
+    /// and waits until it got there.
+    fn pause_at<T>(&mut self, point: &str, start: impl FnOnce(&Coordinator) -> T) -> T {
+        match &mut self.failover {
+            None => self.dev.pause_at(point, start),
+            Some(failover) => failover.pause_at(&mut self.dev, point, start),
+        }
+    }
+
+    /// kill -9 of the coordinator that acts; then a restart, or the standby
+    /// taking over.
+    fn crash(&mut self) {
+        match &mut self.failover {
+            None => self.dev.crash_and_restart(),
+            Some(failover) => failover.kill_leader(&mut self.dev),
+        }
     }
 
     /// A deploy of `version` cancelled once the load balancer has its new
@@ -176,13 +204,13 @@ impl Harness {
             "run {} ({version} cancelled after registration, kill at {point})",
             self.runs
         );
-        let id = self.dev.pause_at("attaching/registered", |dev| {
+        let id = self.pause_at("attaching/registered", |dev| {
             dev.enqueue(version, "staging")
         });
         self.acknowledged.push(id.clone());
         self.dev.ok(&["cancel", &id]);
-        self.dev.pause_at(point, |_| ());
-        self.dev.crash_and_restart();
+        self.pause_at(point, |_| ());
+        self.crash();
         self.settle(&label, &id, &["rolled_back"]);
     }
 
@@ -206,13 +234,11 @@ impl Harness {
             "run {} ({version} rolled back to its standby, kill at {point})",
             self.runs
         );
-        let id = self
-            .dev
-            .pause_at("watching/entered", |dev| dev.enqueue(version, "staging"));
+        let id = self.pause_at("watching/entered", |dev| dev.enqueue(version, "staging"));
         self.acknowledged.push(id.clone());
         self.dev.ok(&["rollback", "hello", "--env", "staging"]);
-        self.dev.pause_at(point, |_| ());
-        self.dev.crash_and_restart();
+        self.pause_at(point, |_| ());
+        self.crash();
         self.settle(&label, &id, &["rolled_back"]);
     }
 
@@ -323,6 +349,90 @@ impl Harness {
         if releases != self.releases {
             self.violations
                 .push(format!("{label}: releases changed to {releases}"));
+        }
+    }
+}
+
+/// Two coordinators on one PostgreSQL and one data directory, each on a port
+/// of its own: the leader, and a standby started for each kill. A kill -9 of
+/// the leader hands its deployment to the standby rather than to a restart.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+struct Failover {
+    #[cfg(feature = "postgres")]
+    _server: slipway_tests::postgres::Postgres,
+    /// The two processes' `host:port`; the leader listens on `listens[leading]`.
+    listens: [String; 2],
+    leading: usize,
+    standby: Option<std::process::Child>,
+}
+
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+impl Failover {
+    fn other(&self) -> usize {
+        1 - self.leading
+    }
+
+    /// A standby on the port the leader does not use, which pauses at
+    /// `pause_at` (if any) once it leads.
+    fn start_standby(&mut self, dev: &Coordinator, pause_at: Option<&str>) {
+        use slipway_coordinator::faults::PAUSE_AT;
+        let listen = self.listens[self.other()].clone();
+        let peer = format!("https://{}", self.listens[self.leading]);
+        // Empty: no point has an empty name.
+        let env = [
+            ("SLIPWAY_PEERS", peer.as_str()),
+            (PAUSE_AT, pause_at.unwrap_or("")),
+        ];
+        let from = dev.log_len();
+        self.standby = Some(dev.start_standby(&listen, &env));
+        dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    }
+
+    /// The standby leads once the process before it is gone: `dev` holds it
+    /// and calls it from then on.
+    fn take_over(&mut self, dev: &mut Coordinator, from: usize) {
+        dev.adopt(self.standby.take().expect("a standby"));
+        dev.wait_for_log(from, "coordinator serving", Duration::from_secs(60));
+        self.leading = self.other();
+        dev.learn_address();
+    }
+
+    /// The leader hands over (a graceful stop gives the lease up) to a
+    /// coordinator that pauses at `point`; a standby waits behind that one.
+    fn pause_at<T>(
+        &mut self,
+        dev: &mut Coordinator,
+        point: &str,
+        start: impl FnOnce(&Coordinator) -> T,
+    ) -> T {
+        // Before the handover: a deployment it resumes may get there at once.
+        let before = dev.log_len();
+        self.start_standby(dev, Some(point));
+        let from = dev.log_len();
+        dev.terminate(Duration::from_secs(60));
+        self.take_over(dev, from);
+        self.start_standby(dev, None);
+        let started = start(dev);
+        dev.wait_for_log(
+            before,
+            &format!("fault point reached: {point};"),
+            Duration::from_secs(60),
+        );
+        started
+    }
+
+    fn kill_leader(&mut self, dev: &mut Coordinator) {
+        let from = dev.log_len();
+        dev.kill();
+        self.take_over(dev, from);
+    }
+}
+
+impl Drop for Failover {
+    fn drop(&mut self) {
+        if let Some(mut standby) = self.standby.take() {
+            let _ = standby.kill();
+            let _ = standby.wait();
         }
     }
 }
@@ -589,4 +699,62 @@ fn kill_9_during_a_promotion_finishes_or_keeps_it_and_traffic_never_fails() {
         "traffic ends on {current}: {}",
         report.last_body()
     );
+}
+
+/// The lease in the failover runs: shorter than the default, so a takeover
+/// (the lease and a sixth) takes about 3.5 s.
+#[cfg(feature = "postgres")]
+const FAILOVER_LEASE: &str = "3s";
+
+#[cfg(feature = "postgres")]
+#[test]
+fn kill_9_of_the_leader_at_every_step_hands_the_deploy_to_the_standby_and_loses_nothing() {
+    let started = Instant::now();
+    let server = slipway_tests::postgres::Postgres::start();
+    let url = server.database("faults");
+    let standby_listen = format!("127.0.0.1:{}", slipway_tests::free_port());
+    let dir = slipway_tests::TempDir::new("coordinator");
+    let dev = Coordinator::start_in_with(
+        dir,
+        &fleet(),
+        vec![
+            ("SLIPWAY_STORE".into(), url),
+            ("SLIPWAY_LEASE".into(), FAILOVER_LEASE.into()),
+            ("SLIPWAY_PEERS".into(), format!("https://{standby_listen}")),
+        ],
+    );
+    let failover = Failover {
+        _server: server,
+        listens: [dev.listen.clone(), standby_listen],
+        leading: 0,
+        standby: None,
+    };
+    let mut harness = Harness::start_with(dev, Some(failover));
+    let load = Load::start_for(&harness.dev.endpoint("staging"), LOAD_LIMIT);
+    load.wait_for_requests(20);
+
+    for point in HEALTHY_POINTS {
+        let version = harness.next_healthy();
+        harness.run(version, Kill::At(point));
+    }
+    for point in ROLLBACK_POINTS {
+        harness.run("broken", Kill::At(point));
+    }
+
+    let report = load.finish();
+    println!(
+        "failover fault harness: {} runs, {} violations, {} requests with {} failures, {:.0} s",
+        harness.runs,
+        harness.violations.len(),
+        report.requests,
+        report.failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        harness.violations.is_empty(),
+        "{} violations:\n{}",
+        harness.violations.len(),
+        harness.violations.join("\n")
+    );
+    report.assert_no_failures();
 }

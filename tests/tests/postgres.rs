@@ -789,6 +789,16 @@ fn a_standby_answers_reads_and_sends_writes_to_the_leader_and_the_cli_works_whil
         .cloned()
         .unwrap();
     assert_eq!(staging["active_version"], "v1", "{staging}");
+    // A write meanwhile: the standby names the leader, which is gone, so the
+    // CLI says it cannot reach one (exit 8), and nothing is deployed.
+    let run = dev.cli_as(
+        &leader_first,
+        &["deploy", "hello", "v2", "--env", "staging"],
+    );
+    if !dev.log()[from..].contains("this coordinator holds the lease") {
+        assert_eq!(run.code, Some(8), "{}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("stands by"), "{}", run.stderr);
+    }
     dev.wait_for_log(from, "coordinator serving", Duration::from_secs(30));
     let run = dev.cli_as(
         &leader_first,

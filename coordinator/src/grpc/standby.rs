@@ -41,24 +41,23 @@ pub fn answers(path: &str) -> bool {
     ANSWERED.contains(&path.trim_start_matches('/'))
 }
 
-/// The refusal of a call only the leader takes.
+/// The refusal of a call only the leader takes. It always carries
+/// `LEADER_METADATA`, empty while nobody leads, so a client can tell a
+/// standby's refusal from any other.
 pub fn refusal(leader: Option<&str>) -> Status {
-    match leader {
-        Some(address) => {
-            let mut metadata = MetadataMap::new();
-            if let Ok(value) = MetadataValue::try_from(address) {
-                metadata.insert(LEADER_METADATA, value);
-            }
-            Status::with_metadata(
-                tonic::Code::Unavailable,
-                format!("this coordinator stands by: call the leader at {address}"),
-                metadata,
-            )
+    let named = leader.and_then(|address| MetadataValue::try_from(address).ok());
+    let message = match (leader, &named) {
+        (Some(address), Some(_)) => {
+            format!("this coordinator stands by: call the leader at {address}")
         }
-        None => Status::unavailable(
-            "this coordinator stands by and no coordinator leads right now (one takes over within the lease): try again in a few seconds",
-        ),
-    }
+        _ => "this coordinator stands by and no coordinator leads right now (one takes over within the lease): try again in a few seconds".to_string(),
+    };
+    let mut metadata = MetadataMap::new();
+    metadata.insert(
+        LEADER_METADATA,
+        named.unwrap_or_else(|| MetadataValue::from_static("")),
+    );
+    Status::with_metadata(tonic::Code::Unavailable, message, metadata)
 }
 
 /// Puts the standby's rule in front of the services.
@@ -141,7 +140,7 @@ mod tests {
             "https://10.0.1.5:7443"
         );
         let none = refusal(None);
-        assert!(none.metadata().get(LEADER_METADATA).is_none());
+        assert_eq!(none.metadata().get(LEADER_METADATA).unwrap(), "");
         assert!(none.message().contains("no coordinator leads"), "{none:?}");
     }
 }
