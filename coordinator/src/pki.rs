@@ -61,6 +61,9 @@ pub enum Role {
     Viewer,
     Deployer,
     Admin,
+    /// A standby relaying agents' streams to the leader (`grpc::relay`): it
+    /// may do nothing else, and only coordinators make such certificates.
+    Coordinator,
 }
 
 impl Role {
@@ -70,19 +73,26 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Deployer => "deployer",
             Role::Admin => "admin",
+            Role::Coordinator => "coordinator",
         }
     }
 
     pub fn parse(text: &str) -> Option<Role> {
-        [Role::Agent, Role::Viewer, Role::Deployer, Role::Admin]
-            .into_iter()
-            .find(|r| r.as_str() == text)
+        [
+            Role::Agent,
+            Role::Viewer,
+            Role::Deployer,
+            Role::Admin,
+            Role::Coordinator,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
     }
 
     /// Operators rank viewer < deployer < admin; agents are outside that line.
     pub fn allows(self, needed: Role) -> bool {
         let rank = |r: Role| match r {
-            Role::Agent => None,
+            Role::Agent | Role::Coordinator => None,
             Role::Viewer => Some(0),
             Role::Deployer => Some(1),
             Role::Admin => Some(2),
@@ -126,6 +136,9 @@ impl Identity {
                     "agent certificates come from join tokens at launch, never from an operator"
                         .into(),
                 );
+            }
+            Some(Role::Coordinator) => {
+                return Err("coordinators make their own certificates, for relaying agents".into());
             }
             Some(role) => role,
             None => {
@@ -443,6 +456,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("slipway-pki-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn operators_get_operator_roles_only_and_a_coordinator_role_allows_nothing_else() {
+        assert!(Identity::operator("ci", "deployer", &[]).is_ok());
+        for role in ["agent", "coordinator", "root"] {
+            assert!(Identity::operator("x", role, &[]).is_err(), "{role}");
+        }
+        assert_eq!(Role::parse("coordinator"), Some(Role::Coordinator));
+        for needed in [Role::Viewer, Role::Deployer, Role::Admin, Role::Agent] {
+            assert!(!Role::Coordinator.allows(needed), "{needed:?}");
+        }
+        assert!(!Role::Admin.allows(Role::Coordinator));
     }
 
     #[test]

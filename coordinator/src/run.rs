@@ -381,12 +381,18 @@ async fn stand_by(
     mut stop: tokio::sync::watch::Receiver<bool>,
     terms: LeaseTerms,
 ) -> anyhow::Result<()> {
+    // Only once another coordinator is found to lead: one that takes the
+    // lease at its first try never stands by.
+    let mut found = leader.clone();
+    if found.wait_for(Option::is_some).await.is_err() {
+        return Ok(());
+    }
     let Assembled {
         coordinator, tls, ..
     } = assemble(setting, reads, Tenure::none(), false).await?;
     info!(
         address = %setting.advertised.address,
-        "standby serving reads; writes and agents are sent to the leader"
+        "standby serving reads and relaying agents' streams; other calls go to the leader"
     );
     let observer = slipway_coordinator::observed::start(coordinator.observer.clone());
     let following = coordinator.clone();
@@ -404,8 +410,11 @@ async fn stand_by(
     let standby = grpc::standby::StandbyLayer {
         leader: Some(leader),
     };
+    // Relayed agents' streams end with the standby, so that its calls end.
+    let stopping = coordinator.stopping.clone();
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
+        stopping.ask();
     };
     let served = grpc::serve(setting.listener.clone(), tls, coordinator, standby, stopped).await;
     observer.abort();

@@ -636,6 +636,16 @@ async fn batches_committing_side_by_side_are_still_fenced_the_moment_an_epoch_is
     assert_eq!(refused, 8 * 5, "every batch begun after the claim");
 }
 
+/// A process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A copy of the dev profile that calls `first`, then `others`.
 fn profile_calling(
     dev: &Coordinator,
@@ -805,4 +815,163 @@ fn a_standby_answers_reads_and_sends_writes_to_the_leader_and_the_cli_works_whil
         &["deploy", "hello", "v2", "--env", "staging", "--wait"],
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
+}
+
+#[test]
+fn an_agent_connected_to_a_standby_gets_the_leaders_commands_through_it() {
+    use slipway_coordinator::clock::SystemClock;
+    use slipway_coordinator::deploy::machine::InstanceState;
+    use slipway_coordinator::pki::{Ca, Identity, Role};
+    use slipway_proto::v1::agent_message::Body as Up;
+    use slipway_proto::v1::agent_service_client::AgentServiceClient;
+    use slipway_proto::v1::coordinator_message::Body as Down;
+    use slipway_proto::v1::{AgentMessage, Hello, LogLines};
+    use slipway_tests::cloud::CloudView;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity as TlsIdentity};
+
+    let server = Postgres::start();
+    let url = server.database("relay");
+    let (dev, standby, standby_address) = leader_and_standby(&url, &url);
+    let _standby = Killed(standby);
+    let instance = CloudView::new(dev.data_dir())
+        .instances("hello", "staging")
+        .into_iter()
+        .find(|i| i.state != InstanceState::Gone)
+        .expect("a live instance");
+    // This instance's agent, as a client of our own, connects to the standby;
+    // the real one is frozen, so that it does not take its session back.
+    let real = slipway_tests::processes::agent_pid(&instance.id).expect("the instance's agent");
+    slipway_tests::processes::freeze(real);
+    let ca =
+        Ca::load_or_create(&dev.data_dir().join("ca"), std::sync::Arc::new(SystemClock)).unwrap();
+    let issued = ca
+        .issue_client(
+            &Identity::new(&instance.id, Role::Agent),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (up, upward) = tokio::sync::mpsc::channel::<AgentMessage>(8);
+    let mut downward = runtime.block_on(async {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca.cert_pem()))
+            .identity(TlsIdentity::from_pem(&issued.cert_pem, &issued.key_pem))
+            .domain_name("slipway-coordinator");
+        let channel = Channel::from_shared(standby_address.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        up.send(AgentMessage {
+            body: Some(Up::Hello(Hello {
+                instance_id: instance.id.clone(),
+                image_id: instance.image_id.clone(),
+                agent_version: "relay-test".into(),
+                private_ip: "127.0.0.1".into(),
+            })),
+        })
+        .await
+        .unwrap();
+        let mut downward = AgentServiceClient::new(channel)
+            .connect(tokio_stream::wrappers::ReceiverStream::new(upward))
+            .await
+            .expect("the standby takes the agent's stream")
+            .into_inner();
+        // The leader's welcome, through the standby.
+        let first = downward.message().await.unwrap().unwrap();
+        assert!(matches!(first.body, Some(Down::Welcome(_))), "{first:?}");
+        downward
+    });
+    assert!(
+        dev.log().contains("relayed by"),
+        "the leader did not log the relayed stream:\n{}",
+        dev.log()
+    );
+
+    // An operator asks the leader for that instance's output: the leader's
+    // command reaches the agent through the standby, and its answer comes back.
+    let logs = dev.cli_in_background(&[
+        "logs",
+        "hello",
+        "--env",
+        "staging",
+        "--instance",
+        &instance.id,
+        "--lines",
+        "5",
+    ]);
+    let answered = runtime.block_on(async {
+        let tail = loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), downward.message()).await;
+            let Ok(Ok(Some(message))) = message else {
+                return Err(format!("no command; the stream gave {message:?}"));
+            };
+            if let Some(Down::Tail(tail)) = message.body {
+                break tail;
+            }
+        };
+        up.send(AgentMessage {
+            body: Some(Up::Logs(LogLines {
+                request: tail.request,
+                service: "web".into(),
+                lines: vec!["a line sent through the standby".into()],
+                done: true,
+                error: String::new(),
+            })),
+        })
+        .await
+        .unwrap();
+        Ok(())
+    });
+    if let Err(e) = answered {
+        let run = logs.interrupt();
+        panic!("{e}; the CLI: {}\n{}\n{}", run.stdout, run.stderr, dev.log());
+    }
+    let run = logs.finish();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("a line sent through the standby"),
+        "{}",
+        run.stdout
+    );
+
+    // Only a coordinator's certificate may name the agent it relays: at the
+    // leader, an agent's certificate naming another instance is still only
+    // itself, and an operator's is not an agent at all.
+    let leader = format!("https://{}", dev.listen);
+    let other = "i-0123456789abcdef0";
+    let admin = runtime.block_on(async { dev.admin_channel() });
+    let agent = runtime.block_on(async {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca.cert_pem()))
+            .identity(TlsIdentity::from_pem(&issued.cert_pem, &issued.key_pem))
+            .domain_name("slipway-coordinator");
+        Channel::from_shared(leader)
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect_lazy()
+    });
+    for (channel, refused) in [(agent, "belongs to"), (admin, "agent")] {
+        let status = runtime.block_on(async {
+            let hello = AgentMessage {
+                body: Some(Up::Hello(Hello {
+                    instance_id: other.into(),
+                    ..Default::default()
+                })),
+            };
+            let mut request = tonic::Request::new(tokio_stream::iter(vec![hello]));
+            request
+                .metadata_mut()
+                .insert("slipway-relayed-agent", other.parse().unwrap());
+            AgentServiceClient::new(channel)
+                .connect(request)
+                .await
+                .expect_err("a stream naming another agent")
+        });
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains(refused), "{status:?}");
+    }
 }

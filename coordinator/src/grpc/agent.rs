@@ -49,6 +49,8 @@ pub struct AgentApi {
     /// Refused Bootstraps per address: past the limit, turned away unheard.
     refused_per_peer: super::throttle::RateLimit,
     metrics: Arc<crate::metrics::Metrics>,
+    /// On a standby: where agents' streams go (to the leader).
+    relay: Option<Arc<super::relay::Relay>>,
 }
 
 /// Refused Bootstraps one address may make a minute before it is turned away
@@ -71,8 +73,48 @@ impl AgentApi {
             refusals: super::throttle::AuditThrottle::new(coordinator.audit.clone()),
             refused_per_peer: super::throttle::RateLimit::new(REFUSED_BOOTSTRAPS_PER_MINUTE),
             metrics: coordinator.metrics.clone(),
+            relay: None,
         }
     }
+
+    /// A standby's: agents' streams are relayed to the leader.
+    pub fn relaying(mut self, relay: Option<Arc<super::relay::Relay>>) -> Self {
+        self.relay = relay;
+        self
+    }
+}
+
+/// The agent a stream is for: its certificate's holder, or, on a stream a
+/// standby relays (only a coordinator's certificate may), the agent it names;
+/// and who relays it, if anyone.
+fn agent_on<T>(
+    request: &Request<T>,
+    revocations: &Revocations,
+) -> Result<(Identity, Option<String>), Status> {
+    let caller = auth::caller(request, revocations)?;
+    if caller.identity.role != Role::Coordinator {
+        caller.require(Role::Agent)?;
+        return Ok((caller.identity, None));
+    }
+    let named = request
+        .metadata()
+        .get(super::relay::RELAYED_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Status::permission_denied(
+                "a coordinator's certificate opens an agent stream only to relay one, naming the agent",
+            )
+        })?;
+    check_instance_id(named)?;
+    if revocations.is_revoked(named) {
+        return Err(Status::permission_denied(format!(
+            "the certificates of {named} were revoked"
+        )));
+    }
+    Ok((
+        Identity::new(named, Role::Agent),
+        Some(caller.identity.name),
+    ))
 }
 
 /// Longest hello field (image id, agent version, address) accepted.
@@ -265,7 +307,19 @@ impl AgentService for AgentApi {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let identity = auth::require(&request, &self.revocations, Role::Agent)?.identity;
+        let (identity, relayed_by) = agent_on(&request, &self.revocations)?;
+        if let Some(relay) = &self.relay {
+            if relayed_by.is_some() {
+                return Err(Status::failed_precondition(
+                    "this coordinator stands by: a relayed stream is not relayed again",
+                ));
+            }
+            let relayed = relay.connect(&identity.name, request.into_inner()).await?;
+            return Ok(Response::new(relayed));
+        }
+        if let Some(by) = &relayed_by {
+            info!(agent = %identity.name, relayed_by = %by, "agent stream relayed by a standby");
+        }
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(AgentMessage {

@@ -14,6 +14,7 @@ pub mod events;
 pub mod limits;
 pub mod logs;
 pub mod operator;
+pub mod relay;
 pub mod standby;
 pub mod status;
 pub mod throttle;
@@ -188,7 +189,17 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
 
-    let agents = AgentServiceServer::new(agent::AgentApi::new(&coordinator))
+    // A standby relays agents' streams to the leader it follows.
+    let relay = standby.leader.clone().map(|leader| {
+        Arc::new(relay::Relay::new(
+            coordinator.ca.clone(),
+            // Named by its address in the leader's log.
+            &coordinator.executor.launch.coordinator,
+            leader,
+            coordinator.stopping.clone(),
+        ))
+    });
+    let agents = AgentServiceServer::new(agent::AgentApi::new(&coordinator).relaying(relay))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let operators = OperatorServiceServer::new(operator::OperatorApi::new(&coordinator))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);

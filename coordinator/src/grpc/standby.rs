@@ -2,8 +2,8 @@
 //! every other call a refusal that names the leader (`LEADER_METADATA`), which
 //! the CLI and the agent follow. Writes are redirected rather than forwarded
 //! so that the caller's identity, role check and audit entry stay the
-//! caller's own (DESIGN.md, settled questions); agents are sent to the leader
-//! because only it pushes configurations and runs deployments.
+//! caller's own (DESIGN.md, settled questions). An agent's stream is relayed
+//! to the leader (`relay`); its Bootstrap and Renew go to the leader.
 //!
 //! The list is of what may be answered here; anything not on it (a method
 //! added later included) goes to the leader. The store refuses a standby's
@@ -19,8 +19,10 @@ use tokio::sync::watch;
 use tonic::Status;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-/// `package.Service/Method` of the calls a standby answers itself.
+/// `package.Service/Method` of the calls a standby answers itself (an
+/// agent's stream it relays to the leader, `relay`).
 const ANSWERED: &[&str] = &[
+    "slipway.v1.AgentService/Connect",
     "slipway.v1.OperatorService/Status",
     "slipway.v1.OperatorService/ListReleases",
     "slipway.v1.OperatorService/GetDeployment",
@@ -123,8 +125,8 @@ mod tests {
         for path in [
             "/slipway.v1.OperatorService/Deploy",
             "/slipway.v1.OperatorService/Logs",
-            "/slipway.v1.AgentService/Connect",
             "/slipway.v1.AgentService/Bootstrap",
+            "/slipway.v1.AgentService/Renew",
             "/slipway.v1.OperatorService/Made-up",
         ] {
             assert!(!answers(path), "{path}");
