@@ -7,8 +7,8 @@
 //! with the stored record, and traffic through the public name never fails.
 //!
 //! With two coordinators on PostgreSQL (feature `postgres`), the kill is of the
-//! leader at each step of a healthy deploy and of a rollback, and a standby
-//! takes over instead of a restart, under the same checks.
+//! leader at each step of a healthy deploy, of a rollback and of a migration,
+//! and a standby takes over instead of a restart, under the same checks.
 //!
 //! CI runs every fault point once and a few random kills. The stress mode runs
 //! more random kills: `SLIPWAY_FAULT_RUNS=200 cargo nextest run -p slipway-tests
@@ -240,6 +240,30 @@ impl Harness {
         self.pause_at(point, |_| ());
         self.crash();
         self.settle(&label, &id, &["rolled_back"]);
+    }
+
+    /// Each migrating point with a release of its own, so its migration runs.
+    fn run_migration_points(&mut self) {
+        let releases = self
+            .dev
+            .ok(&["release", "list", "hello", "-o", "json"])
+            .json();
+        let image = releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["version"] == "v2")
+            .map(|r| r["image_id"].as_str().unwrap().to_string())
+            .unwrap();
+        for (n, (point, expected)) in MIGRATION_POINTS.iter().enumerate() {
+            let version = format!("m{n}");
+            self.dev
+                .ok(&["release", "add", "hello", &version, "--image", &image]);
+            self.releases = self.dev.ok(&["release", "list", "-o", "json"]).json();
+            self.run_expecting(&version, Kill::At(point), expected);
+        }
+        let runs = slipway_tests::migration_runs(&self.dev, "hello-db-staging");
+        assert!(!runs.is_empty(), "no migration ran");
     }
 
     /// Waits for deployment `id` to end, checks it ended `expected`, and audits.
@@ -485,28 +509,7 @@ fn kill_9_at_every_step_and_at_random_moments_loses_nothing() {
     for point in ROLLBACK_POINTS {
         harness.run("broken", Kill::At(point));
     }
-    // Each migrating point with a release of its own, so its migration runs.
-    let releases = harness
-        .dev
-        .ok(&["release", "list", "hello", "-o", "json"])
-        .json();
-    let image = releases
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["version"] == "v2")
-        .map(|r| r["image_id"].as_str().unwrap().to_string())
-        .unwrap();
-    for (n, (point, expected)) in MIGRATION_POINTS.iter().enumerate() {
-        let version = format!("m{n}");
-        harness
-            .dev
-            .ok(&["release", "add", "hello", &version, "--image", &image]);
-        harness.releases = harness.dev.ok(&["release", "list", "-o", "json"]).json();
-        harness.run_expecting(&version, Kill::At(point), expected);
-    }
-    let runs = slipway_tests::migration_runs(&harness.dev, "hello-db-staging");
-    assert!(!runs.is_empty(), "no migration ran");
+    harness.run_migration_points();
     for point in CANCEL_POINTS {
         let version = harness.next_healthy();
         harness.run_cancelled_after_registration(version, point);
@@ -740,6 +743,7 @@ fn kill_9_of_the_leader_at_every_step_hands_the_deploy_to_the_standby_and_loses_
     for point in ROLLBACK_POINTS {
         harness.run("broken", Kill::At(point));
     }
+    harness.run_migration_points();
 
     let report = load.finish();
     println!(

@@ -927,7 +927,12 @@ fn an_agent_connected_to_a_standby_gets_the_leaders_commands_through_it() {
     });
     if let Err(e) = answered {
         let run = logs.interrupt();
-        panic!("{e}; the CLI: {}\n{}\n{}", run.stdout, run.stderr, dev.log());
+        panic!(
+            "{e}; the CLI: {}\n{}\n{}",
+            run.stdout,
+            run.stderr,
+            dev.log()
+        );
     }
     let run = logs.finish();
     assert_eq!(run.code, Some(0), "{}", run.stderr);
