@@ -7,7 +7,6 @@
 
 use std::sync::Mutex;
 
-use slipway_common::LEADER_METADATA;
 use slipway_common::user_data::UserData;
 use tracing::info;
 
@@ -33,15 +32,15 @@ impl Coordinators {
             .clone()
     }
 
-    /// After a call to `address` failed with `status` (None: no answer at
-    /// all): the leader a standby named, else the next one listed. Another
-    /// call that moved on first wins.
-    pub fn move_on(&self, address: &str, status: Option<&tonic::Status>) {
+    /// After a call to `address` failed: the leader a standby named in its
+    /// refusal (`leader`), else the next one listed. Another call that moved
+    /// on first wins.
+    pub fn move_on(&self, address: &str, leader: Option<String>) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if *current != address {
             return;
         }
-        let next = match status.and_then(leader_named) {
+        let next = match leader {
             Some(leader) => {
                 info!(%leader, standby = %address, "a standby named the leader; calling it");
                 leader
@@ -56,15 +55,9 @@ impl Coordinators {
     }
 }
 
-/// The leader's address in a standby's refusal, if it is an https:// one.
-fn leader_named(status: &tonic::Status) -> Option<String> {
-    slipway_common::leader_address(status.metadata().get(LEADER_METADATA)?.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::metadata::MetadataMap;
 
     fn listed(addresses: &[&str]) -> Coordinators {
         Coordinators::new(&UserData {
@@ -77,18 +70,12 @@ mod tests {
         })
     }
 
-    fn naming(leader: &str) -> tonic::Status {
-        let mut metadata = MetadataMap::new();
-        metadata.insert(LEADER_METADATA, leader.parse().unwrap());
-        tonic::Status::with_metadata(tonic::Code::Unavailable, "stands by", metadata)
-    }
-
     #[test]
     fn silence_moves_to_the_next_listed_and_round_again() {
         let c = listed(&["https://a:1", "https://b:1", "https://c:1"]);
         c.move_on("https://a:1", None);
         assert_eq!(c.current(), "https://b:1");
-        c.move_on("https://b:1", Some(&tonic::Status::unavailable("down")));
+        c.move_on("https://b:1", None);
         c.move_on("https://c:1", None);
         assert_eq!(c.current(), "https://a:1");
         // A failure reported late, for an address already left, moves nothing.
@@ -97,17 +84,17 @@ mod tests {
     }
 
     #[test]
-    fn a_named_leader_is_called_next_and_a_plaintext_one_is_not() {
+    fn a_named_leader_is_called_next_even_if_not_listed() {
         let c = listed(&["https://a:1", "https://b:1"]);
-        c.move_on("https://a:1", Some(&naming("https://b:1")));
+        c.move_on("https://a:1", Some("https://b:1".into()));
         assert_eq!(c.current(), "https://b:1");
         // Named but not listed (a coordinator added later): still called.
-        c.move_on("https://b:1", Some(&naming("https://d:1")));
+        c.move_on("https://b:1", Some("https://d:1".into()));
         assert_eq!(c.current(), "https://d:1");
         // It fails: back to the first listed.
         c.move_on("https://d:1", None);
         assert_eq!(c.current(), "https://a:1");
-        c.move_on("https://a:1", Some(&naming("http://evil:80")));
+        c.move_on("https://a:1", None);
         assert_eq!(c.current(), "https://b:1");
     }
 }

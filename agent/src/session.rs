@@ -59,6 +59,12 @@ fn endpoint(
         .connect_timeout(Duration::from_secs(5)))
 }
 
+/// The leader's address in a standby's refusal, if it is an https:// one.
+fn leader_named(status: &tonic::Status) -> Option<String> {
+    let named = status.metadata().get(slipway_common::LEADER_METADATA)?;
+    slipway_common::leader_address(named.as_bytes())
+}
+
 fn signed(response: BootstrapResponse) -> Signed {
     Signed {
         certificate_pem: response.certificate_pem,
@@ -92,7 +98,7 @@ pub async fn credentials(
         if let Err(status) = &answer
             && status.code() == Code::Unavailable
         {
-            coordinators.move_on(&address, Some(status));
+            coordinators.move_on(&address, leader_named(status));
         }
         match answer {
             Ok(response) => break response.into_inner(),
@@ -149,7 +155,7 @@ pub async fn renew(
         .await
         .map_err(|status| {
             if status.code() == Code::Unavailable {
-                coordinators.move_on(&address, Some(&status));
+                coordinators.move_on(&address, leader_named(&status));
             }
             anyhow::anyhow!(
                 "renewal refused ({:?}): {}",
@@ -199,7 +205,10 @@ pub async fn run_forever(
                 // Not the stream breaking later (the same coordinator is
                 // tried again first): it could not be opened here.
                 if !connected {
-                    coordinators.move_on(&address, e.downcast_ref::<tonic::Status>());
+                    coordinators.move_on(
+                        &address,
+                        e.downcast_ref::<tonic::Status>().and_then(leader_named),
+                    );
                 }
             }
         }

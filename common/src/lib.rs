@@ -32,3 +32,17 @@ pub fn leader_address(value: &[u8]) -> Option<String> {
     let named = std::str::from_utf8(value).ok()?;
     named.starts_with("https://").then(|| named.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_an_https_leader_is_taken() {
+        assert_eq!(
+            super::leader_address(b"https://10.0.1.5:7443").as_deref(),
+            Some("https://10.0.1.5:7443")
+        );
+        for refused in [&b"http://10.0.1.5:7443"[..], b"", b"\xff\xfe"] {
+            assert_eq!(super::leader_address(refused), None);
+        }
+    }
+}
