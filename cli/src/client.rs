@@ -13,6 +13,8 @@ use crate::profile::Profile;
 pub struct Client {
     pub(crate) api: OperatorServiceClient<Channel>,
     pub profile: Profile,
+    /// Sent with every call of a command that acts (`--request-id`).
+    request_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Client {
@@ -30,6 +32,7 @@ impl Client {
                     return Ok(Client {
                         api: OperatorServiceClient::new(channel),
                         profile,
+                        request_id: None,
                     });
                 }
                 Err(failure) if failure.exit == Exit::Unreachable => failures.push(failure),
@@ -49,6 +52,22 @@ impl Client {
         }
     }
 
+    /// Sends `asked`, or a new request id printed on stderr, with the calls
+    /// from now on: the coordinator acts once per id (a retry with the same
+    /// one gets the first answer). An id that is not plain text is sent as
+    /// given, for the coordinator to refuse.
+    pub fn with_request_id(&mut self, asked: Option<String>) {
+        let id = asked.unwrap_or_else(|| {
+            let id = format!("r-{:016x}", rand::random::<u64>());
+            eprintln!("request id: {id} (a retry with --request-id {id} acts once)");
+            id
+        });
+        self.request_id = Some(
+            tonic::metadata::MetadataValue::try_from(id.as_str())
+                .unwrap_or_else(|_| tonic::metadata::MetadataValue::from_static("not-plain-text")),
+        );
+    }
+
     /// Makes a call. When a standby answers that only the leader takes it,
     /// makes it again at the leader it names (once), and calls the leader from
     /// then on: the caller's own certificate reaches the leader, so its role
@@ -60,10 +79,10 @@ impl Client {
     ) -> Result<tonic::Response<T>, tonic::Status>
     where
         Q: Clone,
-        F: Fn(OperatorServiceClient<Channel>, Q) -> Fut,
+        F: Fn(OperatorServiceClient<Channel>, tonic::Request<Q>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let answer = rpc(self.api.clone(), request.clone()).await;
+        let answer = rpc(self.api.clone(), self.request(request.clone())).await;
         let leader = match &answer {
             Err(status) => status
                 .metadata()
@@ -80,7 +99,7 @@ impl Client {
             Ok(channel) => {
                 self.api = OperatorServiceClient::new(channel);
                 self.profile = profile;
-                rpc(self.api.clone(), request).await
+                rpc(self.api.clone(), self.request(request)).await
             }
             Err(failure) => {
                 let mut unreachable = tonic::Status::unavailable(format!(
@@ -94,6 +113,17 @@ impl Client {
                 Err(unreachable)
             }
         }
+    }
+
+    /// `message` as a call, with the request id if there is one.
+    fn request<Q>(&self, message: Q) -> tonic::Request<Q> {
+        let mut request = tonic::Request::new(message);
+        if let Some(id) = &self.request_id {
+            request
+                .metadata_mut()
+                .insert(slipway_common::REQUEST_ID_METADATA, id.clone());
+        }
+        request
     }
 
     /// A channel to `profile.coordinator`.

@@ -72,6 +72,15 @@ struct WaitArgs {
     timeout: Option<Duration>,
 }
 
+/// `--request-id`, on the commands that act.
+#[derive(Debug, clap::Args)]
+struct RequestIdArg {
+    /// Makes a retry safe: the same id from the same certificate within a day gets the
+    /// first answer instead of acting again (default: a new id, printed on stderr).
+    #[arg(long, value_name = "ID")]
+    request_id: Option<String>,
+}
+
 impl From<WaitArgs> for Wait {
     fn from(args: WaitArgs) -> Wait {
         Wait {
@@ -97,6 +106,8 @@ enum Command {
         env: String,
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        request: RequestIdArg,
     },
     /// Redeploy the release that ran before the current one.
     Rollback {
@@ -107,6 +118,8 @@ enum Command {
         env: String,
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        request: RequestIdArg,
     },
     /// What runs on every target, and who waits behind it.
     Queue,
@@ -130,6 +143,8 @@ enum Command {
     Cancel {
         /// The deployment's id, e.g. d-12.
         id: String,
+        #[command(flatten)]
+        request: RequestIdArg,
     },
     /// Environments, versions, deployments in flight, load balancers and instances.
     Status {
@@ -180,6 +195,8 @@ enum Command {
         /// Promote while a freeze window holds it (admin), saying why; audited.
         #[arg(long, value_name = "REASON")]
         override_freeze: Option<String>,
+        #[command(flatten)]
+        request: RequestIdArg,
     },
     /// Load balancers and records the fleet file implies.
     #[command(subcommand)]
@@ -440,6 +457,8 @@ enum ReleaseCommand {
         image: Option<String>,
         #[command(flatten)]
         provenance: ProvenanceArgs,
+        #[command(flatten)]
+        request: RequestIdArg,
     },
     /// List registered releases, with the checks recorded on each.
     List {
@@ -470,6 +489,20 @@ enum ReleaseCommand {
 }
 
 /// Commands that need no coordinator; true when `command` was one of them.
+impl Command {
+    /// The request id flag of a command that acts, if it is one.
+    fn request_id(&self) -> Option<&RequestIdArg> {
+        match self {
+            Command::Deploy { request, .. }
+            | Command::Rollback { request, .. }
+            | Command::Cancel { request, .. }
+            | Command::Promote { request, .. }
+            | Command::Release(ReleaseCommand::Add { request, .. }) => Some(request),
+            _ => None,
+        }
+    }
+}
+
 fn run_offline(command: &Command) -> bool {
     match command {
         Command::Completion { shell } => {
@@ -525,12 +558,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         return version(out, profile).await;
     }
     let client = &mut Client::connect(profile?).await?;
+    if let Some(asked) = cli.command.request_id() {
+        client.with_request_id(asked.request_id.clone());
+    }
     match cli.command {
         Command::Release(ReleaseCommand::Add {
             project,
             version,
             image,
             provenance,
+            ..
         }) => {
             let provenance = release::Provenance {
                 commit: provenance.commit,
@@ -556,6 +593,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             version,
             env,
             wait,
+            ..
         } => {
             let asked = deployment::Deploy {
                 project,
@@ -565,11 +603,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             deployment::deploy(client, out, asked).await
         }
-        Command::Rollback { project, env, wait } => {
-            deployment::rollback(client, out, project, env, wait.into()).await
-        }
+        Command::Rollback {
+            project, env, wait, ..
+        } => deployment::rollback(client, out, project, env, wait.into()).await,
         Command::Queue => deployment::queue(client, out).await,
-        Command::Cancel { id } => deployment::cancel(client, out, id).await,
+        Command::Cancel { id, .. } => deployment::cancel(client, out, id).await,
         Command::Approve { id } => deployment::approve(client, out, id).await,
         Command::OverrideFreeze { id, reason } => {
             deployment::override_freeze(client, out, id, reason).await
@@ -684,6 +722,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             project,
             to,
             override_freeze,
+            ..
         } => promote::promote(client, out, project, to, override_freeze).await,
         Command::Version | Command::Completion { .. } => Ok(()),
     }

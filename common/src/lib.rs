@@ -26,6 +26,10 @@ pub mod webhook;
 /// against the same CA as ever.
 pub const LEADER_METADATA: &str = "slipway-leader";
 
+/// The gRPC metadata key of a request id: a call that carries one and is made
+/// again (by CI, after a lost answer) gets its first answer, not a second act.
+pub const REQUEST_ID_METADATA: &str = "slipway-request-id";
+
 /// The leader's address in a `LEADER_METADATA` value, if it is an https:// one
 /// (nothing else is ever called).
 pub fn leader_address(value: &[u8]) -> Option<String> {

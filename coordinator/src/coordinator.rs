@@ -27,6 +27,7 @@ use crate::operations::Operations;
 use crate::pki::Ca;
 use crate::promote::Promotions;
 use crate::releases::Releases;
+use crate::requests::Requests;
 use crate::revocation::Revocations;
 use crate::scheduler::Scheduler;
 use crate::secrets::Secrets;
@@ -76,6 +77,8 @@ pub struct Coordinator {
     pub agent_records: AgentRecords,
     pub agents: Arc<AgentHub>,
     pub tokens: Arc<JoinTokens>,
+    /// The first answers to requests made with a request id.
+    pub requests: Arc<Requests>,
     pub audit: Arc<AuditLog>,
     pub revocations: Arc<Revocations>,
     pub ca: Arc<Ca>,
@@ -127,6 +130,7 @@ impl Coordinator {
             JOIN_TOKEN_LIFETIME,
         ));
         let audit = Arc::new(AuditLog::new(db.clone(), clock.clone()));
+        let requests = Arc::new(Requests::new(db.clone(), clock.clone()));
         let deployments = Arc::new(Deployments::new(db.clone(), clock.clone(), events.clone()));
         let releases = Arc::new(Releases::new(
             db.clone(),
@@ -206,6 +210,7 @@ impl Coordinator {
             agent_records: AgentRecords::new(db),
             agents,
             tokens,
+            requests,
             audit,
             revocations,
             ca,

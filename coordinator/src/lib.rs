@@ -19,7 +19,7 @@
 //!   messages only; the stream behind each is the gRPC layer's).
 //! - `pki` (the CA and identities), `tokens` (one-time join tokens),
 //!   `revocation`, `audit` (the hash-chained log), `secrets` (encrypted
-//!   environment secrets).
+//!   environment secrets), `requests` (the first answers to retried requests).
 //! - `cloud`: the domain's cloud traits, the `local` cloud's client and `aws`.
 //! - `stopping`: the graceful stop every long-running part watches;
 //!   `faults`: named points where the fault-injection harness stops the process.
@@ -70,6 +70,7 @@ pub mod operations;
 pub mod pki;
 pub mod promote;
 pub mod releases;
+pub mod requests;
 pub mod revocation;
 pub mod scheduler;
 pub mod secrets;

@@ -319,6 +319,12 @@ impl CliChild {
         CliRun::from(self.0.wait_with_output().expect("slipway output"))
     }
 
+    /// kill -9, as a CI runner's timeout does; then waits for it to exit.
+    pub fn kill(mut self) -> CliRun {
+        let _ = self.0.kill();
+        self.finish()
+    }
+
     /// Ctrl-C, as a person at the terminal would; then waits for it to exit.
     pub fn interrupt(self) -> CliRun {
         nix::sys::signal::kill(

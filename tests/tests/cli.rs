@@ -1126,3 +1126,73 @@ fn a_profile_with_several_coordinators_reaches_whichever_answers() {
         run.stderr
     );
 }
+
+#[test]
+fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_deployment() {
+    let mut dev = Coordinator::start();
+    let deploy = |id: &'static str| {
+        [
+            "deploy",
+            "hello",
+            "v1",
+            "--env",
+            "staging",
+            "--request-id",
+            id,
+            "-o",
+            "json",
+        ]
+    };
+    // The coordinator stores the deployment and its answer, then holds the
+    // answer back; CI's step times out and kills the CLI.
+    let first = deploy("ci-run-7");
+    let waiting = dev.pause_at("request/answered", |dev| dev.cli_in_background(&first));
+    let killed = waiting.kill();
+    assert!(killed.stdout.is_empty(), "{}", killed.stdout);
+    let of_v1 = |dev: &Coordinator| -> Vec<Value> {
+        dev.ok(&["deployments", "-o", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d["project"] == "hello" && d["environment"] == "staging" && d["version"] == "v1"
+            })
+            .cloned()
+            .collect()
+    };
+    let stored = of_v1(&dev);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+
+    // The retry with the same id gets the first answer and acts no more.
+    let retried = dev.ok(&first).json();
+    assert_eq!(retried["id"], stored[0]["id"], "{retried}");
+    assert_eq!(of_v1(&dev).len(), 1);
+    // The answer is kept in the store: a coordinator restarted (it pauses
+    // nowhere now) gives it again too.
+    dev.crash_and_restart();
+    let after_restart = dev.ok(&first).json();
+    assert_eq!(after_restart["id"], stored[0]["id"], "{after_restart}");
+    assert_eq!(of_v1(&dev).len(), 1);
+
+    // Another id acts again; without one, the CLI makes one and prints it.
+    let other = dev.ok(&deploy("ci-run-8")).json();
+    assert_ne!(other["id"], retried["id"]);
+    let plain = dev.ok(&["deploy", "hello", "v1", "--env", "staging"]);
+    assert!(plain.stderr.contains("request id: r-"), "{}", plain.stderr);
+    assert_eq!(of_v1(&dev).len(), 3);
+
+    // An id that is not plain is refused (4), and nothing acts.
+    let bad = dev.cli(&[
+        "deploy",
+        "hello",
+        "v1",
+        "--env",
+        "staging",
+        "--request-id",
+        "a b",
+    ]);
+    assert_eq!(bad.code, Some(4), "{}", bad.stderr);
+    assert!(bad.stderr.contains("request id"), "{}", bad.stderr);
+    assert_eq!(of_v1(&dev).len(), 3);
+}

@@ -47,12 +47,14 @@ pub struct OperatorApi {
     dashboard: Arc<crate::dashboard::access::DashboardAccess>,
     dashboard_address: Option<String>,
     stopping: crate::stopping::Stopping,
+    requests: Arc<crate::requests::Requests>,
 }
 
 impl OperatorApi {
     pub fn new(coordinator: &Coordinator) -> Self {
         OperatorApi {
             operations: coordinator.operations.clone(),
+            requests: coordinator.requests.clone(),
             audit: coordinator.audit.clone(),
             revocations: coordinator.revocations.clone(),
             agents: coordinator.agents.clone(),
@@ -62,6 +64,50 @@ impl OperatorApi {
             dashboard_address: coordinator.dashboard_address.clone(),
             stopping: coordinator.stopping.clone(),
         }
+    }
+
+    /// `act`, once per request id: a call carrying `REQUEST_ID_METADATA`
+    /// gets the first answer given to the same caller, action and id within
+    /// a day (`requests`), without acting again; a call without one acts.
+    async fn once<T, F>(
+        &self,
+        asked: &tonic::metadata::MetadataMap,
+        caller: &Caller,
+        action: &str,
+        act: F,
+    ) -> Result<T, Status>
+    where
+        T: prost::Message + Default,
+        F: std::future::Future<Output = Result<T, Status>>,
+    {
+        let Some(id) = asked.get(slipway_common::REQUEST_ID_METADATA) else {
+            return act.await;
+        };
+        let id = id
+            .to_str()
+            .map_err(|_| Status::invalid_argument("the request id must be plain text"))?;
+        let key = crate::requests::RequestKey::new(&caller.identity.name, action, id)
+            .map_err(Status::invalid_argument)?;
+        let held = self.requests.hold(key).await;
+        let answered = self
+            .requests
+            .answered(&held)
+            .await
+            .map_err(|e| super::status::of(&e))?;
+        if let Some(answer) = answered {
+            info!(who = %caller, %action, request_id = %id, "a repeated request: its first answer is given again");
+            return T::decode(answer.as_slice()).map_err(|e| {
+                Status::internal(format!("the first answer to {id} is unreadable: {e}"))
+            });
+        }
+        let answer = act.await?;
+        if let Err(e) = self.requests.remember(&held, answer.encode_to_vec()).await {
+            warn!(error = %e, request_id = %id, "cannot keep the answer: a retry with this request id acts again");
+        }
+        drop(held);
+        // The harness loses this answer here (the CLI is killed while it waits).
+        crate::faults::pause_at("request/answered").await;
+        Ok(answer)
     }
 
     async fn audited<T: Outcome>(
@@ -318,9 +364,11 @@ impl OperatorService for OperatorApi {
         request: Request<RegisterReleaseRequest>,
     ) -> Result<Response<Release>, Status> {
         let caller = auth::caller(&request, &self.revocations)?;
+        let asked = request.metadata().clone();
         let r = request.into_inner();
         let target = format!("{}@{}", r.project, r.version);
-        let outcome = async {
+        let act = async {
+            let outcome = async {
             caller.require(Role::Deployer)?;
             let release = self
                 .operations
@@ -340,14 +388,17 @@ impl OperatorService for OperatorApi {
             Ok(convert::release(release, checks))
         }
         .await;
-        self.audited(
-            &caller,
-            "release add",
-            (&target, about(&r.project, "", &r.version)),
-            outcome,
-        )
-        .await
-        .map(Response::new)
+            self.audited(
+                &caller,
+                "release add",
+                (&target, about(&r.project, "", &r.version)),
+                outcome,
+            )
+            .await
+        };
+        self.once(&asked, &caller, "release add", act)
+            .await
+            .map(Response::new)
     }
 
     async fn list_releases(
@@ -379,9 +430,11 @@ impl OperatorService for OperatorApi {
         request: Request<DeployRequest>,
     ) -> Result<Response<Deployment>, Status> {
         let caller = auth::caller(&request, &self.revocations)?;
+        let asked = request.metadata().clone();
         let r = request.into_inner();
         let target = format!("{}@{} -> {}", r.project, r.version, r.environment);
-        let outcome = async {
+        let act = async {
+            let outcome = async {
             caller.require(Role::Deployer)?;
             let deployment = self.operations.deploy(
                 &caller.identity,
@@ -393,14 +446,17 @@ impl OperatorService for OperatorApi {
             Ok(convert::bare_deployment(deployment))
         }
         .await;
-        self.audited(
-            &caller,
-            "deploy",
-            (&target, about(&r.project, &r.environment, &r.version)),
-            outcome,
-        )
-        .await
-        .map(Response::new)
+            self.audited(
+                &caller,
+                "deploy",
+                (&target, about(&r.project, &r.environment, &r.version)),
+                outcome,
+            )
+            .await
+        };
+        self.once(&asked, &caller, "deploy", act)
+            .await
+            .map(Response::new)
     }
 
     async fn cancel(
@@ -408,31 +464,36 @@ impl OperatorService for OperatorApi {
         request: Request<CancelRequest>,
     ) -> Result<Response<Deployment>, Status> {
         let caller = auth::caller(&request, &self.revocations)?;
+        let asked = request.metadata().clone();
         let id = request.get_ref().id.clone();
-        let outcome = async {
-            caller.require(Role::Deployer)?;
-            let deployment = self
-                .operations
-                .cancel(&caller.identity, required("id", &id)?)
-                .await?;
-            info!(who = %caller, deployment_id = %deployment.id, "cancel requested");
-            Ok(convert::bare_deployment(deployment))
-        }
-        .await;
-        self.audited(
-            &caller,
-            "cancel",
-            (
-                &id,
-                About {
-                    deployment: Some(id.clone()),
-                    ..About::default()
-                },
-            ),
-            outcome,
-        )
-        .await
-        .map(Response::new)
+        let act = async {
+            let outcome = async {
+                caller.require(Role::Deployer)?;
+                let deployment = self
+                    .operations
+                    .cancel(&caller.identity, required("id", &id)?)
+                    .await?;
+                info!(who = %caller, deployment_id = %deployment.id, "cancel requested");
+                Ok(convert::bare_deployment(deployment))
+            }
+            .await;
+            self.audited(
+                &caller,
+                "cancel",
+                (
+                    &id,
+                    About {
+                        deployment: Some(id.clone()),
+                        ..About::default()
+                    },
+                ),
+                outcome,
+            )
+            .await
+        };
+        self.once(&asked, &caller, "cancel", act)
+            .await
+            .map(Response::new)
     }
 
     async fn get_deployment(
@@ -510,9 +571,11 @@ impl OperatorService for OperatorApi {
         request: Request<PromoteRequest>,
     ) -> Result<Response<PublicRecord>, Status> {
         let caller = auth::caller(&request, &self.revocations)?;
+        let asked = request.metadata().clone();
         let r = request.into_inner();
         let target = format!("{} -> {}", r.project, r.environment);
-        let outcome = async {
+        let act = async {
+            let outcome = async {
             caller.require(Role::Deployer)?;
             let record = self
                 .operations
@@ -532,14 +595,18 @@ impl OperatorService for OperatorApi {
             })
         }
         .await;
-        self.audited(
-            &caller,
-            "promote",
-            (&target, about(&r.project, &r.environment, "")),
-            outcome,
-        )
-        .await
-        .map(|promoted| Response::new(promoted.record))
+            self.audited(
+                &caller,
+                "promote",
+                (&target, about(&r.project, &r.environment, "")),
+                outcome,
+            )
+            .await
+            .map(|promoted| promoted.record)
+        };
+        self.once(&asked, &caller, "promote", act)
+            .await
+            .map(Response::new)
     }
 
     async fn rollback(
@@ -547,9 +614,11 @@ impl OperatorService for OperatorApi {
         request: Request<RollbackRequest>,
     ) -> Result<Response<Deployment>, Status> {
         let caller = auth::caller(&request, &self.revocations)?;
+        let asked = request.metadata().clone();
         let r = request.into_inner();
         let target = format!("{} on {}", r.project, r.environment);
-        let outcome = async {
+        let act = async {
+            let outcome = async {
             caller.require(Role::Deployer)?;
             let deployment = self.operations.rollback(
                 &caller.identity,
@@ -561,14 +630,17 @@ impl OperatorService for OperatorApi {
             Ok(convert::bare_deployment(deployment))
         }
         .await;
-        self.audited(
-            &caller,
-            "rollback",
-            (&target, about(&r.project, &r.environment, "")),
-            outcome,
-        )
-        .await
-        .map(Response::new)
+            self.audited(
+                &caller,
+                "rollback",
+                (&target, about(&r.project, &r.environment, "")),
+                outcome,
+            )
+            .await
+        };
+        self.once(&asked, &caller, "rollback", act)
+            .await
+            .map(Response::new)
     }
 
     async fn infra_plan(

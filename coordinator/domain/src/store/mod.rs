@@ -85,10 +85,12 @@ pub enum Table {
     DeploymentIndex,
     /// The join tokens made for each launch slot (their hashes), by deployment and slot.
     TokenSlots,
+    /// The first answers to requests made with a request id, by caller, action and id.
+    Requests,
 }
 
 impl Table {
-    pub const ALL: [Table; 19] = [
+    pub const ALL: [Table; 20] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -108,6 +110,7 @@ impl Table {
         Table::PromotionRequests,
         Table::DeploymentIndex,
         Table::TokenSlots,
+        Table::Requests,
     ];
 
     pub fn name(self) -> &'static str {
@@ -131,6 +134,7 @@ impl Table {
             Table::PromotionRequests => "promotion_requests",
             Table::DeploymentIndex => "deployment_index",
             Table::TokenSlots => "token_slots",
+            Table::Requests => "requests",
         }
     }
 }

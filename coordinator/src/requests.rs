@@ -1,0 +1,181 @@
+//! Retried requests: a caller (CI, typically) that lost an answer calls again
+//! with the same request id, and gets the first answer rather than a second
+//! deploy, release, promotion, rollback or cancel.
+//!
+//! The first answer is kept a day under (caller, action, request id): another
+//! caller's id never finds it. Calls with the same key wait for each other,
+//! so two at once act once. A refusal is not kept: a retry may succeed.
+//!
+//! The answer is stored after the action, in a batch of its own: a
+//! coordinator killed between the two acts again on the retry. That window is
+//! the time of one store write; a lost answer (the caller killed, a
+//! connection cut) is the case this is for.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::OwnedMutexGuard;
+
+use crate::clock::{Clock, Millis};
+use crate::store::{Db, Record, StoreError, Table};
+
+/// How long a first answer is given again.
+pub const KEPT: Duration = Duration::from_secs(24 * 3600);
+/// Longest request id accepted.
+const MAX_ID: usize = 64;
+
+/// A first answer, as the edge encoded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Answered {
+    key: String,
+    at: Millis,
+    answer: Vec<u8>,
+}
+
+impl Record for Answered {
+    const TABLE: Table = Table::Requests;
+    fn key(&self) -> String {
+        self.key.clone()
+    }
+}
+
+/// Whom a request id belongs to and what it asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey(String);
+
+impl RequestKey {
+    /// `id` checked: 1 to 64 letters, digits, `-`, `_` or `.`.
+    pub fn new(caller: &str, action: &str, id: &str) -> Result<RequestKey, String> {
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if id.is_empty() || id.len() > MAX_ID || !id.chars().all(plain) {
+            return Err(format!(
+                "request id {id:?} is not one: 1 to {MAX_ID} letters, digits, '-', '_' or '.'"
+            ));
+        }
+        Ok(RequestKey(format!("{caller}/{action}/{id}")))
+    }
+}
+
+pub struct Requests {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    /// One lock per key in use, so calls with the same key act once.
+    held: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Requests")
+    }
+}
+
+/// A key held: the call that holds it is the only one acting for it.
+pub struct Held {
+    key: RequestKey,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl Requests {
+    pub fn new(db: Db, clock: Arc<dyn Clock>) -> Requests {
+        Requests {
+            db,
+            clock,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until no other call holds `key`.
+    pub async fn hold(&self, key: RequestKey) -> Held {
+        let lock = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            // Locks nobody waits on any more go, so the map stays small.
+            held.retain(|_, lock| Arc::strong_count(lock) > 1);
+            held.entry(key.0.clone()).or_default().clone()
+        };
+        Held {
+            _guard: lock.lock_owned().await,
+            key,
+        }
+    }
+
+    /// The first answer given to `held`'s key within `KEPT`, if any.
+    pub async fn answered(&self, held: &Held) -> Result<Option<Vec<u8>>, StoreError> {
+        let since = self.clock.now() - KEPT.as_millis() as Millis;
+        Ok(self
+            .db
+            .get::<Answered>(&held.key.0)
+            .await?
+            .filter(|a| a.at >= since)
+            .map(|a| a.answer))
+    }
+
+    /// Keeps `answer` as the first one for `held`'s key.
+    pub async fn remember(&self, held: &Held, answer: Vec<u8>) -> Result<(), StoreError> {
+        self.db
+            .put(&Answered {
+                key: held.key.0.clone(),
+                at: self.clock.now(),
+                answer,
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[tokio::test]
+    async fn a_first_answer_is_given_again_for_a_day_to_its_caller_only() {
+        let clock = Arc::new(ManualClock::at(1_000));
+        let requests = Requests::new(Db::memory(), clock.clone());
+        let key = |caller: &str| RequestKey::new(caller, "deploy", "ci-1234").unwrap();
+        let held = requests.hold(key("ci")).await;
+        assert_eq!(requests.answered(&held).await.unwrap(), None);
+        requests.remember(&held, b"d-7".to_vec()).await.unwrap();
+        drop(held);
+        let again = requests.hold(key("ci")).await;
+        assert_eq!(
+            requests.answered(&again).await.unwrap(),
+            Some(b"d-7".to_vec())
+        );
+        drop(again);
+        let other = requests.hold(key("alice")).await;
+        assert_eq!(requests.answered(&other).await.unwrap(), None);
+        drop(other);
+        clock.advance(KEPT + Duration::from_secs(1));
+        let late = requests.hold(key("ci")).await;
+        assert_eq!(requests.answered(&late).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_second_call_with_the_key_waits_for_the_first() {
+        let requests = Arc::new(Requests::new(Db::memory(), Arc::new(ManualClock::at(0))));
+        let key = RequestKey::new("ci", "deploy", "x").unwrap();
+        let first = requests.hold(key.clone()).await;
+        let waiting = {
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let held = requests.hold(key).await;
+                requests.answered(&held).await.unwrap()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        requests.remember(&first, b"first".to_vec()).await.unwrap();
+        drop(first);
+        assert_eq!(waiting.await.unwrap(), Some(b"first".to_vec()));
+    }
+
+    #[test]
+    fn request_ids_are_plain_and_short() {
+        assert!(RequestKey::new("ci", "deploy", "gh-run-42.3_a").is_ok());
+        for bad in ["", "a b", "../x", &"x".repeat(65)] {
+            let err = RequestKey::new("ci", "deploy", bad).unwrap_err();
+            assert!(err.contains("request id"), "{err}");
+        }
+    }
+}
