@@ -152,7 +152,9 @@ fn sample_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     ))
 }
 
-/// Bakes and registers the sample releases that are not registered yet.
+/// Bakes and registers the sample releases that are not registered yet, or
+/// whose image the local cloud no longer has (a store restored or copied
+/// without its cloud): a release is only worth listing if it deploys.
 pub async fn sample_releases(
     data_dir: &Path,
     cloud: &LocalCloud,
@@ -162,12 +164,19 @@ pub async fn sample_releases(
     let (agent, app) = sample_binaries()?;
     for (version, healthy, schema, failing) in SAMPLE_RELEASES {
         let key = slipway_coordinator::release::Release::key_of("hello", version);
-        if db
+        if let Some(release) = db
             .get::<slipway_coordinator::release::Release>(&key)
             .await?
-            .is_some()
         {
-            continue;
+            let image = cloud.find_image("hello", version).await.ok();
+            if image.as_ref() == Some(&release.image_id) {
+                continue;
+            }
+            tracing::warn!(
+                version,
+                image = release.image_id,
+                "the sample release's image is gone from the local cloud: baking it again"
+            );
         }
         let source = data_dir.join("bake").join(version);
         let _ = std::fs::remove_dir_all(&source);

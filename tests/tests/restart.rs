@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use slipway_coordinator::sample::SAMPLE_FLEET;
 use slipway_tests::load::Load;
 use slipway_tests::processes::{agent_pid, freeze, thaw};
-use slipway_tests::{Coordinator, unix_ms};
+use slipway_tests::{Coordinator, TempDir, binary, unix_ms};
 
 #[test]
 fn a_coordinator_crash_loses_nothing_and_traffic_keeps_flowing() {
@@ -268,4 +268,75 @@ fn an_outage_longer_than_a_deadline_does_not_roll_back_a_healthy_deploy() {
     let done = dev.wait_finished(&id, Duration::from_secs(60));
     assert_eq!(done["phase"], "succeeded", "{done}");
     assert_eq!(dev.environment("staging")["active_version"], "v1");
+}
+
+#[test]
+fn a_store_written_by_the_previous_layout_opens_upgrades_and_deploys_on() {
+    // The fixture: what the coordinator released before the layout carried a
+    // number left on disk (tests/fixtures/README.md says how it was made).
+    let dir = TempDir::new("upgrade");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/store-layout-1");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    for file in ["conf", "db"] {
+        std::fs::copy(fixture.join(file), store.join(file)).unwrap();
+    }
+    let mut dev = Coordinator::start_in(dir, SAMPLE_FLEET);
+    let log = dev.log();
+    assert!(
+        log.contains("store layout upgraded") && log.contains("from=1 to=2"),
+        "{log}"
+    );
+
+    // What it held reads as it was written, the audit chain included.
+    let old = dev.ok(&["deployments", "-o", "json"]).json();
+    let phase_of = |id: &str| {
+        old.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .map(|d| d["phase"].clone())
+    };
+    assert_eq!(phase_of("d-1"), Some("succeeded".into()), "{old}");
+    assert_eq!(phase_of("d-2"), Some("rolled_back".into()), "{old}");
+    dev.ok(&["audit", "verify"]);
+
+    // Deployments go on, with ids after the old ones.
+    let new = dev
+        .ok(&["deploy", "hello", "v2", "--env", "prod1", "-o", "json"])
+        .json();
+    let id = new["id"].as_str().unwrap().to_string();
+    let number: u64 = id.trim_start_matches("d-").parse().unwrap();
+    assert!(number > 2, "{id} repeats an old id");
+    dev.ok(&["show", &id, "--follow"]);
+
+    // Upgraded once: a restart finds the current layout.
+    let from = dev.log_len();
+    dev.crash_and_restart();
+    assert!(!dev.log()[from..].contains("store layout upgraded"));
+    dev.ok(&["audit", "verify"]);
+
+    // A store a newer coordinator wrote is refused, naming both layouts,
+    // and left as it was.
+    dev.kill();
+    let newer = {
+        let db = sled::open(dev.data_dir().join("store")).unwrap();
+        let layout = db.open_tree("meta").unwrap();
+        layout.insert("layout", &7u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        7
+    };
+    let refused = std::process::Command::new(binary("slipway-coordinator"))
+        .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dev.data_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "its layout is version {newer}, newer than this coordinator's 2"
+        )),
+        "{stderr}"
+    );
 }

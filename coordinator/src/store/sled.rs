@@ -1,5 +1,5 @@
 //! The sled engine: one tree per table, and a `meta` tree with the writer
-//! epoch. A batch is one sled transaction over every tree (the epoch check
+//! epoch, the id counter and the layout version. A batch is one sled transaction over every tree (the epoch check
 //! included), flushed before it returns: sled fsyncs on its own only every
 //! 500 ms, and the caller acknowledges only durable writes.
 
@@ -15,6 +15,30 @@ const META: &str = "meta";
 const EPOCH: &str = "epoch";
 /// The last id `next_id` handed out.
 const LAST_ID: &str = "last_id";
+/// Which layout the store is in (`LAYOUT`); absent: layout 1.
+const LAYOUT_KEY: &str = "layout";
+
+/// One step of an upgrade: safe to run twice (a step killed halfway runs again).
+type Step = fn(&SledStore) -> Result<(), StoreError>;
+
+/// The steps from layout N-1 to N, in order, from 2: layout 1 is every store
+/// written before the layout was numbered. Never edit a step that shipped:
+/// add one.
+const STEPS: &[Step] = &[
+    // 2: the id counter of our own (`next_id`), set above every id sled's
+    // generate_id handed out before it (it returns at least that many).
+    |store| {
+        let meta = store.meta();
+        if meta.get(LAST_ID).map_err(io)?.is_none() {
+            let above = store.db.generate_id().map_err(io)?;
+            meta.insert(LAST_ID, &above.to_be_bytes()).map_err(io)?;
+        }
+        Ok(())
+    },
+];
+
+/// The layout this build writes.
+pub const LAYOUT: u64 = STEPS.len() as u64 + 1;
 
 #[derive(Debug)]
 pub struct SledStore {
@@ -33,7 +57,50 @@ impl SledStore {
         let trees = names
             .map(|name| db.open_tree(name).map_err(io))
             .collect::<Result<_, _>>()?;
-        Ok(SledStore { db, trees })
+        let store = SledStore { db, trees };
+        store.upgrade(path)?;
+        Ok(store)
+    }
+
+    /// Brings the store up to `LAYOUT`, step by step; refuses a newer one
+    /// (it may hold what this build cannot read, and writing it would lose
+    /// that).
+    fn upgrade(&self, path: &Path) -> Result<(), StoreError> {
+        let meta = self.meta();
+        let found = match meta.get(LAYOUT_KEY).map_err(io)? {
+            Some(bytes) => read_counter(Some(bytes)),
+            None => 1,
+        };
+        if found > LAYOUT {
+            return Err(StoreError::Schema {
+                path: path.display().to_string(),
+                message: format!(
+                    "its layout is version {found}, newer than this coordinator's {LAYOUT}: \
+                     run the coordinator release that upgraded it, or a newer one"
+                ),
+            });
+        }
+        if found == LAYOUT {
+            return Ok(());
+        }
+        for (to, step) in (found + 1..).zip(&STEPS[found as usize - 1..]) {
+            step(self)?;
+            // Each step is stamped as it lands: one killed halfway resumes
+            // from the step it was in (every step may run twice).
+            meta.insert(LAYOUT_KEY, &to.to_be_bytes()).map_err(io)?;
+            self.flush()?;
+        }
+        // A store created just now went through the steps too (they are
+        // what a new store needs), but was not upgraded from anything.
+        if self.db.was_recovered() {
+            tracing::info!(
+            store = %path.display(),
+            from = found,
+            to = LAYOUT,
+            "store layout upgraded"
+            );
+        }
+        Ok(())
     }
 
     fn tree(&self, table: Table) -> &::sled::Tree {
@@ -42,20 +109,6 @@ impl SledStore {
 
     fn meta(&self) -> &::sled::Tree {
         &self.trees[Table::ALL.len()]
-    }
-
-    /// The meta tree, with the id counter set up: a store from before the
-    /// counter continues above every id sled's generate_id handed out (it
-    /// returns at least that many).
-    fn counter(&self) -> Result<&::sled::Tree, StoreError> {
-        let meta = self.meta();
-        if meta.get(LAST_ID).map_err(io)?.is_none() {
-            let above = self.db.generate_id().map_err(io)?;
-            let _ = meta
-                .compare_and_swap(LAST_ID, None::<&[u8]>, Some(&above.to_be_bytes()[..]))
-                .map_err(io)?;
-        }
-        Ok(meta)
     }
 
     /// Waits for the disk. On a multi-threaded runtime the wait is handed
@@ -161,8 +214,8 @@ impl Store for SledStore {
         // A counter of our own, flushed with each id, so ids stay dense across
         // restarts (sled's generate_id jumps by its persistence interval, a
         // million, at every restart: d-22, then d-2000001).
-        let meta = self.counter()?;
-        let id = meta
+        let id = self
+            .meta()
             .update_and_fetch(LAST_ID, |old| {
                 Some((read_counter(old) + 1).to_be_bytes().to_vec())
             })
@@ -172,7 +225,7 @@ impl Store for SledStore {
     }
 
     async fn raise_ids(&self, above: u64) -> Result<(), StoreError> {
-        self.counter()?
+        self.meta()
             .update_and_fetch(LAST_ID, |old| {
                 Some(read_counter(old).max(above).to_be_bytes().to_vec())
             })
@@ -205,18 +258,7 @@ mod tests {
         let epoch = store.claim_epoch().await.unwrap();
         let id = store.next_id().await.unwrap();
         drop(store);
-        // sled's flusher thread lets go of the file lock a moment after drop.
-        let started = std::time::Instant::now();
-        let reopened = loop {
-            match SledStore::open(&dir) {
-                Ok(store) => break store,
-                Err(e) if started.elapsed() < std::time::Duration::from_secs(5) => {
-                    let _ = e;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("sled did not reopen: {e}"),
-            }
-        };
+        let reopened = reopen(&dir).unwrap();
         assert_eq!(
             reopened.get(Table::Releases, "b").await.unwrap(),
             Some(b"6".to_vec())
@@ -230,6 +272,78 @@ mod tests {
             id + 1,
             "ids stay dense across a reopen"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Opens `dir` again once sled's flusher thread let go of its file lock
+    /// (a moment after the last handle was dropped).
+    fn reopen(dir: &Path) -> Result<SledStore, StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            match SledStore::open(dir) {
+                Err(StoreError::Open { .. })
+                    if started.elapsed() < std::time::Duration::from_secs(5) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    /// A store as layout 1 left it: no layout number, no id counter, ids
+    /// from sled's own generator.
+    fn layout_1(dir: &Path, ids: usize) {
+        let db = ::sled::open(dir).unwrap();
+        for _ in 0..ids {
+            db.generate_id().unwrap();
+        }
+        db.open_tree(Table::Deployments.name())
+            .unwrap()
+            .insert("d-1", b"{}".as_slice())
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_layout_1_store_is_upgraded_once_and_its_new_ids_come_after_its_old_ones() {
+        let dir = std::env::temp_dir().join(format!("slipway-sled-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        layout_1(&dir, 3);
+        let store = reopen(&dir).unwrap();
+        assert_eq!(read_counter(store.meta().get(LAYOUT_KEY).unwrap()), LAYOUT);
+        let first = store.next_id().await.unwrap();
+        assert!(first > 3, "a new id ({first}) repeats an old one");
+        assert_eq!(
+            store.get(Table::Deployments, "d-1").await.unwrap(),
+            Some(b"{}".to_vec())
+        );
+        drop(store);
+        let again = reopen(&dir).unwrap();
+        assert_eq!(again.next_id().await.unwrap(), first + 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_store_from_a_newer_layout_is_refused_naming_both_versions() {
+        let dir = std::env::temp_dir().join(format!("slipway-sled-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let newer = LAYOUT + 1;
+        {
+            let db = ::sled::open(&dir).unwrap();
+            let meta = db.open_tree(META).unwrap();
+            meta.insert(LAYOUT_KEY, &newer.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let refused = reopen(&dir).unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!(
+                "version {newer}, newer than this coordinator's {LAYOUT}"
+            )),
+            "{refused}"
+        );
+        // Refusing wrote nothing: the store is still the newer layout.
+        assert_eq!(reopen(&dir).unwrap_err().to_string(), refused);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
