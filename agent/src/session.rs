@@ -263,6 +263,7 @@ async fn session(
             instance_id: metadata.instance_id.clone(),
             image_id: metadata.image_id.clone(),
             agent_version: AGENT_VERSION.to_string(),
+            protocol: slipway_common::protocol::AGENT_PROTOCOL,
             private_ip: metadata.private_ip.clone(),
         })))
         .await?;

@@ -861,6 +861,7 @@ fn agent(a: pb::Agent) -> schema::Agent {
         last_seen_ms: seen,
         ready: a.ready,
         agent_version: present(a.agent_version),
+        agent_protocol: (a.agent_protocol > 0).then_some(a.agent_protocol),
         image_id: a.image_id,
         private_ip: present(a.private_ip),
     }

@@ -244,6 +244,8 @@ pub struct Agent {
     pub last_seen_ms: Option<i64>,
     pub ready: bool,
     pub agent_version: Option<String>,
+    /// The agent protocol version its stream speaks; null until it connects.
+    pub agent_protocol: Option<u32>,
     pub image_id: String,
     pub private_ip: Option<String>,
 }

@@ -6,6 +6,7 @@
 //!   owner-only files for keys.
 //! - `http_probe`: one HTTP health check, shared by the agent and the local cloud.
 //! - `process`: whether another process has ended (`/proc`).
+//! - `protocol`: the agent protocol's version, and which ones a coordinator takes.
 //! - `webhook`: POSTing JSON to a webhook (https, or http to loopback only).
 //! - `logging`: `SLIPWAY_LOG` and `SLIPWAY_LOG_FORMAT` for the coordinator and
 //!   the local cloud.
@@ -17,6 +18,7 @@ pub mod logging;
 pub mod private_file;
 pub mod process;
 pub mod profile;
+pub mod protocol;
 pub mod user_data;
 pub mod webhook;
 

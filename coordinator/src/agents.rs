@@ -76,6 +76,8 @@ pub struct AgentHello {
     pub image_id: String,
     pub agent_version: String,
     pub private_ip: String,
+    /// The agent protocol version it speaks (`slipway_common::protocol`).
+    pub protocol: u32,
 }
 
 /// One agent's open stream, as the hub writes to it (the gRPC layer puts the

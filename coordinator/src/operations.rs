@@ -154,6 +154,8 @@ pub struct AgentStatus {
     pub last_seen: i64,
     pub ready: bool,
     pub agent_version: String,
+    /// 0: not connected since the coordinator started.
+    pub agent_protocol: u32,
 }
 
 /// What operators can ask, and what answering takes.
@@ -1134,6 +1136,7 @@ impl Operations {
                     connection: Connection::of(view.as_ref(), now, lost_after),
                     last_seen: view.as_ref().map_or(0, |v| v.last_seen),
                     ready: view.is_some_and(|v| v.ready),
+                    agent_protocol: hello.as_ref().map_or(0, |h| h.protocol),
                     agent_version: hello.map(|h| h.agent_version).unwrap_or_default(),
                     record,
                 }

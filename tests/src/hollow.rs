@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
+use slipway_common::protocol::AGENT_PROTOCOL;
 use slipway_common::user_data::UserData;
 use slipway_coordinator::cloud::local::LocalCloud;
 use slipway_coordinator::deploy::machine::InstanceState;
@@ -58,6 +59,8 @@ pub struct Played {
     sessions: AtomicU64,
     /// Unix µs of its last heartbeats, newest last.
     sent: Mutex<VecDeque<i64>>,
+    /// Why its last stream ended, as the coordinator said it.
+    ended: Mutex<Option<String>>,
     task: Mutex<Option<AbortHandle>>,
 }
 
@@ -68,6 +71,11 @@ impl Played {
 
     pub fn sessions(&self) -> u64 {
         self.sessions.load(Ordering::SeqCst)
+    }
+
+    /// Why its last stream ended (a refusal, say), if one did.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap().clone()
     }
 
     /// Stops its heartbeats from now on; the unix ms of the last one sent.
@@ -133,6 +141,17 @@ impl Hollow {
     /// once it is terminated); answers health checks on `health_port`. Call
     /// inside a Tokio runtime.
     pub fn start(data_dir: &Path, projects: &[String], health_port: u16) -> Hollow {
+        Hollow::start_speaking(data_dir, projects, health_port, AGENT_PROTOCOL)
+    }
+
+    /// `start`, the agents' hellos naming agent protocol version `protocol`
+    /// (0: none, as agents from before the hello carried one).
+    pub fn start_speaking(
+        data_dir: &Path,
+        projects: &[String],
+        health_port: u16,
+        protocol: u32,
+    ) -> Hollow {
         let agents: Arc<Mutex<HashMap<String, Arc<Played>>>> = Arc::default();
         let cloud_dir = data_dir.join("cloud");
         let watching = agents.clone();
@@ -177,6 +196,7 @@ impl Hollow {
                                     silent: AtomicBool::new(false),
                                     sessions: AtomicU64::new(0),
                                     sent: Mutex::new(VecDeque::new()),
+                                    ended: Mutex::new(None),
                                     task: Mutex::new(None),
                                 });
                                 let dir = cloud_dir
@@ -187,6 +207,7 @@ impl Hollow {
                                     dir,
                                     instance.image_id.clone(),
                                     health_port,
+                                    protocol,
                                 ));
                                 *played.task.lock().unwrap() = Some(task.abort_handle());
                                 agents.insert(instance.id, played);
@@ -230,7 +251,7 @@ impl Drop for Hollow {
 
 /// The life of one agent: its health port, its certificate, then streams
 /// until its instance is terminated (the task is aborted).
-async fn play(me: Arc<Played>, dir: PathBuf, image_id: String, health_port: u16) {
+async fn play(me: Arc<Played>, dir: PathBuf, image_id: String, health_port: u16, protocol: u32) {
     let ip: IpAddr = match me.private_ip.parse() {
         Ok(ip) => ip,
         Err(_) => return,
@@ -259,7 +280,20 @@ async fn play(me: Arc<Played>, dir: PathBuf, image_id: String, health_port: u16)
     let mut told = Told::default();
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let _ = session(&me, &user_data, &identity, ip, &image_id, &mut told).await;
+        let hello = Hello {
+            instance_id: me.instance_id.clone(),
+            image_id: image_id.clone(),
+            agent_version: "hollow".into(),
+            private_ip: me.private_ip.clone(),
+            protocol,
+        };
+        if let Err(e) = session(&me, &user_data, &identity, ip, hello, &mut told).await {
+            let said = match e.downcast_ref::<tonic::Status>() {
+                Some(status) => status.message().to_string(),
+                None => e.to_string(),
+            };
+            *me.ended.lock().unwrap() = Some(said);
+        }
         if me.connected.swap(false, Ordering::SeqCst) {
             backoff = FIRST_BACKOFF;
         }
@@ -354,19 +388,12 @@ async fn session(
     user_data: &UserData,
     identity: &Identity,
     ip: IpAddr,
-    image_id: &str,
+    hello: Hello,
     told: &mut Told,
 ) -> anyhow::Result<()> {
     let channel = endpoint(user_data, Some(identity), ip)?.connect().await?;
     let (outbound, receiver) = mpsc::channel(32);
-    outbound
-        .send(up(Up::Hello(Hello {
-            instance_id: me.instance_id.clone(),
-            image_id: image_id.to_string(),
-            agent_version: "hollow".into(),
-            private_ip: me.private_ip.clone(),
-        })))
-        .await?;
+    outbound.send(up(Up::Hello(hello))).await?;
     let mut inbound = AgentServiceClient::new(channel)
         .connect(ReceiverStream::new(receiver))
         .await?

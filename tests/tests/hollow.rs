@@ -9,6 +9,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use slipway_common::protocol::AGENT_PROTOCOL;
 use slipway_coordinator::cloud::local::{INSTANCES, USER_DATA};
 use slipway_tests::cloud::CloudView;
 use slipway_tests::hollow::{self, Hollow};
@@ -148,4 +150,83 @@ fn an_image_without_an_agent_boots_none_and_played_agents_deploy_and_go_lost_lik
         "lost after {:?}, before agent_lost_after",
         quiet.elapsed()
     );
+}
+
+#[test]
+fn an_agent_of_the_previous_protocol_deploys_and_a_newer_one_is_refused_naming_both() {
+    let fleet = hollow::sample_fleet()
+        + &hollow::project("lastyear", 2, "boot = \"60s\"")
+        + &hollow::project("nextyear", 1, "boot = \"3s\"");
+    let dev = Coordinator::start_dev_with_fleet(&fleet);
+    let cloud = CloudView::new(dev.data_dir());
+    for project in ["lastyear", "nextyear"] {
+        cloud.bake_hollow(project, "v1");
+        dev.ok(&["release", "add", project, "v1"]);
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_last_year, next_year) = {
+        let _inside = runtime.enter();
+        (
+            // The hello of an agent baked before it carried a version.
+            Hollow::start_speaking(dev.data_dir(), &["lastyear".into()], 8080, 0),
+            Hollow::start_speaking(
+                dev.data_dir(),
+                &["nextyear".into()],
+                8080,
+                AGENT_PROTOCOL + 1,
+            ),
+        )
+    };
+
+    // Last year's agents deploy as today's do, and show the version they speak.
+    let deployed = dev
+        .ok(&[
+            "deploy", "lastyear", "v1", "--env", "hollow", "--wait", "-o", "json",
+        ])
+        .json();
+    assert_eq!(deployed["phase"], "succeeded", "{deployed}");
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let protocols = |project: &str| -> Vec<Value> {
+        let agents = dev.ok(&["agents", project, "-o", "json"]).json();
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["agent_protocol"].clone())
+            .collect()
+    };
+    assert_eq!(protocols("lastyear"), [Value::from(1), Value::from(1)]);
+    // The real agent speaks today's version.
+    assert_eq!(protocols("hello"), [Value::from(AGENT_PROTOCOL)]);
+    let table = dev.ok(&["agents", "lastyear"]).stdout;
+    assert!(
+        table.lines().next().unwrap().contains("PROTOCOL"),
+        "{table}"
+    );
+
+    // An agent newer than the coordinator is refused, and told why; its
+    // deployment rolls back at the boot deadline.
+    let queued = dev
+        .ok(&["deploy", "nextyear", "v1", "--env", "hollow", "-o", "json"])
+        .json();
+    let said = format!(
+        "the agent speaks protocol version {}; this coordinator takes versions {} and {}: \
+         upgrade the coordinator first",
+        AGENT_PROTOCOL + 1,
+        AGENT_PROTOCOL - 1,
+        AGENT_PROTOCOL
+    );
+    eventually(
+        "the refusal to reach the agent",
+        Duration::from_secs(20),
+        || {
+            let told: Vec<Option<String>> = next_year.agents().iter().map(|a| a.ended()).collect();
+            (!told.is_empty() && told.iter().all(|t| t.as_deref() == Some(said.as_str())))
+                .then_some(())
+        },
+    );
+    assert!(dev.log().contains(&said), "the coordinator logs it too");
+    let id = queued["id"].as_str().unwrap();
+    let ended = dev.cli(&["show", id, "--follow", "-o", "json"]).json();
+    assert_eq!(ended["phase"], "rolled_back", "{ended}");
 }

@@ -870,6 +870,7 @@ fn an_agent_connected_to_a_standby_gets_the_leaders_commands_through_it() {
                 image_id: instance.image_id.clone(),
                 agent_version: "relay-test".into(),
                 private_ip: "127.0.0.1".into(),
+                protocol: slipway_common::protocol::AGENT_PROTOCOL,
             })),
         })
         .await

@@ -68,6 +68,7 @@ fn hello(instance: &str) -> AgentMessage {
             image_id: String::new(),
             agent_version: "test".into(),
             private_ip: String::new(),
+            protocol: slipway_common::protocol::AGENT_PROTOCOL,
         })),
     }
 }

@@ -23,6 +23,7 @@ pub async fn list(
         "SEEN",
         "READY",
         "VERSION",
+        "PROTOCOL",
     ])
     .states(5);
     for a in agents {
@@ -37,6 +38,8 @@ pub async fn list(
                 .map_or_else(|| "-".into(), |ms| format!("{} ago", age(ms))),
             yes(a.ready),
             or_dash(a.agent_version.as_deref()),
+            a.agent_protocol
+                .map_or_else(|| "-".into(), |p| p.to_string()),
         ]);
     }
     table.print(output.layout());

@@ -14,6 +14,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use slipway_common::protocol;
+
 use super::auth;
 use crate::agents::{AgentHello, AgentHub, AgentLink, AgentRecords};
 use crate::audit::AuditLog;
@@ -353,6 +355,11 @@ impl AgentService for AgentApi {
                 )));
             }
         }
+        let protocol = protocol::spoken(hello.protocol);
+        if let Err(refused) = protocol::admit(protocol, protocol::AGENT_PROTOCOL) {
+            warn!(instance = %identity.name, version = %cut(hello.agent_version, MAX_HELLO_FIELD), "{refused}");
+            return Err(Status::failed_precondition(refused));
+        }
         let c = self;
         if c.stopping.is_asked() {
             return Err(Status::unavailable(Closing::Stopping.to_string()));
@@ -382,6 +389,7 @@ impl AgentService for AgentApi {
                 image_id: hello.image_id,
                 agent_version: hello.agent_version,
                 private_ip: hello.private_ip,
+                protocol,
             },
             Box::new(link),
         );

@@ -185,6 +185,7 @@ pub fn agent(a: AgentStatus) -> pb::Agent {
         last_seen_ms: a.last_seen,
         ready: a.ready,
         agent_version: a.agent_version,
+        agent_protocol: a.agent_protocol,
         image_id: a.record.image_id,
         private_ip: a.record.private_ip,
     }
