@@ -485,6 +485,33 @@ impl Client {
         Ok(self.answer(answer)?.changes)
     }
 
+    /// Instances Slipway tagged that no deployment knows about; with
+    /// `terminate`, terminated.
+    pub async fn infra_orphans(&mut self, terminate: bool) -> Result<schema::Orphans, Failure> {
+        let answer = self
+            .call(
+                pb::InfraOrphansRequest { terminate },
+                |mut api, r| async move { api.infra_orphans(r).await },
+            )
+            .await;
+        let answer = self.answer(answer)?;
+        Ok(schema::Orphans {
+            orphans: answer
+                .orphans
+                .into_iter()
+                .map(|o| schema::Orphan {
+                    instance_id: o.instance_id,
+                    project: o.project,
+                    environment: o.environment,
+                    deployment: o.deployment_id,
+                    release: o.release,
+                    private_ip: present(o.private_ip),
+                })
+                .collect(),
+            terminated: answer.terminated,
+        })
+    }
+
     pub async fn audit_page(
         &mut self,
         since_ms: i64,

@@ -424,6 +424,15 @@ enum InfraCommand {
     Plan,
     /// Create or fix it; running it twice changes nothing the second time.
     Apply,
+    /// List instances Slipway tagged that no deployment knows about (a store
+    /// restored from an older backup leaves them); changes nothing unless
+    /// --terminate.
+    Orphans {
+        /// Terminate them (admin; audited). Only what is still an orphan
+        /// when the coordinator looks again goes.
+        #[arg(long)]
+        terminate: bool,
+    },
 }
 
 /// Where a release came from; the image's tags (slipway:commit, ...) fill in
@@ -718,6 +727,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Fleet(FleetCommand::Apply { file }) => infra::fleet_apply(client, out, file).await,
         Command::Infra(InfraCommand::Plan) => infra::run(client, out, false).await,
         Command::Infra(InfraCommand::Apply) => infra::run(client, out, true).await,
+        Command::Infra(InfraCommand::Orphans { terminate }) => {
+            infra::orphans(client, out, terminate).await
+        }
         Command::Promote {
             project,
             to,

@@ -414,6 +414,26 @@ pub struct FleetApplied {
     pub infra: Vec<String>,
 }
 
+/// `infra orphans`: instances Slipway tagged that no deployment knows about.
+#[derive(Debug, Clone, Serialize)]
+pub struct Orphans {
+    pub orphans: Vec<Orphan>,
+    /// They were terminated (`--terminate`).
+    pub terminated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Orphan {
+    pub instance_id: String,
+    pub project: String,
+    pub environment: String,
+    /// The deployment its tag names.
+    pub deployment: String,
+    /// `project@version`.
+    pub release: String,
+    pub private_ip: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Revoked {
     pub name: String,

@@ -649,8 +649,19 @@ async fn end_migration(
 
 /// Records instances that carry this deployment's tag but are not in its stored
 /// list. One that duplicates a recorded slot never served: it is terminated.
+/// Project, environment and release must match too: after a store restored
+/// from an older backup, this id may have been an old deployment's, whose
+/// instances (serving, maybe) are orphans to list, never to adopt or terminate.
 async fn adopt_unrecorded(c: &Executor, d: &mut Deployment) -> Result<(), StepError> {
-    let tags = BTreeMap::from([(tags::DEPLOYMENT.to_string(), d.id.clone())]);
+    let tags = BTreeMap::from([
+        (tags::DEPLOYMENT.to_string(), d.id.clone()),
+        (tags::PROJECT.to_string(), d.project.clone()),
+        (tags::ENV.to_string(), d.environment.clone()),
+        (
+            tags::RELEASE.to_string(),
+            format!("{}@{}", d.project, d.version),
+        ),
+    ]);
     let found = c.cloud.compute.find_instances(&tags).await?;
     for instance in found {
         if d.launched.iter().any(|i| i.id == instance.id) {

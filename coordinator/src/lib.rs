@@ -67,6 +67,7 @@ pub mod migrations;
 pub mod notify;
 pub mod observed;
 pub mod operations;
+pub mod orphans;
 pub mod pki;
 pub mod promote;
 pub mod releases;

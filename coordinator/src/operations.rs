@@ -71,6 +71,15 @@ impl OperationError {
     }
 }
 
+impl From<crate::orphans::OrphanError> for OperationError {
+    fn from(e: crate::orphans::OrphanError) -> Self {
+        match e {
+            crate::orphans::OrphanError::Cloud(e) => e.into(),
+            crate::orphans::OrphanError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<CloudError> for OperationError {
     fn from(e: CloudError) -> Self {
         OperationError::of(e)
@@ -1230,6 +1239,22 @@ impl Operations {
         let changes = crate::infra::plan(&self.fleet(), &self.cloud).await?;
         crate::infra::apply(&self.cloud, &changes).await?;
         Ok(changes)
+    }
+
+    /// Live instances Slipway tagged that no stored deployment knows about.
+    pub async fn orphans(&self) -> Result<Vec<crate::orphans::Orphan>> {
+        Ok(crate::orphans::find(&self.deployments, self.cloud.compute.as_ref()).await?)
+    }
+
+    /// Terminates the orphans found now (a list shown earlier may be stale:
+    /// only what is still an orphan goes); returns them.
+    pub async fn terminate_orphans(&self) -> Result<Vec<crate::orphans::Orphan>> {
+        let orphans = self.orphans().await?;
+        let ids: Vec<String> = orphans.iter().map(|o| o.instance_id.clone()).collect();
+        if !ids.is_empty() {
+            self.cloud.compute.terminate(&ids).await?;
+        }
+        Ok(orphans)
     }
 
     /// Signs an operator CSR with a role; agents get theirs from join tokens only.

@@ -567,3 +567,78 @@ async fn status_asks_the_cloud_only_about_what_changed_or_aged() {
     assert_eq!(observer.calls() - before, lbs);
     assert_eq!(d.launched.len(), 1);
 }
+
+/// An instance as another history launched it: Slipway's tags, no record here.
+async fn launched_elsewhere(s: &Sandbox, deployment: &str, environment: &str) -> String {
+    use slipway_coordinator::cloud::{Compute, LaunchRequest, tags};
+    let tags = [
+        (tags::DEPLOYMENT, deployment),
+        (tags::PROJECT, "hello"),
+        (tags::ENV, environment),
+        (tags::SLOT, "0"),
+        (tags::RELEASE, "hello@v1"),
+    ];
+    let request = LaunchRequest {
+        image_id: "ami-0elsewhere".into(),
+        client_token: format!("elsewhere-{deployment}-{environment}"),
+        user_data: String::new(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        placement: Default::default(),
+    };
+    s.cloud.launch(request).await.unwrap().id
+}
+
+#[tokio::test]
+async fn instances_no_deployment_knows_are_listed_never_adopted_and_terminated_only_when_asked() {
+    let s = Sandbox::new().await;
+    let ops = &s.coordinator.operations;
+    let id = s.deploy("v1", "staging").await;
+    s.tick_until(&id, Phase::Launching, 3).await;
+    // As a store restored from an older backup leaves them: one of a
+    // deployment this store never had, one of an older deployment that had
+    // the id this store gave to another (prod2's, not staging's).
+    let unknown = launched_elsewhere(&s, "d-99", "prod1").await;
+    let reused = launched_elsewhere(&s, &id, "prod2").await;
+
+    // The deployment launches its own; the other one with its id and slot
+    // is neither adopted nor terminated as a duplicate (a tick after a
+    // launch looks for instances it launched but did not record).
+    s.tick(&id).await.unwrap();
+    assert!(s.stored(&id).await.launch_attempted);
+    s.tick(&id).await.unwrap();
+    let d = s.stored(&id).await;
+    assert_eq!(d.launched.len(), 1, "{:?}", d.launched);
+    let own = d.launched[0].id.clone();
+    assert_ne!(own, reused, "adopted an instance of another environment");
+    let live = |s: &Sandbox| -> Vec<String> {
+        let mut ids: Vec<String> = s.cloud.live_instances().into_iter().map(|i| i.id).collect();
+        ids.sort();
+        ids
+    };
+    let mut all = vec![unknown.clone(), reused.clone(), own.clone()];
+    all.sort();
+    assert_eq!(live(&s), all);
+
+    // Listed, with what their tags say; the deployment's own is not.
+    let listed = ops.orphans().await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|o| o.instance_id.as_str()).collect();
+    assert_eq!(ids, [unknown.as_str(), reused.as_str()]);
+    assert_eq!(
+        (
+            listed[0].deployment.as_str(),
+            listed[0].environment.as_str()
+        ),
+        ("d-99", "prod1")
+    );
+    assert_eq!(listed[1].release, "hello@v1");
+    assert_eq!(live(&s), all, "listing touches nothing");
+
+    // Terminated when asked: exactly those.
+    let terminated = ops.terminate_orphans().await.unwrap();
+    assert_eq!(terminated, listed);
+    assert_eq!(live(&s), [own]);
+    assert!(ops.orphans().await.unwrap().is_empty());
+}

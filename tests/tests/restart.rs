@@ -340,3 +340,96 @@ fn a_store_written_by_the_previous_layout_opens_upgrades_and_deploys_on() {
         "{stderr}"
     );
 }
+
+#[test]
+fn instances_a_restored_older_store_does_not_know_are_listed_and_terminated_only_when_asked() {
+    let mut dev = Coordinator::start();
+    // An older copy of the store, taken while the coordinator was down.
+    dev.kill();
+    let store = dev.data_dir().join("store");
+    let older = dev.data_dir().join("store.older");
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let _ = std::fs::remove_dir_all(to);
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    };
+    copy(&store, &older);
+    dev.crash_and_restart();
+    let deployed = dev
+        .ok(&[
+            "deploy", "hello", "v1", "--env", "staging", "--wait", "-o", "json",
+        ])
+        .json();
+    let launched = slipway_tests::strings(&deployed["new_instances"]);
+    assert_eq!(launched.len(), 1, "{deployed}");
+
+    // The older copy comes back: the cloud keeps what d-1 launched, which
+    // no deployment in this store knows.
+    dev.kill();
+    copy(&older, &store);
+    dev.crash_and_restart();
+    let listed_run = dev.ok(&["infra", "orphans", "-o", "json"]);
+    let listed = listed_run.json();
+    assert_eq!(listed["terminated"], false, "{listed}");
+    let orphans = listed["orphans"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{listed}");
+    assert_eq!(orphans[0]["instance_id"], launched[0].as_str());
+    assert_eq!(orphans[0]["deployment"], deployed["id"]);
+    assert_eq!(orphans[0]["environment"], "staging");
+    assert_eq!(orphans[0]["release"], "hello@v1");
+    let table = dev.ok(&["infra", "orphans"]).stdout;
+    assert!(
+        table.contains(&launched[0]) && table.contains("left running"),
+        "{table}"
+    );
+    let cloud = slipway_tests::cloud::CloudView::new(dev.data_dir());
+    let running = |cloud: &slipway_tests::cloud::CloudView| -> Vec<String> {
+        cloud
+            .instances("hello", "staging")
+            .into_iter()
+            .filter(|i| i.state != slipway_coordinator::deploy::machine::InstanceState::Gone)
+            .map(|i| i.id)
+            .collect()
+    };
+    assert_eq!(running(&cloud), launched, "listing touches nothing");
+
+    // Only an admin may, and only when asked.
+    let keys = slipway_tests::TempDir::new("orphans-keys");
+    let deployer = dev.issue(keys.path(), "ci", "deployer", &["staging"]);
+    let refused = dev.cli_as(&deployer, &["infra", "orphans", "--terminate"]);
+    assert_eq!(refused.code, Some(4), "{}", refused.stderr);
+    assert_eq!(running(&cloud), launched);
+
+    let terminated_run = dev.ok(&["infra", "orphans", "--terminate", "-o", "json"]);
+    let terminated = terminated_run.json();
+    slipway_tests::check_documents(&[
+        ("infra orphans".into(), listed_run.stdout.clone(), None),
+        ("infra orphans".into(), terminated_run.stdout.clone(), None),
+    ]);
+    assert_eq!(terminated["terminated"], true, "{terminated}");
+    assert_eq!(terminated["orphans"], listed["orphans"]);
+    slipway_tests::eventually("the orphan to be gone", Duration::from_secs(10), || {
+        running(&cloud).is_empty().then_some(())
+    });
+    let audit = dev.ok(&["audit", "-o", "json"]).json();
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["action"] == "infra orphans --terminate")
+        .cloned()
+        .unwrap_or_else(|| panic!("not audited: {audit}"));
+    assert_eq!(
+        entry["result"],
+        format!("terminated {}", launched[0]),
+        "{entry}"
+    );
+    let none = dev.ok(&["infra", "orphans"]).stdout;
+    assert!(none.contains("no orphans"), "{none}");
+}

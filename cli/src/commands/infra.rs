@@ -2,7 +2,7 @@
 
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::render::{Output, print};
+use crate::render::{Output, Table, or_dash, print};
 
 /// With `apply`, makes the changes; else only lists them.
 pub async fn run(client: &mut Client, output: Output, apply: bool) -> Result<(), Failure> {
@@ -15,6 +15,38 @@ pub async fn run(client: &mut Client, output: Output, apply: bool) -> Result<(),
     }
     for change in &changes {
         println!("{} {change}", if apply { "done:" } else { "plan:" });
+    }
+    Ok(())
+}
+
+/// Instances no deployment knows about; with `terminate`, terminated.
+pub async fn orphans(client: &mut Client, output: Output, terminate: bool) -> Result<(), Failure> {
+    let found = client.infra_orphans(terminate).await?;
+    if output.structured() {
+        return print(output, &found);
+    }
+    if found.orphans.is_empty() {
+        println!("no orphans: every instance Slipway tagged belongs to a deployment it knows");
+        return Ok(());
+    }
+    let mut table = Table::new(["INSTANCE", "PROJECT", "ENV", "DEPLOYMENT", "RELEASE", "IP"]);
+    for o in &found.orphans {
+        table.row([
+            o.instance_id.clone(),
+            o.project.clone(),
+            o.environment.clone(),
+            o.deployment.clone(),
+            o.release.clone(),
+            or_dash(o.private_ip.as_deref()),
+        ]);
+    }
+    table.print(output.layout());
+    if found.terminated {
+        println!("terminated {} orphan(s)", found.orphans.len());
+    } else {
+        println!(
+            "left running: check none serves, then `slipway infra orphans --terminate` terminates them"
+        );
     }
     Ok(())
 }

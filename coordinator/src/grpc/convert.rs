@@ -175,6 +175,17 @@ pub fn project_status(p: ProjectStatus) -> pb::ProjectStatus {
     }
 }
 
+pub fn orphan(o: crate::orphans::Orphan) -> pb::Orphan {
+    pb::Orphan {
+        instance_id: o.instance_id,
+        project: o.project,
+        environment: o.environment,
+        deployment_id: o.deployment,
+        release: o.release,
+        private_ip: o.private_ip,
+    }
+}
+
 pub fn agent(a: AgentStatus) -> pb::Agent {
     pb::Agent {
         instance_id: a.record.instance_id,

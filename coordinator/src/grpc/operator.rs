@@ -210,6 +210,24 @@ impl Outcome for Promoted {
 impl Outcome for PublicRecord {}
 impl Outcome for InfraChanges {}
 
+impl Outcome for InfraOrphansResponse {
+    fn outcome(&self) -> String {
+        let ids: Vec<&str> = self
+            .orphans
+            .iter()
+            .map(|o| o.instance_id.as_str())
+            .collect();
+        format!(
+            "terminated {}",
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(" ")
+            }
+        )
+    }
+}
+
 impl Outcome for FleetApplied {
     /// The generation and what changed: the audit log keeps the history of
     /// the fleet file.
@@ -677,6 +695,40 @@ impl OperatorService for OperatorApi {
         self.audited(&caller, "infra apply", (&target, About::default()), outcome)
             .await
             .map(Response::new)
+    }
+
+    async fn infra_orphans(
+        &self,
+        request: Request<InfraOrphansRequest>,
+    ) -> Result<Response<InfraOrphansResponse>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        caller.require(Role::Admin)?;
+        if !request.get_ref().terminate {
+            let orphans = self.operations.orphans().await?;
+            return Ok(Response::new(InfraOrphansResponse {
+                orphans: orphans.into_iter().map(convert::orphan).collect(),
+                terminated: false,
+            }));
+        }
+        let outcome = async {
+            let orphans = self.operations.terminate_orphans().await?;
+            for orphan in &orphans {
+                info!(who = %caller, instance = %orphan.instance_id, deployment = %orphan.deployment, "orphan terminated");
+            }
+            Ok(InfraOrphansResponse {
+                orphans: orphans.into_iter().map(convert::orphan).collect(),
+                terminated: true,
+            })
+        }
+        .await;
+        self.audited(
+            &caller,
+            "infra orphans --terminate",
+            ("instances no deployment knows", About::default()),
+            outcome,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn audit(
