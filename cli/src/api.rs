@@ -622,6 +622,20 @@ impl Client {
         Ok(secret(self.answer(answer)?))
     }
 
+    pub async fn rotate_secrets_key(&mut self) -> Result<schema::SecretsKeyRotated, Failure> {
+        let answer = self
+            .call(pb::RotateSecretsKeyRequest {}, |mut api, r| async move {
+                api.rotate_secrets_key(r).await
+            })
+            .await;
+        let rotated = self.answer(answer)?;
+        Ok(schema::SecretsKeyRotated {
+            resealed: rotated.resealed,
+            from_key: rotated.from_key,
+            to_key: rotated.to_key,
+        })
+    }
+
     pub async fn secrets(
         &mut self,
         environment: Option<String>,

@@ -309,6 +309,9 @@ enum SecretCommand {
         /// Only this environment (with its projects' own), or data store.
         environment: Option<String>,
     },
+    /// Replace the key secrets are encrypted with, re-encrypting every one
+    /// (admin). Back up the coordinator's secrets.key again afterwards.
+    RotateKey,
 }
 
 /// Which secret: `secret set` and `secret delete` name it alike.
@@ -649,6 +652,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Secret(SecretCommand::List { environment }) => {
             secret::list(client, out, environment).await
         }
+        Command::Secret(SecretCommand::RotateKey) => secret::rotate_key(client, out).await,
         Command::Cert(CertCommand::Issue {
             name,
             role,

@@ -414,6 +414,15 @@ pub struct FleetApplied {
     pub infra: Vec<String>,
 }
 
+/// `secret rotate-key`: how many secrets the new key re-sealed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretsKeyRotated {
+    pub resealed: u32,
+    /// Ids of the old key and the new one (never the keys).
+    pub from_key: String,
+    pub to_key: String,
+}
+
 /// `infra orphans`: instances Slipway tagged that no deployment knows about.
 #[derive(Debug, Clone, Serialize)]
 pub struct Orphans {

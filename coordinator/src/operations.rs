@@ -1383,6 +1383,11 @@ impl Operations {
         Ok(scope)
     }
 
+    /// Replaces the secrets key, re-sealing every secret.
+    pub async fn rotate_secrets_key(&self) -> Result<crate::secrets::Rotated> {
+        self.secrets.rotate().await.map_err(OperationError::of)
+    }
+
     /// Secret names with their scope, of an environment or data store, or
     /// of all; values are never returned.
     pub async fn secret_names(&self, place: Option<&str>) -> Result<Vec<(Scope, String)>> {

@@ -551,7 +551,8 @@ async fn assemble(
 
     // The key lives beside the store, not in it: a copy of the store reveals nothing.
     let secrets =
-        slipway_coordinator::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))?;
+        slipway_coordinator::secrets::Secrets::open(db.clone(), &data_dir.join("secrets.key"))
+            .await?;
     let revocations = slipway_coordinator::revocation::Revocations::load(
         db.clone(),
         clock.clone(),

@@ -6,11 +6,18 @@
 //! store, not in it: a copy of the store alone reveals nothing. Each value has a
 //! fresh random nonce, and its `ENV/KEY` name is the associated data, so a
 //! ciphertext cannot be moved to another name.
+//!
+//! The key rotates (`rotate`): a new key is written beside the old one
+//! (`secrets.key.next`), every value is re-sealed with it in one store batch
+//! naming the new key's id, and only then does the new file replace the old.
+//! A stop anywhere in between is settled at the next start: the store says
+//! which key its values need. The key file also carries the seed of the
+//! configuration digest, which a rotation keeps, so digests do not change.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use rand::RngCore;
@@ -124,6 +131,10 @@ pub struct SealedSecret {
     pub key: String,
     pub nonce: String,
     pub ciphertext: String,
+    /// The id of the key it is sealed with; none: sealed before keys rotated,
+    /// with the key file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_with: Option<String>,
 }
 
 impl Record for SealedSecret {
@@ -135,10 +146,74 @@ impl Record for SealedSecret {
 
 pub struct Secrets {
     db: Db,
-    key: LessSafeKey,
+    key_file: PathBuf,
+    /// Shared by every seal and open, exclusive to a rotation: nothing is
+    /// sealed with a key a rotation is retiring.
+    key: tokio::sync::RwLock<SealingKey>,
     /// Keys the digest of a deployment's configuration; derived from the
     /// secrets key, never the same bytes.
     digest_key: aws_lc_rs::hmac::Key,
+}
+
+/// A key values are sealed with, and its id (which sealed values name).
+struct SealingKey {
+    key: LessSafeKey,
+    id: String,
+}
+
+/// Key file bytes: the 32-byte key, then (since keys rotate) the 32-byte seed
+/// of the configuration digest; a file of the key alone seeds it with the key.
+const KEY_LEN: usize = 32;
+
+impl SealingKey {
+    fn of(bytes: &[u8]) -> Option<SealingKey> {
+        let key = bytes.get(..KEY_LEN)?;
+        let id = Sha256::digest([b"slipway secrets key id\0".as_slice(), key].concat());
+        Some(SealingKey {
+            key: LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).ok()?),
+            id: hex::encode(&id[..8]),
+        })
+    }
+}
+
+/// The digest seed a key file carries.
+fn digest_seed(bytes: &[u8]) -> &[u8] {
+    bytes.get(KEY_LEN..2 * KEY_LEN).unwrap_or(&bytes[..KEY_LEN])
+}
+
+/// Where a rotation writes the new key before it replaces the old.
+fn next_file(key_file: &Path) -> PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
+/// Writes `bytes` to a new owner-only file at `path`, on disk before it returns.
+fn write_key_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes a rename in `file`'s folder durable.
+fn sync_folder(file: &Path) -> std::io::Result<()> {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    pub resealed: usize,
+    /// Ids of the old key and the new one.
+    pub from: String,
+    pub to: String,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -166,37 +241,109 @@ pub fn check_key(key: &str) -> Result<(), String> {
 }
 
 impl Secrets {
-    /// Loads the key from `key_file`, creating it (owner-only) on first start.
-    pub fn open(db: Db, key_file: &Path) -> Result<Secrets, SecretError> {
+    /// Loads the key from `key_file`, creating it (owner-only) on first start;
+    /// settles a rotation a stop interrupted.
+    pub async fn open(db: Db, key_file: &Path) -> Result<Secrets, SecretError> {
         let fail = |message: String| SecretError::KeyFile {
             path: key_file.display().to_string(),
             message,
         };
-        let bytes = if key_file.exists() {
+        let mut bytes = if key_file.exists() {
             std::fs::read(key_file).map_err(|e| fail(e.to_string()))?
         } else {
-            let mut bytes = vec![0u8; 32];
+            let mut bytes = vec![0u8; KEY_LEN];
             rand::rng().fill_bytes(&mut bytes);
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(key_file)
-                .map_err(|e| fail(e.to_string()))?;
-            file.write_all(&bytes).map_err(|e| fail(e.to_string()))?;
+            write_key_file(key_file, &bytes).map_err(|e| fail(e.to_string()))?;
             bytes
         };
-        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| {
+        let next = next_file(key_file);
+        if next.exists() {
+            let next_bytes = std::fs::read(&next).map_err(|e| fail(e.to_string()))?;
+            let resealed = match SealingKey::of(&next_bytes) {
+                Some(new) => db
+                    .all::<SealedSecret>()
+                    .await?
+                    .iter()
+                    .any(|s| s.sealed_with.as_deref() == Some(new.id.as_str())),
+                None => false,
+            };
+            if resealed {
+                // The store holds values only the new key opens: finish.
+                std::fs::rename(&next, key_file).map_err(|e| fail(e.to_string()))?;
+                sync_folder(key_file).map_err(|e| fail(e.to_string()))?;
+                bytes = next_bytes;
+                tracing::warn!("finished a secrets key rotation that a stop interrupted");
+            } else {
+                std::fs::remove_file(&next).map_err(|e| fail(e.to_string()))?;
+                tracing::warn!(
+                    "dropped a secrets key rotation that a stop interrupted before it re-sealed anything"
+                );
+            }
+        }
+        let key = SealingKey::of(&bytes).ok_or_else(|| {
             fail(format!(
                 "holds {} bytes, not a 32-byte key: restore it from backup",
                 bytes.len()
             ))
         })?;
-        let derived = Sha256::digest([b"slipway config digest\0".as_slice(), &bytes].concat());
+        let derived =
+            Sha256::digest([b"slipway config digest\0".as_slice(), digest_seed(&bytes)].concat());
         Ok(Secrets {
             db,
-            key: LessSafeKey::new(unbound),
+            key_file: key_file.to_path_buf(),
+            key: tokio::sync::RwLock::new(key),
             digest_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &derived),
+        })
+    }
+
+    /// The id of the key values are sealed with now.
+    pub async fn key_id(&self) -> String {
+        self.key.read().await.id.clone()
+    }
+
+    /// Replaces the key with a new one, re-sealing every value with it; the
+    /// old key is gone once this returns (a backup of it opens nothing new).
+    pub async fn rotate(&self) -> Result<Rotated, SecretError> {
+        let mut current = self.key.write().await;
+        let fail = |e: std::io::Error| SecretError::KeyFile {
+            path: self.key_file.display().to_string(),
+            message: e.to_string(),
+        };
+        let old = std::fs::read(&self.key_file).map_err(fail)?;
+        let mut bytes = vec![0u8; KEY_LEN];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes.extend_from_slice(digest_seed(&old));
+        let new = SealingKey::of(&bytes).ok_or_else(|| SecretError::Invalid("no key".into()))?;
+        let next = next_file(&self.key_file);
+        let _ = std::fs::remove_file(&next);
+        write_key_file(&next, &bytes).map_err(fail)?;
+        let resealed = async {
+            let stored = self.db.all::<SealedSecret>().await?;
+            let mut changes = Changes::default();
+            for sealed in &stored {
+                let name = Self::name(&sealed.scope(), &sealed.key);
+                let value = open_one(&current, sealed)?;
+                changes.put(&seal(&new, sealed.scope(), &sealed.key, &name, &value)?)?;
+            }
+            self.db.commit(changes).await?;
+            Ok::<_, SecretError>(stored.len())
+        }
+        .await;
+        let resealed = match resealed {
+            Ok(count) => count,
+            Err(e) => {
+                let _ = std::fs::remove_file(&next);
+                return Err(e);
+            }
+        };
+        crate::faults::pause_at("secrets/resealed").await;
+        std::fs::rename(&next, &self.key_file).map_err(fail)?;
+        sync_folder(&self.key_file).map_err(fail)?;
+        let from = std::mem::replace(&mut *current, new).id;
+        Ok(Rotated {
+            resealed,
+            from,
+            to: current.id.clone(),
         })
     }
 
@@ -214,36 +361,10 @@ impl Secrets {
                 "the value is over {MAX_VALUE} bytes"
             )));
         }
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
         let name = Self::name(scope, key);
-        let mut sealed = value.as_bytes().to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(name.as_bytes()),
-                &mut sealed,
-            )
-            .map_err(|_| SecretError::Invalid("encryption failed".into()))?;
-        let (environment, project, store, sink) = match scope {
-            Scope::Environment {
-                environment,
-                project,
-            } => (environment.clone(), project.clone(), None, None),
-            Scope::Store(store) => (String::new(), None, Some(store.clone()), None),
-            Scope::Sink(sink) => (String::new(), None, None, Some(sink.clone())),
-        };
-        self.db
-            .put(&SealedSecret {
-                environment,
-                project,
-                store,
-                sink,
-                key: key.to_string(),
-                nonce: hex::encode(nonce),
-                ciphertext: hex::encode(sealed),
-            })
-            .await?;
+        let sealing = self.key.read().await;
+        let sealed = seal(&sealing, scope.clone(), key, &name, value)?;
+        self.db.put(&sealed).await?;
         Ok(())
     }
 
@@ -282,6 +403,8 @@ impl Secrets {
 
     /// Removes a secret; agents launched from now on no longer receive it.
     pub async fn delete(&self, scope: &Scope, key: &str) -> Result<(), SecretError> {
+        // Not while a rotation re-seals: it would put the value back.
+        let _rotating = self.key.read().await;
         let name = Self::name(scope, key);
         if self.db.get::<SealedSecret>(&name).await?.is_none() {
             let place = match scope {
@@ -333,40 +456,101 @@ impl Secrets {
             stored.extend(self.db.range::<SealedSecret>(Range::prefix(prefix)).await?);
         }
         stored.extend(own);
-        self.open_all(stored)
+        self.open_all(stored).await
     }
 
     /// A notification's secrets, in the clear, for its deliveries only.
     pub async fn reveal_sink(&self, sink: &str) -> Result<BTreeMap<String, String>, SecretError> {
         let prefix = format!("{}/", Scope::Sink(sink.to_string()));
         let stored = self.db.range::<SealedSecret>(Range::prefix(prefix)).await?;
-        self.open_all(stored)
+        self.open_all(stored).await
     }
 
     /// Decrypts `stored`, later ones winning over earlier ones of a name.
-    fn open_all(&self, stored: Vec<SealedSecret>) -> Result<BTreeMap<String, String>, SecretError> {
+    /// (`stored` was read before the key: a rotation in between re-sealed
+    /// it, and those values are read again.)
+    async fn open_all(
+        &self,
+        stored: Vec<SealedSecret>,
+    ) -> Result<BTreeMap<String, String>, SecretError> {
+        let key = self.key.read().await;
         let mut values = BTreeMap::new();
         for sealed in stored {
-            let name = Self::name(&sealed.scope(), &sealed.key);
-            let undecryptable = || SecretError::Undecryptable(name.clone());
-            let nonce: [u8; NONCE_LEN] = hex::decode(&sealed.nonce)
-                .ok()
-                .and_then(|n| n.try_into().ok())
-                .ok_or_else(undecryptable)?;
-            let mut data = hex::decode(&sealed.ciphertext).map_err(|_| undecryptable())?;
-            let plain = self
-                .key
-                .open_in_place(
-                    Nonce::assume_unique_for_key(nonce),
-                    Aad::from(name.as_bytes()),
-                    &mut data,
-                )
-                .map_err(|_| undecryptable())?;
-            let value = String::from_utf8(plain.to_vec()).map_err(|_| undecryptable())?;
+            let sealed = if sealed.sealed_with.as_deref().is_some_and(|id| id != key.id) {
+                let name = Self::name(&sealed.scope(), &sealed.key);
+                self.db
+                    .get::<SealedSecret>(&name)
+                    .await?
+                    .ok_or(SecretError::Undecryptable(name))?
+            } else {
+                sealed
+            };
+            let value = open_one(&key, &sealed)?;
             values.insert(sealed.key, value);
         }
         Ok(values)
     }
+}
+
+/// `value` sealed with `key` under `name`.
+fn seal(
+    key: &SealingKey,
+    scope: Scope,
+    secret: &str,
+    name: &str,
+    value: &str,
+) -> Result<SealedSecret, SecretError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    let mut sealed = value.as_bytes().to_vec();
+    key.key
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(name.as_bytes()),
+            &mut sealed,
+        )
+        .map_err(|_| SecretError::Invalid("encryption failed".into()))?;
+    let (environment, project, store, sink) = match scope {
+        Scope::Environment {
+            environment,
+            project,
+        } => (environment, project, None, None),
+        Scope::Store(store) => (String::new(), None, Some(store), None),
+        Scope::Sink(sink) => (String::new(), None, None, Some(sink)),
+    };
+    Ok(SealedSecret {
+        environment,
+        project,
+        store,
+        sink,
+        key: secret.to_string(),
+        nonce: hex::encode(nonce),
+        ciphertext: hex::encode(sealed),
+        sealed_with: Some(key.id.clone()),
+    })
+}
+
+/// The value of `sealed`, opened with `key`.
+fn open_one(key: &SealingKey, sealed: &SealedSecret) -> Result<String, SecretError> {
+    let name = Secrets::name(&sealed.scope(), &sealed.key);
+    let undecryptable = || SecretError::Undecryptable(name.clone());
+    if sealed.sealed_with.as_deref().is_some_and(|id| id != key.id) {
+        return Err(undecryptable());
+    }
+    let nonce: [u8; NONCE_LEN] = hex::decode(&sealed.nonce)
+        .ok()
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(undecryptable)?;
+    let mut data = hex::decode(&sealed.ciphertext).map_err(|_| undecryptable())?;
+    let plain = key
+        .key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(name.as_bytes()),
+            &mut data,
+        )
+        .map_err(|_| undecryptable())?;
+    String::from_utf8(plain.to_vec()).map_err(|_| undecryptable())
 }
 
 #[cfg(test)]
@@ -390,7 +574,9 @@ mod tests {
     async fn a_secret_round_trips_and_is_stored_encrypted() {
         let store = Arc::new(MemoryStore::default());
         let path = key_file("roundtrip");
-        let secrets = Secrets::open(Db::open(store.clone()).await.unwrap(), &path).unwrap();
+        let secrets = Secrets::open(Db::open(store.clone()).await.unwrap(), &path)
+            .await
+            .unwrap();
         secrets
             .set(&shared("staging"), "DB_PASSWORD", "canary-7f3a")
             .await
@@ -421,7 +607,7 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let path = key_file("moved");
         let db = Db::open(store.clone()).await.unwrap();
-        let secrets = Secrets::open(db.clone(), &path).unwrap();
+        let secrets = Secrets::open(db.clone(), &path).await.unwrap();
         secrets
             .set(&shared("staging"), "TOKEN", "s3cret")
             .await
@@ -458,7 +644,7 @@ mod tests {
     #[tokio::test]
     async fn a_project_gets_the_shared_secrets_and_its_own_not_another_s() {
         let path = key_file("scoped");
-        let secrets = Secrets::open(Db::memory(), &path).unwrap();
+        let secrets = Secrets::open(Db::memory(), &path).await.unwrap();
         let of = |project: &str| Scope::Environment {
             environment: "prod1".into(),
             project: Some(project.into()),
@@ -491,7 +677,7 @@ mod tests {
     #[tokio::test]
     async fn a_store_s_secret_reaches_its_users_between_shared_and_own() {
         let path = key_file("store");
-        let secrets = Secrets::open(Db::memory(), &path).unwrap();
+        let secrets = Secrets::open(Db::memory(), &path).await.unwrap();
         let store = Scope::Store("hello-db".into());
         let own = Scope::Environment {
             environment: "prod1".into(),
@@ -533,6 +719,97 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rotation_re_seals_every_value_and_the_old_key_opens_none() {
+        let store = Arc::new(MemoryStore::default());
+        let db = Db::open(store.clone()).await.unwrap();
+        let path = key_file("rotate");
+        let secrets = Secrets::open(db.clone(), &path).await.unwrap();
+        secrets.set(&shared("prod1"), "A", "alpha").await.unwrap();
+        secrets
+            .set(&Scope::Store("hello-db".into()), "B", "beta")
+            .await
+            .unwrap();
+        let variables = BTreeMap::from([("A".to_string(), "alpha".to_string())]);
+        let digest = secrets.pushed(&variables, &["A".into()]).digest;
+        let old_key = std::fs::read(&path).unwrap();
+
+        let rotated = secrets.rotate().await.unwrap();
+        assert_eq!(rotated.resealed, 2);
+        assert_ne!(rotated.from, rotated.to);
+        assert_eq!(secrets.key_id().await, rotated.to);
+        let values = secrets
+            .reveal("prod1", "hello", &["hello-db"])
+            .await
+            .unwrap();
+        assert_eq!(
+            (values["A"].as_str(), values["B"].as_str()),
+            ("alpha", "beta")
+        );
+        assert_eq!(
+            secrets.pushed(&variables, &["A".into()]).digest,
+            digest,
+            "a digest outlives a rotation"
+        );
+        for sealed in db.all::<SealedSecret>().await.unwrap() {
+            assert_eq!(sealed.sealed_with.as_deref(), Some(rotated.to.as_str()));
+        }
+        let new_key = std::fs::read(&path).unwrap();
+        assert_eq!(new_key.len(), 64);
+        assert_ne!(new_key[..32], old_key[..32]);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!next_file(&path).exists());
+
+        // A backup of the old key opens nothing now.
+        let old_path = key_file("rotate-old");
+        std::fs::write(&old_path, &old_key).unwrap();
+        let with_old = Secrets::open(db.clone(), &old_path).await.unwrap();
+        assert!(matches!(
+            with_old.reveal("prod1", "hello", &[]).await,
+            Err(SecretError::Undecryptable(_))
+        ));
+        let _ = std::fs::remove_file(&old_path);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_rotation_a_stop_interrupted_is_settled_by_what_the_store_holds() {
+        let db = Db::memory();
+        let path = key_file("interrupted");
+        let secrets = Secrets::open(db.clone(), &path).await.unwrap();
+        secrets.set(&shared("prod1"), "A", "alpha").await.unwrap();
+        let old_key = std::fs::read(&path).unwrap();
+
+        // Stopped before the values were re-sealed: the new key goes.
+        std::fs::write(next_file(&path), [7u8; 64]).unwrap();
+        let reopened = Secrets::open(db.clone(), &path).await.unwrap();
+        assert!(!next_file(&path).exists());
+        assert_eq!(std::fs::read(&path).unwrap(), old_key);
+        assert_eq!(
+            reopened.reveal("prod1", "hello", &[]).await.unwrap()["A"],
+            "alpha"
+        );
+
+        // Stopped after they were, before the new file replaced the old: it
+        // replaces it now.
+        let rotated = reopened.rotate().await.unwrap();
+        let new_key = std::fs::read(&path).unwrap();
+        std::fs::write(next_file(&path), &new_key).unwrap();
+        std::fs::write(&path, &old_key).unwrap();
+        let settled = Secrets::open(db.clone(), &path).await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), new_key);
+        assert!(!next_file(&path).exists());
+        assert_eq!(settled.key_id().await, rotated.to);
+        assert_eq!(
+            settled.reveal("prod1", "hello", &[]).await.unwrap()["A"],
+            "alpha"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
     async fn bad_names_and_key_files_are_refused() {
         assert!(check_key("DB_PASSWORD").is_ok());
         for bad in ["db_password", "1KEY", "SLIPWAY_VERSION", "A-B", ""] {
@@ -540,7 +817,7 @@ mod tests {
         }
         let path = key_file("short");
         std::fs::write(&path, b"short").unwrap();
-        let err = Secrets::open(Db::memory(), &path).unwrap_err();
+        let err = Secrets::open(Db::memory(), &path).await.unwrap_err();
         assert!(err.to_string().contains("not a 32-byte key"), "{err}");
         let _ = std::fs::remove_file(&path);
     }

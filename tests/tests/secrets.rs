@@ -425,3 +425,70 @@ fn a_fleet_applied_without_a_restart_is_for_the_next_deployment_and_outlives_a_r
         "{audit}"
     );
 }
+
+#[test]
+fn the_secrets_key_rotates_under_a_running_fleet_and_no_request_fails() {
+    let c = Coordinator::start();
+    c.cli_with_stdin(&["secret", "set", "staging", "DB_PASSWORD"], CANARY);
+    c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let key_file = c.data_dir().join("secrets.key");
+    let old_key = std::fs::read(&key_file).unwrap();
+    let load = slipway_tests::load::Load::start(&c.endpoint("staging"));
+    load.wait_for_requests(20);
+
+    // Operators keep calling while it rotates; every call answers.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rotated = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut calls = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || calls < 3 {
+                c.ok(&["secret", "list", "staging"]);
+                calls += 1;
+            }
+            calls
+        });
+        let rotated = c.ok(&["secret", "rotate-key", "-o", "json"]);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(reader.join().unwrap() >= 3);
+        rotated
+    });
+    slipway_tests::check_documents(&[("secret rotate-key".into(), rotated.stdout.clone(), None)]);
+    let rotated = rotated.json();
+    assert_eq!(rotated["resealed"], 1, "{rotated}");
+    assert_ne!(rotated["from_key"], rotated["to_key"]);
+    let new_key = std::fs::read(&key_file).unwrap();
+    assert_ne!(new_key[..32], old_key[..32], "the key file holds a new key");
+
+    // A deployment after it gets the same value, sealed with the new key.
+    c.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    assert!(
+        service_environment(&instance_of(&c, "staging")).contains(&format!("DB_PASSWORD={CANARY}"))
+    );
+    load.wait_for_requests(20);
+    load.finish().assert_no_failures();
+
+    let audit = c.ok(&["audit", "-o", "json"]).json();
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "secret rotate-key")
+        .cloned()
+        .unwrap_or_else(|| panic!("not audited: {audit}"));
+    assert_eq!(
+        entry["result"],
+        format!(
+            "re-sealed 1 secrets: key {} -> {}",
+            rotated["from_key"].as_str().unwrap(),
+            rotated["to_key"].as_str().unwrap()
+        )
+    );
+    // Only an admin rotates.
+    let keys = slipway_tests::TempDir::new("rotate-keys");
+    let deployer = c.issue(keys.path(), "ci", "deployer", &[]);
+    let refused = c.cli_as(&deployer, &["secret", "rotate-key"]);
+    assert_eq!(refused.code, Some(4), "{}", refused.stderr);
+    assert_eq!(std::fs::read(&key_file).unwrap(), new_key);
+    let leaks = files_containing(c.data_dir(), CANARY.as_bytes());
+    assert!(leaks.is_empty(), "the canary is in files: {leaks:?}");
+}

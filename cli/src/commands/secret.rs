@@ -1,4 +1,4 @@
-//! `slipway secret set|delete|list`: values go in on stdin (or a prompt that
+//! `slipway secret set|delete|list|rotate-key`: values go in on stdin (or a prompt that
 //! does not echo) and never come back out.
 
 use std::io::{IsTerminal, Read, Write};
@@ -95,6 +95,18 @@ pub async fn delete(client: &mut Client, output: Output, named: Named) -> Result
         return print(output, &secret);
     }
     println!("secret {shown} deleted: instances launched from now on no longer receive it");
+    Ok(())
+}
+
+pub async fn rotate_key(client: &mut Client, output: Output) -> Result<(), Failure> {
+    let rotated = client.rotate_secrets_key().await?;
+    if output.structured() {
+        return print(output, &rotated);
+    }
+    println!(
+        "re-sealed {} secrets with a new key ({} -> {}): back up the coordinator's secrets.key again; the old one opens nothing now",
+        rotated.resealed, rotated.from_key, rotated.to_key
+    );
     Ok(())
 }
 

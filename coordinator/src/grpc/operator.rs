@@ -210,6 +210,15 @@ impl Outcome for Promoted {
 impl Outcome for PublicRecord {}
 impl Outcome for InfraChanges {}
 
+impl Outcome for SecretsKeyRotated {
+    fn outcome(&self) -> String {
+        format!(
+            "re-sealed {} secrets: key {} -> {}",
+            self.resealed, self.from_key, self.to_key
+        )
+    }
+}
+
 impl Outcome for InfraOrphansResponse {
     fn outcome(&self) -> String {
         let ids: Vec<&str> = self
@@ -852,6 +861,32 @@ impl OperatorService for OperatorApi {
             &caller,
             "secret set",
             (&target, about(&r.project, &r.environment, "")),
+            outcome,
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn rotate_secrets_key(
+        &self,
+        request: Request<RotateSecretsKeyRequest>,
+    ) -> Result<Response<SecretsKeyRotated>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            let rotated = self.operations.rotate_secrets_key().await?;
+            info!(who = %caller, resealed = rotated.resealed, from = %rotated.from, to = %rotated.to, "secrets key rotated");
+            Ok(SecretsKeyRotated {
+                resealed: rotated.resealed as u32,
+                from_key: rotated.from,
+                to_key: rotated.to,
+            })
+        }
+        .await;
+        self.audited(
+            &caller,
+            "secret rotate-key",
+            ("secrets key", About::default()),
             outcome,
         )
         .await

@@ -79,7 +79,9 @@ impl Sandbox {
         let events = Arc::new(Events::new(db.clone(), clock.clone()));
         let coordinator = Coordinator::new(Parts {
             events: events.clone(),
-            secrets: Secrets::open(db.clone(), &dir.join("secrets.key")).unwrap(),
+            secrets: Secrets::open(db.clone(), &dir.join("secrets.key"))
+                .await
+                .unwrap(),
             revocations: Revocations::load(db.clone(), clock.clone(), events.clone())
                 .await
                 .unwrap(),
