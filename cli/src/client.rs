@@ -15,7 +15,14 @@ pub struct Client {
     pub profile: Profile,
     /// Sent with every call of a command that acts (`--request-id`).
     request_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    /// The id the CLI made (none was given), until the user has seen it.
+    unshown_id: Option<String>,
 }
+
+/// How long a call that acts may take before the id the CLI made for it is
+/// shown: a quick answer needs none, and a CI step killed at its timeout
+/// has it in its log.
+const SHOW_ID_AFTER: Duration = Duration::from_secs(5);
 
 impl Client {
     /// Connects now, so an unreachable coordinator is named before anything
@@ -33,6 +40,7 @@ impl Client {
                         api: OperatorServiceClient::new(channel),
                         profile,
                         request_id: None,
+                        unshown_id: None,
                     });
                 }
                 Err(failure) if failure.exit == Exit::Unreachable => failures.push(failure),
@@ -52,14 +60,15 @@ impl Client {
         }
     }
 
-    /// Sends `asked`, or a new request id printed on stderr, with the calls
-    /// from now on: the coordinator acts once per id (a retry with the same
-    /// one gets the first answer). An id that is not plain text is sent as
-    /// given, for the coordinator to refuse.
+    /// Sends `asked`, or a new request id, with the calls from now on: the
+    /// coordinator acts once per id (a retry with the same one gets the
+    /// first answer). A new one is shown on stderr when the answer is slow to
+    /// come, or in the error when the outcome is unknown. An id that is not
+    /// plain text is sent as given, for the coordinator to refuse.
     pub fn with_request_id(&mut self, asked: Option<String>) {
         let id = asked.unwrap_or_else(|| {
             let id = format!("r-{:016x}", rand::random::<u64>());
-            eprintln!("request id: {id} (a retry with --request-id {id} acts once)");
+            self.unshown_id = Some(id.clone());
             id
         });
         self.request_id = Some(
@@ -82,7 +91,9 @@ impl Client {
         F: Fn(OperatorServiceClient<Channel>, tonic::Request<Q>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let answer = rpc(self.api.clone(), self.request(request.clone())).await;
+        let answer = self
+            .showing_id(rpc(self.api.clone(), self.request(request.clone())))
+            .await;
         let leader = match &answer {
             Err(status) => status
                 .metadata()
@@ -112,6 +123,37 @@ impl Client {
                 );
                 Err(unreachable)
             }
+        }
+    }
+
+    /// The answer of `call`, the id the CLI made shown if it takes long (on
+    /// its own line) or fails so that it may have acted (in the error).
+    async fn showing_id<T>(
+        &mut self,
+        call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        let Some(id) = self.unshown_id.clone() else {
+            return call.await;
+        };
+        let retry = format!("a retry with --request-id {id} acts once");
+        tokio::pin!(call);
+        let answer = tokio::select! {
+            answer = &mut call => answer,
+            () = tokio::time::sleep(SHOW_ID_AFTER) => {
+                eprintln!("request id: {id} ({retry})");
+                self.unshown_id = None;
+                return call.await;
+            }
+        };
+        match answer {
+            Err(status) if outcome_unknown(status.code()) => {
+                self.unshown_id = None;
+                Err(tonic::Status::new(
+                    status.code(),
+                    format!("{} (request id {id}: {retry})", status.message()),
+                ))
+            }
+            answer => answer,
         }
     }
 
@@ -226,6 +268,17 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         next = error.source();
     }
     parts.join(": ")
+}
+
+/// A failure after which the call may or may not have acted.
+fn outcome_unknown(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+    )
 }
 
 #[cfg(test)]

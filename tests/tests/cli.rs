@@ -290,6 +290,7 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     }
 
     docs.read(&dev, "infra plan", &["infra", "plan"]);
+    docs.read(&dev, "infra orphans", &["infra", "orphans"]);
     let new_fleet = dir.path().join("fleet.toml");
     std::fs::write(
         &new_fleet,
@@ -326,6 +327,10 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
     docs.acted(
         "secret delete",
         &dev.ok(&["secret", "delete", "staging", "TOKEN", "-o", "json"]),
+    );
+    docs.acted(
+        "secret rotate-key",
+        &dev.ok(&["secret", "rotate-key", "-o", "json"]),
     );
     let (_, issued) = issue(&dev, &dir, "vera", "viewer");
     docs.acted("cert issue", &issued);
@@ -1175,12 +1180,50 @@ fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_depl
     assert_eq!(after_restart["id"], stored[0]["id"], "{after_restart}");
     assert_eq!(of_v1(&dev).len(), 1);
 
-    // Another id acts again; without one, the CLI makes one and prints it.
+    // Another id acts again. Without one, the CLI makes one: a quick answer
+    // needs it not, and says nothing more.
     let other = dev.ok(&deploy("ci-run-8")).json();
     assert_ne!(other["id"], retried["id"]);
     let plain = dev.ok(&["deploy", "hello", "v1", "--env", "staging"]);
-    assert!(plain.stderr.contains("request id: r-"), "{}", plain.stderr);
+    assert!(!plain.stderr.contains("request id"), "{}", plain.stderr);
     assert_eq!(of_v1(&dev).len(), 3);
+
+    // A slow answer: the CLI shows the id it made, and CI's log holds it
+    // when the step is killed; a retry with it acts no more.
+    let plain_deploy = ["deploy", "hello", "v1", "--env", "staging", "-o", "json"];
+    let waiting = dev.pause_at("request/answered", |dev| {
+        dev.cli_in_background(&plain_deploy)
+    });
+    // It shows it once the answer is 5 s late.
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let killed = waiting.kill();
+    let made = killed
+        .stderr
+        .split_whitespace()
+        .find(|word| word.starts_with("r-") && word.len() == 18)
+        .unwrap_or_else(|| panic!("no request id shown: {}", killed.stderr))
+        .to_string();
+    assert_eq!(of_v1(&dev).len(), 4);
+    dev.crash_and_restart();
+    let again = dev
+        .ok(&[
+            "deploy",
+            "hello",
+            "v1",
+            "--env",
+            "staging",
+            "--request-id",
+            &made,
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(
+        of_v1(&dev).len(),
+        4,
+        "the retry with the shown id acted again"
+    );
+    assert!(of_v1(&dev).iter().any(|d| d["id"] == again["id"]));
 
     // An id that is not plain is refused (4), and nothing acts.
     let bad = dev.cli(&[
@@ -1194,5 +1237,5 @@ fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_depl
     ]);
     assert_eq!(bad.code, Some(4), "{}", bad.stderr);
     assert!(bad.stderr.contains("request id"), "{}", bad.stderr);
-    assert_eq!(of_v1(&dev).len(), 3);
+    assert_eq!(of_v1(&dev).len(), 4);
 }
