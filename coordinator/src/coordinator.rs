@@ -67,6 +67,9 @@ pub struct Parts {
     pub dashboard_access: Arc<DashboardAccess>,
     /// Where the dashboard is served (`https://host:port`), if it is.
     pub dashboard_address: Option<String>,
+    /// The store behind its snapshot gate, for backups; none where the
+    /// store was not opened through one (tests of other things).
+    pub snapshots: Option<Arc<crate::store::Gated>>,
 }
 
 /// Every subsystem, built once.
@@ -95,6 +98,8 @@ pub struct Coordinator {
     pub dashboard_access: Arc<DashboardAccess>,
     pub dashboard_address: Option<String>,
     pub stopping: Stopping,
+    /// The store's snapshot gate, for backups (the leader's only).
+    pub snapshots: Option<Arc<crate::store::Gated>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -118,6 +123,7 @@ impl Coordinator {
             metrics,
             dashboard_access,
             dashboard_address,
+            snapshots,
         } = parts;
         let ca = Arc::new(ca);
         let secrets = Arc::new(secrets);
@@ -227,6 +233,7 @@ impl Coordinator {
             dashboard_access,
             dashboard_address,
             stopping,
+            snapshots,
         })
     }
 

@@ -50,6 +50,7 @@ pub use slipway_domain::{
 pub mod admission;
 pub mod agents;
 pub mod audit;
+pub mod backup;
 pub mod cloud;
 pub mod coordinator;
 pub mod dashboard;

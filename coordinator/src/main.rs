@@ -1,10 +1,12 @@
 //! `slipway-coordinator`: runs the coordinator; `down` stops it and its local
 //! cloud; `ca issue` makes operator certificates on the coordinator host;
-//! `store copy` moves the embedded store into PostgreSQL.
+//! `store copy` moves the embedded store into PostgreSQL; `backup`, `restore`
+//! and `backup-key` keep it safe.
 
 #![forbid(unsafe_code)]
 
 // Start-up is the binary's: the library is the coordinator without a process.
+mod backups;
 mod data_dir;
 mod dev;
 mod run;
@@ -81,6 +83,41 @@ enum Command {
     /// The store itself.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Write a backup of --data-dir's store (asking the running coordinator
+    /// for a consistent snapshot, if one runs), sealed to a passphrase or a
+    /// public key.
+    Backup {
+        /// The backup file to write (owner-only; never over an existing one).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also carry the CA (ca/) and the secrets key: then the backup alone
+        /// restores a working coordinator, and must be kept as the keys are.
+        #[arg(long)]
+        with_keys: bool,
+        /// A file whose first line is the passphrase (12 characters or more).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// A recipient file (`backup-key` writes one): only its identity opens the backup.
+        #[arg(long)]
+        recipient: Option<PathBuf>,
+    },
+    /// Restore a backup into --data-dir, which must hold no store yet.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// A file whose first line is the passphrase it was sealed to.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// The identity file whose recipient it was sealed to.
+        #[arg(long)]
+        identity: Option<PathBuf>,
+    },
+    /// Make a key pair for backups: an identity (private) at --out, its recipient (public) at OUT.pub.
+    BackupKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +204,30 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
             coordinator,
             &out,
         ),
+        Some(Command::Backup {
+            out,
+            with_keys,
+            passphrase_file,
+            recipient,
+        }) => {
+            let sealing = backups::Sealing {
+                passphrase_file,
+                recipient,
+            };
+            backups::backup(&existing()?, &out, with_keys, sealing).await
+        }
+        Some(Command::Restore {
+            from,
+            passphrase_file,
+            identity,
+        }) => {
+            let sealing = backups::Sealing {
+                passphrase_file,
+                recipient: identity,
+            };
+            backups::restore(&data_dir::create(&args.data_dir)?, &from, sealing).await
+        }
+        Some(Command::BackupKey { out }) => backups::keygen(&out),
         Some(Command::Store(StoreCommand::Copy { from, to })) => {
             let to = storage::StoreFlags {
                 url: Some(to),

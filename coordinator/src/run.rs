@@ -84,6 +84,8 @@ struct Setting<'a> {
     /// Bound once: a standby serves on it, and keeps it when it comes to lead.
     listener: Arc<TcpListener>,
     advertised: Advertised,
+    /// The store's snapshot gate: the leader's backups go through it.
+    snapshots: Arc<slipway_coordinator::store::Gated>,
 }
 
 /// A coordinator built, ready to serve.
@@ -125,8 +127,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let opened = crate::storage::open(&options.store, data_dir).await?;
     info!(store = %opened.shown, "store open");
+    let snapshots = Arc::new(slipway_coordinator::store::Gated::new(opened.store));
     let timed = Arc::new(TimedStore {
-        inner: opened.store,
+        inner: snapshots.clone(),
         metrics: metrics.clone(),
     });
 
@@ -157,6 +160,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         listener: Arc::new(listener),
         advertised: advertised.clone(),
+        snapshots,
     };
 
     // With a shared store, stand by (answering reads) until this process leads.
@@ -573,6 +577,8 @@ async fn assemble(
         metrics: setting.metrics.clone(),
         dashboard_access: dashboard_access.clone(),
         dashboard_address: http.as_ref().map(|(_, _, address)| address.clone()),
+        // A standby's snapshot would miss what the leader writes meanwhile.
+        snapshots: leads.then(|| setting.snapshots.clone()),
     });
     Ok(Assembled {
         coordinator,

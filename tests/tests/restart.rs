@@ -433,3 +433,105 @@ fn instances_a_restored_older_store_does_not_know_are_listed_and_terminated_only
     let none = dev.ok(&["infra", "orphans"]).stdout;
     assert!(none.contains("no orphans"), "{none}");
 }
+
+#[test]
+fn a_backup_taken_mid_deploy_restores_into_a_fresh_data_dir_and_the_deploy_finishes() {
+    let mut dev = Coordinator::start();
+    dev.cli_with_stdin(&["secret", "set", "staging", "TOKEN"], "restored-3b7e");
+    // A deployment held as it enters attaching; the coordinator answers all else.
+    let id = dev.pause_at("attaching/entered", |dev| dev.enqueue("v1", "staging"));
+    let keys = TempDir::new("backup-keys");
+    let passphrase = keys.path().join("passphrase");
+    std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+    let file = keys.path().join("slipway.backup");
+    let coordinator = |args: &[&str]| {
+        std::process::Command::new(binary("slipway-coordinator"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let data_dir = dev.data_dir().to_str().unwrap().to_string();
+    let taken = coordinator(&[
+        "backup",
+        "--data-dir",
+        &data_dir,
+        "--out",
+        file.to_str().unwrap(),
+        "--with-keys",
+        "--passphrase-file",
+        passphrase.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&taken.stdout).to_string();
+    assert!(
+        taken.status.success() && said.contains("with the CA and secrets keys"),
+        "{said}{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let sealed = std::fs::read(&file).unwrap();
+    assert!(sealed.starts_with(b"slipway backup 1\npassphrase "));
+    assert!(!sealed.windows(13).any(|w| w == b"restored-3b7e"));
+    let audit = dev.ok(&["audit", "-o", "json"]).json();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "backup" && e["who"].as_str().unwrap().starts_with("backup")),
+        "the backup is audited: {audit}"
+    );
+
+    // The host is lost; the cloud (and the instances it runs) is not.
+    dev.kill();
+    let fresh = TempDir::new("restored");
+    let wrong = keys.path().join("wrong");
+    std::fs::write(&wrong, "not the passphrase at all\n").unwrap();
+    let restore = |with: &std::path::Path| {
+        coordinator(&[
+            "restore",
+            "--data-dir",
+            fresh.path().to_str().unwrap(),
+            "--from",
+            file.to_str().unwrap(),
+            "--passphrase-file",
+            with.to_str().unwrap(),
+        ])
+    };
+    let refused = restore(&wrong);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("does not open"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let restored = restore(&passphrase);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let again = restore(&passphrase);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("holds a store already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(fresh.path().join("ca/ca.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    std::os::unix::fs::symlink(dev.data_dir().join("cloud"), fresh.path().join("cloud")).unwrap();
+    // Agents dial the address their user-data names: the new host takes it.
+    std::fs::copy(
+        dev.data_dir().join("coordinator.address"),
+        fresh.path().join("coordinator.address"),
+    )
+    .unwrap();
+    let back = Coordinator::start_in(fresh, SAMPLE_FLEET);
+    let finished = back.cli(&["show", &id, "--follow", "-o", "json"]).json();
+    assert_eq!(finished["phase"], "succeeded", "{finished}");
+    back.ok(&["audit", "verify"]);
+    // Its secret came back with the key that opens it.
+    back.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+}

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod backup_client;
 pub mod convert;
 pub mod counted;
 pub mod events;

@@ -48,6 +48,7 @@ pub struct OperatorApi {
     dashboard_address: Option<String>,
     stopping: crate::stopping::Stopping,
     requests: Arc<crate::requests::Requests>,
+    snapshots: Option<Arc<crate::store::Gated>>,
 }
 
 impl OperatorApi {
@@ -55,6 +56,7 @@ impl OperatorApi {
         OperatorApi {
             operations: coordinator.operations.clone(),
             requests: coordinator.requests.clone(),
+            snapshots: coordinator.snapshots.clone(),
             audit: coordinator.audit.clone(),
             revocations: coordinator.revocations.clone(),
             agents: coordinator.agents.clone(),
@@ -218,6 +220,21 @@ impl Outcome for SecretsKeyRotated {
         )
     }
 }
+
+/// A snapshot taken for a backup: its document, and how many entries.
+struct BackedUp {
+    document: Vec<u8>,
+    entries: usize,
+}
+
+impl Outcome for BackedUp {
+    fn outcome(&self) -> String {
+        format!("{} entries, {} bytes", self.entries, self.document.len())
+    }
+}
+
+/// Chunks of a backup's document: each well under a message's 4 MiB limit.
+const BACKUP_CHUNK: usize = 1 << 20;
 
 impl Outcome for InfraOrphansResponse {
     fn outcome(&self) -> String {
@@ -704,6 +721,45 @@ impl OperatorService for OperatorApi {
         self.audited(&caller, "infra apply", (&target, About::default()), outcome)
             .await
             .map(Response::new)
+    }
+
+    type BackupStream = tokio_stream::Iter<std::vec::IntoIter<Result<BackupChunk, Status>>>;
+
+    async fn backup(
+        &self,
+        request: Request<BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            let gated = self.snapshots.as_ref().ok_or_else(|| {
+                Status::failed_precondition("only the leading coordinator takes backups")
+            })?;
+            let snapshot = gated.snapshot().await.map_err(|e| super::status::of(&e))?;
+            let now = self.operations.clock.now();
+            let document = crate::backup::Document::of(&snapshot, now)
+                .await
+                .map_err(|e| super::status::of(&e))?;
+            let entries = document.entries();
+            let document = serde_json::to_vec(&document)
+                .map_err(|e| Status::internal(format!("cannot encode the snapshot: {e}")))?;
+            info!(who = %caller, entries, "backup taken");
+            Ok(BackedUp { document, entries })
+        }
+        .await;
+        let backed_up = self
+            .audited(&caller, "backup", ("store", About::default()), outcome)
+            .await?;
+        let chunks: Vec<Result<BackupChunk, Status>> = backed_up
+            .document
+            .chunks(BACKUP_CHUNK)
+            .map(|data| {
+                Ok(BackupChunk {
+                    data: data.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(tokio_stream::iter(chunks)))
     }
 
     async fn infra_orphans(

@@ -3,6 +3,7 @@
 //! feature; the in-memory one for tests).
 
 mod copy;
+mod gated;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
@@ -10,6 +11,7 @@ mod schema;
 mod sled;
 
 pub use copy::{Copied, copy};
+pub use gated::Gated;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, Target};
 #[cfg(feature = "postgres")]

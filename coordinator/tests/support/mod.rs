@@ -115,6 +115,7 @@ impl Sandbox {
                 .unwrap(),
             ),
             dashboard_address: None,
+            snapshots: None,
         });
         for version in ["v1", "v2"] {
             coordinator

@@ -1,0 +1,53 @@
+//! `slipway-coordinator backup` while the coordinator runs: it asks the
+//! coordinator serving the data directory for a snapshot over its operator
+//! port, as an admin whose certificate it makes itself from the CA there,
+//! valid for minutes (whoever reads the data directory holds the CA's key
+//! anyway). The coordinator audits it as any admin call.
+
+use slipway_proto::v1::BackupRequest;
+use slipway_proto::v1::operator_service_client::OperatorServiceClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::pki::{KeyedCertificate, SERVER_NAME};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot reach the coordinator at {address}: {message}")]
+    Unreachable { address: String, message: String },
+    #[error("the coordinator refused the backup: {0}")]
+    Refused(String),
+}
+
+/// The snapshot document (JSON) of the coordinator at `address`.
+pub async fn fetch(
+    address: &str,
+    ca_pem: &str,
+    admin: &KeyedCertificate,
+) -> Result<Vec<u8>, SnapshotError> {
+    let unreachable = |message: String| SnapshotError::Unreachable {
+        address: address.to_string(),
+        message,
+    };
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .identity(Identity::from_pem(&admin.cert_pem, &admin.key_pem))
+        .domain_name(SERVER_NAME);
+    let channel = Channel::from_shared(address.to_string())
+        .map_err(|e| unreachable(e.to_string()))?
+        .tls_config(tls)
+        .map_err(|e| unreachable(e.to_string()))?
+        .connect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let refused = |status: tonic::Status| SnapshotError::Refused(status.message().to_string());
+    let mut chunks = OperatorServiceClient::new(channel)
+        .backup(BackupRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let mut document = Vec::new();
+    while let Some(chunk) = chunks.message().await.map_err(refused)? {
+        document.extend_from_slice(&chunk.data);
+    }
+    Ok(document)
+}
