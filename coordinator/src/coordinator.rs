@@ -100,6 +100,8 @@ pub struct Coordinator {
     pub stopping: Stopping,
     /// The store's snapshot gate, for backups (the leader's only).
     pub snapshots: Option<Arc<crate::store::Gated>>,
+    /// The hourly compaction (`retention::start`).
+    pub retention: Arc<crate::retention::Retention>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -196,6 +198,14 @@ impl Coordinator {
             stopping: stopping.clone(),
             metrics: metrics.clone(),
         });
+        let retention = Arc::new(crate::retention::Retention {
+            db: db.clone(),
+            clock: clock.clone(),
+            requests: requests.clone(),
+            deployments: deployments.clone(),
+            audit: audit.clone(),
+            fleets: fleets.clone(),
+        });
         let operations = Arc::new(Operations {
             fleets: fleets.clone(),
             clock,
@@ -234,6 +244,7 @@ impl Coordinator {
             dashboard_address,
             stopping,
             snapshots,
+            retention,
         })
     }
 

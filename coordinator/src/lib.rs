@@ -73,6 +73,7 @@ pub mod pki;
 pub mod promote;
 pub mod releases;
 pub mod requests;
+pub mod retention;
 pub mod revocation;
 pub mod scheduler;
 pub mod secrets;

@@ -111,6 +111,24 @@ impl Requests {
             .map(|a| a.answer))
     }
 
+    /// Forgets the answers older than `KEPT`; how many.
+    pub async fn forget_old(&self) -> Result<u64, StoreError> {
+        let since = self.clock.now() - KEPT.as_millis() as Millis;
+        let old: Vec<Answered> = self
+            .db
+            .all::<Answered>()
+            .await?
+            .into_iter()
+            .filter(|a| a.at < since)
+            .collect();
+        let mut changes = crate::store::Changes::default();
+        for answer in &old {
+            changes.delete::<Answered>(&answer.key);
+        }
+        self.db.commit(changes).await?;
+        Ok(old.len() as u64)
+    }
+
     /// Keeps `answer` as the first one for `held`'s key.
     pub async fn remember(&self, held: &Held, answer: Vec<u8>) -> Result<(), StoreError> {
         self.db

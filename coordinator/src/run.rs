@@ -226,6 +226,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         slipway_coordinator::lost::start_watch(coordinator.lost.clone()),
         slipway_coordinator::observed::start(coordinator.observer.clone()),
         slipway_coordinator::notify::start(coordinator.notifier.clone()),
+        slipway_coordinator::retention::start(coordinator.retention.clone()),
         slipway_coordinator::metrics::count_events(metrics.clone(), &coordinator.events),
     ];
     let (dashboard_stop, dashboard_stopped) = tokio::sync::watch::channel(false);

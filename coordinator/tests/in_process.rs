@@ -642,3 +642,114 @@ async fn instances_no_deployment_knows_are_listed_never_adopted_and_terminated_o
     assert_eq!(live(&s), [own]);
     assert!(ops.orphans().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn what_is_older_than_keep_is_compacted_and_counted_and_the_audit_log_stays() {
+    use slipway_coordinator::events::Event;
+    use slipway_coordinator::fleets::TakenFleet;
+    use slipway_coordinator::notify::{SinkState, Undelivered};
+    use slipway_coordinator::requests::RequestKey;
+    use slipway_coordinator::retention;
+    let s = Sandbox::new().await;
+    let c = &s.coordinator;
+    let old = |kind: &str| Event::new(kind, "old");
+    c.events
+        .tell(vec![old("test.a"), old("test.b"), old("test.c")])
+        .await
+        .unwrap();
+    let last_old = c.events.newest().await.unwrap();
+    // A notification that has dealt with every event but the last.
+    s.db.put(&SinkState {
+        name: "chat".into(),
+        cursor: last_old - 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    s.db.put(&Undelivered {
+        sink: "chat".into(),
+        seq: 1,
+        delivery: "chat-1".into(),
+        kind: "test.a".into(),
+        attempts: 3,
+        last_error: "HTTP 500".into(),
+        at: support::START,
+    })
+    .await
+    .unwrap();
+    // The fleet applied after the start's: the one in force.
+    s.db.put(&TakenFleet {
+        generation: 2,
+        text: SAMPLE_FLEET.into(),
+        start_file: String::new(),
+        by: "admin".into(),
+        at: support::START,
+    })
+    .await
+    .unwrap();
+    let held = c
+        .requests
+        .hold(RequestKey::new("admin", "deploy", "ci-1").unwrap())
+        .await;
+    c.requests.remember(&held, b"d-1".to_vec()).await.unwrap();
+    drop(held);
+    assert_eq!(
+        c.retention.run_once().await.unwrap().total(),
+        0,
+        "nothing is 90 days old yet"
+    );
+
+    s.clock.advance(Duration::from_secs(91 * 24 * 3600));
+    c.events
+        .tell(vec![Event::new("test.d", "new")])
+        .await
+        .unwrap();
+    let removed = c.retention.run_once().await.unwrap();
+    assert_eq!(removed.events, last_old - 1, "{removed:?}");
+    assert_eq!(
+        (removed.undelivered, removed.fleets, removed.requests),
+        (1, 1, 1),
+        "{removed:?}"
+    );
+    // What a notification has not dealt with stays, and the numbering goes on.
+    let left: Vec<u64> = c
+        .events
+        .after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left, [last_old, last_old + 1]);
+    c.events
+        .tell(vec![Event::new("test.e", "next")])
+        .await
+        .unwrap();
+    assert_eq!(c.events.newest().await.unwrap(), last_old + 2);
+    let fleets: Vec<TakenFleet> = s.db.all().await.unwrap();
+    assert_eq!(fleets.iter().map(|f| f.generation).collect::<Vec<_>>(), [2]);
+
+    // Counted, and audited; a second run finds nothing more.
+    assert_eq!(c.retention.run_once().await.unwrap().total(), 0);
+    let totals = retention::totals(&s.db).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            totals.events,
+            totals.undelivered,
+            totals.fleets,
+            totals.requests
+        ),
+        (removed.events, 1, 1, 1)
+    );
+    let (entries, _) = c.audit.page(0, 0, 1000).await.unwrap();
+    let compacted: Vec<_> = entries.iter().filter(|e| e.action == "compact").collect();
+    assert_eq!(compacted.len(), 1, "{entries:?}");
+    assert_eq!(
+        compacted[0].result,
+        format!(
+            "removed {} events, 1 undelivered notifications, 1 fleet files, 1 request answers",
+            removed.events
+        )
+    );
+    assert!(c.audit.verify(None).await.unwrap().is_ok());
+}

@@ -222,6 +222,10 @@ pub struct CoordinatorSettings {
     /// How long an agent certificate lives; agents renew at two thirds of it.
     #[serde(deserialize_with = "duration")]
     pub agent_certificate_lifetime: Duration,
+    /// Events, undelivered notifications, fleet files and request answers
+    /// older than this are compacted (counts kept; the audit log never).
+    #[serde(deserialize_with = "duration")]
+    pub keep: Duration,
 }
 
 impl Default for CoordinatorSettings {
@@ -230,6 +234,7 @@ impl Default for CoordinatorSettings {
             heartbeat_interval: Duration::from_secs(1),
             agent_lost_after: Duration::from_secs(5),
             agent_certificate_lifetime: Duration::from_secs(24 * 3600),
+            keep: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -558,6 +563,12 @@ impl Fleet {
             return fail(
                 "coordinator.heartbeat_interval".into(),
                 "must be more than zero".into(),
+            );
+        }
+        if self.coordinator.keep < Duration::from_secs(24 * 3600) {
+            return fail(
+                "coordinator.keep".into(),
+                "must be a day or more (\"90d\" by default): a shorter one drops what operators still read".into(),
             );
         }
         if self.coordinator.agent_lost_after <= self.coordinator.heartbeat_interval {
@@ -1331,6 +1342,21 @@ mod tests {
             "[coordinator]\nheartbeat_interval = \"5s\"\nagent_lost_after = \"2s\"\n{FLEET}"
         );
         assert!(error(&text).contains("coordinator.agent_lost_after"));
+    }
+
+    #[test]
+    fn keep_is_ninety_days_unless_set_and_never_under_a_day() {
+        let fleet = Fleet::parse(FLEET, "test").unwrap();
+        assert_eq!(fleet.coordinator.keep, Duration::from_secs(90 * 24 * 3600));
+        let set = format!("[coordinator]\nkeep = \"30d\"\n{FLEET}");
+        let fleet = Fleet::parse(&set, "test").unwrap();
+        assert_eq!(fleet.coordinator.keep, Duration::from_secs(30 * 24 * 3600));
+        let short = format!("[coordinator]\nkeep = \"2h\"\n{FLEET}");
+        assert!(
+            error(&short).contains("coordinator.keep"),
+            "{}",
+            error(&short)
+        );
     }
 
     /// The sample fleet, which has data stores and a migration.

@@ -87,10 +87,12 @@ pub enum Table {
     TokenSlots,
     /// The first answers to requests made with a request id, by caller, action and id.
     Requests,
+    /// What retention compacted, in all.
+    Retention,
 }
 
 impl Table {
-    pub const ALL: [Table; 20] = [
+    pub const ALL: [Table; 21] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -111,6 +113,7 @@ impl Table {
         Table::DeploymentIndex,
         Table::TokenSlots,
         Table::Requests,
+        Table::Retention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -135,6 +138,7 @@ impl Table {
             Table::DeploymentIndex => "deployment_index",
             Table::TokenSlots => "token_slots",
             Table::Requests => "requests",
+            Table::Retention => "retention",
         }
     }
 }
