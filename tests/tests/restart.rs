@@ -535,3 +535,50 @@ fn a_backup_taken_mid_deploy_restores_into_a_fresh_data_dir_and_the_deploy_finis
     // Its secret came back with the key that opens it.
     back.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
 }
+
+/// An upgrade is a stop, a new binary, a start. The binary here is the same
+/// one (no earlier release is built in the suite): what this holds is the
+/// stop and start under a serving fleet, and CI's retries across the gap.
+#[test]
+fn a_restart_for_an_upgrade_under_a_serving_fleet_fails_no_request_and_ci_retries_act_once() {
+    let mut dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "prod1", "--wait"]);
+    let load = Load::start(&dev.endpoint("prod1"));
+    load.wait_for_requests(20);
+    let status = dev.terminate(Duration::from_secs(40));
+    assert!(status.success(), "{status}\n{}", dev.log());
+
+    // CI's step while the coordinator is down: unreachable (8); it retries
+    // with the same request id.
+    let deploy = [
+        "deploy",
+        "hello",
+        "v2",
+        "--env",
+        "prod1",
+        "--request-id",
+        "ci-upgrade-1",
+        "-o",
+        "json",
+    ];
+    let down = dev.cli(&deploy);
+    assert_eq!(down.code, Some(8), "{}", down.stderr);
+    dev.crash_and_restart();
+    let first = dev.ok(&deploy).json();
+    let again = dev.ok(&deploy).json();
+    assert_eq!(first["id"], again["id"], "{first} {again}");
+    let id = first["id"].as_str().unwrap();
+    let done = dev.wait_finished(id, Duration::from_secs(90));
+    assert_eq!(done["phase"], "succeeded", "{done}");
+    let of_v2 = dev
+        .ok(&["deployments", "-o", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["version"] == "v2")
+        .count();
+    assert_eq!(of_v2, 1, "the retries made one deployment");
+    load.wait_for_requests(20);
+    load.finish().assert_no_failures();
+}
