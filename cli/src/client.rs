@@ -15,8 +15,12 @@ pub struct Client {
     pub profile: Profile,
     /// Sent with every call of a command that acts (`--request-id`).
     request_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    /// The id the CLI made (none was given), until the user has seen it.
+    /// The id the CLI made (none was given), until the call that acts (the
+    /// command's first) is made.
     unshown_id: Option<String>,
+    /// That id, when that call failed so that it may have acted: the
+    /// failure names it.
+    unknown_outcome: Option<String>,
 }
 
 /// How long a call that acts may take before the id the CLI made for it is
@@ -41,6 +45,7 @@ impl Client {
                         profile,
                         request_id: None,
                         unshown_id: None,
+                        unknown_outcome: None,
                     });
                 }
                 Err(failure) if failure.exit == Exit::Unreachable => failures.push(failure),
@@ -126,35 +131,30 @@ impl Client {
         }
     }
 
-    /// The answer of `call`, the id the CLI made shown if it takes long (on
-    /// its own line) or fails so that it may have acted (in the error).
+    /// The answer of `call`. If it is the call that acts and the id is the
+    /// CLI's own, the id is shown when the answer is slow (on its own line)
+    /// or the call fails so that it may have acted (in the failure).
     async fn showing_id<T>(
         &mut self,
         call: impl std::future::Future<Output = Result<T, tonic::Status>>,
     ) -> Result<T, tonic::Status> {
-        let Some(id) = self.unshown_id.clone() else {
+        let Some(id) = self.unshown_id.take() else {
             return call.await;
         };
-        let retry = format!("a retry with --request-id {id} acts once");
         tokio::pin!(call);
         let answer = tokio::select! {
             answer = &mut call => answer,
             () = tokio::time::sleep(SHOW_ID_AFTER) => {
-                eprintln!("request id: {id} ({retry})");
-                self.unshown_id = None;
+                eprintln!("request id: {id} (a retry with --request-id {id} acts once)");
                 return call.await;
             }
         };
-        match answer {
-            Err(status) if outcome_unknown(status.code()) => {
-                self.unshown_id = None;
-                Err(tonic::Status::new(
-                    status.code(),
-                    format!("{} (request id {id}: {retry})", status.message()),
-                ))
-            }
-            answer => answer,
+        if let Err(status) = &answer
+            && (is_transport(status) || outcome_unknown(status.code()))
+        {
+            self.unknown_outcome = Some(id);
         }
+        answer
     }
 
     /// `message` as a call, with the request id if there is one.
@@ -202,7 +202,7 @@ impl Client {
 
     pub(crate) fn failure(&self, status: &tonic::Status) -> Failure {
         if is_transport(status) {
-            return unreachable(&self.profile, &source_chain(status));
+            return self.naming_id(unreachable(&self.profile, &source_chain(status)));
         }
         use tonic::Code;
         // A standby that could not pass the call to a leader: none acts, or
@@ -220,7 +220,19 @@ impl Client {
             | Code::ResourceExhausted => Exit::Refused,
             _ => Exit::Failed,
         };
-        Failure::new(status.message(), exit)
+        self.naming_id(Failure::new(status.message(), exit))
+    }
+
+    /// `failure`, naming the request id if the call that acted failed so
+    /// that it may have acted.
+    fn naming_id(&self, mut failure: Failure) -> Failure {
+        if let Some(id) = &self.unknown_outcome {
+            failure.message = format!(
+                "{} (request id {id}: a retry with --request-id {id} acts once)",
+                failure.message
+            );
+        }
+        failure
     }
 }
 

@@ -1225,6 +1225,37 @@ fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_depl
     );
     assert!(of_v1(&dev).iter().any(|d| d["id"] == again["id"]));
 
+    // The coordinator dies under a call that acts: the outcome is unknown,
+    // and the one-line failure (unreachable, 8) names the id to retry with.
+    let waiting = dev.pause_at("request/answered", |dev| {
+        dev.cli_in_background(&plain_deploy)
+    });
+    dev.kill();
+    let lost = waiting.finish();
+    assert_eq!(lost.code, Some(8), "{}", lost.stderr);
+    assert_eq!(lost.stderr.trim().lines().count(), 1, "{}", lost.stderr);
+    let named = lost
+        .stderr
+        .split_whitespace()
+        .find(|word| word.starts_with("r-") && word.len() == 18)
+        .unwrap_or_else(|| panic!("no request id named: {}", lost.stderr))
+        .to_string();
+    dev.crash_and_restart();
+    dev.ok(&[
+        "deploy",
+        "hello",
+        "v1",
+        "--env",
+        "staging",
+        "--request-id",
+        &named,
+    ]);
+    assert_eq!(
+        of_v1(&dev).len(),
+        5,
+        "the retry with the named id acted again"
+    );
+
     // An id that is not plain is refused (4), and nothing acts.
     let bad = dev.cli(&[
         "deploy",
@@ -1237,5 +1268,5 @@ fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_depl
     ]);
     assert_eq!(bad.code, Some(4), "{}", bad.stderr);
     assert!(bad.stderr.contains("request id"), "{}", bad.stderr);
-    assert_eq!(of_v1(&dev).len(), 4);
+    assert_eq!(of_v1(&dev).len(), 5);
 }

@@ -582,3 +582,93 @@ fn a_restart_for_an_upgrade_under_a_serving_fleet_fails_no_request_and_ci_retrie
     load.wait_for_requests(20);
     load.finish().assert_no_failures();
 }
+
+#[test]
+fn a_stopped_coordinator_s_store_backs_up_to_a_public_key_that_only_its_identity_opens() {
+    let mut dev = Coordinator::start();
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let before = dev.ok(&["deployments", "-o", "json"]).json();
+    assert!(dev.terminate(Duration::from_secs(40)).success());
+    let coordinator = |args: &[&str]| {
+        let out = std::process::Command::new(binary("slipway-coordinator"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let keys = TempDir::new("backup-identity");
+    let identity = keys.path().join("backup.id");
+    let recipient = keys.path().join("backup.id.pub");
+    let file = keys.path().join("slipway.backup");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (made, _, err) = coordinator(&["backup-key", "--out", &path(&identity)]);
+    assert!(made, "{err}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&identity).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let data_dir = path(dev.data_dir());
+    let (taken, said, err) = coordinator(&[
+        "backup",
+        "--data-dir",
+        &data_dir,
+        "--out",
+        &path(&file),
+        "--recipient",
+        &path(&recipient),
+    ]);
+    assert!(
+        taken && said.contains("sealed to a public key"),
+        "{said}{err}"
+    );
+    assert!(!said.contains("keys"), "no keys unless asked: {said}");
+    // Sealed neither way at all, or both: refused before anything is read.
+    let (neither, _, err) = coordinator(&["backup", "--data-dir", &data_dir, "--out", "x"]);
+    assert!(!neither && err.contains("one of them"), "{err}");
+
+    let fresh = TempDir::new("restored-by-identity");
+    let restore = |with: &[&str]| {
+        let mut args = vec![
+            "restore",
+            "--data-dir",
+            fresh.path().to_str().unwrap(),
+            "--from",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(with);
+        coordinator(&args)
+    };
+    let passphrase = keys.path().join("passphrase");
+    std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+    let (opened, _, err) = restore(&["--passphrase-file", passphrase.to_str().unwrap()]);
+    assert!(!opened && err.contains("give --identity"), "{err}");
+    let (restored, said, err) = restore(&["--identity", identity.to_str().unwrap()]);
+    assert!(restored && said.contains("holds no keys"), "{said}{err}");
+
+    // As README says: the keys from their own backup, then start.
+    std::fs::create_dir_all(fresh.path().join("ca")).unwrap();
+    for file in ["ca/ca.pem", "ca/ca.key", "secrets.key"] {
+        std::fs::copy(dev.data_dir().join(file), fresh.path().join(file)).unwrap();
+    }
+    std::os::unix::fs::symlink(dev.data_dir().join("cloud"), fresh.path().join("cloud")).unwrap();
+    std::fs::copy(
+        dev.data_dir().join("coordinator.address"),
+        fresh.path().join("coordinator.address"),
+    )
+    .unwrap();
+    let back = Coordinator::start_in(fresh, SAMPLE_FLEET);
+    let after = back.ok(&["deployments", "-o", "json"]).json();
+    let ids = |list: &serde_json::Value| -> Vec<(String, String)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["id"].to_string(), d["phase"].to_string()))
+            .collect()
+    };
+    assert_eq!(ids(&after), ids(&before));
+    back.ok(&["audit", "verify"]);
+}
