@@ -1,18 +1,24 @@
-//! Retention: the store grows with every event, delivery, fleet file and
-//! retried request. What is older than `[coordinator] keep` (90 days by
-//! default) is compacted here, hourly, and the counts of what went are kept
+//! Retention: the store grows with every deployment, event, delivery, fleet
+//! file and retried request. What is older than `[coordinator] keep` (90 days
+//! by default) is compacted here, hourly, and the counts of what went are kept
 //! (`Compacted`). Never dropped: the audit log (each compaction is an entry
 //! in it, so the chain anchors it), the newest event (the numbering goes on
 //! from it), events a notification has not dealt with yet, the fleet in
-//! force and any fleet a deployment in progress runs with. Deployments are
-//! not compacted yet: their index, gates and rollbacks read their history.
+//! force and any fleet a deployment in progress runs with, deployments not
+//! finished, and each target's latest success and latest outcome (what
+//! serves, and the board's alarm). A finished deployment that goes keeps its
+//! `succeeded/` and `release/` index entries, a few bytes each: rollbacks
+//! read the versions that served before, and gates whether a release ever
+//! succeeded somewhere.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::deploy::Deployment;
+use crate::deploy::index::{self, Indexed};
 use crate::events::Event;
 use crate::fleets::TakenFleet;
 use crate::notify::{SinkState, Undelivered};
@@ -27,6 +33,8 @@ const TOTALS: &str = "totals";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compacted {
     pub key: String,
+    #[serde(default)]
+    pub deployments: u64,
     pub events: u64,
     pub undelivered: u64,
     pub fleets: u64,
@@ -44,6 +52,7 @@ impl Record for Compacted {
 /// What one compaction removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Removed {
+    pub deployments: u64,
     pub events: u64,
     pub undelivered: u64,
     pub fleets: u64,
@@ -52,7 +61,7 @@ pub struct Removed {
 
 impl Removed {
     pub fn total(&self) -> u64 {
-        self.events + self.undelivered + self.fleets + self.requests
+        self.deployments + self.events + self.undelivered + self.fleets + self.requests
     }
 }
 
@@ -60,8 +69,8 @@ impl std::fmt::Display for Removed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} events, {} undelivered notifications, {} fleet files, {} request answers",
-            self.events, self.undelivered, self.fleets, self.requests
+            "{} deployments, {} events, {} undelivered notifications, {} fleet files, {} request answers",
+            self.deployments, self.events, self.undelivered, self.fleets, self.requests
         )
     }
 }
@@ -76,6 +85,7 @@ pub async fn compact(
 ) -> Result<Removed, StoreError> {
     let cutoff = now.saturating_sub(keep.as_millis() as Millis);
     let removed = Removed {
+        deployments: deployments(db, cutoff).await?,
         events: events(db, cutoff).await?,
         undelivered: delete_where(db, |u: &Undelivered| u.at < cutoff).await?,
         fleets: fleets(db, unfinished, cutoff).await?,
@@ -83,6 +93,7 @@ pub async fn compact(
     };
     let mut totals = db.get::<Compacted>(TOTALS).await?.unwrap_or_default();
     totals.key = TOTALS.into();
+    totals.deployments += removed.deployments;
     totals.events += removed.events;
     totals.undelivered += removed.undelivered;
     totals.fleets += removed.fleets;
@@ -95,6 +106,58 @@ pub async fn compact(
 /// The totals so far, if a compaction ever ran.
 pub async fn totals(db: &Db) -> Result<Option<Compacted>, StoreError> {
     db.get(TOTALS).await
+}
+
+/// Finished deployments older than `cutoff`, but each target's latest
+/// success and latest outcome; with their index entries, but those rollbacks
+/// and gates read.
+async fn deployments(db: &Db, cutoff: Millis) -> Result<u64, StoreError> {
+    let mut kept = BTreeSet::new();
+    for prefix in ["succeeded/", "outcome/"] {
+        // Per target, its newest entry: keys end in the zero-padded seq.
+        let mut newest: BTreeMap<String, Indexed> = BTreeMap::new();
+        for entry in db.range::<Indexed>(Range::prefix(prefix)).await? {
+            let target = entry
+                .key
+                .rsplit_once('/')
+                .map_or("", |(t, _)| t)
+                .to_string();
+            newest.insert(target, entry);
+        }
+        kept.extend(newest.into_values().map(|e| e.id));
+    }
+    let stays = |key: &str| key.starts_with("succeeded/") || key.starts_with("release/");
+    let mut removed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let range = match &after {
+            Some(key) => Range::all().from(key.clone()).limit(PAGE + 1),
+            None => Range::all().limit(PAGE),
+        };
+        let page: Vec<Deployment> = db
+            .range::<Deployment>(range)
+            .await?
+            .into_iter()
+            .filter(|d| Some(&d.id) != after.as_ref())
+            .collect();
+        let Some(last) = page.last() else {
+            return Ok(removed);
+        };
+        after = Some(last.id.clone());
+        let mut changes = Changes::default();
+        for d in &page {
+            let ended = d.history.last().map_or(d.requested_at, |h| h.at);
+            if !d.phase.is_finished() || ended >= cutoff || kept.contains(&d.id) {
+                continue;
+            }
+            changes.delete::<Deployment>(&d.id);
+            for entry in index::entries(d).iter().filter(|e| !stays(&e.key)) {
+                changes.delete::<Indexed>(&entry.key);
+            }
+            removed += 1;
+        }
+        db.commit(changes).await?;
+    }
 }
 
 /// Old events every notification has dealt with; never the newest.

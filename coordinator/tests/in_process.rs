@@ -747,9 +747,99 @@ async fn what_is_older_than_keep_is_compacted_and_counted_and_the_audit_log_stay
     assert_eq!(
         compacted[0].result,
         format!(
-            "removed {} events, 1 undelivered notifications, 1 fleet files, 1 request answers",
+            "removed 0 deployments, {} events, 1 undelivered notifications, 1 fleet files, 1 request answers",
             removed.events
         )
     );
     assert!(c.audit.verify(None).await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn old_finished_deployments_go_but_what_serves_what_rolls_back_and_gates_read_stays() {
+    use slipway_coordinator::deploy::PhaseEntry;
+    use slipway_coordinator::deploy::index;
+    use slipway_coordinator::store::Changes;
+    let s = Sandbox::new().await;
+    let c = &s.coordinator;
+    // Two deployments of staging that roll back (the cloud refuses launches).
+    s.cloud
+        .refuse_launches(CloudError::Invalid("no capacity".into()));
+    let first = s.deploy("v1", "staging").await;
+    s.tick_until(&first, Phase::RolledBack, 10).await;
+    let second = s.deploy("v2", "staging").await;
+    let template = s.tick_until(&second, Phase::RolledBack, 10).await;
+    // prod1 served v1, then v2 (stored as a finished deployment is).
+    for (seq, version) in [(90, "v1"), (91, "v2")] {
+        let mut d = template.clone();
+        d.id = format!("d-{seq}");
+        d.seq = seq;
+        d.version = version.into();
+        d.environment = "prod1".into();
+        d.phase = Phase::Succeeded;
+        d.history = vec![PhaseEntry {
+            phase: Phase::Succeeded,
+            at: support::START,
+        }];
+        let mut changes = Changes::default();
+        changes.put(&d).unwrap();
+        for entry in index::entries(&d) {
+            changes.put(&entry).unwrap();
+        }
+        s.db.commit(changes).await.unwrap();
+    }
+    // One in the queue stays whatever its age.
+    let queued = s.deploy("v1", "qaprod1").await;
+
+    s.clock.advance(Duration::from_secs(91 * 24 * 3600));
+    let removed = c.retention.run_once().await.unwrap();
+    assert_eq!(removed.deployments, 2, "{removed:?}");
+    let mut left = Vec::new();
+    for id in [
+        first.as_str(),
+        "d-90",
+        second.as_str(),
+        "d-91",
+        queued.as_str(),
+    ] {
+        if c.deployments.get(id).await.unwrap().is_some() {
+            left.push(id);
+        }
+    }
+    // Gone: an old outcome that is not the latest, an old success that no
+    // longer serves.
+    assert_eq!(left, [second.as_str(), "d-91", queued.as_str()]);
+    let serving = c.deployments.serving("hello", "prod1").await.unwrap();
+    assert_eq!(serving.map(|d| d.id), Some("d-91".to_string()));
+    let outcome = c
+        .deployments
+        .latest_outcome("hello", "staging")
+        .await
+        .unwrap();
+    assert_eq!(outcome.map(|d| d.id), Some(second.clone()));
+    // A rollback still finds what served before, and a gate that v1 succeeded there.
+    assert_eq!(
+        c.deployments
+            .served_before("hello", "prod1", "v2")
+            .await
+            .unwrap(),
+        Some("v1".to_string())
+    );
+    assert!(
+        c.deployments
+            .succeeded_in("hello", "v1", "prod1")
+            .await
+            .unwrap()
+    );
+    // The history lists what stays; a second run finds nothing more.
+    let listed: Vec<slipway_coordinator::deploy::Deployment> = c
+        .deployments
+        .page(Some("hello"), None, None, 100)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = listed.iter().map(|d| d.id.as_str()).collect();
+    ids.sort();
+    let mut expected = vec![second.as_str(), "d-91", queued.as_str()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(c.retention.run_once().await.unwrap().deployments, 0);
 }

@@ -222,8 +222,9 @@ pub struct CoordinatorSettings {
     /// How long an agent certificate lives; agents renew at two thirds of it.
     #[serde(deserialize_with = "duration")]
     pub agent_certificate_lifetime: Duration,
-    /// Events, undelivered notifications, fleet files and request answers
-    /// older than this are compacted (counts kept; the audit log never).
+    /// Finished deployments, events, undelivered notifications, fleet files
+    /// and request answers older than this are compacted (counts kept; the
+    /// audit log never).
     #[serde(deserialize_with = "duration")]
     pub keep: Duration,
 }
