@@ -911,3 +911,89 @@ async fn a_migration_through_aws_runs_on_one_instance_of_two() {
         "migrated before attaching: {done}"
     );
 }
+
+/// Instances another history launched (tagged as Slipway tags, in no
+/// deployment here), seen through EC2: listed, left alone, then terminated
+/// only when asked; an instance without Slipway's tags is never listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn orphans_on_ec2_are_listed_and_terminated_only_when_asked_and_others_never() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let dir = TempDir::new("aws-orphans");
+    let c = coordinator(&dir, &moto.endpoint);
+    let ami = register_ami(&ec2, "hello", "v1").await;
+    let launch = |tags: Vec<(&'static str, &'static str)>| {
+        let ec2 = ec2.clone();
+        let ami = ami.clone();
+        async move {
+            let spec = aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .set_tags(Some(
+                    tags.into_iter()
+                        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+                        .collect(),
+                ))
+                .build();
+            ec2.run_instances()
+                .image_id(ami)
+                .min_count(1)
+                .max_count(1)
+                .tag_specifications(spec)
+                .send()
+                .await
+                .unwrap()
+                .instances()[0]
+                .instance_id()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let orphan = launch(vec![
+        ("slipway:deployment", "d-77"),
+        ("slipway:project", "hello"),
+        ("slipway:env", "staging"),
+        ("slipway:release", "hello@v1"),
+    ])
+    .await;
+    let someone_elses = launch(vec![("Name", "build-box")]).await;
+
+    let listed = c.ok(&["infra", "orphans", "-o", "json"]).json();
+    let ids: Vec<&str> = listed["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [orphan.as_str()], "{listed}");
+    assert_eq!(listed["orphans"][0]["deployment"], "d-77");
+    let state = |id: String| {
+        let ec2 = ec2.clone();
+        async move {
+            ec2.describe_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .unwrap()
+                .reservations()[0]
+                .instances()[0]
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(
+        state(orphan.clone()).await,
+        "running",
+        "listing touches nothing"
+    );
+
+    let terminated = c
+        .ok(&["infra", "orphans", "--terminate", "-o", "json"])
+        .json();
+    assert_eq!(terminated["terminated"], true, "{terminated}");
+    let after = state(orphan.clone()).await;
+    assert!(after == "shutting-down" || after == "terminated", "{after}");
+    assert_eq!(state(someone_elses).await, "running");
+}
