@@ -39,6 +39,19 @@ pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// Writes `contents` to a new file at `path`, mode 0600, on disk before it
+/// returns; fails if anything is there already (a backup, a key that must
+/// not be overwritten).
+pub fn create_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
 /// Makes `dir` (and missing parents) for private files: the directory itself
 /// ends up 0700 even if it existed with a looser mode.
 pub fn create_dir(dir: &Path) -> std::io::Result<()> {

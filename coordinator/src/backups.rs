@@ -8,8 +8,6 @@
 //! database's own tools (pg_dump), the keys of each host as below.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -77,7 +75,8 @@ pub async fn backup(
     }
     let plain = serde_json::to_vec(&document)?;
     let sealed = backup::seal(&plain, &lock)?;
-    write_private(out, &sealed).with_context(|| format!("cannot write {}", out.display()))?;
+    slipway_common::private_file::create_new(out, &sealed)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     println!(
         "backed up {} entries{} to {} (sealed to {})",
         document.entries(),
@@ -175,7 +174,7 @@ pub async fn restore(data_dir: &Path, from: &Path, sealing: Sealing) -> anyhow::
 pub fn keygen(out: &Path) -> anyhow::Result<()> {
     let (identity, recipient) = backup::keygen()?;
     let public = PathBuf::from(format!("{}.pub", out.display()));
-    write_private(out, identity.as_bytes())
+    slipway_common::private_file::create_new(out, identity.as_bytes())
         .with_context(|| format!("cannot write {}", out.display()))?;
     std::fs::write(&public, &recipient)
         .with_context(|| format!("cannot write {}", public.display()))?;
@@ -191,23 +190,12 @@ fn write_files(data_dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Re
     for (path, bytes) in files {
         let target = data_dir.join(path);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+            slipway_common::private_file::create_dir(parent)?;
         }
-        write_private(&target, bytes)
+        slipway_common::private_file::create_new(&target, bytes)
             .with_context(|| format!("cannot write {}", target.display()))?;
     }
     Ok(())
-}
-
-/// A new owner-only file; never over an existing one.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 fn read_text(file: &Path, flag: &str) -> anyhow::Result<String> {

@@ -87,7 +87,7 @@ pub async fn compact(
     let removed = Removed {
         deployments: deployments(db, cutoff).await?,
         events: events(db, cutoff).await?,
-        undelivered: delete_where(db, |u: &Undelivered| u.at < cutoff).await?,
+        undelivered: delete_where(db, |u: &Undelivered| u.at < cutoff, |_, _| {}).await?,
         fleets: fleets(db, unfinished, cutoff).await?,
         requests: requests.forget_old().await?,
     };
@@ -127,37 +127,16 @@ async fn deployments(db: &Db, cutoff: Millis) -> Result<u64, StoreError> {
         kept.extend(newest.into_values().map(|e| e.id));
     }
     let stays = |key: &str| key.starts_with("succeeded/") || key.starts_with("release/");
-    let mut removed = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let range = match &after {
-            Some(key) => Range::all().from(key.clone()).limit(PAGE + 1),
-            None => Range::all().limit(PAGE),
-        };
-        let page: Vec<Deployment> = db
-            .range::<Deployment>(range)
-            .await?
-            .into_iter()
-            .filter(|d| Some(&d.id) != after.as_ref())
-            .collect();
-        let Some(last) = page.last() else {
-            return Ok(removed);
-        };
-        after = Some(last.id.clone());
-        let mut changes = Changes::default();
-        for d in &page {
-            let ended = d.history.last().map_or(d.requested_at, |h| h.at);
-            if !d.phase.is_finished() || ended >= cutoff || kept.contains(&d.id) {
-                continue;
-            }
-            changes.delete::<Deployment>(&d.id);
-            for entry in index::entries(d).iter().filter(|e| !stays(&e.key)) {
-                changes.delete::<Indexed>(&entry.key);
-            }
-            removed += 1;
+    let old = |d: &Deployment| {
+        let ended = d.history.last().map_or(d.requested_at, |h| h.at);
+        d.phase.is_finished() && ended < cutoff && !kept.contains(&d.id)
+    };
+    delete_where(db, old, |changes, d: &Deployment| {
+        for entry in index::entries(d).iter().filter(|e| !stays(&e.key)) {
+            changes.delete::<Indexed>(&entry.key);
         }
-        db.commit(changes).await?;
-    }
+    })
+    .await
 }
 
 /// Old events every notification has dealt with; never the newest.
@@ -207,14 +186,19 @@ async fn fleets(db: &Db, unfinished: &[Deployment], cutoff: Millis) -> Result<u6
         .iter()
         .filter_map(|d| d.fleet_generation)
         .collect();
-    delete_where(db, |f: &TakenFleet| {
+    let old = |f: &TakenFleet| {
         f.at < cutoff && f.generation != in_force && !running.contains(&f.generation)
-    })
-    .await
+    };
+    delete_where(db, old, |_, _| {}).await
 }
 
-/// Deletes every `T` that `old` picks, a page at a time.
-async fn delete_where<T: Record>(db: &Db, old: impl Fn(&T) -> bool) -> Result<u64, StoreError> {
+/// Deletes every `T` that `old` picks, a page at a time, with what `also`
+/// adds to the same batch for each (a deployment's index entries).
+async fn delete_where<T: Record>(
+    db: &Db,
+    old: impl Fn(&T) -> bool,
+    also: impl Fn(&mut Changes, &T),
+) -> Result<u64, StoreError> {
     let mut removed = 0;
     let mut after: Option<String> = None;
     loop {
@@ -235,6 +219,7 @@ async fn delete_where<T: Record>(db: &Db, old: impl Fn(&T) -> bool) -> Result<u6
         let mut changes = Changes::default();
         for record in page.iter().filter(|r| old(r)) {
             changes.delete::<T>(&record.key());
+            also(&mut changes, record);
             removed += 1;
         }
         db.commit(changes).await?;

@@ -15,8 +15,6 @@
 //! configuration digest, which a rotation keeps, so digests do not change.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -188,17 +186,6 @@ fn next_file(key_file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes `bytes` to a new owner-only file at `path`, on disk before it returns.
-fn write_key_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 /// Makes a rename in `file`'s folder durable.
 fn sync_folder(file: &Path) -> std::io::Result<()> {
     match file.parent() {
@@ -253,7 +240,8 @@ impl Secrets {
         } else {
             let mut bytes = vec![0u8; KEY_LEN];
             rand::rng().fill_bytes(&mut bytes);
-            write_key_file(key_file, &bytes).map_err(|e| fail(e.to_string()))?;
+            slipway_common::private_file::create_new(key_file, &bytes)
+                .map_err(|e| fail(e.to_string()))?;
             bytes
         };
         let next = next_file(key_file);
@@ -316,7 +304,7 @@ impl Secrets {
         let new = SealingKey::of(&bytes).ok_or_else(|| SecretError::Invalid("no key".into()))?;
         let next = next_file(&self.key_file);
         let _ = std::fs::remove_file(&next);
-        write_key_file(&next, &bytes).map_err(fail)?;
+        slipway_common::private_file::create_new(&next, &bytes).map_err(fail)?;
         let resealed = async {
             let stored = self.db.all::<SealedSecret>().await?;
             let mut changes = Changes::default();
