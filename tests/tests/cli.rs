@@ -1197,12 +1197,7 @@ fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_depl
     // It shows it once the answer is 5 s late.
     std::thread::sleep(std::time::Duration::from_secs(7));
     let killed = waiting.kill();
-    let made = killed
-        .stderr
-        .split_whitespace()
-        .find(|word| word.starts_with("r-") && word.len() == 18)
-        .unwrap_or_else(|| panic!("no request id shown: {}", killed.stderr))
-        .to_string();
+    let made = request_id_in(&killed.stderr);
     assert_eq!(of_v1(&dev).len(), 4);
     dev.crash_and_restart();
     let again = dev
@@ -1234,12 +1229,7 @@ fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_depl
     let lost = waiting.finish();
     assert_eq!(lost.code, Some(8), "{}", lost.stderr);
     assert_eq!(lost.stderr.trim().lines().count(), 1, "{}", lost.stderr);
-    let named = lost
-        .stderr
-        .split_whitespace()
-        .find(|word| word.starts_with("r-") && word.len() == 18)
-        .unwrap_or_else(|| panic!("no request id named: {}", lost.stderr))
-        .to_string();
+    let named = request_id_in(&lost.stderr);
     dev.crash_and_restart();
     dev.ok(&[
         "deploy",
@@ -1269,4 +1259,13 @@ fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_depl
     assert_eq!(bad.code, Some(4), "{}", bad.stderr);
     assert!(bad.stderr.contains("request id"), "{}", bad.stderr);
     assert_eq!(of_v1(&dev).len(), 5);
+}
+
+/// The request id the CLI made and showed in `stderr` (`r-` and 16 hex digits).
+fn request_id_in(stderr: &str) -> String {
+    stderr
+        .split_whitespace()
+        .find(|word| word.starts_with("r-") && word.len() == 18)
+        .unwrap_or_else(|| panic!("no request id shown: {stderr}"))
+        .to_string()
 }
