@@ -19,9 +19,18 @@ pub struct AgentCredentials {
     pub key_pem: String,
     pub issued_at_ms: i64,
     pub expires_at_ms: i64,
+    /// The CAs the coordinator said to recognise it by, from the last
+    /// certificate it signed (two during a CA rotation, the new one after);
+    /// None: the user-data CA.
+    pub trust_pem: Option<String>,
 }
 
 impl AgentCredentials {
+    /// The CAs to recognise the coordinator by.
+    pub fn trust<'a>(&'a self, user_data: &'a UserData) -> &'a str {
+        self.trust_pem.as_deref().unwrap_or(&user_data.ca_pem)
+    }
+
     /// When to renew: two thirds into the certificate's life, so a renewal that
     /// fails has a third of it left to retry.
     pub fn renew_at_ms(&self) -> i64 {
@@ -43,6 +52,19 @@ pub fn verify_ca(user_data: &UserData) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn trust_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("coordinator-ca.pem")
+}
+
+/// The CAs in a signing answer, if they are certificates and nothing else.
+fn trust_in(ca_pem: &str) -> Option<String> {
+    let certificates: Vec<_> = CertificateDer::pem_slice_iter(ca_pem.as_bytes()).collect();
+    let fine = !certificates.is_empty()
+        && certificates.iter().all(Result::is_ok)
+        && !ca_pem.contains("PRIVATE KEY");
+    fine.then(|| ca_pem.to_string())
+}
+
 fn paths(state_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (
         state_dir.join("agent.pem"),
@@ -56,6 +78,9 @@ fn paths(state_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 pub struct Signed {
     pub certificate_pem: String,
     pub expires_at_ms: i64,
+    /// The CAs to recognise the coordinator by from now on; empty from a
+    /// coordinator that predates CA rotation.
+    pub ca_pem: String,
 }
 
 /// A fresh key and a certificate request naming this instance.
@@ -96,11 +121,25 @@ pub fn adopt(
     now_ms: i64,
     what: &str,
 ) -> anyhow::Result<AgentCredentials> {
+    // Written before the certificate it came with: a stop between the two
+    // leaves the old certificate, which the new CAs still trust.
+    match trust_in(&signed.ca_pem) {
+        Some(trust) => {
+            slipway_common::private_file::create_dir(state_dir)
+                .with_context(|| format!("cannot create {}", state_dir.display()))?;
+            write_private(&trust_path(state_dir), &trust)?;
+        }
+        None if signed.ca_pem.is_empty() => {}
+        None => tracing::warn!(
+            "the coordinator's CA list is not PEM certificates: keeping the CAs known before"
+        ),
+    }
     let credentials = AgentCredentials {
         cert_pem: signed.certificate_pem,
         key_pem: key.serialize_pem(),
         issued_at_ms: now_ms,
         expires_at_ms: signed.expires_at_ms,
+        trust_pem: std::fs::read_to_string(trust_path(state_dir)).ok(),
     };
     store(state_dir, &credentials)?;
     info!(expires_at_ms = credentials.expires_at_ms, "{what}");
@@ -124,6 +163,7 @@ pub fn stored(state_dir: &Path, now_ms: i64) -> Option<AgentCredentials> {
             key_pem,
             issued_at_ms,
             expires_at_ms,
+            trust_pem: std::fs::read_to_string(trust_path(state_dir)).ok(),
         });
     }
     None

@@ -37,15 +37,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest the agent keeps retrying a token the coordinator has not bound yet.
 const BOOTSTRAP_PATIENCE: Duration = Duration::from_secs(60);
 
-/// A TLS endpoint to the coordinator at `address`, verified against the
-/// user-data CA.
+/// A TLS endpoint to the coordinator at `address`, verified against the CAs
+/// it last named (`AgentCredentials::trust`), else the user-data CA.
 fn endpoint(
     address: &str,
     user_data: &UserData,
     credentials: Option<&AgentCredentials>,
 ) -> anyhow::Result<Endpoint> {
+    let trust = credentials.map_or(user_data.ca_pem.as_str(), |c| c.trust(user_data));
     let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&user_data.ca_pem))
+        .ca_certificate(Certificate::from_pem(trust))
         .domain_name(&user_data.server_name);
     if let Some(c) = credentials {
         tls = tls.identity(tonic::transport::Identity::from_pem(
@@ -69,6 +70,7 @@ fn signed(response: BootstrapResponse) -> Signed {
     Signed {
         certificate_pem: response.certificate_pem,
         expires_at_ms: response.expires_at_ms,
+        ca_pem: response.ca_pem,
     }
 }
 

@@ -583,6 +583,48 @@ impl Client {
         Ok((issued.certificate_pem, issued.ca_pem, issued.expires_at_ms))
     }
 
+    /// A certificate for the caller's own identity, from the CA that signs now.
+    pub async fn renew_certificate(
+        &mut self,
+        csr_pem: String,
+    ) -> Result<(String, String, i64), Failure> {
+        let answer = self
+            .call(
+                pb::RenewCertificateRequest { csr_pem },
+                |mut api, r| async move { api.renew_certificate(r).await },
+            )
+            .await;
+        let renewed = self.answer(answer)?;
+        Ok((
+            renewed.certificate_pem,
+            renewed.ca_pem,
+            renewed.expires_at_ms,
+        ))
+    }
+
+    /// `step`: "begin", "finish", or "" for where the rotation stands.
+    pub async fn rotate_ca(
+        &mut self,
+        step: &str,
+        force: bool,
+    ) -> Result<schema::CaRotation, Failure> {
+        let request = pb::CaRotationRequest {
+            step: step.to_string(),
+            force,
+        };
+        let answer = self
+            .call(request, |mut api, r| async move { api.rotate_ca(r).await })
+            .await;
+        let r = self.answer(answer)?;
+        Ok(schema::CaRotation {
+            signing: r.signing,
+            previous: (!r.previous.is_empty()).then_some(r.previous),
+            agents_on_previous: r.agents_on_previous,
+            agents_on_signing: r.agents_on_signing,
+            agents_unknown: r.agents_unknown,
+        })
+    }
+
     pub async fn set_secret(
         &mut self,
         environment: String,

@@ -37,7 +37,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use client::Client;
 use commands::deployment::Wait;
 use commands::{
-    agent, audit, cert, dashboard, deployment, events, infra, logs, promote, release, secret,
+    agent, audit, ca, cert, dashboard, deployment, events, infra, logs, promote, release, secret,
     status,
 };
 use failure::{EXIT_CODES, Exit, Failure};
@@ -217,9 +217,12 @@ enum Command {
         /// An operator's certificate name, or an agent's instance id.
         name: String,
     },
-    /// Certificates for operators and CI jobs (admin).
+    /// Certificates for operators and CI jobs: issue (admin), renew your own.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// The coordinator's CA: rotate it with an overlap window (admin).
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// What happened (deployments' phases, promotions, releases, fleet
     /// changes, revocations), one line per event; `--follow` for live ones.
     /// With `-o json`, one JSON object per line.
@@ -357,6 +360,27 @@ enum CertCommand {
         /// Where to write ca.pem, cert.pem, key.pem and profile.toml.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// A new certificate for this profile's own name, role and environments,
+    /// from the CA that signs now (for as long as the current one was made
+    /// for); written into the profile file itself, PEMs inline.
+    Renew,
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Which CA signs, whether a rotation is under way, and which connected
+    /// agents still hold certificates of the previous CA.
+    Status,
+    /// Start a rotation: a new CA signs from now on; the current one stays
+    /// trusted (and vouches for the new one) until `ca finish`.
+    Rotate,
+    /// End the rotation: the previous CA is trusted no more and its key is
+    /// deleted. Refused while connected agents still hold its certificates.
+    Finish {
+        /// Finish anyway: those agents are refused once they reconnect.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -669,6 +693,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             cert::issue(client, out, asked).await
         }
+        Command::Cert(CertCommand::Renew) => cert::renew(client, out).await,
+        Command::Ca(CaCommand::Status) => ca::status(client, out).await,
+        Command::Ca(CaCommand::Rotate) => ca::rotate(client, out).await,
+        Command::Ca(CaCommand::Finish { force }) => ca::finish(client, out, force).await,
         Command::Events {
             follow,
             since,

@@ -88,6 +88,28 @@ pub fn load(path: &Path) -> anyhow::Result<Profile> {
     })
 }
 
+/// Rewrites the profile at `path` with a renewed certificate, its key and the
+/// CAs to trust, inline: one file replaced whole (owner-only, as it now holds
+/// a key), so a stop halfway leaves the old profile or the new one.
+pub fn renew(path: &Path, ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the profile {} again", path.display()))?;
+    let mut file: ProfileFile =
+        toml::from_str(&text).with_context(|| format!("{} changed meanwhile", path.display()))?;
+    file.ca = None;
+    file.certificate = None;
+    file.key = None;
+    file.ca_pem = Some(ca_pem.to_string());
+    file.certificate_pem = Some(cert_pem.to_string());
+    file.key_pem = Some(key_pem.to_string());
+    slipway_common::profile::write_profile(path, &file).with_context(|| {
+        format!(
+            "cannot write the renewed profile {} (the new key is lost; run renew again)",
+            path.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

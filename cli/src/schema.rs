@@ -423,6 +423,20 @@ pub struct SecretsKeyRotated {
     pub to_key: String,
 }
 
+/// `ca status`, `ca rotate`, `ca finish`: where a CA rotation stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaRotation {
+    /// `sha256:` fingerprint of the CA that signs.
+    pub signing: String,
+    /// The CA still trusted during a rotation; null: none under way.
+    pub previous: Option<String>,
+    /// Connected agents whose certificate the previous CA signed.
+    pub agents_on_previous: Vec<String>,
+    pub agents_on_signing: u32,
+    /// Connected through a standby: their certificate is not seen by the leader.
+    pub agents_unknown: u32,
+}
+
 /// `infra orphans`: instances Slipway tagged that no deployment knows about.
 #[derive(Debug, Clone, Serialize)]
 pub struct Orphans {

@@ -65,13 +65,12 @@ pub fn write_bundle(
     Ok(dir.join("profile.toml"))
 }
 
-/// Writes a profile whole, then renames it, so a reader never sees half of one.
+/// Writes a profile whole, owner-only (it may hold a key inline), then
+/// renames it, so a reader never sees half of one.
 pub fn write_profile(path: &Path, profile: &ProfileFile) -> std::io::Result<()> {
     let text = toml::to_string(profile).map_err(std::io::Error::other)?;
-    let partial = path.with_extension("toml.partial");
-    std::fs::write(
-        &partial,
-        format!("# How the slipway CLI reaches its coordinator.\n{text}"),
-    )?;
-    std::fs::rename(&partial, path)
+    crate::private_file::write(
+        path,
+        format!("# How the slipway CLI reaches its coordinator.\n{text}").as_bytes(),
+    )
 }

@@ -78,6 +78,9 @@ pub struct AgentHello {
     pub private_ip: String,
     /// The agent protocol version it speaks (`slipway_common::protocol`).
     pub protocol: u32,
+    /// Fingerprint of the CA that signed the certificate it connected with
+    /// or last renewed; empty when a standby relays it.
+    pub certificate_ca: String,
 }
 
 /// One agent's open stream, as the hub writes to it (the gRPC layer puts the
@@ -158,6 +161,24 @@ impl AgentHub {
         drop(sessions);
         self.changed.notify_waiters();
         stream
+    }
+
+    /// `instance_id`'s agent renewed its certificate, signed by `ca`: it
+    /// connects with that one next time.
+    pub fn certificate_renewed(&self, instance_id: &str, ca: &str) {
+        if let Some(session) = self.sessions().get_mut(instance_id) {
+            session.hello.certificate_ca = ca.to_string();
+        }
+    }
+
+    /// Connected agents and the CA of each one's certificate
+    /// (`AgentHello::certificate_ca`).
+    pub fn certificate_cas(&self) -> Vec<(String, String)> {
+        self.sessions()
+            .iter()
+            .filter(|(_, s)| s.view.connected)
+            .map(|(id, s)| (id.clone(), s.hello.certificate_ca.clone()))
+            .collect()
     }
 
     pub fn disconnect(&self, instance_id: &str, stream: u64) {

@@ -20,6 +20,8 @@ use slipway_coordinator::store::{SledStore, StoreError};
 
 /// The data directory's files a backup with keys carries.
 const KEY_FILES: [&str; 3] = ["ca/ca.pem", "ca/ca.key", "secrets.key"];
+/// And, during a CA rotation, the new CA (`pki::Ca`'s `next/`).
+const ROTATION_FILES: [&str; 3] = ["ca/next/ca.pem", "ca/next/ca.key", "ca/next/cross.pem"];
 /// How long the certificate a backup makes itself for the call lasts.
 const CALL_CERTIFICATE: Duration = Duration::from_secs(600);
 
@@ -63,7 +65,9 @@ pub async fn backup(
     };
     if with_keys {
         let b64 = base64::engine::general_purpose::STANDARD;
-        for file in KEY_FILES {
+        let rotating = data_dir.join("ca/next").exists();
+        let rotation = ROTATION_FILES.iter().filter(|_| rotating);
+        for file in KEY_FILES.iter().chain(rotation) {
             let bytes = std::fs::read(data_dir.join(file)).with_context(|| {
                 format!(
                     "cannot read {} for --with-keys",
@@ -101,7 +105,10 @@ async fn from_running(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     let ca = Ca::load_or_create(&data_dir.join("ca"), std::sync::Arc::new(SystemClock))
         .context("cannot load the CA to call the coordinator with")?;
     let admin = ca.issue_client(&Identity::new("backup", Role::Admin), CALL_CERTIFICATE)?;
-    Ok(slipway_coordinator::grpc::backup_client::fetch(&address, ca.cert_pem(), &admin).await?)
+    Ok(
+        slipway_coordinator::grpc::backup_client::fetch(&address, &ca.trusted_pem(), &admin)
+            .await?,
+    )
 }
 
 pub async fn restore(data_dir: &Path, from: &Path, sealing: Sealing) -> anyhow::Result<()> {
@@ -127,7 +134,7 @@ pub async fn restore(data_dir: &Path, from: &Path, sealing: Sealing) -> anyhow::
     }
     let files = document.files()?;
     for path in files.keys() {
-        if !KEY_FILES.contains(&path.as_str()) {
+        if !KEY_FILES.contains(&path.as_str()) && !ROTATION_FILES.contains(&path.as_str()) {
             bail!(
                 "the backup carries a file {path:?} that is none of the keys: it was not made by slipway-coordinator"
             );

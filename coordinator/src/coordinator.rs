@@ -58,7 +58,7 @@ pub struct Parts {
     /// What happened; the subsystems built before this one tell it too.
     pub events: Arc<Events>,
     pub cloud: Cloud,
-    pub ca: Ca,
+    pub ca: Arc<Ca>,
     pub secrets: Secrets,
     pub revocations: Revocations,
     pub advertised: Advertised,
@@ -127,7 +127,6 @@ impl Coordinator {
             dashboard_address,
             snapshots,
         } = parts;
-        let ca = Arc::new(ca);
         let secrets = Arc::new(secrets);
         let revocations = Arc::new(revocations);
         let stopping = Stopping::default();
@@ -168,8 +167,7 @@ impl Coordinator {
                 coordinator: advertised.address,
                 other_coordinators: advertised.others,
                 server_name: advertised.server_name,
-                ca_pem: ca.cert_pem().to_string(),
-                ca_fingerprint: ca.fingerprint().to_string(),
+                ca: ca.clone(),
             },
             started_at: clock.now(),
             clock: clock.clone(),

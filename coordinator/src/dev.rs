@@ -247,7 +247,7 @@ pub fn issue_operator(
         out,
         &coordinator,
         slipway_coordinator::pki::SERVER_NAME,
-        ca.cert_pem(),
+        &ca.cert_pem(),
         &issued.cert_pem,
         &issued.key_pem,
     )?;
@@ -266,7 +266,11 @@ pub fn profile(
     others: &[String],
 ) -> anyhow::Result<PathBuf> {
     let operator_dir = data_dir.join("operators").join("admin");
-    if !operator_dir.join("cert.pem").exists() {
+    // Made again after a CA rotation: the previous CA's are refused once it ends.
+    let current = std::fs::read_to_string(operator_dir.join("cert.pem"))
+        .ok()
+        .and_then(|pem| ca.signer_pem(&pem));
+    if current.as_deref() != Some(ca.fingerprint().as_str()) {
         slipway_common::private_file::create_dir(&operator_dir)?;
         let admin = Identity::new("admin", Role::Admin);
         let issued = ca.issue_client(&admin, Duration::from_secs(365 * 24 * 3600))?;

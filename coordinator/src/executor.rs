@@ -43,8 +43,9 @@ pub struct LaunchTemplate {
     /// The other coordinators on the same store, which agents try in turn.
     pub other_coordinators: Vec<String>,
     pub server_name: String,
-    pub ca_pem: String,
-    pub ca_fingerprint: String,
+    /// The CA that signs when the instance launches: a launch during a CA
+    /// rotation carries the new one.
+    pub ca: Arc<crate::pki::Ca>,
 }
 
 /// What carrying out deployments takes, and nothing more.
@@ -718,8 +719,8 @@ async fn launch(
         let user_data = UserData {
             coordinator: c.launch.coordinator.clone(),
             server_name: c.launch.server_name.clone(),
-            ca_pem: c.launch.ca_pem.clone(),
-            ca_fingerprint: c.launch.ca_fingerprint.clone(),
+            ca_pem: c.launch.ca.cert_pem(),
+            ca_fingerprint: c.launch.ca.fingerprint(),
             join_token: token,
             other_coordinators: c.launch.other_coordinators.clone(),
         };

@@ -56,7 +56,7 @@ impl Coded for OperationError {
 
 impl OperationError {
     /// `e` as an operation error of its own kind, with its message.
-    fn of(e: impl Coded) -> OperationError {
+    pub fn of(e: impl Coded) -> OperationError {
         let message = e.to_string();
         match e.code() {
             Code::NotFound => OperationError::NotFound(message),
@@ -1283,6 +1283,20 @@ impl Operations {
                 &identity,
                 std::time::Duration::from_secs(u64::from(days) * 24 * 3600),
             )
+            .map_err(OperationError::of)
+    }
+
+    /// Signs `csr_pem` for `identity` as it is (its own name, role and
+    /// environments), from the CA that signs now, for `lifetime` at most a year.
+    pub fn renew_certificate(
+        &self,
+        identity: &Identity,
+        lifetime: std::time::Duration,
+        csr_pem: &str,
+    ) -> Result<(String, i64)> {
+        let year = std::time::Duration::from_secs(365 * 24 * 3600);
+        self.ca
+            .sign_csr(csr_pem, identity, lifetime.min(year))
             .map_err(OperationError::of)
     }
 

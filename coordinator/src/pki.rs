@@ -6,8 +6,9 @@
 //! carries the identity: CN is the name (an instance id for agents), OU the role.
 
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rcgen::{
@@ -42,6 +43,8 @@ pub enum PkiError {
     BadCertificate(String),
     #[error("cannot make a certificate: {0}")]
     Sign(#[from] rcgen::Error),
+    #[error("{0}")]
+    Rotation(String),
 }
 
 impl crate::error::Coded for PkiError {
@@ -49,6 +52,7 @@ impl crate::error::Coded for PkiError {
         use crate::error::Code;
         match self {
             PkiError::BadCsr(_) | PkiError::BadCertificate(_) => Code::Invalid,
+            PkiError::Rotation(_) => Code::FailedPrecondition,
             PkiError::File { .. } | PkiError::BadCa { .. } | PkiError::Sign(_) => Code::Internal,
         }
     }
@@ -192,87 +196,258 @@ pub struct KeyedCertificate {
     pub key_pem: String,
 }
 
-pub struct Ca {
+/// One CA certificate, as clients see it.
+#[derive(Debug, Clone)]
+struct Generation {
     cert_pem: String,
     fingerprint: String,
+    /// Its subject name (DER): what a certificate it signed names as issuer.
+    subject: Vec<u8>,
+}
+
+impl Generation {
+    fn of(cert_pem: String) -> Result<Generation, PkiError> {
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        let subject = cert.subject().as_raw().to_vec();
+        Ok(Generation {
+            fingerprint: fingerprint_pem(&cert_pem)?,
+            cert_pem,
+            subject,
+        })
+    }
+}
+
+/// The CA as it stands: the one that signs and, while a rotation overlaps,
+/// the one before it, still trusted, with the signing CA's certificate signed
+/// by it (the cross certificate) so that clients trusting only the old CA
+/// still recognise the coordinator.
+struct Authority {
+    signing: Generation,
     issuer: Issuer<'static, KeyPair>,
+    previous: Option<(Generation, String)>,
+}
+
+/// Where a CA rotation stands, for `slipway ca status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationState {
+    /// Fingerprint of the CA that signs.
+    pub signing: String,
+    /// Fingerprint of the CA still trusted during an overlap.
+    pub previous: Option<String>,
+}
+
+/// The data dir's CA. Files: `ca.pem` and `ca.key`; during a rotation also
+/// `next/` (the new CA's `ca.pem`, `ca.key` and `cross.pem`), which signs.
+/// Finishing replaces `ca.key` first (the commit point), then `ca.pem`, then
+/// drops `next/`; a stop between those is completed at the next load.
+pub struct Ca {
+    dir: PathBuf,
+    now: RwLock<Arc<Authority>>,
+    /// One rotation step at a time.
+    changing: Mutex<()>,
+    /// Counts rotation steps: TLS settings made before a step are remade.
+    generation: AtomicU64,
     /// What certificates' validity starts from.
     clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Ca {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Ca({})", self.fingerprint)
+        write!(f, "Ca({})", self.current().signing.fingerprint)
     }
 }
+
+const NEXT: &str = "next";
+const NEXT_PARTIAL: &str = "next.partial";
+const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 impl Ca {
     /// Loads the CA from `dir`, or creates it there on first start.
     pub fn load_or_create(dir: &Path, clock: Arc<dyn Clock>) -> Result<Ca, PkiError> {
-        let cert_path = dir.join("ca.pem");
-        let key_path = dir.join("ca.key");
         let bad = |message: String| PkiError::BadCa {
             dir: dir.display().to_string(),
             message,
         };
-        if cert_path.exists() || key_path.exists() {
-            let cert_pem = read(&cert_path)?;
-            let key_pem = read(&key_path)?;
-            let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(format!("ca.key: {e}")))?;
-            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-                .map_err(|e| bad(format!("ca.pem: {e}")))?;
-            let fingerprint = fingerprint_pem(&cert_pem).map_err(|e| bad(e.to_string()))?;
-            return Ok(Ca {
-                cert_pem,
-                fingerprint,
-                issuer,
-                clock,
-            });
+        let cert_path = dir.join("ca.pem");
+        let key_path = dir.join("ca.key");
+        if !cert_path.exists() && !key_path.exists() {
+            create_dir(dir)?;
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+            let params = ca_params("Slipway CA", clock.now());
+            let cert = params.self_signed(&key)?;
+            write_private(&key_path, &key.serialize_pem())?;
+            write_file(&cert_path, &cert.pem())?;
         }
-        slipway_common::private_file::create_dir(dir).map_err(|source| PkiError::File {
-            action: "create",
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name("Slipway CA", None);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        validity(
-            &mut params,
-            clock.now(),
-            Duration::from_secs(10 * 365 * 24 * 3600),
-        );
-        let cert = params.self_signed(&key)?;
-        write_private(&key_path, &key.serialize_pem())?;
-        write_file(&cert_path, &cert.pem())?;
-        let cert_pem = cert.pem();
-        let fingerprint = fingerprint_pem(&cert_pem)?;
+        settle(dir)?;
+        let (current, current_issuer) = load_pair(dir).map_err(bad)?;
+        let next = dir.join(NEXT);
+        let authority = if next.exists() {
+            let (signing, issuer) = load_pair(&next).map_err(bad)?;
+            let cross = read(&next.join("cross.pem"))?;
+            Authority {
+                signing,
+                issuer,
+                previous: Some((current, cross)),
+            }
+        } else {
+            Authority {
+                signing: current,
+                issuer: current_issuer,
+                previous: None,
+            }
+        };
         Ok(Ca {
-            cert_pem,
-            fingerprint,
-            issuer: Issuer::new(params, key),
+            dir: dir.to_path_buf(),
+            now: RwLock::new(Arc::new(authority)),
+            changing: Mutex::new(()),
+            generation: AtomicU64::new(0),
             clock,
         })
     }
 
-    pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
+    /// Goes up by one with each rotation step.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
-    /// `sha256:<hex>` of the CA certificate's DER: what launches carry so an agent
-    /// can check it talks to the right coordinator.
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
+    fn replace(&self, authority: Authority) {
+        *self.now.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(authority);
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// A fresh server certificate for `names` (DNS names or IP addresses).
+    fn current(&self) -> Arc<Authority> {
+        self.now.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The certificate of the CA that signs: what launches carry and what
+    /// renewed clients are told to trust once the rotation finishes.
+    pub fn cert_pem(&self) -> String {
+        self.current().signing.cert_pem.clone()
+    }
+
+    /// `sha256:<hex>` of the signing CA certificate's DER: what launches carry
+    /// so an agent can check it talks to the right coordinator.
+    pub fn fingerprint(&self) -> String {
+        self.current().signing.fingerprint.clone()
+    }
+
+    /// Every CA certificate trusted now, signing first: one, or two during a
+    /// rotation. What the coordinator checks client certificates against and
+    /// what it hands to clients that renew.
+    pub fn trusted_pem(&self) -> String {
+        let now = self.current();
+        let mut pem = now.signing.cert_pem.clone();
+        if let Some((previous, _)) = &now.previous {
+            pem.push_str(&previous.cert_pem);
+        }
+        pem
+    }
+
+    pub fn rotation(&self) -> RotationState {
+        let now = self.current();
+        RotationState {
+            signing: now.signing.fingerprint.clone(),
+            previous: now.previous.as_ref().map(|(p, _)| p.fingerprint.clone()),
+        }
+    }
+
+    /// The fingerprint of the trusted CA that signed the certificate `der`.
+    pub fn signer(&self, der: &[u8]) -> Option<String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let issuer = cert.issuer().as_raw();
+        let now = self.current();
+        std::iter::once(&now.signing)
+            .chain(now.previous.as_ref().map(|(p, _)| p))
+            .find(|g| g.subject.as_slice() == issuer)
+            .map(|g| g.fingerprint.clone())
+    }
+
+    /// `signer` of the first certificate in a PEM text.
+    pub fn signer_pem(&self, pem: &str) -> Option<String> {
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+        self.signer(der.as_ref())
+    }
+
+    /// Starts a rotation: a new CA that signs from now on, its certificate
+    /// cross-signed by the current one, which stays trusted until `finish`.
+    pub fn begin_rotation(&self) -> Result<RotationState, PkiError> {
+        let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.current();
+        if let Some((previous, _)) = &now.previous {
+            return Err(PkiError::Rotation(format!(
+                "a rotation away from {} is under way: finish it first (`slipway ca finish`)",
+                previous.fingerprint
+            )));
+        }
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let label = hex::encode(rand::random::<[u8; 4]>());
+        let params = ca_params(&format!("Slipway CA {label}"), self.clock.now());
+        let cert = params.self_signed(&key)?;
+        let cross = params.signed_by(&key, &now.issuer)?;
+        // Written whole under another name, then renamed: a stop halfway leaves
+        // no `next/` for the next load to mistake for a rotation.
+        let partial = self.dir.join(NEXT_PARTIAL);
+        if partial.exists() {
+            remove_dir(&partial)?;
+        }
+        create_dir(&partial)?;
+        write_private(&partial.join("ca.key"), &key.serialize_pem())?;
+        write_private(&partial.join("ca.pem"), &cert.pem())?;
+        write_private(&partial.join("cross.pem"), &cross.pem())?;
+        let next = self.dir.join(NEXT);
+        std::fs::rename(&partial, &next).map_err(|source| PkiError::File {
+            action: "rename into place",
+            path: next.display().to_string(),
+            source,
+        })?;
+        let authority = Authority {
+            signing: Generation::of(cert.pem())?,
+            issuer: Issuer::new(params, key),
+            previous: Some((now.signing.clone(), cross.pem())),
+        };
+        self.replace(authority);
+        Ok(self.rotation())
+    }
+
+    /// Ends a rotation: the previous CA is trusted no more and its key is gone
+    /// (its certificate is kept under `retired/`).
+    pub fn finish_rotation(&self) -> Result<RotationState, PkiError> {
+        let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.current();
+        let Some((previous, _)) = &now.previous else {
+            return Err(PkiError::Rotation(
+                "no rotation is under way: start one with `slipway ca rotate`".into(),
+            ));
+        };
+        let retired = self.dir.join("retired");
+        create_dir(&retired)?;
+        let hex = previous.fingerprint.trim_start_matches("sha256:");
+        write_private(
+            &retired.join(format!("{}.pem", &hex[..16.min(hex.len())])),
+            &previous.cert_pem,
+        )?;
+        let next = self.dir.join(NEXT);
+        write_private(&self.dir.join("ca.key"), &read(&next.join("ca.key"))?)?;
+        complete_finish(&self.dir)?;
+        let authority = Authority {
+            signing: now.signing.clone(),
+            issuer: Issuer::from_ca_cert_pem(&now.signing.cert_pem, key_of(&self.dir)?)
+                .map_err(|e| PkiError::Rotation(format!("the new CA is unusable: {e}")))?,
+            previous: None,
+        };
+        self.replace(authority);
+        Ok(self.rotation())
+    }
+
+    /// A fresh server certificate for `names` (DNS names or IP addresses),
+    /// with the cross certificate after it during a rotation: its chain.
     pub fn issue_server(&self, names: &[String]) -> Result<KeyedCertificate, PkiError> {
+        let now = self.current();
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(names.to_vec())?;
         params.distinguished_name = name(SERVER_NAME, None);
@@ -283,9 +458,13 @@ impl Ca {
             self.clock.now(),
             Duration::from_secs(90 * 24 * 3600),
         );
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = params.signed_by(&key, &now.issuer)?;
+        let mut chain = cert.pem();
+        if let Some((_, cross)) = &now.previous {
+            chain.push_str(cross);
+        }
         Ok(KeyedCertificate {
-            cert_pem: cert.pem(),
+            cert_pem: chain,
             key_pem: key.serialize_pem(),
         })
     }
@@ -298,15 +477,13 @@ impl Ca {
     ) -> Result<KeyedCertificate, PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let params = client_params(identity, self.clock.now(), lifetime);
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = params.signed_by(&key, &self.current().issuer)?;
         Ok(KeyedCertificate {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
     }
 
-    /// Signs an agent's CSR. The subject comes from `identity`, never from the
-    /// request, so an agent cannot ask for a name or role it was not given.
     /// SHA-256 of the key a CSR asks a certificate for: what ties a retried
     /// bootstrap to the first one.
     pub fn csr_key_fingerprint(csr_pem: &str) -> Result<String, PkiError> {
@@ -318,6 +495,8 @@ impl Ca {
         )))
     }
 
+    /// Signs a CSR. The subject comes from `identity`, never from the
+    /// request, so a caller cannot ask for a name or role it was not given.
     pub fn sign_csr(
         &self,
         csr_pem: &str,
@@ -333,11 +512,94 @@ impl Ca {
             params,
             public_key: csr.public_key,
         }
-        .signed_by(&self.issuer)?;
+        .signed_by(&self.current().issuer)?;
         Ok((signed.pem(), expires_at))
     }
 }
 
+/// What a CA certificate says: unconstrained, signs certificates and CRLs.
+fn ca_params(common_name: &str, now: Millis) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Slipway");
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params, now, CA_LIFETIME);
+    params
+}
+
+fn key_of(dir: &Path) -> Result<KeyPair, PkiError> {
+    KeyPair::from_pem(&read(&dir.join("ca.key"))?).map_err(|e| PkiError::BadCa {
+        dir: dir.display().to_string(),
+        message: format!("ca.key: {e}"),
+    })
+}
+
+/// The certificate and key in `dir`, checked to belong together.
+fn load_pair(dir: &Path) -> Result<(Generation, Issuer<'static, KeyPair>), String> {
+    let cert_pem = read(&dir.join("ca.pem")).map_err(|e| e.to_string())?;
+    let key_pem = read(&dir.join("ca.key")).map_err(|e| e.to_string())?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("ca.key: {e}"))?;
+    let generation = Generation::of(cert_pem.clone()).map_err(|e| format!("ca.pem: {e}"))?;
+    if !generation_holds_key(&cert_pem, &key) {
+        return Err("ca.pem and ca.key do not belong together".into());
+    }
+    let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| format!("ca.pem: {e}"))?;
+    Ok((generation, issuer))
+}
+
+fn generation_holds_key(cert_pem: &str, key: &KeyPair) -> bool {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let Ok(der) = CertificateDer::from_pem_slice(cert_pem.as_bytes()) else {
+        return false;
+    };
+    x509_parser::parse_x509_certificate(der.as_ref()).is_ok_and(|(_, cert)| {
+        cert.public_key().subject_public_key.data.as_ref() == rcgen::PublicKeyData::der_bytes(key)
+    })
+}
+
+/// Completes what a stopped begin or finish left: a partial `next.partial/`
+/// is dropped; a `next/` whose key is already `ca.key` was being finished.
+fn settle(dir: &Path) -> Result<(), PkiError> {
+    let partial = dir.join(NEXT_PARTIAL);
+    if partial.exists() {
+        remove_dir(&partial)?;
+    }
+    let next = dir.join(NEXT);
+    if next.exists() && read(&next.join("ca.key"))? == read(&dir.join("ca.key"))? {
+        complete_finish(dir)?;
+    }
+    Ok(())
+}
+
+/// The steps of a finish after its commit point (`ca.key` replaced).
+fn complete_finish(dir: &Path) -> Result<(), PkiError> {
+    let next = dir.join(NEXT);
+    write_private(&dir.join("ca.pem"), &read(&next.join("ca.pem"))?)?;
+    remove_dir(&next)
+}
+
+fn create_dir(dir: &Path) -> Result<(), PkiError> {
+    slipway_common::private_file::create_dir(dir).map_err(|source| PkiError::File {
+        action: "create",
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
+fn remove_dir(dir: &Path) -> Result<(), PkiError> {
+    std::fs::remove_dir_all(dir).map_err(|source| PkiError::File {
+        action: "remove",
+        path: dir.display().to_string(),
+        source,
+    })
+}
 fn client_params(identity: &Identity, now: Millis, lifetime: Duration) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(&identity.name, Some(identity.role));
@@ -482,6 +744,135 @@ mod tests {
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o600
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Whether a client trusting only `roots` (PEM) accepts `server`'s chain.
+    fn accepted_by(roots: &str, server: &KeyedCertificate) -> Result<(), String> {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls_pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+        let mut store = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(roots.as_bytes()) {
+            store.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+                .build()
+                .unwrap();
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
+                .map(Result::unwrap)
+                .collect();
+        verifier
+            .verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &ServerName::try_from(SERVER_NAME).unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn during_a_rotation_clients_of_either_ca_accept_the_server_and_after_it_only_the_new_ones() {
+        let dir = temp_dir("rotate");
+        let ca = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
+        let old = ca.cert_pem();
+        let old_client = ca
+            .issue_client(
+                &Identity::new("ci", Role::Deployer),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        assert!(accepted_by(&old, &ca.issue_server(&[SERVER_NAME.into()]).unwrap()).is_ok());
+
+        let begun = ca.begin_rotation().unwrap();
+        let new = ca.cert_pem();
+        assert_ne!(old, new);
+        assert_eq!(
+            begun.previous.as_deref(),
+            Some(fingerprint_pem(&old).unwrap().as_str())
+        );
+        assert_eq!(begun.signing, fingerprint_pem(&new).unwrap());
+        let overlapping = ca.issue_server(&[SERVER_NAME.into()]).unwrap();
+        assert_eq!(overlapping.cert_pem.matches("BEGIN CERTIFICATE").count(), 2);
+        accepted_by(&old, &overlapping).unwrap();
+        accepted_by(&new, &overlapping).unwrap();
+        // Both CAs are trusted, and each certificate names its own signer.
+        assert_eq!(ca.trusted_pem(), format!("{new}{old}"));
+        let new_client = ca
+            .issue_client(
+                &Identity::new("ci", Role::Deployer),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        assert_eq!(
+            ca.signer_pem(&new_client.cert_pem),
+            Some(begun.signing.clone())
+        );
+        assert_eq!(ca.signer_pem(&old_client.cert_pem), begun.previous.clone());
+        let again = ca.begin_rotation().unwrap_err();
+        assert!(again.to_string().contains("finish it first"), "{again}");
+
+        // A restart in the window keeps it.
+        let reloaded = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
+        assert_eq!(reloaded.rotation(), begun);
+
+        let finished = ca.finish_rotation().unwrap();
+        assert_eq!(finished.signing, begun.signing);
+        assert_eq!(finished.previous, None);
+        let after = ca.issue_server(&[SERVER_NAME.into()]).unwrap();
+        assert_eq!(after.cert_pem.matches("BEGIN CERTIFICATE").count(), 1);
+        accepted_by(&new, &after).unwrap();
+        let refused = accepted_by(&old, &after).unwrap_err();
+        assert!(refused.contains("UnknownIssuer"), "{refused}");
+        assert_eq!(ca.trusted_pem(), new);
+        assert_eq!(ca.signer_pem(&old_client.cert_pem), None);
+        // On disk: the new CA in ca.pem and ca.key, the old key gone.
+        let reloaded = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
+        assert_eq!(reloaded.rotation(), finished);
+        assert!(!dir.join("next").exists());
+        assert_eq!(std::fs::read_dir(dir.join("retired")).unwrap().count(), 1);
+        let none = ca.finish_rotation().unwrap_err();
+        assert!(none.to_string().contains("no rotation"), "{none}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rotation_step_stopped_halfway_is_settled_at_the_next_load() {
+        let dir = temp_dir("settle");
+        let ca = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
+        let old = ca.rotation();
+        let old_pem = ca.cert_pem();
+        // A begin that stopped before its rename leaves only next.partial/.
+        std::fs::create_dir_all(dir.join(NEXT_PARTIAL)).unwrap();
+        std::fs::write(dir.join(NEXT_PARTIAL).join("ca.key"), "half").unwrap();
+        let loaded = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
+        assert_eq!(loaded.rotation(), old);
+        assert!(!dir.join(NEXT_PARTIAL).exists());
+
+        // A finish that stopped after its commit point (ca.key replaced).
+        let begun = loaded.begin_rotation().unwrap();
+        std::fs::copy(dir.join("next").join("ca.key"), dir.join("ca.key")).unwrap();
+        let settled = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap();
+        assert_eq!(settled.rotation().signing, begun.signing);
+        assert_eq!(settled.rotation().previous, None);
+        assert!(!dir.join("next").exists());
+        assert_eq!(
+            fingerprint_pem(&read(&dir.join("ca.pem")).unwrap()).unwrap(),
+            begun.signing
+        );
+
+        // A certificate and key that do not go together are refused, naming the files.
+        std::fs::write(dir.join("ca.pem"), old_pem).unwrap();
+        let refused = Ca::load_or_create(&dir, Arc::new(SystemClock)).unwrap_err();
+        assert!(
+            refused.to_string().contains("do not belong together"),
+            "{refused}"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

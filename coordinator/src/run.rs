@@ -20,6 +20,7 @@ use slipway_coordinator::dashboard::{self, Dashboard};
 use slipway_coordinator::events::Events;
 use slipway_coordinator::fleets::Fleets;
 use slipway_coordinator::leadership::{self, LeaseTerms, Tenure};
+use slipway_coordinator::live_tls::LiveTls;
 use slipway_coordinator::metrics::{Metrics, TimedStore};
 use slipway_coordinator::pki::{Ca, SERVER_NAME};
 use slipway_coordinator::store::Db;
@@ -91,9 +92,9 @@ struct Setting<'a> {
 /// A coordinator built, ready to serve.
 struct Assembled {
     coordinator: Arc<Coordinator>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<LiveTls>,
     /// The dashboard's port, its TLS and address (a leader's only).
-    http: Option<(TcpListener, Arc<rustls::ServerConfig>, String)>,
+    http: Option<(TcpListener, Arc<LiveTls>, String)>,
     dashboard_access: Arc<DashboardAccess>,
     /// The dev CLI profile written (a dev leader's only).
     profile: Option<PathBuf>,
@@ -466,7 +467,7 @@ async fn assemble(
     };
     let fleets = Arc::new(fleets);
     let fleet = fleets.current().fleet;
-    let ca = Ca::load_or_create(&data_dir.join("ca"), clock.clone())?;
+    let ca = Arc::new(Ca::load_or_create(&data_dir.join("ca"), clock.clone())?);
 
     let cloud = match fleet.cloud.provider {
         Provider::Local => {
@@ -501,8 +502,15 @@ async fn assemble(
         addr.ip().to_string(),
     ];
     names.dedup();
-    let server_cert = ca.issue_server(&names)?;
-    let tls = grpc::tls_config(&server_cert, ca.cert_pem())?;
+    let tls = {
+        let names = names.clone();
+        Arc::new(
+            LiveTls::following(ca.clone(), move |ca| {
+                grpc::tls_config(ca, &names).map_err(|e| e.to_string())
+            })
+            .map_err(anyhow::Error::msg)?,
+        )
+    };
     let http_listen = match (options.http_listen, options.dev) {
         _ if !leads => None,
         (Some(addr), _) => Some(addr),
@@ -521,16 +529,24 @@ async fn assemble(
             let listener = TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen on {addr} for the dashboard: pick another --http-listen")
             })?;
-            let (cert_pem, key_pem) = match &options.http_certificate {
-                Some((cert, key)) => (
-                    std::fs::read_to_string(cert)
-                        .with_context(|| format!("cannot read --http-cert {}", cert.display()))?,
-                    std::fs::read_to_string(key)
-                        .with_context(|| format!("cannot read --http-key {}", key.display()))?,
-                ),
-                None => (server_cert.cert_pem.clone(), server_cert.key_pem.clone()),
+            let tls = match &options.http_certificate {
+                Some((cert, key)) => {
+                    let cert_pem = std::fs::read_to_string(cert)
+                        .with_context(|| format!("cannot read --http-cert {}", cert.display()))?;
+                    let key_pem = std::fs::read_to_string(key)
+                        .with_context(|| format!("cannot read --http-key {}", key.display()))?;
+                    LiveTls::fixed(
+                        dashboard::tls_config(&cert_pem, &key_pem).map_err(anyhow::Error::msg)?,
+                    )
+                }
+                // Signed by the coordinator's CA, so made again as it rotates.
+                None => LiveTls::following(ca.clone(), move |ca| {
+                    let server = ca.issue_server(&names).map_err(|e| e.to_string())?;
+                    dashboard::tls_config(&server.cert_pem, &server.key_pem)
+                })
+                .map_err(anyhow::Error::msg)?,
             };
-            let tls = dashboard::tls_config(&cert_pem, &key_pem).map_err(anyhow::Error::msg)?;
+            let tls = Arc::new(tls);
             let address = format!("https://{}", listener.local_addr()?);
             if options.dev {
                 crate::data_dir::write_dashboard_address(data_dir, &address)

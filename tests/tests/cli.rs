@@ -406,6 +406,17 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
             "json",
         ]),
     );
+    // The CA last: once a rotation ends, a profile that did not renew is
+    // refused, so the admin's renews first, as an operator's would.
+    docs.read(&dev, "ca status", &["ca", "status"]);
+    docs.acted("ca rotate", &dev.ok(&["ca", "rotate", "-o", "json"]));
+    docs.acted("cert renew", &dev.ok(&["cert", "renew", "-o", "json"]));
+    let finished = docs.acted(
+        "ca finish",
+        &dev.ok(&["ca", "finish", "--force", "-o", "json"]),
+    );
+    assert!(finished["previous"].is_null(), "{finished}");
+    docs.read(&dev, "ca status", &["ca", "status"]);
 
     // Every command the schema lists was run, and every command `--help` lists
     // prints a document the schema knows (or is one that prints none).

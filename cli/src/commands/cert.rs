@@ -1,5 +1,5 @@
 //! `slipway cert issue`: a key made here, signed by the coordinator with a role,
-//! written as a profile bundle.
+//! written as a profile bundle; `slipway cert renew`: the profile's own again.
 
 use std::path::PathBuf;
 
@@ -28,16 +28,7 @@ pub async fn issue(client: &mut Client, output: Output, asked: Issue) -> Result<
         days,
         out,
     } = asked;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .context("cannot make a key")?;
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name.as_str());
-    let csr_pem = params
-        .serialize_request(&key)
-        .and_then(|csr| csr.pem())
-        .context("cannot make a certificate request")?;
+    let (key, csr_pem) = key_and_csr(&name)?;
     let (certificate_pem, ca_pem, expires_at_ms) = client
         .issue_certificate(name.clone(), role.clone(), environments, days, csr_pem)
         .await?;
@@ -63,6 +54,45 @@ pub async fn issue(client: &mut Client, output: Output, asked: Issue) -> Result<
         "issued {name} ({role}), expires {}: use it with --profile {}",
         when(expires_at_ms),
         written.display()
+    );
+    Ok(())
+}
+
+/// A key made here and a request for it; the coordinator decides the
+/// certificate's name and role, whatever the request says.
+fn key_and_csr(name: &str) -> anyhow::Result<(rcgen::KeyPair, String)> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .context("cannot make a key")?;
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let csr_pem = params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .context("cannot make a certificate request")?;
+    Ok((key, csr_pem))
+}
+
+/// `slipway cert renew`: this profile's certificate again, from the CA that
+/// signs now; the profile file is rewritten whole with the new PEMs inline.
+pub async fn renew(client: &mut Client, output: Output) -> Result<(), Failure> {
+    let (key, csr_pem) = key_and_csr("renewal")?;
+    let (certificate_pem, ca_pem, expires_at_ms) = client.renew_certificate(csr_pem).await?;
+    let path = client.profile.path.clone();
+    crate::profile::renew(&path, &ca_pem, &certificate_pem, &key.serialize_pem())?;
+    if output.structured() {
+        let issued = Issued {
+            profile: path.display().to_string(),
+            expires_at: rfc3339(expires_at_ms),
+            expires_at_ms,
+        };
+        return print(output, &issued);
+    }
+    println!(
+        "renewed, expires {}: written into {} (the files it named before are left as they were)",
+        when(expires_at_ms),
+        path.display()
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod ca;
 pub mod cert;
 pub mod dashboard;
 pub mod deployment;

@@ -35,7 +35,6 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::admission::{Admission, Limits, Permit};
@@ -115,11 +114,10 @@ impl Standing {
 /// Serves the dashboard on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<crate::live_tls::LiveTls>,
     dashboard: Arc<Dashboard>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let admission = Admission::new(Limits::default());
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -142,7 +140,7 @@ pub async fn serve(
             debug!(%peer, "dashboard connection refused: too many handshakes in progress");
             continue;
         };
-        let acceptor = acceptor.clone();
+        let acceptor = tls.acceptor();
         let admission = admission.clone();
         let dashboard = dashboard.clone();
         connections.spawn(async move {

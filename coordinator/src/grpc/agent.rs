@@ -300,6 +300,7 @@ impl AgentService for AgentApi {
         Ok(Response::new(BootstrapResponse {
             certificate_pem,
             expires_at_ms,
+            ca_pem: c.ca.trusted_pem(),
         }))
     }
 
@@ -322,6 +323,14 @@ impl AgentService for AgentApi {
         if let Some(by) = &relayed_by {
             info!(agent = %identity.name, relayed_by = %by, "agent stream relayed by a standby");
         }
+        // A relayed stream shows the standby's certificate, not the agent's.
+        let certificate_ca = match relayed_by {
+            Some(_) => None,
+            None => request
+                .peer_certs()
+                .and_then(|certs| certs.first().and_then(|c| self.ca.signer(c.as_ref()))),
+        }
+        .unwrap_or_default();
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(AgentMessage {
@@ -390,6 +399,7 @@ impl AgentService for AgentApi {
                 agent_version: hello.agent_version,
                 private_ip: hello.private_ip,
                 protocol,
+                certificate_ca,
             },
             Box::new(link),
         );
@@ -482,9 +492,13 @@ impl AgentService for AgentApi {
         }
         let (certificate_pem, expires_at_ms) = signed?;
         info!(instance = %caller.identity.name, expires_at_ms, "agent certificate renewed");
+        if let Some(signer) = c.ca.signer_pem(&certificate_pem) {
+            c.agents.certificate_renewed(&caller.identity.name, &signer);
+        }
         Ok(Response::new(BootstrapResponse {
             certificate_pem,
             expires_at_ms,
+            ca_pem: c.ca.trusted_pem(),
         }))
     }
 }

@@ -66,6 +66,24 @@ fn certificate_holder<T>(request: &Request<T>) -> Result<Caller, Status> {
     })
 }
 
+/// How long the caller's certificate was made to last (not before to not
+/// after, less the few minutes of slack every certificate starts with).
+pub fn certificate_lifetime<T>(request: &Request<T>) -> Result<std::time::Duration, Status> {
+    let certs = request
+        .peer_certs()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "no client certificate: connect with one issued by this coordinator",
+            )
+        })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs[0].as_ref())
+        .map_err(|e| Status::unauthenticated(format!("client certificate refused: {e}")))?;
+    let validity = cert.validity();
+    let seconds = validity.not_after.timestamp() - validity.not_before.timestamp() - 5 * 60;
+    Ok(std::time::Duration::from_secs(seconds.max(60) as u64))
+}
+
 /// The caller if its role allows `needed`.
 pub fn require<T>(
     request: &Request<T>,

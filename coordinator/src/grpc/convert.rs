@@ -273,6 +273,16 @@ pub fn dashboard_token(t: crate::dashboard::access::DashboardToken) -> pb::Dashb
     }
 }
 
+pub fn ca_rotation(view: crate::ca_rotation::RotationView) -> pb::CaRotation {
+    pb::CaRotation {
+        signing: view.signing,
+        previous: view.previous.unwrap_or_default(),
+        agents_on_previous: view.agents_on_previous,
+        agents_on_signing: view.agents_on_signing as u32,
+        agents_unknown: view.agents_unknown as u32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,14 +30,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use slipway_proto::v1::agent_service_server::AgentServiceServer;
 use slipway_proto::v1::operator_service_server::OperatorServiceServer;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 use tracing::{debug, warn};
 
 use crate::admission::{Admission, Limits};
 use crate::coordinator::Coordinator;
-use crate::pki::KeyedCertificate;
+use crate::live_tls::LiveTls;
+use crate::pki::Ca;
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,24 +60,24 @@ pub enum ServeError {
 }
 
 /// TLS 1.3 only; a client certificate is optional at the handshake (Bootstrap
-/// needs none) but, when sent, must chain to `ca_pem`. Every RPC other than
-/// Bootstrap then requires one.
-pub fn tls_config(
-    server: &KeyedCertificate,
-    ca_pem: &str,
-) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+/// needs none) but, when sent, must chain to a CA the coordinator trusts (two
+/// during a rotation). Every RPC other than Bootstrap then requires one. The
+/// server certificate is made for `names` by the CA that signs now.
+pub fn tls_config(ca: &Ca, names: &[String]) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     let err = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+    let server = ca.issue_server(names).map_err(|e| err(&e))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| err(&e))?)
-        .map_err(|e| err(&e))?;
+    for cert in CertificateDer::pem_slice_iter(ca.trusted_pem().as_bytes()) {
+        roots.add(cert.map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+    }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
         .map_err(|e| err(&e))?;
-    let chain =
-        vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).map_err(|e| err(&e))?];
+    let chain = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(&e))?;
     let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).map_err(|e| err(&e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -106,12 +106,11 @@ fn revoked_peer(
 /// (`standby.leader` set) answers reads only.
 pub async fn serve(
     listener: Arc<TcpListener>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<LiveTls>,
     coordinator: Arc<Coordinator>,
     standby: standby::StandbyLayer,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let acceptor = TlsAcceptor::from(tls);
     let admission = Admission::new(Limits::default());
     let revoked_names = coordinator.clone();
     let revoked_attempts = throttle::AuditThrottle::new(coordinator.audit.clone());
@@ -133,7 +132,7 @@ pub async fn serve(
                 debug!(%peer, "connection refused: too many handshakes in progress");
                 continue;
             };
-            let acceptor = acceptor.clone();
+            let acceptor = tls.acceptor();
             let connections = connections.clone();
             let revocations = revoked_names.clone();
             let admission = admission.clone();

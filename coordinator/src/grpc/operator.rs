@@ -270,6 +270,15 @@ impl Outcome for FleetApplied {
     }
 }
 impl Outcome for IssueCertificateResponse {}
+impl Outcome for CaRotation {
+    /// Which CA signs and which one is still trusted: the audit entry names both.
+    fn outcome(&self) -> String {
+        match self.previous.as_str() {
+            "" => format!("ok: {} signs, alone", self.signing),
+            previous => format!("ok: {} signs, {previous} still trusted", self.signing),
+        }
+    }
+}
 impl Outcome for Secret {}
 impl Outcome for RevokeResponse {}
 /// An approval's answer: the audit log says "approved d-12", not "queued".
@@ -943,6 +952,75 @@ impl OperatorService for OperatorApi {
             &caller,
             "secret rotate-key",
             ("secrets key", About::default()),
+            outcome,
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn rotate_ca(
+        &self,
+        request: Request<CaRotationRequest>,
+    ) -> Result<Response<CaRotation>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let r = request.into_inner();
+        let (ca, agents) = (&self.operations.ca, &self.operations.agents);
+        let action = match r.step.as_str() {
+            "" => {
+                caller.require(Role::Admin)?;
+                let view = crate::ca_rotation::view(ca, agents);
+                return Ok(Response::new(convert::ca_rotation(view)));
+            }
+            "begin" => "ca rotate",
+            "finish" => "ca finish",
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "step {:?} is not one: use \"begin\", \"finish\" or \"\" (status)",
+                    other.chars().take(40).collect::<String>()
+                )));
+            }
+        };
+        let outcome = async {
+            caller.require(Role::Admin)?;
+            let view = match r.step.as_str() {
+                "begin" => crate::ca_rotation::begin(ca, agents)?,
+                _ => crate::ca_rotation::finish(ca, agents, r.force)?,
+            };
+            info!(who = %caller, step = %r.step, signing = %view.signing, previous = ?view.previous, "ca rotation");
+            Ok(convert::ca_rotation(view))
+        }
+        .await;
+        self.audited(&caller, action, ("ca", About::default()), outcome)
+            .await
+            .map(Response::new)
+    }
+
+    async fn renew_certificate(
+        &self,
+        request: Request<RenewCertificateRequest>,
+    ) -> Result<Response<IssueCertificateResponse>, Status> {
+        let caller = auth::caller(&request, &self.revocations)?;
+        let lifetime = auth::certificate_lifetime(&request)?;
+        let r = request.into_inner();
+        let target = caller.identity.name.clone();
+        let outcome = async {
+            // Operators only: agents renew theirs through the agent service.
+            caller.require(Role::Viewer)?;
+            let (certificate_pem, expires_at_ms) =
+                self.operations
+                    .renew_certificate(&caller.identity, lifetime, &r.csr_pem)?;
+            info!(who = %caller, expires_at_ms, "certificate renewed");
+            Ok(IssueCertificateResponse {
+                certificate_pem,
+                ca_pem: self.operations.ca.trusted_pem(),
+                expires_at_ms,
+            })
+        }
+        .await;
+        self.audited(
+            &caller,
+            "certificate renew",
+            (&target, About::default()),
             outcome,
         )
         .await

@@ -82,7 +82,7 @@ impl Relay {
             )
             .map_err(|e| Status::internal(format!("cannot make the relay's certificate: {e}")))?;
         let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(self.ca.cert_pem()))
+            .ca_certificate(Certificate::from_pem(self.ca.trusted_pem()))
             .identity(TlsIdentity::from_pem(&issued.cert_pem, &issued.key_pem))
             .domain_name(SERVER_NAME);
         *held = Some((Instant::now(), tls.clone()));

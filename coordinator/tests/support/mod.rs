@@ -85,7 +85,7 @@ impl Sandbox {
             revocations: Revocations::load(db.clone(), clock.clone(), events.clone())
                 .await
                 .unwrap(),
-            ca: Ca::load_or_create(&dir.join("ca"), clock.clone()).unwrap(),
+            ca: Arc::new(Ca::load_or_create(&dir.join("ca"), clock.clone()).unwrap()),
             db: db.clone(),
             fleets: Arc::new(
                 Fleets::open(

@@ -76,6 +76,7 @@ impl Stand {
         Ok(Response::new(BootstrapResponse {
             certificate_pem,
             expires_at_ms,
+            ca_pem: self.ca.trusted_pem(),
         }))
     }
 }
@@ -223,8 +224,8 @@ async fn life(cycles: u64, agent: PathBuf, parts: Parts) {
     let user_data = UserData {
         coordinator: String::new(),
         server_name: SERVER_NAME.into(),
-        ca_pem: ca.cert_pem().to_string(),
-        ca_fingerprint: ca.fingerprint().to_string(),
+        ca_pem: ca.cert_pem(),
+        ca_fingerprint: ca.fingerprint(),
         join_token: JOIN_TOKEN.into(),
         other_coordinators: vec![],
     };
