@@ -115,7 +115,8 @@ impl Client {
             Ok(channel) => {
                 self.api = OperatorServiceClient::new(channel);
                 self.profile = profile;
-                rpc(self.api.clone(), self.request(request)).await
+                self.showing_id(rpc(self.api.clone(), self.request(request)))
+                    .await
             }
             Err(failure) => {
                 let mut unreachable = tonic::Status::unavailable(format!(
@@ -149,10 +150,20 @@ impl Client {
                 return call.await;
             }
         };
-        if let Err(status) = &answer
-            && (is_transport(status) || outcome_unknown(status.code()))
-        {
-            self.unknown_outcome = Some(id);
+        match &answer {
+            // A standby's refusal: nothing acted; the call to the leader it
+            // names is the one that may.
+            Err(status)
+                if status
+                    .metadata()
+                    .contains_key(slipway_common::LEADER_METADATA) =>
+            {
+                self.unshown_id = Some(id);
+            }
+            Err(status) if is_transport(status) || outcome_unknown(status.code()) => {
+                self.unknown_outcome = Some(id);
+            }
+            _ => {}
         }
         answer
     }
@@ -210,6 +221,15 @@ impl Client {
         let from_standby = status
             .metadata()
             .contains_key(slipway_common::LEADER_METADATA);
+        if status.code() == Code::Unimplemented {
+            return self.naming_id(Failure::new(
+                format!(
+                    "the coordinator at {} does not know this command: it is older than this slipway; upgrade it, or use the slipway of its release",
+                    self.profile.coordinator
+                ),
+                Exit::Failed,
+            ));
+        }
         let exit = match status.code() {
             Code::Unavailable if from_standby => Exit::Unreachable,
             Code::NotFound => Exit::NotFound,

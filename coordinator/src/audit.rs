@@ -99,8 +99,24 @@ impl AuditEntry {
         entry
     }
 
+    /// The hash of the entry's content: a JSON array of its fields, then
+    /// (when present) `about` as an object with its keys in declaration order.
+    /// Written out here rather than left to serde_json, whose key order
+    /// depends on a feature (`preserve_order`) that another crate in the same
+    /// build may turn on: a coordinator built alone would hash otherwise.
     fn content_hash(&self) -> String {
-        let mut content = serde_json::json!([
+        self.hash_with(false)
+    }
+
+    /// `content_hash` with `about`'s keys sorted instead: how coordinators
+    /// built without `preserve_order` (`cargo build -p slipway-coordinator`,
+    /// the release before this one's was) hashed entries that have one.
+    fn sorted_about_hash(&self) -> String {
+        self.hash_with(true)
+    }
+
+    fn hash_with(&self, sorted: bool) -> String {
+        let mut text = serde_json::json!([
             self.seq,
             self.at,
             self.who,
@@ -109,14 +125,39 @@ impl AuditEntry {
             self.target,
             self.result,
             self.prev_hash
-        ]);
+        ])
+        .to_string();
         // Covered when present; an entry from before `about` hashes as it did.
-        if !self.about.is_empty()
-            && let Some(fields) = content.as_array_mut()
-        {
-            fields.push(serde_json::json!(self.about));
+        if !self.about.is_empty() {
+            let a = &self.about;
+            let mut fields: Vec<(&str, &str)> = [
+                ("project", &a.project),
+                ("environment", &a.environment),
+                ("version", &a.version),
+                ("deployment", &a.deployment),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))
+            .collect();
+            if sorted {
+                fields.sort();
+            }
+            let members: Vec<String> = fields
+                .iter()
+                .map(|(key, value)| {
+                    format!("{}:{}", serde_json::json!(key), serde_json::json!(value))
+                })
+                .collect();
+            text.pop();
+            text.push_str(&format!(",{{{}}}]", members.join(",")));
         }
-        hex::encode(Sha256::digest(content.to_string().as_bytes()))
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+
+    /// Whether `hash` is this entry's, in either form.
+    fn hash_matches(&self) -> bool {
+        self.hash == self.content_hash()
+            || (!self.about.is_empty() && self.hash == self.sorted_about_hash())
     }
 }
 
@@ -326,7 +367,7 @@ pub fn check_chain(entries: &[AuditEntry]) -> Result<usize, BrokenChain> {
         if entry.prev_hash != prev {
             return Err(broken("it does not chain to the entry before it"));
         }
-        if entry.hash != entry.content_hash() {
+        if !entry.hash_matches() {
             return Err(broken(
                 "its content does not match its hash (edited after it was written)",
             ));
@@ -340,6 +381,39 @@ pub fn check_chain(entries: &[AuditEntry]) -> Result<usize, BrokenChain> {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
+
+    #[test]
+    fn an_entry_hashes_the_same_whatever_serde_json_features_the_build_has() {
+        let about = About {
+            project: Some("hello".into()),
+            environment: Some("staging".into()),
+            version: Some("v1".into()),
+            deployment: Some("d-1".into()),
+        };
+        let fields = Fields {
+            who: "admin (admin)",
+            certificate: "sha256:ab",
+            action: "deploy",
+            target: "hello@v1 -> staging",
+            result: "queued d-1",
+        };
+        let mut entry = AuditEntry::after(None, 1_000, fields, &about);
+        // What every workspace build wrote so far (the CLI turns on
+        // serde_json's preserve_order): the keys in declaration order.
+        let written = format!(
+            r#"[1,1000,"admin (admin)","sha256:ab","deploy","hello@v1 -> staging","queued d-1","{GENESIS}",{{"project":"hello","environment":"staging","version":"v1","deployment":"d-1"}}]"#
+        );
+        assert_eq!(entry.hash, hex::encode(Sha256::digest(written.as_bytes())));
+        // A coordinator built alone sorted them; its entries verify too.
+        let sorted = format!(
+            r#"[1,1000,"admin (admin)","sha256:ab","deploy","hello@v1 -> staging","queued d-1","{GENESIS}",{{"deployment":"d-1","environment":"staging","project":"hello","version":"v1"}}]"#
+        );
+        entry.hash = hex::encode(Sha256::digest(sorted.as_bytes()));
+        assert!(entry.hash_matches());
+        // Either way, an edit shows.
+        entry.result = "queued d-2".into();
+        assert!(!entry.hash_matches());
+    }
 
     async fn log_with(n: usize) -> (AuditLog, Db) {
         let db = Db::memory();

@@ -74,6 +74,22 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The previous release's coordinator, which `tests/build-previous` builds
+/// from `tests/fixtures/previous-release.tar.gz` (tests/run does, before the
+/// suite): refused if missing or older than that source.
+pub fn previous_coordinator() -> PathBuf {
+    let path = bin_dir().join("../previous/bin/slipway-coordinator");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/previous-release.tar.gz");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    assert!(
+        modified(&path) >= modified(&fixture) && modified(&path).is_some(),
+        "{} is missing or older than {}: run tests/build-previous (tests/run does)",
+        path.display(),
+        fixture.display()
+    );
+    path
+}
+
 /// The crates each binary is built from, relative to the workspace root.
 fn sources_of(binary: &str) -> &'static [&'static str] {
     // The crates each binary links, as paths: the local cloud's server is its
@@ -361,6 +377,8 @@ pub struct Coordinator {
     open_files: Option<u32>,
     /// More arguments for every start.
     args: Vec<String>,
+    /// Another build to run (`previous_coordinator`); None: this one's.
+    program: Option<PathBuf>,
 }
 
 impl Coordinator {
@@ -431,6 +449,18 @@ impl Coordinator {
         dev.started()
     }
 
+    /// `--dev` run by `program` (`previous_coordinator()`, say), with `env`.
+    pub fn start_program(program: PathBuf, env: Vec<(String, String)>) -> Coordinator {
+        let mut dev = Coordinator::unstarted(TempDir::new("coordinator"), None, env);
+        dev.program = Some(program);
+        dev.started()
+    }
+
+    /// Which build the next start (and `start_standby`) runs; None: this one's.
+    pub fn set_program(&mut self, program: Option<PathBuf>) {
+        self.program = program;
+    }
+
     fn launch_in(dir: TempDir, fleet: Option<PathBuf>, env: Vec<(String, String)>) -> Coordinator {
         Coordinator::unstarted(dir, fleet, env).started()
     }
@@ -444,6 +474,7 @@ impl Coordinator {
             env,
             open_files: None,
             args: Vec::new(),
+            program: None,
         }
     }
 
@@ -485,12 +516,16 @@ impl Coordinator {
             .append(true)
             .open(self.data_dir().join("coordinator.log"))
             .expect("log file");
+        let program = self
+            .program
+            .clone()
+            .unwrap_or_else(|| binary("slipway-coordinator"));
         let mut command = match self.open_files {
-            None => Command::new(binary("slipway-coordinator")),
+            None => Command::new(program),
             Some(limit) => {
                 let mut sh = Command::new("sh");
                 sh.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\"")])
-                    .arg(binary("slipway-coordinator"));
+                    .arg(program);
                 sh
             }
         };

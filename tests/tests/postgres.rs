@@ -981,3 +981,110 @@ fn an_agent_connected_to_a_standby_gets_the_leaders_commands_through_it() {
         assert!(status.message().contains(refused), "{status:?}");
     }
 }
+
+#[test]
+fn a_rolling_upgrade_runs_through_a_mixed_version_pair_and_fails_no_request() {
+    let previous = slipway_tests::previous_coordinator();
+    let server = Postgres::start();
+    let url = server.database("rolling");
+    let second_listen = format!("127.0.0.1:{}", slipway_tests::free_port());
+    let second = format!("https://{second_listen}");
+
+    // The previous release leads, and serves v1 under load.
+    let mut dev = Coordinator::start_program(
+        previous,
+        vec![
+            ("SLIPWAY_STORE".into(), url.clone()),
+            ("SLIPWAY_PEERS".into(), second.clone()),
+        ],
+    );
+    let first_listen = dev.listen.clone();
+    let first = format!("https://{first_listen}");
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let load = Load::start(&dev.endpoint("staging"));
+    load.wait_for_requests(20);
+
+    // Today's build stands by beside it: a mixed-version pair on one store.
+    dev.set_program(None);
+    let from = dev.log_len();
+    let standby = dev.start_standby(
+        &second_listen,
+        &[
+            ("SLIPWAY_STORE", url.as_str()),
+            ("SLIPWAY_PEERS", first.as_str()),
+        ],
+    );
+    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    // The new standby answers reads and passes a deploy to the old leader.
+    let via_new = profile_calling(&dev, "via-new.toml", &second, &[&first]);
+    let run = dev.cli_as(&via_new, &["status", "hello", "-o", "json"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = dev.cli_as(
+        &via_new,
+        &["deploy", "hello", "v2", "--env", "staging", "--wait"],
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    // A command the old leader does not know says so.
+    let run = dev.cli(&["ca", "status"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("older than this slipway"),
+        "{}",
+        run.stderr
+    );
+
+    // Upgrade the leader: stopped, today's standby takes over...
+    let from = dev.log_len();
+    dev.terminate(Duration::from_secs(30));
+    dev.adopt(standby);
+    dev.wait_for_log(
+        from,
+        "this coordinator holds the lease and acts",
+        Duration::from_secs(30),
+    );
+    dev.wait_for_log(from, "coordinator serving", Duration::from_secs(30));
+    dev.learn_address();
+    assert_eq!(dev.listen, second_listen);
+    // ...and the upgraded host comes back beside it as a standby.
+    let from = dev.log_len();
+    let mut upgraded = dev.start_standby(
+        &first_listen,
+        &[
+            ("SLIPWAY_STORE", url.as_str()),
+            ("SLIPWAY_PEERS", second.as_str()),
+        ],
+    );
+    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+
+    // Both on today's build: deploys go on, through either address. A
+    // refused one names no request id: the standby's refusal acted on nothing.
+    let via_upgraded = profile_calling(&dev, "via-upgraded.toml", &first, &[&second]);
+    let run = dev.cli_as(
+        &via_upgraded,
+        &["deploy", "hello", "v3", "--env", "staging"],
+    );
+    assert_eq!(run.code, Some(5), "{}", run.stderr);
+    assert!(!run.stderr.contains("request id"), "{}", run.stderr);
+    let run = dev.cli_as(
+        &via_upgraded,
+        &["deploy", "hello", "v1", "--env", "staging", "--wait"],
+    );
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let rotation = dev.ok(&["ca", "status", "-o", "json"]).json();
+    assert!(rotation["previous"].is_null(), "{rotation}");
+    let verify = dev.cli(&["audit", "verify"]);
+    if !verify.success {
+        let audit = dev.ok(&["audit", "-o", "json"]).json();
+        panic!(
+            "{}\n{}",
+            verify.stderr,
+            serde_json::to_string_pretty(&audit).unwrap()
+        );
+    }
+    load.wait_for_requests(20);
+    let report = load.finish();
+    report.assert_no_failures();
+    assert!(report.last_body().contains("v1"), "{}", report.last_body());
+    upgraded.kill().unwrap();
+    upgraded.wait().unwrap();
+}
