@@ -102,6 +102,8 @@ pub struct Coordinator {
     pub snapshots: Option<Arc<crate::store::Gated>>,
     /// The hourly compaction (`retention::start`).
     pub retention: Arc<crate::retention::Retention>,
+    /// CA rotation steps, and standbys following them.
+    pub ca_rotation: Arc<crate::ca_rotation::CaRotation>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -204,6 +206,11 @@ impl Coordinator {
             audit: audit.clone(),
             fleets: fleets.clone(),
         });
+        let ca_rotation = Arc::new(crate::ca_rotation::CaRotation::new(
+            ca.clone(),
+            agents.clone(),
+            db.clone(),
+        ));
         let operations = Arc::new(Operations {
             fleets: fleets.clone(),
             clock,
@@ -228,6 +235,7 @@ impl Coordinator {
             audit,
             revocations,
             ca,
+            ca_rotation,
             deployments,
             releases: releases.clone(),
             promotions,

@@ -231,8 +231,25 @@ struct Authority {
     previous: Option<(Generation, String)>,
 }
 
-/// Where a CA rotation stands, for `slipway ca status`.
+impl Authority {
+    fn state(&self) -> RotationState {
+        RotationState {
+            signing: self.signing.fingerprint.clone(),
+            previous: self.previous.as_ref().map(|(p, _)| p.fingerprint.clone()),
+        }
+    }
+}
+
+/// What `Ca::follow` did: whether the CA in use changed, and what this host
+/// lacks to be where the leader is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Followed {
+    pub changed: bool,
+    pub behind: Option<String>,
+}
+
+/// Where a CA rotation stands, for `slipway ca status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RotationState {
     /// Fingerprint of the CA that signs.
     pub signing: String,
@@ -268,10 +285,6 @@ const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 impl Ca {
     /// Loads the CA from `dir`, or creates it there on first start.
     pub fn load_or_create(dir: &Path, clock: Arc<dyn Clock>) -> Result<Ca, PkiError> {
-        let bad = |message: String| PkiError::BadCa {
-            dir: dir.display().to_string(),
-            message,
-        };
         let cert_path = dir.join("ca.pem");
         let key_path = dir.join("ca.key");
         if !cert_path.exists() && !key_path.exists() {
@@ -282,24 +295,7 @@ impl Ca {
             write_private(&key_path, &key.serialize_pem())?;
             write_file(&cert_path, &cert.pem())?;
         }
-        settle(dir)?;
-        let (current, current_issuer) = load_pair(dir).map_err(bad)?;
-        let next = dir.join(NEXT);
-        let authority = if next.exists() {
-            let (signing, issuer) = load_pair(&next).map_err(bad)?;
-            let cross = read(&next.join("cross.pem"))?;
-            Authority {
-                signing,
-                issuer,
-                previous: Some((current, cross)),
-            }
-        } else {
-            Authority {
-                signing: current,
-                issuer: current_issuer,
-                previous: None,
-            }
-        };
+        let authority = read_authority(dir)?;
         Ok(Ca {
             dir: dir.to_path_buf(),
             now: RwLock::new(Arc::new(authority)),
@@ -348,11 +344,7 @@ impl Ca {
     }
 
     pub fn rotation(&self) -> RotationState {
-        let now = self.current();
-        RotationState {
-            signing: now.signing.fingerprint.clone(),
-            previous: now.previous.as_ref().map(|(p, _)| p.fingerprint.clone()),
-        }
+        self.current().state()
     }
 
     /// The fingerprint of the trusted CA that signed the certificate `der`.
@@ -424,24 +416,44 @@ impl Ca {
                 "no rotation is under way: start one with `slipway ca rotate`".into(),
             ));
         };
-        let retired = self.dir.join("retired");
-        create_dir(&retired)?;
-        let hex = previous.fingerprint.trim_start_matches("sha256:");
-        write_private(
-            &retired.join(format!("{}.pem", &hex[..16.min(hex.len())])),
-            &previous.cert_pem,
-        )?;
-        let next = self.dir.join(NEXT);
-        write_private(&self.dir.join("ca.key"), &read(&next.join("ca.key"))?)?;
-        complete_finish(&self.dir)?;
-        let authority = Authority {
-            signing: now.signing.clone(),
-            issuer: Issuer::from_ca_cert_pem(&now.signing.cert_pem, key_of(&self.dir)?)
-                .map_err(|e| PkiError::Rotation(format!("the new CA is unusable: {e}")))?,
-            previous: None,
-        };
-        self.replace(authority);
+        finish_files(&self.dir, previous)?;
+        self.replace(read_authority(&self.dir)?);
         Ok(self.rotation())
+    }
+
+    /// On a standby: takes up the rotation step the leader last took
+    /// (`leader`, from the store) from this host's own `ca/`. The new CA's
+    /// key never travels through the store: during a rotation it must be
+    /// copied here (`next/`) by hand; a finish is then done here too.
+    pub fn follow(&self, leader: &RotationState) -> Result<Followed, PkiError> {
+        let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut disk = read_authority(&self.dir)?;
+        if leader.previous.is_none()
+            && disk.signing.fingerprint == leader.signing
+            && let Some((previous, _)) = &disk.previous
+        {
+            finish_files(&self.dir, previous)?;
+            disk = read_authority(&self.dir)?;
+        }
+        let on_disk = disk.state();
+        let behind = (on_disk != *leader).then(|| match &leader.previous {
+            Some(_) => format!(
+                "the leader rotated the CA to {}: copy its ca/next/ into {}",
+                leader.signing,
+                self.dir.join(NEXT).display()
+            ),
+            None => format!(
+                "the leader's CA is {}, this host's {}: copy the leader's ca/ca.pem and ca/ca.key into {}",
+                leader.signing,
+                on_disk.signing,
+                self.dir.display()
+            ),
+        });
+        let changed = on_disk != self.rotation();
+        if changed {
+            self.replace(disk);
+        }
+        Ok(Followed { changed, behind })
     }
 
     /// A fresh server certificate for `names` (DNS names or IP addresses),
@@ -534,13 +546,6 @@ fn ca_params(common_name: &str, now: Millis) -> CertificateParams {
     params
 }
 
-fn key_of(dir: &Path) -> Result<KeyPair, PkiError> {
-    KeyPair::from_pem(&read(&dir.join("ca.key"))?).map_err(|e| PkiError::BadCa {
-        dir: dir.display().to_string(),
-        message: format!("ca.key: {e}"),
-    })
-}
-
 /// The certificate and key in `dir`, checked to belong together.
 fn load_pair(dir: &Path) -> Result<(Generation, Issuer<'static, KeyPair>), String> {
     let cert_pem = read(&dir.join("ca.pem")).map_err(|e| e.to_string())?;
@@ -562,6 +567,46 @@ fn generation_holds_key(cert_pem: &str, key: &KeyPair) -> bool {
     x509_parser::parse_x509_certificate(der.as_ref()).is_ok_and(|(_, cert)| {
         cert.public_key().subject_public_key.data.as_ref() == rcgen::PublicKeyData::der_bytes(key)
     })
+}
+
+/// The CA as `dir` holds it, a stopped rotation step settled first.
+fn read_authority(dir: &Path) -> Result<Authority, PkiError> {
+    let bad = |message: String| PkiError::BadCa {
+        dir: dir.display().to_string(),
+        message,
+    };
+    settle(dir)?;
+    let (current, current_issuer) = load_pair(dir).map_err(bad)?;
+    let next = dir.join(NEXT);
+    Ok(if next.exists() {
+        let (signing, issuer) = load_pair(&next).map_err(bad)?;
+        let cross = read(&next.join("cross.pem"))?;
+        Authority {
+            signing,
+            issuer,
+            previous: Some((current, cross)),
+        }
+    } else {
+        Authority {
+            signing: current,
+            issuer: current_issuer,
+            previous: None,
+        }
+    })
+}
+
+/// A finish on disk: the previous CA's certificate kept under `retired/`,
+/// then `ca.key` replaced by the new one (the commit point), then the rest.
+fn finish_files(dir: &Path, previous: &Generation) -> Result<(), PkiError> {
+    let retired = dir.join("retired");
+    create_dir(&retired)?;
+    let hex = previous.fingerprint.trim_start_matches("sha256:");
+    write_private(
+        &retired.join(format!("{}.pem", &hex[..16.min(hex.len())])),
+        &previous.cert_pem,
+    )?;
+    write_private(&dir.join("ca.key"), &read(&dir.join(NEXT).join("ca.key"))?)?;
+    complete_finish(dir)
 }
 
 /// Completes what a stopped begin or finish left: a partial `next.partial/`
@@ -875,6 +920,82 @@ mod tests {
             "{refused}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_standby_on_another_host_follows_the_leaders_rotation_from_its_own_files() {
+        let leader_dir = temp_dir("follow-leader");
+        let standby_dir = temp_dir("follow-standby");
+        let leader = Ca::load_or_create(&leader_dir, Arc::new(SystemClock)).unwrap();
+        // The standby's host got a copy of the leader's ca/ at setup.
+        std::fs::create_dir_all(&standby_dir).unwrap();
+        for file in ["ca.pem", "ca.key"] {
+            std::fs::copy(leader_dir.join(file), standby_dir.join(file)).unwrap();
+        }
+        let standby = Ca::load_or_create(&standby_dir, Arc::new(SystemClock)).unwrap();
+        let same = standby.follow(&leader.rotation()).unwrap();
+        assert_eq!(
+            same,
+            Followed {
+                changed: false,
+                behind: None
+            }
+        );
+
+        // The leader rotates; until next/ is copied, the standby says what it lacks.
+        let begun = leader.begin_rotation().unwrap();
+        let behind = standby.follow(&begun).unwrap();
+        assert!(!behind.changed);
+        assert!(behind.behind.unwrap().contains("copy its ca/next/"));
+        assert_eq!(standby.rotation().previous, None);
+        std::fs::create_dir_all(standby_dir.join(NEXT)).unwrap();
+        for file in ["ca.pem", "ca.key", "cross.pem"] {
+            std::fs::copy(
+                leader_dir.join(NEXT).join(file),
+                standby_dir.join(NEXT).join(file),
+            )
+            .unwrap();
+        }
+        let generation = standby.generation();
+        let taken = standby.follow(&begun).unwrap();
+        assert_eq!(
+            taken,
+            Followed {
+                changed: true,
+                behind: None
+            }
+        );
+        assert_eq!(standby.rotation(), begun);
+        assert!(standby.generation() > generation, "its TLS is remade");
+        let issued = standby.issue_server(&[SERVER_NAME.into()]).unwrap();
+        accepted_by(&leader.cert_pem(), &issued).unwrap();
+
+        // The leader finishes: the standby finishes its own files likewise.
+        let finished = leader.finish_rotation().unwrap();
+        let done = standby.follow(&finished).unwrap();
+        assert_eq!(
+            done,
+            Followed {
+                changed: true,
+                behind: None
+            }
+        );
+        assert_eq!(standby.rotation(), finished);
+        assert!(!standby_dir.join(NEXT).exists());
+        assert_eq!(
+            std::fs::read(standby_dir.join("ca.key")).unwrap(),
+            std::fs::read(leader_dir.join("ca.key")).unwrap()
+        );
+        // A host whose CA is another says so, and keeps its own.
+        let stranger = temp_dir("follow-stranger");
+        let other = Ca::load_or_create(&stranger, Arc::new(SystemClock)).unwrap();
+        let own = other.rotation();
+        let lost = other.follow(&finished).unwrap();
+        assert!(lost.behind.unwrap().contains("copy the leader's ca/ca.pem"));
+        assert_eq!(other.rotation(), own);
+        for dir in [leader_dir, standby_dir, stranger] {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]

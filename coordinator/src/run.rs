@@ -219,6 +219,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // Stores from before the indexes get them, once.
     coordinator.deployments.build_index().await?;
     coordinator.tokens.build_index().await?;
+    // Standbys follow the leader's CA rotation from the store.
+    coordinator.ca_rotation.take_up().await?;
     // The background tasks this process owns: the scheduler ends after a
     // graceful stop; the others are ended with the process's tasks below.
     let scheduler = coordinator.scheduler.start();
@@ -411,6 +413,7 @@ async fn stand_by(
             if let Err(e) = following.fleets.reload().await {
                 warn!(error = %e, "standby: cannot read the fleet in force");
             }
+            following.ca_rotation.follow().await;
         }
     });
     let standby = grpc::standby::StandbyLayer {

@@ -1088,3 +1088,118 @@ fn a_rolling_upgrade_runs_through_a_mixed_version_pair_and_fails_no_request() {
     upgraded.kill().unwrap();
     upgraded.wait().unwrap();
 }
+
+#[test]
+fn a_standby_follows_a_ca_rotation_and_takes_over_on_the_new_ca() {
+    use slipway_coordinator::sample::SAMPLE_FLEET;
+    let server = Postgres::start();
+    let url = server.database("rotation");
+    let standby_listen = format!("127.0.0.1:{}", slipway_tests::free_port());
+    let standby_address = format!("https://{standby_listen}");
+    let fleet = SAMPLE_FLEET.replace(
+        "[coordinator]\n",
+        "[coordinator]\nagent_certificate_lifetime = \"6s\"\n",
+    );
+    let mut dev = Coordinator::start_in_with(
+        slipway_tests::TempDir::new("coordinator"),
+        &fleet,
+        vec![
+            ("SLIPWAY_STORE".into(), url.clone()),
+            ("SLIPWAY_PEERS".into(), standby_address.clone()),
+        ],
+    );
+    let leader_address = format!("https://{}", dev.listen);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let keys = slipway_tests::TempDir::new("rotation-keys");
+    let stale = dev.issue(keys.path(), "stale", "viewer", &[]);
+    let from = dev.log_len();
+    let standby = dev.start_standby(
+        &standby_listen,
+        &[
+            ("SLIPWAY_STORE", url.as_str()),
+            ("SLIPWAY_PEERS", leader_address.as_str()),
+        ],
+    );
+    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    let load = Load::start(&dev.endpoint("staging"));
+    load.wait_for_requests(20);
+    let at_standby = |profile: &std::path::Path| {
+        let path = profile.with_extension("standby.toml");
+        let text = std::fs::read_to_string(profile).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("coordinator =") && !l.starts_with("other_coordinators ="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(
+            &path,
+            format!("coordinator = \"{standby_address}\"\n{kept}"),
+        )
+        .unwrap();
+        dev.cli_as(&path, &["status"]).code
+    };
+
+    // Rotated on the leader; the admin renews onto the new CA, and the
+    // standby takes the new CA up from the store's step: it accepts the
+    // renewed certificate (the files are this host's: one data directory).
+    let from = dev.log_len();
+    dev.ok(&["ca", "rotate"]);
+    dev.ok(&["cert", "renew"]);
+    dev.wait_for_log(
+        from,
+        "standby: CA rotation step taken up",
+        Duration::from_secs(30),
+    );
+    assert_eq!(at_standby(&dev.profile()), Some(0));
+    assert_eq!(
+        at_standby(&stale),
+        Some(0),
+        "both CAs are trusted meanwhile"
+    );
+
+    slipway_tests::eventually("the agents to renew", Duration::from_secs(30), || {
+        let status = dev.ok(&["ca", "status", "-o", "json"]).json();
+        status["agents_on_previous"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    let from = dev.log_len();
+    dev.ok(&["ca", "finish"]);
+    dev.wait_for_log(
+        from,
+        "standby: CA rotation step taken up",
+        Duration::from_secs(30),
+    );
+    assert_eq!(at_standby(&stale), Some(8), "the old CA is trusted nowhere");
+    assert_eq!(at_standby(&dev.profile()), Some(0));
+
+    // The leader goes; the standby leads on the new CA, the agents (told
+    // only the new one by their next renewal) reconnect, and deploys go on.
+    let instance = dev.environment("staging")["instances"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let trust = dev
+        .data_dir()
+        .join("cloud/instances")
+        .join(&instance)
+        .join("agent/coordinator-ca.pem");
+    let new_ca = std::fs::read_to_string(dev.ca_pem()).unwrap();
+    slipway_tests::eventually(
+        "the agent to be told only the new CA",
+        Duration::from_secs(30),
+        || (std::fs::read_to_string(&trust).ok()? == new_ca).then_some(()),
+    );
+    let from = dev.log_len();
+    dev.kill();
+    dev.adopt(standby);
+    dev.wait_for_log(from, "coordinator serving", Duration::from_secs(30));
+    dev.learn_address();
+    let run = dev.cli(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    dev.ok(&["audit", "verify"]);
+    load.wait_for_requests(20);
+    load.finish().assert_no_failures();
+}

@@ -49,6 +49,7 @@ pub struct OperatorApi {
     stopping: crate::stopping::Stopping,
     requests: Arc<crate::requests::Requests>,
     snapshots: Option<Arc<crate::store::Gated>>,
+    ca_rotation: Arc<crate::ca_rotation::CaRotation>,
 }
 
 impl OperatorApi {
@@ -57,6 +58,7 @@ impl OperatorApi {
             operations: coordinator.operations.clone(),
             requests: coordinator.requests.clone(),
             snapshots: coordinator.snapshots.clone(),
+            ca_rotation: coordinator.ca_rotation.clone(),
             audit: coordinator.audit.clone(),
             revocations: coordinator.revocations.clone(),
             agents: coordinator.agents.clone(),
@@ -964,12 +966,11 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<CaRotation>, Status> {
         let caller = auth::caller(&request, &self.revocations)?;
         let r = request.into_inner();
-        let (ca, agents) = (&self.operations.ca, &self.operations.agents);
+        let rotation = &self.ca_rotation;
         let action = match r.step.as_str() {
             "" => {
                 caller.require(Role::Admin)?;
-                let view = crate::ca_rotation::view(ca, agents);
-                return Ok(Response::new(convert::ca_rotation(view)));
+                return Ok(Response::new(convert::ca_rotation(rotation.view())));
             }
             "begin" => "ca rotate",
             "finish" => "ca finish",
@@ -983,8 +984,8 @@ impl OperatorService for OperatorApi {
         let outcome = async {
             caller.require(Role::Admin)?;
             let view = match r.step.as_str() {
-                "begin" => crate::ca_rotation::begin(ca, agents)?,
-                _ => crate::ca_rotation::finish(ca, agents, r.force)?,
+                "begin" => rotation.begin().await?,
+                _ => rotation.finish(r.force).await?,
             };
             info!(who = %caller, step = %r.step, signing = %view.signing, previous = ?view.previous, "ca rotation");
             Ok(convert::ca_rotation(view))

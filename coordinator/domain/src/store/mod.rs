@@ -89,10 +89,13 @@ pub enum Table {
     Requests,
     /// What retention compacted, in all.
     Retention,
+    /// Where the leader's CA rotation stands (fingerprints only: the keys
+    /// stay files), for standbys to follow.
+    Ca,
 }
 
 impl Table {
-    pub const ALL: [Table; 21] = [
+    pub const ALL: [Table; 22] = [
         Table::Releases,
         Table::Deployments,
         Table::Tokens,
@@ -114,6 +117,7 @@ impl Table {
         Table::TokenSlots,
         Table::Requests,
         Table::Retention,
+        Table::Ca,
     ];
 
     pub fn name(self) -> &'static str {
@@ -139,6 +143,7 @@ impl Table {
             Table::TokenSlots => "token_slots",
             Table::Requests => "requests",
             Table::Retention => "retention",
+            Table::Ca => "ca",
         }
     }
 }
