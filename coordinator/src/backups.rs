@@ -3,9 +3,9 @@
 //! data directory.
 //!
 //! A running coordinator holds its store: the backup then asks it for a
-//! snapshot (`grpc::backup_client`). A stopped one's store is read here.
-//! The embedded store only: a PostgreSQL store is backed up with the
-//! database's own tools (pg_dump), the keys of each host as below.
+//! snapshot (`grpc::backup_client`), whatever its store. A stopped one's
+//! embedded store is read here (PostgreSQL's, with pg_dump). A restore
+//! writes an embedded store; `store copy` takes it on into PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

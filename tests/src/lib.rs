@@ -449,6 +449,21 @@ impl Coordinator {
         dev.started()
     }
 
+    /// A coordinator on `restored` (a data directory a restore wrote) in
+    /// place of this one's lost host, with `env`: the cloud outlives the host
+    /// (its directory is linked in), and the new host takes the address the
+    /// agents' user-data names.
+    pub fn start_as_new_host(&self, restored: TempDir, env: Vec<(String, String)>) -> Coordinator {
+        std::os::unix::fs::symlink(self.data_dir().join("cloud"), restored.path().join("cloud"))
+            .expect("link the cloud in");
+        std::fs::copy(
+            self.data_dir().join("coordinator.address"),
+            restored.path().join("coordinator.address"),
+        )
+        .expect("the lost host's address");
+        Coordinator::start_in_with(restored, slipway_coordinator::sample::SAMPLE_FLEET, env)
+    }
+
     /// `--dev` run by `program` (`previous_coordinator()`, say), with `env`.
     pub fn start_program(program: PathBuf, env: Vec<(String, String)>) -> Coordinator {
         let mut dev = Coordinator::unstarted(TempDir::new("coordinator"), None, env);

@@ -1203,3 +1203,67 @@ fn a_standby_follows_a_ca_rotation_and_takes_over_on_the_new_ca() {
     load.wait_for_requests(20);
     load.finish().assert_no_failures();
 }
+
+#[test]
+fn a_running_postgres_coordinator_backs_up_and_restores_into_a_new_database_mid_deploy() {
+    let server = Postgres::start();
+    let lost_db = server.database("lost");
+    let new_db = server.database("restored");
+    let mut dev = Coordinator::start_with(None, vec![("SLIPWAY_STORE".into(), lost_db.clone())]);
+    dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+    let id = dev.pause_at("attaching/entered", |dev| dev.enqueue("v2", "staging"));
+    let keys = slipway_tests::TempDir::new("pg-backup");
+    let passphrase = keys.path().join("passphrase");
+    std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+    let file = keys.path().join("slipway.backup");
+    let coordinator = |args: &[&str]| {
+        let run = std::process::Command::new(binary("slipway-coordinator"))
+            .args(args)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(run.status.success(), "{args:?}: {said}");
+        said
+    };
+    let data_dir = dev.data_dir().to_str().unwrap().to_string();
+    let (out, pass) = (file.to_str().unwrap(), passphrase.to_str().unwrap());
+    let said = coordinator(&[
+        "backup",
+        "--data-dir",
+        &data_dir,
+        "--out",
+        out,
+        "--with-keys",
+        "--passphrase-file",
+        pass,
+    ]);
+    assert!(said.contains("with the CA and secrets keys"), "{said}");
+
+    // The host and its database are lost; restored into a new data
+    // directory, copied into a new database, started there.
+    dev.kill();
+    let fresh = slipway_tests::TempDir::new("pg-restored");
+    let fresh_dir = fresh.path().to_str().unwrap().to_string();
+    coordinator(&[
+        "restore",
+        "--data-dir",
+        &fresh_dir,
+        "--from",
+        out,
+        "--passphrase-file",
+        pass,
+    ]);
+    let copied = coordinator(&["store", "copy", "--from", &fresh_dir, "--to", &new_db]);
+    assert!(copied.contains("copied"), "{copied}");
+    std::fs::remove_dir_all(fresh.path().join("store")).unwrap();
+    let back = dev.start_as_new_host(fresh, vec![("SLIPWAY_STORE".into(), new_db.clone())]);
+    assert!(back.log().contains("/restored"), "runs on the new database");
+    let finished = back.cli(&["show", &id, "--follow", "-o", "json"]).json();
+    assert_eq!(finished["phase"], "succeeded", "{finished}");
+    back.ok(&["audit", "verify"]);
+    back.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
+}

@@ -521,7 +521,7 @@ fn a_backup_taken_mid_deploy_restores_into_a_fresh_data_dir_and_the_deploy_finis
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    let back = start_as_new_host(&dev, fresh);
+    let back = dev.start_as_new_host(fresh, Vec::new());
     let finished = back.cli(&["show", &id, "--follow", "-o", "json"]).json();
     assert_eq!(finished["phase"], "succeeded", "{finished}");
     back.ok(&["audit", "verify"]);
@@ -647,7 +647,7 @@ fn a_stopped_coordinator_s_store_backs_up_to_a_public_key_that_only_its_identity
     for file in ["ca/ca.pem", "ca/ca.key", "secrets.key"] {
         std::fs::copy(dev.data_dir().join(file), fresh.path().join(file)).unwrap();
     }
-    let back = start_as_new_host(&dev, fresh);
+    let back = dev.start_as_new_host(fresh, Vec::new());
     let after = back.ok(&["deployments", "-o", "json"]).json();
     let ids = |list: &serde_json::Value| -> Vec<(String, String)> {
         list.as_array()
@@ -658,18 +658,4 @@ fn a_stopped_coordinator_s_store_backs_up_to_a_public_key_that_only_its_identity
     };
     assert_eq!(ids(&after), ids(&before));
     back.ok(&["audit", "verify"]);
-}
-
-/// A coordinator on `restored` (a data directory a restore wrote) in place of
-/// `lost`'s host: the cloud outlives the host (its directory is linked in), and
-/// the new host takes the address the agents' user-data names.
-fn start_as_new_host(lost: &Coordinator, restored: TempDir) -> Coordinator {
-    std::os::unix::fs::symlink(lost.data_dir().join("cloud"), restored.path().join("cloud"))
-        .unwrap();
-    std::fs::copy(
-        lost.data_dir().join("coordinator.address"),
-        restored.path().join("coordinator.address"),
-    )
-    .unwrap();
-    Coordinator::start_in(restored, SAMPLE_FLEET)
 }
