@@ -52,6 +52,8 @@ pub struct CaRotation {
     pub ca: Arc<Ca>,
     agents: Arc<AgentHub>,
     db: Db,
+    /// What a standby last said it lacks: said again only when it changes.
+    said: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for CaRotation {
@@ -62,7 +64,12 @@ impl std::fmt::Debug for CaRotation {
 
 impl CaRotation {
     pub fn new(ca: Arc<Ca>, agents: Arc<AgentHub>, db: Db) -> CaRotation {
-        CaRotation { ca, agents, db }
+        CaRotation {
+            ca,
+            agents,
+            db,
+            said: Default::default(),
+        }
     }
 
     pub fn view(&self) -> RotationView {
@@ -158,9 +165,13 @@ impl CaRotation {
                 if followed.changed {
                     info!(signing = %stored.state.signing, previous = ?stored.state.previous, "standby: CA rotation step taken up");
                 }
-                if let Some(behind) = followed.behind {
+                let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+                if followed.behind != *said
+                    && let Some(behind) = &followed.behind
+                {
                     warn!("standby: {behind}");
                 }
+                *said = followed.behind;
             }
             Err(e) => warn!(error = %e, "standby: cannot take up the CA rotation"),
         }

@@ -1,13 +1,14 @@
 //! Starting the coordinator: store, CA, cloud, fleet, then the gRPC port and the
 //! scheduler, until SIGINT or SIGTERM.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::dev;
 use slipway_coordinator::clock::{Clock, SystemClock};
@@ -221,6 +222,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     coordinator.tokens.build_index().await?;
     // Standbys follow the leader's CA rotation from the store.
     coordinator.ca_rotation.take_up().await?;
+    let foreign = coordinator.operations.secrets.foreign_key_ids().await?;
+    if !foreign.is_empty() {
+        error!(keys = ?foreign, "stored secrets are sealed with a key this host's secrets.key is not: deploys that need them will fail; copy the secrets.key of the host that rotated it here and restart");
+    }
     // The background tasks this process owns: the scheduler ends after a
     // graceful stop; the others are ended with the process's tasks below.
     let scheduler = coordinator.scheduler.start();
@@ -405,6 +410,7 @@ async fn stand_by(
     let observer = slipway_coordinator::observed::start(coordinator.observer.clone());
     let following = coordinator.clone();
     let follow = tokio::spawn(async move {
+        let mut foreign_keys = BTreeSet::new();
         loop {
             tokio::time::sleep(terms.every()).await;
             if let Err(e) = following.revocations.reload().await {
@@ -414,6 +420,17 @@ async fn stand_by(
                 warn!(error = %e, "standby: cannot read the fleet in force");
             }
             following.ca_rotation.follow().await;
+            // Said when it changes, not at every tick.
+            match following.operations.secrets.foreign_key_ids().await {
+                Ok(ids) if ids != foreign_keys => {
+                    if !ids.is_empty() {
+                        warn!(keys = ?ids, "standby: stored secrets are sealed with a key this host's secrets.key is not (rotated on the leader?): copy the leader's secrets.key here before this standby may lead");
+                    }
+                    foreign_keys = ids;
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "standby: cannot read the secrets' keys"),
+            }
         }
     });
     let standby = grpc::standby::StandbyLayer {

@@ -14,7 +14,7 @@
 //! which key its values need. The key file also carries the seed of the
 //! configuration digest, which a rotation keeps, so digests do not change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -287,6 +287,26 @@ impl Secrets {
     /// The id of the key values are sealed with now.
     pub async fn key_id(&self) -> String {
         self.key.read().await.id.clone()
+    }
+
+    /// Ids of keys stored secrets are sealed with that this host's key file
+    /// (as it is on disk now) is not: a standby whose `secrets.key` was not
+    /// replaced after a rotation on the leader could open none of them once
+    /// it leads. Empty once the leader's file is copied here.
+    pub async fn foreign_key_ids(&self) -> Result<BTreeSet<String>, SecretError> {
+        let bytes = std::fs::read(&self.key_file).map_err(|e| SecretError::KeyFile {
+            path: self.key_file.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let on_disk = SealingKey::of(&bytes).map(|k| k.id);
+        Ok(self
+            .db
+            .all::<SealedSecret>()
+            .await?
+            .into_iter()
+            .filter_map(|s| s.sealed_with)
+            .filter(|id| Some(id) != on_disk.as_ref())
+            .collect())
     }
 
     /// Replaces the key with a new one, re-sealing every value with it; the
@@ -758,6 +778,15 @@ mod tests {
             with_old.reveal("prod1", "hello", &[]).await,
             Err(SecretError::Undecryptable(_))
         ));
+        // Such a host (a standby not given the new file) says which key it
+        // lacks, until the file is copied to it.
+        assert_eq!(
+            with_old.foreign_key_ids().await.unwrap(),
+            std::collections::BTreeSet::from([rotated.to.clone()])
+        );
+        assert!(secrets.foreign_key_ids().await.unwrap().is_empty());
+        std::fs::copy(&path, &old_path).unwrap();
+        assert!(with_old.foreign_key_ids().await.unwrap().is_empty());
         let _ = std::fs::remove_file(&old_path);
         let _ = std::fs::remove_file(&path);
     }
