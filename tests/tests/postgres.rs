@@ -726,6 +726,29 @@ fn a_standby_answers_reads_and_sends_writes_to_the_leader_and_the_cli_works_whil
         );
     }
 
+    // A backup asked of the standby is taken by the leader it names.
+    let document = runtime.block_on(async {
+        use slipway_coordinator::pki::{Ca, Identity, Role};
+        let ca = Ca::load_or_create(
+            &dev.data_dir().join("ca"),
+            std::sync::Arc::new(slipway_coordinator::clock::SystemClock),
+        )
+        .unwrap();
+        let admin = ca
+            .issue_client(
+                &Identity::new("backup", Role::Admin),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        slipway_coordinator::grpc::backup_client::fetch(&standby_address, &ca.trusted_pem(), &admin)
+            .await
+    });
+    let document: slipway_coordinator::backup::Document =
+        serde_json::from_slice(&document.expect("the leader's snapshot")).unwrap();
+    assert!(document.entries() > 0);
+    let backups = dev.audit_results("backup");
+    assert_eq!(backups.len(), 1, "audited once, by the leader: {backups:?}");
+
     // The CLI at the standby first: `status` is answered there, and a deploy
     // is followed to the leader, which audits it as the caller's.
     let standby_first = profile_calling(
