@@ -74,6 +74,15 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The sample fleet with agent certificates of 6 s: each agent renews every
+/// 4 s (two thirds in), so tests see renewals in seconds.
+pub fn fleet_renewing_agents_every_4s() -> String {
+    slipway_coordinator::sample::SAMPLE_FLEET.replace(
+        "[coordinator]\n",
+        "[coordinator]\nagent_certificate_lifetime = \"6s\"\n",
+    )
+}
+
 /// The previous release's coordinator, which `tests/build-previous` builds
 /// from `tests/fixtures/previous-release.tar.gz` (tests/run does, before the
 /// suite): refused if missing or older than that source.

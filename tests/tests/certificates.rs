@@ -37,11 +37,7 @@ fn audited(c: &Coordinator, action: &str, target: &str) -> usize {
 
 #[test]
 fn agents_renew_their_certificates_before_expiry_without_dropping_services() {
-    let fleet = SAMPLE_FLEET.replace(
-        "[coordinator]\n",
-        "[coordinator]\nagent_certificate_lifetime = \"6s\"\n",
-    );
-    let mut c = Coordinator::start_dev_with_fleet(&fleet);
+    let mut c = Coordinator::start_dev_with_fleet(&slipway_tests::fleet_renewing_agents_every_4s());
     c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     let instance = staging_instance(&c);
     let cert_file = c
@@ -226,11 +222,7 @@ fn python_trusts(ca_file: &std::path::Path, listen: &str) -> bool {
 
 #[test]
 fn the_ca_rotates_with_an_overlap_window_under_a_running_fleet_and_no_request_fails() {
-    let fleet = SAMPLE_FLEET.replace(
-        "[coordinator]\n",
-        "[coordinator]\nagent_certificate_lifetime = \"6s\"\n",
-    );
-    let mut c = Coordinator::start_dev_with_fleet(&fleet);
+    let mut c = Coordinator::start_dev_with_fleet(&slipway_tests::fleet_renewing_agents_every_4s());
     c.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     let instance = staging_instance(&c);
     let services: BTreeSet<u32> = instance_processes(&instance).into_iter().collect();

@@ -445,16 +445,12 @@ fn leader_and_standby(
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     let from = dev.log_len();
     let leader = format!("https://{}", dev.listen);
-    let standby = dev.start_standby(
-        &standby_listen,
-        &[("SLIPWAY_STORE", standby_store), ("SLIPWAY_PEERS", &leader)],
-    );
+    let standby = standby_beside(&dev, &standby_listen, standby_store, &leader);
     dev.wait_for_log(
         from,
         "standby: another coordinator leads",
         Duration::from_secs(60),
     );
-    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
     (dev, standby, format!("https://{standby_listen}"))
 }
 
@@ -646,26 +642,43 @@ impl Drop for Killed {
     }
 }
 
-/// A copy of the dev profile that calls `first`, then `others`.
+/// A copy of `profile` (beside it, as `name`) that calls `first`, then `others`.
 fn profile_calling(
-    dev: &Coordinator,
+    profile: &std::path::Path,
     name: &str,
     first: &str,
     others: &[&str],
 ) -> std::path::PathBuf {
-    let profile = std::fs::read_to_string(dev.profile()).unwrap();
-    let kept: String = profile
+    let text = std::fs::read_to_string(profile).unwrap();
+    let kept: String = text
         .lines()
         .filter(|l| !l.starts_with("coordinator =") && !l.starts_with("other_coordinators ="))
         .map(|l| format!("{l}\n"))
         .collect();
-    let path = dev.data_dir().join(name);
+    let path = profile.with_file_name(name);
     std::fs::write(
         &path,
         format!("coordinator = \"{first}\"\nother_coordinators = {others:?}\n{kept}"),
     )
     .unwrap();
     path
+}
+
+/// A standby of `dev`'s on `listen`, on `store`, following `leader`; once it
+/// serves reads.
+fn standby_beside(
+    dev: &Coordinator,
+    listen: &str,
+    store: &str,
+    leader: &str,
+) -> std::process::Child {
+    let from = dev.log_len();
+    let standby = dev.start_standby(
+        listen,
+        &[("SLIPWAY_STORE", store), ("SLIPWAY_PEERS", leader)],
+    );
+    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    standby
 }
 
 #[test]
@@ -752,7 +765,7 @@ fn a_standby_answers_reads_and_sends_writes_to_the_leader_and_the_cli_works_whil
     // The CLI at the standby first: `status` is answered there, and a deploy
     // is followed to the leader, which audits it as the caller's.
     let standby_first = profile_calling(
-        &dev,
+        &dev.profile(),
         "standby-first.toml",
         &standby_address,
         &[&leader_address],
@@ -792,18 +805,11 @@ fn a_standby_answers_reads_and_sends_writes_to_the_leader_and_the_cli_works_whil
     // A standby again, then the leader down: reads are answered at once (by
     // the standby, before it takes over), and writes once it has.
     let from = dev.log_len();
-    let standby = dev.start_standby(
-        &standby_listen,
-        &[
-            ("SLIPWAY_STORE", url.as_str()),
-            ("SLIPWAY_PEERS", leader_address.as_str()),
-        ],
-    );
-    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    let standby = standby_beside(&dev, &standby_listen, &url, &leader_address);
     dev.kill();
     dev.adopt(standby);
     let leader_first = profile_calling(
-        &dev,
+        &dev.profile(),
         "leader-first.toml",
         &leader_address,
         &[&standby_address],
@@ -1029,17 +1035,9 @@ fn a_rolling_upgrade_runs_through_a_mixed_version_pair_and_fails_no_request() {
 
     // Today's build stands by beside it: a mixed-version pair on one store.
     dev.set_program(None);
-    let from = dev.log_len();
-    let standby = dev.start_standby(
-        &second_listen,
-        &[
-            ("SLIPWAY_STORE", url.as_str()),
-            ("SLIPWAY_PEERS", first.as_str()),
-        ],
-    );
-    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    let standby = standby_beside(&dev, &second_listen, &url, &first);
     // The new standby answers reads and passes a deploy to the old leader.
-    let via_new = profile_calling(&dev, "via-new.toml", &second, &[&first]);
+    let via_new = profile_calling(&dev.profile(), "via-new.toml", &second, &[&first]);
     let run = dev.cli_as(&via_new, &["status", "hello", "-o", "json"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let run = dev.cli_as(
@@ -1069,19 +1067,11 @@ fn a_rolling_upgrade_runs_through_a_mixed_version_pair_and_fails_no_request() {
     dev.learn_address();
     assert_eq!(dev.listen, second_listen);
     // ...and the upgraded host comes back beside it as a standby.
-    let from = dev.log_len();
-    let mut upgraded = dev.start_standby(
-        &first_listen,
-        &[
-            ("SLIPWAY_STORE", url.as_str()),
-            ("SLIPWAY_PEERS", second.as_str()),
-        ],
-    );
-    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    let mut upgraded = standby_beside(&dev, &first_listen, &url, &second);
 
     // Both on today's build: deploys go on, through either address. A
     // refused one names no request id: the standby's refusal acted on nothing.
-    let via_upgraded = profile_calling(&dev, "via-upgraded.toml", &first, &[&second]);
+    let via_upgraded = profile_calling(&dev.profile(), "via-upgraded.toml", &first, &[&second]);
     let run = dev.cli_as(
         &via_upgraded,
         &["deploy", "hello", "v3", "--env", "staging"],
@@ -1114,18 +1104,13 @@ fn a_rolling_upgrade_runs_through_a_mixed_version_pair_and_fails_no_request() {
 
 #[test]
 fn a_standby_follows_a_ca_rotation_and_takes_over_on_the_new_ca() {
-    use slipway_coordinator::sample::SAMPLE_FLEET;
     let server = Postgres::start();
     let url = server.database("rotation");
     let standby_listen = format!("127.0.0.1:{}", slipway_tests::free_port());
     let standby_address = format!("https://{standby_listen}");
-    let fleet = SAMPLE_FLEET.replace(
-        "[coordinator]\n",
-        "[coordinator]\nagent_certificate_lifetime = \"6s\"\n",
-    );
     let mut dev = Coordinator::start_in_with(
         slipway_tests::TempDir::new("coordinator"),
-        &fleet,
+        &slipway_tests::fleet_renewing_agents_every_4s(),
         vec![
             ("SLIPWAY_STORE".into(), url.clone()),
             ("SLIPWAY_PEERS".into(), standby_address.clone()),
@@ -1135,30 +1120,11 @@ fn a_standby_follows_a_ca_rotation_and_takes_over_on_the_new_ca() {
     dev.ok(&["deploy", "hello", "v1", "--env", "staging", "--wait"]);
     let keys = slipway_tests::TempDir::new("rotation-keys");
     let stale = dev.issue(keys.path(), "stale", "viewer", &[]);
-    let from = dev.log_len();
-    let standby = dev.start_standby(
-        &standby_listen,
-        &[
-            ("SLIPWAY_STORE", url.as_str()),
-            ("SLIPWAY_PEERS", leader_address.as_str()),
-        ],
-    );
-    dev.wait_for_log(from, "standby serving reads", Duration::from_secs(60));
+    let standby = standby_beside(&dev, &standby_listen, &url, &leader_address);
     let load = Load::start(&dev.endpoint("staging"));
     load.wait_for_requests(20);
     let at_standby = |profile: &std::path::Path| {
-        let path = profile.with_extension("standby.toml");
-        let text = std::fs::read_to_string(profile).unwrap();
-        let kept: String = text
-            .lines()
-            .filter(|l| !l.starts_with("coordinator =") && !l.starts_with("other_coordinators ="))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        std::fs::write(
-            &path,
-            format!("coordinator = \"{standby_address}\"\n{kept}"),
-        )
-        .unwrap();
+        let path = profile_calling(profile, "at-standby.toml", &standby_address, &[]);
         dev.cli_as(&path, &["status"]).code
     };
 

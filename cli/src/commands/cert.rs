@@ -43,12 +43,7 @@ pub async fn issue(client: &mut Client, output: Output, asked: Issue) -> Result<
     )
     .with_context(|| format!("cannot write the certificate to {}", out.display()))?;
     if output.structured() {
-        let issued = Issued {
-            profile: written.display().to_string(),
-            expires_at: rfc3339(expires_at_ms),
-            expires_at_ms,
-        };
-        return print(output, &issued);
+        return print_issued(output, &written, expires_at_ms);
     }
     println!(
         "issued {name} ({role}), expires {}: use it with --profile {}",
@@ -82,12 +77,7 @@ pub async fn renew(client: &mut Client, output: Output) -> Result<(), Failure> {
     let path = client.profile.path.clone();
     crate::profile::renew(&path, &ca_pem, &certificate_pem, &key.serialize_pem())?;
     if output.structured() {
-        let issued = Issued {
-            profile: path.display().to_string(),
-            expires_at: rfc3339(expires_at_ms),
-            expires_at_ms,
-        };
-        return print(output, &issued);
+        return print_issued(output, &path, expires_at_ms);
     }
     println!(
         "renewed, expires {}: written into {} (the files it named before are left as they were)",
@@ -95,4 +85,18 @@ pub async fn renew(client: &mut Client, output: Output) -> Result<(), Failure> {
         path.display()
     );
     Ok(())
+}
+
+/// The `Issued` document of a profile written at `profile`.
+fn print_issued(
+    output: Output,
+    profile: &std::path::Path,
+    expires_at_ms: i64,
+) -> Result<(), Failure> {
+    let issued = Issued {
+        profile: profile.display().to_string(),
+        expires_at: rfc3339(expires_at_ms),
+        expires_at_ms,
+    };
+    print(output, &issued)
 }
