@@ -423,3 +423,91 @@ async fn the_audit_log_releases_and_deployments_come_in_pages_and_the_cli_reads_
         "the four sample releases and 1,001 more"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ca_rotation_and_renewal_take_nothing_a_caller_is_not_owed() {
+    use slipway_proto::v1::operator_service_client::OperatorServiceClient;
+    use slipway_proto::v1::{CaRotationRequest, RenewCertificateRequest};
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+    let c = Coordinator::start();
+    let mut admin = OperatorServiceClient::new(c.admin_channel());
+    // A step that is none: refused, its megabytes not echoed; nothing rotated.
+    let bad = admin
+        .rotate_ca(CaRotationRequest {
+            step: "begin; rm -rf /".repeat(100_000),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert!(bad.message().len() < 200, "{} bytes", bad.message().len());
+    let finish = admin
+        .rotate_ca(CaRotationRequest {
+            step: "finish".into(),
+            force: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(finish.code(), tonic::Code::FailedPrecondition);
+    assert!(finish.message().contains("no CA rotation"), "{finish:?}");
+    let garbage = admin
+        .renew_certificate(RenewCertificateRequest {
+            csr_pem: "not a csr".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(garbage.code(), tonic::Code::InvalidArgument);
+    assert!(garbage.message().contains("PKCS#10"), "{garbage:?}");
+
+    // A viewer's renewal asking to be an admin named root gets a viewer's
+    // certificate in its own name; it may not rotate.
+    let dir = TempDir::new("renewal");
+    let profile = c.issue(dir.path(), "vera", "viewer", &[]);
+    let read = |name: &str| std::fs::read_to_string(profile.with_file_name(name)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem")))
+        .identity(Identity::from_pem(read("cert.pem"), read("key.pem")))
+        .domain_name("slipway-coordinator");
+    let channel = Channel::from_shared(format!("https://{}", c.listen))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    let mut viewer = OperatorServiceClient::new(channel);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut asked = rcgen::CertificateParams::default();
+    asked
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, "admin");
+    asked
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "root");
+    let csr_pem = asked.serialize_request(&key).unwrap().pem().unwrap();
+    let renewed = viewer
+        .renew_certificate(RenewCertificateRequest { csr_pem })
+        .await
+        .unwrap()
+        .into_inner();
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(renewed.certificate_pem.as_bytes())
+        .unwrap();
+    let identity = slipway_coordinator::pki::identity_from_der(&der).unwrap();
+    assert_eq!(
+        (identity.name.as_str(), identity.role.as_str()),
+        ("vera", "viewer")
+    );
+    let refused = viewer
+        .rotate_ca(CaRotationRequest {
+            step: "begin".into(),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let status = admin
+        .rotate_ca(CaRotationRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.previous.is_empty(), "nothing rotated: {status:?}");
+}
