@@ -173,3 +173,54 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     slipway_common::private_file::write(path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn ca_pem() -> String {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        CertificateParams::default()
+            .self_signed(&key)
+            .unwrap()
+            .pem()
+    }
+
+    fn signed(ca_pem: &str) -> Signed {
+        Signed {
+            certificate_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+            expires_at_ms: 10_000,
+            ca_pem: ca_pem.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_cas_a_renewal_names_replace_the_known_ones_and_nothing_else_does() {
+        let dir = std::env::temp_dir().join(format!("slipway-agent-trust-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        // A coordinator from before CA rotation names none: the user-data CA.
+        let first = adopt(&dir, &key, signed(""), 1, "issued").unwrap();
+        assert_eq!(first.trust_pem, None);
+        let two = format!("{}{}", ca_pem(), ca_pem());
+        let rotating = adopt(&dir, &key, signed(&two), 2, "renewed").unwrap();
+        assert_eq!(rotating.trust_pem.as_deref(), Some(two.as_str()));
+        // Garbage, or a key where certificates belong, changes nothing.
+        for bad in [
+            "not pem",
+            "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n",
+        ] {
+            let kept = adopt(&dir, &key, signed(bad), 3, "renewed").unwrap();
+            assert_eq!(kept.trust_pem.as_deref(), Some(two.as_str()), "{bad}");
+        }
+        let one = ca_pem();
+        adopt(&dir, &key, signed(&one), 4, "renewed").unwrap();
+        assert_eq!(
+            stored(&dir, 5).unwrap().trust_pem.as_deref(),
+            Some(one.as_str())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
