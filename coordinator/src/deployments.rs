@@ -294,7 +294,8 @@ impl Deployments {
 
     /// Stores a new queued deployment of `release` onto `environment`, changed
     /// by `shape` before it is stored (a replacement of some instances, say):
-    /// the scheduler never sees it unshaped.
+    /// the scheduler never sees it unshaped. A request id (`claim`) is
+    /// claimed for it in the same batch (`requests::claim`).
     pub async fn enqueue(
         &self,
         requested_by: String,
@@ -302,6 +303,7 @@ impl Deployments {
         environment: &str,
         desired: u32,
         shape: impl FnOnce(&mut Deployment),
+        claim: Option<&crate::requests::RequestKey>,
     ) -> Result<Deployment, StoreError> {
         let seq = self.db.next_id().await?;
         let now = self.clock.now();
@@ -310,6 +312,9 @@ impl Deployments {
         shape(&mut deployment);
         let mut changes = Changes::default();
         changes.put(&deployment)?;
+        if let Some(key) = claim {
+            crate::requests::claim(&mut changes, key, &deployment.id, now)?;
+        }
         indexed(&mut changes, None, &deployment)?;
         self.events
             .commit(changes, events_of(None, &deployment))
@@ -587,7 +592,7 @@ mod tests {
             provenance: Default::default(),
         };
         let stored = deployments
-            .enqueue("ci".into(), &release, "prod1", 2, |_| {})
+            .enqueue("ci".into(), &release, "prod1", 2, |_| {}, None)
             .await
             .unwrap();
         let launch = |d: &mut Deployment| {
@@ -658,6 +663,7 @@ mod index_tests {
                 environment,
                 1,
                 |_| {},
+                None,
             )
             .await
             .unwrap();

@@ -196,9 +196,14 @@ async fn replace_lost(c: &LostWatch, attempted: &mut BTreeSet<String>) -> Result
             let desired = lost.len() as u32;
             let replacement = c
                 .deployments
-                .enqueue(REPLACER.to_string(), &release, environment, desired, |d| {
-                    d.replaces = lost.clone();
-                })
+                .enqueue(
+                    REPLACER.to_string(),
+                    &release,
+                    environment,
+                    desired,
+                    |d| d.replaces = lost.clone(),
+                    None,
+                )
                 .await?;
             attempted.extend(lost.iter().cloned());
             let target = format!("{project}/{environment} ({})", lost.join(", "));

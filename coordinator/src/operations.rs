@@ -17,6 +17,7 @@ use crate::promote::{self, Promotions, RecordState};
 use crate::queue::ReleaseQueue;
 use crate::release::{Release, check_version};
 use crate::releases::{ReleaseCheck, Releases};
+use crate::requests::RequestKey;
 use crate::secrets::{Scope, Secrets};
 use crate::store::StoreError;
 use slipway_domain::agent::ServiceState;
@@ -387,12 +388,15 @@ impl Operations {
     }
 
     /// Enqueues a deployment; returns once it is stored durably.
+    /// Enqueues `project@version` onto `environment`; `request`, if given, is
+    /// claimed for the deployment in the batch that stores it.
     pub async fn deploy(
         &self,
         who: &Identity,
         project: &str,
         version: &str,
         environment: &str,
+        request: Option<&RequestKey>,
     ) -> Result<Deployment> {
         self.check_project(project)?;
         self.check_environment(environment)?;
@@ -401,7 +405,7 @@ impl Operations {
         let Some(release) = self.stored_release(project, version).await? else {
             return Err(self.no_release(project, version).await?);
         };
-        self.enqueue(who.name.clone(), &release, environment, |_| {})
+        self.enqueue(who.name.clone(), &release, environment, |_| {}, request)
             .await
     }
 
@@ -436,6 +440,7 @@ impl Operations {
         release: &Release,
         environment: &str,
         shape: impl FnOnce(&mut Deployment),
+        request: Option<&RequestKey>,
     ) -> Result<Deployment> {
         let desired = self
             .fleet()
@@ -443,7 +448,7 @@ impl Operations {
             .ok_or_else(|| OperationError::NotFound(format!("no environment {environment:?}")))?;
         Ok(self
             .deployments
-            .enqueue(requested_by, release, environment, desired, shape)
+            .enqueue(requested_by, release, environment, desired, shape, request)
             .await?)
     }
 
@@ -998,12 +1003,14 @@ impl Operations {
         })
     }
 
-    /// Enqueues the release that ran on the target before the current one.
+    /// Enqueues the release that ran on the target before the current one
+    /// (`request` claimed as in `deploy`).
     pub async fn rollback(
         &self,
         who: &Identity,
         project: &str,
         environment: &str,
+        request: Option<&RequestKey>,
     ) -> Result<Deployment> {
         self.check_project(project)?;
         self.check_environment(environment)?;
@@ -1055,6 +1062,7 @@ impl Operations {
             &release,
             environment,
             |d| d.passes_freeze = Some(format!("a rollback by {}", who.name)),
+            request,
         )
         .await
     }

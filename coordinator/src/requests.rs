@@ -6,10 +6,12 @@
 //! caller's id never finds it. Calls with the same key wait for each other,
 //! so two at once act once. A refusal is not kept: a retry may succeed.
 //!
-//! The answer is stored after the action, in a batch of its own: a
-//! coordinator killed between the two acts again on the retry. That window is
-//! the time of one store write; a lost answer (the caller killed, a
-//! connection cut) is the case this is for.
+//! The answer is stored after the action, in a batch of its own. An action
+//! that makes a deployment (deploy, rollback) also claims the key in the
+//! batch that stores the deployment: a coordinator killed between the two
+//! writes then answers the retry with that deployment, never a second one.
+//! Other actions act again in that window (a cancel or a promotion asks for
+//! a state; a release registered twice is refused the second time).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,19 +21,47 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::clock::{Clock, Millis};
-use crate::store::{Db, Record, StoreError, Table};
+use crate::store::{Changes, Db, Record, StoreError, Table};
 
 /// How long a first answer is given again.
 pub const KEPT: Duration = Duration::from_secs(24 * 3600);
 /// Longest request id accepted.
 const MAX_ID: usize = 64;
 
-/// A first answer, as the edge encoded it.
+/// A first answer, as the edge encoded it; or, until it is stored, the
+/// deployment the action made (its claim, written with the deployment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Answered {
     key: String,
     at: Millis,
     answer: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deployment: Option<String>,
+}
+
+/// What a key was given before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Before {
+    /// The answer itself.
+    Answer(Vec<u8>),
+    /// Only the deployment the action made: its answer was not stored.
+    Deployment(String),
+}
+
+/// Claims `key` for deployment `id`, in the batch that stores it.
+pub fn claim(
+    changes: &mut Changes,
+    key: &RequestKey,
+    id: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
+    changes.put(&Answered {
+        key: key.0.clone(),
+        at,
+        answer: Vec::new(),
+        deployment: Some(id.to_string()),
+    })?;
+    Ok(())
 }
 
 impl Record for Answered {
@@ -100,15 +130,23 @@ impl Requests {
         }
     }
 
-    /// The first answer given to `held`'s key within `KEPT`, if any.
-    pub async fn answered(&self, held: &Held) -> Result<Option<Vec<u8>>, StoreError> {
+    /// What `held`'s key was given within `KEPT`, if anything.
+    pub async fn answered(&self, held: &Held) -> Result<Option<Before>, StoreError> {
         let since = self.clock.now() - KEPT.as_millis() as Millis;
         Ok(self
             .db
             .get::<Answered>(&held.key.0)
             .await?
             .filter(|a| a.at >= since)
-            .map(|a| a.answer))
+            .map(|a| match a.deployment {
+                Some(id) if a.answer.is_empty() => Before::Deployment(id),
+                _ => Before::Answer(a.answer),
+            }))
+    }
+
+    /// The key `held` holds.
+    pub fn key<'a>(&self, held: &'a Held) -> &'a RequestKey {
+        &held.key
     }
 
     /// Forgets the answers older than `KEPT`; how many.
@@ -136,6 +174,7 @@ impl Requests {
                 key: held.key.0.clone(),
                 at: self.clock.now(),
                 answer,
+                deployment: None,
             })
             .await
     }
@@ -158,7 +197,7 @@ mod tests {
         let again = requests.hold(key("ci")).await;
         assert_eq!(
             requests.answered(&again).await.unwrap(),
-            Some(b"d-7".to_vec())
+            Some(Before::Answer(b"d-7".to_vec()))
         );
         drop(again);
         let other = requests.hold(key("alice")).await;
@@ -185,7 +224,10 @@ mod tests {
         assert!(!waiting.is_finished());
         requests.remember(&first, b"first".to_vec()).await.unwrap();
         drop(first);
-        assert_eq!(waiting.await.unwrap(), Some(b"first".to_vec()));
+        assert_eq!(
+            waiting.await.unwrap(),
+            Some(Before::Answer(b"first".to_vec()))
+        );
     }
 
     #[test]

@@ -298,12 +298,15 @@ async fn a_deployer_limited_to_staging_is_refused_prod1_and_registering() {
     let s = Sandbox::new().await;
     let c = &s.coordinator.operations;
     let ci = Identity::operator("ci", "deployer", &["staging".to_string()]).unwrap();
-    let refused = c.deploy(&ci, "hello", "v1", "prod1").await.unwrap_err();
+    let refused = c
+        .deploy(&ci, "hello", "v1", "prod1", None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&refused, OperationError::PermissionDenied(m) if m.contains("not prod1")),
         "{refused}"
     );
-    let refused = c.rollback(&ci, "hello", "prod1").await.unwrap_err();
+    let refused = c.rollback(&ci, "hello", "prod1", None).await.unwrap_err();
     assert!(
         matches!(refused, OperationError::PermissionDenied(_)),
         "{refused}"
@@ -333,7 +336,7 @@ async fn a_deployer_limited_to_staging_is_refused_prod1_and_registering() {
         matches!(&refused, OperationError::PermissionDenied(m) if m.contains("may not register releases")),
         "{refused}"
     );
-    let queued = c.deploy(&ci, "hello", "v1", "staging").await.unwrap();
+    let queued = c.deploy(&ci, "hello", "v1", "staging", None).await.unwrap();
     assert_eq!(queued.environment, "staging");
     let (all, _) = c.deployments(None, None, 100, None).await.unwrap();
     assert_eq!(all.len(), 2, "only the allowed deployments were stored");

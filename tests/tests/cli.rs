@@ -1257,7 +1257,59 @@ fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_depl
         "the retry with the named id acted again"
     );
 
+    // Killed after the deployment is stored and before its answer is: the
+    // claim stored with the deployment answers the retry with it.
+    let known: Vec<Value> = of_v1(&dev).iter().map(|d| d["id"].clone()).collect();
+    let waiting = dev.pause_at("request/acted", |dev| {
+        dev.cli_in_background(&deploy("ci-run-9"))
+    });
+    dev.kill();
+    assert_eq!(waiting.finish().code, Some(8));
+    dev.crash_and_restart();
+    let made: Vec<Value> = of_v1(&dev)
+        .iter()
+        .map(|d| d["id"].clone())
+        .filter(|id| !known.contains(id))
+        .collect();
+    assert_eq!(made.len(), 1, "the killed call stored its deployment");
+    let retried = dev.ok(&deploy("ci-run-9")).json();
+    assert_eq!(retried["id"], made[0], "{retried}");
+    assert_eq!(of_v1(&dev).len(), 6, "the retry acted again");
+    let rollback = [
+        "rollback",
+        "hello",
+        "--env",
+        "staging",
+        "--request-id",
+        "ci-back-1",
+        "-o",
+        "json",
+    ];
+    // A rollback likewise (from v2, once the queue has run to it).
+    dev.ok(&["deploy", "hello", "v2", "--env", "staging", "--wait"]);
+    let waiting = dev.pause_at("request/acted", |dev| dev.cli_in_background(&rollback));
+    dev.kill();
+    waiting.finish();
+    dev.crash_and_restart();
+    let count = dev
+        .ok(&["deployments", "-o", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .len();
+    let back = dev.ok(&rollback).json();
+    assert_eq!(
+        dev.ok(&["deployments", "-o", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        count,
+        "the rollback's retry acted again: {back}"
+    );
+
     // An id that is not plain is refused (4), and nothing acts.
+    let before_bad = of_v1(&dev).len();
     let bad = dev.cli(&[
         "deploy",
         "hello",
@@ -1269,7 +1321,7 @@ fn a_deploy_retried_with_its_request_id_after_its_answer_was_lost_makes_one_depl
     ]);
     assert_eq!(bad.code, Some(4), "{}", bad.stderr);
     assert!(bad.stderr.contains("request id"), "{}", bad.stderr);
-    assert_eq!(of_v1(&dev).len(), 5);
+    assert_eq!(of_v1(&dev).len(), before_bad);
 }
 
 /// The request id the CLI made and showed in `stderr` (`r-` and 16 hex digits).

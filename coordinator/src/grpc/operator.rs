@@ -84,34 +84,76 @@ impl OperatorApi {
         T: prost::Message + Default,
         F: std::future::Future<Output = Result<T, Status>>,
     {
-        let Some(id) = asked.get(slipway_common::REQUEST_ID_METADATA) else {
+        let key = request_key(asked, caller, action)?;
+        self.once_keyed(key, caller, action, act, |_| async {
+            Err(Status::internal(
+                "this action makes no deployment to answer with",
+            ))
+        })
+        .await
+    }
+
+    /// `once` for a `key` the action also claims with the deployment it
+    /// makes (`requests::claim`): a retry after a stop that lost the answer
+    /// gets that deployment (`recover`).
+    async fn once_keyed<T, F, R>(
+        &self,
+        key: Option<crate::requests::RequestKey>,
+        caller: &Caller,
+        action: &str,
+        act: F,
+        recover: impl FnOnce(String) -> R,
+    ) -> Result<T, Status>
+    where
+        T: prost::Message + Default,
+        F: std::future::Future<Output = Result<T, Status>>,
+        R: std::future::Future<Output = Result<T, Status>>,
+    {
+        let Some(key) = key else {
             return act.await;
         };
-        let id = id
-            .to_str()
-            .map_err(|_| Status::invalid_argument("the request id must be plain text"))?;
-        let key = crate::requests::RequestKey::new(&caller.identity.name, action, id)
-            .map_err(Status::invalid_argument)?;
         let held = self.requests.hold(key).await;
-        let answered = self
+        let before = self
             .requests
             .answered(&held)
             .await
             .map_err(|e| super::status::of(&e))?;
-        if let Some(answer) = answered {
-            info!(who = %caller, %action, request_id = %id, "a repeated request: its first answer is given again");
-            return T::decode(answer.as_slice()).map_err(|e| {
-                Status::internal(format!("the first answer to {id} is unreadable: {e}"))
-            });
-        }
-        let answer = act.await?;
+        let answer = match before {
+            Some(crate::requests::Before::Answer(answer)) => {
+                info!(who = %caller, %action, request = ?self.requests.key(&held), "a repeated request: its first answer is given again");
+                return T::decode(answer.as_slice()).map_err(|e| {
+                    Status::internal(format!(
+                        "the first answer to this request id is unreadable: {e}"
+                    ))
+                });
+            }
+            Some(crate::requests::Before::Deployment(id)) => {
+                info!(who = %caller, %action, deployment_id = %id, "a repeated request whose answer a stop lost: its deployment is given again");
+                recover(id).await?
+            }
+            None => act.await?,
+        };
+        // The harness stops the coordinator here: acted, the answer not kept.
+        crate::faults::pause_at("request/acted").await;
         if let Err(e) = self.requests.remember(&held, answer.encode_to_vec()).await {
-            warn!(error = %e, request_id = %id, "cannot keep the answer: a retry with this request id acts again");
+            warn!(error = %e, "cannot keep the answer: a retry with this request id acts again");
         }
         drop(held);
         // The harness loses this answer here (the CLI is killed while it waits).
         crate::faults::pause_at("request/answered").await;
         Ok(answer)
+    }
+
+    /// The answer a deploy or rollback gives with deployment `id`.
+    async fn deployment_answer(&self, id: String) -> Result<Deployment, Status> {
+        let deployment = self
+            .operations
+            .deployments
+            .get(&id)
+            .await
+            .map_err(|e| super::status::of(&e))?
+            .ok_or_else(|| Status::internal(format!("{id}, made for this request id, is gone")))?;
+        Ok(convert::bare_deployment(deployment))
     }
 
     async fn audited<T: Outcome>(
@@ -151,6 +193,24 @@ trait Outcome {
     fn about(&self) -> Option<About> {
         None
     }
+}
+
+/// The request id a call carries (`REQUEST_ID_METADATA`), as a key of its
+/// caller's and action's; None: the call carries none.
+fn request_key(
+    asked: &tonic::metadata::MetadataMap,
+    caller: &Caller,
+    action: &str,
+) -> Result<Option<crate::requests::RequestKey>, Status> {
+    let Some(id) = asked.get(slipway_common::REQUEST_ID_METADATA) else {
+        return Ok(None);
+    };
+    let id = id
+        .to_str()
+        .map_err(|_| Status::invalid_argument("the request id must be plain text"))?;
+    crate::requests::RequestKey::new(&caller.identity.name, action, id)
+        .map(Some)
+        .map_err(Status::invalid_argument)
 }
 
 /// What a request is about, before it is answered.
@@ -488,6 +548,7 @@ impl OperatorService for OperatorApi {
         let asked = request.metadata().clone();
         let r = request.into_inner();
         let target = format!("{}@{} -> {}", r.project, r.version, r.environment);
+        let key = request_key(&asked, &caller, "deploy")?;
         let act = async {
             let outcome = async {
             caller.require(Role::Deployer)?;
@@ -496,6 +557,7 @@ impl OperatorService for OperatorApi {
                 required("project", &r.project)?,
                 required("version", &r.version)?,
                 required("environment", &r.environment)?,
+                key.as_ref(),
             ).await?;
             info!(who = %caller, deployment_id = %deployment.id, target = %deployment.target(), version = %deployment.version, "deployment queued");
             Ok(convert::bare_deployment(deployment))
@@ -509,9 +571,11 @@ impl OperatorService for OperatorApi {
             )
             .await
         };
-        self.once(&asked, &caller, "deploy", act)
-            .await
-            .map(Response::new)
+        self.once_keyed(key.clone(), &caller, "deploy", act, |id| {
+            self.deployment_answer(id)
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn cancel(
@@ -672,6 +736,7 @@ impl OperatorService for OperatorApi {
         let asked = request.metadata().clone();
         let r = request.into_inner();
         let target = format!("{} on {}", r.project, r.environment);
+        let key = request_key(&asked, &caller, "rollback")?;
         let act = async {
             let outcome = async {
             caller.require(Role::Deployer)?;
@@ -679,6 +744,7 @@ impl OperatorService for OperatorApi {
                 &caller.identity,
                 required("project", &r.project)?,
                 required("environment", &r.environment)?,
+                key.as_ref(),
             ).await?;
             let how = if deployment.rollback_requested_by.is_some() { "rollback to the standby asked" } else { "rollback queued" };
             info!(who = %caller, deployment_id = %deployment.id, version = %deployment.version, "{how}");
@@ -693,9 +759,11 @@ impl OperatorService for OperatorApi {
             )
             .await
         };
-        self.once(&asked, &caller, "rollback", act)
-            .await
-            .map(Response::new)
+        self.once_keyed(key.clone(), &caller, "rollback", act, |id| {
+            self.deployment_answer(id)
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn infra_plan(

@@ -138,7 +138,7 @@ impl Sandbox {
     pub async fn deploy(&self, version: &str, environment: &str) -> String {
         self.coordinator
             .operations
-            .deploy(&admin(), "hello", version, environment)
+            .deploy(&admin(), "hello", version, environment, None)
             .await
             .unwrap()
             .id
