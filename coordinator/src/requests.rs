@@ -10,8 +10,9 @@
 //! that makes a deployment (deploy, rollback) also claims the key in the
 //! batch that stores the deployment: a coordinator killed between the two
 //! writes then answers the retry with that deployment, never a second one.
-//! Other actions act again in that window (a cancel or a promotion asks for
-//! a state; a release registered twice is refused the second time).
+//! Other actions run again in that window, making nothing twice: a release
+//! registered again is the stored one, a promotion asks for a state, and a
+//! second cancel is refused as already finished.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
