@@ -622,6 +622,7 @@ impl Client {
             agents_on_previous: r.agents_on_previous,
             agents_on_signing: r.agents_on_signing,
             agents_unknown: r.agents_unknown,
+            agents_on_retired: r.agents_on_retired,
         })
     }
 

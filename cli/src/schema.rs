@@ -435,6 +435,9 @@ pub struct CaRotation {
     pub agents_on_signing: u32,
     /// Connected through a standby: their certificate is not seen by the leader.
     pub agents_unknown: u32,
+    /// Connected with a certificate of a CA no longer trusted (a forced
+    /// finish): refused at their next reconnect.
+    pub agents_on_retired: Vec<String>,
 }
 
 /// `infra orphans`: instances Slipway tagged that no deployment knows about.

@@ -31,6 +31,9 @@ pub struct RotationView {
     pub agents_on_signing: usize,
     /// Connected through a standby: their certificate is not seen here.
     pub agents_unknown: usize,
+    /// Connected with a certificate of a CA no longer trusted (a forced
+    /// finish): refused at their next reconnect.
+    pub agents_on_retired: Vec<String>,
 }
 
 /// The leader's step, as stored.
@@ -80,17 +83,21 @@ impl CaRotation {
             agents_on_previous: Vec::new(),
             agents_on_signing: 0,
             agents_unknown: 0,
+            agents_on_retired: Vec::new(),
         };
         for (instance, signer) in self.agents.certificate_cas() {
             if signer == state.signing {
                 view.agents_on_signing += 1;
             } else if state.previous.as_ref() == Some(&signer) {
                 view.agents_on_previous.push(instance);
-            } else {
+            } else if signer.is_empty() {
                 view.agents_unknown += 1;
+            } else {
+                view.agents_on_retired.push(instance);
             }
         }
         view.agents_on_previous.sort();
+        view.agents_on_retired.sort();
         view
     }
 

@@ -416,7 +416,12 @@ fn every_json_document_matches_the_schema_and_yaml_says_the_same() {
         &dev.ok(&["ca", "finish", "--force", "-o", "json"]),
     );
     assert!(finished["previous"].is_null(), "{finished}");
-    docs.read(&dev, "ca status", &["ca", "status"]);
+    // The agents it was forced past still hold the old CA's certificates.
+    let after = docs.read(&dev, "ca status", &["ca", "status"]);
+    assert!(
+        !after["agents_on_retired"].as_array().unwrap().is_empty(),
+        "{after}"
+    );
 
     // Every command the schema lists was run, and every command `--help` lists
     // prints a document the schema knows (or is one that prints none).

@@ -42,16 +42,23 @@ fn show(output: Output, rotation: &CaRotation) -> Result<(), Failure> {
         Some(previous) => println!("still trusted: {previous} (rotation under way)"),
         None => println!("no rotation under way"),
     }
-    let on_previous = &rotation.agents_on_previous;
+    let named = |instances: &[String]| match instances.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", instances.join(", ")),
+    };
     println!(
-        "connected agents: {} on the signing CA, {} on the previous{}, {} not known here (relayed)",
+        "connected agents: {} on the signing CA, {} on the previous{}, {} relayed by a standby (not seen here)",
         rotation.agents_on_signing,
-        on_previous.len(),
-        match on_previous.is_empty() {
-            true => String::new(),
-            false => format!(" ({})", on_previous.join(", ")),
-        },
+        rotation.agents_on_previous.len(),
+        named(&rotation.agents_on_previous),
         rotation.agents_unknown
     );
+    if !rotation.agents_on_retired.is_empty() {
+        println!(
+            "{} connected on a CA no longer trusted{}: refused at their next reconnect",
+            rotation.agents_on_retired.len(),
+            named(&rotation.agents_on_retired)
+        );
+    }
     Ok(())
 }

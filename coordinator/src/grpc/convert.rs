@@ -280,6 +280,7 @@ pub fn ca_rotation(view: crate::ca_rotation::RotationView) -> pb::CaRotation {
         agents_on_previous: view.agents_on_previous,
         agents_on_signing: view.agents_on_signing as u32,
         agents_unknown: view.agents_unknown as u32,
+        agents_on_retired: view.agents_on_retired,
     }
 }
 
