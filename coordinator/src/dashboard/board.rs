@@ -193,9 +193,12 @@ pub fn cells(
                 commit: succeeded.and_then(|d| d.provenance.as_ref()?.commit.clone()),
                 release_since_ms: last_success_at,
                 in_flight,
+                // Read apart from the history: a deployment that finished
+                // between the two reads is in flight here and gone from its
+                // line (a coordinator taking over met it).
                 queued: lines
                     .get(&(project.clone(), environment.clone()))
-                    .map_or(0, |len| len - usize::from(in_flight_here)),
+                    .map_or(0, |len| len.saturating_sub(usize::from(in_flight_here))),
                 lost_agents: lost
                     .get(&(project.clone(), environment.clone()))
                     .cloned()
@@ -514,6 +517,22 @@ mod tests {
         assert_eq!(staging.alarm, None);
         assert_eq!(cells[0].release, None);
         assert_eq!(cells[0].lost_agents, vec!["i-1".to_string()]);
+    }
+
+    #[test]
+    fn a_deployment_that_finished_between_the_two_reads_waits_for_nothing() {
+        let history = [deployment(1, "staging", "v1", Phase::Retiring, 100)];
+        let lines = Lines::from([(("hello".to_string(), "staging".to_string()), 0)]);
+        let cells = cells(
+            &["hello".into()],
+            &["staging".into()],
+            &history,
+            &lines,
+            &BTreeMap::new(),
+            &[],
+        );
+        assert_eq!(cells[0].queued, 0);
+        assert!(cells[0].in_flight.is_some());
     }
 
     #[test]
