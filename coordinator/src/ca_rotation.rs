@@ -52,7 +52,7 @@ impl Record for Published {
 const KEY: &str = "rotation";
 
 pub struct CaRotation {
-    pub ca: Arc<Ca>,
+    ca: Arc<Ca>,
     agents: Arc<AgentHub>,
     db: Db,
     /// What a standby last said it lacks: said again only when it changes.
